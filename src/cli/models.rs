@@ -1,0 +1,84 @@
+use super::BarProgress;
+use crate::models::{self, Registry, Source, VerifyOutcome};
+use anyhow::{bail, Result};
+use clap::Subcommand;
+
+#[derive(Subcommand, Debug)]
+pub enum ModelsCmd {
+    /// List registry entries and whether each is downloaded.
+    List,
+    /// Download a model (default: the default model) and verify its checksum.
+    Pull { name: Option<String> },
+    /// Re-hash a downloaded model against the registry.
+    Verify { name: Option<String> },
+    /// Print where a model's file lives (or, with --config, the user models.toml path).
+    Path {
+        name: Option<String>,
+        #[arg(long)]
+        config: bool,
+    },
+    /// Delete a downloaded model.
+    Rm { name: String },
+}
+
+pub fn run(cmd: ModelsCmd) -> Result<()> {
+    let reg = Registry::load()?;
+    let pick = |n: &Option<String>| -> Result<models::ModelEntry> {
+        Ok(match n {
+            Some(n) => reg.get(n)?.clone(),
+            None => reg.default_entry().clone(),
+        })
+    };
+    match cmd {
+        ModelsCmd::List => {
+            println!("{:<24} {:<6} {:<10} {:>9} {:>8}  {}", "NAME", "ARCH", "SOURCE", "SIZE", "STATUS", "DESCRIPTION");
+            for (name, m) in &reg.models {
+                let src = match &m.source {
+                    Source::Pip { .. } => "pip",
+                    Source::Hf { .. } => "hf",
+                    Source::Local { .. } => "local",
+                };
+                let size = m.size.map(|s| format!("{:.1} MB", s as f64 / 1e6)).unwrap_or_else(|| "?".into());
+                let status = if models::is_present(m) { "present" } else { "-" };
+                let star = if *name == reg.default { "*" } else { " " };
+                println!("{:<24} {:<6} {:<10} {:>9} {:>8}  {}", format!("{name}{star}"), m.architecture, src, size, status, m.description);
+            }
+            println!("(* default; user registry: {})", crate::paths::config_dir().join("models.toml").display());
+        }
+        ModelsCmd::Pull { name } => {
+            let e = pick(&name)?;
+            let p = models::ensure(&e, &BarProgress::new())?;
+            println!("{}", p.display());
+        }
+        ModelsCmd::Verify { name } => {
+            let e = pick(&name)?;
+            match models::verify(&e, &BarProgress::new())? {
+                VerifyOutcome::Ok { sha256 } => println!("ok {} sha256 {sha256}", e.name),
+                VerifyOutcome::Unpinned { sha256 } => println!("unpinned {} sha256 {sha256} (add it to models.toml to pin it)", e.name),
+                VerifyOutcome::Missing => bail!("model '{}' is not downloaded. Hint: longwriter models pull {}", e.name, e.name),
+                VerifyOutcome::Mismatch { expected, actual } => {
+                    bail!("checksum mismatch for '{}': expected {expected}, got {actual}. Hint: longwriter models rm {} && longwriter models pull {}", e.name, e.name, e.name)
+                }
+            }
+        }
+        ModelsCmd::Path { name, config } => {
+            if config {
+                println!("{}", crate::paths::config_dir().join("models.toml").display());
+            } else {
+                println!("{}", models::local_path(&pick(&name)?)?.display());
+            }
+        }
+        ModelsCmd::Rm { name } => {
+            let e = reg.get(&name)?;
+            if matches!(e.source, Source::Local { .. }) {
+                bail!("'{name}' is a local file; longwriter does not delete files it did not download");
+            }
+            if models::remove(e)? {
+                println!("removed {name}");
+            } else {
+                println!("{name} was not downloaded");
+            }
+        }
+    }
+    Ok(())
+}

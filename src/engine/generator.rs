@@ -1,0 +1,263 @@
+//! Generation: the synchronous loop ([`Engine::generate`]) and the [`Generator`] thread
+//! that runs it off the UI's thread and streams typed events.
+
+use super::sampler::{Sampler, SamplerConfig};
+use super::stream::{StopMatcher, StopScan, TokenDecoder};
+use super::{Engine, EngineError};
+use crate::text::{FormatReport, Segment, ThinkParser};
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Prompts are prefilled in chunks so attention scratch stays bounded on long prompts.
+const PREFILL_CHUNK: usize = 256;
+
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    pub prompt_ids: Vec<u32>,
+    pub sampler: SamplerConfig,
+    pub max_new_tokens: usize,
+    /// Text that ends generation; matched across token boundaries, never emitted.
+    pub stop_strings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
+pub enum StopReason {
+    /// The model emitted an end-of-sequence token.
+    Eos,
+    /// A stop string matched (it is not part of the output).
+    StopString(String),
+    /// `max_new_tokens` reached: the text is truncated.
+    MaxTokens,
+    /// The model's context window is full: the text is truncated.
+    ContextFull,
+    Cancelled,
+}
+
+impl StopReason {
+    pub fn describe(&self) -> String {
+        match self {
+            StopReason::Eos => "end of sequence".into(),
+            StopReason::StopString(s) => format!("stop string {s:?}"),
+            StopReason::MaxTokens => "max tokens reached (truncated)".into(),
+            StopReason::ContextFull => "context window full (truncated)".into(),
+            StopReason::Cancelled => "cancelled".into(),
+        }
+    }
+
+    /// Ended on its own (so a missing closing tag was swallowed, not cut off).
+    pub fn natural(&self) -> bool {
+        matches!(self, StopReason::Eos | StopReason::StopString(_))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    pub prompt_tokens: usize,
+    /// Prompt tokens whose KV state was reused from the previous generation.
+    pub reused_tokens: usize,
+    pub generated_tokens: usize,
+    pub prefill_secs: f64,
+    pub decode_secs: f64,
+    pub prefill_tok_s: f64,
+    pub decode_tok_s: f64,
+    pub stop: StopReason,
+    pub format: FormatReport,
+}
+
+/// What a generation streams.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Planning text from inside `<think>`.
+    Think(String),
+    /// Draft text (inside `<answer>`, or untagged).
+    Answer(String),
+    Done(Stats),
+    Error(String),
+}
+
+/// Cancels a generation; checked before every token.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed)
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Engine {
+    /// Runs one generation, calling `emit` with each event (the last is always `Done`
+    /// unless an error is returned).
+    pub fn generate(&mut self, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Event)) -> Result<Stats, EngineError> {
+        req.sampler.validate().map_err(EngineError::Sampling)?;
+        let ctx = self.model.cfg.context_length;
+        if req.prompt_ids.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        if req.prompt_ids.len() >= ctx {
+            return Err(EngineError::ContextOverflow { needed: req.prompt_ids.len() + 1, limit: ctx });
+        }
+        let mut sampler = Sampler::new(req.sampler.clone());
+        let mut parser = ThinkParser::new();
+        let mut stops = StopMatcher::new(&req.stop_strings);
+        let mut decoder = TokenDecoder::new();
+        let send = |segs: Vec<Segment>, emit: &mut dyn FnMut(Event)| {
+            for s in segs {
+                emit(match s {
+                    Segment::Think(t) => Event::Think(t),
+                    Segment::Answer(t) => Event::Answer(t),
+                });
+            }
+        };
+
+        let t0 = Instant::now();
+        let reused = self.reuse_prefix(&req.prompt_ids);
+        let mut logits = Vec::new();
+        for chunk in req.prompt_ids[reused..].chunks(PREFILL_CHUNK) {
+            if cancel.is_cancelled() {
+                break;
+            }
+            logits = self.model.forward(chunk)?;
+        }
+        self.cached = req.prompt_ids.clone();
+        let prefill_secs = t0.elapsed().as_secs_f64();
+
+        let t1 = Instant::now();
+        let mut history = req.prompt_ids.clone();
+        let mut generated = 0usize;
+        let stop = loop {
+            if cancel.is_cancelled() || logits.is_empty() {
+                break StopReason::Cancelled;
+            }
+            if generated >= req.max_new_tokens {
+                break StopReason::MaxTokens;
+            }
+            let id = sampler.sample(&mut logits, &history);
+            generated += 1;
+            history.push(id);
+            if self.eos_ids.contains(&id) {
+                break StopReason::Eos;
+            }
+            if let Some(text) = decoder.push(&self.tokenizer, id)? {
+                match stops.push(&text) {
+                    StopScan::Emit(t) => send(parser.push(&t), emit),
+                    StopScan::Stopped(t, s) => {
+                        send(parser.push(&t), emit);
+                        break StopReason::StopString(s);
+                    }
+                }
+            }
+            if self.model.position() >= ctx {
+                break StopReason::ContextFull;
+            }
+            logits = self.model.forward(&[id])?;
+            self.cached.push(id);
+        };
+        if !matches!(stop, StopReason::StopString(_)) {
+            let tail = decoder.flush(&self.tokenizer)?;
+            let mut rest = match stops.push(&tail) {
+                StopScan::Emit(t) | StopScan::Stopped(t, _) => t,
+            };
+            rest.push_str(&stops.flush());
+            send(parser.push(&rest), emit);
+        }
+        send(parser.finish(stop.natural()), emit);
+        let decode_secs = t1.elapsed().as_secs_f64();
+        let prompt_tokens = req.prompt_ids.len();
+        let stats = Stats {
+            prompt_tokens,
+            reused_tokens: reused,
+            generated_tokens: generated,
+            prefill_secs,
+            decode_secs,
+            prefill_tok_s: rate(prompt_tokens - reused, prefill_secs),
+            decode_tok_s: rate(generated, decode_secs),
+            stop,
+            format: parser.report().clone(),
+        };
+        emit(Event::Done(stats.clone()));
+        Ok(stats)
+    }
+
+    /// Keeps the cached KV state of the longest shared prefix (at least one prompt token
+    /// must still be run to get logits) and returns its length.
+    fn reuse_prefix(&mut self, prompt: &[u32]) -> usize {
+        let common = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        let keep = common.min(prompt.len() - 1).min(self.model.position());
+        self.model.truncate(keep);
+        self.cached.truncate(keep);
+        keep
+    }
+}
+
+fn rate(n: usize, secs: f64) -> f64 {
+    if secs > 0.0 { n as f64 / secs } else { 0.0 }
+}
+
+struct Job {
+    req: GenerateRequest,
+    cancel: CancelToken,
+    events: tokio::sync::mpsc::UnboundedSender<Event>,
+}
+
+/// An [`Engine`] on its own OS thread. Requests queue; each streams its own events.
+pub struct Generator {
+    jobs: Option<std::sync::mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Generator {
+    pub fn spawn(mut engine: Engine) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("longwriter-engine".into())
+            .spawn(move || {
+                for job in rx {
+                    let events = job.events.clone();
+                    let mut emit = |e: Event| {
+                        let _ = events.send(e);
+                    };
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.generate(&job.req, &job.cancel, &mut emit)));
+                    match result {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => emit(Event::Error(e.to_string())),
+                        Err(_) => {
+                            emit(Event::Error("the engine thread panicked; the model was reset".into()));
+                            engine.model.clear();
+                            engine.cached.clear();
+                        }
+                    }
+                }
+            })
+            .expect("spawn engine thread");
+        Self { jobs: Some(tx), thread: Some(thread) }
+    }
+
+    /// Queues a generation; events arrive on the returned receiver.
+    pub fn submit(&self, req: GenerateRequest) -> (tokio::sync::mpsc::UnboundedReceiver<Event>, CancelToken) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let cancel = CancelToken::default();
+        let job = Job { req, cancel: cancel.clone(), events: tx };
+        if let Some(jobs) = &self.jobs {
+            if let Err(e) = jobs.send(job) {
+                let _ = e.0.events.send(Event::Error("the engine thread has stopped".into()));
+            }
+        }
+        (rx, cancel)
+    }
+}
+
+impl Drop for Generator {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

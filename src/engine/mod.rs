@@ -1,0 +1,116 @@
+//! Local inference: load a GGUF model, build prompts, and stream typed text.
+//!
+//! [`Engine`] is synchronous and owns the model; [`Generator`] runs one on its own OS
+//! thread and streams [`Event`]s through a channel so a UI never waits on the model.
+
+mod generator;
+mod model;
+pub mod sampler;
+mod stream;
+pub mod template;
+pub mod tokenizer;
+
+pub use generator::{CancelToken, Event, GenerateRequest, Generator, StopReason, Stats};
+pub use model::{check_extent, LoadOptions, ModelConfig, QuantModel};
+pub use sampler::{Sampler, SamplerConfig};
+pub use stream::{StopMatcher, StopScan, TokenDecoder};
+pub use template::{Piece, PromptBuilder, TemplateMode};
+pub use tokenizer::TextTokenizer;
+
+use candle_core::quantized::gguf_file;
+use candle_core::Device;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot open model file {path}: {detail}")]
+    Open { path: String, detail: String },
+    #[error("{path} is not a GGUF model file ({detail}). Hint: check the path, or re-download with `longwriter models pull`")]
+    NotGguf { path: String, detail: String },
+    #[error("model file is truncated: tensor {tensor} needs {needed} bytes but the file has {actual}. Hint: re-download it (`longwriter models rm NAME && longwriter models pull NAME`)")]
+    Truncated { tensor: String, needed: u64, actual: u64 },
+    #[error("malformed model file: {0}")]
+    Format(String),
+    #[error("unsupported model: {0}")]
+    Unsupported(String),
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("template: {0}")]
+    Template(String),
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    #[error("the prompt needs {needed} tokens but the model's context holds {limit}. Hint: shorten the prompt or lower --max-tokens")]
+    ContextOverflow { needed: usize, limit: usize },
+    #[error("invalid sampling settings: {0}")]
+    Sampling(String),
+    #[error("device: {0}")]
+    Device(String),
+    #[error("model error: {0}")]
+    Model(String),
+}
+
+/// Picks the compute device: `cpu`, `cuda` or `cuda:N`.
+pub fn parse_device(spec: &str) -> Result<Device, EngineError> {
+    match spec {
+        "cpu" => Ok(Device::Cpu),
+        s if s == "cuda" || s.starts_with("cuda:") => {
+            let n = s.strip_prefix("cuda:").map(|n| n.parse::<usize>()).transpose().map_err(|_| EngineError::Device(format!("bad device '{s}'")))?;
+            Device::new_cuda(n.unwrap_or(0)).map_err(|e| {
+                EngineError::Device(format!("{e}. Hint: CUDA needs a build with `--features cuda` and an NVIDIA driver"))
+            })
+        }
+        other => Err(EngineError::Device(format!("unknown device '{other}' (use cpu, cuda or cuda:N)"))),
+    }
+}
+
+/// A loaded model with its tokenizer and prompt builder.
+pub struct Engine {
+    pub model: QuantModel,
+    pub tokenizer: TextTokenizer,
+    pub prompts: PromptBuilder,
+    pub path: PathBuf,
+    pub eos_ids: Vec<u32>,
+    /// Token ids whose K/V state the model currently holds.
+    cached: Vec<u32>,
+}
+
+impl Engine {
+    /// Loads a GGUF file. A `tokenizer.json` beside it takes precedence over the metadata.
+    pub fn load(path: &Path, device: &Device, opts: LoadOptions, chat_template: Option<String>) -> Result<Self, EngineError> {
+        let p = path.display().to_string();
+        let mut f = std::fs::File::open(path).map_err(|e| EngineError::Open { path: p.clone(), detail: crate::fsutil::describe_io(&e) })?;
+        let len = f.metadata().map_err(|e| EngineError::Open { path: p.clone(), detail: e.to_string() })?.len();
+        let mut magic = [0u8; 4];
+        use std::io::Read;
+        if f.read_exact(&mut magic).is_err() || &magic != b"GGUF" {
+            return Err(EngineError::NotGguf { path: p, detail: "no GGUF magic".into() });
+        }
+        use std::io::Seek;
+        f.seek(std::io::SeekFrom::Start(0)).map_err(|e| EngineError::Open { path: p.clone(), detail: e.to_string() })?;
+        let mut r = std::io::BufReader::new(f);
+        let ct = gguf_file::Content::read(&mut r).map_err(|e| EngineError::NotGguf { path: p.clone(), detail: format!("unreadable header: {e}") })?;
+        check_extent(&ct, len)?;
+        let sidecar = path.with_file_name("tokenizer.json");
+        let tokenizer = if sidecar.exists() { TextTokenizer::from_file(&sidecar)? } else { TextTokenizer::from_gguf(&ct)? };
+        let model = QuantModel::load(&ct, &mut r, device, opts)?;
+        let tpl = chat_template.or_else(|| ct.metadata.get("tokenizer.chat_template").and_then(|v| v.to_string().ok()).cloned());
+        let name_of = |id: Option<u32>| id.and_then(|i| tokenizer.decode(&[i]).ok());
+        let prompts = PromptBuilder::new(tpl, name_of(tokenizer.bos), name_of(tokenizer.eos));
+        let mut eos_ids: Vec<u32> = tokenizer.eos.into_iter().collect();
+        // Chat models end turns with these even when metadata names another EOS.
+        for s in ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>"] {
+            if let Some(&id) = tokenizer.special.get(s) {
+                if !eos_ids.contains(&id) {
+                    eos_ids.push(id);
+                }
+            }
+        }
+        Ok(Self { model, tokenizer, prompts, path: path.to_path_buf(), eos_ids, cached: Vec::new() })
+    }
+
+    /// Token ids of `request` in `mode`.
+    pub fn prompt_ids(&self, mode: TemplateMode, request: &str) -> Result<Vec<u32>, EngineError> {
+        let pieces = self.prompts.build(mode, request)?;
+        self.prompts.encode(&self.tokenizer, &pieces)
+    }
+}

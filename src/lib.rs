@@ -1,0 +1,12 @@
+//! longwriter: a terminal writing studio for ultra-long-form text.
+//!
+//! Modules follow the data flow: [`models`] (registry and downloads) → [`engine`]
+//! (local inference) → [`text`] (word counts, think/answer parsing) → … → `cli`.
+//! Only the studio touches the terminal; everything else is headless and testable.
+
+pub mod cli;
+pub mod engine;
+pub mod fsutil;
+pub mod models;
+pub mod paths;
+pub mod text;

