@@ -9,4 +9,5 @@ pub mod engine;
 pub mod fsutil;
 pub mod models;
 pub mod paths;
+pub mod studio;
 pub mod text;

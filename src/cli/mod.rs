@@ -14,6 +14,7 @@ pub use load::{load_engine, resolve_model, ModelChoice};
 pub use progress::BarProgress;
 
 #[derive(Parser, Debug)]
+#[command(after_help = "With no subcommand, opens the writing studio.")]
 #[command(name = "longwriter", version, about = "A terminal writing studio for ultra-long-form text", long_about = None)]
 pub struct Cli {
     /// Compute device: cpu, cuda or cuda:N.
@@ -22,8 +23,31 @@ pub struct Cli {
     /// Threads for CPU inference (default: all cores).
     #[arg(long, global = true, env = "LONGWRITER_THREADS")]
     pub threads: Option<usize>,
+    /// Studio: the model to write with (registry name or .gguf path).
+    #[arg(long, short)]
+    pub model: Option<String>,
+    /// Studio: the prompt template.
+    #[arg(long, value_enum, default_value_t = crate::engine::TemplateMode::Longwriter)]
+    pub template: crate::engine::TemplateMode,
+    /// Studio: maximum new tokens per generation (default: the model's registry setting).
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+fn studio(cli: &Cli) -> anyhow::Result<()> {
+    let entry = resolve_model(cli.model.as_deref())?;
+    let d = entry.sampling.clone();
+    let sampler = crate::engine::SamplerConfig {
+        temperature: d.temperature.unwrap_or(0.6),
+        top_p: d.top_p.unwrap_or(0.95),
+        top_k: d.top_k.unwrap_or(0),
+        repetition_penalty: d.repetition_penalty.unwrap_or(1.0),
+        ..Default::default()
+    };
+    let max_tokens = cli.max_tokens.or(d.max_tokens).unwrap_or(2048);
+    crate::studio::run(crate::studio::StudioOptions { entry, device: cli.device.clone(), template: cli.template, sampler, max_tokens })
 }
 
 #[derive(Subcommand, Debug)]
@@ -43,12 +67,12 @@ pub fn main() -> ExitCode {
         // candle's CPU kernels size their pools from this variable.
         std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
     }
-    init_stderr_logging();
+    init_logging(cli.command.is_none());
     let result = match cli.command {
         Some(Command::Write(a)) => write::run(a, &cli.device),
         Some(Command::Models(c)) => models::run(c),
         Some(Command::Bench(a)) => bench::run(a, &cli.device),
-        None => Err(anyhow::anyhow!("the studio is not built yet; try `longwriter write \"PROMPT\"` or `longwriter --help`")),
+        None => studio(&cli),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -71,7 +95,17 @@ fn one_line(e: &anyhow::Error) -> String {
     s.replace('\n', " ")
 }
 
-fn init_stderr_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LONGWRITER_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+/// Logs go to stderr for headless commands and to a file while the TUI owns the screen.
+fn init_logging(to_file: bool) {
+    let filter = || tracing_subscriber::EnvFilter::try_from_env("LONGWRITER_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    if to_file {
+        let dir = crate::paths::logs_dir();
+        let file = std::fs::create_dir_all(&dir).and_then(|_| std::fs::OpenOptions::new().create(true).append(true).open(dir.join("longwriter.log")));
+        if let Ok(file) = file {
+            let _ = tracing_subscriber::fmt().with_env_filter(filter()).with_ansi(false).with_writer(std::sync::Mutex::new(file)).try_init();
+        }
+        // Without a log file, logging stays off rather than writing over the TUI.
+        return;
+    }
+    let _ = tracing_subscriber::fmt().with_env_filter(filter()).with_writer(std::io::stderr).try_init();
 }

@@ -201,6 +201,8 @@ fn rate(n: usize, secs: f64) -> f64 {
 }
 
 struct Job {
+    /// When set, the prompt is built on the engine thread from this request text.
+    text: Option<(String, super::TemplateMode)>,
     req: GenerateRequest,
     cancel: CancelToken,
     events: tokio::sync::mpsc::UnboundedSender<Event>,
@@ -223,7 +225,13 @@ impl Generator {
                     let mut emit = |e: Event| {
                         let _ = events.send(e);
                     };
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.generate(&job.req, &job.cancel, &mut emit)));
+                    let mut req = job.req;
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        if let Some((text, mode)) = &job.text {
+                            req.prompt_ids = engine.prompt_ids(*mode, text)?;
+                        }
+                        engine.generate(&req, &job.cancel, &mut emit)
+                    }));
                     match result {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => emit(Event::Error(e.to_string())),
@@ -241,9 +249,19 @@ impl Generator {
 
     /// Queues a generation; events arrive on the returned receiver.
     pub fn submit(&self, req: GenerateRequest) -> (tokio::sync::mpsc::UnboundedReceiver<Event>, CancelToken) {
+        self.enqueue(None, req)
+    }
+
+    /// Like [`Generator::submit`], with the prompt built from `text` in `mode` on the engine
+    /// thread (the tokenizer lives there); `req.prompt_ids` is ignored.
+    pub fn submit_text(&self, text: String, mode: super::TemplateMode, req: GenerateRequest) -> (tokio::sync::mpsc::UnboundedReceiver<Event>, CancelToken) {
+        self.enqueue(Some((text, mode)), req)
+    }
+
+    fn enqueue(&self, text: Option<(String, super::TemplateMode)>, req: GenerateRequest) -> (tokio::sync::mpsc::UnboundedReceiver<Event>, CancelToken) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let cancel = CancelToken::default();
-        let job = Job { req, cancel: cancel.clone(), events: tx };
+        let job = Job { text, req, cancel: cancel.clone(), events: tx };
         if let Some(jobs) = &self.jobs {
             if let Err(e) = jobs.send(job) {
                 let _ = e.0.events.send(Event::Error("the engine thread has stopped".into()));

@@ -1,0 +1,333 @@
+//! Studio state and its one mutation point, [`App::update`]. Input becomes an [`Action`];
+//! workers (model loading, generation) send actions too. Drawing reads state only.
+
+use super::draft::TextBuffer;
+use crate::engine::{Event, SamplerConfig, Stats, StopReason, TemplateMode};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
+use ratatui_textarea::TextArea;
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// A key press, mapped by [`App::handle_key`] according to focus and dialogs.
+    Key(KeyEvent),
+    Mouse(MouseEvent),
+    /// The terminal was resized.
+    Redraw,
+    Quit,
+    Generate,
+    Regenerate,
+    Stop,
+    CycleTrace,
+    CycleTemplate,
+    FocusNext,
+    ScrollDraft(isize),
+    FollowTail,
+    ToggleHelp,
+    /// Raw key for the prompt editor.
+    Edit(KeyEvent),
+    Paste(String),
+    /// Model download/load progress.
+    Loading(String),
+    ModelReady { name: String, context: usize },
+    ModelFailed(String),
+    Engine(Event),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    Prompt,
+    Draft,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceView {
+    Shown,
+    Collapsed,
+    Hidden,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Phase {
+    Loading(String),
+    Idle,
+    Generating,
+    Done(StopReason),
+    Error(String),
+}
+
+/// What the event loop must do after an update.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    None,
+    Start { prompt: String, mode: TemplateMode, sampler: SamplerConfig, max_tokens: usize },
+    Cancel,
+    Exit,
+}
+
+/// Key bindings, shown by the help overlay from this same table.
+pub const KEYS: &[(&str, &str)] = &[
+    ("F5 / Ctrl+G", "generate from the prompt"),
+    ("Ctrl+R", "regenerate with a new seed"),
+    ("Esc", "stop generating / close help"),
+    ("Ctrl+T", "trace pane: shown / collapsed / hidden"),
+    ("F2", "switch template (longwriter, longwriter-chat, chat, nothink)"),
+    ("Tab", "focus prompt / draft"),
+    ("↑ ↓ PgUp PgDn, wheel", "scroll the draft (draft focus)"),
+    ("End", "follow the draft's tail again"),
+    ("F1", "this help"),
+    ("Ctrl+Q / Ctrl+C", "quit (asks while generating)"),
+];
+
+pub struct App {
+    pub prompt: TextArea<'static>,
+    pub think: TextBuffer,
+    pub draft: TextBuffer,
+    pub trace: TraceView,
+    pub focus: Focus,
+    pub phase: Phase,
+    pub template: TemplateMode,
+    pub sampler: SamplerConfig,
+    pub max_tokens: usize,
+    pub model: String,
+    pub stats: Option<Stats>,
+    pub tokens: usize,
+    pub started: Option<Instant>,
+    pub finished_secs: Option<f64>,
+    /// Logical lines between the draft's end and the pane's bottom; 0 follows the tail.
+    pub draft_scroll: usize,
+    pub show_help: bool,
+    pub confirm_quit: bool,
+    pub format_note: Option<String>,
+    pub dirty: bool,
+}
+
+impl App {
+    pub fn new(model: String, template: TemplateMode, sampler: SamplerConfig, max_tokens: usize) -> Self {
+        let mut prompt = TextArea::default();
+        prompt.set_placeholder_text("Type a writing request, then press F5");
+        Self {
+            prompt,
+            think: TextBuffer::default(),
+            draft: TextBuffer::default(),
+            trace: TraceView::Shown,
+            focus: Focus::Prompt,
+            phase: Phase::Loading("starting".into()),
+            template,
+            sampler,
+            max_tokens,
+            model,
+            stats: None,
+            tokens: 0,
+            started: None,
+            finished_secs: None,
+            draft_scroll: 0,
+            show_help: false,
+            confirm_quit: false,
+            format_note: None,
+            dirty: true,
+        }
+    }
+
+    pub fn generating(&self) -> bool {
+        self.phase == Phase::Generating
+    }
+
+    pub fn elapsed(&self) -> f64 {
+        self.finished_secs.or_else(|| self.started.map(|s| s.elapsed().as_secs_f64())).unwrap_or(0.0)
+    }
+
+    pub fn tok_per_s(&self) -> f64 {
+        match &self.stats {
+            Some(s) => s.decode_tok_s,
+            None if self.elapsed() > 0.0 => self.tokens as f64 / self.elapsed(),
+            None => 0.0,
+        }
+    }
+
+    /// Maps a key to an action; `None` means the key is ignored.
+    pub fn handle_key(&self, k: KeyEvent) -> Option<Action> {
+        let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+        if self.confirm_quit {
+            return match k.code {
+                KeyCode::Char('y') | KeyCode::Char('Y') => Some(Action::Quit),
+                _ => Some(Action::Stop),
+            };
+        }
+        match k.code {
+            KeyCode::Char('q') | KeyCode::Char('c') if ctrl => Some(Action::Quit),
+            KeyCode::Char('g') if ctrl => Some(Action::Generate),
+            KeyCode::F(5) => Some(Action::Generate),
+            KeyCode::Char('r') if ctrl => Some(Action::Regenerate),
+            KeyCode::Char('t') if ctrl => Some(Action::CycleTrace),
+            KeyCode::F(2) => Some(Action::CycleTemplate),
+            KeyCode::F(1) => Some(Action::ToggleHelp),
+            KeyCode::Esc => Some(Action::Stop),
+            KeyCode::Tab => Some(Action::FocusNext),
+            _ if self.focus == Focus::Draft => match k.code {
+                KeyCode::Up => Some(Action::ScrollDraft(1)),
+                KeyCode::Down => Some(Action::ScrollDraft(-1)),
+                KeyCode::PageUp => Some(Action::ScrollDraft(10)),
+                KeyCode::PageDown => Some(Action::ScrollDraft(-10)),
+                KeyCode::End => Some(Action::FollowTail),
+                KeyCode::Char('?') => Some(Action::ToggleHelp),
+                _ => None,
+            },
+            _ => Some(Action::Edit(k)),
+        }
+    }
+
+    pub fn handle_mouse(&self, m: MouseEvent) -> Option<Action> {
+        match m.kind {
+            MouseEventKind::ScrollUp => Some(Action::ScrollDraft(3)),
+            MouseEventKind::ScrollDown => Some(Action::ScrollDraft(-3)),
+            _ => None,
+        }
+    }
+
+    pub fn update(&mut self, action: Action) -> Effect {
+        self.dirty = true;
+        match action {
+            Action::Key(k) => match self.handle_key(k) {
+                Some(a) => self.update(a),
+                None => Effect::None,
+            },
+            Action::Mouse(m) => match self.handle_mouse(m) {
+                Some(a) => self.update(a),
+                None => Effect::None,
+            },
+            Action::Redraw => Effect::None,
+            Action::Quit if self.generating() && !self.confirm_quit => {
+                self.confirm_quit = true;
+                Effect::None
+            }
+            Action::Quit => Effect::Exit,
+            Action::Stop => {
+                if self.confirm_quit {
+                    self.confirm_quit = false;
+                    return Effect::None;
+                }
+                if self.show_help {
+                    self.show_help = false;
+                    return Effect::None;
+                }
+                if self.generating() { Effect::Cancel } else { Effect::None }
+            }
+            Action::Regenerate => {
+                self.sampler.seed = self.sampler.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                self.start()
+            }
+            Action::Generate => self.start(),
+            Action::CycleTrace => {
+                self.trace = match self.trace {
+                    TraceView::Shown => TraceView::Collapsed,
+                    TraceView::Collapsed => TraceView::Hidden,
+                    TraceView::Hidden => TraceView::Shown,
+                };
+                Effect::None
+            }
+            Action::CycleTemplate => {
+                self.template = match self.template {
+                    TemplateMode::Longwriter => TemplateMode::LongwriterChat,
+                    TemplateMode::LongwriterChat => TemplateMode::Chat,
+                    TemplateMode::Chat => TemplateMode::Nothink,
+                    TemplateMode::Nothink => TemplateMode::Longwriter,
+                };
+                Effect::None
+            }
+            Action::FocusNext => {
+                self.focus = if self.focus == Focus::Prompt { Focus::Draft } else { Focus::Prompt };
+                Effect::None
+            }
+            Action::ScrollDraft(d) => {
+                let max = self.draft.line_count().saturating_sub(1);
+                self.draft_scroll = (self.draft_scroll as isize + d).clamp(0, max as isize) as usize;
+                Effect::None
+            }
+            Action::FollowTail => {
+                self.draft_scroll = 0;
+                Effect::None
+            }
+            Action::ToggleHelp => {
+                self.show_help = !self.show_help;
+                Effect::None
+            }
+            Action::Edit(k) => {
+                self.prompt.input(k);
+                Effect::None
+            }
+            Action::Paste(s) => {
+                self.prompt.insert_str(s.replace('\r', "\n"));
+                Effect::None
+            }
+            Action::Loading(msg) => {
+                self.phase = Phase::Loading(msg);
+                Effect::None
+            }
+            Action::ModelReady { name, .. } => {
+                self.model = name;
+                self.phase = Phase::Idle;
+                Effect::None
+            }
+            Action::ModelFailed(e) => {
+                self.phase = Phase::Error(e);
+                Effect::None
+            }
+            Action::Engine(ev) => {
+                self.on_engine(ev);
+                Effect::None
+            }
+        }
+    }
+
+    fn start(&mut self) -> Effect {
+        if matches!(self.phase, Phase::Loading(_)) || self.generating() {
+            return Effect::None;
+        }
+        let prompt = self.prompt.lines().join("\n");
+        if prompt.trim().is_empty() {
+            self.phase = Phase::Error("the prompt is empty".into());
+            return Effect::None;
+        }
+        self.think.clear();
+        self.draft.clear();
+        self.stats = None;
+        self.tokens = 0;
+        self.draft_scroll = 0;
+        self.format_note = None;
+        self.started = Some(Instant::now());
+        self.finished_secs = None;
+        self.phase = Phase::Generating;
+        Effect::Start { prompt, mode: self.template, sampler: self.sampler.clone(), max_tokens: self.max_tokens }
+    }
+
+    fn on_engine(&mut self, ev: Event) {
+        match ev {
+            Event::Think(t) => {
+                self.tokens += 1;
+                self.think.push(&t);
+            }
+            Event::Answer(t) => {
+                self.tokens += 1;
+                self.draft.push(&t);
+            }
+            Event::Done(s) => {
+                self.finished_secs = Some(self.elapsed());
+                self.tokens = s.generated_tokens;
+                self.format_note = Some(if s.format.ok() {
+                    "ok".into()
+                } else {
+                    s.format.violations.iter().map(|v| v.describe()).collect::<Vec<_>>().join("; ")
+                });
+                self.phase = Phase::Done(s.stop.clone());
+                self.stats = Some(s);
+                self.confirm_quit = false;
+            }
+            Event::Error(e) => {
+                self.finished_secs = Some(self.elapsed());
+                self.phase = Phase::Error(e);
+                self.confirm_quit = false;
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Text panes that stay cheap however long the text grows: text is kept as logical lines
+//! and only the rows that are visible get wrapped, walking up from the bottom.
+
+use unicode_width::UnicodeWidthChar;
+
+#[derive(Debug, Default, Clone)]
+pub struct TextBuffer {
+    lines: Vec<String>,
+    words: crate::text::WordCounter,
+}
+
+impl TextBuffer {
+    pub fn push(&mut self, text: &str) {
+        self.words.push(text);
+        let mut parts = text.split('\n');
+        if let Some(first) = parts.next() {
+            match self.lines.last_mut() {
+                Some(l) => l.push_str(&sanitize(first)),
+                None => self.lines.push(sanitize(first)),
+            }
+        }
+        for p in parts {
+            self.lines.push(sanitize(p));
+        }
+    }
+
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    pub fn words(&self) -> usize {
+        self.words.total()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.iter().all(|l| l.is_empty())
+    }
+
+    pub fn text(&self) -> String {
+        self.lines.join("\n")
+    }
+
+    pub fn line_count(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// The rows to show in a `width`×`height` pane whose bottom is `skip` logical lines
+    /// above the end. Cost is O(visible rows), independent of the text's length.
+    pub fn visible_rows(&self, width: usize, height: usize, skip: usize) -> Vec<String> {
+        let mut rows: Vec<String> = Vec::with_capacity(height);
+        let end = self.lines.len().saturating_sub(skip);
+        for line in self.lines[..end].iter().rev() {
+            let wrapped = wrap(line, width.max(1));
+            for r in wrapped.into_iter().rev() {
+                rows.push(r);
+                if rows.len() == height {
+                    rows.reverse();
+                    return rows;
+                }
+            }
+        }
+        rows.reverse();
+        rows
+    }
+}
+
+/// Neutralises control characters (terminal escape sequences) in model text.
+fn sanitize(s: &str) -> String {
+    if s.chars().any(|c| c.is_control()) {
+        s.chars().map(|c| if c == '\t' { ' ' } else if c.is_control() { '\u{FFFD}' } else { c }).collect()
+    } else {
+        s.to_string()
+    }
+}
+
+/// Greedy word wrap by display width; words longer than a row are split.
+pub fn wrap(line: &str, width: usize) -> Vec<String> {
+    let mut rows = Vec::new();
+    let mut cur = String::new();
+    let mut cur_w = 0;
+    for word in line.split_inclusive(' ') {
+        let w: usize = word.chars().map(|c| c.width().unwrap_or(0)).sum();
+        if cur_w + w > width && !cur.is_empty() {
+            rows.push(std::mem::take(&mut cur).trim_end().to_string());
+            cur_w = 0;
+        }
+        if w > width {
+            for c in word.chars() {
+                let cw = c.width().unwrap_or(0);
+                if cur_w + cw > width {
+                    rows.push(std::mem::take(&mut cur));
+                    cur_w = 0;
+                }
+                cur.push(c);
+                cur_w += cw;
+            }
+        } else {
+            cur.push_str(word);
+            cur_w += w;
+        }
+    }
+    rows.push(cur.trim_end().to_string());
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wraps_words_and_long_tokens() {
+        assert_eq!(wrap("aaa bbb ccc", 7), vec!["aaa bbb", "ccc"]);
+        assert_eq!(wrap("abcdefghij", 4), vec!["abcd", "efgh", "ij"]);
+        assert_eq!(wrap("", 5), vec![""]);
+        assert_eq!(wrap("中文字符", 4), vec!["中文", "字符"]);
+    }
+
+    #[test]
+    fn visible_rows_from_bottom() {
+        let mut b = TextBuffer::default();
+        b.push("one\ntwo two two\nthree");
+        assert_eq!(b.visible_rows(7, 3, 0), vec!["two two", "two", "three"]);
+        assert_eq!(b.visible_rows(20, 5, 1), vec!["one", "two two two"]);
+        assert_eq!(b.words(), 5);
+    }
+
+    #[test]
+    fn escape_sequences_are_neutralised() {
+        let mut b = TextBuffer::default();
+        b.push("safe\x1b[2Jtext\x07");
+        assert!(!b.text().contains('\x1b') && !b.text().contains('\x07'));
+    }
+}

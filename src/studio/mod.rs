@@ -1,0 +1,169 @@
+//! The writing studio: a ratatui TUI. Only this module touches the terminal.
+//!
+//! One loop owns the [`App`]: terminal input (read on its own thread), engine events
+//! and a render tick all arrive as [`Action`]s through channels; the model runs on the
+//! [`Generator`] thread, so neither waits on the other.
+
+mod app;
+mod draft;
+mod tui;
+mod ui;
+
+pub use app::{Action, App, Effect, Focus, Phase, TraceView, KEYS};
+pub use draft::{wrap, TextBuffer};
+pub use ui::draw;
+
+use crate::engine::{parse_device, CancelToken, Engine, GenerateRequest, Generator, LoadOptions, SamplerConfig, TemplateMode};
+use crate::models::{self, ModelEntry, Progress};
+use crossterm::event::{Event as TermEvent, KeyEventKind};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+
+/// Frames are coalesced: at most one draw per this interval while text streams.
+const FRAME: Duration = Duration::from_millis(33);
+
+pub struct StudioOptions {
+    pub entry: ModelEntry,
+    pub device: String,
+    pub template: TemplateMode,
+    pub sampler: SamplerConfig,
+    pub max_tokens: usize,
+}
+
+struct ChannelProgress(UnboundedSender<Action>, std::sync::Mutex<(String, Option<u64>, u64)>);
+
+impl Progress for ChannelProgress {
+    fn stage(&self, message: &str, total: Option<u64>) {
+        *self.1.lock().unwrap() = (message.to_string(), total, 0);
+        let _ = self.0.send(Action::Loading(message.to_string()));
+    }
+    fn advance(&self, bytes: u64) {
+        let mut g = self.1.lock().unwrap();
+        let before = g.2 * 100 / g.1.unwrap_or(u64::MAX).max(1);
+        g.2 += bytes;
+        if let Some(t) = g.1 {
+            let pct = g.2 * 100 / t.max(1);
+            if pct != before {
+                let _ = self.0.send(Action::Loading(format!("{} {pct}%", g.0)));
+            }
+        }
+    }
+    fn finish(&self) {}
+}
+
+pub fn run(opts: StudioOptions) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    rt.block_on(run_loop(opts))
+}
+
+async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
+    let (tx, mut rx) = unbounded_channel::<Action>();
+    let generator: Arc<std::sync::Mutex<Option<Generator>>> = Arc::default();
+    spawn_model_loader(&opts, tx.clone(), generator.clone());
+    spawn_input_reader(tx.clone());
+
+    let mut tui = tui::Tui::enter()?;
+    let mut app = App::new(opts.entry.name.clone(), opts.template, opts.sampler.clone(), opts.max_tokens);
+    let mut cancel: Option<CancelToken> = None;
+    let mut ticker = tokio::time::interval(FRAME);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            Some(action) = rx.recv() => {
+                match app.update(action) {
+                    Effect::None => {}
+                    Effect::Exit => break,
+                    Effect::Cancel => { if let Some(c) = &cancel { c.cancel(); } }
+                    Effect::Start { prompt, mode, sampler, max_tokens } => {
+                        cancel = start_generation(&generator, &tx, &prompt, mode, sampler, max_tokens);
+                    }
+                }
+            }
+            _ = ticker.tick() => {
+                if app.dirty || app.generating() {
+                    tui.terminal.draw(|f| draw(f, &app))?;
+                    app.dirty = false;
+                }
+            }
+        }
+    }
+    if let Some(c) = cancel {
+        c.cancel();
+    }
+    drop(tui);
+    Ok(())
+}
+
+fn start_generation(
+    generator: &Arc<std::sync::Mutex<Option<Generator>>>,
+    tx: &UnboundedSender<Action>,
+    prompt: &str,
+    mode: TemplateMode,
+    sampler: SamplerConfig,
+    max_tokens: usize,
+) -> Option<CancelToken> {
+    let g = generator.lock().unwrap();
+    let Some(g) = g.as_ref() else {
+        let _ = tx.send(Action::Engine(crate::engine::Event::Error("the model is not loaded yet".into())));
+        return None;
+    };
+    let req = GenerateRequest { prompt_ids: Vec::new(), sampler, max_new_tokens: max_tokens, stop_strings: mode.stop_strings() };
+    let (mut events, cancel) = g.submit_text(prompt.to_string(), mode, req);
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            if tx.send(Action::Engine(ev)).is_err() {
+                break;
+            }
+        }
+    });
+    Some(cancel)
+}
+
+fn spawn_model_loader(opts: &StudioOptions, tx: UnboundedSender<Action>, slot: Arc<std::sync::Mutex<Option<Generator>>>) {
+    let entry = opts.entry.clone();
+    let device = opts.device.clone();
+    std::thread::spawn(move || {
+        let progress = ChannelProgress(tx.clone(), Default::default());
+        let result = (|| -> anyhow::Result<Engine> {
+            let path = models::ensure(&entry, &progress)?;
+            let _ = tx.send(Action::Loading(format!("loading {}", entry.name)));
+            let device = parse_device(&device)?;
+            Ok(Engine::load(&path, &device, LoadOptions { requantize_q4_1: true }, entry.chat_template.clone())?)
+        })();
+        match result {
+            Ok(engine) => {
+                let context = engine.model.cfg.context_length;
+                *slot.lock().unwrap() = Some(Generator::spawn(engine));
+                let _ = tx.send(Action::ModelReady { name: entry.name.clone(), context });
+            }
+            Err(e) => {
+                let _ = tx.send(Action::ModelFailed(format!("{e:#}")));
+            }
+        }
+    });
+}
+
+fn spawn_input_reader(tx: UnboundedSender<Action>) {
+    std::thread::spawn(move || {
+        loop {
+            let ev = match crossterm::event::read() {
+                Ok(ev) => ev,
+                Err(_) => break,
+            };
+            let action = match ev {
+                TermEvent::Key(k) if k.kind != KeyEventKind::Release => Some(Action::Key(k)),
+                TermEvent::Paste(s) => Some(Action::Paste(s)),
+                TermEvent::Mouse(m) => Some(Action::Mouse(m)),
+                TermEvent::Resize(..) => Some(Action::Redraw),
+                _ => None,
+            };
+            if let Some(a) = action {
+                if tx.send(a).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,178 @@
+//! Drawing: a pure function of [`App`]. Text panes render only their visible rows.
+
+use super::app::{App, Focus, Phase, TraceView, KEYS};
+use crate::engine::StopReason;
+use ratatui::layout::{Constraint, Direction, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Gauge, Paragraph};
+use ratatui::Frame;
+
+/// Below this width the panes stack vertically.
+pub const COMPACT_WIDTH: u16 = 100;
+
+fn block(title: String, focused: bool) -> Block<'static> {
+    let style = if focused { Style::default().fg(Color::Cyan) } else { Style::default().fg(Color::DarkGray) };
+    Block::default().borders(Borders::ALL).border_style(style).title(title)
+}
+
+pub fn draw(f: &mut Frame, app: &App) {
+    let area = f.area();
+    let [main, status] = Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(area);
+    let trace_h = match app.trace {
+        TraceView::Shown => None,
+        TraceView::Collapsed => Some(3),
+        TraceView::Hidden => Some(0),
+    };
+    if area.width >= COMPACT_WIDTH {
+        let [left, right] = Layout::horizontal([Constraint::Percentage(38), Constraint::Percentage(62)]).areas(main);
+        let [prompt, trace] = Layout::vertical([Constraint::Length(8), trace_h.map(Constraint::Length).unwrap_or(Constraint::Min(3))]).areas(left);
+        let [draft, rewards] = Layout::vertical([Constraint::Min(3), Constraint::Length(4)]).areas(right);
+        draw_prompt(f, app, prompt);
+        draw_trace(f, app, trace);
+        draw_draft(f, app, draft);
+        draw_rewards(f, app, rewards);
+    } else {
+        let th = trace_h.unwrap_or(main.height / 4);
+        let chunks = Layout::default()
+            .direction(Direction::Vertical)
+            .constraints([Constraint::Length(5), Constraint::Length(th), Constraint::Min(3), Constraint::Length(3)])
+            .split(main);
+        draw_prompt(f, app, chunks[0]);
+        draw_trace(f, app, chunks[1]);
+        draw_draft(f, app, chunks[2]);
+        draw_rewards(f, app, chunks[3]);
+    }
+    draw_status(f, app, status);
+    if app.show_help {
+        draw_help(f, area);
+    }
+    if app.confirm_quit {
+        draw_confirm(f, area);
+    }
+}
+
+fn draw_prompt(f: &mut Frame, app: &App, area: Rect) {
+    let mut ta = app.prompt.clone();
+    ta.set_block(block(format!(" Prompt · {} ", app.template.label()), app.focus == Focus::Prompt));
+    f.render_widget(&ta, area);
+}
+
+fn inner_rows(area: Rect) -> (usize, usize) {
+    (area.width.saturating_sub(2) as usize, area.height.saturating_sub(2) as usize)
+}
+
+fn draw_trace(f: &mut Frame, app: &App, area: Rect) {
+    if area.height == 0 {
+        return;
+    }
+    let words = app.think.words();
+    let label = if app.generating() && app.draft.is_empty() { format!("Thinking… {words} words") } else { format!("Planned in {words} words") };
+    let title = format!(" Trace · {label} ");
+    let (w, h) = inner_rows(area);
+    let rows = if app.trace == TraceView::Collapsed { Vec::new() } else { app.think.visible_rows(w, h, 0) };
+    let text: Vec<Line> = rows.into_iter().map(|r| Line::styled(r, Style::default().fg(Color::Gray).add_modifier(Modifier::ITALIC))).collect();
+    f.render_widget(Paragraph::new(text).block(block(title, false)), area);
+}
+
+fn draw_draft(f: &mut Frame, app: &App, area: Rect) {
+    let follow = if app.draft_scroll == 0 { "following" } else { "scrolled · End to follow" };
+    let title = format!(" Draft · {} words · {follow} ", app.draft.words());
+    let (w, h) = inner_rows(area);
+    let rows = app.draft.visible_rows(w, h, app.draft_scroll);
+    let mut in_code = false;
+    let text: Vec<Line> = rows.into_iter().map(|r| style_markdown(r, &mut in_code)).collect();
+    f.render_widget(Paragraph::new(text).block(block(title, app.focus == Focus::Draft)), area);
+}
+
+/// Light markdown styling of one visible row.
+fn style_markdown(row: String, in_code: &mut bool) -> Line<'static> {
+    let t = row.trim_start();
+    if t.starts_with("```") {
+        *in_code = !*in_code;
+        return Line::styled(row, Style::default().fg(Color::DarkGray));
+    }
+    if *in_code {
+        return Line::styled(row, Style::default().fg(Color::Green));
+    }
+    if t.starts_with('#') {
+        return Line::styled(row, Style::default().fg(Color::Yellow).add_modifier(Modifier::BOLD));
+    }
+    if t.starts_with('>') {
+        return Line::styled(row, Style::default().fg(Color::Gray).add_modifier(Modifier::ITALIC));
+    }
+    if t.starts_with("- ") || t.starts_with("* ") || t.split_once(". ").is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())) {
+        return Line::from(vec![Span::styled(row, Style::default().fg(Color::White))]);
+    }
+    let mut spans = Vec::new();
+    for (i, part) in row.split("**").enumerate() {
+        let style = if i % 2 == 1 { Style::default().add_modifier(Modifier::BOLD) } else { Style::default() };
+        spans.push(Span::styled(part.to_string(), style));
+    }
+    Line::from(spans)
+}
+
+fn draw_rewards(f: &mut Frame, app: &App, area: Rect) {
+    let words = app.draft.words();
+    let target = crate::text::explicit_word_count(&app.prompt.lines().join(" "));
+    let title = " Rewards ".to_string();
+    let b = block(title, false);
+    let inner = b.inner(area);
+    f.render_widget(b, area);
+    let format = app.format_note.clone().unwrap_or_else(|| "–".into());
+    let line = match target {
+        Some(t) => format!("words {words} / ~{t} target   format: {format}"),
+        None => format!("words {words}   format: {format}"),
+    };
+    let [l1, l2] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
+    f.render_widget(Paragraph::new(line), l1);
+    if let (Some(t), true) = (target, l2.height > 0) {
+        let ratio = (words as f64 / t.max(1) as f64).min(1.0);
+        f.render_widget(Gauge::default().ratio(ratio).gauge_style(Style::default().fg(Color::Cyan)).label(format!("{:.0}%", ratio * 100.0)), l2);
+    }
+}
+
+fn draw_status(f: &mut Frame, app: &App, area: Rect) {
+    let state = match &app.phase {
+        Phase::Loading(m) => format!("loading: {m}"),
+        Phase::Idle => "ready".into(),
+        Phase::Generating => "generating".into(),
+        Phase::Done(StopReason::MaxTokens) => "done: MAX TOKENS REACHED (truncated)".into(),
+        Phase::Done(s) => format!("done: {}", s.describe()),
+        Phase::Error(e) => format!("error: {e}"),
+    };
+    let style = match &app.phase {
+        Phase::Error(_) => Style::default().fg(Color::White).bg(Color::Red),
+        Phase::Done(StopReason::MaxTokens | StopReason::ContextFull) => Style::default().fg(Color::Black).bg(Color::Yellow),
+        _ => Style::default().fg(Color::Black).bg(Color::Cyan),
+    };
+    let text = format!(
+        " {} │ {} │ {} │ {} tok │ {:.1} tok/s │ {:.1}s │ F1 help ",
+        app.model,
+        app.template.label(),
+        state,
+        app.tokens,
+        app.tok_per_s(),
+        app.elapsed()
+    );
+    f.render_widget(Paragraph::new(text).style(style), area);
+}
+
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h }
+}
+
+fn draw_help(f: &mut Frame, area: Rect) {
+    let r = centered(area, 72, KEYS.len() as u16 + 2);
+    let lines: Vec<Line> = KEYS.iter().map(|(k, d)| Line::from(vec![Span::styled(format!("{k:<24}"), Style::default().fg(Color::Cyan)), Span::raw(*d)])).collect();
+    f.render_widget(Clear, r);
+    f.render_widget(Paragraph::new(lines).block(block(" Keys ".into(), true)), r);
+}
+
+fn draw_confirm(f: &mut Frame, area: Rect) {
+    let r = centered(area, 44, 3);
+    f.render_widget(Clear, r);
+    f.render_widget(Paragraph::new("Still generating. Quit? (y / any key)").block(block(" Quit ".into(), true)), r);
+}

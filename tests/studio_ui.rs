@@ -1,0 +1,158 @@
+//! Rendered-buffer snapshots of the studio, driven by injected keys and engine events.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use longwriter::engine::{Event, SamplerConfig, Stats, StopReason, TemplateMode};
+use longwriter::studio::{draw, Action, App, Effect};
+use longwriter::text::FormatReport;
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+
+fn app() -> App {
+    let mut a = App::new("smollm2-135m".into(), TemplateMode::Longwriter, SamplerConfig::greedy(), 256);
+    a.update(Action::ModelReady { name: "smollm2-135m".into(), context: 8192 });
+    a
+}
+
+fn key(c: KeyCode) -> Action {
+    Action::Key(KeyEvent::new(c, KeyModifiers::NONE))
+}
+
+fn type_text(a: &mut App, s: &str) {
+    for c in s.chars() {
+        a.update(key(KeyCode::Char(c)));
+    }
+}
+
+/// The screen as text, with the volatile timing fields masked.
+fn render(a: &App, w: u16, h: u16) -> String {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| draw(f, a)).unwrap();
+    let buf = t.backend().buffer().clone();
+    let mut out = String::new();
+    for y in 0..h {
+        let line: String = (0..w).map(|x| buf[(x, y)].symbol().to_string()).collect();
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    mask_timing(&out)
+}
+
+fn mask_timing(s: &str) -> String {
+    s.lines()
+        .map(|l| {
+            let mut parts: Vec<String> = l.split(" │ ").map(String::from).collect();
+            for p in parts.iter_mut() {
+                if p.ends_with("tok/s") || (p.ends_with('s') && p.trim_end_matches('s').parse::<f64>().is_ok()) {
+                    *p = "<t>".into();
+                }
+            }
+            parts.join(" │ ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn stats(stop: StopReason) -> Stats {
+    Stats {
+        prompt_tokens: 40,
+        reused_tokens: 0,
+        generated_tokens: 12,
+        prefill_secs: 0.1,
+        decode_secs: 0.2,
+        prefill_tok_s: 400.0,
+        decode_tok_s: 60.0,
+        stop,
+        format: FormatReport { think_blocks: 1, answer_blocks: 1, violations: vec![] },
+    }
+}
+
+#[test]
+fn idle() {
+    let mut a = app();
+    type_text(&mut a, "Write a 300-word story.");
+    insta::assert_snapshot!(render(&a, 120, 24));
+}
+
+#[test]
+fn streaming_think_then_answer() {
+    let mut a = app();
+    type_text(&mut a, "Write a 300-word story.");
+    let e = a.update(key(KeyCode::F(5)));
+    assert!(matches!(e, Effect::Start { ref prompt, .. } if prompt == "Write a 300-word story."));
+    a.update(Action::Engine(Event::Think("Plan: a keeper, a storm, a rescue.".into())));
+    insta::assert_snapshot!("streaming_think", render(&a, 120, 24));
+    a.update(Action::Engine(Event::Answer("# The Keeper\n\nThe light turned all **night**.".into())));
+    insta::assert_snapshot!("streaming_answer", render(&a, 120, 24));
+}
+
+#[test]
+fn done_truncated_and_error() {
+    let mut a = app();
+    type_text(&mut a, "x");
+    a.update(key(KeyCode::F(5)));
+    a.update(Action::Engine(Event::Answer("Some text".into())));
+    a.update(Action::Engine(Event::Done(stats(StopReason::MaxTokens))));
+    let s = render(&a, 120, 24);
+    assert!(s.contains("MAX TOKENS REACHED (truncated)"), "{s}");
+    insta::assert_snapshot!("done_max_tokens", s);
+    a.update(key(KeyCode::F(5)));
+    a.update(Action::Engine(Event::Error("model error: boom".into())));
+    let s = render(&a, 120, 24);
+    assert!(s.contains("error: model error: boom"), "{s}");
+    assert!(s.contains("Some text") == false, "a new generation clears the draft");
+}
+
+#[test]
+fn help_overlay_lists_every_key() {
+    let mut a = app();
+    a.update(key(KeyCode::F(1)));
+    let s = render(&a, 120, 24);
+    for (k, _) in longwriter::studio::KEYS {
+        assert!(s.contains(k), "help lacks {k}");
+    }
+    insta::assert_snapshot!("help", s);
+    a.update(key(KeyCode::Esc));
+    assert!(!render(&a, 120, 24).contains("this help"));
+}
+
+#[test]
+fn narrow_terminal_uses_compact_layout() {
+    let mut a = app();
+    type_text(&mut a, "A poem.");
+    a.update(key(KeyCode::F(5)));
+    a.update(Action::Engine(Event::Answer("Roses are red.".into())));
+    insta::assert_snapshot!("narrow", render(&a, 70, 24));
+}
+
+#[test]
+fn trace_cycles_and_quit_confirms_while_generating() {
+    let mut a = app();
+    type_text(&mut a, "x");
+    a.update(key(KeyCode::F(5)));
+    a.update(Action::Engine(Event::Think("secret plan".into())));
+    assert!(render(&a, 120, 24).contains("secret plan"));
+    a.update(Action::Key(KeyEvent::new(KeyCode::Char('t'), KeyModifiers::CONTROL)));
+    let s = render(&a, 120, 24);
+    assert!(!s.contains("secret plan") && s.contains("Thinking… 2 words"), "{s}");
+    let quit = Action::Key(KeyEvent::new(KeyCode::Char('q'), KeyModifiers::CONTROL));
+    assert_eq!(a.update(quit.clone()), Effect::None);
+    assert!(render(&a, 120, 24).contains("Still generating. Quit?"));
+    assert_eq!(a.update(key(KeyCode::Char('y'))), Effect::Exit);
+}
+
+#[test]
+fn draft_follows_tail_until_scrolled() {
+    let mut a = app();
+    type_text(&mut a, "x");
+    a.update(key(KeyCode::F(5)));
+    for i in 0..200 {
+        a.update(Action::Engine(Event::Answer(format!("line {i}\n"))));
+    }
+    assert!(render(&a, 120, 24).contains("line 199"));
+    a.update(key(KeyCode::Tab));
+    a.update(key(KeyCode::PageUp));
+    let s = render(&a, 120, 24);
+    assert!(!s.contains("line 199") && s.contains("line 189") && s.contains("End to follow"), "{s}");
+    a.update(key(KeyCode::End));
+    assert!(render(&a, 120, 24).contains("line 199"));
+}
