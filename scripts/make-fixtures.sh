@@ -19,7 +19,8 @@
 #   greedy.json, greedy_ids/greedy_text:
 #     llama-server -m MODEL --host 127.0.0.1 --port FREE -t 2 -c 2048 -np 1 --no-cache-prompt
 #     POST /completion {"prompt": prompt_ids, "n_predict": 32, "temperature": 0,
-#       "top_k": 1, "samplers": ["top_k"], "return_tokens": true, "cache_prompt": false}
+#       "top_k": 1, "samplers": ["top_k"], "return_tokens": true, "cache_prompt": false,
+#       "n_probs": 2}   (n_probs only reports top-2 logprobs; it does not sample)
 #     The sampler chain is then top_k(1) -> dist, i.e. argmax. Generation
 #     stops early if argmax picks <|im_end|> (id 2, kept as the last greedy id;
 #     the "sky" prompt does so after 9 tokens). As an independent

@@ -41,7 +41,7 @@ pub fn run(a: BenchArgs, device: &str) -> Result<()> {
         bail!("--prompt-tokens, --gen-tokens and --reps must be positive");
     }
     let (choice, mut engine) = load_engine(a.model.as_deref(), device)?;
-    let ctx = engine.model.cfg.context_length;
+    let ctx = engine.model.config().context_length;
     if a.prompt_tokens + a.gen_tokens > ctx {
         bail!("--prompt-tokens + --gen-tokens exceed the model's context ({ctx})");
     }

@@ -43,7 +43,7 @@ pub fn load_engine(spec: Option<&str>, device: &str) -> Result<(ModelChoice, Eng
     let entry = resolve_model(spec)?;
     let path = models::ensure(&entry, &BarProgress::new())?;
     let device = parse_device(device)?;
-    let engine = Engine::load(&path, &device, LoadOptions { requantize_q4_1: true }, entry.chat_template.clone())
+    let engine = Engine::load(&path, &device, LoadOptions { requantize_q4_1: true, ..Default::default() }, entry.chat_template.clone())
         .with_context(|| format!("loading model '{}'", entry.name))?;
     Ok((ModelChoice { entry, path }, engine))
 }

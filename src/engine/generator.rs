@@ -96,7 +96,7 @@ impl Engine {
     /// unless an error is returned).
     pub fn generate(&mut self, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Event)) -> Result<Stats, EngineError> {
         req.sampler.validate().map_err(EngineError::Sampling)?;
-        let ctx = self.model.cfg.context_length;
+        let ctx = self.model.config().context_length;
         if req.prompt_ids.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }

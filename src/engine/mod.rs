@@ -3,6 +3,7 @@
 //! [`Engine`] is synchronous and owns the model; [`Generator`] runs one on its own OS
 //! thread and streams [`Event`]s through a channel so a UI never waits on the model.
 
+pub mod cpu;
 mod generator;
 mod model;
 pub mod sampler;
@@ -63,9 +64,56 @@ pub fn parse_device(spec: &str) -> Result<Device, EngineError> {
     }
 }
 
+/// The network behind an engine: the fast CPU decoder when the file's formats allow it,
+/// otherwise the general candle implementation (K-quants, CUDA, …).
+pub enum Model {
+    Cpu(cpu::CpuModel),
+    Candle(QuantModel),
+}
+
+impl Model {
+    pub fn config(&self) -> &ModelConfig {
+        match self {
+            Model::Cpu(m) => &m.cfg,
+            Model::Candle(m) => &m.cfg,
+        }
+    }
+    pub fn forward(&mut self, ids: &[u32]) -> Result<Vec<f32>, EngineError> {
+        match self {
+            Model::Cpu(m) => m.forward(ids),
+            Model::Candle(m) => m.forward(ids),
+        }
+    }
+    pub fn position(&self) -> usize {
+        match self {
+            Model::Cpu(m) => m.position(),
+            Model::Candle(m) => m.position(),
+        }
+    }
+    pub fn clear(&mut self) {
+        match self {
+            Model::Cpu(m) => m.clear(),
+            Model::Candle(m) => m.clear(),
+        }
+    }
+    pub fn truncate(&mut self, len: usize) {
+        match self {
+            Model::Cpu(m) => m.truncate(len),
+            Model::Candle(m) => m.truncate(len),
+        }
+    }
+    /// Which implementation runs: "cpu-fast" or "candle".
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Model::Cpu(_) => "cpu-fast",
+            Model::Candle(_) => "candle",
+        }
+    }
+}
+
 /// A loaded model with its tokenizer and prompt builder.
 pub struct Engine {
-    pub model: QuantModel,
+    pub model: Model,
     pub tokenizer: TextTokenizer,
     pub prompts: PromptBuilder,
     pub path: PathBuf,
@@ -92,7 +140,12 @@ impl Engine {
         check_extent(&ct, len)?;
         let sidecar = path.with_file_name("tokenizer.json");
         let tokenizer = if sidecar.exists() { TextTokenizer::from_file(&sidecar)? } else { TextTokenizer::from_gguf(&ct)? };
-        let model = QuantModel::load(&ct, &mut r, device, opts)?;
+        let cfg = ModelConfig::from_gguf(&ct)?;
+        let model = if device.is_cpu() && !opts.force_candle && cpu::CpuModel::supports(&ct, &cfg) {
+            Model::Cpu(cpu::CpuModel::load(&ct, &mut r, cfg)?)
+        } else {
+            Model::Candle(QuantModel::load(&ct, &mut r, device, opts)?)
+        };
         let tpl = chat_template.or_else(|| ct.metadata.get("tokenizer.chat_template").and_then(|v| v.to_string().ok()).cloned());
         let name_of = |id: Option<u32>| id.and_then(|i| tokenizer.decode(&[i]).ok());
         let prompts = PromptBuilder::new(tpl, name_of(tokenizer.bos), name_of(tokenizer.eos));

@@ -147,6 +147,8 @@ pub struct LoadOptions {
     /// Re-quantize Q4_1 weights to Q8_0 at load: candle has SIMD kernels for Q8_0 but only
     /// scalar ones for Q4_1. Costs ~70% more weight memory; output is unchanged in practice.
     pub requantize_q4_1: bool,
+    /// Use the general candle implementation even where the fast CPU decoder applies.
+    pub force_candle: bool,
 }
 
 pub struct QuantModel {

@@ -80,11 +80,13 @@ pub fn wrap(line: &str, width: usize) -> Vec<String> {
     let mut cur_w = 0;
     for word in line.split_inclusive(' ') {
         let w: usize = word.chars().map(|c| c.width().unwrap_or(0)).sum();
-        if cur_w + w > width && !cur.is_empty() {
+        // A trailing space may hang past the edge.
+        let visible = w - word.ends_with(' ') as usize;
+        if cur_w + visible > width && !cur.is_empty() {
             rows.push(std::mem::take(&mut cur).trim_end().to_string());
             cur_w = 0;
         }
-        if w > width {
+        if visible > width {
             for c in word.chars() {
                 let cw = c.width().unwrap_or(0);
                 if cur_w + cw > width {

@@ -130,11 +130,11 @@ fn spawn_model_loader(opts: &StudioOptions, tx: UnboundedSender<Action>, slot: A
             let path = models::ensure(&entry, &progress)?;
             let _ = tx.send(Action::Loading(format!("loading {}", entry.name)));
             let device = parse_device(&device)?;
-            Ok(Engine::load(&path, &device, LoadOptions { requantize_q4_1: true }, entry.chat_template.clone())?)
+            Ok(Engine::load(&path, &device, LoadOptions { requantize_q4_1: true, ..Default::default() }, entry.chat_template.clone())?)
         })();
         match result {
             Ok(engine) => {
-                let context = engine.model.cfg.context_length;
+                let context = engine.model.config().context_length;
                 *slot.lock().unwrap() = Some(Generator::spawn(engine));
                 let _ = tx.send(Action::ModelReady { name: entry.name.clone(), context });
             }

@@ -21,7 +21,7 @@ pub fn engine() -> std::sync::MutexGuard<'static, Engine> {
     static ENGINE: OnceLock<Mutex<Engine>> = OnceLock::new();
     ENGINE
         .get_or_init(|| {
-            let e = Engine::load(&default_model_path(), &candle_core::Device::Cpu, LoadOptions { requantize_q4_1: true }, None).expect("load default model");
+            let e = Engine::load(&default_model_path(), &candle_core::Device::Cpu, LoadOptions { requantize_q4_1: true, ..Default::default() }, None).expect("load default model");
             Mutex::new(e)
         })
         .lock()

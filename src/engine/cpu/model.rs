@@ -1,0 +1,387 @@
+use super::kernels::{dequantize_row, dot, quantize_act, ActBlock, WeightType, QK};
+use crate::engine::model::ModelConfig;
+use crate::engine::EngineError;
+use candle_core::quantized::{gguf_file, GgmlDType};
+use super::pool::Pool;
+use std::io::{Read, Seek, SeekFrom};
+
+/// A quantized weight matrix in its GGUF block layout, one row per output feature.
+struct Matrix {
+    t: WeightType,
+    rows: usize,
+    cols: usize,
+    data: Vec<u8>,
+}
+
+impl Matrix {
+    fn row_bytes(&self) -> usize {
+        self.cols / QK * self.t.block_bytes()
+    }
+
+    fn row(&self, r: usize) -> &[u8] {
+        let rb = self.row_bytes();
+        &self.data[r * rb..(r + 1) * rb]
+    }
+}
+
+/// Disjoint output writes from pool tasks.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: every task writes a distinct set of indices, and `Pool::run` joins them all.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// Pointer to element `i` (a method, so closures capture the whole Sync wrapper).
+    fn at(self, i: usize) -> *mut f32 {
+        // SAFETY: callers stay inside the buffer this was made from.
+        unsafe { self.0.add(i) }
+    }
+}
+
+/// Computes `out_i[t][r] = row_r(m_i) · acts[t]` for several matrices sharing one input,
+/// as one parallel job; each weight row is read once for all tokens.
+fn matmul(jobs: &mut [(&Matrix, &mut [f32])], acts: &[ActBlock], n_tok: usize) {
+    let pool = Pool::global();
+    let mut chunks = Vec::new();
+    let total_rows: usize = jobs.iter().map(|(m, _)| m.rows).sum();
+    let per = total_rows.div_ceil(pool.threads() * 4).max(16);
+    for (j, (m, out)) in jobs.iter_mut().enumerate() {
+        debug_assert_eq!(out.len(), n_tok * m.rows);
+        debug_assert_eq!(acts.len(), n_tok * (m.cols / QK));
+        let mut r = 0;
+        while r < m.rows {
+            chunks.push((j, r, (r + per).min(m.rows)));
+            r += per;
+        }
+    }
+    let outs: Vec<(&Matrix, OutPtr)> = jobs.iter_mut().map(|(m, o)| (&**m, OutPtr(o.as_mut_ptr()))).collect();
+    pool.run(chunks.len(), &|c| {
+        let (j, r0, r1) = chunks[c];
+        let (m, out) = outs[j];
+        let nb = m.cols / QK;
+        for r in r0..r1 {
+            let row = m.row(r);
+            for t in 0..n_tok {
+                let v = dot(m.t, row, &acts[t * nb..(t + 1) * nb]);
+                // SAFETY: (t, r) is unique to this task and inside `out`.
+                unsafe { *out.at(t * m.rows + r) = v };
+            }
+        }
+    });
+}
+
+struct Layer {
+    attn_norm: Vec<f32>,
+    wq: Matrix,
+    wk: Matrix,
+    wv: Matrix,
+    wo: Matrix,
+    bq: Option<Vec<f32>>,
+    bk: Option<Vec<f32>>,
+    bv: Option<Vec<f32>>,
+    q_norm: Option<Vec<f32>>,
+    k_norm: Option<Vec<f32>>,
+    ffn_norm: Vec<f32>,
+    gate: Matrix,
+    up: Matrix,
+    down: Matrix,
+    /// K and V per position: `[pos][kv_heads * head_dim]`, grown by doubling.
+    k: Vec<f32>,
+    v: Vec<f32>,
+}
+
+pub struct CpuModel {
+    pub cfg: ModelConfig,
+    embed: Matrix,
+    output: Option<Matrix>,
+    norm: Vec<f32>,
+    layers: Vec<Layer>,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    pos: usize,
+}
+
+fn weight_type(d: GgmlDType) -> Option<WeightType> {
+    match d {
+        GgmlDType::Q4_0 => Some(WeightType::Q4_0),
+        GgmlDType::Q4_1 => Some(WeightType::Q4_1),
+        GgmlDType::Q8_0 => Some(WeightType::Q8_0),
+        _ => None,
+    }
+}
+
+impl CpuModel {
+    /// Whether this file can run on the fast path: supported block types and dimensions
+    /// that are multiples of 32. Anything else runs on the general path.
+    pub fn supports(ct: &gguf_file::Content, cfg: &ModelConfig) -> bool {
+        if !super::kernels::has_avx2() || cfg.hidden % QK != 0 || cfg.head_dim % 2 != 0 {
+            return false;
+        }
+        ct.tensor_infos.iter().all(|(name, t)| {
+            let is_matrix = name.ends_with(".weight") && t.shape.dims().len() == 2;
+            !is_matrix || (weight_type(t.ggml_dtype).is_some() && t.shape.dims()[1] % QK == 0)
+        })
+    }
+
+    pub fn load<R: Read + Seek>(ct: &gguf_file::Content, r: &mut R, cfg: ModelConfig) -> Result<Self, EngineError> {
+        let embed = matrix(ct, r, "token_embd.weight")?;
+        let output = if ct.tensor_infos.contains_key("output.weight") { Some(matrix(ct, r, "output.weight")?) } else { None };
+        let norm = vector(ct, r, "output_norm.weight")?.ok_or_else(|| EngineError::Format("missing output_norm.weight".into()))?;
+        let mut layers = Vec::with_capacity(cfg.n_layer);
+        for i in 0..cfg.n_layer {
+            let n = |s: &str| format!("blk.{i}.{s}");
+            let req = |v: Option<Vec<f32>>, s: &str| v.ok_or_else(|| EngineError::Format(format!("missing blk.{i}.{s}")));
+            layers.push(Layer {
+                attn_norm: req(vector(ct, r, &n("attn_norm.weight"))?, "attn_norm.weight")?,
+                wq: matrix(ct, r, &n("attn_q.weight"))?,
+                wk: matrix(ct, r, &n("attn_k.weight"))?,
+                wv: matrix(ct, r, &n("attn_v.weight"))?,
+                wo: matrix(ct, r, &n("attn_output.weight"))?,
+                bq: vector(ct, r, &n("attn_q.bias"))?,
+                bk: vector(ct, r, &n("attn_k.bias"))?,
+                bv: vector(ct, r, &n("attn_v.bias"))?,
+                q_norm: vector(ct, r, &n("attn_q_norm.weight"))?,
+                k_norm: vector(ct, r, &n("attn_k_norm.weight"))?,
+                ffn_norm: req(vector(ct, r, &n("ffn_norm.weight"))?, "ffn_norm.weight")?,
+                gate: matrix(ct, r, &n("ffn_gate.weight"))?,
+                up: matrix(ct, r, &n("ffn_up.weight"))?,
+                down: matrix(ct, r, &n("ffn_down.weight"))?,
+                k: Vec::new(),
+                v: Vec::new(),
+            });
+        }
+        let half = cfg.head_dim / 2;
+        let inv: Vec<f32> = (0..half).map(|i| 1.0 / cfg.rope_base.powf(2.0 * i as f32 / cfg.head_dim as f32)).collect();
+        let mut cos = Vec::with_capacity(cfg.context_length * half);
+        let mut sin = Vec::with_capacity(cfg.context_length * half);
+        for p in 0..cfg.context_length {
+            for &f in &inv {
+                let a = p as f32 * f;
+                cos.push(a.cos());
+                sin.push(a.sin());
+            }
+        }
+        Ok(Self { cfg, embed, output, norm, layers, cos, sin, pos: 0 })
+    }
+
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    pub fn clear(&mut self) {
+        self.pos = 0;
+    }
+
+    pub fn truncate(&mut self, len: usize) {
+        self.pos = self.pos.min(len);
+    }
+
+    /// Runs `ids` after the cached positions; returns the last position's logits.
+    pub fn forward(&mut self, ids: &[u32]) -> Result<Vec<f32>, EngineError> {
+        if ids.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        if self.pos + ids.len() > self.cfg.context_length {
+            return Err(EngineError::ContextOverflow { needed: self.pos + ids.len(), limit: self.cfg.context_length });
+        }
+        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= self.embed.rows) {
+            return Err(EngineError::Model(format!("token id {bad} is outside the vocabulary")));
+        }
+        let logits = self.run(ids);
+        self.pos += ids.len();
+        Ok(logits)
+    }
+
+    fn run(&mut self, ids: &[u32]) -> Vec<f32> {
+        let cfg = self.cfg.clone();
+        let (s, hid) = (ids.len(), cfg.hidden);
+        let (nh, nkv, hd) = (cfg.n_head, cfg.n_kv_head, cfg.head_dim);
+        let (qd, kvd) = (nh * hd, nkv * hd);
+        let eps = cfg.rms_eps as f32;
+        let pos = self.pos;
+        let mut x = vec![0f32; s * hid];
+        for (t, &id) in ids.iter().enumerate() {
+            dequantize_row(self.embed.t, self.embed.row(id as usize), &mut x[t * hid..(t + 1) * hid]);
+        }
+        let mut h = vec![0f32; s * hid];
+        let mut acts = Vec::new();
+        let (mut q, mut k, mut v) = (vec![0f32; s * qd], vec![0f32; s * kvd], vec![0f32; s * kvd]);
+        let mut att = vec![0f32; s * qd];
+        let mut proj = vec![0f32; s * hid];
+        let ffn = self.layers[0].gate.rows;
+        let (mut g, mut u) = (vec![0f32; s * ffn], vec![0f32; s * ffn]);
+        for l in self.layers.iter_mut() {
+            rms_norm(&x, &l.attn_norm, eps, &mut h);
+            quantize(&h, hid, &mut acts);
+            matmul(&mut [(&l.wq, &mut q), (&l.wk, &mut k), (&l.wv, &mut v)], &acts, s);
+            add_bias(&mut q, l.bq.as_deref());
+            add_bias(&mut k, l.bk.as_deref());
+            add_bias(&mut v, l.bv.as_deref());
+            if let Some(w) = &l.q_norm {
+                rms_norm(&q.clone(), w, eps, &mut q);
+            }
+            if let Some(w) = &l.k_norm {
+                rms_norm(&k.clone(), w, eps, &mut k);
+            }
+            for t in 0..s {
+                let p = pos + t;
+                let (c, sn) = (&self.cos[p * hd / 2..(p + 1) * hd / 2], &self.sin[p * hd / 2..(p + 1) * hd / 2]);
+                for head in q[t * qd..(t + 1) * qd].chunks_exact_mut(hd).chain(k[t * kvd..(t + 1) * kvd].chunks_exact_mut(hd)) {
+                    rope(head, c, sn, cfg.rope_neox);
+                }
+            }
+            let need = (pos + s) * kvd;
+            if l.k.len() < need {
+                let cap = (pos + s).next_power_of_two().max(256).min(cfg.context_length) * kvd;
+                l.k.resize(cap.max(need), 0.0);
+                l.v.resize(cap.max(need), 0.0);
+            }
+            l.k[pos * kvd..need].copy_from_slice(&k);
+            l.v[pos * kvd..need].copy_from_slice(&v);
+            attention(&q, &l.k[..need], &l.v[..need], s, pos, nh, nkv, hd, &mut att);
+            quantize(&att, qd, &mut acts);
+            matmul(&mut [(&l.wo, &mut proj)], &acts, s);
+            add(&mut x, &proj);
+
+            rms_norm(&x, &l.ffn_norm, eps, &mut h);
+            quantize(&h, hid, &mut acts);
+            matmul(&mut [(&l.gate, &mut g), (&l.up, &mut u)], &acts, s);
+            for (a, b) in g.iter_mut().zip(&u) {
+                *a = *a / (1.0 + (-*a).exp()) * b;
+            }
+            quantize(&g, ffn, &mut acts);
+            matmul(&mut [(&l.down, &mut proj)], &acts, s);
+            add(&mut x, &proj);
+        }
+        let last = &x[(s - 1) * hid..];
+        let mut normed = vec![0f32; hid];
+        rms_norm(last, &self.norm, eps, &mut normed);
+        quantize(&normed, hid, &mut acts);
+        let out = self.output.as_ref().unwrap_or(&self.embed);
+        let mut logits = vec![0f32; out.rows];
+        matmul(&mut [(out, &mut logits)], &acts, 1);
+        logits
+    }
+}
+
+fn quantize(x: &[f32], width: usize, acts: &mut Vec<ActBlock>) {
+    acts.resize(x.len() / QK, ActBlock::default());
+    for (xr, ar) in x.chunks_exact(width).zip(acts.chunks_exact_mut(width / QK)) {
+        quantize_act(xr, ar);
+    }
+}
+
+/// RMS norm of each `w.len()`-wide row of `x` into `out`.
+fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let n = w.len();
+    for (xr, or) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+        let ms = xr.iter().map(|v| v * v).sum::<f32>() / n as f32;
+        let scale = 1.0 / (ms + eps).sqrt();
+        for ((o, &xv), &wv) in or.iter_mut().zip(xr).zip(w) {
+            *o = xv * scale * wv;
+        }
+    }
+}
+
+fn add(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+fn add_bias(x: &mut [f32], b: Option<&[f32]>) {
+    if let Some(b) = b {
+        for row in x.chunks_exact_mut(b.len()) {
+            add(row, b);
+        }
+    }
+}
+
+/// Rotates one head in place: interleaved pairs (2i, 2i+1) for llama GGUFs, halves
+/// (i, i+d/2) for NeoX-style models.
+fn rope(head: &mut [f32], cos: &[f32], sin: &[f32], neox: bool) {
+    let half = head.len() / 2;
+    for i in 0..half {
+        let (a, b) = if neox { (i, i + half) } else { (2 * i, 2 * i + 1) };
+        let (x0, x1) = (head[a], head[b]);
+        head[a] = x0 * cos[i] - x1 * sin[i];
+        head[b] = x0 * sin[i] + x1 * cos[i];
+    }
+}
+
+/// Causal attention of `s` new tokens (at positions pos..pos+s) over the cache.
+#[allow(clippy::too_many_arguments)]
+fn attention(q: &[f32], kc: &[f32], vc: &[f32], s: usize, pos: usize, nh: usize, nkv: usize, hd: usize, out: &mut [f32]) {
+    let (qd, kvd) = (nh * hd, nkv * hd);
+    let rep = nh / nkv;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let outp = OutPtr(out.as_mut_ptr());
+    let work = |idx: usize| {
+        let (t, h) = (idx / nh, idx % nh);
+        let kvh = h / rep;
+        let qh = &q[t * qd + h * hd..t * qd + (h + 1) * hd];
+        let n = pos + t + 1;
+        SCORES.with(|cell| {
+            let mut scores = cell.borrow_mut();
+            scores.clear();
+            scores.extend((0..n).map(|j| dot_f32(qh, &kc[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd]) * scale));
+            let m = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            let mut sum = 0.0;
+            for sc in scores.iter_mut() {
+                *sc = (*sc - m).exp();
+                sum += *sc;
+            }
+            // SAFETY: head `idx` owns out[idx*hd .. (idx+1)*hd].
+            let o = unsafe { std::slice::from_raw_parts_mut(outp.at(idx * hd), hd) };
+            o.fill(0.0);
+            for (j, &p) in scores.iter().enumerate() {
+                let w = p / sum;
+                for (ov, &vv) in o.iter_mut().zip(&vc[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd]) {
+                    *ov += w * vv;
+                }
+            }
+        });
+    };
+    debug_assert_eq!(out.len(), s * nh * hd);
+    // Splitting pays off only once the cache is long.
+    if s * nh * (pos + s) > 16 * 1024 {
+        Pool::global().run(s * nh, &work);
+    } else {
+        (0..s * nh).for_each(work);
+    }
+}
+
+thread_local! {
+    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn read_bytes<R: Read + Seek>(ct: &gguf_file::Content, r: &mut R, name: &str) -> Result<Option<(Vec<u8>, GgmlDType, Vec<usize>)>, EngineError> {
+    let Some(info) = ct.tensor_infos.get(name) else { return Ok(None) };
+    let dims = info.shape.dims().to_vec();
+    let size = info.shape.elem_count() / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
+    let mut buf = vec![0u8; size];
+    r.seek(SeekFrom::Start(ct.tensor_data_offset + info.offset)).and_then(|_| r.read_exact(&mut buf)).map_err(|e| EngineError::Format(format!("reading tensor {name}: {e}")))?;
+    Ok(Some((buf, info.ggml_dtype, dims)))
+}
+
+fn matrix<R: Read + Seek>(ct: &gguf_file::Content, r: &mut R, name: &str) -> Result<Matrix, EngineError> {
+    let (data, dt, dims) = read_bytes(ct, r, name)?.ok_or_else(|| EngineError::Format(format!("missing tensor {name}")))?;
+    let t = weight_type(dt).ok_or_else(|| EngineError::Unsupported(format!("{name} has type {dt:?}")))?;
+    // candle reports GGUF shapes outermost first: (rows, cols).
+    let (rows, cols) = (dims[0], dims[1]);
+    Ok(Matrix { t, rows, cols, data })
+}
+
+fn vector<R: Read + Seek>(ct: &gguf_file::Content, r: &mut R, name: &str) -> Result<Option<Vec<f32>>, EngineError> {
+    let Some((data, dt, _)) = read_bytes(ct, r, name)? else { return Ok(None) };
+    match dt {
+        GgmlDType::F32 => Ok(Some(data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())),
+        GgmlDType::F16 => Ok(Some(data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect())),
+        other => Err(EngineError::Unsupported(format!("{name} has type {other:?}"))),
+    }
+}
