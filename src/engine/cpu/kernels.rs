@@ -114,108 +114,141 @@ pub fn dot_scalar(t: WeightType, row: &[u8], act: &[ActBlock]) -> f32 {
     acc
 }
 
-/// Whether the AVX2 path can run on this CPU (checked once).
-pub fn has_avx2() -> bool {
+/// Which SIMD path this CPU takes (checked once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Simd {
+    Scalar,
+    /// AVX2 + FMA + F16C: u8×i8 products via `maddubs` + `madd`.
+    Avx2,
+    /// AVX-512 VNNI on 256-bit vectors: one `vpdpbusd` per block.
+    Vnni,
+}
+
+pub fn simd() -> Simd {
     #[cfg(target_arch = "x86_64")]
     {
         use std::sync::OnceLock;
-        static OK: OnceLock<bool> = OnceLock::new();
-        *OK.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c"))
+        static S: OnceLock<Simd> = OnceLock::new();
+        *S.get_or_init(|| {
+            if std::env::var_os("LONGWRITER_NO_SIMD").is_some() {
+                return Simd::Scalar;
+            }
+            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
+            if avx2 && is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
+                Simd::Vnni
+            } else if avx2 {
+                Simd::Avx2
+            } else {
+                Simd::Scalar
+            }
+        })
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        false
+        Simd::Scalar
     }
+}
+
+/// Whether a SIMD path exists (the fast decoder is only worth it with one).
+pub fn has_avx2() -> bool {
+    simd() != Simd::Scalar
 }
 
 /// Dot product of one weight row with quantized activations, on the fastest path.
 #[inline]
 pub fn dot(t: WeightType, row: &[u8], act: &[ActBlock]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the CPU features were checked above; the slices bound every access.
-        return unsafe { avx2::dot(t, row, act) };
-    }
-    dot_scalar(t, row, act)
+    let mut out = [0f32; 1];
+    dot_many(t, row, &[act], &mut out);
+    out[0]
 }
 
-/// Dot products of one weight row with several activation vectors (prefill), reading the
-/// row once from memory.
+/// Dot products of one weight row with up to [`MAX_TOKENS`] activation vectors at once:
+/// each weight block is loaded and unpacked once for all of them (prefill's win).
+pub const MAX_TOKENS: usize = 4;
+
 #[inline]
 pub fn dot_many(t: WeightType, row: &[u8], acts: &[&[ActBlock]], out: &mut [f32]) {
+    debug_assert!(acts.len() <= MAX_TOKENS && out.len() >= acts.len());
+    let nb = row.len() / t.block_bytes();
+    assert!(acts.iter().all(|a| a.len() >= nb), "activation shorter than weight row");
+    #[cfg(target_arch = "x86_64")]
+    match simd() {
+        // SAFETY: the CPU features were detected; lengths were checked above.
+        Simd::Vnni => return unsafe { simd_x86::dot_vnni(t, row, acts, out) },
+        Simd::Avx2 => return unsafe { simd_x86::dot_avx2(t, row, acts, out) },
+        Simd::Scalar => {}
+    }
     for (o, a) in out.iter_mut().zip(acts) {
-        *o = dot(t, row, a);
+        *o = dot_scalar(t, row, a);
     }
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use super::{ActBlock, WeightType};
+mod simd_x86 {
+    use super::{ActBlock, WeightType, MAX_TOKENS};
     use std::arch::x86_64::*;
 
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline(always)]
     unsafe fn half(p: *const u8) -> f32 {
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(p as *const u16) as i32)))
     }
 
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline(always)]
     unsafe fn hsum(v: __m256) -> f32 {
-        let lo = _mm256_castps256_ps128(v);
-        let hi = _mm256_extractf128_ps(v, 1);
-        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        _mm_cvtss_f32(s)
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
     }
 
     /// 32 nibbles (16 bytes) → 32 unsigned bytes: low nibbles first, then high nibbles.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline(always)]
     unsafe fn unpack_nibbles(p: *const u8) -> __m256i {
         let q = _mm_loadu_si128(p as *const __m128i);
         let m = _mm_set1_epi8(0x0F);
-        let lo = _mm_and_si128(q, m);
-        let hi = _mm_and_si128(_mm_srli_epi16(q, 4), m);
-        _mm256_set_m128i(hi, lo)
+        _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m))
     }
 
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot(t: WeightType, row: &[u8], act: &[ActBlock]) -> f32 {
-        let bb = t.block_bytes();
-        let n = (row.len() / bb).min(act.len());
-        let ones = _mm256_set1_epi16(1);
-        let mut acc = _mm256_setzero_ps();
-        let mut offset = 0f32;
-        let base = row.as_ptr();
-        for i in 0..n {
-            let b = base.add(i * bb);
-            let a = act.get_unchecked(i);
-            let x = _mm256_load_si256(a.qs.as_ptr() as *const __m256i);
-            let d = half(b);
-            let (prod, scale) = match t {
-                WeightType::Q8_0 => {
-                    let w = _mm256_loadu_si256(b.add(2) as *const __m256i);
-                    // maddubs needs an unsigned operand: move w's sign onto x.
-                    let aw = _mm256_sign_epi8(w, w);
-                    let sx = _mm256_sign_epi8(x, w);
-                    (_mm256_maddubs_epi16(aw, sx), d * a.d)
+    macro_rules! dot_kernel {
+        ($name:ident, $features:literal, $dot_u8_i8:expr) => {
+            #[target_feature(enable = $features)]
+            pub unsafe fn $name(t: WeightType, row: &[u8], acts: &[&[ActBlock]], out: &mut [f32]) {
+                let bb = t.block_bytes();
+                let nb = row.len() / bb;
+                let n = acts.len();
+                let mut acc = [_mm256_setzero_ps(); MAX_TOKENS];
+                let mut offset = [0f32; MAX_TOKENS];
+                let base = row.as_ptr();
+                for i in 0..nb {
+                    let b = base.add(i * bb);
+                    let d = half(b);
+                    // Unsigned weights (u8) for the u8×i8 product; Q8_0 moves its sign onto x.
+                    let (w, m, signed) = match t {
+                        WeightType::Q8_0 => {
+                            let w = _mm256_loadu_si256(b.add(2) as *const __m256i);
+                            (w, 0.0, true)
+                        }
+                        WeightType::Q4_1 => (unpack_nibbles(b.add(4)), half(b.add(2)), false),
+                        WeightType::Q4_0 => (unpack_nibbles(b.add(2)), -8.0 * d, false),
+                    };
+                    let uw = if signed { _mm256_sign_epi8(w, w) } else { w };
+                    for k in 0..n {
+                        let a = acts.get_unchecked(k).get_unchecked(i);
+                        let x = _mm256_load_si256(a.qs.as_ptr() as *const __m256i);
+                        let x = if signed { _mm256_sign_epi8(x, w) } else { x };
+                        let p = _mm256_cvtepi32_ps($dot_u8_i8(uw, x));
+                        acc[k] = _mm256_fmadd_ps(p, _mm256_set1_ps(d * a.d), acc[k]);
+                        offset[k] += m * a.s;
+                    }
                 }
-                WeightType::Q4_1 => {
-                    offset += half(b.add(2)) * a.s;
-                    (_mm256_maddubs_epi16(unpack_nibbles(b.add(4)), x), d * a.d)
+                for k in 0..n {
+                    out[k] = hsum(acc[k]) + offset[k];
                 }
-                WeightType::Q4_0 => {
-                    offset -= 8.0 * d * a.s;
-                    (_mm256_maddubs_epi16(unpack_nibbles(b.add(2)), x), d * a.d)
-                }
-            };
-            let p32 = _mm256_cvtepi32_ps(_mm256_madd_epi16(prod, ones));
-            acc = _mm256_fmadd_ps(p32, _mm256_set1_ps(scale), acc);
-        }
-        hsum(acc) + offset
+            }
+        };
     }
+
+    dot_kernel!(dot_avx2, "avx2,fma,f16c", |w, x| _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
+    dot_kernel!(dot_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", |w, x| _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, x));
 }
 
 #[cfg(test)]
@@ -252,6 +285,22 @@ mod tests {
                 let scalar = dot_scalar(t, &row, &act);
                 let fast = dot(t, &row, &act);
                 assert!((scalar - fast).abs() <= 1e-4 * scalar.abs().max(1.0), "{t:?} {blocks}: {scalar} vs {fast}");
+                // Several tokens at once give each token's single result.
+                let x2: Vec<f32> = x.iter().map(|v| -0.5 * v + 0.1).collect();
+                let mut act2 = vec![ActBlock::default(); blocks];
+                quantize_act(&x2, &mut act2);
+                let mut many = [0f32; 3];
+                dot_many(t, &row, &[&act, &act2, &act], &mut many);
+                assert!((many[0] - fast).abs() < 1e-5 * fast.abs().max(1.0) && (many[2] - fast).abs() < 1e-5 * fast.abs().max(1.0));
+                let s2 = dot_scalar(t, &row, &act2);
+                assert!((many[1] - s2).abs() <= 1e-4 * s2.abs().max(1.0), "{t:?}: {} vs {s2}", many[1]);
+                #[cfg(target_arch = "x86_64")]
+                if simd() == Simd::Vnni {
+                    let mut a2 = [0f32; 1];
+                    // SAFETY: simd() == Vnni implies AVX2/FMA/F16C as well.
+                    unsafe { simd_x86::dot_avx2(t, &row, &[&act], &mut a2) };
+                    assert!((a2[0] - fast).abs() <= 1e-4 * fast.abs().max(1.0), "avx2 vs vnni");
+                }
                 // Against the exact f32 dot: only activation rounding separates them.
                 let mut w = vec![0f32; blocks * QK];
                 dequantize_row(t, &row, &mut w);

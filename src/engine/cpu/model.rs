@@ -1,4 +1,4 @@
-use super::kernels::{dequantize_row, dot, quantize_act, ActBlock, WeightType, QK};
+use super::kernels::{dequantize_row, dot_many, quantize_act, ActBlock, WeightType, MAX_TOKENS, QK};
 use crate::engine::model::ModelConfig;
 use crate::engine::EngineError;
 use candle_core::quantized::{gguf_file, GgmlDType};
@@ -60,12 +60,20 @@ fn matmul(jobs: &mut [(&Matrix, &mut [f32])], acts: &[ActBlock], n_tok: usize) {
         let (j, r0, r1) = chunks[c];
         let (m, out) = outs[j];
         let nb = m.cols / QK;
+        let mut res = [0f32; MAX_TOKENS];
         for r in r0..r1 {
             let row = m.row(r);
-            for t in 0..n_tok {
-                let v = dot(m.t, row, &acts[t * nb..(t + 1) * nb]);
-                // SAFETY: (t, r) is unique to this task and inside `out`.
-                unsafe { *out.at(t * m.rows + r) = v };
+            for t0 in (0..n_tok).step_by(MAX_TOKENS) {
+                let k = (n_tok - t0).min(MAX_TOKENS);
+                let mut group: [&[ActBlock]; MAX_TOKENS] = [&[]; MAX_TOKENS];
+                for (j, g) in group.iter_mut().enumerate().take(k) {
+                    *g = &acts[(t0 + j) * nb..(t0 + j + 1) * nb];
+                }
+                dot_many(m.t, row, &group[..k], &mut res);
+                for (j, &v) in res.iter().enumerate().take(k) {
+                    // SAFETY: (token, row) is unique to this task and inside `out`.
+                    unsafe { *out.at((t0 + j) * m.rows + r) = v };
+                }
             }
         }
     });
@@ -345,7 +353,7 @@ fn attention(q: &[f32], kc: &[f32], vc: &[f32], s: usize, pos: usize, nh: usize,
     };
     debug_assert_eq!(out.len(), s * nh * hd);
     // Splitting pays off only once the cache is long.
-    if s * nh * (pos + s) > 16 * 1024 {
+    if s * nh * (pos + s) >= 2048 {
         Pool::global().run(s * nh, &work);
     } else {
         (0..s * nh).for_each(work);
