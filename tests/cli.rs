@@ -188,3 +188,23 @@ fn models_list_and_path() {
     let p = String::from_utf8_lossy(&o.stdout);
     assert!(Path::new(p.trim()).starts_with(e.path("cache")), "{p}");
 }
+
+#[test]
+fn pull_verify_corrupt_rm_cycle() {
+    let e = Env::new();
+    let o = e.run(&["models", "pull"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let path = std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+    assert!(path.starts_with(e.path("cache")) && path.exists());
+    let o = e.run(&["models", "verify"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).starts_with("ok smollm2-135m sha256 b179c952"), "{}", stderr(&o));
+    // Flip one byte: verify must catch it and name the fix.
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[1000] ^= 0xFF;
+    std::fs::write(&path, &bytes).unwrap();
+    assert_clean_failure(&e.run(&["models", "verify"]), "checksum mismatch");
+    let o = e.run(&["models", "rm", "smollm2-135m"]);
+    assert!(o.status.success() && !path.exists());
+    assert_clean_failure(&e.run(&["models", "verify"]), "not downloaded");
+    assert!(String::from_utf8_lossy(&e.run(&["models", "rm", "smollm2-135m"]).stdout).contains("was not downloaded"));
+}

@@ -364,8 +364,18 @@ thread_local! {
     static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// f32 dot product in 8 independent lanes: a single running sum would pin the additions
+/// to one order and keep the compiler from vectorizing.
 fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 fn read_bytes<R: Read + Seek>(ct: &gguf_file::Content, r: &mut R, name: &str) -> Result<Option<(Vec<u8>, GgmlDType, Vec<usize>)>, EngineError> {
