@@ -9,5 +9,6 @@ pub mod engine;
 pub mod fsutil;
 pub mod models;
 pub mod paths;
+pub mod reward;
 pub mod studio;
 pub mod text;

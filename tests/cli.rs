@@ -208,3 +208,29 @@ fn pull_verify_corrupt_rm_cycle() {
     assert_clean_failure(&e.run(&["models", "verify"]), "not downloaded");
     assert!(String::from_utf8_lossy(&e.run(&["models", "rm", "smollm2-135m"]).stdout).contains("was not downloaded"));
 }
+
+#[test]
+fn score_reports_every_reward() {
+    let e = Env::new();
+    let out = e.path("out.txt");
+    let answer = "word ".repeat(250);
+    std::fs::write(&out, format!("<think>plan the story</think><answer>{answer}</answer>")).unwrap();
+    let o = e.run(&["score", out.to_str().unwrap(), "--prompt", "Write a 300-word story.", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = &v["rewards"];
+    assert_eq!(r["target"]["lo"], 200);
+    assert_eq!(r["target"]["hi"], 400);
+    assert_eq!(r["words"], 250);
+    assert_eq!(r["length"], 1.0);
+    // "word word word…" repeats every 4-gram after the first.
+    assert_eq!(r["format"], 0.0);
+    assert!(r["format_reasons"][0].as_str().unwrap().starts_with("repetitive"));
+    let o = e.run(&["score", out.to_str().unwrap(), "--target", "500,600", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["rewards"]["length"], 0.5);
+    assert_eq!(v["target_source"], "--target");
+    assert_clean_failure(&e.run(&["score", out.to_str().unwrap(), "--target", "9,1"]), "lower bound above upper bound");
+    std::fs::write(&out, [0xffu8, 0xfe, 0x00]).unwrap();
+    assert_clean_failure(&e.run(&["score", out.to_str().unwrap()]), "not valid UTF-8");
+}

@@ -73,14 +73,17 @@ fn type_generate_stream_stop_quit() {
     );
     let t = Tmux::start(&cmd);
     t.wait_for("the model to load", 60, |s| s.contains("│ ready │"));
-    t.literal("Write a long story about a lighthouse keeper.");
+    t.literal("Write a 300-word story about a lighthouse keeper.");
     t.keys(&["F5"]);
     let s = t.wait_for("draft text", 60, |s| draft_words(s) >= 5);
     assert!(s.contains("generating"), "{s}");
+    // The reward pane follows the stream: the prompt's target and a live r_length.
+    let s = t.wait_for("live rewards", 30, |s| s.contains("target [200, 400] · words") && s.contains("r_length 0."));
+    assert!(!s.contains("r_length –"), "{s}");
     t.keys(&["Escape"]);
     let s = t.wait_for("the stop", 30, |s| s.contains("done: cancelled"));
     assert!(draft_words(&s) >= 5);
-    assert!(s.contains("Write a long story about a lighthouse keeper."), "prompt kept:\n{s}");
+    assert!(s.contains("Write a 300-word story about a lighthouse keeper."), "prompt kept:\n{s}");
     t.keys(&["C-q"]);
     let deadline = Instant::now() + Duration::from_secs(10);
     while t.alive() && Instant::now() < deadline {

@@ -5,6 +5,7 @@ mod bench;
 mod load;
 mod models;
 mod progress;
+mod score;
 mod write;
 
 use clap::{Parser, Subcommand};
@@ -59,6 +60,8 @@ pub enum Command {
     Models(models::ModelsCmd),
     /// Measure prefill and decode speed and peak memory.
     Bench(bench::BenchArgs),
+    /// Score a model output: length (against the prompt's target), format, repetition.
+    Score(score::ScoreArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -72,6 +75,7 @@ pub fn main() -> ExitCode {
         Some(Command::Write(a)) => write::run(a, &cli.device),
         Some(Command::Models(c)) => models::run(c),
         Some(Command::Bench(a)) => bench::run(a, &cli.device),
+        Some(Command::Score(a)) => score::run(a),
         None => studio(&cli),
     };
     match result {

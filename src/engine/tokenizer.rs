@@ -87,7 +87,7 @@ impl TextTokenizer {
             .filter(|(_, &t)| t == 3 || t == 4)
             .map(|(s, &t)| AddedToken::from(s.clone(), t == 3))
             .collect();
-        tok.add_special_tokens(added);
+        tok.add_special_tokens(added).map_err(|e| EngineError::Tokenizer(format!("cannot register special tokens: {e}")))?;
         let mut out = Self::from_tokenizer(tok);
         out.bos = get_u32("tokenizer.ggml.bos_token_id");
         out.eos = get_u32("tokenizer.ggml.eos_token_id");

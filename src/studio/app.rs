@@ -99,6 +99,10 @@ pub struct App {
     pub show_help: bool,
     pub confirm_quit: bool,
     pub format_note: Option<String>,
+    /// Length target of the current request (from its explicit count), if any.
+    pub target: Option<crate::reward::TargetRange>,
+    pub repetition: crate::reward::RepetitionCounter,
+    pub reward_cfg: crate::reward::RewardConfig,
     pub dirty: bool,
 }
 
@@ -125,6 +129,9 @@ impl App {
             show_help: false,
             confirm_quit: false,
             format_note: None,
+            target: None,
+            repetition: crate::reward::RepetitionCounter::new(4),
+            reward_cfg: crate::reward::RewardConfig::default(),
             dirty: true,
         }
     }
@@ -175,6 +182,11 @@ impl App {
             },
             _ => Some(Action::Edit(k)),
         }
+    }
+
+    /// r_length of the draft so far, when the request has a target.
+    pub fn length_reward(&self) -> Option<f64> {
+        self.target.and_then(|t| crate::reward::length_reward(self.draft.words(), t, self.reward_cfg.l_max))
     }
 
     pub fn handle_mouse(&self, m: MouseEvent) -> Option<Action> {
@@ -295,6 +307,9 @@ impl App {
         self.tokens = 0;
         self.draft_scroll = 0;
         self.format_note = None;
+        self.target = crate::reward::extract_target(&prompt);
+        self.reward_cfg.require_think = self.template.expects_think();
+        self.repetition = crate::reward::RepetitionCounter::new(self.reward_cfg.ngram);
         self.started = Some(Instant::now());
         self.finished_secs = None;
         self.phase = Phase::Generating;
@@ -310,15 +325,14 @@ impl App {
             Event::Answer(t) => {
                 self.tokens += 1;
                 self.draft.push(&t);
+                self.repetition.push(&t);
             }
             Event::Done(s) => {
                 self.finished_secs = Some(self.elapsed());
                 self.tokens = s.generated_tokens;
-                self.format_note = Some(if s.format.ok() {
-                    "ok".into()
-                } else {
-                    s.format.violations.iter().map(|v| v.describe()).collect::<Vec<_>>().join("; ")
-                });
+                self.repetition.finish();
+                let (_, reasons) = crate::reward::format_reward(&s.format, self.repetition.share(), &self.reward_cfg);
+                self.format_note = Some(if reasons.is_empty() { "ok".into() } else { format!("✗ {}", reasons.join("; ")) });
                 self.phase = Phase::Done(s.stop.clone());
                 self.stats = Some(s);
                 self.confirm_quit = false;

@@ -27,7 +27,7 @@ pub fn draw(f: &mut Frame, app: &App) {
     if area.width >= COMPACT_WIDTH {
         let [left, right] = Layout::horizontal([Constraint::Percentage(38), Constraint::Percentage(62)]).areas(main);
         let [prompt, trace] = Layout::vertical([Constraint::Length(8), trace_h.map(Constraint::Length).unwrap_or(Constraint::Min(3))]).areas(left);
-        let [draft, rewards] = Layout::vertical([Constraint::Min(3), Constraint::Length(4)]).areas(right);
+        let [draft, rewards] = Layout::vertical([Constraint::Min(3), Constraint::Length(5)]).areas(right);
         draw_prompt(f, app, prompt);
         draw_trace(f, app, trace);
         draw_draft(f, app, draft);
@@ -36,7 +36,7 @@ pub fn draw(f: &mut Frame, app: &App) {
         let th = trace_h.unwrap_or(main.height / 4);
         let chunks = Layout::default()
             .direction(Direction::Vertical)
-            .constraints([Constraint::Length(5), Constraint::Length(th), Constraint::Min(3), Constraint::Length(3)])
+            .constraints([Constraint::Length(5), Constraint::Length(th), Constraint::Min(3), Constraint::Length(4)])
             .split(main);
         draw_prompt(f, app, chunks[0]);
         draw_trace(f, app, chunks[1]);
@@ -113,22 +113,26 @@ fn style_markdown(row: String, in_code: &mut bool) -> Line<'static> {
 }
 
 fn draw_rewards(f: &mut Frame, app: &App, area: Rect) {
-    let words = app.draft.words();
-    let target = crate::text::explicit_word_count(&app.prompt.lines().join(" "));
-    let title = " Rewards ".to_string();
-    let b = block(title, false);
+    let b = block(" Rewards ".to_string(), false);
     let inner = b.inner(area);
     f.render_widget(b, area);
-    let format = app.format_note.clone().unwrap_or_else(|| "–".into());
-    let line = match target {
-        Some(t) => format!("words {words} / ~{t} target   format: {format}"),
-        None => format!("words {words}   format: {format}"),
+    let words = app.draft.words();
+    let target = match app.target {
+        Some(t) => format!("target {t}"),
+        None => "no length target".into(),
     };
-    let [l1, l2] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
-    f.render_widget(Paragraph::new(line), l1);
-    if let (Some(t), true) = (target, l2.height > 0) {
-        let ratio = (words as f64 / t.max(1) as f64).min(1.0);
-        f.render_widget(Gauge::default().ratio(ratio).gauge_style(Style::default().fg(Color::Cyan)).label(format!("{:.0}%", ratio * 100.0)), l2);
+    let r_len = app.length_reward().map(|r| format!("{r:.2}")).unwrap_or_else(|| "–".into());
+    let format = app.format_note.clone().unwrap_or_else(|| if app.generating() { "…".into() } else { "–".into() });
+    let line1 = format!("{target} · words {words} · r_length {r_len}");
+    let line2 = format!("format {format} · repetition {:.1}% ({}-grams)", app.repetition.share() * 100.0, app.reward_cfg.ngram);
+    let rows = Layout::vertical([Constraint::Length(1), Constraint::Length(1), Constraint::Min(0)]).split(inner);
+    f.render_widget(Paragraph::new(line1), rows[0]);
+    if rows[1].height > 0 {
+        f.render_widget(Paragraph::new(line2), rows[1]);
+    }
+    if let (Some(t), true) = (app.target, rows[2].height > 0) {
+        let ratio = (words as f64 / t.hi.max(1) as f64).min(1.0);
+        f.render_widget(Gauge::default().ratio(ratio).gauge_style(Style::default().fg(Color::Cyan)).label(format!("{words} / {} words", t.hi)), rows[2]);
     }
 }
 

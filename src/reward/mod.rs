@@ -1,0 +1,130 @@
+//! The LongWriter-Zero rewards: length (against a target range derived from the prompt),
+//! format (one think, then one answer, no repeated content), and their combination at the
+//! advantage level (per-reward z-scores inside a prompt group, then averaged).
+//!
+//! Quantities the paper leaves open are explicit settings in [`RewardConfig`].
+
+mod advantage;
+mod length;
+mod repetition;
+mod target;
+
+pub use advantage::{group_advantages, weighted_sum, Combine};
+pub use length::length_reward;
+pub use repetition::{repeated_ngram_share, RepetitionCounter};
+pub use target::{extract_target, TargetRange};
+
+use crate::text::{count_words, parse_all, FormatReport, Violation};
+use serde::{Deserialize, Serialize};
+
+/// Settings for the rewards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RewardConfig {
+    /// Length past which r_length reaches 0 (the paper's L_max, unpublished). Default:
+    /// 11,000 words, about the official 15,500-token cap in English words.
+    pub l_max: usize,
+    /// n of the n-grams used for the lexical repetition measure.
+    pub ngram: usize,
+    /// Share of repeated n-grams above which the answer counts as repetitive.
+    pub max_repeated_share: f64,
+    /// Whether a `<think>` block is required (false for the no-think template).
+    pub require_think: bool,
+}
+
+impl Default for RewardConfig {
+    fn default() -> Self {
+        Self { l_max: 11_000, ngram: 4, max_repeated_share: 0.3, require_think: true }
+    }
+}
+
+/// Every reward of one output, with the reasons behind them.
+#[derive(Debug, Clone, Serialize)]
+pub struct RewardBreakdown {
+    pub words: usize,
+    pub target: Option<TargetRange>,
+    /// None when no target is known or the target is unscoreable ([0, 0]).
+    pub length: Option<f64>,
+    pub format: f64,
+    pub format_reasons: Vec<String>,
+    pub repeated_share: f64,
+    pub think_words: usize,
+}
+
+/// Scores one output (with its think/answer tags) against a target range.
+pub fn score_output(output: &str, target: Option<TargetRange>, closed_by_stop: bool, cfg: &RewardConfig) -> RewardBreakdown {
+    let (think, answer, report) = parse_all(output, closed_by_stop);
+    score_parts(&think, &answer, &report, target, cfg)
+}
+
+/// Scores an already parsed output.
+pub fn score_parts(think: &str, answer: &str, report: &FormatReport, target: Option<TargetRange>, cfg: &RewardConfig) -> RewardBreakdown {
+    let words = count_words(answer);
+    let repeated_share = repeated_ngram_share(answer, cfg.ngram);
+    let (format, format_reasons) = format_reward(report, repeated_share, cfg);
+    RewardBreakdown {
+        words,
+        target,
+        length: target.and_then(|t| length_reward(words, t, cfg.l_max)),
+        format,
+        format_reasons,
+        repeated_share,
+        think_words: count_words(think),
+    }
+}
+
+/// 1 when the structure is right and the answer is not repetitive, else 0, with reasons.
+pub fn format_reward(report: &FormatReport, repeated_share: f64, cfg: &RewardConfig) -> (f64, Vec<String>) {
+    let mut reasons: Vec<String> = report
+        .violations
+        .iter()
+        .filter(|v| cfg.require_think || !matches!(v, Violation::MissingThink))
+        .map(|v| v.describe().to_string())
+        .collect();
+    if report.answer_blocks == 0 && reasons.is_empty() {
+        reasons.push(Violation::MissingAnswer.describe().into());
+    }
+    if repeated_share > cfg.max_repeated_share {
+        reasons.push(format!("repetitive: {:.0}% of {}-grams repeat (limit {:.0}%)", repeated_share * 100.0, cfg.ngram, cfg.max_repeated_share * 100.0));
+    }
+    (if reasons.is_empty() { 1.0 } else { 0.0 }, reasons)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(lo: usize, hi: usize) -> Option<TargetRange> {
+        Some(TargetRange { lo, hi })
+    }
+
+    #[test]
+    fn format_cases() {
+        let cfg = RewardConfig::default();
+        let ok = score_output("<think>plan</think><answer>One two three four five six.</answer>", t(0, 100), false, &cfg);
+        assert_eq!((ok.format, ok.format_reasons.len()), (1.0, 0));
+        let none = score_output("just text here", None, true, &cfg);
+        assert_eq!(none.format, 0.0);
+        assert!(none.format_reasons.iter().any(|r| r.contains("outside")), "{:?}", none.format_reasons);
+        let two = score_output("<think>a</think><think>b</think><answer>x</answer>", None, false, &cfg);
+        assert!(two.format_reasons.iter().any(|r| r.contains("more than one <think>")));
+        let order = score_output("<answer>x</answer><think>y</think>", None, false, &cfg);
+        assert_eq!(order.format, 0.0);
+        // A swallowed </answer> (stop string) is fine; a cut-off one is not.
+        assert_eq!(score_output("<think>p</think><answer>x y", None, true, &cfg).format, 1.0);
+        assert_eq!(score_output("<think>p</think><answer>x y", None, false, &cfg).format, 0.0);
+        let para = "The keeper climbed the stairs to light the lamp at dusk.";
+        let rep = score_output(&format!("<think>p</think><answer>{para}\n\n{para}\n\n{para}</answer>"), None, false, &cfg);
+        assert_eq!(rep.format, 0.0);
+        assert!(rep.format_reasons[0].starts_with("repetitive"), "{:?}", rep.format_reasons);
+        let nothink = RewardConfig { require_think: false, ..cfg };
+        assert_eq!(score_output("<answer>fine text</answer>", None, false, &nothink).format, 1.0);
+    }
+
+    #[test]
+    fn breakdown_counts_answer_words_only() {
+        let b = score_output("<think>many many plan words</think><answer>three words here</answer>", t(0, 100), false, &RewardConfig::default());
+        assert_eq!((b.words, b.think_words), (3, 4));
+        assert_eq!(b.length, Some(1.0));
+    }
+}

@@ -1,0 +1,225 @@
+//! Length targets from a request, by the rules of the LongWriter-Zero length assessor:
+//! an explicit count gives ±10%; "no more than N" gives [0.9N, N]; "at least N" gives
+//! [N, 1.1N]; "between A and B" gives [A, B]. Bounds are multiples of 100 (rounded
+//! outward, so the band is never narrowed), 0 ≤ lo, hi ≤ 12,000 and hi − lo ≤ 3,000.
+//! Requests without an explicit count return None: estimating what they need is the job
+//! of an LLM assessor or of the user's override.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetRange {
+    pub lo: usize,
+    pub hi: usize,
+}
+
+pub const MAX_HI: usize = 12_000;
+pub const MAX_SPAN: usize = 3_000;
+
+impl TargetRange {
+    /// [0, 0]: the request cannot be scored for length.
+    pub fn is_unscoreable(&self) -> bool {
+        self.lo == 0 && self.hi == 0
+    }
+
+    /// Applies the paper's constraints to any range.
+    pub fn normalized(lo: f64, hi: f64) -> Self {
+        // The epsilon keeps 1.1 × 3000 = 3300.0000000000005 from rounding up to 3400.
+        let lo = ((lo.max(0.0) / 100.0 + 1e-9).floor() * 100.0) as usize;
+        let hi = ((hi.max(0.0) / 100.0 - 1e-9).ceil() * 100.0) as usize;
+        let span = hi.saturating_sub(lo).min(MAX_SPAN);
+        if hi > MAX_HI {
+            // Past the cap, keep the band's width just below it.
+            return Self { lo: MAX_HI - span, hi: MAX_HI };
+        }
+        Self { lo: lo.max(hi - span), hi }
+    }
+
+    /// Parses "lo,hi" (as given to `--target`).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (a, b) = s.split_once(',').ok_or_else(|| format!("target '{s}' must be LO,HI"))?;
+        let lo: usize = a.trim().parse().map_err(|_| format!("bad lower bound '{a}'"))?;
+        let hi: usize = b.trim().parse().map_err(|_| format!("bad upper bound '{b}'"))?;
+        if lo > hi {
+            return Err(format!("target {lo},{hi}: lower bound above upper bound"));
+        }
+        Ok(Self { lo, hi })
+    }
+}
+
+impl std::fmt::Display for TargetRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}, {}]", self.lo, self.hi)
+    }
+}
+
+const UPPER: &[&str] = &["no more than", "not more than", "not exceeding", "not to exceed", "at most", "up to", "under", "less than", "fewer than", "maximum of", "max", "within", "不超过", "不多于", "最多", "不得超过"];
+const LOWER: &[&str] = &["at least", "no less than", "not less than", "no fewer than", "more than", "over", "minimum of", "min", "不少于", "不低于", "至少", "多于", "超过"];
+const UPPER_AFTER: &[&str] = &["以内", "之内", "以下"];
+const LOWER_AFTER: &[&str] = &["以上", "或更多", " or more", "+"];
+const RANGE_SEP: &[&str] = &["-", "–", "—", "~", "to", "and", "到", "至"];
+
+#[derive(Debug, Clone, Copy)]
+struct Num {
+    value: f64,
+    start: usize,
+    end: usize,
+}
+
+fn numbers(c: &[char]) -> Vec<Num> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < c.len() {
+        if c[i].is_ascii_digit() && (i == 0 || !c[i - 1].is_ascii_alphanumeric()) {
+            let start = i;
+            let mut v = 0f64;
+            while i < c.len() && (c[i].is_ascii_digit() || (c[i] == ',' && i + 3 < c.len() + 1 && c.get(i + 1).is_some_and(|d| d.is_ascii_digit()))) {
+                if let Some(d) = c[i].to_digit(10) {
+                    v = v * 10.0 + d as f64;
+                }
+                i += 1;
+            }
+            if c.get(i) == Some(&'.') && c.get(i + 1).is_some_and(|d| d.is_ascii_digit()) {
+                i += 1;
+                let mut scale = 0.1;
+                while i < c.len() && c[i].is_ascii_digit() {
+                    v += c[i].to_digit(10).unwrap() as f64 * scale;
+                    scale /= 10.0;
+                    i += 1;
+                }
+            }
+            // "1.5k words", "1万字"
+            match c.get(i) {
+                Some('k') | Some('K') if !c.get(i + 1).is_some_and(|x| x.is_ascii_alphabetic()) => {
+                    v *= 1000.0;
+                    i += 1;
+                }
+                Some('万') => {
+                    v *= 10_000.0;
+                    i += 1;
+                }
+                Some('千') => {
+                    v *= 1000.0;
+                    i += 1;
+                }
+                _ => {}
+            }
+            out.push(Num { value: v, start, end: i });
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+fn text(c: &[char], a: usize, b: usize) -> String {
+    c[a.min(c.len())..b.min(c.len())].iter().collect::<String>().to_lowercase()
+}
+
+/// Whether a length unit follows position `end` ("-word", " words", "字", "个字").
+fn unit_after(c: &[char], end: usize) -> Option<usize> {
+    let after = text(c, end, end + 10);
+    let trimmed = after.trim_start_matches([' ', '-', '‐']);
+    let skipped = after.chars().count() - trimmed.chars().count();
+    for (u, len) in [("words", 5), ("word", 4), ("个字", 2), ("字", 1)] {
+        // "wordsmith" is not a unit.
+        if trimmed.strip_prefix(u).is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_alphabetic())) {
+            return Some(end + skipped + len);
+        }
+    }
+    None
+}
+
+fn ends_with_any(s: &str, pats: &[&str]) -> bool {
+    let s = s.trim_end();
+    pats.iter().any(|p| s.ends_with(p) && (p.chars().all(|c| !c.is_ascii_alphabetic()) || s.len() == p.len() || !s[..s.len() - p.len()].ends_with(|c: char| c.is_ascii_alphabetic())))
+}
+
+/// The target range of a request with an explicit length, or None.
+pub fn extract_target(prompt: &str) -> Option<TargetRange> {
+    let c: Vec<char> = prompt.chars().collect();
+    let nums = numbers(&c);
+    for (k, n) in nums.iter().enumerate() {
+        let Some(unit_end) = unit_after(&c, n.end) else { continue };
+        if n.value <= 0.0 {
+            continue;
+        }
+        // A range whose first bound precedes this number: "800-1200 words", "between 800 and 1200 words".
+        if k > 0 {
+            let p = nums[k - 1];
+            let between = text(&c, p.end, n.start);
+            let sep = between.trim();
+            let p_has_unit = unit_after(&c, p.end).is_some_and(|e| e <= n.start);
+            let sep = sep.trim_start_matches("words").trim_start_matches("word").trim();
+            if (RANGE_SEP.contains(&sep) || sep.is_empty() && between.contains('-')) && (p_has_unit || between.len() <= 6) && p.value < n.value {
+                return Some(TargetRange::normalized(p.value, n.value));
+            }
+        }
+        let before = text(&c, n.start.saturating_sub(24), n.start);
+        let after = text(&c, unit_end, unit_end + 8);
+        let v = n.value;
+        let range = if ends_with_any(&before, UPPER) || UPPER_AFTER.iter().any(|p| after.trim_start().starts_with(p)) {
+            (0.9 * v, v)
+        } else if ends_with_any(&before, LOWER) || LOWER_AFTER.iter().any(|p| after.trim_start().starts_with(p)) {
+            (v, 1.1 * v)
+        } else {
+            (0.9 * v, 1.1 * v)
+        };
+        return Some(TargetRange::normalized(range.0, range.1));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(lo: usize, hi: usize) -> Option<TargetRange> {
+        Some(TargetRange { lo, hi })
+    }
+
+    #[test]
+    fn the_issue_examples() {
+        assert_eq!(extract_target("Write a 2,000-word essay on cities."), r(1800, 2200));
+        assert_eq!(extract_target("Write 2000 words about rivers."), r(1800, 2200));
+        assert_eq!(extract_target("Write about 1500 words on trains."), r(1300, 1700));
+        assert_eq!(extract_target("Answer in no more than 400 words."), r(300, 400));
+        assert_eq!(extract_target("Write at least 1,000 words."), r(1000, 1100));
+        assert_eq!(extract_target("Write between 800 and 1200 words."), r(800, 1200));
+        assert_eq!(extract_target("写一篇3000字的文章"), r(2700, 3300));
+        assert_eq!(extract_target("写一篇1500字左右的散文"), r(1300, 1700));
+        assert_eq!(extract_target("请写不少于2000字的报告"), r(2000, 2200));
+        assert_eq!(extract_target("不超过500字的总结"), r(400, 500));
+    }
+
+    #[test]
+    fn more_cases() {
+        assert_eq!(extract_target("A 300-word story about a lighthouse keeper."), r(200, 400));
+        assert_eq!(extract_target("Write a story of 800-1200 words."), r(800, 1200));
+        assert_eq!(extract_target("Write 5,000 to 7,000 words."), r(5000, 7000));
+        // Bounds are multiples of 100, rounded outward.
+        assert_eq!(extract_target("Write up to 250 words."), r(200, 300));
+        assert_eq!(extract_target("under 100 words please"), r(0, 100));
+        assert_eq!(extract_target("Write more than 3000 words."), r(3000, 3300));
+        assert_eq!(extract_target("Write a 20,000-word novella."), r(9000, 12000));
+        assert_eq!(extract_target("写一篇1万字的小说"), r(9000, 11000));
+        assert_eq!(extract_target("写500字以内的介绍"), r(400, 500));
+        assert_eq!(extract_target("写2000字以上的文章"), r(2000, 2200));
+        assert_eq!(extract_target("In 1999 the town changed. Write a 600 word story about it."), r(500, 700));
+        assert_eq!(extract_target("Write a 1.5k word essay."), r(1300, 1700));
+        assert_eq!(extract_target("Write a story about 3 dragons."), None);
+        assert_eq!(extract_target("In 1999 wordsmiths gathered."), None);
+        assert_eq!(extract_target("How do I start writing my thesis?"), None);
+        assert_eq!(extract_target("Write a 0-word poem"), None);
+    }
+
+    #[test]
+    fn normalization_rules() {
+        assert_eq!(TargetRange::normalized(135.0, 165.0), TargetRange { lo: 100, hi: 200 });
+        assert_eq!(TargetRange::normalized(1000.0, 9000.0), TargetRange { lo: 6000, hi: 9000 });
+        assert_eq!(TargetRange::normalized(-5.0, 50000.0), TargetRange { lo: 9000, hi: 12000 });
+        assert_eq!(TargetRange::parse("800, 1200"), Ok(TargetRange { lo: 800, hi: 1200 }));
+        assert!(TargetRange::parse("900,800").is_err());
+        assert!(TargetRange::parse("abc").is_err());
+    }
+}
