@@ -10,5 +10,6 @@ pub mod fsutil;
 pub mod models;
 pub mod paths;
 pub mod reward;
+pub mod sessions;
 pub mod studio;
 pub mod text;

@@ -234,3 +234,14 @@ fn score_reports_every_reward() {
     std::fs::write(&out, [0xffu8, 0xfe, 0x00]).unwrap();
     assert_clean_failure(&e.run(&["score", out.to_str().unwrap()]), "not valid UTF-8");
 }
+
+#[test]
+fn sessions_cli_on_empty_and_damaged_database() {
+    let e = Env::new();
+    let o = e.run(&["sessions", "list"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("no sessions"));
+    assert_clean_failure(&e.run(&["sessions", "show", "42"]), "no session 42");
+    assert_clean_failure(&e.run(&["export", "42"]), "no session 42");
+    std::fs::write(e.path("data/longwriter.db"), vec![b'x'; 8192]).unwrap();
+    assert_clean_failure(&e.run(&["sessions", "list"]), "damaged");
+}

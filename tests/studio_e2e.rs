@@ -12,7 +12,8 @@ struct Tmux {
 
 impl Tmux {
     fn start(cmd: &str) -> Self {
-        let name = format!("lw-e2e-{}", std::process::id());
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let name = format!("lw-e2e-{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let ok = Command::new("tmux").args(["new-session", "-d", "-s", &name, "-x", "140", "-y", "40", cmd]).status().expect("tmux is required (apt-get install tmux)");
         assert!(ok.success());
         Self { name }
@@ -48,7 +49,7 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = Command::new("tmux").args(["kill-session", "-t", &self.name]).status();
+        let _ = Command::new("tmux").args(["kill-session", "-t", &self.name]).stderr(std::process::Stdio::null()).status();
     }
 }
 
@@ -61,17 +62,24 @@ fn draft_words(screen: &str) -> usize {
         .unwrap_or(0)
 }
 
-#[test]
-fn type_generate_stream_stop_quit() {
-    let model = common::default_model_path();
-    let dir = tempfile::tempdir().unwrap();
-    let cmd = format!(
-        "LONGWRITER_DATA_DIR={d}/data LONGWRITER_CONFIG_DIR={d}/config {bin} --model {m} --template chat --max-tokens 2000",
-        d = dir.path().display(),
+/// The studio on the default registry model (fetched into the user cache dir once).
+fn studio_cmd(dir: &std::path::Path, extra: &str) -> String {
+    common::default_model_path();
+    format!(
+        "exec env LONGWRITER_DATA_DIR={d}/data LONGWRITER_CONFIG_DIR={d}/config {bin} --model smollm2-135m --template chat --max-tokens 2000 {extra}",
+        d = dir.display(),
         bin = env!("CARGO_BIN_EXE_longwriter"),
-        m = model.display()
-    );
-    let t = Tmux::start(&cmd);
+    )
+}
+
+fn cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_longwriter")).args(args).env("LONGWRITER_DATA_DIR", dir.join("data")).env("LONGWRITER_CONFIG_DIR", dir.join("config")).output().unwrap()
+}
+
+#[test]
+fn type_generate_stream_stop_export_quit() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tmux::start(&studio_cmd(dir.path(), ""));
     t.wait_for("the model to load", 60, |s| s.contains("│ ready │"));
     t.literal("Write a 300-word story about a lighthouse keeper.");
     t.keys(&["F5"]);
@@ -84,10 +92,65 @@ fn type_generate_stream_stop_quit() {
     let s = t.wait_for("the stop", 30, |s| s.contains("done: cancelled"));
     assert!(draft_words(&s) >= 5);
     assert!(s.contains("Write a 300-word story about a lighthouse keeper."), "prompt kept:\n{s}");
+    let words = draft_words(&s);
+    t.keys(&["C-e"]);
+    let s = t.wait_for("the export", 10, |s| s.contains("exported to"));
+    let exports: Vec<_> = std::fs::read_dir(dir.path().join("data/exports")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(exports.len(), 1, "{exports:?}\n{s}");
+    let md = std::fs::read_to_string(&exports[0]).unwrap();
+    assert!(md.starts_with("---\ntitle: \"Write a 300-word story about a lighthouse keeper.\"\n"), "{md}");
+    assert!(md.contains(&format!("\nwords: {words}\n")) && md.contains("model: \"smollm2-135m\"") && md.contains("target: {\"hi\":400,\"lo\":200}"), "{md}");
+    let body = md.split("\n---\n\n").nth(1).unwrap();
+    assert_eq!(longwriter::text::count_words(body.split("\n<details>").next().unwrap()), words, "exported draft has the pane's words");
     t.keys(&["C-q"]);
     let deadline = Instant::now() + Duration::from_secs(10);
     while t.alive() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(!t.alive(), "the studio did not exit on Ctrl+Q");
+}
+
+#[test]
+fn kill_9_while_streaming_then_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tmux::start(&studio_cmd(dir.path(), ""));
+    t.wait_for("the model to load", 60, |s| s.contains("│ ready │"));
+    t.literal("Write a long essay about lighthouses.");
+    t.keys(&["F5"]);
+    t.wait_for("a saved session", 60, |s| draft_words(s) >= 20 && s.contains("session 1"));
+    // Watch the draft grow for a while, remembering when each word count was on screen,
+    // then kill without warning.
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    while start.elapsed() < Duration::from_millis(2500) {
+        seen.push((Instant::now(), draft_words(&t.screen())));
+    }
+    let killed_at = Instant::now();
+    let o = Command::new("tmux").args(["display", "-p", "-t", &t.name, "#{pane_pid}"]).output().unwrap();
+    let pid = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(Command::new("kill").args(["-9", &pid]).status().unwrap().success());
+    drop(t);
+
+    let o = cli(dir.path(), &["sessions", "list"]);
+    let list = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && list.contains("Write a long essay about lighthouses."), "{list}");
+    let o = cli(dir.path(), &["sessions", "show", "1"]);
+    let shown = String::from_utf8_lossy(&o.stdout).into_owned();
+    let saved_words = longwriter::text::count_words(shown.split("## Draft\n\n").nth(1).unwrap());
+    // Autosave runs every second while text streams: what was on screen more than a
+    // second (plus a render tick) before the kill must be in the database.
+    let before = seen.iter().filter(|(at, _)| killed_at.duration_since(*at) > Duration::from_millis(1100)).map(|(_, w)| *w).max().unwrap();
+    assert!(before > 20 && saved_words >= before, "saved {saved_words} words, but {before} were on screen over a second before the kill");
+
+    let t = Tmux::start(&studio_cmd(dir.path(), "--session 1"));
+    let s = t.wait_for("the reopened session", 60, |s| s.contains("reopened session 1"));
+    assert_eq!(draft_words(&s), saved_words, "{s}");
+    assert!(s.contains("Write a long essay about lighthouses."));
+    t.keys(&["C-q"]);
+
+    // Exports never overwrite.
+    let out = dir.path().join("essay.md");
+    assert!(cli(dir.path(), &["export", "1", "--out", out.to_str().unwrap()]).status.success());
+    let again = cli(dir.path(), &["export", "1", "--out", out.to_str().unwrap()]);
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("never overwrite"));
 }

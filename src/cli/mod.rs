@@ -6,6 +6,7 @@ mod load;
 mod models;
 mod progress;
 mod score;
+mod sessions;
 mod write;
 
 use clap::{Parser, Subcommand};
@@ -13,6 +14,7 @@ use std::process::ExitCode;
 
 pub use load::{load_engine, resolve_model, ModelChoice};
 pub use progress::BarProgress;
+pub use sessions::export_to_dir;
 
 #[derive(Parser, Debug)]
 #[command(after_help = "With no subcommand, opens the writing studio.")]
@@ -33,6 +35,9 @@ pub struct Cli {
     /// Studio: maximum new tokens per generation (default: the model's registry setting).
     #[arg(long)]
     pub max_tokens: Option<usize>,
+    /// Studio: reopen a saved session (see `longwriter sessions list`).
+    #[arg(long)]
+    pub session: Option<i64>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -48,7 +53,7 @@ fn studio(cli: &Cli) -> anyhow::Result<()> {
         ..Default::default()
     };
     let max_tokens = cli.max_tokens.or(d.max_tokens).unwrap_or(2048);
-    crate::studio::run(crate::studio::StudioOptions { entry, device: cli.device.clone(), template: cli.template, sampler, max_tokens })
+    crate::studio::run(crate::studio::StudioOptions { entry, device: cli.device.clone(), template: cli.template, sampler, max_tokens, session: cli.session })
 }
 
 #[derive(Subcommand, Debug)]
@@ -62,6 +67,11 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Score a model output: length (against the prompt's target), format, repetition.
     Score(score::ScoreArgs),
+    /// List, search, show or delete saved writing sessions.
+    #[command(subcommand)]
+    Sessions(sessions::SessionsCmd),
+    /// Export a session to markdown with YAML front matter.
+    Export(sessions::ExportArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -76,6 +86,8 @@ pub fn main() -> ExitCode {
         Some(Command::Models(c)) => models::run(c),
         Some(Command::Bench(a)) => bench::run(a, &cli.device),
         Some(Command::Score(a)) => score::run(a),
+        Some(Command::Sessions(c)) => sessions::run(c),
+        Some(Command::Export(a)) => sessions::export(a),
         None => studio(&cli),
     };
     match result {

@@ -24,6 +24,11 @@ pub enum Action {
     ScrollDraft(isize),
     FollowTail,
     ToggleHelp,
+    Export,
+    /// The saver thread finished a save.
+    Saved(Result<(), String>),
+    /// A one-line message for the status bar.
+    Note(String),
     /// Raw key for the prompt editor.
     Edit(KeyEvent),
     Paste(String),
@@ -62,7 +67,19 @@ pub enum Effect {
     None,
     Start { prompt: String, mode: TemplateMode, sampler: SamplerConfig, max_tokens: usize },
     Cancel,
+    Export,
     Exit,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SaveState {
+    /// No session yet (nothing generated).
+    None,
+    Saved,
+    Unsaved,
+    /// A snapshot is on its way to the saver thread.
+    Saving,
+    Failed(String),
 }
 
 /// Key bindings, shown by the help overlay from this same table.
@@ -75,6 +92,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("Tab", "focus prompt / draft"),
     ("↑ ↓ PgUp PgDn, wheel", "scroll the draft (draft focus)"),
     ("End", "follow the draft's tail again"),
+    ("Ctrl+E", "export the draft to markdown"),
     ("F1", "this help"),
     ("Ctrl+Q / Ctrl+C", "quit (asks while generating)"),
 ];
@@ -103,6 +121,9 @@ pub struct App {
     pub target: Option<crate::reward::TargetRange>,
     pub repetition: crate::reward::RepetitionCounter,
     pub reward_cfg: crate::reward::RewardConfig,
+    pub session_id: Option<i64>,
+    pub save: SaveState,
+    pub note: Option<String>,
     pub dirty: bool,
 }
 
@@ -132,6 +153,9 @@ impl App {
             target: None,
             repetition: crate::reward::RepetitionCounter::new(4),
             reward_cfg: crate::reward::RewardConfig::default(),
+            session_id: None,
+            save: SaveState::None,
+            note: None,
             dirty: true,
         }
     }
@@ -167,6 +191,7 @@ impl App {
             KeyCode::F(5) => Some(Action::Generate),
             KeyCode::Char('r') if ctrl => Some(Action::Regenerate),
             KeyCode::Char('t') if ctrl => Some(Action::CycleTrace),
+            KeyCode::Char('e') if ctrl => Some(Action::Export),
             KeyCode::F(2) => Some(Action::CycleTemplate),
             KeyCode::F(1) => Some(Action::ToggleHelp),
             KeyCode::Esc => Some(Action::Stop),
@@ -264,12 +289,36 @@ impl App {
                 self.show_help = !self.show_help;
                 Effect::None
             }
+            Action::Export => {
+                if self.draft.is_empty() {
+                    self.note = Some("nothing to export yet".into());
+                    Effect::None
+                } else {
+                    Effect::Export
+                }
+            }
+            Action::Saved(r) => {
+                match r {
+                    Err(e) => self.save = SaveState::Failed(e),
+                    // Changes made while it was saving keep the session unsaved.
+                    Ok(()) if self.save == SaveState::Saving => self.save = SaveState::Saved,
+                    Ok(()) => {}
+                }
+                Effect::None
+            }
+            Action::Note(n) => {
+                self.note = Some(n);
+                Effect::None
+            }
             Action::Edit(k) => {
-                self.prompt.input(k);
+                if self.prompt.input(k) {
+                    self.touch();
+                }
                 Effect::None
             }
             Action::Paste(s) => {
                 self.prompt.insert_str(s.replace('\r', "\n"));
+                self.touch();
                 Effect::None
             }
             Action::Loading(msg) => {
@@ -316,7 +365,65 @@ impl App {
         Effect::Start { prompt, mode: self.template, sampler: self.sampler.clone(), max_tokens: self.max_tokens }
     }
 
+    /// Marks the session as changed since its last save.
+    pub fn touch(&mut self) {
+        if self.session_id.is_some() {
+            self.save = SaveState::Unsaved;
+        }
+    }
+
+    /// Everything a session stores, as of now.
+    pub fn snapshot(&self) -> crate::sessions::Session {
+        let prompt = self.prompt.lines().join("\n");
+        let title: String = prompt.lines().next().unwrap_or("").chars().take(80).collect();
+        let rewards = serde_json::json!({
+            "length": self.length_reward(),
+            "format": self.format_note,
+            "repeated_share": self.repetition.share(),
+            "words": self.draft.words(),
+        });
+        crate::sessions::Session {
+            id: self.session_id.unwrap_or(0),
+            updated: crate::sessions::now(),
+            title,
+            model: self.model.clone(),
+            template: self.template.label().into(),
+            settings: serde_json::json!({ "sampling": self.sampler, "max_tokens": self.max_tokens, "target": self.target }),
+            prompt,
+            trace: self.think.text(),
+            draft: self.draft.text(),
+            stats: serde_json::to_value(&self.stats).unwrap_or_default(),
+            rewards,
+            state: match &self.phase {
+                Phase::Done(s) => format!("done: {}", s.describe()),
+                Phase::Error(e) => format!("error: {e}"),
+                Phase::Generating => "generating".into(),
+                _ => "idle".into(),
+            },
+            ..Default::default()
+        }
+    }
+
+    /// Restores a saved session into the panes.
+    pub fn load_session(&mut self, s: &crate::sessions::Session) {
+        self.session_id = Some(s.id);
+        self.prompt = TextArea::new(s.prompt.lines().map(String::from).collect());
+        self.think.clear();
+        self.think.push(&s.trace);
+        self.draft.clear();
+        self.draft.push(&s.draft);
+        self.repetition = crate::reward::RepetitionCounter::new(self.reward_cfg.ngram);
+        self.repetition.push(&s.draft);
+        self.target = crate::reward::extract_target(&s.prompt);
+        if let Some(t) = serde_json::from_value::<TemplateMode>(serde_json::Value::String(s.template.clone())).ok() {
+            self.template = t;
+        }
+        self.save = SaveState::Saved;
+        self.note = Some(format!("reopened session {} ({})", s.id, s.state));
+    }
+
     fn on_engine(&mut self, ev: Event) {
+        self.touch();
         match ev {
             Event::Think(t) => {
                 self.tokens += 1;

@@ -9,12 +9,13 @@ mod draft;
 mod tui;
 mod ui;
 
-pub use app::{Action, App, Effect, Focus, Phase, TraceView, KEYS};
+pub use app::{Action, App, Effect, Focus, Phase, SaveState, TraceView, KEYS};
 pub use draft::{wrap, TextBuffer};
 pub use ui::draw;
 
 use crate::engine::{parse_device, CancelToken, Engine, GenerateRequest, Generator, LoadOptions, SamplerConfig, TemplateMode};
 use crate::models::{self, ModelEntry, Progress};
+use crate::sessions::Store;
 use crossterm::event::{Event as TermEvent, KeyEventKind};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +30,39 @@ pub struct StudioOptions {
     pub template: TemplateMode,
     pub sampler: SamplerConfig,
     pub max_tokens: usize,
+    /// A saved session to reopen.
+    pub session: Option<i64>,
+}
+
+/// While text streams, the session is saved at least this often.
+const SAVE_EVERY: Duration = Duration::from_millis(1000);
+
+/// Saves sessions on its own thread so the UI never waits on the disk.
+fn spawn_saver(tx: UnboundedSender<Action>) -> Option<std::sync::mpsc::Sender<crate::sessions::Session>> {
+    let (stx, srx) = std::sync::mpsc::channel::<crate::sessions::Session>();
+    let mut store = match Store::open_default() {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = tx.send(Action::Saved(Err(e.to_string())));
+            return None;
+        }
+    };
+    std::thread::Builder::new()
+        .name("longwriter-saver".into())
+        .spawn(move || {
+            while let Ok(mut snap) = srx.recv() {
+                // Only the newest snapshot matters.
+                while let Ok(newer) = srx.try_recv() {
+                    snap = newer;
+                }
+                let r = store.save(&snap).map_err(|e| e.to_string());
+                if tx.send(Action::Saved(r)).is_err() {
+                    break;
+                }
+            }
+        })
+        .ok()?;
+    Some(stx)
 }
 
 struct ChannelProgress(UnboundedSender<Action>, std::sync::Mutex<(String, Option<u64>, u64)>);
@@ -63,8 +97,23 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
     spawn_model_loader(&opts, tx.clone(), generator.clone());
     spawn_input_reader(tx.clone());
 
-    let mut tui = tui::Tui::enter()?;
+    let store = Store::open_default();
     let mut app = App::new(opts.entry.name.clone(), opts.template, opts.sampler.clone(), opts.max_tokens);
+    if let Some(id) = opts.session {
+        // A session that cannot be reopened is an error before the screen changes.
+        let s = store.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?.get(id)?;
+        app.load_session(&s);
+    }
+    let saver = spawn_saver(tx.clone());
+    let store = match store {
+        Ok(s) => Some(s),
+        Err(e) => {
+            app.save = SaveState::Failed(e.to_string());
+            None
+        }
+    };
+    let mut last_save = std::time::Instant::now();
+    let mut tui = tui::Tui::enter()?;
     let mut cancel: Option<CancelToken> = None;
     let mut ticker = tokio::time::interval(FRAME);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -76,11 +125,36 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
                     Effect::Exit => break,
                     Effect::Cancel => { if let Some(c) = &cancel { c.cancel(); } }
                     Effect::Start { prompt, mode, sampler, max_tokens } => {
+                        if app.session_id.is_none() {
+                            if let Some(st) = &store {
+                                match st.create(prompt.lines().next().unwrap_or(""), &app.model, mode.label()) {
+                                    Ok(id) => app.session_id = Some(id),
+                                    Err(e) => app.save = SaveState::Failed(e.to_string()),
+                                }
+                            }
+                        }
+                        app.touch();
                         cancel = start_generation(&generator, &tx, &prompt, mode, sampler, max_tokens);
+                    }
+                    Effect::Export => {
+                        let dir = crate::paths::data_dir().join("exports");
+                        let snap = app.snapshot();
+                        app.note = Some(match crate::cli::export_to_dir(&snap, &dir) {
+                            Ok(p) => format!("exported to {}", p.display()),
+                            Err(e) => format!("export failed: {e:#}"),
+                        });
                     }
                 }
             }
             _ = ticker.tick() => {
+                let due = !app.generating() || last_save.elapsed() >= SAVE_EVERY;
+                if app.save == SaveState::Unsaved && due {
+                    if let Some(sv) = &saver {
+                        let _ = sv.send(app.snapshot());
+                        app.save = SaveState::Saving;
+                        last_save = std::time::Instant::now();
+                    }
+                }
                 if app.dirty || app.generating() {
                     tui.terminal.draw(|f| draw(f, &app))?;
                     app.dirty = false;
@@ -92,6 +166,14 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
         c.cancel();
     }
     drop(tui);
+    // The last words typed or streamed are saved before exiting.
+    if matches!(app.save, SaveState::Unsaved | SaveState::Saving) {
+        if let Some(st) = store {
+            drop(saver);
+            let mut st = st;
+            st.save(&app.snapshot())?;
+        }
+    }
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! Drawing: a pure function of [`App`]. Text panes render only their visible rows.
 
-use super::app::{App, Focus, Phase, TraceView, KEYS};
+use super::app::{App, Focus, Phase, SaveState, TraceView, KEYS};
 use crate::engine::StopReason;
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -150,8 +150,15 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect) {
         Phase::Done(StopReason::MaxTokens | StopReason::ContextFull) => Style::default().fg(Color::Black).bg(Color::Yellow),
         _ => Style::default().fg(Color::Black).bg(Color::Cyan),
     };
+    let save = match &app.save {
+        SaveState::None => String::new(),
+        SaveState::Saved => format!(" │ session {} saved", app.session_id.unwrap_or(0)),
+        SaveState::Unsaved | SaveState::Saving => format!(" │ session {} unsaved", app.session_id.unwrap_or(0)),
+        SaveState::Failed(e) => format!(" │ SAVE FAILED: {e}"),
+    };
+    let note = app.note.as_ref().map(|n| format!(" │ {n}")).unwrap_or_default();
     let text = format!(
-        " {} │ {} │ {} │ {} tok │ {:.1} tok/s │ {:.1}s │ F1 help ",
+        " {} │ {} │ {} │ {} tok │ {:.1} tok/s │ {:.1}s{save}{note} │ F1 help ",
         app.model,
         app.template.label(),
         state,

@@ -1,0 +1,91 @@
+use crate::sessions::{export_markdown, Store};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Subcommand, Debug)]
+pub enum SessionsCmd {
+    /// List sessions, most recent first.
+    List,
+    /// Full-text search over prompts and drafts.
+    Search { query: Vec<String> },
+    /// Print a session's prompt, trace and draft.
+    Show { id: i64 },
+    /// Delete a session.
+    Rm { id: i64 },
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    pub id: i64,
+    /// Output file (default: <slug>-<id>.md in the current directory). Never overwritten.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Append the think trace in a <details> block.
+    #[arg(long)]
+    pub trace: bool,
+}
+
+pub fn run(cmd: SessionsCmd) -> Result<()> {
+    let store = Store::open_default()?;
+    match cmd {
+        SessionsCmd::List | SessionsCmd::Search { .. } => {
+            let rows = match &cmd {
+                SessionsCmd::Search { query } => store.search(&query.join(" "))?,
+                _ => store.list()?,
+            };
+            if rows.is_empty() {
+                println!("no sessions");
+            }
+            for r in rows {
+                println!("{:>5}  {}  {:>7} words  {:<16} {}", r.id, r.updated, r.words, r.model, r.title);
+            }
+        }
+        SessionsCmd::Show { id } => {
+            let s = store.get(id)?;
+            println!("# {}  (session {}, {}, {}, {})\n", s.title, s.id, s.model, s.template, s.state);
+            println!("## Prompt\n\n{}\n", s.prompt);
+            if !s.trace.is_empty() {
+                println!("## Think\n\n{}\n", s.trace);
+            }
+            println!("## Draft\n\n{}", s.draft);
+        }
+        SessionsCmd::Rm { id } => {
+            if !store.remove(id)? {
+                bail!("no session {id}. Hint: longwriter sessions list");
+            }
+            println!("removed session {id}");
+        }
+    }
+    Ok(())
+}
+
+pub fn export(a: ExportArgs) -> Result<()> {
+    let store = Store::open_default()?;
+    let s = store.get(a.id)?;
+    let out = a.out.unwrap_or_else(|| PathBuf::from(format!("{}-{}.md", crate::sessions::slug(&s.title), s.id)));
+    crate::fsutil::write_new(&out, export_markdown(&s, a.trace).as_bytes()).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            anyhow::anyhow!("{} already exists; exports never overwrite. Hint: pass --out NEW.md", out.display())
+        } else {
+            anyhow::anyhow!("cannot write {}: {}", out.display(), crate::fsutil::describe_io(&e))
+        }
+    })?;
+    println!("{}", out.display());
+    Ok(())
+}
+
+/// Exports into `dir`, picking `<slug>-<id>.md`, then `-2`, `-3`, … so nothing is replaced.
+pub fn export_to_dir(s: &crate::sessions::Session, dir: &std::path::Path) -> Result<PathBuf> {
+    let base = format!("{}-{}", crate::sessions::slug(&s.title), s.id);
+    let md = export_markdown(s, true);
+    for n in 1..1000 {
+        let p = dir.join(if n == 1 { format!("{base}.md") } else { format!("{base}-{n}.md") });
+        match crate::fsutil::write_new(&p, md.as_bytes()) {
+            Ok(()) => return Ok(p),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("writing {}", p.display())),
+        }
+    }
+    bail!("too many exports of session {} in {}", s.id, dir.display())
+}

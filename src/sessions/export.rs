@@ -1,0 +1,82 @@
+use super::Session;
+
+/// A file-name-safe slug of a title (ASCII letters and digits, dashes), never empty.
+pub fn slug(title: &str) -> String {
+    let mut s = String::new();
+    for c in title.chars().flat_map(|c| c.to_lowercase()) {
+        if c.is_ascii_alphanumeric() {
+            s.push(c);
+        } else if !s.ends_with('-') && !s.is_empty() {
+            s.push('-');
+        }
+        if s.len() >= 48 {
+            break;
+        }
+    }
+    let s = s.trim_matches('-').to_string();
+    if s.is_empty() { "draft".into() } else { s }
+}
+
+/// YAML scalar: JSON strings and JSON values are valid YAML flow scalars.
+fn y(v: &serde_json::Value) -> String {
+    v.to_string()
+}
+
+/// The session as markdown: YAML front matter (title, date, model, template, sampling,
+/// word count, target range, rewards), the draft, and optionally the think trace.
+pub fn export_markdown(s: &Session, with_trace: bool) -> String {
+    let words = crate::text::count_words(&s.draft);
+    let mut out = String::from("---\n");
+    out.push_str(&format!("title: {}\n", y(&s.title.clone().into())));
+    out.push_str(&format!("date: {}\n", y(&s.updated.clone().into())));
+    out.push_str(&format!("session: {}\n", s.id));
+    out.push_str(&format!("model: {}\n", y(&s.model.clone().into())));
+    out.push_str(&format!("template: {}\n", y(&s.template.clone().into())));
+    out.push_str(&format!("sampling: {}\n", y(&s.settings["sampling"])));
+    out.push_str(&format!("words: {words}\n"));
+    out.push_str(&format!("target: {}\n", y(&s.settings["target"])));
+    out.push_str(&format!("rewards: {}\n", y(&s.rewards)));
+    out.push_str("---\n\n");
+    out.push_str(s.draft.trim());
+    out.push('\n');
+    if with_trace && !s.trace.trim().is_empty() {
+        out.push_str("\n<details>\n<summary>Think trace</summary>\n\n");
+        out.push_str(&s.trace.trim().replace("</details>", "&lt;/details&gt;"));
+        out.push_str("\n\n</details>\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn front_matter_draft_and_trace() {
+        let s = Session {
+            id: 7,
+            title: "A \"quoted\" title: yes".into(),
+            updated: "2026-11-25T10:00:00Z".into(),
+            model: "smollm2-135m".into(),
+            template: "longwriter".into(),
+            settings: serde_json::json!({"sampling": {"temperature": 0.6}, "target": {"lo": 200, "hi": 400}}),
+            draft: "# Keeper\n\nThe light turned.".into(),
+            trace: "plan </details> it".into(),
+            rewards: serde_json::json!({"length": 0.5}),
+            ..Default::default()
+        };
+        let md = export_markdown(&s, true);
+        assert!(md.starts_with("---\ntitle: \"A \\\"quoted\\\" title: yes\"\n"), "{md}");
+        assert!(md.contains("\nwords: 4\n") && md.contains("target: {\"hi\":400,\"lo\":200}") && md.contains("sampling: {\"temperature\":0.6}"));
+        assert!(md.contains("---\n\n# Keeper\n\nThe light turned.\n"));
+        assert!(md.contains("<summary>Think trace</summary>") && md.contains("plan &lt;/details&gt; it"));
+        assert!(!export_markdown(&s, false).contains("<details>"));
+    }
+
+    #[test]
+    fn slugs_are_safe() {
+        assert_eq!(slug("Write a 300-word story!"), "write-a-300-word-story");
+        assert_eq!(slug("../../etc/passwd"), "etc-passwd");
+        assert_eq!(slug("写一篇文章"), "draft");
+    }
+}

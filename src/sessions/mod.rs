@@ -1,0 +1,9 @@
+//! Writing sessions in SQLite (WAL): prompt, settings, trace, draft, stats and rewards,
+//! saved in transactions so `kill -9` at any moment loses at most the unsaved tail and
+//! never corrupts the database. Full-text search (FTS5) runs over prompts and drafts.
+
+mod export;
+mod store;
+
+pub use export::{export_markdown, slug};
+pub use store::{now, Session, SessionSummary, Store, StoreError};
