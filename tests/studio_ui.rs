@@ -156,3 +156,25 @@ fn draft_follows_tail_until_scrolled() {
     a.update(key(KeyCode::End));
     assert!(render(&a, 120, 24).contains("line 199"));
 }
+
+#[test]
+fn every_theme_colours_the_panes() {
+    let (themes, problems) = longwriter::studio::theme::Theme::load_all(None);
+    assert!(problems.is_empty());
+    for th in &themes {
+        let mut a = app();
+        a.set_themes(themes.clone(), Some(&th.name));
+        assert_eq!(a.theme().name, th.name);
+        let mut t = Terminal::new(TestBackend::new(120, 24)).unwrap();
+        t.draw(|f| draw(f, &a)).unwrap();
+        let buf = t.backend().buffer().clone();
+        assert_eq!(buf[(0, 0)].fg, th.border_focus, "{}: focused prompt border", th.name);
+        assert_eq!(buf[(119, 0)].fg, th.border, "{}: draft border", th.name);
+        assert_eq!(buf[(0, 23)].bg, th.status_bg, "{}: status bar", th.name);
+    }
+    // F3 cycles through them.
+    let mut a = app();
+    a.set_themes(themes.clone(), None);
+    a.update(key(KeyCode::F(3)));
+    assert_eq!(a.theme().name, themes[1].name);
+}

@@ -38,6 +38,9 @@ pub struct Cli {
     /// Studio: reopen a saved session (see `longwriter sessions list`).
     #[arg(long)]
     pub session: Option<i64>,
+    /// Studio: colour theme (dark, light, high-contrast, or one in <config>/themes/).
+    #[arg(long, env = "LONGWRITER_THEME")]
+    pub theme: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -53,7 +56,7 @@ fn studio(cli: &Cli) -> anyhow::Result<()> {
         ..Default::default()
     };
     let max_tokens = cli.max_tokens.or(d.max_tokens).unwrap_or(2048);
-    crate::studio::run(crate::studio::StudioOptions { entry, device: cli.device.clone(), template: cli.template, sampler, max_tokens, session: cli.session })
+    crate::studio::run(crate::studio::StudioOptions { entry, device: cli.device.clone(), template: cli.template, sampler, max_tokens, session: cli.session, theme: cli.theme.clone() })
 }
 
 #[derive(Subcommand, Debug)]

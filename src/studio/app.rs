@@ -24,6 +24,7 @@ pub enum Action {
     ScrollDraft(isize),
     FollowTail,
     ToggleHelp,
+    CycleTheme,
     Export,
     /// The saver thread finished a save.
     Saved(Result<(), String>),
@@ -89,6 +90,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("Esc", "stop generating / close help"),
     ("Ctrl+T", "trace pane: shown / collapsed / hidden"),
     ("F2", "switch template (longwriter, longwriter-chat, chat, nothink)"),
+    ("F3", "switch colour theme"),
     ("Tab", "focus prompt / draft"),
     ("↑ ↓ PgUp PgDn, wheel", "scroll the draft (draft focus)"),
     ("End", "follow the draft's tail again"),
@@ -124,6 +126,8 @@ pub struct App {
     pub session_id: Option<i64>,
     pub save: SaveState,
     pub note: Option<String>,
+    pub themes: Vec<super::theme::Theme>,
+    pub theme_index: usize,
     pub dirty: bool,
 }
 
@@ -156,6 +160,8 @@ impl App {
             session_id: None,
             save: SaveState::None,
             note: None,
+            themes: vec![super::theme::Theme::default()],
+            theme_index: 0,
             dirty: true,
         }
     }
@@ -193,6 +199,7 @@ impl App {
             KeyCode::Char('t') if ctrl => Some(Action::CycleTrace),
             KeyCode::Char('e') if ctrl => Some(Action::Export),
             KeyCode::F(2) => Some(Action::CycleTemplate),
+            KeyCode::F(3) => Some(Action::CycleTheme),
             KeyCode::F(1) => Some(Action::ToggleHelp),
             KeyCode::Esc => Some(Action::Stop),
             KeyCode::Tab => Some(Action::FocusNext),
@@ -289,6 +296,11 @@ impl App {
                 self.show_help = !self.show_help;
                 Effect::None
             }
+            Action::CycleTheme => {
+                self.theme_index = (self.theme_index + 1) % self.themes.len().max(1);
+                self.note = Some(format!("theme: {}", self.theme().name));
+                Effect::None
+            }
             Action::Export => {
                 if self.draft.is_empty() {
                     self.note = Some("nothing to export yet".into());
@@ -363,6 +375,19 @@ impl App {
         self.finished_secs = None;
         self.phase = Phase::Generating;
         Effect::Start { prompt, mode: self.template, sampler: self.sampler.clone(), max_tokens: self.max_tokens }
+    }
+
+    pub fn theme(&self) -> &super::theme::Theme {
+        &self.themes[self.theme_index.min(self.themes.len() - 1)]
+    }
+
+    /// Installs the available themes and selects `name` (falling back to the first).
+    pub fn set_themes(&mut self, themes: Vec<super::theme::Theme>, name: Option<&str>) {
+        if themes.is_empty() {
+            return;
+        }
+        self.theme_index = name.and_then(|n| themes.iter().position(|t| t.name == n)).unwrap_or(0);
+        self.themes = themes;
     }
 
     /// Marks the session as changed since its last save.

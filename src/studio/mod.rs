@@ -6,6 +6,7 @@
 
 mod app;
 mod draft;
+pub mod theme;
 mod tui;
 mod ui;
 
@@ -32,6 +33,8 @@ pub struct StudioOptions {
     pub max_tokens: usize,
     /// A saved session to reopen.
     pub session: Option<i64>,
+    /// Colour theme name (shipped: dark, light, high-contrast; or a user theme).
+    pub theme: Option<String>,
 }
 
 /// While text streams, the session is saved at least this often.
@@ -99,6 +102,16 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
 
     let store = Store::open_default();
     let mut app = App::new(opts.entry.name.clone(), opts.template, opts.sampler.clone(), opts.max_tokens);
+    let (themes, problems) = theme::Theme::load_all(Some(&crate::paths::config_dir().join("themes")));
+    if let Some(name) = &opts.theme {
+        if !themes.iter().any(|t| &t.name == name) {
+            anyhow::bail!("unknown theme '{name}' (available: {})", themes.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "));
+        }
+    }
+    app.set_themes(themes, opts.theme.as_deref());
+    if let Some(p) = problems.first() {
+        app.note = Some(format!("theme skipped: {p}"));
+    }
     if let Some(id) = opts.session {
         // A session that cannot be reopened is an error before the screen changes.
         let s = store.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?.get(id)?;

@@ -3,7 +3,8 @@
 use super::app::{App, Focus, Phase, SaveState, TraceView, KEYS};
 use crate::engine::StopReason;
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
-use ratatui::style::{Color, Modifier, Style};
+use super::theme::Theme;
+use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Gauge, Paragraph};
 use ratatui::Frame;
@@ -11,9 +12,9 @@ use ratatui::Frame;
 /// Below this width the panes stack vertically.
 pub const COMPACT_WIDTH: u16 = 100;
 
-fn block(title: String, focused: bool) -> Block<'static> {
-    let style = if focused { Style::default().fg(Color::Cyan) } else { Style::default().fg(Color::DarkGray) };
-    Block::default().borders(Borders::ALL).border_style(style).title(title)
+fn block(t: &Theme, title: String, focused: bool) -> Block<'static> {
+    let style = Style::default().fg(if focused { t.border_focus } else { t.border });
+    Block::default().borders(Borders::ALL).border_style(style).title(Span::styled(title, Style::default().fg(t.title)))
 }
 
 pub fn draw(f: &mut Frame, app: &App) {
@@ -45,16 +46,16 @@ pub fn draw(f: &mut Frame, app: &App) {
     }
     draw_status(f, app, status);
     if app.show_help {
-        draw_help(f, area);
+        draw_help(f, app, area);
     }
     if app.confirm_quit {
-        draw_confirm(f, area);
+        draw_confirm(f, app, area);
     }
 }
 
 fn draw_prompt(f: &mut Frame, app: &App, area: Rect) {
     let mut ta = app.prompt.clone();
-    ta.set_block(block(format!(" Prompt · {} ", app.template.label()), app.focus == Focus::Prompt));
+    ta.set_block(block(app.theme(), format!(" Prompt · {} ", app.template.label()), app.focus == Focus::Prompt));
     f.render_widget(&ta, area);
 }
 
@@ -71,8 +72,8 @@ fn draw_trace(f: &mut Frame, app: &App, area: Rect) {
     let title = format!(" Trace · {label} ");
     let (w, h) = inner_rows(area);
     let rows = if app.trace == TraceView::Collapsed { Vec::new() } else { app.think.visible_rows(w, h, 0) };
-    let text: Vec<Line> = rows.into_iter().map(|r| Line::styled(r, Style::default().fg(Color::Gray).add_modifier(Modifier::ITALIC))).collect();
-    f.render_widget(Paragraph::new(text).block(block(title, false)), area);
+    let text: Vec<Line> = rows.into_iter().map(|r| Line::styled(r, Style::default().fg(app.theme().trace).add_modifier(Modifier::ITALIC))).collect();
+    f.render_widget(Paragraph::new(text).block(block(app.theme(), title, false)), area);
 }
 
 fn draw_draft(f: &mut Frame, app: &App, area: Rect) {
@@ -81,39 +82,39 @@ fn draw_draft(f: &mut Frame, app: &App, area: Rect) {
     let (w, h) = inner_rows(area);
     let rows = app.draft.visible_rows(w, h, app.draft_scroll);
     let mut in_code = false;
-    let text: Vec<Line> = rows.into_iter().map(|r| style_markdown(r, &mut in_code)).collect();
-    f.render_widget(Paragraph::new(text).block(block(title, app.focus == Focus::Draft)), area);
+    let text: Vec<Line> = rows.into_iter().map(|r| style_markdown(app.theme(), r, &mut in_code)).collect();
+    f.render_widget(Paragraph::new(text).block(block(app.theme(), title, app.focus == Focus::Draft)), area);
 }
 
 /// Light markdown styling of one visible row.
-fn style_markdown(row: String, in_code: &mut bool) -> Line<'static> {
+fn style_markdown(th: &Theme, row: String, in_code: &mut bool) -> Line<'static> {
     let t = row.trim_start();
     if t.starts_with("```") {
         *in_code = !*in_code;
-        return Line::styled(row, Style::default().fg(Color::DarkGray));
+        return Line::styled(row, Style::default().fg(th.border));
     }
     if *in_code {
-        return Line::styled(row, Style::default().fg(Color::Green));
+        return Line::styled(row, Style::default().fg(th.code));
     }
     if t.starts_with('#') {
-        return Line::styled(row, Style::default().fg(Color::Yellow).add_modifier(Modifier::BOLD));
+        return Line::styled(row, Style::default().fg(th.heading).add_modifier(Modifier::BOLD));
     }
     if t.starts_with('>') {
-        return Line::styled(row, Style::default().fg(Color::Gray).add_modifier(Modifier::ITALIC));
+        return Line::styled(row, Style::default().fg(th.quote).add_modifier(Modifier::ITALIC));
     }
     if t.starts_with("- ") || t.starts_with("* ") || t.split_once(". ").is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())) {
-        return Line::from(vec![Span::styled(row, Style::default().fg(Color::White))]);
+        return Line::from(vec![Span::styled(row, Style::default().fg(th.text))]);
     }
     let mut spans = Vec::new();
     for (i, part) in row.split("**").enumerate() {
-        let style = if i % 2 == 1 { Style::default().add_modifier(Modifier::BOLD) } else { Style::default() };
+        let style = if i % 2 == 1 { Style::default().fg(th.text).add_modifier(Modifier::BOLD) } else { Style::default().fg(th.text) };
         spans.push(Span::styled(part.to_string(), style));
     }
     Line::from(spans)
 }
 
 fn draw_rewards(f: &mut Frame, app: &App, area: Rect) {
-    let b = block(" Rewards ".to_string(), false);
+    let b = block(app.theme(), " Rewards ".to_string(), false);
     let inner = b.inner(area);
     f.render_widget(b, area);
     let words = app.draft.words();
@@ -132,11 +133,12 @@ fn draw_rewards(f: &mut Frame, app: &App, area: Rect) {
     }
     if let (Some(t), true) = (app.target, rows[2].height > 0) {
         let ratio = (words as f64 / t.hi.max(1) as f64).min(1.0);
-        f.render_widget(Gauge::default().ratio(ratio).gauge_style(Style::default().fg(Color::Cyan)).label(format!("{words} / {} words", t.hi)), rows[2]);
+        f.render_widget(Gauge::default().ratio(ratio).gauge_style(Style::default().fg(app.theme().gauge)).label(format!("{words} / {} words", t.hi)), rows[2]);
     }
 }
 
 fn draw_status(f: &mut Frame, app: &App, area: Rect) {
+    let th = app.theme();
     let state = match &app.phase {
         Phase::Loading(m) => format!("loading: {m}"),
         Phase::Idle => "ready".into(),
@@ -146,9 +148,10 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect) {
         Phase::Error(e) => format!("error: {e}"),
     };
     let style = match &app.phase {
-        Phase::Error(_) => Style::default().fg(Color::White).bg(Color::Red),
-        Phase::Done(StopReason::MaxTokens | StopReason::ContextFull) => Style::default().fg(Color::Black).bg(Color::Yellow),
-        _ => Style::default().fg(Color::Black).bg(Color::Cyan),
+        _ if matches!(app.save, SaveState::Failed(_)) => Style::default().fg(th.status_error_fg).bg(th.status_error_bg),
+        Phase::Error(_) => Style::default().fg(th.status_error_fg).bg(th.status_error_bg),
+        Phase::Done(StopReason::MaxTokens | StopReason::ContextFull) => Style::default().fg(th.status_fg).bg(th.status_warn_bg),
+        _ => Style::default().fg(th.status_fg).bg(th.status_bg),
     };
     let save = match &app.save {
         SaveState::None => String::new(),
@@ -175,15 +178,15 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
     Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h }
 }
 
-fn draw_help(f: &mut Frame, area: Rect) {
+fn draw_help(f: &mut Frame, app: &App, area: Rect) {
     let r = centered(area, 72, KEYS.len() as u16 + 2);
-    let lines: Vec<Line> = KEYS.iter().map(|(k, d)| Line::from(vec![Span::styled(format!("{k:<24}"), Style::default().fg(Color::Cyan)), Span::raw(*d)])).collect();
+    let lines: Vec<Line> = KEYS.iter().map(|(k, d)| Line::from(vec![Span::styled(format!("{k:<24}"), Style::default().fg(app.theme().key)), Span::raw(*d)])).collect();
     f.render_widget(Clear, r);
-    f.render_widget(Paragraph::new(lines).block(block(" Keys ".into(), true)), r);
+    f.render_widget(Paragraph::new(lines).block(block(app.theme(), " Keys ".into(), true)), r);
 }
 
-fn draw_confirm(f: &mut Frame, area: Rect) {
+fn draw_confirm(f: &mut Frame, app: &App, area: Rect) {
     let r = centered(area, 44, 3);
     f.render_widget(Clear, r);
-    f.render_widget(Paragraph::new("Still generating. Quit? (y / any key)").block(block(" Quit ".into(), true)), r);
+    f.render_widget(Paragraph::new("Still generating. Quit? (y / any key)").block(block(app.theme(), " Quit ".into(), true)), r);
 }
