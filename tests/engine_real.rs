@@ -78,7 +78,7 @@ fn greedy_tokens_match_llama_cpp() {
 fn run(mode: TemplateMode, prompt: &str, sampler: SamplerConfig, max: usize, stops: Vec<String>) -> (String, String, longwriter::engine::Stats, Vec<Event>) {
     let mut e = engine();
     let prompt_ids = e.prompt_ids(mode, prompt).unwrap();
-    let req = GenerateRequest { prompt_ids, sampler, max_new_tokens: max, stop_strings: stops };
+    let req = GenerateRequest { prompt_ids, sampler, max_new_tokens: max, stop_strings: stops, ..Default::default() };
     let mut events = Vec::new();
     let stats = e.generate(&req, &CancelToken::default(), &mut |ev| events.push(ev)).unwrap();
     let (mut t, mut a) = (String::new(), String::new());
@@ -126,7 +126,7 @@ fn stop_string_ends_generation_and_is_not_emitted() {
 fn cancel_stops_within_one_token() {
     let mut e = engine();
     let prompt_ids = e.prompt_ids(TemplateMode::Chat, "Write a long essay about the sea.").unwrap();
-    let req = GenerateRequest { prompt_ids, sampler: SamplerConfig::greedy(), max_new_tokens: 500, stop_strings: vec![] };
+    let req = GenerateRequest { prompt_ids, sampler: SamplerConfig::greedy(), max_new_tokens: 500, stop_strings: vec![], ..Default::default() };
     let cancel = CancelToken::default();
     let mut n = 0;
     let c2 = cancel.clone();
@@ -159,7 +159,7 @@ fn prompt_longer_than_context_is_a_clear_error() {
     let long = "word ".repeat(9000);
     let prompt_ids = e.prompt_ids(TemplateMode::Chat, &long).unwrap();
     assert!(prompt_ids.len() > 8192);
-    let req = GenerateRequest { prompt_ids, sampler: SamplerConfig::greedy(), max_new_tokens: 10, stop_strings: vec![] };
+    let req = GenerateRequest { prompt_ids, sampler: SamplerConfig::greedy(), max_new_tokens: 10, stop_strings: vec![], ..Default::default() };
     let err = e.generate(&req, &CancelToken::default(), &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("context"), "{err}");
 }
@@ -181,7 +181,7 @@ fn generator_thread_streams_and_cancels() {
     let e = longwriter::engine::Engine::load(&path, &candle_core::Device::Cpu, longwriter::engine::LoadOptions { requantize_q4_1: true, ..Default::default() }, None).unwrap();
     let prompt_ids = e.prompt_ids(TemplateMode::Chat, "Write a long essay about mountains.").unwrap();
     let g = longwriter::engine::Generator::spawn(e);
-    let (mut rx, cancel) = g.submit(GenerateRequest { prompt_ids, sampler: SamplerConfig::greedy(), max_new_tokens: 1000, stop_strings: vec![] });
+    let (mut rx, cancel) = g.submit(GenerateRequest { prompt_ids, sampler: SamplerConfig::greedy(), max_new_tokens: 1000, stop_strings: vec![], ..Default::default() });
     let mut got_text = false;
     loop {
         match rx.blocking_recv().expect("engine thread must end with Done") {
@@ -219,4 +219,19 @@ fn both_backends_agree_with_llama_cpp_on_greedy_tokens() {
         }
         assert_eq!(got[..], want[..24], "backend {}", e.model.backend());
     }
+}
+
+#[test]
+fn continuing_a_draft_equals_generating_it_in_one_go() {
+    let prompt = "Write a short story about a lighthouse keeper.";
+    let (_, whole, _, _) = run(TemplateMode::Chat, prompt, SamplerConfig::greedy(), 40, vec![]);
+    let (_, first, _, _) = run(TemplateMode::Chat, prompt, SamplerConfig::greedy(), 20, vec![]);
+    let mut e = engine();
+    let mut ids = e.prompt_ids(TemplateMode::Chat, prompt).unwrap();
+    ids.extend(e.tokenizer.encode_plain(&first).unwrap());
+    let req = GenerateRequest { prompt_ids: ids, sampler: SamplerConfig::greedy(), max_new_tokens: 20, start_in: longwriter::engine::StartIn::Answer, ..Default::default() };
+    let mut more = String::new();
+    let stats = e.generate(&req, &CancelToken::default(), &mut |ev| if let Event::Answer(t) = ev { more.push_str(&t) }).unwrap();
+    assert!(stats.reused_tokens > 0, "the shared prefix comes from the KV cache");
+    assert_eq!(format!("{first}{more}"), whole);
 }

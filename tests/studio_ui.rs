@@ -178,3 +178,24 @@ fn every_theme_colours_the_panes() {
     a.update(key(KeyCode::F(3)));
     assert_eq!(a.theme().name, themes[1].name);
 }
+
+#[test]
+fn continue_extends_the_draft() {
+    let mut a = app();
+    type_text(&mut a, "Write.");
+    a.update(key(KeyCode::F(5)));
+    a.update(Action::Engine(Event::Think("plan".into())));
+    a.update(Action::Engine(Event::Answer("First part.".into())));
+    a.update(Action::Engine(Event::Done(stats(StopReason::MaxTokens))));
+    let e = a.update(Action::Key(KeyEvent::new(KeyCode::Char('n'), KeyModifiers::CONTROL)));
+    match e {
+        Effect::Start { continuation: Some((text, start)), prompt, .. } => {
+            assert_eq!(prompt, "Write.");
+            assert_eq!(text, " <think>plan</think>\n<answer>First part.");
+            assert_eq!(start, longwriter::engine::StartIn::Answer);
+        }
+        other => panic!("{other:?}"),
+    }
+    a.update(Action::Engine(Event::Answer(" Second part.".into())));
+    assert!(render(&a, 120, 24).contains("First part. Second part."));
+}

@@ -13,13 +13,24 @@ use std::time::Instant;
 /// Prompts are prefilled in chunks so attention scratch stays bounded on long prompts.
 const PREFILL_CHUNK: usize = 256;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct GenerateRequest {
     pub prompt_ids: Vec<u32>,
     pub sampler: SamplerConfig,
     pub max_new_tokens: usize,
     /// Text that ends generation; matched across token boundaries, never emitted.
     pub stop_strings: Vec<String>,
+    /// Where the new text continues: fresh output, inside `<think>`, or inside `<answer>`.
+    pub start_in: StartIn,
+}
+
+/// Where generated text lands when a generation continues earlier output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StartIn {
+    #[default]
+    Fresh,
+    Think,
+    Answer,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -104,7 +115,11 @@ impl Engine {
             return Err(EngineError::ContextOverflow { needed: req.prompt_ids.len() + 1, limit: ctx });
         }
         let mut sampler = Sampler::new(req.sampler.clone());
-        let mut parser = ThinkParser::new();
+        let mut parser = match req.start_in {
+            StartIn::Fresh => ThinkParser::new(),
+            StartIn::Think => ThinkParser::inside_think(),
+            StartIn::Answer => ThinkParser::inside_answer(),
+        };
         let mut stops = StopMatcher::new(&req.stop_strings);
         let mut decoder = TokenDecoder::new();
         let send = |segs: Vec<Segment>, emit: &mut dyn FnMut(Event)| {
@@ -200,9 +215,17 @@ fn rate(n: usize, secs: f64) -> f64 {
     if secs > 0.0 { n as f64 / secs } else { 0.0 }
 }
 
+/// A prompt to build on the engine thread (the tokenizer lives there).
+#[derive(Debug, Clone)]
+pub struct TextPrompt {
+    pub request: String,
+    pub mode: super::TemplateMode,
+    /// Output so far, appended as plain text after the prompt (for "continue").
+    pub continuation: Option<String>,
+}
+
 struct Job {
-    /// When set, the prompt is built on the engine thread from this request text.
-    text: Option<(String, super::TemplateMode)>,
+    text: Option<TextPrompt>,
     req: GenerateRequest,
     cancel: CancelToken,
     events: tokio::sync::mpsc::UnboundedSender<Event>,
@@ -227,8 +250,11 @@ impl Generator {
                     };
                     let mut req = job.req;
                     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        if let Some((text, mode)) = &job.text {
-                            req.prompt_ids = engine.prompt_ids(*mode, text)?;
+                        if let Some(tp) = &job.text {
+                            req.prompt_ids = engine.prompt_ids(tp.mode, &tp.request)?;
+                            if let Some(c) = &tp.continuation {
+                                req.prompt_ids.extend(engine.tokenizer.encode_plain(c)?);
+                            }
                         }
                         engine.generate(&req, &job.cancel, &mut emit)
                     }));
@@ -254,11 +280,11 @@ impl Generator {
 
     /// Like [`Generator::submit`], with the prompt built from `text` in `mode` on the engine
     /// thread (the tokenizer lives there); `req.prompt_ids` is ignored.
-    pub fn submit_text(&self, text: String, mode: super::TemplateMode, req: GenerateRequest) -> (tokio::sync::mpsc::UnboundedReceiver<Event>, CancelToken) {
-        self.enqueue(Some((text, mode)), req)
+    pub fn submit_text(&self, prompt: TextPrompt, req: GenerateRequest) -> (tokio::sync::mpsc::UnboundedReceiver<Event>, CancelToken) {
+        self.enqueue(Some(prompt), req)
     }
 
-    fn enqueue(&self, text: Option<(String, super::TemplateMode)>, req: GenerateRequest) -> (tokio::sync::mpsc::UnboundedReceiver<Event>, CancelToken) {
+    fn enqueue(&self, text: Option<TextPrompt>, req: GenerateRequest) -> (tokio::sync::mpsc::UnboundedReceiver<Event>, CancelToken) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let cancel = CancelToken::default();
         let job = Job { text, req, cancel: cancel.clone(), events: tx };

@@ -11,7 +11,7 @@ mod stream;
 pub mod template;
 pub mod tokenizer;
 
-pub use generator::{CancelToken, Event, GenerateRequest, Generator, StopReason, Stats};
+pub use generator::{CancelToken, Event, GenerateRequest, Generator, StartIn, Stats, StopReason, TextPrompt};
 pub use model::{check_extent, LoadOptions, ModelConfig, QuantModel};
 pub use sampler::{Sampler, SamplerConfig};
 pub use stream::{StopMatcher, StopScan, TokenDecoder};

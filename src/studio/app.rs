@@ -17,6 +17,8 @@ pub enum Action {
     Quit,
     Generate,
     Regenerate,
+    /// Ask the model to extend the current draft.
+    Continue,
     Stop,
     CycleTrace,
     CycleTemplate,
@@ -66,7 +68,14 @@ pub enum Phase {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     None,
-    Start { prompt: String, mode: TemplateMode, sampler: SamplerConfig, max_tokens: usize },
+    Start {
+        prompt: String,
+        mode: TemplateMode,
+        sampler: SamplerConfig,
+        max_tokens: usize,
+        /// Output so far and where it stopped, when continuing a draft.
+        continuation: Option<(String, crate::engine::StartIn)>,
+    },
     Cancel,
     Export,
     Exit,
@@ -87,6 +96,7 @@ pub enum SaveState {
 pub const KEYS: &[(&str, &str)] = &[
     ("F5 / Ctrl+G", "generate from the prompt"),
     ("Ctrl+R", "regenerate with a new seed"),
+    ("Ctrl+N", "continue: extend the current draft"),
     ("Esc", "stop generating / close help"),
     ("Ctrl+T", "trace pane: shown / collapsed / hidden"),
     ("F2", "switch template (longwriter, longwriter-chat, chat, nothink)"),
@@ -196,6 +206,7 @@ impl App {
             KeyCode::Char('g') if ctrl => Some(Action::Generate),
             KeyCode::F(5) => Some(Action::Generate),
             KeyCode::Char('r') if ctrl => Some(Action::Regenerate),
+            KeyCode::Char('n') if ctrl => Some(Action::Continue),
             KeyCode::Char('t') if ctrl => Some(Action::CycleTrace),
             KeyCode::Char('e') if ctrl => Some(Action::Export),
             KeyCode::F(2) => Some(Action::CycleTemplate),
@@ -262,6 +273,7 @@ impl App {
                 self.start()
             }
             Action::Generate => self.start(),
+            Action::Continue => self.continue_draft(),
             Action::CycleTrace => {
                 self.trace = match self.trace {
                     TraceView::Shown => TraceView::Collapsed,
@@ -374,7 +386,34 @@ impl App {
         self.started = Some(Instant::now());
         self.finished_secs = None;
         self.phase = Phase::Generating;
-        Effect::Start { prompt, mode: self.template, sampler: self.sampler.clone(), max_tokens: self.max_tokens }
+        Effect::Start { prompt, mode: self.template, sampler: self.sampler.clone(), max_tokens: self.max_tokens, continuation: None }
+    }
+
+    /// Continues the current output: the prompt, then what was written so far, then more.
+    fn continue_draft(&mut self) -> Effect {
+        use crate::engine::StartIn;
+        if matches!(self.phase, Phase::Loading(_)) || self.generating() {
+            return Effect::None;
+        }
+        if self.draft.is_empty() && self.think.is_empty() {
+            return self.start();
+        }
+        let prompt = self.prompt.lines().join("\n");
+        let (trace, draft) = (self.think.text(), self.draft.text());
+        let continuation = match (self.template.expects_think(), self.template) {
+            (true, _) if draft.is_empty() => (format!(" <think>{trace}"), StartIn::Think),
+            (true, _) => (format!(" <think>{trace}</think>\n<answer>{draft}"), StartIn::Answer),
+            (false, TemplateMode::Nothink) => (format!(" <answer>{draft}"), StartIn::Answer),
+            _ => (draft, StartIn::Answer),
+        };
+        self.stats = None;
+        self.tokens = 0;
+        self.draft_scroll = 0;
+        self.format_note = None;
+        self.started = Some(Instant::now());
+        self.finished_secs = None;
+        self.phase = Phase::Generating;
+        Effect::Start { prompt, mode: self.template, sampler: self.sampler.clone(), max_tokens: self.max_tokens, continuation: Some(continuation) }
     }
 
     pub fn theme(&self) -> &super::theme::Theme {

@@ -137,7 +137,7 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
                     Effect::None => {}
                     Effect::Exit => break,
                     Effect::Cancel => { if let Some(c) = &cancel { c.cancel(); } }
-                    Effect::Start { prompt, mode, sampler, max_tokens } => {
+                    Effect::Start { prompt, mode, sampler, max_tokens, continuation } => {
                         if app.session_id.is_none() {
                             if let Some(st) = &store {
                                 match st.create(prompt.lines().next().unwrap_or(""), &app.model, mode.label()) {
@@ -147,7 +147,7 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
                             }
                         }
                         app.touch();
-                        cancel = start_generation(&generator, &tx, &prompt, mode, sampler, max_tokens);
+                        cancel = start_generation(&generator, &tx, &prompt, mode, sampler, max_tokens, continuation);
                     }
                     Effect::Export => {
                         let dir = crate::paths::data_dir().join("exports");
@@ -197,14 +197,17 @@ fn start_generation(
     mode: TemplateMode,
     sampler: SamplerConfig,
     max_tokens: usize,
+    continuation: Option<(String, crate::engine::StartIn)>,
 ) -> Option<CancelToken> {
     let g = generator.lock().unwrap();
     let Some(g) = g.as_ref() else {
         let _ = tx.send(Action::Engine(crate::engine::Event::Error("the model is not loaded yet".into())));
         return None;
     };
-    let req = GenerateRequest { prompt_ids: Vec::new(), sampler, max_new_tokens: max_tokens, stop_strings: mode.stop_strings() };
-    let (mut events, cancel) = g.submit_text(prompt.to_string(), mode, req);
+    let start_in = continuation.as_ref().map(|c| c.1).unwrap_or_default();
+    let req = GenerateRequest { sampler, max_new_tokens: max_tokens, stop_strings: mode.stop_strings(), start_in, ..Default::default() };
+    let text = crate::engine::TextPrompt { request: prompt.to_string(), mode, continuation: continuation.map(|c| c.0) };
+    let (mut events, cancel) = g.submit_text(text, req);
     let tx = tx.clone();
     tokio::spawn(async move {
         while let Some(ev) = events.recv().await {

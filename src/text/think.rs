@@ -127,6 +127,16 @@ impl ThinkParser {
         p
     }
 
+    /// A parser that starts inside `<answer>` after a complete think block, for continuing
+    /// a draft.
+    pub fn inside_answer() -> Self {
+        let mut p = Self::new();
+        p.state = State::Answer;
+        p.report.think_blocks = 1;
+        p.report.answer_blocks = 1;
+        p
+    }
+
     pub fn report(&self) -> &FormatReport {
         &self.report
     }
