@@ -66,7 +66,7 @@ fn draft_words(screen: &str) -> usize {
 fn studio_cmd(dir: &std::path::Path, extra: &str) -> String {
     common::default_model_path();
     format!(
-        "exec env LONGWRITER_DATA_DIR={d}/data LONGWRITER_CONFIG_DIR={d}/config {bin} --model smollm2-135m --template chat --max-tokens 2000 {extra}",
+        "exec env LONGWRITER_DATA_DIR={d}/data LONGWRITER_CONFIG_DIR={d}/config EDITOR={d}/editor.sh {bin} --model smollm2-135m --template chat --max-tokens 2000 {extra}",
         d = dir.display(),
         bin = env!("CARGO_BIN_EXE_longwriter"),
     )
@@ -79,6 +79,10 @@ fn cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
 #[test]
 fn type_generate_stream_stop_export_quit() {
     let dir = tempfile::tempdir().unwrap();
+    // A stand-in editor that rewrites the file it is given.
+    let ed = dir.path().join("editor.sh");
+    std::fs::write(&ed, "#!/bin/sh\nprintf 'Edited by hand in the editor.' > \"$1\"\n").unwrap();
+    std::process::Command::new("chmod").args(["+x", ed.to_str().unwrap()]).status().unwrap();
     let t = Tmux::start(&studio_cmd(dir.path(), ""));
     t.wait_for("the model to load", 60, |s| s.contains("│ ready │"));
     t.literal("Write a 300-word story about a lighthouse keeper.");
@@ -102,6 +106,11 @@ fn type_generate_stream_stop_export_quit() {
     assert!(md.contains(&format!("\nwords: {words}\n")) && md.contains("model: \"smollm2-135m\"") && md.contains("target: {\"hi\":400,\"lo\":200}"), "{md}");
     let body = md.split("\n---\n\n").nth(1).unwrap();
     assert_eq!(longwriter::text::count_words(body.split("\n<details>").next().unwrap()), words, "exported draft has the pane's words");
+    // $EDITOR: the draft goes out and comes back edited.
+    t.keys(&["Tab"]);
+    t.keys(&["e"]);
+    let s = t.wait_for("the edited draft", 20, |s| s.contains("Edited by hand in the editor."));
+    assert_eq!(draft_words(&s), 6, "{s}");
     t.keys(&["C-q"]);
     let deadline = Instant::now() + Duration::from_secs(10);
     while t.alive() && Instant::now() < deadline {

@@ -27,6 +27,10 @@ pub enum Action {
     FollowTail,
     ToggleHelp,
     CycleTheme,
+    /// Copy the draft to the clipboard (OSC 52).
+    Copy,
+    /// Open the draft in $EDITOR and reload it.
+    EditDraft,
     Export,
     /// The saver thread finished a save.
     Saved(Result<(), String>),
@@ -78,6 +82,8 @@ pub enum Effect {
     },
     Cancel,
     Export,
+    Copy,
+    EditDraft,
     Exit,
 }
 
@@ -104,6 +110,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("Tab", "focus prompt / draft"),
     ("↑ ↓ PgUp PgDn, wheel", "scroll the draft (draft focus)"),
     ("End", "follow the draft's tail again"),
+    ("e (draft focus)", "edit the draft in $EDITOR and reload it"),
+    ("y (draft focus)", "copy the draft to the clipboard (OSC 52)"),
     ("Ctrl+E", "export the draft to markdown"),
     ("F1", "this help"),
     ("Ctrl+Q / Ctrl+C", "quit (asks while generating)"),
@@ -221,6 +229,8 @@ impl App {
                 KeyCode::PageDown => Some(Action::ScrollDraft(-10)),
                 KeyCode::End => Some(Action::FollowTail),
                 KeyCode::Char('?') => Some(Action::ToggleHelp),
+                KeyCode::Char('e') => Some(Action::EditDraft),
+                KeyCode::Char('y') => Some(Action::Copy),
                 _ => None,
             },
             _ => Some(Action::Edit(k)),
@@ -308,6 +318,12 @@ impl App {
                 self.show_help = !self.show_help;
                 Effect::None
             }
+            Action::Copy => if self.draft.is_empty() { Effect::None } else { Effect::Copy },
+            Action::EditDraft if self.generating() => {
+                self.note = Some("stop generating before editing the draft".into());
+                Effect::None
+            }
+            Action::EditDraft => Effect::EditDraft,
             Action::CycleTheme => {
                 self.theme_index = (self.theme_index + 1) % self.themes.len().max(1);
                 self.note = Some(format!("theme: {}", self.theme().name));
@@ -427,6 +443,16 @@ impl App {
         }
         self.theme_index = name.and_then(|n| themes.iter().position(|t| t.name == n)).unwrap_or(0);
         self.themes = themes;
+    }
+
+    /// Replaces the draft (after an external edit).
+    pub fn replace_draft(&mut self, text: &str) {
+        self.draft.clear();
+        self.draft.push(text);
+        self.repetition = crate::reward::RepetitionCounter::new(self.reward_cfg.ngram);
+        self.repetition.push(text);
+        self.repetition.finish();
+        self.touch();
     }
 
     /// Marks the session as changed since its last save.

@@ -98,7 +98,8 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
     let (tx, mut rx) = unbounded_channel::<Action>();
     let generator: Arc<std::sync::Mutex<Option<Generator>>> = Arc::default();
     spawn_model_loader(&opts, tx.clone(), generator.clone());
-    spawn_input_reader(tx.clone());
+    let input_paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    spawn_input_reader(tx.clone(), input_paused.clone());
 
     let store = Store::open_default();
     let mut app = App::new(opts.entry.name.clone(), opts.template, opts.sampler.clone(), opts.max_tokens);
@@ -148,6 +149,28 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
                         }
                         app.touch();
                         cancel = start_generation(&generator, &tx, &prompt, mode, sampler, max_tokens, continuation);
+                    }
+                    Effect::Copy => {
+                        let n = crate::text::count_words(&app.draft.text());
+                        app.note = Some(match tui::emit(&tui::osc52(&app.draft.text())) {
+                            Ok(()) => format!("copied {n} words (OSC 52)"),
+                            Err(e) => format!("copy failed: {e}"),
+                        });
+                    }
+                    Effect::EditDraft => {
+                        input_paused.store(true, std::sync::atomic::Ordering::Release);
+                        let text = app.draft.text();
+                        let edited = tui.suspend(|| edit_in_editor(&text))?;
+                        input_paused.store(false, std::sync::atomic::Ordering::Release);
+                        match edited {
+                            Ok(t) if t != text => {
+                                app.replace_draft(&t);
+                                app.note = Some("draft reloaded from the editor".into());
+                            }
+                            Ok(_) => app.note = Some("draft unchanged".into()),
+                            Err(e) => app.note = Some(format!("editor: {e:#}")),
+                        }
+                        app.dirty = true;
                     }
                     Effect::Export => {
                         let dir = crate::paths::data_dir().join("exports");
@@ -243,9 +266,20 @@ fn spawn_model_loader(opts: &StudioOptions, tx: UnboundedSender<Action>, slot: A
     });
 }
 
-fn spawn_input_reader(tx: UnboundedSender<Action>) {
+/// Reads terminal input on its own thread. While `paused` (an editor owns the terminal)
+/// it leaves the input alone.
+fn spawn_input_reader(tx: UnboundedSender<Action>, paused: Arc<std::sync::atomic::AtomicBool>) {
     std::thread::spawn(move || {
         loop {
+            if paused.load(std::sync::atomic::Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            match crossterm::event::poll(Duration::from_millis(50)) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(_) => break,
+            }
             let ev = match crossterm::event::read() {
                 Ok(ev) => ev,
                 Err(_) => break,
@@ -264,4 +298,27 @@ fn spawn_input_reader(tx: UnboundedSender<Action>) {
             }
         }
     });
+}
+
+/// Opens `text` in `$VISUAL` / `$EDITOR` (default `vi`) and returns the saved text.
+fn edit_in_editor(text: &str) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let editor = std::env::var("VISUAL").ok().filter(|v| !v.is_empty()).or_else(|| std::env::var("EDITOR").ok().filter(|v| !v.is_empty())).unwrap_or_else(|| "vi".into());
+    let dir = crate::paths::data_dir().join("tmp");
+    std::fs::create_dir_all(&dir)?;
+    let file = tempfile::Builder::new().prefix("draft-").suffix(".md").tempfile_in(&dir)?;
+    std::fs::write(file.path(), text)?;
+    // Through the shell, so EDITOR may carry arguments ("code --wait").
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{editor} \"$1\""))
+        .arg("sh")
+        .arg(file.path())
+        .status()
+        .with_context(|| format!("running {editor}"))?;
+    if !status.success() {
+        anyhow::bail!("{editor} exited with {status}; the draft was not changed");
+    }
+    let bytes = std::fs::read(file.path())?;
+    String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("the edited file is not UTF-8; the draft was not changed"))
 }
