@@ -199,3 +199,23 @@ fn continue_extends_the_draft() {
     a.update(Action::Engine(Event::Answer(" Second part.".into())));
     assert!(render(&a, 120, 24).contains("First part. Second part."));
 }
+
+#[test]
+fn settings_dialog_sets_sampling_and_target() {
+    let mut a = app();
+    type_text(&mut a, "Write a 300-word story.");
+    a.update(key(KeyCode::F(4)));
+    insta::assert_snapshot!("settings", render(&a, 120, 24));
+    // Last field: the target override.
+    a.update(key(KeyCode::Up));
+    for _ in 0..4 {
+        a.update(key(KeyCode::Backspace));
+    }
+    type_text(&mut a, "1000,1500");
+    a.update(key(KeyCode::Enter));
+    assert!(a.settings.is_none());
+    let e = a.update(key(KeyCode::F(5)));
+    assert!(matches!(e, Effect::Start { .. }));
+    let s = render(&a, 120, 24);
+    assert!(s.contains("target [1000, 1500]"), "the override beats the prompt's 300 words:\n{s}");
+}

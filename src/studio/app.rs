@@ -27,6 +27,10 @@ pub enum Action {
     FollowTail,
     ToggleHelp,
     CycleTheme,
+    /// Open the sampling / target settings dialog.
+    Settings,
+    /// A key for the open settings dialog.
+    SettingsKey(KeyEvent),
     /// Copy the draft to the clipboard (OSC 52).
     Copy,
     /// Open the draft in $EDITOR and reload it.
@@ -107,6 +111,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("Ctrl+T", "trace pane: shown / collapsed / hidden"),
     ("F2", "switch template (longwriter, longwriter-chat, chat, nothink)"),
     ("F3", "switch colour theme"),
+    ("F4", "settings: sampling, max tokens, seed, length target"),
     ("Tab", "focus prompt / draft"),
     ("↑ ↓ PgUp PgDn, wheel", "scroll the draft (draft focus)"),
     ("End", "follow the draft's tail again"),
@@ -144,6 +149,10 @@ pub struct App {
     pub session_id: Option<i64>,
     pub save: SaveState,
     pub note: Option<String>,
+    /// The open settings dialog, if any.
+    pub settings: Option<super::settings::SettingsDialog>,
+    /// A length target set by the user, replacing the one read from the prompt.
+    pub target_override: Option<crate::reward::TargetRange>,
     pub themes: Vec<super::theme::Theme>,
     pub theme_index: usize,
     pub dirty: bool,
@@ -178,6 +187,8 @@ impl App {
             session_id: None,
             save: SaveState::None,
             note: None,
+            settings: None,
+            target_override: None,
             themes: vec![super::theme::Theme::default()],
             theme_index: 0,
             dirty: true,
@@ -203,6 +214,9 @@ impl App {
     /// Maps a key to an action; `None` means the key is ignored.
     pub fn handle_key(&self, k: KeyEvent) -> Option<Action> {
         let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+        if self.settings.is_some() {
+            return Some(Action::SettingsKey(k));
+        }
         if self.confirm_quit {
             return match k.code {
                 KeyCode::Char('y') | KeyCode::Char('Y') => Some(Action::Quit),
@@ -219,6 +233,7 @@ impl App {
             KeyCode::Char('e') if ctrl => Some(Action::Export),
             KeyCode::F(2) => Some(Action::CycleTemplate),
             KeyCode::F(3) => Some(Action::CycleTheme),
+            KeyCode::F(4) => Some(Action::Settings),
             KeyCode::F(1) => Some(Action::ToggleHelp),
             KeyCode::Esc => Some(Action::Stop),
             KeyCode::Tab => Some(Action::FocusNext),
@@ -318,6 +333,28 @@ impl App {
                 self.show_help = !self.show_help;
                 Effect::None
             }
+            Action::Settings => {
+                self.settings = Some(super::settings::SettingsDialog::new(&self.sampler, self.max_tokens, self.target_override));
+                Effect::None
+            }
+            Action::SettingsKey(k) => {
+                use super::settings::DialogResult;
+                let Some(d) = self.settings.as_mut() else { return Effect::None };
+                match d.key(k, &self.sampler) {
+                    DialogResult::Open => {}
+                    DialogResult::Cancel => self.settings = None,
+                    DialogResult::Apply { sampler, max_tokens, target } => {
+                        self.sampler = sampler;
+                        self.max_tokens = max_tokens;
+                        self.target_override = target;
+                        self.target = target.or_else(|| crate::reward::extract_target(&self.prompt.lines().join("\n")));
+                        self.settings = None;
+                        self.note = Some("settings applied".into());
+                        self.touch();
+                    }
+                }
+                Effect::None
+            }
             Action::Copy => if self.draft.is_empty() { Effect::None } else { Effect::Copy },
             Action::EditDraft if self.generating() => {
                 self.note = Some("stop generating before editing the draft".into());
@@ -396,7 +433,7 @@ impl App {
         self.tokens = 0;
         self.draft_scroll = 0;
         self.format_note = None;
-        self.target = crate::reward::extract_target(&prompt);
+        self.target = self.target_override.or_else(|| crate::reward::extract_target(&prompt));
         self.reward_cfg.require_think = self.template.expects_think();
         self.repetition = crate::reward::RepetitionCounter::new(self.reward_cfg.ngram);
         self.started = Some(Instant::now());

@@ -6,6 +6,7 @@
 
 mod app;
 mod draft;
+pub mod settings;
 pub mod theme;
 mod tui;
 mod ui;

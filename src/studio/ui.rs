@@ -51,6 +51,9 @@ pub fn draw(f: &mut Frame, app: &App) {
     if app.confirm_quit {
         draw_confirm(f, app, area);
     }
+    if let Some(d) = &app.settings {
+        draw_settings(f, app, d, area);
+    }
 }
 
 fn draw_prompt(f: &mut Frame, app: &App, area: Rect) {
@@ -189,4 +192,26 @@ fn draw_confirm(f: &mut Frame, app: &App, area: Rect) {
     let r = centered(area, 44, 3);
     f.render_widget(Clear, r);
     f.render_widget(Paragraph::new("Still generating. Quit? (y / any key)").block(block(app.theme(), " Quit ".into(), true)), r);
+}
+
+fn draw_settings(f: &mut Frame, app: &App, d: &super::settings::SettingsDialog, area: Rect) {
+    let th = app.theme();
+    let r = centered(area, 64, super::settings::FIELDS.len() as u16 + 5);
+    let mut lines: Vec<Line> = super::settings::FIELDS
+        .iter()
+        .zip(&d.values)
+        .enumerate()
+        .map(|(i, (name, v))| {
+            let marker = if i == d.selected { "▶ " } else { "  " };
+            let style = if i == d.selected { Style::default().fg(th.key).add_modifier(Modifier::BOLD) } else { Style::default().fg(th.text) };
+            Line::from(vec![Span::styled(format!("{marker}{name:<30}"), style), Span::styled(v.clone(), style)])
+        })
+        .collect();
+    lines.push(Line::raw(""));
+    lines.push(match &d.error {
+        Some(e) => Line::styled(e.clone(), Style::default().fg(th.status_error_bg)),
+        None => Line::styled("↑↓ select · type to edit · Enter apply · Esc cancel", Style::default().fg(th.trace)),
+    });
+    f.render_widget(Clear, r);
+    f.render_widget(Paragraph::new(lines).block(block(th, " Settings ".into(), true)), r);
 }
