@@ -219,3 +219,17 @@ fn settings_dialog_sets_sampling_and_target() {
     let s = render(&a, 120, 24);
     assert!(s.contains("target [1000, 1500]"), "the override beats the prompt's 300 words:\n{s}");
 }
+
+#[test]
+fn session_list_opens_the_chosen_session() {
+    use longwriter::sessions::SessionSummary;
+    let mut a = app();
+    assert_eq!(a.update(key(KeyCode::F(6))), Effect::ListSessions);
+    let row = |id, title: &str| SessionSummary { id, updated: "2026-11-25T10:00:00Z".into(), title: title.into(), model: "m".into(), words: 10 * id as usize };
+    a.update(Action::SessionsLoaded(vec![row(2, "Second essay"), row(1, "First story")]));
+    let s = render(&a, 120, 24);
+    assert!(s.contains("▶    2  Second essay") && s.contains("First story"), "{s}");
+    a.update(key(KeyCode::Down));
+    assert_eq!(a.update(key(KeyCode::Enter)), Effect::OpenSession(1));
+    assert!(a.session_list.is_none());
+}

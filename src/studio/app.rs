@@ -27,10 +27,17 @@ pub enum Action {
     FollowTail,
     ToggleHelp,
     CycleTheme,
+    /// Open the list of saved sessions.
+    Sessions,
+    /// The saved sessions, loaded by the event loop.
+    SessionsLoaded(Vec<crate::sessions::SessionSummary>),
     /// Open the sampling / target settings dialog.
     Settings,
     /// A key for the open settings dialog.
     SettingsKey(KeyEvent),
+    ScrollSessions(isize),
+    PickSession(i64),
+    CloseOverlay,
     /// Copy the draft to the clipboard (OSC 52).
     Copy,
     /// Open the draft in $EDITOR and reload it.
@@ -88,6 +95,8 @@ pub enum Effect {
     Export,
     Copy,
     EditDraft,
+    ListSessions,
+    OpenSession(i64),
     Exit,
 }
 
@@ -112,6 +121,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("F2", "switch template (longwriter, longwriter-chat, chat, nothink)"),
     ("F3", "switch colour theme"),
     ("F4", "settings: sampling, max tokens, seed, length target"),
+    ("F6", "saved sessions: ↑↓ choose, Enter reopen"),
     ("Tab", "focus prompt / draft"),
     ("↑ ↓ PgUp PgDn, wheel", "scroll the draft (draft focus)"),
     ("End", "follow the draft's tail again"),
@@ -149,6 +159,8 @@ pub struct App {
     pub session_id: Option<i64>,
     pub save: SaveState,
     pub note: Option<String>,
+    /// The open session list and its selected row.
+    pub session_list: Option<(Vec<crate::sessions::SessionSummary>, usize)>,
     /// The open settings dialog, if any.
     pub settings: Option<super::settings::SettingsDialog>,
     /// A length target set by the user, replacing the one read from the prompt.
@@ -187,6 +199,7 @@ impl App {
             session_id: None,
             save: SaveState::None,
             note: None,
+            session_list: None,
             settings: None,
             target_override: None,
             themes: vec![super::theme::Theme::default()],
@@ -217,6 +230,14 @@ impl App {
         if self.settings.is_some() {
             return Some(Action::SettingsKey(k));
         }
+        if let Some((rows, sel)) = &self.session_list {
+            return match k.code {
+                KeyCode::Up => Some(Action::ScrollSessions(-1)),
+                KeyCode::Down => Some(Action::ScrollSessions(1)),
+                KeyCode::Enter => rows.get(*sel).map(|r| Action::PickSession(r.id)),
+                _ => Some(Action::CloseOverlay),
+            };
+        }
         if self.confirm_quit {
             return match k.code {
                 KeyCode::Char('y') | KeyCode::Char('Y') => Some(Action::Quit),
@@ -234,6 +255,7 @@ impl App {
             KeyCode::F(2) => Some(Action::CycleTemplate),
             KeyCode::F(3) => Some(Action::CycleTheme),
             KeyCode::F(4) => Some(Action::Settings),
+            KeyCode::F(6) => Some(Action::Sessions),
             KeyCode::F(1) => Some(Action::ToggleHelp),
             KeyCode::Esc => Some(Action::Stop),
             KeyCode::Tab => Some(Action::FocusNext),
@@ -331,6 +353,29 @@ impl App {
             }
             Action::ToggleHelp => {
                 self.show_help = !self.show_help;
+                Effect::None
+            }
+            Action::Sessions if self.generating() => {
+                self.note = Some("stop generating before switching sessions".into());
+                Effect::None
+            }
+            Action::Sessions => Effect::ListSessions,
+            Action::SessionsLoaded(rows) => {
+                self.session_list = Some((rows, 0));
+                Effect::None
+            }
+            Action::ScrollSessions(d) => {
+                if let Some((rows, sel)) = self.session_list.as_mut() {
+                    *sel = (*sel as isize + d).clamp(0, rows.len().saturating_sub(1) as isize) as usize;
+                }
+                Effect::None
+            }
+            Action::PickSession(id) => {
+                self.session_list = None;
+                Effect::OpenSession(id)
+            }
+            Action::CloseOverlay => {
+                self.session_list = None;
                 Effect::None
             }
             Action::Settings => {

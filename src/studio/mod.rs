@@ -173,6 +173,26 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
                         }
                         app.dirty = true;
                     }
+                    Effect::ListSessions => match &store {
+                        Some(st) => match st.list() {
+                            Ok(rows) => app.session_list = Some((rows, 0)),
+                            Err(e) => app.note = Some(e.to_string()),
+                        },
+                        None => app.note = Some("sessions are unavailable (see the save state)".into()),
+                    },
+                    Effect::OpenSession(id) => {
+                        // Keep what is on screen before switching.
+                        if matches!(app.save, SaveState::Unsaved | SaveState::Saving) {
+                            if let Some(sv) = &saver {
+                                let _ = sv.send(app.snapshot());
+                            }
+                        }
+                        match store.as_ref().map(|st| st.get(id)) {
+                            Some(Ok(s)) => app.load_session(&s),
+                            Some(Err(e)) => app.note = Some(e.to_string()),
+                            None => {}
+                        }
+                    }
                     Effect::Export => {
                         let dir = crate::paths::data_dir().join("exports");
                         let snap = app.snapshot();

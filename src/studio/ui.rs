@@ -54,6 +54,9 @@ pub fn draw(f: &mut Frame, app: &App) {
     if let Some(d) = &app.settings {
         draw_settings(f, app, d, area);
     }
+    if let Some((rows, sel)) = &app.session_list {
+        draw_sessions(f, app, rows, *sel, area);
+    }
 }
 
 fn draw_prompt(f: &mut Frame, app: &App, area: Rect) {
@@ -214,4 +217,28 @@ fn draw_settings(f: &mut Frame, app: &App, d: &super::settings::SettingsDialog, 
     });
     f.render_widget(Clear, r);
     f.render_widget(Paragraph::new(lines).block(block(th, " Settings ".into(), true)), r);
+}
+
+fn draw_sessions(f: &mut Frame, app: &App, rows: &[crate::sessions::SessionSummary], sel: usize, area: Rect) {
+    let th = app.theme();
+    let h = (rows.len() as u16 + 2).clamp(3, area.height.saturating_sub(2).max(3));
+    let r = centered(area, 90, h);
+    let visible = h.saturating_sub(2) as usize;
+    let first = sel.saturating_sub(visible.saturating_sub(1));
+    let lines: Vec<Line> = if rows.is_empty() {
+        vec![Line::styled("no saved sessions yet", Style::default().fg(th.trace))]
+    } else {
+        rows.iter()
+            .enumerate()
+            .skip(first)
+            .take(visible)
+            .map(|(i, s)| {
+                let style = if i == sel { Style::default().fg(th.key).add_modifier(Modifier::BOLD) } else { Style::default().fg(th.text) };
+                let title: String = s.title.chars().take(44).collect();
+                Line::styled(format!("{} {:>4}  {:<44} {:>6} words  {}", if i == sel { "▶" } else { " " }, s.id, title, s.words, &s.updated[..s.updated.len().min(16)]), style)
+            })
+            .collect()
+    };
+    f.render_widget(Clear, r);
+    f.render_widget(Paragraph::new(lines).block(block(th, " Sessions · Enter reopen · Esc close ".into(), true)), r);
 }
