@@ -47,15 +47,8 @@ pub struct Cli {
 
 fn studio(cli: &Cli) -> anyhow::Result<()> {
     let entry = resolve_model(cli.model.as_deref())?;
-    let d = entry.sampling.clone();
-    let sampler = crate::engine::SamplerConfig {
-        temperature: d.temperature.unwrap_or(0.6),
-        top_p: d.top_p.unwrap_or(0.95),
-        top_k: d.top_k.unwrap_or(0),
-        repetition_penalty: d.repetition_penalty.unwrap_or(1.0),
-        ..Default::default()
-    };
-    let max_tokens = cli.max_tokens.or(d.max_tokens).unwrap_or(2048);
+    let sampler = crate::engine::SamplerConfig::from_defaults(&entry.sampling);
+    let max_tokens = cli.max_tokens.or(entry.sampling.max_tokens).unwrap_or(2048);
     crate::studio::run(crate::studio::StudioOptions { entry, device: cli.device.clone(), template: cli.template, sampler, max_tokens, session: cli.session, theme: cli.theme.clone() })
 }
 

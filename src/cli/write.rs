@@ -54,13 +54,14 @@ pub fn run(a: WriteArgs, device: &str) -> Result<()> {
     }
     let (choice, mut engine) = load_engine(a.model.as_deref(), device)?;
     let d = &choice.entry.sampling;
+    let base = SamplerConfig::from_defaults(d);
     let sampler = SamplerConfig {
-        temperature: a.temperature.or(d.temperature).unwrap_or(0.6),
-        top_p: a.top_p.or(d.top_p).unwrap_or(0.95),
-        top_k: a.top_k.or(d.top_k).unwrap_or(0),
-        repetition_penalty: a.repetition_penalty.or(d.repetition_penalty).unwrap_or(1.0),
+        temperature: a.temperature.unwrap_or(base.temperature),
+        top_p: a.top_p.unwrap_or(base.top_p),
+        top_k: a.top_k.unwrap_or(base.top_k),
+        repetition_penalty: a.repetition_penalty.unwrap_or(base.repetition_penalty),
         seed: a.seed,
-        ..SamplerConfig::default()
+        ..base
     };
     let prompt_ids = engine.prompt_ids(a.template, &prompt)?;
     let req = GenerateRequest {
@@ -89,7 +90,7 @@ pub fn run(a: WriteArgs, device: &str) -> Result<()> {
                     let _ = o.flush();
                 } else {
                     let mut o = stderr.lock();
-                    let _ = write!(o, "\x1b[2m{}\x1b[0m", sanitize(&t));
+                    let _ = write!(o, "\x1b[2m{}\x1b[0m", crate::text::strip_controls(&t));
                     let _ = o.flush();
                 }
             }
@@ -146,7 +147,4 @@ pub fn stats_line(s: &Stats, words: usize) -> String {
     )
 }
 
-/// Drops control characters (escape sequences) so model text cannot drive the terminal.
-fn sanitize(t: &str) -> String {
-    t.chars().filter(|c| !c.is_control() || *c == '\n' || *c == '\t').collect()
-}
+

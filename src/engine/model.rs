@@ -316,12 +316,12 @@ fn causal_mask(s: usize, pos: usize, device: &Device) -> candle_core::Result<Ten
     Tensor::from_vec(data, (s, kv), device)
 }
 
-fn rope_tables(cfg: &ModelConfig, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+/// Rope cos/sin tables, `[position][head_dim / 2]`, for the model's whole context.
+pub(crate) fn rope_table(cfg: &ModelConfig) -> (Vec<f32>, Vec<f32>) {
     let half = cfg.head_dim / 2;
     let inv: Vec<f32> = (0..half).map(|i| 1.0 / cfg.rope_base.powf(2.0 * i as f32 / cfg.head_dim as f32)).collect();
     let n = cfg.context_length;
-    let mut cos = Vec::with_capacity(n * half);
-    let mut sin = Vec::with_capacity(n * half);
+    let (mut cos, mut sin) = (Vec::with_capacity(n * half), Vec::with_capacity(n * half));
     for p in 0..n {
         for &f in &inv {
             let a = p as f32 * f;
@@ -329,7 +329,13 @@ fn rope_tables(cfg: &ModelConfig, device: &Device) -> candle_core::Result<(Tenso
             sin.push(a.sin());
         }
     }
-    Ok((Tensor::from_vec(cos, (n, half), device)?, Tensor::from_vec(sin, (n, half), device)?))
+    (cos, sin)
+}
+
+fn rope_tables(cfg: &ModelConfig, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+    let (cos, sin) = rope_table(cfg);
+    let shape = (cfg.context_length, cfg.head_dim / 2);
+    Ok((Tensor::from_vec(cos, shape, device)?, Tensor::from_vec(sin, shape, device)?))
 }
 
 fn qtensor<R: Read + Seek>(ct: &gguf_file::Content, r: &mut R, device: &Device, name: &str) -> Result<QTensor, EngineError> {

@@ -30,6 +30,18 @@ impl SamplerConfig {
         Self { temperature: 0.0, ..Self::default() }
     }
 
+    /// A model's registry defaults, with the LongWriter-Zero values where it sets none.
+    pub fn from_defaults(d: &crate::models::SamplingDefaults) -> Self {
+        let base = Self::default();
+        Self {
+            temperature: d.temperature.unwrap_or(base.temperature),
+            top_p: d.top_p.unwrap_or(base.top_p),
+            top_k: d.top_k.unwrap_or(base.top_k),
+            repetition_penalty: d.repetition_penalty.unwrap_or(base.repetition_penalty),
+            ..base
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
             return Err(format!("temperature must be ≥ 0, got {}", self.temperature));

@@ -63,7 +63,7 @@ impl TemplateMode {
 
 /// True when the text holds a CJK ideograph, which selects the Chinese template.
 pub fn has_cjk(text: &str) -> bool {
-    text.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))
+    text.chars().any(crate::text::is_cjk)
 }
 
 /// A piece of a prompt.

@@ -2,6 +2,7 @@
 //! Near-identical paragraphs push it up quickly; ordinary prose stays near 0.
 
 use std::collections::{HashMap, VecDeque};
+use crate::text::is_cjk;
 use std::hash::{Hash, Hasher};
 
 /// Share of n-grams (over words; each CJK ideograph is a word) that repeat an earlier one.
@@ -21,10 +22,6 @@ pub struct RepetitionCounter {
     seen: HashMap<u64, u32>,
     total: usize,
     repeats: usize,
-}
-
-fn is_cjk(c: char) -> bool {
-    ('\u{4e00}'..='\u{9fff}').contains(&c)
 }
 
 impl RepetitionCounter {

@@ -64,13 +64,8 @@ impl TextBuffer {
     }
 }
 
-/// Neutralises control characters (terminal escape sequences) in model text.
 fn sanitize(s: &str) -> String {
-    if s.chars().any(|c| c.is_control()) {
-        s.chars().map(|c| if c == '\t' { ' ' } else if c.is_control() { '\u{FFFD}' } else { c }).collect()
-    } else {
-        s.to_string()
-    }
+    crate::text::strip_controls(s).into_owned()
 }
 
 /// Greedy word wrap by display width; words longer than a row are split.

@@ -5,4 +5,14 @@ mod think;
 mod words;
 
 pub use think::{parse_all, FormatReport, Segment, ThinkParser, Violation};
-pub use words::{count_words, WordCounter};
+pub use words::{count_words, is_cjk, WordCounter};
+
+/// Replaces control characters (escape sequences, bells) so model text can never drive
+/// the terminal; newlines are kept and tabs become spaces.
+pub fn strip_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.chars().any(|c| c.is_control() && c != '\n') {
+        s.chars().map(|c| if c == '\t' { ' ' } else if c.is_control() && c != '\n' { '\u{FFFD}' } else { c }).collect::<String>().into()
+    } else {
+        s.into()
+    }
+}

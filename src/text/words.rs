@@ -12,7 +12,8 @@ pub fn count_words(text: &str) -> usize {
     c.total()
 }
 
-fn is_cjk(c: char) -> bool {
+/// A CJK unified ideograph (U+4E00..=U+9FFF), the range LongWriter counts and tests.
+pub fn is_cjk(c: char) -> bool {
     ('\u{4e00}'..='\u{9fff}').contains(&c)
 }
 

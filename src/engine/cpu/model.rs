@@ -159,17 +159,7 @@ impl CpuModel {
                 v: Vec::new(),
             });
         }
-        let half = cfg.head_dim / 2;
-        let inv: Vec<f32> = (0..half).map(|i| 1.0 / cfg.rope_base.powf(2.0 * i as f32 / cfg.head_dim as f32)).collect();
-        let mut cos = Vec::with_capacity(cfg.context_length * half);
-        let mut sin = Vec::with_capacity(cfg.context_length * half);
-        for p in 0..cfg.context_length {
-            for &f in &inv {
-                let a = p as f32 * f;
-                cos.push(a.cos());
-                sin.push(a.sin());
-            }
-        }
+        let (cos, sin) = crate::engine::model::rope_table(&cfg);
         Ok(Self { cfg, embed, output, norm, layers, cos, sin, pos: 0 })
     }
 
