@@ -233,3 +233,67 @@ fn session_list_opens_the_chosen_session() {
     assert_eq!(a.update(key(KeyCode::Enter)), Effect::OpenSession(1));
     assert!(a.session_list.is_none());
 }
+
+#[test]
+fn model_picker_switches_models() {
+    use longwriter::studio::ModelRow;
+    let mut a = app();
+    assert_eq!(a.update(key(KeyCode::F(7))), Effect::ListModels);
+    let row = |n: &str, present| ModelRow { name: n.into(), description: format!("{n} model"), present, size: Some(98_362_432) };
+    a.model_list = Some((vec![row("smollm2-135m", true), row("qwen3-0.6b", false)], 0));
+    let s = render(&a, 120, 24);
+    assert!(s.contains("smollm2-135m") && s.contains("loaded") && s.contains("download"), "{s}");
+    a.update(key(KeyCode::Down));
+    assert_eq!(a.update(key(KeyCode::Enter)), Effect::SwitchModel("qwen3-0.6b".into()));
+    assert!(matches!(a.phase, longwriter::studio::Phase::Loading(_)));
+    // While loading, generating is refused rather than queued.
+    type_text(&mut a, "x");
+    assert_eq!(a.update(key(KeyCode::F(5))), Effect::None);
+    a.update(Action::ModelReady { name: "qwen3-0.6b".into(), context: 32768 });
+    assert!(render(&a, 120, 24).contains("qwen3-0.6b │"));
+}
+
+#[test]
+fn clicking_a_pane_focuses_it() {
+    use crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+    let mut a = app();
+    a.screen = ratatui::layout::Rect::new(0, 0, 120, 24);
+    let click = |x, y| Action::Mouse(MouseEvent { kind: MouseEventKind::Down(MouseButton::Left), column: x, row: y, modifiers: KeyModifiers::NONE });
+    a.update(click(80, 10));
+    assert_eq!(a.focus, longwriter::studio::Focus::Draft);
+    a.update(click(5, 2));
+    assert_eq!(a.focus, longwriter::studio::Focus::Prompt);
+}
+
+#[test]
+fn draft_markdown_is_styled() {
+    use ratatui::style::Modifier;
+    let mut a = app();
+    type_text(&mut a, "x");
+    a.update(key(KeyCode::F(5)));
+    a.update(Action::Engine(Event::Answer("# Title\n\nPlain **bold** and *soft* and `code`.".into())));
+    let mut t = Terminal::new(TestBackend::new(120, 24)).unwrap();
+    t.draw(|f| draw(f, &a)).unwrap();
+    let buf = t.backend().buffer().clone();
+    let find = |word: &str| -> (u16, u16) {
+        for y in 0..24 {
+            let line: String = (0..120).map(|x| buf[(x, y)].symbol().to_string()).collect();
+            if let Some(i) = line.find(word) {
+                return (line[..i].chars().count() as u16, y);
+            }
+        }
+        panic!("{word} not on screen");
+    };
+    let th = a.theme().clone();
+    let (x, y) = find("Title");
+    assert!(buf[(x, y)].modifier.contains(Modifier::BOLD) && buf[(x, y)].fg == th.heading);
+    let (x, y) = find("bold");
+    assert!(buf[(x, y)].modifier.contains(Modifier::BOLD));
+    let (x, y) = find("soft");
+    assert!(buf[(x, y)].modifier.contains(Modifier::ITALIC) && !buf[(x, y)].modifier.contains(Modifier::BOLD));
+    let (x, y) = find("code");
+    assert_eq!(buf[(x, y)].fg, th.code);
+    let (x, y) = find("Plain");
+    assert!(buf[(x, y)].modifier.is_empty());
+    assert!(!render(&a, 120, 24).contains("**"), "markers are hidden");
+}

@@ -23,10 +23,15 @@ pub enum Action {
     CycleTrace,
     CycleTemplate,
     FocusNext,
+    Focus(Focus),
     ScrollDraft(isize),
     FollowTail,
     ToggleHelp,
     CycleTheme,
+    /// Open the model picker.
+    Models,
+    ScrollModels(isize),
+    PickModel(String),
     /// Open the list of saved sessions.
     Sessions,
     /// The saved sessions, loaded by the event loop.
@@ -55,6 +60,15 @@ pub enum Action {
     ModelReady { name: String, context: usize },
     ModelFailed(String),
     Engine(Event),
+}
+
+/// One registry entry as the model picker shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelRow {
+    pub name: String,
+    pub description: String,
+    pub present: bool,
+    pub size: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +111,8 @@ pub enum Effect {
     EditDraft,
     ListSessions,
     OpenSession(i64),
+    ListModels,
+    SwitchModel(String),
     Exit,
 }
 
@@ -122,6 +138,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("F3", "switch colour theme"),
     ("F4", "settings: sampling, max tokens, seed, length target"),
     ("F6", "saved sessions: ↑↓ choose, Enter reopen"),
+    ("F7", "model picker: ↑↓ choose, Enter load (downloads if missing)"),
     ("Tab", "focus prompt / draft"),
     ("↑ ↓ PgUp PgDn, wheel", "scroll the draft (draft focus)"),
     ("End", "follow the draft's tail again"),
@@ -159,12 +176,16 @@ pub struct App {
     pub session_id: Option<i64>,
     pub save: SaveState,
     pub note: Option<String>,
+    /// The open model picker: registry entries and the selected row.
+    pub model_list: Option<(Vec<ModelRow>, usize)>,
     /// The open session list and its selected row.
     pub session_list: Option<(Vec<crate::sessions::SessionSummary>, usize)>,
     /// The open settings dialog, if any.
     pub settings: Option<super::settings::SettingsDialog>,
     /// A length target set by the user, replacing the one read from the prompt.
     pub target_override: Option<crate::reward::TargetRange>,
+    /// The terminal area the last frame was drawn in (for mouse hit-testing).
+    pub screen: ratatui::layout::Rect,
     pub themes: Vec<super::theme::Theme>,
     pub theme_index: usize,
     pub dirty: bool,
@@ -200,8 +221,10 @@ impl App {
             save: SaveState::None,
             note: None,
             session_list: None,
+            model_list: None,
             settings: None,
             target_override: None,
+            screen: ratatui::layout::Rect::default(),
             themes: vec![super::theme::Theme::default()],
             theme_index: 0,
             dirty: true,
@@ -230,6 +253,14 @@ impl App {
         if self.settings.is_some() {
             return Some(Action::SettingsKey(k));
         }
+        if let Some((rows, sel)) = &self.model_list {
+            return match k.code {
+                KeyCode::Up => Some(Action::ScrollModels(-1)),
+                KeyCode::Down => Some(Action::ScrollModels(1)),
+                KeyCode::Enter => rows.get(*sel).map(|r| Action::PickModel(r.name.clone())),
+                _ => Some(Action::CloseOverlay),
+            };
+        }
         if let Some((rows, sel)) = &self.session_list {
             return match k.code {
                 KeyCode::Up => Some(Action::ScrollSessions(-1)),
@@ -256,6 +287,7 @@ impl App {
             KeyCode::F(3) => Some(Action::CycleTheme),
             KeyCode::F(4) => Some(Action::Settings),
             KeyCode::F(6) => Some(Action::Sessions),
+            KeyCode::F(7) => Some(Action::Models),
             KeyCode::F(1) => Some(Action::ToggleHelp),
             KeyCode::Esc => Some(Action::Stop),
             KeyCode::Tab => Some(Action::FocusNext),
@@ -281,6 +313,9 @@ impl App {
 
     pub fn handle_mouse(&self, m: MouseEvent) -> Option<Action> {
         match m.kind {
+            MouseEventKind::Down(crossterm::event::MouseButton::Left) => {
+                super::ui::focus_at(self, self.screen, m.column, m.row).map(Action::Focus)
+            }
             MouseEventKind::ScrollUp => Some(Action::ScrollDraft(3)),
             MouseEventKind::ScrollDown => Some(Action::ScrollDraft(-3)),
             _ => None,
@@ -338,6 +373,10 @@ impl App {
                 };
                 Effect::None
             }
+            Action::Focus(f) => {
+                self.focus = f;
+                Effect::None
+            }
             Action::FocusNext => {
                 self.focus = if self.focus == Focus::Prompt { Focus::Draft } else { Focus::Prompt };
                 Effect::None
@@ -376,7 +415,27 @@ impl App {
             }
             Action::CloseOverlay => {
                 self.session_list = None;
+                self.model_list = None;
                 Effect::None
+            }
+            Action::Models if self.generating() => {
+                self.note = Some("stop generating before switching models".into());
+                Effect::None
+            }
+            Action::Models => Effect::ListModels,
+            Action::ScrollModels(d) => {
+                if let Some((rows, sel)) = self.model_list.as_mut() {
+                    *sel = (*sel as isize + d).clamp(0, rows.len().saturating_sub(1) as isize) as usize;
+                }
+                Effect::None
+            }
+            Action::PickModel(name) => {
+                self.model_list = None;
+                if name == self.model {
+                    return Effect::None;
+                }
+                self.phase = Phase::Loading(format!("switching to {name}"));
+                Effect::SwitchModel(name)
             }
             Action::Settings => {
                 self.settings = Some(super::settings::SettingsDialog::new(&self.sampler, self.max_tokens, self.target_override));

@@ -11,7 +11,7 @@ pub mod theme;
 mod tui;
 mod ui;
 
-pub use app::{Action, App, Effect, Focus, Phase, SaveState, TraceView, KEYS};
+pub use app::{Action, App, Effect, Focus, ModelRow, Phase, SaveState, TraceView, KEYS};
 pub use draft::{wrap, TextBuffer};
 pub use ui::draw;
 
@@ -98,7 +98,7 @@ pub fn run(opts: StudioOptions) -> anyhow::Result<()> {
 async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
     let (tx, mut rx) = unbounded_channel::<Action>();
     let generator: Arc<std::sync::Mutex<Option<Generator>>> = Arc::default();
-    spawn_model_loader(&opts, tx.clone(), generator.clone());
+    spawn_model_loader(opts.entry.clone(), opts.device.clone(), tx.clone(), generator.clone());
     let input_paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
     spawn_input_reader(tx.clone(), input_paused.clone());
 
@@ -173,6 +173,27 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
                         }
                         app.dirty = true;
                     }
+                    Effect::ListModels => match crate::models::Registry::load() {
+                        Ok(reg) => {
+                            let rows: Vec<ModelRow> = reg
+                                .models
+                                .values()
+                                .filter(|m| m.format != crate::models::Format::Remote)
+                                .map(|m| ModelRow { name: m.name.clone(), description: m.description.clone(), present: models::is_present(m), size: m.size })
+                                .collect();
+                            let sel = rows.iter().position(|r| r.name == app.model).unwrap_or(0);
+                            app.model_list = Some((rows, sel));
+                        }
+                        Err(e) => app.note = Some(e.to_string()),
+                    },
+                    Effect::SwitchModel(name) => match crate::models::Registry::load().map_err(|e| e.to_string()).and_then(|r| r.get(&name).cloned().map_err(|e| e.to_string())) {
+                        Ok(entry) => {
+                            // The old model's thread ends once its queue is dropped.
+                            generator.lock().unwrap().take();
+                            spawn_model_loader(entry, opts.device.clone(), tx.clone(), generator.clone());
+                        }
+                        Err(e) => app.phase = Phase::Error(e),
+                    },
                     Effect::ListSessions => match &store {
                         Some(st) => match st.list() {
                             Ok(rows) => app.session_list = Some((rows, 0)),
@@ -213,7 +234,8 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
                     }
                 }
                 if app.dirty || app.generating() {
-                    tui.terminal.draw(|f| draw(f, &app))?;
+                    let frame = tui.terminal.draw(|f| draw(f, &app))?;
+                    app.screen = frame.area;
                     app.dirty = false;
                 }
             }
@@ -263,9 +285,7 @@ fn start_generation(
     Some(cancel)
 }
 
-fn spawn_model_loader(opts: &StudioOptions, tx: UnboundedSender<Action>, slot: Arc<std::sync::Mutex<Option<Generator>>>) {
-    let entry = opts.entry.clone();
-    let device = opts.device.clone();
+fn spawn_model_loader(entry: ModelEntry, device: String, tx: UnboundedSender<Action>, slot: Arc<std::sync::Mutex<Option<Generator>>>) {
     std::thread::spawn(move || {
         let progress = ChannelProgress(tx.clone(), Default::default());
         let result = (|| -> anyhow::Result<Engine> {

@@ -17,8 +17,16 @@ fn block(t: &Theme, title: String, focused: bool) -> Block<'static> {
     Block::default().borders(Borders::ALL).border_style(style).title(Span::styled(title, Style::default().fg(t.title)))
 }
 
-pub fn draw(f: &mut Frame, app: &App) {
-    let area = f.area();
+/// Where each pane sits in a terminal of size `area`.
+pub struct Panes {
+    pub prompt: Rect,
+    pub trace: Rect,
+    pub draft: Rect,
+    pub rewards: Rect,
+    pub status: Rect,
+}
+
+pub fn panes(app: &App, area: Rect) -> Panes {
     let [main, status] = Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(area);
     let trace_h = match app.trace {
         TraceView::Shown => None,
@@ -29,21 +37,37 @@ pub fn draw(f: &mut Frame, app: &App) {
         let [left, right] = Layout::horizontal([Constraint::Percentage(38), Constraint::Percentage(62)]).areas(main);
         let [prompt, trace] = Layout::vertical([Constraint::Length(8), trace_h.map(Constraint::Length).unwrap_or(Constraint::Min(3))]).areas(left);
         let [draft, rewards] = Layout::vertical([Constraint::Min(3), Constraint::Length(5)]).areas(right);
-        draw_prompt(f, app, prompt);
-        draw_trace(f, app, trace);
-        draw_draft(f, app, draft);
-        draw_rewards(f, app, rewards);
+        Panes { prompt, trace, draft, rewards, status }
     } else {
         let th = trace_h.unwrap_or(main.height / 4);
-        let chunks = Layout::default()
+        let c = Layout::default()
             .direction(Direction::Vertical)
             .constraints([Constraint::Length(5), Constraint::Length(th), Constraint::Min(3), Constraint::Length(4)])
             .split(main);
-        draw_prompt(f, app, chunks[0]);
-        draw_trace(f, app, chunks[1]);
-        draw_draft(f, app, chunks[2]);
-        draw_rewards(f, app, chunks[3]);
+        Panes { prompt: c[0], trace: c[1], draft: c[2], rewards: c[3], status }
     }
+}
+
+/// The pane that takes focus when clicked at (x, y).
+pub fn focus_at(app: &App, area: Rect, x: u16, y: u16) -> Option<Focus> {
+    let p = panes(app, area);
+    let pos = ratatui::layout::Position { x, y };
+    if p.prompt.contains(pos) {
+        Some(Focus::Prompt)
+    } else if p.draft.contains(pos) {
+        Some(Focus::Draft)
+    } else {
+        None
+    }
+}
+
+pub fn draw(f: &mut Frame, app: &App) {
+    let area = f.area();
+    let Panes { prompt, trace, draft, rewards, status } = panes(app, area);
+    draw_prompt(f, app, prompt);
+    draw_trace(f, app, trace);
+    draw_draft(f, app, draft);
+    draw_rewards(f, app, rewards);
     draw_status(f, app, status);
     if app.show_help {
         draw_help(f, app, area);
@@ -56,6 +80,9 @@ pub fn draw(f: &mut Frame, app: &App) {
     }
     if let Some((rows, sel)) = &app.session_list {
         draw_sessions(f, app, rows, *sel, area);
+    }
+    if let Some((rows, sel)) = &app.model_list {
+        draw_models(f, app, rows, *sel, area);
     }
 }
 
@@ -111,12 +138,54 @@ fn style_markdown(th: &Theme, row: String, in_code: &mut bool) -> Line<'static> 
     if t.starts_with("- ") || t.starts_with("* ") || t.split_once(". ").is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())) {
         return Line::from(vec![Span::styled(row, Style::default().fg(th.text))]);
     }
+    Line::from(inline_spans(th, &row))
+}
+
+/// Inline markdown: `**bold**`, `*italic*`, `` `code` ``. Markers are hidden; a marker
+/// left open at the end of a row simply styles the rest of it.
+fn inline_spans(th: &Theme, row: &str) -> Vec<Span<'static>> {
+    let (mut bold, mut italic, mut code) = (false, false, false);
     let mut spans = Vec::new();
-    for (i, part) in row.split("**").enumerate() {
-        let style = if i % 2 == 1 { Style::default().fg(th.text).add_modifier(Modifier::BOLD) } else { Style::default().fg(th.text) };
-        spans.push(Span::styled(part.to_string(), style));
+    let mut cur = String::new();
+    let style = |b: bool, i: bool, c: bool| {
+        let mut s = Style::default().fg(if c { th.code } else { th.text });
+        if b {
+            s = s.add_modifier(Modifier::BOLD);
+        }
+        if i {
+            s = s.add_modifier(Modifier::ITALIC);
+        }
+        s
+    };
+    let mut chars = row.chars().peekable();
+    while let Some(c) = chars.next() {
+        let toggle = match c {
+            '`' => Some(2),
+            '*' if !code && chars.peek() == Some(&'*') => {
+                chars.next();
+                Some(0)
+            }
+            '*' if !code => Some(1),
+            _ => None,
+        };
+        match toggle {
+            Some(t) => {
+                if !cur.is_empty() {
+                    spans.push(Span::styled(std::mem::take(&mut cur), style(bold, italic, code)));
+                }
+                match t {
+                    0 => bold = !bold,
+                    1 => italic = !italic,
+                    _ => code = !code,
+                }
+            }
+            None => cur.push(c),
+        }
     }
-    Line::from(spans)
+    if !cur.is_empty() || spans.is_empty() {
+        spans.push(Span::styled(cur, style(bold, italic, code)));
+    }
+    spans
 }
 
 fn draw_rewards(f: &mut Frame, app: &App, area: Rect) {
@@ -241,4 +310,22 @@ fn draw_sessions(f: &mut Frame, app: &App, rows: &[crate::sessions::SessionSumma
     };
     f.render_widget(Clear, r);
     f.render_widget(Paragraph::new(lines).block(block(th, " Sessions · Enter reopen · Esc close ".into(), true)), r);
+}
+
+fn draw_models(f: &mut Frame, app: &App, rows: &[super::app::ModelRow], sel: usize, area: Rect) {
+    let th = app.theme();
+    let r = centered(area, 100, rows.len() as u16 + 2);
+    let lines: Vec<Line> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let style = if i == sel { Style::default().fg(th.key).add_modifier(Modifier::BOLD) } else { Style::default().fg(th.text) };
+            let size = m.size.map(|b| format!("{:.0} MB", b as f64 / 1e6)).unwrap_or_else(|| "?".into());
+            let status = if m.name == app.model { "loaded" } else if m.present { "present" } else { "download" };
+            let desc: String = m.description.chars().take(50).collect();
+            Line::styled(format!("{} {:<22} {:>8} {:>9}  {}", if i == sel { "▶" } else { " " }, m.name, status, size, desc), style)
+        })
+        .collect();
+    f.render_widget(Clear, r);
+    f.render_widget(Paragraph::new(lines).block(block(th, " Models · Enter load · Esc close ".into(), true)), r);
 }
