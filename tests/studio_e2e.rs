@@ -27,11 +27,11 @@ impl Tmux {
         assert!(Command::new("tmux").args(["send-keys", "-t", &self.name, "-l", text]).status().unwrap().success());
     }
     fn screen(&self) -> String {
-        let o = Command::new("tmux").args(["capture-pane", "-t", &self.name, "-p"]).output().unwrap();
+        let o = Command::new("tmux").args(["capture-pane", "-t", &self.name, "-p"]).stderr(std::process::Stdio::null()).output().unwrap();
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
     fn alive(&self) -> bool {
-        Command::new("tmux").args(["has-session", "-t", &self.name]).status().map(|s| s.success()).unwrap_or(false)
+        Command::new("tmux").args(["has-session", "-t", &self.name]).stderr(std::process::Stdio::null()).status().map(|s| s.success()).unwrap_or(false)
     }
     /// Polls the screen until `pred` holds; panics with the screen after `secs`.
     fn wait_for(&self, what: &str, secs: u64, pred: impl Fn(&str) -> bool) -> String {
@@ -162,4 +162,34 @@ fn kill_9_while_streaming_then_reopen() {
     assert!(cli(dir.path(), &["export", "1", "--out", out.to_str().unwrap()]).status.success());
     let again = cli(dir.path(), &["export", "1", "--out", out.to_str().unwrap()]);
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("never overwrite"));
+}
+
+#[test]
+fn a_panic_leaves_the_terminal_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    // After the studio dies, the same terminal reports its mode and the exit code.
+    let cmd = format!(
+        "sh -c 'env LONGWRITER_DATA_DIR={d}/data LONGWRITER_CONFIG_DIR={d}/config {bin} --model smollm2-135m --debug-panic ui; echo $? > {d}/code; stty -a > {d}/stty; sleep 60'",
+        bin = env!("CARGO_BIN_EXE_longwriter")
+    );
+    common::default_model_path();
+    let t = Tmux::start(&cmd);
+    t.wait_for("the exit", 60, |_| std::fs::metadata(dir.path().join("stty")).map(|m| m.len() > 0).unwrap_or(false));
+    let code = std::fs::read_to_string(dir.path().join("code")).unwrap();
+    assert_eq!(code.trim(), "101", "a panic exits with Rust's panic code");
+    let stty = std::fs::read_to_string(dir.path().join("stty")).unwrap();
+    assert!(stty.contains(" icanon") && stty.contains(" echo ") && !stty.contains("-icanon"), "terminal left in raw mode:\n{stty}");
+    let screen = t.screen();
+    assert!(screen.contains("forced UI panic"), "the panic message is on the normal screen:\n{screen}");
+    assert!(!screen.contains("Prompt ·"), "the alternate screen was left:\n{screen}");
+}
+
+#[test]
+fn a_worker_panic_does_not_disturb_the_screen() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tmux::start(&studio_cmd(dir.path(), "--debug-panic worker"));
+    let s = t.wait_for("the worker note", 60, |s| s.contains("a worker thread panicked"));
+    assert!(s.contains("Prompt ·") && s.contains("Draft ·") && !s.contains("forced worker panic"), "{s}");
+    t.keys(&["C-q"]);
 }

@@ -41,6 +41,9 @@ pub struct Cli {
     /// Studio: colour theme (dark, light, high-contrast, or one in <config>/themes/).
     #[arg(long, env = "LONGWRITER_THEME")]
     pub theme: Option<String>,
+    /// Forces a panic, for terminal-safety tests.
+    #[arg(long, hide = true, value_parser = ["ui", "worker"])]
+    pub debug_panic: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -49,7 +52,7 @@ fn studio(cli: &Cli) -> anyhow::Result<()> {
     let entry = resolve_model(cli.model.as_deref())?;
     let sampler = crate::engine::SamplerConfig::from_defaults(&entry.sampling);
     let max_tokens = cli.max_tokens.or(entry.sampling.max_tokens).unwrap_or(2048);
-    crate::studio::run(crate::studio::StudioOptions { entry, device: cli.device.clone(), template: cli.template, sampler, max_tokens, session: cli.session, theme: cli.theme.clone() })
+    crate::studio::run(crate::studio::StudioOptions { entry, device: cli.device.clone(), template: cli.template, sampler, max_tokens, session: cli.session, theme: cli.theme.clone(), debug_panic: cli.debug_panic.clone() })
 }
 
 #[derive(Subcommand, Debug)]

@@ -36,6 +36,8 @@ pub struct StudioOptions {
     pub session: Option<i64>,
     /// Colour theme name (shipped: dark, light, high-contrast; or a user theme).
     pub theme: Option<String>,
+    /// Test hook: force a panic on the UI thread ("ui") or on a worker ("worker").
+    pub debug_panic: Option<String>,
 }
 
 /// While text streams, the session is saved at least this often.
@@ -129,6 +131,7 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
     };
     let mut last_save = std::time::Instant::now();
     let mut tui = tui::Tui::enter()?;
+    let mut panic_armed = opts.debug_panic.clone();
     let mut cancel: Option<CancelToken> = None;
     let mut ticker = tokio::time::interval(FRAME);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -225,6 +228,21 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
                 }
             }
             _ = ticker.tick() => {
+                match panic_armed.take().as_deref() {
+                    Some("ui") if app.phase == Phase::Idle => panic!("forced UI panic (--debug-panic ui)"),
+                    Some("worker") => {
+                        let t = tx.clone();
+                        std::thread::spawn(move || {
+                            let r = std::panic::catch_unwind(|| panic!("forced worker panic (--debug-panic worker)"));
+                            if r.is_err() {
+                                let _ = t.send(Action::Note("a worker thread panicked; see the log".into()));
+                            }
+                        });
+                    }
+                    Some(other) if other != "ui" => {}
+                    Some(keep) => panic_armed = Some(keep.to_string()),
+                    None => {}
+                }
                 let due = !app.generating() || last_save.elapsed() >= SAVE_EVERY;
                 if app.save == SaveState::Unsaved && due {
                     if let Some(sv) = &saver {

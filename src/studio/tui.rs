@@ -89,10 +89,20 @@ pub fn restore() {
     let _ = disable_raw_mode();
 }
 
+static UI_THREAD: std::sync::OnceLock<std::thread::ThreadId> = std::sync::OnceLock::new();
+
+/// On the UI thread a panic restores the terminal, then reports as usual. A panic on any
+/// other thread leaves the screen alone (printing over the TUI would garble it) and goes
+/// to the log; the threads themselves turn it into an error the UI shows.
 fn install_panic_hook() {
+    let _ = UI_THREAD.set(std::thread::current().id());
     let prev = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        restore();
-        prev(info);
+        if UI_THREAD.get() == Some(&std::thread::current().id()) {
+            restore();
+            prev(info);
+        } else {
+            tracing::error!("panic on thread {:?}: {info}", std::thread::current().name());
+        }
     }));
 }
