@@ -99,6 +99,7 @@ fn done_truncated_and_error() {
     a.update(Action::Engine(Event::Error("model error: boom".into())));
     let s = render(&a, 120, 24);
     assert!(s.contains("error: model error: boom"), "{s}");
+    insta::assert_snapshot!("error", s.clone());
     assert!(s.contains("Some text") == false, "a new generation clears the draft");
 }
 

@@ -294,6 +294,20 @@ mod tests {
     }
 
     #[test]
+    fn a_locked_database_is_reported_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db.sqlite");
+        let s = Store::open(&p).unwrap();
+        let other = Connection::open(&p).unwrap();
+        other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let e = s.create("t", "m", "chat").unwrap_err();
+        assert!(matches!(e, StoreError::Locked { .. }), "{e}");
+        assert!(e.to_string().contains("locked by another process"));
+        other.execute_batch("ROLLBACK").unwrap();
+        assert!(s.create("t", "m", "chat").is_ok(), "works again once the lock is gone");
+    }
+
+    #[test]
     fn dates_are_rfc3339() {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(20_417), (2025, 11, 25));
