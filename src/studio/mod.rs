@@ -4,6 +4,7 @@
 //! and a render tick all arrive as [`Action`]s through channels; the model runs on the
 //! [`Generator`] thread, so neither waits on the other.
 
+mod action;
 mod app;
 mod draft;
 pub mod settings;
@@ -11,7 +12,8 @@ pub mod theme;
 mod tui;
 mod ui;
 
-pub use app::{Action, App, Effect, Focus, ModelRow, Phase, SaveState, TraceView, KEYS};
+pub use action::{Action, Effect, Focus, ModelRow, Phase, SaveState, TraceView, KEYS};
+pub use app::App;
 pub use draft::{wrap, TextBuffer};
 pub use ui::draw;
 

@@ -1,6 +1,7 @@
 //! Drawing: a pure function of [`App`]. Text panes render only their visible rows.
 
-use super::app::{App, Focus, Phase, SaveState, TraceView, KEYS};
+use super::action::{Focus, Phase, SaveState, TraceView, KEYS};
+use super::app::App;
 use crate::engine::StopReason;
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
 use super::theme::Theme;
@@ -312,7 +313,7 @@ fn draw_sessions(f: &mut Frame, app: &App, rows: &[crate::sessions::SessionSumma
     f.render_widget(Paragraph::new(lines).block(block(th, " Sessions · Enter reopen · Esc close ".into(), true)), r);
 }
 
-fn draw_models(f: &mut Frame, app: &App, rows: &[super::app::ModelRow], sel: usize, area: Rect) {
+fn draw_models(f: &mut Frame, app: &App, rows: &[super::action::ModelRow], sel: usize, area: Rect) {
     let th = app.theme();
     let r = centered(area, 100, rows.len() as u16 + 2);
     let lines: Vec<Line> = rows

@@ -1,0 +1,147 @@
+//! What can happen in the studio: [`Action`]s in, [`Effect`]s out, and the key table
+//! that both the key handler and the help overlay read.
+
+use crate::engine::{Event, SamplerConfig, StopReason, TemplateMode};
+use crossterm::event::{KeyEvent, MouseEvent};
+
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// A key press, mapped by [`App::handle_key`] according to focus and dialogs.
+    Key(KeyEvent),
+    Mouse(MouseEvent),
+    /// The terminal was resized.
+    Redraw,
+    Quit,
+    Generate,
+    Regenerate,
+    /// Ask the model to extend the current draft.
+    Continue,
+    Stop,
+    CycleTrace,
+    CycleTemplate,
+    FocusNext,
+    Focus(Focus),
+    ScrollDraft(isize),
+    FollowTail,
+    ToggleHelp,
+    CycleTheme,
+    /// Open the model picker.
+    Models,
+    ScrollModels(isize),
+    PickModel(String),
+    /// Open the list of saved sessions.
+    Sessions,
+    /// The saved sessions, loaded by the event loop.
+    SessionsLoaded(Vec<crate::sessions::SessionSummary>),
+    /// Open the sampling / target settings dialog.
+    Settings,
+    /// A key for the open settings dialog.
+    SettingsKey(KeyEvent),
+    ScrollSessions(isize),
+    PickSession(i64),
+    CloseOverlay,
+    /// Copy the draft to the clipboard (OSC 52).
+    Copy,
+    /// Open the draft in $EDITOR and reload it.
+    EditDraft,
+    Export,
+    /// The saver thread finished a save.
+    Saved(Result<(), String>),
+    /// A one-line message for the status bar.
+    Note(String),
+    /// Raw key for the prompt editor.
+    Edit(KeyEvent),
+    Paste(String),
+    /// Model download/load progress.
+    Loading(String),
+    ModelReady { name: String, context: usize },
+    ModelFailed(String),
+    Engine(Event),
+}
+
+/// One registry entry as the model picker shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelRow {
+    pub name: String,
+    pub description: String,
+    pub present: bool,
+    pub size: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    Prompt,
+    Draft,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceView {
+    Shown,
+    Collapsed,
+    Hidden,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Phase {
+    Loading(String),
+    Idle,
+    Generating,
+    Done(StopReason),
+    Error(String),
+}
+
+/// What the event loop must do after an update.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    None,
+    Start {
+        prompt: String,
+        mode: TemplateMode,
+        sampler: SamplerConfig,
+        max_tokens: usize,
+        /// Output so far and where it stopped, when continuing a draft.
+        continuation: Option<(String, crate::engine::StartIn)>,
+    },
+    Cancel,
+    Export,
+    Copy,
+    EditDraft,
+    ListSessions,
+    OpenSession(i64),
+    ListModels,
+    SwitchModel(String),
+    Exit,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SaveState {
+    /// No session yet (nothing generated).
+    None,
+    Saved,
+    Unsaved,
+    /// A snapshot is on its way to the saver thread.
+    Saving,
+    Failed(String),
+}
+
+/// Key bindings, shown by the help overlay from this same table.
+pub const KEYS: &[(&str, &str)] = &[
+    ("F5 / Ctrl+G", "generate from the prompt"),
+    ("Ctrl+R", "regenerate with a new seed"),
+    ("Ctrl+N", "continue: extend the current draft"),
+    ("Esc", "stop generating / close help"),
+    ("Ctrl+T", "trace pane: shown / collapsed / hidden"),
+    ("F2", "switch template (longwriter, longwriter-chat, chat, nothink)"),
+    ("F3", "switch colour theme"),
+    ("F4", "settings: sampling, max tokens, seed, length target"),
+    ("F6", "saved sessions: ↑↓ choose, Enter reopen"),
+    ("F7", "model picker: ↑↓ choose, Enter load (downloads if missing)"),
+    ("Tab", "focus prompt / draft"),
+    ("↑ ↓ PgUp PgDn, wheel", "scroll the draft (draft focus)"),
+    ("End", "follow the draft's tail again"),
+    ("e (draft focus)", "edit the draft in $EDITOR and reload it"),
+    ("y (draft focus)", "copy the draft to the clipboard (OSC 52)"),
+    ("Ctrl+E", "export the draft to markdown"),
+    ("F1", "this help"),
+    ("Ctrl+Q / Ctrl+C", "quit (asks while generating)"),
+];
