@@ -92,6 +92,10 @@ fn type_generate_stream_stop_export_quit() {
     // The reward pane follows the stream: the prompt's target and a live r_length.
     let s = t.wait_for("live rewards", 30, |s| s.contains("target [200, 400] · words") && s.contains("r_length 0."));
     assert!(!s.contains("r_length –"), "{s}");
+    // Resizing mid-stream switches to the compact layout (panes stacked, full width).
+    assert!(Command::new("tmux").args(["resize-window", "-t", &t.name, "-x", "90", "-y", "40"]).status().unwrap().success());
+    t.wait_for("the compact layout", 20, |s| s.lines().any(|l| l.starts_with("┌ Draft ·")) && s.lines().any(|l| l.starts_with("┌ Prompt ·")));
+    assert!(Command::new("tmux").args(["resize-window", "-t", &t.name, "-x", "140", "-y", "40"]).status().unwrap().success());
     t.keys(&["Escape"]);
     let s = t.wait_for("the stop", 30, |s| s.contains("done: cancelled"));
     assert!(draft_words(&s) >= 5);
