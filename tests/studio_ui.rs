@@ -298,3 +298,11 @@ fn draft_markdown_is_styled() {
     assert!(buf[(x, y)].modifier.is_empty());
     assert!(!render(&a, 120, 24).contains("**"), "markers are hidden");
 }
+
+#[test]
+fn long_prompts_wrap_in_the_editor() {
+    let mut a = app();
+    type_text(&mut a, "Write a 300-word story about a lighthouse keeper and the storm of 1899.");
+    let s = render(&a, 120, 24);
+    assert!(s.contains("│Write a 300-word story about a lighthouse") && s.contains("storm of 1899."), "{s}");
+}

@@ -52,8 +52,7 @@ pub struct App {
 
 impl App {
     pub fn new(model: String, template: TemplateMode, sampler: SamplerConfig, max_tokens: usize) -> Self {
-        let mut prompt = TextArea::default();
-        prompt.set_placeholder_text("Type a writing request, then press F5");
+        let prompt = new_prompt(Vec::new());
         Self {
             prompt,
             think: TextBuffer::default(),
@@ -497,7 +496,7 @@ impl App {
     /// Restores a saved session into the panes.
     pub fn load_session(&mut self, s: &crate::sessions::Session) {
         self.session_id = Some(s.id);
-        self.prompt = TextArea::new(s.prompt.lines().map(String::from).collect());
+        self.prompt = new_prompt(s.prompt.lines().map(String::from).collect());
         self.think.clear();
         self.think.push(&s.trace);
         self.draft.clear();
@@ -529,7 +528,14 @@ impl App {
                 self.tokens = s.generated_tokens;
                 self.repetition.finish();
                 let (_, reasons) = crate::reward::format_reward(&s.format, self.repetition.share(), &self.reward_cfg);
-                self.format_note = Some(if reasons.is_empty() { "ok".into() } else { format!("✗ {}", reasons.join("; ")) });
+                self.format_note = Some(if self.template == TemplateMode::Chat {
+                    // The plain chat template asks for no tags, so there is no format to check.
+                    "n/a (chat)".into()
+                } else if reasons.is_empty() {
+                    "ok".into()
+                } else {
+                    format!("✗ {}", reasons.join("; "))
+                });
                 self.phase = Phase::Done(s.stop.clone());
                 self.stats = Some(s);
                 self.confirm_quit = false;
@@ -541,4 +547,12 @@ impl App {
             }
         }
     }
+}
+
+/// The prompt editor: soft-wrapped, so a long request stays readable in a narrow pane.
+fn new_prompt(lines: Vec<String>) -> TextArea<'static> {
+    let mut t = if lines.is_empty() { TextArea::default() } else { TextArea::new(lines) };
+    t.set_wrap_mode(ratatui_textarea::WrapMode::WordOrGlyph);
+    t.set_placeholder_text("Type a writing request, then press F5");
+    t
 }
