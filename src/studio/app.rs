@@ -240,8 +240,7 @@ impl App {
                 Effect::None
             }
             Action::ScrollDraft(d) => {
-                let max = self.draft.line_count().saturating_sub(1);
-                self.draft_scroll = (self.draft_scroll as isize + d).clamp(0, max as isize) as usize;
+                self.draft_scroll = step(self.draft_scroll, d, self.draft.line_count());
                 Effect::None
             }
             Action::FollowTail => {
@@ -263,7 +262,7 @@ impl App {
             }
             Action::ScrollSessions(d) => {
                 if let Some((rows, sel)) = self.session_list.as_mut() {
-                    *sel = (*sel as isize + d).clamp(0, rows.len().saturating_sub(1) as isize) as usize;
+                    *sel = step(*sel, d, rows.len());
                 }
                 Effect::None
             }
@@ -283,7 +282,7 @@ impl App {
             Action::Models => Effect::ListModels,
             Action::ScrollModels(d) => {
                 if let Some((rows, sel)) = self.model_list.as_mut() {
-                    *sel = (*sel as isize + d).clamp(0, rows.len().saturating_sub(1) as isize) as usize;
+                    *sel = step(*sel, d, rows.len());
                 }
                 Effect::None
             }
@@ -555,4 +554,9 @@ fn new_prompt(lines: Vec<String>) -> TextArea<'static> {
     t.set_wrap_mode(ratatui_textarea::WrapMode::WordOrGlyph);
     t.set_placeholder_text("Type a writing request, then press F5");
     t
+}
+
+/// Moves `pos` by `delta` within `0..len` (0 when empty).
+fn step(pos: usize, delta: isize, len: usize) -> usize {
+    (pos as isize + delta).clamp(0, len.saturating_sub(1) as isize) as usize
 }
