@@ -86,7 +86,7 @@ pub fn run(a: WriteArgs, device: &str) -> Result<()> {
                         let _ = write!(o, "<think>");
                         in_think = true;
                     }
-                    let _ = write!(o, "{t}");
+                    let _ = write!(o, "{}", crate::text::strip_controls(&t));
                     let _ = o.flush();
                 } else {
                     let mut o = stderr.lock();
@@ -103,7 +103,8 @@ pub fn run(a: WriteArgs, device: &str) -> Result<()> {
                     let _ = write!(o, "</think>\n");
                     in_think = false;
                 }
-                let _ = write!(o, "{t}");
+                // What reaches a terminal is neutralised; --json and --out keep the exact text.
+                let _ = write!(o, "{}", crate::text::strip_controls(&t));
                 let _ = o.flush();
             }
             answer.push_str(&t);

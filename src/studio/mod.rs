@@ -157,7 +157,7 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
                         cancel = start_generation(&generator, &tx, &prompt, mode, sampler, max_tokens, continuation);
                     }
                     Effect::Copy => {
-                        let n = crate::text::count_words(&app.draft.text());
+                        let n = app.draft.words();
                         app.note = Some(match tui::emit(&tui::osc52(&app.draft.text())) {
                             Ok(()) => format!("copied {n} words (OSC 52)"),
                             Err(e) => format!("copy failed: {e}"),

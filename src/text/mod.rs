@@ -16,3 +16,12 @@ pub fn strip_controls(s: &str) -> std::borrow::Cow<'_, str> {
         s.into()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn controls_are_neutralised_but_newlines_kept() {
+        assert_eq!(super::strip_controls("a\x1b[2Jb\x07c\td\ne"), "a\u{FFFD}[2Jb\u{FFFD}c d\ne");
+        assert!(matches!(super::strip_controls("plain\ntext"), std::borrow::Cow::Borrowed(_)));
+    }
+}
