@@ -81,6 +81,15 @@ fn random_bytes_named_gguf() {
     b.extend((0..4096u32).map(|i| (i * 7919 % 251) as u8));
     std::fs::write(&p, b).unwrap();
     assert_clean_failure(&e.run(&["write", "--model", p.to_str().unwrap(), "hi"]), "GGUF");
+    // A header whose first key claims 2^62 bytes: refused before anything allocates it.
+    let mut b = b"GGUF".to_vec();
+    b.extend(3u32.to_le_bytes());
+    b.extend(0u64.to_le_bytes());
+    b.extend(1u64.to_le_bytes());
+    b.extend((1u64 << 62).to_le_bytes());
+    b.extend(b"general.architecture");
+    std::fs::write(&p, b).unwrap();
+    assert_clean_failure(&e.run(&["write", "--model", p.to_str().unwrap(), "hi"]), "damaged header");
 }
 
 #[test]

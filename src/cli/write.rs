@@ -129,13 +129,21 @@ pub fn run(a: WriteArgs, device: &str) -> Result<()> {
         println!("{}", serde_json::to_string(&v)?);
     } else {
         println!();
-        eprintln!("{}", stats_line(&stats, words));
+        eprintln!("{}", stats_line(&stats, words, a.template));
     }
     Ok(())
 }
 
 /// The closing stats line of `write`.
-pub fn stats_line(s: &Stats, words: usize) -> String {
+pub fn stats_line(s: &Stats, words: usize, mode: TemplateMode) -> String {
+    let format = if mode == TemplateMode::Chat {
+        // The plain chat template asks for no tags.
+        "n/a (chat)".to_string()
+    } else if s.format.ok() {
+        "ok".to_string()
+    } else {
+        s.format.violations.iter().map(|v| v.describe()).collect::<Vec<_>>().join(", ")
+    };
     format!(
         "[{} words | {} prompt + {} generated tokens | prefill {:.1} tok/s | decode {:.1} tok/s | stopped: {} | format {}]",
         words,
@@ -144,7 +152,7 @@ pub fn stats_line(s: &Stats, words: usize) -> String {
         s.prefill_tok_s,
         s.decode_tok_s,
         s.stop.describe(),
-        if s.format.ok() { "ok".to_string() } else { s.format.violations.iter().map(|v| v.describe()).collect::<Vec<_>>().join(", ") }
+        format
     )
 }
 

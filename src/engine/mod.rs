@@ -5,6 +5,7 @@
 
 pub mod cpu;
 mod generator;
+mod gguf_check;
 mod model;
 pub mod sampler;
 mod stream;
@@ -134,6 +135,8 @@ impl Engine {
             return Err(EngineError::NotGguf { path: p, detail: "no GGUF magic".into() });
         }
         use std::io::Seek;
+        f.seek(std::io::SeekFrom::Start(0)).map_err(|e| EngineError::Open { path: p.clone(), detail: e.to_string() })?;
+        gguf_check::check_header(&mut f, len).map_err(|detail| EngineError::NotGguf { path: p.clone(), detail: format!("damaged header: {detail}") })?;
         f.seek(std::io::SeekFrom::Start(0)).map_err(|e| EngineError::Open { path: p.clone(), detail: e.to_string() })?;
         let mut r = std::io::BufReader::new(f);
         let ct = gguf_file::Content::read(&mut r).map_err(|e| EngineError::NotGguf { path: p.clone(), detail: format!("unreadable header: {e}") })?;
