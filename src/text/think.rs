@@ -204,28 +204,17 @@ impl ThinkParser {
         if t.is_empty() {
             return;
         }
-        let blank = t.trim().is_empty();
-        let answer = match self.state {
-            State::Think => {
-                emit(out, Segment::Think(t.to_string()));
-                return;
-            }
-            State::Answer | State::Untagged => true,
-            State::Start | State::AfterThink | State::Done if blank => {
-                self.held_blank.push_str(t);
-                return;
-            }
+        match self.state {
+            State::Think => emit(out, Segment::Think(t.to_string())),
+            State::Answer | State::Untagged => emit(out, Segment::Answer(t.to_string())),
+            State::Start | State::AfterThink | State::Done if t.trim().is_empty() => self.held_blank.push_str(t),
             State::Start | State::AfterThink | State::Done => {
                 self.violate(if self.state == State::Done { Violation::TextAfterAnswer } else { Violation::TextOutsideTags });
                 self.state = State::Untagged;
                 let mut s = std::mem::take(&mut self.held_blank);
                 s.push_str(t);
                 emit(out, Segment::Answer(s));
-                return;
             }
-        };
-        if answer {
-            emit(out, Segment::Answer(t.to_string()));
         }
     }
 
