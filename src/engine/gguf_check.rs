@@ -17,33 +17,35 @@ struct Walker<R: Read> {
 }
 
 impl<R: Read> Walker<R> {
-    fn take(&mut self, n: u64, what: &str) -> Result<(), String> {
+    /// Fails unless `n` more bytes exist; every read goes through this one check.
+    fn room(&self, n: u64, what: &str) -> Result<(), String> {
         if n > self.len.saturating_sub(self.pos) {
             return Err(format!("{what} needs {n} bytes at offset {} but the file has {}", self.pos, self.len));
         }
+        Ok(())
+    }
+
+    fn take(&mut self, n: u64, what: &str) -> Result<(), String> {
+        self.room(n, what)?;
         std::io::copy(&mut (&mut self.r).take(n), &mut std::io::sink()).map_err(|e| e.to_string())?;
         self.pos += n;
         Ok(())
     }
 
-    fn u32(&mut self, what: &str) -> Result<u32, String> {
-        let mut b = [0u8; 4];
-        if self.len.saturating_sub(self.pos) < 4 {
-            return Err(format!("{what}: file ends at offset {}", self.pos));
-        }
+    fn bytes<const N: usize>(&mut self, what: &str) -> Result<[u8; N], String> {
+        self.room(N as u64, what)?;
+        let mut b = [0u8; N];
         self.r.read_exact(&mut b).map_err(|e| e.to_string())?;
-        self.pos += 4;
-        Ok(u32::from_le_bytes(b))
+        self.pos += N as u64;
+        Ok(b)
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32, String> {
+        self.bytes(what).map(u32::from_le_bytes)
     }
 
     fn u64(&mut self, what: &str) -> Result<u64, String> {
-        let mut b = [0u8; 8];
-        if self.len.saturating_sub(self.pos) < 8 {
-            return Err(format!("{what}: file ends at offset {}", self.pos));
-        }
-        self.r.read_exact(&mut b).map_err(|e| e.to_string())?;
-        self.pos += 8;
-        Ok(u64::from_le_bytes(b))
+        self.bytes(what).map(u64::from_le_bytes)
     }
 
     /// Lengths and counts are 32-bit in GGUF v1, 64-bit later.
