@@ -227,7 +227,8 @@ fn score_reports_every_reward() {
     let o = e.run(&["score", out.to_str().unwrap(), "--prompt", "Write a 300-word story.", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let r = &v["rewards"];
+    let r = &v;
+    assert_eq!(r["target_source"], "prompt");
     assert_eq!(r["target"]["lo"], 200);
     assert_eq!(r["target"]["hi"], 400);
     assert_eq!(r["words"], 250);
@@ -237,8 +238,9 @@ fn score_reports_every_reward() {
     assert!(r["format_reasons"][0].as_str().unwrap().starts_with("repetitive"));
     let o = e.run(&["score", out.to_str().unwrap(), "--target", "500,600", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["rewards"]["length"], 0.5);
-    assert_eq!(v["target_source"], "--target");
+    assert_eq!(v["length"], 0.5);
+    assert_eq!(v["target_source"], "given");
+    assert!(v["quality"].is_null() && v["semantic"].is_null());
     assert_clean_failure(&e.run(&["score", out.to_str().unwrap(), "--target", "9,1"]), "lower bound above upper bound");
     std::fs::write(&out, [0xffu8, 0xfe, 0x00]).unwrap();
     assert_clean_failure(&e.run(&["score", out.to_str().unwrap()]), "not valid UTF-8");

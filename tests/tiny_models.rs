@@ -95,11 +95,11 @@ fn logits_both(arch: &str, wtype: GgmlDType, ids: &[u32], then: &[u32]) -> (Vec<
     assert!(CpuModel::supports(&ct, &cfg) || !longwriter::engine::cpu::kernels::has_avx2());
     let mut fast = CpuModel::load(&ct, &mut r, cfg).unwrap();
     let mut slow = QuantModel::load(&ct, &mut r, &Device::Cpu, LoadOptions::default()).unwrap();
-    let mut a = vec![fast.forward(ids).unwrap()];
-    let mut b = vec![slow.forward(ids).unwrap()];
+    let mut a = vec![fast.forward(ids, false).unwrap()];
+    let mut b = vec![slow.forward(ids, false).unwrap()];
     for &t in then {
-        a.push(fast.forward(&[t]).unwrap());
-        b.push(slow.forward(&[t]).unwrap());
+        a.push(fast.forward(&[t], false).unwrap());
+        b.push(slow.forward(&[t], false).unwrap());
     }
     (a, b)
 }
@@ -133,21 +133,30 @@ fn chunked_prefill_equals_one_shot_and_token_by_token() {
     let cfg = ModelConfig::from_gguf(&ct).unwrap();
     let mut m = CpuModel::load(&ct, &mut r, cfg).unwrap();
     let ids = [4u32, 8, 15, 16, 23, 42, 7];
-    let whole = m.forward(&ids).unwrap();
+    let whole = m.forward(&ids, false).unwrap();
     m.clear();
-    m.forward(&ids[..3]).unwrap();
-    let chunked = m.forward(&ids[3..]).unwrap();
+    m.forward(&ids[..3], false).unwrap();
+    let chunked = m.forward(&ids[3..], false).unwrap();
     m.clear();
     let mut single = Vec::new();
     for &t in &ids {
-        single = m.forward(&[t]).unwrap();
+        single.push(m.forward(&[t], false).unwrap());
     }
-    for (x, y) in whole.iter().zip(&chunked).chain(whole.iter().zip(&single)) {
+    let last = single.last().unwrap();
+    for (x, y) in whole.iter().zip(&chunked).chain(whole.iter().zip(last)) {
         assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+    }
+    // Every row of an all-positions pass equals that position's token-by-token logits.
+    m.clear();
+    let rows = m.forward(&ids, true).unwrap();
+    assert_eq!(rows.len(), ids.len() * VOCAB);
+    for (t, (row, one)) in rows.chunks_exact(VOCAB).zip(&single).enumerate() {
+        let diff = row.iter().zip(one).fold(0f32, |d, (x, y)| d.max((x - y).abs()));
+        assert!(diff < 1e-4, "row {t}: {diff}");
     }
     // Context overflow is an error, not a crash.
     m.clear();
     let long: Vec<u32> = (0..65).map(|i| i % 90).collect();
-    assert!(m.forward(&long).unwrap_err().to_string().contains("context"));
-    assert!(m.forward(&[1000]).unwrap_err().to_string().contains("vocabulary"));
+    assert!(m.forward(&long, false).unwrap_err().to_string().contains("context"));
+    assert!(m.forward(&[1000], false).unwrap_err().to_string().contains("vocabulary"));
 }

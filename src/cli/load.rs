@@ -2,7 +2,7 @@
 
 use super::BarProgress;
 use crate::engine::{parse_device, Engine, LoadOptions};
-use crate::models::{self, Format, ModelEntry, Registry, Source};
+use crate::models::{self, Format, ModelEntry, Registry, Role, Source};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -17,6 +17,9 @@ pub fn resolve_model(spec: Option<&str>) -> Result<ModelEntry> {
     let reg = Registry::load()?;
     let Some(spec) = spec else { return Ok(reg.default_entry().clone()) };
     if let Some(e) = reg.models.get(spec) {
+        if e.role != Role::Generator {
+            anyhow::bail!("'{spec}' is a{} model, not one that writes. Hint: `longwriter models list` shows the writing models", if e.role == Role::Embedder { "n embedding" } else { " reward" });
+        }
         return Ok(e.clone());
     }
     let p = Path::new(spec);
@@ -26,7 +29,9 @@ pub fn resolve_model(spec: Option<&str>) -> Result<ModelEntry> {
             description: String::new(),
             architecture: String::new(),
             format: Format::Gguf,
+            role: Role::Generator,
             source: Source::Local { path: p.to_path_buf() },
+            companions: Vec::new(),
             sha256: None,
             size: None,
             context_length: 0,

@@ -5,6 +5,8 @@ mod bench;
 mod load;
 mod models;
 mod progress;
+mod reward_serve;
+mod rewards;
 mod score;
 mod sessions;
 mod write;
@@ -14,6 +16,7 @@ use std::process::ExitCode;
 
 pub use load::{load_engine, resolve_model, ModelChoice};
 pub use progress::BarProgress;
+pub use rewards::{QualityChoice, RewardArgs};
 pub use sessions::export_to_dir;
 
 #[derive(Parser, Debug)]
@@ -64,8 +67,10 @@ pub enum Command {
     Models(models::ModelsCmd),
     /// Measure prefill and decode speed and peak memory.
     Bench(bench::BenchArgs),
-    /// Score a model output: length (against the prompt's target), format, repetition.
+    /// Score a model output: length (against the prompt's target), format, repetition, quality.
     Score(score::ScoreArgs),
+    /// Serve the rewards over HTTP to RL trainers (OpenRLHF, TRL, verl).
+    RewardServe(reward_serve::ServeArgs),
     /// List, search, show or delete saved writing sessions.
     #[command(subcommand)]
     Sessions(sessions::SessionsCmd),
@@ -84,7 +89,8 @@ pub fn main() -> ExitCode {
         Some(Command::Write(a)) => write::run(a, &cli.device),
         Some(Command::Models(c)) => models::run(c),
         Some(Command::Bench(a)) => bench::run(a, &cli.device),
-        Some(Command::Score(a)) => score::run(a),
+        Some(Command::Score(a)) => score::run(a, &cli.device),
+        Some(Command::RewardServe(a)) => reward_serve::run(a, &cli.device),
         Some(Command::Sessions(c)) => sessions::run(c),
         Some(Command::Export(a)) => sessions::export(a),
         None => studio(&cli),

@@ -1,5 +1,6 @@
-use crate::reward::{extract_target, score_output, RewardConfig, TargetRange};
-use anyhow::{bail, Context, Result};
+use super::rewards::RewardArgs;
+use crate::reward::TargetRange;
+use anyhow::{Context, Result};
 use clap::Args;
 use std::io::Read;
 use std::path::PathBuf;
@@ -16,15 +17,11 @@ pub struct ScoreArgs {
     /// Target range in words, LO,HI (overrides the prompt's).
     #[arg(long, value_parser = TargetRange::parse)]
     pub target: Option<TargetRange>,
-    /// L_max of the length reward, in words.
-    #[arg(long, default_value_t = RewardConfig::default().l_max)]
-    pub l_max: usize,
     /// The output ended on a stop string, so a missing </answer> was swallowed.
     #[arg(long)]
     pub stopped: bool,
-    /// Do not require a <think> block (no-think template).
-    #[arg(long)]
-    pub no_think: bool,
+    #[command(flatten)]
+    pub rewards: RewardArgs,
     #[arg(long)]
     pub json: bool,
 }
@@ -33,7 +30,7 @@ fn read_utf8(what: &str, bytes: Vec<u8>) -> Result<String> {
     String::from_utf8(bytes).map_err(|e| anyhow::anyhow!("{what} is not valid UTF-8 (first bad byte at offset {})", e.utf8_error().valid_up_to()))
 }
 
-pub fn run(a: ScoreArgs) -> Result<()> {
+pub fn run(a: ScoreArgs, device: &str) -> Result<()> {
     let output = match a.file.as_ref().filter(|p| p.as_os_str() != "-") {
         Some(p) => read_utf8(&p.display().to_string(), std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)?,
         None => {
@@ -47,25 +44,18 @@ pub fn run(a: ScoreArgs) -> Result<()> {
         (None, Some(f)) => Some(read_utf8(&f.display().to_string(), std::fs::read(f).with_context(|| format!("reading {}", f.display()))?)?),
         _ => None,
     };
-    let (target, source) = match (a.target, prompt.as_deref().and_then(extract_target)) {
-        (Some(t), _) => (Some(t), "--target"),
-        (None, Some(t)) => (Some(t), "the prompt"),
-        (None, None) => (None, "none"),
-    };
     if prompt.is_none() && a.target.is_none() && !a.json {
         eprintln!("note: no --prompt or --target given, so there is no length target");
     }
-    if a.l_max == 0 {
-        bail!("--l-max must be positive");
-    }
-    let cfg = RewardConfig { l_max: a.l_max, require_think: !a.no_think, ..RewardConfig::default() };
-    let b = score_output(&output, target, a.stopped, &cfg);
+    let scorer = a.rewards.scorer(device)?;
+    let s = scorer.score(prompt.as_deref().unwrap_or(""), &output, a.target, a.stopped);
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "target_source": source, "rewards": b }))?);
+        println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(());
     }
+    let b = &s.rewards;
     match b.target {
-        Some(t) => println!("target      {t} words (from {source})"),
+        Some(t) => println!("target      {t} words (from {})", if s.target_source == "given" { "--target" } else if s.target_source == "llm" { "the LLM assessor" } else { "the prompt" }),
         None => println!("target      none"),
     }
     println!("words       {} (answer), {} (think)", b.words, b.think_words);
@@ -78,6 +68,24 @@ pub fn run(a: ScoreArgs) -> Result<()> {
     } else {
         println!("format      0 ({})", b.format_reasons.join("; "));
     }
-    println!("repetition  {:.1}% of {}-grams repeat", b.repeated_share * 100.0, cfg.ngram);
+    println!("repetition  {:.1}% of {}-grams repeat", b.repeated_share * 100.0, scorer.cfg.ngram);
+    if let Some(sem) = &b.semantic {
+        match sem.most_similar {
+            Some((i, j, c)) => println!("semantic    {} paragraphs; most alike {i} and {j} (cosine {c:.2}); {} pairs above {:.2}", sem.paragraphs, sem.repeated_pairs, sem.threshold),
+            None => println!("semantic    {} paragraph(s): nothing to compare", sem.paragraphs),
+        }
+    }
+    if let Some(q) = &s.quality {
+        println!("quality     {:.3} [{}] ({})", q.value, q.kind.label(), q.scorer);
+        for p in &q.parts {
+            println!("  {:<18} {:>6.2}  {}", p.name, p.value, p.reason);
+        }
+        if let Some(n) = &q.note {
+            println!("  note: {n}");
+        }
+    }
+    for e in &s.errors {
+        eprintln!("warning: {e}");
+    }
     Ok(())
 }

@@ -3,7 +3,10 @@
 //! [`Engine`] is synchronous and owns the model; [`Generator`] runs one on its own OS
 //! thread and streams [`Event`]s through a channel so a UI never waits on the model.
 
+pub mod complete;
 pub mod cpu;
+pub mod dense;
+pub mod embed;
 mod generator;
 mod gguf_check;
 mod model;
@@ -12,6 +15,8 @@ mod stream;
 pub mod template;
 pub mod tokenizer;
 
+pub use complete::{Complete, LocalComplete, OpenAiComplete};
+pub use embed::Embedder;
 pub use generator::{CancelToken, Event, GenerateRequest, Generator, StartIn, Stats, StopReason, TextPrompt};
 pub use model::{check_extent, LoadOptions, ModelConfig, QuantModel};
 pub use sampler::{Sampler, SamplerConfig};
@@ -49,7 +54,12 @@ pub enum EngineError {
     Device(String),
     #[error("model error: {0}")]
     Model(String),
+    #[error("remote model: {0}")]
+    Remote(String),
 }
+
+/// Positions per forward pass when scoring text, bounding the logits kept at once.
+const LOGPROB_CHUNK: usize = 64;
 
 /// Picks the compute device: `cpu`, `cuda` or `cuda:N`.
 pub fn parse_device(spec: &str) -> Result<Device, EngineError> {
@@ -79,10 +89,18 @@ impl Model {
             Model::Candle(m) => &m.cfg,
         }
     }
+    /// Runs `ids` after the cached positions; returns the last position's logits.
     pub fn forward(&mut self, ids: &[u32]) -> Result<Vec<f32>, EngineError> {
+        self.forward_rows(ids, false)
+    }
+    /// Like [`Model::forward`], but returns the logits of every position, row after row.
+    pub fn forward_all(&mut self, ids: &[u32]) -> Result<Vec<f32>, EngineError> {
+        self.forward_rows(ids, true)
+    }
+    fn forward_rows(&mut self, ids: &[u32], all: bool) -> Result<Vec<f32>, EngineError> {
         match self {
-            Model::Cpu(m) => m.forward(ids),
-            Model::Candle(m) => m.forward(ids),
+            Model::Cpu(m) => m.forward(ids, all),
+            Model::Candle(m) => m.forward(ids, all),
         }
     }
     pub fn position(&self) -> usize {
@@ -162,6 +180,39 @@ impl Engine {
             }
         }
         Ok(Self { model, tokenizer, prompts, path: path.to_path_buf(), eos_ids, cached: Vec::new() })
+    }
+
+    /// Log-probabilities of each `continuation` token after `context`, computed on a
+    /// fresh cache (the next generation re-prefills its prompt).
+    pub fn log_likelihood(&mut self, context: &[u32], continuation: &[u32]) -> Result<Vec<f32>, EngineError> {
+        if context.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        let ctx = self.model.config().context_length;
+        if context.len() + continuation.len() > ctx {
+            return Err(EngineError::ContextOverflow { needed: context.len() + continuation.len(), limit: ctx });
+        }
+        self.cached.clear();
+        self.model.clear();
+        let (head, last) = context.split_at(context.len() - 1);
+        for chunk in head.chunks(LOGPROB_CHUNK) {
+            self.model.forward(chunk)?;
+        }
+        // Row t of a chunk predicts the token after its t-th input.
+        let inputs: Vec<u32> = last.iter().chain(continuation).copied().collect();
+        let mut out = Vec::with_capacity(continuation.len());
+        for (c, chunk) in inputs[..continuation.len()].chunks(LOGPROB_CHUNK).enumerate() {
+            let logits = self.model.forward_all(chunk)?;
+            let vocab = logits.len() / chunk.len();
+            for (t, row) in logits.chunks_exact(vocab).enumerate() {
+                let target = continuation[c * LOGPROB_CHUNK + t] as usize;
+                let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                let lse = max + row.iter().map(|&v| (v - max).exp()).sum::<f32>().ln();
+                out.push(row.get(target).map_or(f32::NEG_INFINITY, |&v| v - lse));
+            }
+        }
+        self.model.clear();
+        Ok(out)
     }
 
     /// Token ids of `request` in `mode`.

@@ -233,20 +233,21 @@ impl QuantModel {
         self.layers.iter_mut().for_each(|l| l.cache.truncate(len));
     }
 
-    /// Runs `ids` after the cached positions and returns the logits of the last one.
-    pub fn forward(&mut self, ids: &[u32]) -> Result<Vec<f32>, EngineError> {
+    /// Runs `ids` after the cached positions and returns the logits of the last one, or
+    /// with `all` of every one, row after row.
+    pub fn forward(&mut self, ids: &[u32], all: bool) -> Result<Vec<f32>, EngineError> {
         if ids.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
         if self.pos + ids.len() > self.cfg.context_length {
             return Err(EngineError::ContextOverflow { needed: self.pos + ids.len(), limit: self.cfg.context_length });
         }
-        let logits = self.forward_inner(ids).map_err(cerr)?;
+        let logits = self.forward_inner(ids, all).map_err(cerr)?;
         self.pos += ids.len();
         Ok(logits)
     }
 
-    fn forward_inner(&mut self, ids: &[u32]) -> candle_core::Result<Vec<f32>> {
+    fn forward_inner(&mut self, ids: &[u32], all: bool) -> candle_core::Result<Vec<f32>> {
         let s = ids.len();
         let pos = self.pos;
         let ids_t = Tensor::new(ids, &self.device)?.unsqueeze(0)?;
@@ -264,7 +265,7 @@ impl QuantModel {
             let m = layer.down.forward(&(g * layer.up.forward(&h)?)?)?;
             x = (x + m)?;
         }
-        let last = x.narrow(1, s - 1, 1)?;
+        let last = if all { x } else { x.narrow(1, s - 1, 1)? };
         let last = candle_nn::ops::rms_norm(&last, &self.norm, cfg.rms_eps as f32)?;
         self.output.forward(&last)?.flatten_all()?.to_dtype(DType::F32)?.to_vec1()
     }

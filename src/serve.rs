@@ -1,0 +1,291 @@
+//! The HTTP reward server: longwriter's rewards for established RL trainers.
+//!
+//! - `POST /get_reward` speaks OpenRLHF's remote reward-model protocol (`--remote_rm_url`):
+//!   `{"query": [prompt+response, …], "prompts": [...]?, "labels": [...]?}` →
+//!   `{"rewards": [...], "scores": [...], "extra_logs": {"length", "format", "quality"}}`.
+//! - `POST /score` returns every reward with its breakdown.
+//! - `GET /health`.
+//!
+//! Scoring runs on tokio's blocking pool, so a slow judge never stalls the runtime. The
+//! body size is capped (413 past it), malformed JSON gets 400, and binding beyond loopback
+//! requires a bearer token.
+
+use crate::reward::{group_advantages, split_query, FullScore, Scorer, TargetRange};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// How `/get_reward` turns the rewards of one query into the scalar a trainer sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum Combine {
+    /// The mean of the rewards that apply (length when a target is known, format, quality
+    /// on [0, 1]). The trainer normalises inside its groups.
+    #[default]
+    Mean,
+    /// The paper's advantage-level combination, done here: queries with the same prompt in
+    /// one request form a group; each reward is z-scored inside it and the z-scores averaged.
+    Group,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub token: Option<String>,
+    pub max_body: usize,
+    /// Responses ended on a stop string, so a missing `</answer>` was swallowed.
+    pub closed_by_stop: bool,
+    /// Given for any reward that could not be computed (and never NaN).
+    pub failure_reward: f64,
+    pub combine: Combine,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self { token: None, max_body: 16 << 20, closed_by_stop: false, failure_reward: -1.0, combine: Combine::Mean }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("refusing to listen on {0} without a token: anyone who can reach it could use this machine's compute. Hint: pass --token (or LONGWRITER_REWARD_TOKEN), or bind 127.0.0.1")]
+    NeedsToken(SocketAddr),
+}
+
+/// Binding anything but loopback needs a token.
+pub fn check_bind(addr: SocketAddr, token: Option<&str>) -> Result<(), ServeError> {
+    if !addr.ip().is_loopback() && token.is_none_or(str::is_empty) {
+        return Err(ServeError::NeedsToken(addr));
+    }
+    Ok(())
+}
+
+struct AppState {
+    scorer: Scorer,
+    cfg: ServeConfig,
+}
+
+pub fn router(scorer: Scorer, cfg: ServeConfig) -> Router {
+    let limit = cfg.max_body;
+    let state = Arc::new(AppState { scorer, cfg });
+    Router::new()
+        .route("/health", get(health))
+        .route("/get_reward", post(get_reward))
+        .route("/score", post(score))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(limit, reject_announced_oversize))
+        .with_state(state)
+}
+
+/// Refuses a body whose announced length is over the limit before reading any of it;
+/// bodies without a length are cut off by `DefaultBodyLimit` as they stream.
+async fn reject_announced_oversize(State(limit): State<usize>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let announced = req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, format!("request body over the {limit}-byte limit"));
+    }
+    next.run(req).await
+}
+
+/// Serves until the listener fails or `shutdown` resolves.
+pub async fn serve(listener: tokio::net::TcpListener, scorer: Scorer, cfg: ServeConfig, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    axum::serve(listener, router(scorer, cfg)).with_graceful_shutdown(shutdown).await
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": msg.into() }))).into_response()
+}
+
+fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(token) = state.cfg.token.as_deref().filter(|t| !t.is_empty()) else { return Ok(()) };
+    let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    // Constant-time comparison, so the token cannot be guessed byte by byte from timings.
+    let ok = given.is_some_and(|g| g.len() == token.len() && g.bytes().zip(token.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0);
+    if ok {
+        Ok(())
+    } else {
+        Err(error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
+    }
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")))
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let s = &state.scorer;
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "quality": s.quality.as_ref().map(|q| json!({"scorer": q.name(), "kind": q.kind().label()})),
+        "semantic_repetition": s.embedder.is_some(),
+        "combine": format!("{:?}", state.cfg.combine).to_lowercase(),
+    }))
+}
+
+#[derive(Deserialize)]
+struct RewardRequest {
+    query: Vec<String>,
+    #[serde(default)]
+    prompts: Option<Vec<Option<String>>>,
+    #[serde(default)]
+    labels: Option<Vec<Value>>,
+}
+
+/// A label that names a target range: `[lo, hi]`, `"lo,hi"` or `{"target": [lo, hi]}`.
+fn label_target(v: &Value) -> Option<TargetRange> {
+    let pair = |a: &Value| -> Option<TargetRange> {
+        let a = a.as_array()?;
+        let (lo, hi) = (a.first()?.as_u64()? as usize, a.get(1)?.as_u64()? as usize);
+        (lo <= hi).then_some(TargetRange { lo, hi })
+    };
+    match v {
+        Value::Array(_) => pair(v),
+        Value::String(s) => TargetRange::parse(s).ok(),
+        Value::Object(o) => o.get("target").or_else(|| o.get("range")).and_then(pair),
+        _ => None,
+    }
+}
+
+/// Scores a batch on the blocking pool; a panic in one item costs only that item.
+async fn score_batch(state: Arc<AppState>, items: Vec<(String, String, Option<TargetRange>)>) -> Vec<Option<FullScore>> {
+    let closed = state.cfg.closed_by_stop;
+    let task = tokio::task::spawn_blocking(move || {
+        items
+            .into_iter()
+            .map(|(req, out, t)| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.scorer.score(&req, &out, t, closed))).ok())
+            .collect::<Vec<_>>()
+    });
+    task.await.unwrap_or_default()
+}
+
+fn finite(x: f64, fallback: f64) -> f64 {
+    if x.is_finite() {
+        x
+    } else {
+        fallback
+    }
+}
+
+async fn get_reward(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = authorized(&state, &headers) {
+        return r;
+    }
+    let req: RewardRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let n = req.query.len();
+    let prompt_at = |i: usize| req.prompts.as_ref().and_then(|p| p.get(i).cloned().flatten());
+    let mut groups = Vec::with_capacity(n);
+    let items: Vec<_> = (0..n)
+        .map(|i| {
+            let p = prompt_at(i);
+            let (request, response) = split_query(&req.query[i], p.as_deref());
+            groups.push(p.clone().unwrap_or_else(|| request.to_string()));
+            let target = req.labels.as_ref().and_then(|l| l.get(i)).and_then(label_target);
+            (request.to_string(), response.to_string(), target)
+        })
+        .collect();
+    let results = score_batch(state.clone(), items).await;
+    let fail = state.cfg.failure_reward;
+    let has_quality = state.scorer.quality.is_some();
+    // Per query: length, format and quality on [0, 1]; None where a reward does not apply.
+    let parts: Vec<[Option<f64>; 3]> = results
+        .iter()
+        .map(|r| match r {
+            Some(s) => [
+                s.rewards.length,
+                Some(s.rewards.format),
+                has_quality.then(|| s.quality.as_ref().map_or(fail, |q| q.unit())),
+            ],
+            None => [Some(fail), Some(fail), has_quality.then_some(fail)],
+        })
+        .collect();
+    let rewards: Vec<f64> = match state.cfg.combine {
+        Combine::Mean => parts
+            .iter()
+            .map(|p| {
+                let v: Vec<f64> = p.iter().flatten().copied().collect();
+                finite(v.iter().sum::<f64>() / v.len().max(1) as f64, fail)
+            })
+            .collect(),
+        Combine::Group => {
+            let mut out = vec![0.0; n];
+            let mut seen: Vec<&String> = Vec::new();
+            for g in &groups {
+                if seen.contains(&g) {
+                    continue;
+                }
+                seen.push(g);
+                let idx: Vec<usize> = (0..n).filter(|&i| &groups[i] == g).collect();
+                // A reward joins the average only if it applies to every member of the group.
+                let per_reward: Vec<Vec<f64>> = (0..3).filter_map(|k| idx.iter().map(|&i| parts[i][k]).collect::<Option<Vec<f64>>>()).collect();
+                for (&i, a) in idx.iter().zip(group_advantages(&per_reward)) {
+                    out[i] = finite(a, fail);
+                }
+            }
+            out
+        }
+    };
+    let col = |k: usize, none: f64| -> Vec<f64> { parts.iter().map(|p| finite(p[k].unwrap_or(none), fail)).collect() };
+    Json(json!({
+        "rewards": rewards,
+        "scores": rewards,
+        "extra_logs": { "length": col(0, 0.0), "format": col(1, fail), "quality": col(2, 0.0) },
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct ScoreItem {
+    #[serde(default)]
+    prompt: String,
+    response: String,
+    #[serde(default)]
+    target: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ScoreRequest {
+    Many { items: Vec<ScoreItem> },
+    One(ScoreItem),
+}
+
+async fn score(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = authorized(&state, &headers) {
+        return r;
+    }
+    let items = match parse::<ScoreRequest>(&body) {
+        Ok(ScoreRequest::Many { items }) => items,
+        Ok(ScoreRequest::One(item)) => vec![item],
+        Err(r) => return r,
+    };
+    let mut bad = None;
+    let work: Vec<_> = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, it)| {
+            let target = it.target.as_ref().and_then(|t| {
+                let got = label_target(t);
+                if got.is_none() {
+                    bad.get_or_insert(i);
+                }
+                got
+            });
+            (it.prompt, it.response, target)
+        })
+        .collect();
+    if let Some(i) = bad {
+        return error(StatusCode::BAD_REQUEST, format!("items[{i}].target must be [lo, hi] with lo ≤ hi"));
+    }
+    let results = score_batch(state, work).await;
+    let out: Vec<Value> = results.into_iter().map(|r| r.map_or_else(|| json!({"error": "scoring failed"}), |s| serde_json::to_value(s).unwrap_or(Value::Null))).collect();
+    Json(json!({ "results": out })).into_response()
+}
