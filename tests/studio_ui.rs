@@ -306,3 +306,43 @@ fn long_prompts_wrap_in_the_editor() {
     let s = render(&a, 120, 24);
     assert!(s.contains("│Write a 300-word story about a lighthouse") && s.contains("storm of 1899."), "{s}");
 }
+
+#[test]
+fn quality_is_scored_on_request_and_shown_with_its_label() {
+    use longwriter::reward::quality::{QualityKind, QualityPart, QualityScore};
+    use longwriter::studio::QualityView;
+    let mut a = app();
+    type_text(&mut a, "Write a 300-word story.");
+    // Nothing to score yet.
+    assert_eq!(a.update(Action::ScoreQuality), Effect::None);
+    a.update(key(KeyCode::F(5)));
+    a.update(Action::Engine(Event::Answer("The keeper lit the lamp.".into())));
+    // Not while streaming.
+    assert_eq!(a.update(Action::ScoreQuality), Effect::None);
+    a.update(Action::Engine(Event::Done(stats(StopReason::Eos))));
+    let ctrl_j = Action::Key(KeyEvent::new(KeyCode::Char('j'), KeyModifiers::CONTROL));
+    let act = a.handle_key(match ctrl_j { Action::Key(k) => k, _ => unreachable!() }).unwrap();
+    assert_eq!(a.update(act), Effect::ScoreQuality { request: "Write a 300-word story.".into(), answer: "The keeper lit the lamp.".into() });
+    let s = render(&a, 120, 30);
+    assert!(s.contains("quality: scoring…"), "{s}");
+    let q = QualityScore {
+        value: 0.61,
+        kind: QualityKind::Proxy,
+        scorer: "proxy: fluency under smollm2 + diversity".into(),
+        parts: vec![QualityPart { name: "fluency".into(), value: 0.72, reason: String::new() }, QualityPart { name: "diversity".into(), value: 0.5, reason: String::new() }],
+        note: None,
+    };
+    a.update(Action::QualityScored(Ok(q.clone())));
+    assert_eq!(a.quality, QualityView::Scored(q.clone()));
+    insta::assert_snapshot!("quality_scored", render(&a, 120, 30));
+    // A new generation clears it, and a late result for the old draft is dropped.
+    a.update(key(KeyCode::F(5)));
+    assert_eq!(a.quality, QualityView::NotScored);
+    a.update(Action::QualityScored(Ok(q)));
+    assert_eq!(a.quality, QualityView::NotScored);
+    a.update(Action::Engine(Event::Done(stats(StopReason::Eos))));
+    a.update(Action::Engine(Event::Answer("x".into())));
+    a.update(Action::ScoreQuality);
+    a.update(Action::QualityScored(Err("judge: the judge's reply has no score for Clarity".into())));
+    assert!(render(&a, 120, 30).contains("quality ✗ judge: the judge's reply has no score for Clarity"));
+}

@@ -44,6 +44,16 @@ pub struct Cli {
     /// Studio: colour theme (dark, light, high-contrast, or one in <config>/themes/).
     #[arg(long, env = "LONGWRITER_THEME")]
     pub theme: Option<String>,
+    /// Studio: the quality judge (registry name, .gguf path, or an OpenAI-compatible base URL
+    /// ending in /v1). Without it, quality is the labelled fluency proxy on the writing model.
+    #[arg(long)]
+    pub judge: Option<String>,
+    /// Studio: the model name sent to an OpenAI-compatible judge.
+    #[arg(long, default_value = "default")]
+    pub api_model: String,
+    /// Studio: API key for an OpenAI-compatible judge.
+    #[arg(long, env = "LONGWRITER_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
     /// Forces a panic, for terminal-safety tests.
     #[arg(long, hide = true, value_parser = ["ui", "worker"])]
     pub debug_panic: Option<String>,
@@ -55,7 +65,7 @@ fn studio(cli: &Cli) -> anyhow::Result<()> {
     let entry = resolve_model(cli.model.as_deref())?;
     let sampler = crate::engine::SamplerConfig::from_defaults(&entry.sampling);
     let max_tokens = cli.max_tokens.or(entry.sampling.max_tokens).unwrap_or(2048);
-    crate::studio::run(crate::studio::StudioOptions { entry, device: cli.device.clone(), template: cli.template, sampler, max_tokens, session: cli.session, theme: cli.theme.clone(), debug_panic: cli.debug_panic.clone() })
+    crate::studio::run(crate::studio::StudioOptions { entry, device: cli.device.clone(), template: cli.template, sampler, max_tokens, session: cli.session, theme: cli.theme.clone(), debug_panic: cli.debug_panic.clone(), judge: cli.judge.clone(), api_model: cli.api_model.clone(), api_key: cli.api_key.clone() })
 }
 
 #[derive(Subcommand, Debug)]

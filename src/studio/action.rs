@@ -57,6 +57,18 @@ pub enum Action {
     ModelReady { name: String, context: usize },
     ModelFailed(String),
     Engine(Event),
+    /// Score the draft's writing quality (judge or proxy).
+    ScoreQuality,
+    QualityScored(Result<crate::reward::quality::QualityScore, String>),
+}
+
+/// The quality reward of the current draft, as the reward pane shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QualityView {
+    NotScored,
+    Scoring,
+    Scored(crate::reward::quality::QualityScore),
+    Failed(String),
 }
 
 /// One registry entry as the model picker shows it.
@@ -110,6 +122,8 @@ pub enum Effect {
     OpenSession(i64),
     ListModels,
     SwitchModel(String),
+    /// Score the quality of `answer` as a response to `request`, off the UI thread.
+    ScoreQuality { request: String, answer: String },
     Exit,
 }
 
@@ -142,6 +156,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("e (draft focus)", "edit the draft in $EDITOR and reload it"),
     ("y (draft focus)", "copy the draft to the clipboard (OSC 52)"),
     ("Ctrl+E", "export the draft to markdown"),
+    ("Ctrl+J", "score quality (judge, or the labelled proxy)"),
     ("F1", "this help"),
     ("Ctrl+Q / Ctrl+C", "quit (asks while generating)"),
 ];

@@ -1,7 +1,7 @@
 //! Studio state and its one mutation point, [`App::update`]. Input becomes an [`Action`];
 //! workers (model loading, generation) send actions too. Drawing reads state only.
 
-use super::action::{Action, Effect, Focus, ModelRow, Phase, SaveState, TraceView};
+use super::action::{Action, Effect, Focus, ModelRow, Phase, QualityView, SaveState, TraceView};
 use super::draft::TextBuffer;
 use crate::engine::{Event, SamplerConfig, Stats, TemplateMode};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
@@ -48,6 +48,9 @@ pub struct App {
     pub themes: Vec<super::theme::Theme>,
     pub theme_index: usize,
     pub dirty: bool,
+    pub quality: QualityView,
+    /// Score quality by itself whenever a draft is done.
+    pub auto_quality: bool,
 }
 
 impl App {
@@ -86,6 +89,8 @@ impl App {
             themes: vec![super::theme::Theme::default()],
             theme_index: 0,
             dirty: true,
+            quality: QualityView::NotScored,
+            auto_quality: false,
         }
     }
 
@@ -141,6 +146,7 @@ impl App {
             KeyCode::Char('n') if ctrl => Some(Action::Continue),
             KeyCode::Char('t') if ctrl => Some(Action::CycleTrace),
             KeyCode::Char('e') if ctrl => Some(Action::Export),
+            KeyCode::Char('j') if ctrl => Some(Action::ScoreQuality),
             KeyCode::F(2) => Some(Action::CycleTemplate),
             KeyCode::F(3) => Some(Action::CycleTheme),
             KeyCode::F(4) => Some(Action::Settings),
@@ -214,6 +220,17 @@ impl App {
             }
             Action::Generate => self.start(),
             Action::Continue => self.continue_draft(),
+            Action::ScoreQuality => self.request_quality(),
+            Action::QualityScored(r) => {
+                // A result for a draft that has since been replaced is dropped.
+                if self.quality == QualityView::Scoring {
+                    self.quality = match r {
+                        Ok(q) => QualityView::Scored(q),
+                        Err(e) => QualityView::Failed(e),
+                    };
+                }
+                Effect::None
+            }
             Action::CycleTrace => {
                 self.trace = match self.trace {
                     TraceView::Shown => TraceView::Collapsed,
@@ -373,10 +390,28 @@ impl App {
                 Effect::None
             }
             Action::Engine(ev) => {
+                let done = matches!(ev, Event::Done(_));
                 self.on_engine(ev);
-                Effect::None
+                if done && self.auto_quality {
+                    self.request_quality()
+                } else {
+                    Effect::None
+                }
             }
         }
+    }
+
+    fn request_quality(&mut self) -> Effect {
+        if self.generating() {
+            self.note = Some("quality is scored once the draft is done".into());
+            return Effect::None;
+        }
+        if self.draft.is_empty() || self.quality == QualityView::Scoring {
+            return Effect::None;
+        }
+        self.quality = QualityView::Scoring;
+        self.touch();
+        Effect::ScoreQuality { request: self.prompt.lines().join("\n"), answer: self.draft.text() }
     }
 
     fn start(&mut self) -> Effect {
@@ -394,6 +429,7 @@ impl App {
         self.tokens = 0;
         self.draft_scroll = 0;
         self.format_note = None;
+        self.quality = QualityView::NotScored;
         self.target = self.target_override.or_else(|| crate::reward::extract_target(&prompt));
         self.reward_cfg.require_think = self.template.expects_think();
         self.repetition = crate::reward::RepetitionCounter::new(self.reward_cfg.ngram);
@@ -424,6 +460,7 @@ impl App {
         self.tokens = 0;
         self.draft_scroll = 0;
         self.format_note = None;
+        self.quality = QualityView::NotScored;
         self.started = Some(Instant::now());
         self.finished_secs = None;
         self.phase = Phase::Generating;

@@ -12,7 +12,7 @@ pub mod theme;
 mod tui;
 mod ui;
 
-pub use action::{Action, Effect, Focus, ModelRow, Phase, SaveState, TraceView, KEYS};
+pub use action::{Action, Effect, Focus, ModelRow, Phase, QualityView, SaveState, TraceView, KEYS};
 pub use app::App;
 pub use draft::{wrap, TextBuffer};
 pub use ui::draw;
@@ -40,6 +40,47 @@ pub struct StudioOptions {
     pub theme: Option<String>,
     /// Test hook: force a panic on the UI thread ("ui") or on a worker ("worker").
     pub debug_panic: Option<String>,
+    /// The quality judge: a registry name, .gguf path or OpenAI-compatible base URL.
+    /// None scores with the fluency proxy on the writing model.
+    pub judge: Option<String>,
+    pub api_model: String,
+    pub api_key: Option<String>,
+}
+
+type SharedScorer = Arc<std::sync::Mutex<Option<Arc<dyn crate::reward::quality::QualityScorer>>>>;
+
+/// Builds the quality scorer on first use (loading a model takes seconds) and keeps it.
+fn quality_scorer(opts: &QualityOptions, cache: &SharedScorer) -> Result<Arc<dyn crate::reward::quality::QualityScorer>, String> {
+    use crate::reward::quality::{FluencyProxy, Judge};
+    let mut slot = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(s) = slot.as_ref() {
+        return Ok(s.clone());
+    }
+    let load = |entry: &ModelEntry| -> Result<Engine, String> {
+        let path = models::ensure(entry, &models::Silent).map_err(|e| e.to_string())?;
+        Engine::load(&path, &parse_device(&opts.device).map_err(|e| e.to_string())?, LoadOptions { requantize_q4_1: true, ..Default::default() }, entry.chat_template.clone()).map_err(|e| e.to_string())
+    };
+    let scorer: Arc<dyn crate::reward::quality::QualityScorer> = match &opts.judge {
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+            Arc::new(Judge::new(Arc::new(crate::engine::OpenAiComplete::new(url, &opts.api_model, opts.api_key.clone()))))
+        }
+        Some(name) => {
+            let entry = crate::cli::resolve_model(Some(name)).map_err(|e| e.to_string())?;
+            Arc::new(Judge::new(Arc::new(crate::engine::LocalComplete::new(load(&entry)?))))
+        }
+        None => Arc::new(FluencyProxy::new(load(&opts.entry)?, 1024)),
+    };
+    *slot = Some(scorer.clone());
+    Ok(scorer)
+}
+
+#[derive(Clone)]
+struct QualityOptions {
+    entry: ModelEntry,
+    device: String,
+    judge: Option<String>,
+    api_model: String,
+    api_key: Option<String>,
 }
 
 /// While text streams, the session is saved at least this often.
@@ -108,6 +149,9 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
 
     let store = Store::open_default();
     let mut app = App::new(opts.entry.name.clone(), opts.template, opts.sampler.clone(), opts.max_tokens);
+    app.auto_quality = true;
+    let quality_opts = QualityOptions { entry: opts.entry.clone(), device: opts.device.clone(), judge: opts.judge.clone(), api_model: opts.api_model.clone(), api_key: opts.api_key.clone() };
+    let quality_cache: SharedScorer = Arc::default();
     let (themes, problems) = theme::Theme::load_all(Some(&crate::paths::config_dir().join("themes")));
     if let Some(name) = &opts.theme {
         if !themes.iter().any(|t| &t.name == name) {
@@ -177,6 +221,16 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
                             Err(e) => app.note = Some(format!("editor: {e:#}")),
                         }
                         app.dirty = true;
+                    }
+                    Effect::ScoreQuality { request, answer } => {
+                        let (qo, cache, tx) = (quality_opts.clone(), quality_cache.clone(), tx.clone());
+                        let _ = std::thread::Builder::new().name("longwriter-quality".into()).spawn(move || {
+                            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                quality_scorer(&qo, &cache).and_then(|s| s.score(&request, &answer).map_err(|e| e.to_string()))
+                            }))
+                            .unwrap_or_else(|_| Err("the quality scorer panicked".into()));
+                            let _ = tx.send(Action::QualityScored(r));
+                        });
                     }
                     Effect::ListModels => match crate::models::Registry::load() {
                         Ok(reg) => {

@@ -1,6 +1,6 @@
 //! Drawing: a pure function of [`App`]. Text panes render only their visible rows.
 
-use super::action::{Focus, Phase, SaveState, TraceView, KEYS};
+use super::action::{Focus, Phase, QualityView, SaveState, TraceView, KEYS};
 use super::app::App;
 use crate::engine::StopReason;
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
@@ -37,13 +37,13 @@ pub fn panes(app: &App, area: Rect) -> Panes {
     if area.width >= COMPACT_WIDTH {
         let [left, right] = Layout::horizontal([Constraint::Percentage(38), Constraint::Percentage(62)]).areas(main);
         let [prompt, trace] = Layout::vertical([Constraint::Length(8), trace_h.map(Constraint::Length).unwrap_or(Constraint::Min(3))]).areas(left);
-        let [draft, rewards] = Layout::vertical([Constraint::Min(3), Constraint::Length(5)]).areas(right);
+        let [draft, rewards] = Layout::vertical([Constraint::Min(3), Constraint::Length(6)]).areas(right);
         Panes { prompt, trace, draft, rewards, status }
     } else {
         let th = trace_h.unwrap_or(main.height / 4);
         let c = Layout::default()
             .direction(Direction::Vertical)
-            .constraints([Constraint::Length(5), Constraint::Length(th), Constraint::Min(3), Constraint::Length(4)])
+            .constraints([Constraint::Length(5), Constraint::Length(th), Constraint::Min(3), Constraint::Length(5)])
             .split(main);
         Panes { prompt: c[0], trace: c[1], draft: c[2], rewards: c[3], status }
     }
@@ -202,14 +202,26 @@ fn draw_rewards(f: &mut Frame, app: &App, area: Rect) {
     let format = app.format_note.clone().unwrap_or_else(|| if app.generating() { "…".into() } else { "–".into() });
     let line1 = format!("{target} · words {words} · r_length {r_len}");
     let line2 = format!("format {format} · repetition {:.1}% ({}-grams)", app.repetition.share() * 100.0, app.reward_cfg.ngram);
-    let rows = Layout::vertical([Constraint::Length(1), Constraint::Length(1), Constraint::Min(0)]).split(inner);
+    let line3 = match &app.quality {
+        QualityView::NotScored if app.draft.is_empty() || app.generating() => "quality –".to_string(),
+        QualityView::NotScored => "quality – (Ctrl+J to score)".to_string(),
+        QualityView::Scoring => "quality: scoring…".to_string(),
+        QualityView::Scored(q) => {
+            let parts: Vec<String> = q.parts.iter().map(|p| format!("{} {:.2}", p.name, p.value)).collect();
+            format!("quality {:.2} [{}] {}", q.value, q.kind.label(), parts.join(" · "))
+        }
+        QualityView::Failed(e) => format!("quality ✗ {e}"),
+    };
+    let rows = Layout::vertical([Constraint::Length(1), Constraint::Length(1), Constraint::Length(1), Constraint::Min(0)]).split(inner);
     f.render_widget(Paragraph::new(line1), rows[0]);
-    if rows[1].height > 0 {
-        f.render_widget(Paragraph::new(line2), rows[1]);
+    for (text, row) in [(line2, rows[1]), (line3, rows[2])] {
+        if row.height > 0 {
+            f.render_widget(Paragraph::new(text), row);
+        }
     }
-    if let (Some(t), true) = (app.target, rows[2].height > 0) {
+    if let (Some(t), true) = (app.target, rows[3].height > 0) {
         let ratio = (words as f64 / t.hi.max(1) as f64).min(1.0);
-        f.render_widget(Gauge::default().ratio(ratio).gauge_style(Style::default().fg(app.theme().gauge)).label(format!("{words} / {} words", t.hi)), rows[2]);
+        f.render_widget(Gauge::default().ratio(ratio).gauge_style(Style::default().fg(app.theme().gauge)).label(format!("{words} / {} words", t.hi)), rows[3]);
     }
 }
 
