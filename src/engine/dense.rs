@@ -32,6 +32,10 @@ pub struct DenseConfig {
     pub tie_word_embeddings: bool,
     #[serde(default)]
     pub pad_token_id: Option<serde_json::Value>,
+    /// Rope on interleaved pairs (2i, 2i+1), as llama GGUF files store q/k; Hugging Face
+    /// checkpoints rotate halves.
+    #[serde(default)]
+    pub rope_interleaved: bool,
 }
 
 fn default_eps() -> f64 {
@@ -67,34 +71,145 @@ impl DenseConfig {
     }
 }
 
-/// A linear layer with an optional bias (qwen2's q/k/v have one).
+/// A low-rank adapter on a linear layer: y += scale · (x Aᵀ) Bᵀ. A and B are the only
+/// trainable weights of the policy.
+#[derive(Clone)]
+pub struct Lora {
+    pub a: candle_core::Var,
+    pub b: candle_core::Var,
+    pub scale: f64,
+}
+
+/// A linear layer with an optional bias (qwen2's q/k/v have one) and an optional adapter.
 pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
+    pub lora: Option<Lora>,
 }
 
 impl Linear {
-    fn load(vb: &VarBuilder, name: &str, out_dim: usize, in_dim: usize) -> candle_core::Result<Self> {
-        let weight = vb.get((out_dim, in_dim), &format!("{name}.weight"))?;
-        let bias = if vb.contains_tensor(&format!("{name}.bias")) { Some(vb.get(out_dim, &format!("{name}.bias"))?) } else { None };
-        Ok(Self { weight, bias })
+    fn load(get: &Getter, name: &str, out_dim: usize, in_dim: usize) -> candle_core::Result<Self> {
+        let weight = get.req(&format!("{name}.weight"), &[out_dim, in_dim])?;
+        let bias = get.opt(&format!("{name}.bias"), &[out_dim])?;
+        Ok(Self { weight, bias, lora: None })
+    }
+
+    pub fn out_dim(&self) -> usize {
+        self.weight.dims()[0]
+    }
+    pub fn in_dim(&self) -> usize {
+        self.weight.dims()[1]
     }
 }
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = x.broadcast_matmul(&self.weight.t()?)?;
-        match &self.bias {
-            Some(b) => y.broadcast_add(b),
-            None => Ok(y),
+        let mut y = frozen_matmul(x, &self.weight)?;
+        if let Some(b) = &self.bias {
+            y = y.broadcast_add(b)?;
+        }
+        if let Some(l) = &self.lora {
+            let d = x.broadcast_matmul(&l.a.as_tensor().t()?)?.broadcast_matmul(&l.b.as_tensor().t()?)?;
+            y = (y + (d * l.scale)?)?;
+        }
+        Ok(y)
+    }
+}
+
+/// x · wᵀ for a frozen `w`. candle's matmul backward always computes the gradient of both
+/// sides; for a frozen weight that is wasted work and memory (a 49,152 × 576 gradient for a
+/// tied LM head), so on CPU a custom op returns only dL/dx.
+pub fn frozen_matmul(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 && x.rank() >= 2 {
+        x.contiguous()?.apply_op1(FrozenMatmul(w.clone()))
+    } else {
+        x.broadcast_matmul(&w.t()?)
+    }
+}
+
+struct FrozenMatmul(Tensor);
+
+impl candle_core::CustomOp1 for FrozenMatmul {
+    fn name(&self) -> &'static str {
+        "frozen-matmul"
+    }
+
+    fn cpu_fwd(&self, storage: &candle_core::CpuStorage, layout: &candle_core::Layout) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let data = storage.as_slice::<f32>()?;
+        let x: Vec<f32> = match layout.contiguous_offsets() {
+            Some((a, b)) => data[a..b].to_vec(),
+            None => candle_core::bail!("frozen-matmul needs a contiguous input"),
+        };
+        let x = Tensor::from_vec(x, layout.shape(), &Device::Cpu)?;
+        let y = x.broadcast_matmul(&self.0.t()?)?;
+        let shape = y.shape().clone();
+        Ok((candle_core::CpuStorage::F32(y.flatten_all()?.to_vec1::<f32>()?), shape))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad.broadcast_matmul(&self.0)?))
+    }
+}
+
+/// Looks weights up by their Hugging Face names, wherever they come from.
+struct Getter<'a> {
+    find: Box<dyn Fn(&str) -> candle_core::Result<Option<Tensor>> + 'a>,
+    dtype: DType,
+}
+
+impl Getter<'_> {
+    fn opt(&self, name: &str, shape: &[usize]) -> candle_core::Result<Option<Tensor>> {
+        match (self.find)(name)? {
+            Some(t) if t.dims() != shape => candle_core::bail!("{name} has shape {:?}, expected {shape:?}", t.dims()),
+            Some(t) => Ok(Some(t.to_dtype(self.dtype)?)),
+            None => Ok(None),
         }
     }
+    fn req(&self, name: &str, shape: &[usize]) -> candle_core::Result<Tensor> {
+        self.opt(name, shape)?.ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {name}")))
+    }
+}
+
+/// The GGUF name of a Hugging Face llama-family tensor name.
+fn gguf_name(hf: &str) -> String {
+    let s = hf.replace("model.embed_tokens.", "token_embd.").replace("model.norm.", "output_norm.").replace("lm_head.", "output.");
+    let s = s.replace("model.layers.", "blk.");
+    [
+        ("self_attn.q_proj", "attn_q"),
+        ("self_attn.k_proj", "attn_k"),
+        ("self_attn.v_proj", "attn_v"),
+        ("self_attn.o_proj", "attn_output"),
+        ("self_attn.q_norm", "attn_q_norm"),
+        ("self_attn.k_norm", "attn_k_norm"),
+        ("input_layernorm", "attn_norm"),
+        ("post_attention_layernorm", "ffn_norm"),
+        ("mlp.gate_proj", "ffn_gate"),
+        ("mlp.up_proj", "ffn_up"),
+        ("mlp.down_proj", "ffn_down"),
+    ]
+    .iter()
+    .fold(s, |s, (a, b)| s.replace(a, b))
 }
 
 /// RMS norm from differentiable ops.
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
     let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
     x.broadcast_div(&(ms + eps)?.sqrt()?)?.broadcast_mul(w)
+}
+
+/// Interleaved rope on pairs (2i, 2i+1); `cos`/`sin` are [seq, head_dim / 2].
+fn rope_interleaved(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let d = dims[dims.len() - 1];
+    let mut pairs = dims.clone();
+    pairs.pop();
+    pairs.extend([d / 2, 2]);
+    let x = x.reshape(pairs)?;
+    let x0 = x.narrow(D::Minus1, 0, 1)?.squeeze(D::Minus1)?;
+    let x1 = x.narrow(D::Minus1, 1, 1)?.squeeze(D::Minus1)?;
+    let r0 = (x0.broadcast_mul(cos)? - x1.broadcast_mul(sin)?)?;
+    let r1 = (x0.broadcast_mul(sin)? + x1.broadcast_mul(cos)?)?;
+    Tensor::stack(&[r0, r1], D::Minus1)?.reshape(dims)
 }
 
 /// Rotate-half rope (the Hugging Face layout); `cos`/`sin` are [seq, head_dim].
@@ -106,76 +221,134 @@ fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
     x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?
 }
 
-struct Block {
+pub struct Block {
     attn_norm: Tensor,
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
     q_norm: Option<Tensor>,
     k_norm: Option<Tensor>,
     ffn_norm: Tensor,
-    gate: Linear,
-    up: Linear,
-    down: Linear,
+    pub gate: Linear,
+    pub up: Linear,
+    pub down: Linear,
+}
+
+impl Block {
+    /// The block's linear layers by their Hugging Face module names.
+    pub fn linears_mut(&mut self) -> [(&'static str, &mut Linear); 7] {
+        [("q_proj", &mut self.q), ("k_proj", &mut self.k), ("v_proj", &mut self.v), ("o_proj", &mut self.o), ("gate_proj", &mut self.gate), ("up_proj", &mut self.up), ("down_proj", &mut self.down)]
+    }
 }
 
 pub struct DenseModel {
     pub cfg: DenseConfig,
     embed: Tensor,
-    blocks: Vec<Block>,
+    /// The LM head when it is not tied to the embeddings.
+    head: Option<Tensor>,
+    pub blocks: Vec<Block>,
     norm: Tensor,
     device: Device,
+    dtype: DType,
 }
 
 impl DenseModel {
     /// Loads the decoder under `model.` from `vb` (f32).
     pub fn load(cfg: DenseConfig, vb: &VarBuilder) -> Result<Self, EngineError> {
-        Self::load_inner(cfg, vb).map_err(|e| EngineError::Format(format!("weights: {e}")))
+        // f64 only for gradient checks; everything else runs in f32.
+        let dtype = if vb.dtype() == DType::F64 { DType::F64 } else { DType::F32 };
+        let get = Getter { find: Box::new(|name: &str| if vb.contains_tensor(name) { vb.get_unchecked(name).map(Some) } else { Ok(None) }), dtype };
+        Self::load_inner(cfg, &get, vb.device()).map_err(|e| EngineError::Format(format!("weights: {e}")))
     }
 
-    fn load_inner(cfg: DenseConfig, vb: &VarBuilder) -> candle_core::Result<Self> {
+    /// Loads a GGUF model with every tensor dequantized to f32, for training.
+    pub fn from_gguf<R: std::io::Read + std::io::Seek>(ct: &candle_core::quantized::gguf_file::Content, r: &mut R, device: &Device) -> Result<Self, EngineError> {
+        let mc = super::ModelConfig::from_gguf(ct)?;
+        let ffn = ct.tensor_infos.get("blk.0.ffn_gate.weight").map(|t| t.shape.dims()[0]).ok_or_else(|| EngineError::Format("missing blk.0.ffn_gate.weight".into()))?;
+        let cfg = DenseConfig {
+            model_type: mc.architecture.clone(),
+            vocab_size: mc.vocab,
+            hidden_size: mc.hidden,
+            intermediate_size: ffn,
+            num_hidden_layers: mc.n_layer,
+            num_attention_heads: mc.n_head,
+            num_key_value_heads: Some(mc.n_kv_head),
+            head_dim: Some(mc.head_dim),
+            rms_norm_eps: mc.rms_eps,
+            rope_theta: mc.rope_base as f64,
+            tie_word_embeddings: !ct.tensor_infos.contains_key("output.weight"),
+            pad_token_id: None,
+            rope_interleaved: !mc.rope_neox,
+        };
+        let reader = std::cell::RefCell::new(r);
+        let get = Getter {
+            find: Box::new(|name: &str| {
+                let g = gguf_name(name);
+                if !ct.tensor_infos.contains_key(&g) {
+                    return Ok(None);
+                }
+                let q = ct.tensor(&mut *reader.borrow_mut(), &g, device)?;
+                Ok(Some(q.dequantize(device)?))
+            }),
+            dtype: DType::F32,
+        };
+        Self::load_inner(cfg, &get, device).map_err(|e| EngineError::Format(format!("weights: {e}")))
+    }
+
+    fn load_inner(cfg: DenseConfig, get: &Getter, device: &Device) -> candle_core::Result<Self> {
         let (h, hd, ffn) = (cfg.hidden_size, cfg.head_dim(), cfg.intermediate_size);
         let (qd, kvd) = (cfg.n_head() * hd, cfg.n_kv_head() * hd);
-        let m = vb.pp("model");
-        let embed = m.get((cfg.vocab_size, h), "embed_tokens.weight")?;
+        let embed = get.req("model.embed_tokens.weight", &[cfg.vocab_size, h])?;
         let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
-            let l = m.pp(format!("layers.{i}"));
-            let a = l.pp("self_attn");
-            let norm_opt = |name: &str| -> candle_core::Result<Option<Tensor>> {
-                if a.contains_tensor(&format!("{name}.weight")) { Ok(Some(a.get(hd, &format!("{name}.weight"))?)) } else { Ok(None) }
-            };
+            let p = |n: &str| format!("model.layers.{i}.{n}");
             blocks.push(Block {
-                attn_norm: l.get(h, "input_layernorm.weight")?,
-                q: Linear::load(&a, "q_proj", qd, h)?,
-                k: Linear::load(&a, "k_proj", kvd, h)?,
-                v: Linear::load(&a, "v_proj", kvd, h)?,
-                o: Linear::load(&a, "o_proj", h, qd)?,
-                q_norm: norm_opt("q_norm")?,
-                k_norm: norm_opt("k_norm")?,
-                ffn_norm: l.get(h, "post_attention_layernorm.weight")?,
-                gate: Linear::load(&l.pp("mlp"), "gate_proj", ffn, h)?,
-                up: Linear::load(&l.pp("mlp"), "up_proj", ffn, h)?,
-                down: Linear::load(&l.pp("mlp"), "down_proj", h, ffn)?,
+                attn_norm: get.req(&p("input_layernorm.weight"), &[h])?,
+                q: Linear::load(get, &p("self_attn.q_proj"), qd, h)?,
+                k: Linear::load(get, &p("self_attn.k_proj"), kvd, h)?,
+                v: Linear::load(get, &p("self_attn.v_proj"), kvd, h)?,
+                o: Linear::load(get, &p("self_attn.o_proj"), h, qd)?,
+                q_norm: get.opt(&p("self_attn.q_norm.weight"), &[hd])?,
+                k_norm: get.opt(&p("self_attn.k_norm.weight"), &[hd])?,
+                ffn_norm: get.req(&p("post_attention_layernorm.weight"), &[h])?,
+                gate: Linear::load(get, &p("mlp.gate_proj"), ffn, h)?,
+                up: Linear::load(get, &p("mlp.up_proj"), ffn, h)?,
+                down: Linear::load(get, &p("mlp.down_proj"), h, ffn)?,
             });
         }
-        let norm = m.get(h, "norm.weight")?;
-        Ok(Self { cfg, embed, blocks, norm, device: vb.device().clone() })
+        let norm = get.req("model.norm.weight", &[h])?;
+        let head = if cfg.tie_word_embeddings { None } else { get.opt("lm_head.weight", &[cfg.vocab_size, h])? };
+        Ok(Self { cfg, embed, head, blocks, norm, device: device.clone(), dtype: get.dtype })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
 
     pub fn embeddings(&self) -> &Tensor {
         &self.embed
     }
 
+    /// The LM head's weight: its own, or the tied embeddings.
+    pub fn lm_head(&self) -> &Tensor {
+        self.head.as_ref().unwrap_or(&self.embed)
+    }
+
     fn rope_tables(&self, s: usize) -> candle_core::Result<(Tensor, Tensor)> {
         let hd = self.cfg.head_dim();
         let inv: Vec<f32> = (0..hd / 2).map(|i| (1.0 / self.cfg.rope_theta.powf(2.0 * i as f64 / hd as f64)) as f32).collect();
+        // Interleaved rope pairs (2i, 2i+1) with frequency i; rotate-half repeats the
+        // frequencies for both halves.
+        let reps = if self.cfg.rope_interleaved { 1 } else { 2 };
         let mut cos = Vec::with_capacity(s * hd);
         let mut sin = Vec::with_capacity(s * hd);
         for p in 0..s {
-            // cos/sin repeat for both halves of the head.
-            for _ in 0..2 {
+            for _ in 0..reps {
                 for f in &inv {
                     let a = p as f32 * f;
                     cos.push(a.cos());
@@ -183,7 +356,9 @@ impl DenseModel {
                 }
             }
         }
-        Ok((Tensor::from_vec(cos, (s, hd), &self.device)?, Tensor::from_vec(sin, (s, hd), &self.device)?))
+        let w = hd / 2 * reps;
+        let t = |v: Vec<f32>| Tensor::from_vec(v, (s, w), &self.device)?.to_dtype(self.dtype);
+        Ok((t(cos)?, t(sin)?))
     }
 
     /// Final hidden states [seq, hidden] of one sequence, with causal attention.
@@ -197,13 +372,21 @@ impl DenseModel {
         self.hidden_inner(ids).map_err(|e| EngineError::Model(e.to_string()))
     }
 
+    /// Logits [n, vocab] at positions `from..ids.len()`: row t predicts token `from + t + 1`.
+    pub fn logits_from(&self, ids: &[u32], from: usize) -> Result<Tensor, EngineError> {
+        let h = self.hidden_states(ids)?;
+        let run = || -> candle_core::Result<Tensor> { frozen_matmul(&h.narrow(0, from, ids.len() - from)?, self.lm_head()) };
+        run().map_err(|e| EngineError::Model(e.to_string()))
+    }
+
     fn hidden_inner(&self, ids: &[u32]) -> candle_core::Result<Tensor> {
         let s = ids.len();
         let cfg = &self.cfg;
         let (nh, nkv, hd) = (cfg.n_head(), cfg.n_kv_head(), cfg.head_dim());
         let (cos, sin) = self.rope_tables(s)?;
+        let rot = |t: &Tensor| if cfg.rope_interleaved { rope_interleaved(t, &cos, &sin) } else { rope(t, &cos, &sin) };
         let mask: Vec<f32> = (0..s).flat_map(|i| (0..s).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 })).collect();
-        let mask = Tensor::from_vec(mask, (s, s), &self.device)?;
+        let mask = Tensor::from_vec(mask, (s, s), &self.device)?.to_dtype(self.dtype)?;
         let idx = Tensor::new(ids, &self.device)?;
         let mut x = self.embed.index_select(&idx, 0)?;
         let eps = cfg.rms_norm_eps;
@@ -219,8 +402,8 @@ impl DenseModel {
             if let Some(w) = &b.k_norm {
                 k = rms_norm(&k, w, eps)?;
             }
-            let q = rope(&q.contiguous()?, &cos, &sin)?;
-            let k = rope(&k.contiguous()?, &cos, &sin)?;
+            let q = rot(&q.contiguous()?)?;
+            let k = rot(&k.contiguous()?)?;
             // Grouped-query attention: each K/V head serves nh/nkv query heads.
             let rep = nh / nkv;
             let q = q.reshape((nkv, rep * s, hd))?;

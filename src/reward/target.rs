@@ -130,9 +130,14 @@ fn unit_after(c: &[char], end: usize) -> Option<usize> {
     None
 }
 
-fn ends_with_any(s: &str, pats: &[&str]) -> bool {
+/// The length of the longest phrase of `pats` that `s` ends with (as whole words), or 0.
+fn ends_with_any(s: &str, pats: &[&str]) -> usize {
     let s = s.trim_end();
-    pats.iter().any(|p| s.ends_with(p) && (p.chars().all(|c| !c.is_ascii_alphabetic()) || s.len() == p.len() || !s[..s.len() - p.len()].ends_with(|c: char| c.is_ascii_alphabetic())))
+    pats.iter()
+        .filter(|p| s.ends_with(*p) && (p.chars().all(|c| !c.is_ascii_alphabetic()) || s.len() == p.len() || !s[..s.len() - p.len()].ends_with(|c: char| c.is_ascii_alphabetic())))
+        .map(|p| p.len())
+        .max()
+        .unwrap_or(0)
 }
 
 /// The target range of a request with an explicit length, or None.
@@ -158,9 +163,11 @@ pub fn extract_target(prompt: &str) -> Option<TargetRange> {
         let before = text(&c, n.start.saturating_sub(24), n.start);
         let after = text(&c, unit_end, unit_end + 8);
         let v = n.value;
-        let range = if ends_with_any(&before, UPPER) || UPPER_AFTER.iter().any(|p| after.trim_start().starts_with(p)) {
+        // The longer phrase wins: "no less than" is a lower bound though it ends in "less than".
+        let (upper, lower) = (ends_with_any(&before, UPPER), ends_with_any(&before, LOWER));
+        let range = if upper > lower || (upper == 0 && lower == 0 && UPPER_AFTER.iter().any(|p| after.trim_start().starts_with(p))) {
             (0.9 * v, v)
-        } else if ends_with_any(&before, LOWER) || LOWER_AFTER.iter().any(|p| after.trim_start().starts_with(p)) {
+        } else if lower > 0 || LOWER_AFTER.iter().any(|p| after.trim_start().starts_with(p)) {
             (v, 1.1 * v)
         } else {
             (0.9 * v, 1.1 * v)
@@ -211,6 +218,11 @@ mod tests {
         assert_eq!(extract_target("In 1999 wordsmiths gathered."), None);
         assert_eq!(extract_target("How do I start writing my thesis?"), None);
         assert_eq!(extract_target("Write a 0-word poem"), None);
+        // Lower bounds that end in an upper-bound phrase ("less than", "fewer than").
+        assert_eq!(extract_target("Write no fewer than 500 words."), r(500, 600));
+        assert_eq!(extract_target("Write no less than 2,000 words."), r(2000, 2200));
+        assert_eq!(extract_target("Write not less than 900 words."), r(900, 1000));
+        assert_eq!(extract_target("Write less than 500 words."), r(400, 500));
     }
 
     #[test]
