@@ -10,6 +10,7 @@ pub mod fsutil;
 pub mod models;
 pub mod paths;
 pub mod reward;
+pub mod rl;
 pub mod serve;
 pub mod sessions;
 pub mod studio;

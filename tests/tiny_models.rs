@@ -160,3 +160,24 @@ fn chunked_prefill_equals_one_shot_and_token_by_token() {
     assert!(m.forward(&long, false).unwrap_err().to_string().contains("context"));
     assert!(m.forward(&[1000], false).unwrap_err().to_string().contains("vocabulary"));
 }
+
+#[test]
+fn dense_f32_from_gguf_computes_the_same_network() {
+    // The training model dequantizes the GGUF to f32 and runs differentiable ops (rope on
+    // interleaved pairs for llama, rotate-half for qwen): it must match the decoders.
+    for arch in ["llama", "qwen2", "qwen3"] {
+        let f = write_model(arch, GgmlDType::Q8_0);
+        let mut r = std::fs::File::open(f.path()).unwrap();
+        let ct = gguf_file::Content::read(&mut r).unwrap();
+        let cfg = ModelConfig::from_gguf(&ct).unwrap();
+        let mut slow = QuantModel::load(&ct, &mut r, &Device::Cpu, LoadOptions::default()).unwrap();
+        let dense = longwriter::engine::dense::DenseModel::from_gguf(&ct, &mut r, &Device::Cpu).unwrap();
+        assert_eq!(dense.cfg.rope_interleaved, !cfg.rope_neox);
+        let ids = [3u32, 17, 42, 5, 88, 1, 9];
+        let all = dense.logits_from(&ids, 0).unwrap();
+        assert_eq!(all.dims(), &[ids.len(), VOCAB]);
+        let rows: Vec<Vec<f32>> = all.to_vec2().unwrap();
+        let want: Vec<Vec<f32>> = ids.iter().map(|&id| slow.forward(&[id], false).unwrap()).collect();
+        assert_close(&format!("dense {arch}"), &rows, &want);
+    }
+}

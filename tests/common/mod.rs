@@ -1,6 +1,8 @@
 #![allow(dead_code)]
 //! Shared test setup: the real default model, fetched once into the user cache dir.
 
+pub mod tiny;
+
 use longwriter::engine::{Engine, LoadOptions};
 use longwriter::models::{self, Registry};
 use std::path::PathBuf;

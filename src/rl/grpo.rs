@@ -1,0 +1,124 @@
+//! The GRPO objective over rollouts whose advantages are already computed (per-reward
+//! group z-scores, averaged: see `reward::group_advantages`).
+//!
+//! Per completion token t with ratio r = π(t) / π_old(t):
+//! loss_t = −min(r·A, clip(r, 1−ε, 1+ε)·A) + β·KL_t, with the k3 estimator
+//! KL_t = e^(ref − log π) − (ref − log π) − 1 (TRL's choice). The loss is the sum over all
+//! completion tokens of the batch divided by their count ("averaged over tokens"), so
+//! micro-batches that each divide by the batch's total add up to the same gradient.
+//! Without stored old log-probs the sampling policy is the current one (one update per
+//! batch, TRL's default): r = 1 in value, and its gradient is ∇log π.
+
+use super::RlError;
+use crate::engine::dense::DenseModel;
+use candle_core::{DType, Tensor, D};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone)]
+pub struct Rollout {
+    pub prompt_ids: Vec<u32>,
+    pub completion_ids: Vec<u32>,
+    pub advantage: f64,
+    /// Completion log-probs under the policy that sampled it; None means the current one.
+    pub old_logprobs: Option<Vec<f32>>,
+    /// Completion log-probs under the reference (base) policy, needed when β > 0.
+    pub ref_logprobs: Option<Vec<f32>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpoConfig {
+    /// ε of the clipped surrogate (paper: 0.2).
+    pub epsilon: f64,
+    /// β of the KL penalty against the base model (paper: 0).
+    pub beta: f64,
+}
+
+impl Default for GrpoConfig {
+    fn default() -> Self {
+        Self { epsilon: 0.2, beta: 0.0 }
+    }
+}
+
+/// What a loss pass measured, summed over its tokens (divide by `tokens` for means).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LossStats {
+    pub tokens: usize,
+    pub clipped_low: usize,
+    pub clipped_high: usize,
+    pub entropy_sum: f64,
+    pub kl_sum: f64,
+}
+
+impl LossStats {
+    pub fn add(&mut self, o: &LossStats) {
+        self.tokens += o.tokens;
+        self.clipped_low += o.clipped_low;
+        self.clipped_high += o.clipped_high;
+        self.entropy_sum += o.entropy_sum;
+        self.kl_sum += o.kl_sum;
+    }
+}
+
+/// Log-probs [n] of `completion` after `prompt` (with gradient), and the policy's entropy at
+/// each of those positions (without).
+pub fn sequence_logprobs(model: &DenseModel, prompt: &[u32], completion: &[u32]) -> Result<(Tensor, Tensor), RlError> {
+    if prompt.is_empty() || completion.is_empty() {
+        return Err(RlError::Config("a rollout needs a prompt and at least one completion token".into()));
+    }
+    let ids: Vec<u32> = prompt.iter().chain(&completion[..completion.len() - 1]).copied().collect();
+    let logits = model.logits_from(&ids, prompt.len() - 1)?;
+    let lsm = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+    let idx = Tensor::new(completion, model.device())?.unsqueeze(1)?;
+    let lp = lsm.gather(&idx, 1)?.squeeze(1)?;
+    let l = lsm.detach();
+    let entropy = (l.exp()? * &l)?.sum(D::Minus1)?.neg()?;
+    Ok((lp, entropy))
+}
+
+/// The summed GRPO loss of `rollouts`, divided by `total_tokens` (the completion tokens of
+/// the whole batch), ready for `backward`.
+pub fn grpo_loss(model: &DenseModel, rollouts: &[Rollout], cfg: &GrpoConfig, total_tokens: usize) -> Result<(Tensor, LossStats), RlError> {
+    let dev = model.device();
+    let dtype = model.dtype();
+    let mut total: Option<Tensor> = None;
+    let mut stats = LossStats::default();
+    for r in rollouts {
+        let (lp, entropy) = sequence_logprobs(model, &r.prompt_ids, &r.completion_ids)?;
+        let n = r.completion_ids.len();
+        let old = match &r.old_logprobs {
+            Some(v) if v.len() == n => Tensor::from_slice(v, n, dev)?.to_dtype(dtype)?,
+            Some(v) => return Err(RlError::Config(format!("old log-probs have {} entries for {n} tokens", v.len()))),
+            None => lp.detach(),
+        };
+        let ratio = (&lp - &old)?.exp()?;
+        let rv: Vec<f64> = ratio.to_dtype(DType::F64)?.to_vec1()?;
+        let a = r.advantage;
+        let (lo, hi) = (1.0 - cfg.epsilon, 1.0 + cfg.epsilon);
+        // Tokens where the clipped term is the smaller one: their term is a constant.
+        let clipped: Vec<f64> = rv.iter().map(|&x| if (a > 0.0 && x > hi) || (a < 0.0 && x < lo) { 1.0 } else { 0.0 }).collect();
+        stats.clipped_high += rv.iter().filter(|&&x| a > 0.0 && x > hi).count();
+        stats.clipped_low += rv.iter().filter(|&&x| a < 0.0 && x < lo).count();
+        let m = Tensor::from_vec(clipped.clone(), n, dev)?.to_dtype(dtype)?;
+        let clip_val: Vec<f64> = rv.iter().map(|x| x.clamp(lo, hi) * a).collect();
+        let clip_term = (Tensor::from_vec(clip_val, n, dev)?.to_dtype(dtype)? * &m)?;
+        let free = ((m.ones_like()? - &m)? * (&ratio * a)?)?;
+        let mut per_tok = (free + clip_term)?.neg()?;
+        if cfg.beta > 0.0 {
+            let refv = r.ref_logprobs.as_ref().filter(|v| v.len() == n).ok_or_else(|| RlError::Config("β > 0 needs reference log-probs for every token".into()))?;
+            let d = (Tensor::from_slice(refv, n, dev)?.to_dtype(dtype)? - &lp)?;
+            let kl = ((d.exp()? - &d)? - 1.0)?;
+            stats.kl_sum += kl.detach().to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
+            per_tok = (per_tok + (kl * cfg.beta)?)?;
+        }
+        stats.entropy_sum += entropy.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
+        stats.tokens += n;
+        let s = per_tok.sum_all()?;
+        total = Some(match total {
+            Some(t) => (t + s)?,
+            None => s,
+        });
+    }
+    let total = total.ok_or_else(|| RlError::Config("no rollouts".into()))?;
+    Ok(((total / total_tokens.max(1) as f64)?, stats))
+}
