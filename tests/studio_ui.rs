@@ -63,6 +63,7 @@ fn stats(stop: StopReason) -> Stats {
         decode_tok_s: 60.0,
         stop,
         format: FormatReport { think_blocks: 1, answer_blocks: 1, violations: vec![] },
+        completion_ids: vec![],
     }
 }
 

@@ -9,6 +9,7 @@ mod reward_serve;
 mod rewards;
 mod score;
 mod sessions;
+mod train;
 mod write;
 
 use clap::{Parser, Subcommand};
@@ -86,6 +87,11 @@ pub enum Command {
     Sessions(sessions::SessionsCmd),
     /// Export a session to markdown with YAML front matter.
     Export(sessions::ExportArgs),
+    /// Fine-tune with GRPO + LoRA: start (--config), resume (--resume) or export a run.
+    Train(train::TrainArgs),
+    /// List, show or watch training runs.
+    #[command(subcommand)]
+    Runs(train::RunsCmd),
 }
 
 pub fn main() -> ExitCode {
@@ -103,6 +109,8 @@ pub fn main() -> ExitCode {
         Some(Command::RewardServe(a)) => reward_serve::run(a, &cli.device),
         Some(Command::Sessions(c)) => sessions::run(c),
         Some(Command::Export(a)) => sessions::export(a),
+        Some(Command::Train(a)) => train::run(a),
+        Some(Command::Runs(c)) => train::runs(c),
         None => studio(&cli),
     };
     match result {

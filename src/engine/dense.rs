@@ -171,7 +171,7 @@ impl Getter<'_> {
 }
 
 /// The GGUF name of a Hugging Face llama-family tensor name.
-fn gguf_name(hf: &str) -> String {
+pub fn gguf_name(hf: &str) -> String {
     let s = hf.replace("model.embed_tokens.", "token_embd.").replace("model.norm.", "output_norm.").replace("lm_head.", "output.");
     let s = s.replace("model.layers.", "blk.");
     [

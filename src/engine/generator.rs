@@ -76,6 +76,9 @@ pub struct Stats {
     pub decode_tok_s: f64,
     pub stop: StopReason,
     pub format: FormatReport,
+    /// The generated token ids, end-of-sequence and stop-string tokens included.
+    #[serde(skip)]
+    pub completion_ids: Vec<u32>,
 }
 
 /// What a generation streams.
@@ -195,6 +198,7 @@ impl Engine {
             decode_tok_s: rate(generated, decode_secs),
             stop,
             format: parser.report().clone(),
+            completion_ids: history[req.prompt_ids.len()..].to_vec(),
         };
         emit(Event::Done(stats.clone()));
         Ok(stats)

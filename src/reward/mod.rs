@@ -18,7 +18,7 @@ pub use length::length_reward;
 pub use repetition::{repeated_ngram_share, RepetitionCounter};
 pub use semantic::SemanticReport;
 pub use service::{split_query, FullScore, Scorer};
-pub use target::{extract_target, TargetRange};
+pub use target::{extract_target, extract_target_to, TargetRange, PAPER_UNIT};
 
 use crate::text::{count_words, parse_all, FormatReport, Violation};
 use serde::{Deserialize, Serialize};
@@ -108,9 +108,33 @@ pub fn format_reward(report: &FormatReport, repeated_share: f64, semantic: Optio
     (if reasons.is_empty() { 1.0 } else { 0.0 }, reasons)
 }
 
+/// A graded format reward for models that never produce the format by chance (shaping, not
+/// the paper's rule): a quarter each for opening a `<think>` block, closing it, opening an
+/// `<answer>` block, and meeting the strict format (`strict` = 1).
+pub fn format_graded(report: &FormatReport, strict: f64) -> f64 {
+    let thinks = report.think_blocks >= 1;
+    let closed = thinks && !report.violations.contains(&Violation::UnclosedThink);
+    let answers = report.answer_blocks >= 1;
+    0.25 * (thinks as u8 as f64) + 0.25 * (closed as u8 as f64) + 0.25 * (answers as u8 as f64) + 0.25 * strict
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn graded_format_by_hand() {
+        let cfg = RewardConfig::default();
+        let g = |out: &str, stopped: bool| {
+            let (_, _, rep) = parse_all(out, stopped);
+            format_graded(&rep, score_output(out, None, stopped, &cfg).format)
+        };
+        assert_eq!(g("plain text", true), 0.0);
+        assert_eq!(g("<think>plan and plan", false), 0.25);
+        assert_eq!(g("<think>plan</think> then text", true), 0.5);
+        assert_eq!(g("<think>plan</think><answer>text", false), 0.75);
+        assert_eq!(g("<think>plan</think><answer>the text</answer>", false), 1.0);
+    }
 
     fn t(lo: usize, hi: usize) -> Option<TargetRange> {
         Some(TargetRange { lo, hi })

@@ -14,6 +14,8 @@ pub struct TargetRange {
 }
 
 pub const MAX_HI: usize = 12_000;
+/// The paper's rounding unit for target bounds.
+pub const PAPER_UNIT: usize = 100;
 pub const MAX_SPAN: usize = 3_000;
 
 impl TargetRange {
@@ -24,9 +26,16 @@ impl TargetRange {
 
     /// Applies the paper's constraints to any range.
     pub fn normalized(lo: f64, hi: f64) -> Self {
+        Self::normalized_to(lo, hi, PAPER_UNIT)
+    }
+
+    /// Like [`TargetRange::normalized`], with bounds rounded outward to multiples of `unit`
+    /// instead of 100 (finer targets for short texts).
+    pub fn normalized_to(lo: f64, hi: f64, unit: usize) -> Self {
+        let u = unit.max(1) as f64;
         // The epsilon keeps 1.1 × 3000 = 3300.0000000000005 from rounding up to 3400.
-        let lo = ((lo.max(0.0) / 100.0 + 1e-9).floor() * 100.0) as usize;
-        let hi = ((hi.max(0.0) / 100.0 - 1e-9).ceil() * 100.0) as usize;
+        let lo = ((lo.max(0.0) / u + 1e-9).floor() * u) as usize;
+        let hi = ((hi.max(0.0) / u - 1e-9).ceil() * u) as usize;
         let span = hi.saturating_sub(lo).min(MAX_SPAN);
         if hi > MAX_HI {
             // Past the cap, keep the band's width just below it.
@@ -142,6 +151,11 @@ fn ends_with_any(s: &str, pats: &[&str]) -> usize {
 
 /// The target range of a request with an explicit length, or None.
 pub fn extract_target(prompt: &str) -> Option<TargetRange> {
+    extract_target_to(prompt, PAPER_UNIT)
+}
+
+/// [`extract_target`] with bounds rounded to multiples of `unit`.
+pub fn extract_target_to(prompt: &str, unit: usize) -> Option<TargetRange> {
     let c: Vec<char> = prompt.chars().collect();
     let nums = numbers(&c);
     for (k, n) in nums.iter().enumerate() {
@@ -157,7 +171,7 @@ pub fn extract_target(prompt: &str) -> Option<TargetRange> {
             let p_has_unit = unit_after(&c, p.end).is_some_and(|e| e <= n.start);
             let sep = sep.trim_start_matches("words").trim_start_matches("word").trim();
             if (RANGE_SEP.contains(&sep) || sep.is_empty() && between.contains('-')) && (p_has_unit || between.len() <= 6) && p.value < n.value {
-                return Some(TargetRange::normalized(p.value, n.value));
+                return Some(TargetRange::normalized_to(p.value, n.value, unit));
             }
         }
         let before = text(&c, n.start.saturating_sub(24), n.start);
@@ -172,7 +186,7 @@ pub fn extract_target(prompt: &str) -> Option<TargetRange> {
         } else {
             (0.9 * v, 1.1 * v)
         };
-        return Some(TargetRange::normalized(range.0, range.1));
+        return Some(TargetRange::normalized_to(range.0, range.1, unit));
     }
     None
 }
@@ -228,6 +242,9 @@ mod tests {
     #[test]
     fn normalization_rules() {
         assert_eq!(TargetRange::normalized(135.0, 165.0), TargetRange { lo: 100, hi: 200 });
+        assert_eq!(TargetRange::normalized_to(135.0, 165.0, 10), TargetRange { lo: 130, hi: 170 });
+        assert_eq!(extract_target_to("Write about 60 words.", 10), Some(TargetRange { lo: 50, hi: 70 }));
+        assert_eq!(extract_target_to("Write no more than 80 words.", 1), Some(TargetRange { lo: 72, hi: 80 }));
         assert_eq!(TargetRange::normalized(1000.0, 9000.0), TargetRange { lo: 6000, hi: 9000 });
         assert_eq!(TargetRange::normalized(-5.0, 50000.0), TargetRange { lo: 9000, hi: 12000 });
         assert_eq!(TargetRange::parse("800, 1200"), Ok(TargetRange { lo: 800, hi: 1200 }));

@@ -3,8 +3,13 @@
 //! [`lora`] attaches and saves the adapters, [`grpo`] turns rollouts with advantages into
 //! the clipped-surrogate loss. Rollouts, rewards and the training loop build on these.
 
+pub mod data;
 pub mod grpo;
+pub mod job;
 pub mod lora;
+pub mod merge;
+pub mod optim;
+pub mod trainer;
 
 pub use grpo::{grpo_loss, sequence_logprobs, GrpoConfig, LossStats, Rollout};
 pub use lora::{attach, load_adapters, save_adapters, Adapters, LoraConfig};

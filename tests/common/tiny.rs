@@ -91,3 +91,87 @@ pub fn config(arch: &str) -> longwriter::engine::dense::DenseConfig {
     }))
     .unwrap()
 }
+
+// ---- tiny GGUF models (quantized, llama.cpp tensor names) ----
+
+use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
+
+pub const HIDDEN: usize = 64;
+pub const GGUF_FFN: usize = 128;
+pub const HEADS: usize = 4;
+pub const KV_HEADS: usize = 2;
+pub const VOCAB: usize = 96;
+pub const GGUF_LAYERS: usize = 2;
+
+/// Deterministic pseudo-random values (the test must not depend on an RNG's version).
+pub fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ((x >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+fn qtensor(shape: &[usize], seed: u64, scale: f32, dtype: GgmlDType) -> QTensor {
+    let n = shape.iter().product();
+    let t = Tensor::from_vec(values(n, seed, scale), shape, &Device::Cpu).unwrap();
+    QTensor::quantize(&t, dtype).unwrap()
+}
+
+/// A tiny random GGUF model (quantized matrices of `wtype`) with `ctx` positions.
+pub fn write_gguf(arch: &str, wtype: GgmlDType, ctx: u32, path: &Path) {
+    let hd = HIDDEN / HEADS;
+    let mut tensors: Vec<(String, QTensor)> = vec![
+        ("token_embd.weight".into(), qtensor(&[VOCAB, HIDDEN], 1, 1.0, GgmlDType::Q8_0)),
+        ("output_norm.weight".into(), qtensor(&[HIDDEN], 2, 1.0, GgmlDType::F32)),
+    ];
+    let mut seed = 10;
+    let mut next = || {
+        seed += 1;
+        seed
+    };
+    for i in 0..GGUF_LAYERS {
+        let p = |n: &str| format!("blk.{i}.{n}");
+        let w = 0.3;
+        tensors.push((p("attn_norm.weight"), qtensor(&[HIDDEN], next(), 1.0, GgmlDType::F32)));
+        tensors.push((p("ffn_norm.weight"), qtensor(&[HIDDEN], next(), 1.0, GgmlDType::F32)));
+        tensors.push((p("attn_q.weight"), qtensor(&[HEADS * hd, HIDDEN], next(), w, wtype)));
+        tensors.push((p("attn_k.weight"), qtensor(&[KV_HEADS * hd, HIDDEN], next(), w, wtype)));
+        tensors.push((p("attn_v.weight"), qtensor(&[KV_HEADS * hd, HIDDEN], next(), w, wtype)));
+        tensors.push((p("attn_output.weight"), qtensor(&[HIDDEN, HEADS * hd], next(), w, wtype)));
+        tensors.push((p("ffn_gate.weight"), qtensor(&[GGUF_FFN, HIDDEN], next(), w, wtype)));
+        tensors.push((p("ffn_up.weight"), qtensor(&[GGUF_FFN, HIDDEN], next(), w, wtype)));
+        tensors.push((p("ffn_down.weight"), qtensor(&[HIDDEN, GGUF_FFN], next(), w, wtype)));
+        if arch == "qwen2" {
+            tensors.push((p("attn_q.bias"), qtensor(&[HEADS * hd], next(), 0.2, GgmlDType::F32)));
+            tensors.push((p("attn_k.bias"), qtensor(&[KV_HEADS * hd], next(), 0.2, GgmlDType::F32)));
+            tensors.push((p("attn_v.bias"), qtensor(&[KV_HEADS * hd], next(), 0.2, GgmlDType::F32)));
+        }
+        if arch == "qwen3" {
+            tensors.push((p("attn_q_norm.weight"), qtensor(&[hd], next(), 1.0, GgmlDType::F32)));
+            tensors.push((p("attn_k_norm.weight"), qtensor(&[hd], next(), 1.0, GgmlDType::F32)));
+        }
+    }
+    let k = |s: &str| format!("{arch}.{s}");
+    let md: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), Value::String(arch.into())),
+        (k("block_count"), Value::U32(GGUF_LAYERS as u32)),
+        (k("embedding_length"), Value::U32(HIDDEN as u32)),
+        (k("feed_forward_length"), Value::U32(GGUF_FFN as u32)),
+        (k("attention.head_count"), Value::U32(HEADS as u32)),
+        (k("attention.head_count_kv"), Value::U32(KV_HEADS as u32)),
+        (k("context_length"), Value::U32(ctx)),
+        (k("rope.freq_base"), Value::F32(10000.0)),
+        (k("attention.layer_norm_rms_epsilon"), Value::F32(1e-5)),
+    ];
+    let mut w = std::fs::File::create(path).unwrap();
+    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(a, b)| (a.as_str(), b)).collect();
+    let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(a, b)| (a.as_str(), b)).collect();
+    gguf_file::write(&mut w, &md_refs, &t_refs).unwrap();
+}
+

@@ -1,0 +1,242 @@
+//! `longwriter train` (start, resume, export) and `longwriter runs` (list, show, watch).
+
+use super::BarProgress;
+use crate::models::{self, Registry};
+use crate::rl::job::JobSpec;
+use crate::rl::trainer::{Control, Trainer};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct TrainArgs {
+    /// The job file (see examples/jobs/).
+    #[arg(long, conflicts_with = "resume")]
+    pub config: Option<PathBuf>,
+    /// Continue a run from its newest checkpoint (after a stop, a crash or kill -9).
+    #[arg(long)]
+    pub resume: Option<String>,
+    /// The run's name (default: the job file's name and the time).
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(subcommand)]
+    pub cmd: Option<TrainCmd>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TrainCmd {
+    /// Merge a run's LoRA into a GGUF model and register it in the user models.toml.
+    Export {
+        run: String,
+        /// The checkpoint (default: the newest).
+        #[arg(long)]
+        step: Option<usize>,
+        /// The registry name of the exported model (default: RUN-stepN).
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RunsCmd {
+    /// Every run with its progress and latest reward.
+    List,
+    /// A run's job and its metrics, one row per step.
+    Show { run: String },
+    /// Follow a run's metrics as steps finish (Ctrl+C stops watching, not the run).
+    Watch { run: String },
+}
+
+pub fn runs_dir() -> PathBuf {
+    crate::paths::data_dir().join("runs")
+}
+
+fn run_dir(name: &str) -> Result<PathBuf> {
+    let p = Path::new(name);
+    let dir = if p.is_dir() { p.to_path_buf() } else { runs_dir().join(name) };
+    if !dir.join("job.toml").exists() {
+        bail!("no run '{name}' (looked in {}). Hint: longwriter runs list", dir.display());
+    }
+    Ok(dir)
+}
+
+fn base_model(job: &JobSpec) -> Result<PathBuf> {
+    let entry = super::resolve_model(job.model.as_deref())?;
+    Ok(models::ensure(&entry, &BarProgress::new())?)
+}
+
+pub fn run(a: TrainArgs) -> Result<()> {
+    if let Some(TrainCmd::Export { run, step, name }) = a.cmd {
+        return export(&run, step, name);
+    }
+    let (job, dir, resume) = match (&a.config, &a.resume) {
+        (Some(cfg), _) => {
+            let job = JobSpec::load(cfg)?;
+            let stem = cfg.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
+            let name = a.name.clone().unwrap_or_else(|| format!("{stem}-{}", crate::sessions::now().replace([':', ' '], "").replace('-', "")));
+            let dir = runs_dir().join(&name);
+            if dir.join("job.toml").exists() {
+                bail!("run '{name}' exists. Hint: --resume {name}, or pick another --name");
+            }
+            (job, dir, false)
+        }
+        (None, Some(r)) => {
+            let dir = run_dir(r)?;
+            (JobSpec::load(&dir.join("job.toml"))?, dir, true)
+        }
+        (None, None) => bail!("give --config JOB.toml to start a run or --resume RUN to continue one"),
+    };
+    let base = base_model(&job)?;
+    let mut t = Trainer::new(job.clone(), &base, &dir, resume).context("setting up the run")?;
+    eprintln!(
+        "run {} · {} trainable LoRA parameters · {} steps of {} prompts × G={} · {}",
+        dir.display(),
+        t.adapter_params(),
+        job.run.steps,
+        job.rollout.prompts_per_step,
+        job.rollout.group_size,
+        if t.step > 0 { format!("resuming after step {}", t.step) } else { "starting".into() }
+    );
+    let bar = indicatif::ProgressBar::new(job.run.steps as u64);
+    bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len} · eta {eta} · {msg}").unwrap());
+    bar.set_position(t.step as u64);
+    let control = Control::default();
+    t.train(&control, &mut |r| {
+        let m = &r.metrics;
+        bar.set_position(r.step as u64);
+        bar.set_message(format!(
+            "reward {:.3} · length {} · format {:.2} · {:.0} tok · {:.0}s",
+            m["reward"].as_f64().unwrap_or(0.0),
+            m["rewards/length/mean"].as_f64().map_or("n/a".into(), |v| format!("{v:.2}")),
+            m["rewards/format/mean"].as_f64().unwrap_or(0.0),
+            m["completions/mean_length"].as_f64().unwrap_or(0.0),
+            m["step_time"].as_f64().unwrap_or(0.0)
+        ));
+        bar.println(m.to_string());
+    })?;
+    bar.finish();
+    println!("{}", dir.display());
+    Ok(())
+}
+
+fn export(run: &str, step: Option<usize>, name: Option<String>) -> Result<()> {
+    let dir = run_dir(run)?;
+    let job = JobSpec::load(&dir.join("job.toml"))?;
+    let step = match step.or_else(|| Trainer::checkpoints(&dir).last().copied()) {
+        Some(s) => s,
+        None => bail!("run '{run}' has no checkpoint yet"),
+    };
+    let base = base_model(&job)?;
+    let mut t = Trainer::inspect(job.clone(), &base, &dir)?;
+    t.load_checkpoint(step)?;
+    let run_name = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| run.into());
+    let name = name.unwrap_or_else(|| format!("{run_name}-step{step}"));
+    if name.is_empty() || name.contains(['"', '\n', '\\']) {
+        bail!("model name {name:?} is not usable in models.toml");
+    }
+    let reg = Registry::load()?;
+    if reg.models.contains_key(&name) {
+        bail!("a model named '{name}' is already registered. Hint: --name NEW");
+    }
+    let out = crate::paths::models_dir().join(&name).join(format!("{name}.gguf"));
+    std::fs::create_dir_all(out.parent().unwrap()).with_context(|| format!("creating {}", out.parent().unwrap().display()))?;
+    t.export(&out)?;
+    let base_entry = super::resolve_model(job.model.as_deref())?;
+    let user = crate::paths::config_dir().join("models.toml");
+    let mut text = std::fs::read_to_string(&user).unwrap_or_default();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    let mut entry = serde_json::json!({
+        "description": format!("{} fine-tuned by GRPO run {run_name}, step {step} (LoRA merged, Q8_0 where adapted)", base_entry.name),
+        "architecture": base_entry.architecture,
+        "format": "gguf",
+        "source": { "kind": "local", "path": out },
+        "context_length": base_entry.context_length,
+        "license": base_entry.license,
+    });
+    if let Ok(s) = serde_json::to_value(&base_entry.sampling) {
+        let s: serde_json::Map<String, Value> = s.as_object().into_iter().flatten().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect();
+        if !s.is_empty() {
+            entry["sampling"] = Value::Object(s);
+        }
+    }
+    let mut models = serde_json::Map::new();
+    models.insert(name.clone(), entry);
+    text.push('\n');
+    text.push_str(&toml::to_string(&serde_json::json!({ "models": models }))?);
+    // The new file must load as a registry before it replaces the user's.
+    std::fs::create_dir_all(user.parent().unwrap()).ok();
+    let staged = user.with_extension("toml.new");
+    crate::fsutil::atomic_write(&staged, text.as_bytes()).with_context(|| format!("writing {}", staged.display()))?;
+    if let Err(e) = Registry::load_with(Some(&staged)) {
+        let _ = std::fs::remove_file(&staged);
+        bail!("registering the model would break {}: {e}", user.display());
+    }
+    std::fs::rename(&staged, &user).with_context(|| format!("replacing {}", user.display()))?;
+    println!("exported step {step} of {run_name} as model '{name}' ({})", out.display());
+    println!("use it: longwriter write --model {name} \"…\"   or   longwriter --model {name}");
+    Ok(())
+}
+
+fn metrics(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+fn row(m: &Value) -> String {
+    let f = |k: &str| m[k].as_f64().map_or("   -  ".to_string(), |v| format!("{v:>6.3}"));
+    format!("{:>5} {} {} {} {:>7.0} {:>6.2} {} {:>6.1}s", m["step"], f("reward"), f("rewards/length/mean"), f("rewards/format/mean"), m["completions/mean_length"].as_f64().unwrap_or(0.0), m["completions/clipped_ratio"].as_f64().unwrap_or(0.0), f("loss"), m["step_time"].as_f64().unwrap_or(0.0))
+}
+
+const HEADER: &str = " step reward length format  tokens clipped   loss   time";
+
+pub fn runs(cmd: RunsCmd) -> Result<()> {
+    match cmd {
+        RunsCmd::List => {
+            let mut dirs: Vec<PathBuf> = std::fs::read_dir(runs_dir()).into_iter().flatten().filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join("job.toml").exists()).collect();
+            dirs.sort();
+            if dirs.is_empty() {
+                println!("no runs yet (they live in {}). Start one: longwriter train --config examples/jobs/short-format-length.toml", runs_dir().display());
+            }
+            for d in dirs {
+                let steps = JobSpec::load(&d.join("job.toml")).map(|j| j.run.steps).unwrap_or(0);
+                let ms = metrics(&d);
+                let last = ms.last().map(|m| format!("reward {:.3}", m["reward"].as_f64().unwrap_or(0.0))).unwrap_or_else(|| "no steps yet".into());
+                let cks = Trainer::checkpoints(&d);
+                println!("{:<40} {:>4}/{:<4} steps  {}  checkpoints {:?}", d.file_name().unwrap().to_string_lossy(), ms.len(), steps, last, cks);
+            }
+        }
+        RunsCmd::Show { run } => {
+            let dir = run_dir(&run)?;
+            println!("{}", std::fs::read_to_string(dir.join("job.toml"))?);
+            println!("{HEADER}");
+            for m in metrics(&dir) {
+                println!("{}", row(&m));
+            }
+        }
+        RunsCmd::Watch { run } => {
+            let dir = run_dir(&run)?;
+            println!("{HEADER}");
+            let mut seen = 0;
+            loop {
+                let ms = metrics(&dir);
+                // A resumed run rewrites its tail: start over when the file shrank.
+                if ms.len() < seen {
+                    seen = 0;
+                }
+                for m in &ms[seen..] {
+                    println!("{}", row(m));
+                }
+                seen = ms.len();
+                let steps = JobSpec::load(&dir.join("job.toml")).map(|j| j.run.steps).unwrap_or(usize::MAX);
+                if seen >= steps {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
+    }
+    Ok(())
+}

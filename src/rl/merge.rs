@@ -1,0 +1,54 @@
+//! The policy as a GGUF file: every LoRA-adapted matrix merged (W + (α/r)·B·A) and
+//! re-quantized to Q8_0, every other tensor and all metadata copied from the base file.
+//! Rollouts decode it with the fast quantized engine; `train export` ships it.
+
+use super::RlError;
+use crate::engine::dense::{gguf_name, DenseModel};
+use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+use candle_core::Device;
+use std::io::Write;
+use std::path::Path;
+
+/// Writes the merged model to `dest` atomically.
+pub fn write_merged_gguf(base: &Path, dense: &DenseModel, dest: &Path) -> Result<(), RlError> {
+    let io = |p: &Path, e: &dyn std::fmt::Display| RlError::Io { path: p.display().to_string(), detail: e.to_string() };
+    let mut r = std::io::BufReader::new(std::fs::File::open(base).map_err(|e| io(base, &crate::fsutil::describe_io(&e)))?);
+    let ct = gguf_file::Content::read(&mut r).map_err(|e| io(base, &e))?;
+    let mut merged = std::collections::HashMap::new();
+    for (i, block) in dense.blocks.iter().enumerate() {
+        for (name, lin) in [("q_proj", &block.q), ("k_proj", &block.k), ("v_proj", &block.v), ("o_proj", &block.o), ("gate_proj", &block.gate), ("up_proj", &block.up), ("down_proj", &block.down)] {
+            let Some(l) = &lin.lora else { continue };
+            let delta = (l.b.as_tensor().matmul(l.a.as_tensor())? * l.scale)?;
+            let w = (&lin.weight + delta)?.to_dtype(candle_core::DType::F32)?;
+            let module = if name.ends_with("_proj") && ["q", "k", "v", "o"].iter().any(|p| name.starts_with(p)) { "self_attn" } else { "mlp" };
+            let key = gguf_name(&format!("model.layers.{i}.{module}.{name}.weight"));
+            merged.insert(key, QTensor::quantize(&w, GgmlDType::Q8_0)?);
+        }
+    }
+    let mut names: Vec<&String> = ct.tensor_infos.keys().collect();
+    names.sort();
+    let mut tensors = Vec::with_capacity(names.len());
+    for n in names {
+        let t = match merged.remove(n) {
+            Some(t) => t,
+            None => ct.tensor(&mut r, n, &Device::Cpu).map_err(|e| io(base, &e))?,
+        };
+        tensors.push((n.clone(), t));
+    }
+    let md: Vec<(&str, &gguf_file::Value)> = ct.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let trefs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let mut out = crate::fsutil::AtomicFile::create(dest).map_err(|e| io(dest, &crate::fsutil::describe_io(&e)))?;
+    {
+        let mut w = std::io::BufWriter::new(out.file());
+        gguf_file::write(&mut w, &md, &trefs).map_err(|e| io(dest, &e))?;
+        w.flush().map_err(|e| io(dest, &crate::fsutil::describe_io(&e)))?;
+    }
+    out.commit().map_err(|e| io(dest, &crate::fsutil::describe_io(&e)))?;
+    // A tokenizer.json beside the base model overrides its metadata; it must travel along.
+    let side = base.with_file_name("tokenizer.json");
+    if side.exists() {
+        let bytes = std::fs::read(&side).map_err(|e| io(&side, &crate::fsutil::describe_io(&e)))?;
+        crate::fsutil::atomic_write(dest.with_file_name("tokenizer.json"), &bytes).map_err(|e| io(dest, &crate::fsutil::describe_io(&e)))?;
+    }
+    Ok(())
+}

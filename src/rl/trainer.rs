@@ -1,0 +1,422 @@
+//! The GRPO training loop: rollouts from the current policy (merged and decoded by the fast
+//! engine), rewards, per-reward group z-scores averaged into advantages, the clipped
+//! surrogate on the f32 policy, AdamW on the LoRA adapters. One JSON line of metrics per
+//! step (TRL's key names), sample rollouts, and checkpoints a resumed run continues from
+//! exactly: every random choice derives from (seed, step), not from a stream.
+
+use super::data::{load_prompts, TrainPrompt};
+use super::job::JobSpec;
+use super::merge::write_merged_gguf;
+use super::optim::{clip_grad_norm, AdamW};
+use super::{attach, grpo_loss, load_adapters, save_adapters, sequence_logprobs, Adapters, Rollout, RlError};
+use crate::engine::dense::DenseModel;
+use crate::engine::{CancelToken, Engine, GenerateRequest, LoadOptions, SamplerConfig};
+use crate::reward::{group_advantages, RewardConfig, Scorer};
+use crate::text::parse_all;
+use candle_core::Device;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Run control shared with whoever launched the job.
+#[derive(Clone, Default)]
+pub struct Control(Arc<AtomicU8>);
+
+impl Control {
+    pub const RUN: u8 = 0;
+    pub const PAUSE: u8 = 1;
+    pub const CANCEL: u8 = 2;
+    pub fn set(&self, v: u8) {
+        self.0.store(v, Ordering::Relaxed)
+    }
+    pub fn get(&self) -> u8 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(PartialEq, Eq)]
+enum Open {
+    Fresh,
+    Resume,
+    Inspect,
+}
+
+/// What a finished step reports to a progress display.
+#[derive(Debug, Clone)]
+pub struct StepReport {
+    pub step: usize,
+    pub metrics: Value,
+}
+
+pub struct Trainer {
+    pub job: JobSpec,
+    pub dir: PathBuf,
+    base: PathBuf,
+    dense: DenseModel,
+    adapters: Adapters,
+    opt: AdamW,
+    prompts: Vec<TrainPrompt>,
+    order: Vec<usize>,
+    /// Steps completed.
+    pub step: usize,
+}
+
+fn io(p: &Path, e: &std::io::Error) -> RlError {
+    RlError::Io { path: p.display().to_string(), detail: crate::fsutil::describe_io(e) }
+}
+
+/// A seed for one rollout, mixed from the run seed and its coordinates (SplitMix64).
+fn mix(seed: u64, parts: &[u64]) -> u64 {
+    parts.iter().fold(seed, |acc, &p| {
+        let mut z = acc ^ p.wrapping_add(0x9E3779B97F4A7C15).wrapping_mul(0xBF58476D1CE4E5B9);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+        z ^ (z >> 31)
+    })
+}
+
+fn mean_std(xs: &[f64]) -> (f64, f64) {
+    if xs.is_empty() {
+        return (0.0, 0.0);
+    }
+    let m = xs.iter().sum::<f64>() / xs.len() as f64;
+    let var = if xs.len() > 1 { xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64 } else { 0.0 };
+    (m, var.sqrt())
+}
+
+impl Trainer {
+    /// Sets up a run in `dir` for a base GGUF model. With `resume`, continues from the newest
+    /// complete checkpoint in `dir`.
+    pub fn new(job: JobSpec, base: &Path, dir: &Path, resume: bool) -> Result<Self, RlError> {
+        Self::open(job, base, dir, if resume { Open::Resume } else { Open::Fresh })
+    }
+
+    /// Opens a run without touching its files (to export a checkpoint).
+    pub fn inspect(job: JobSpec, base: &Path, dir: &Path) -> Result<Self, RlError> {
+        Self::open(job, base, dir, Open::Inspect)
+    }
+
+    fn open(job: JobSpec, base: &Path, dir: &Path, how: Open) -> Result<Self, RlError> {
+        job.validate()?;
+        std::fs::create_dir_all(dir.join("checkpoints")).map_err(|e| io(dir, &e))?;
+        let mut r = std::io::BufReader::new(std::fs::File::open(base).map_err(|e| io(base, &e))?);
+        let ct = candle_core::quantized::gguf_file::Content::read(&mut r).map_err(|e| RlError::Io { path: base.display().to_string(), detail: e.to_string() })?;
+        let mut dense = DenseModel::from_gguf(&ct, &mut r, &Device::Cpu)?;
+        let adapters = attach(&mut dense, &job.lora, job.run.seed)?;
+        let opt = AdamW::new(&adapters.all_vars(), job.optim.lr, job.optim.betas, job.optim.eps, job.optim.weight_decay)?;
+        let unit = (job.data.targets == "rules").then_some(job.rewards.target_unit);
+        let mut prompts = load_prompts(&job.data.prompts, unit)?;
+        if job.data.holdout >= prompts.len() {
+            return Err(RlError::Config(format!("data.holdout ({}) leaves no training prompts of {}", job.data.holdout, prompts.len())));
+        }
+        prompts.truncate(prompts.len() - job.data.holdout);
+        let mut order: Vec<usize> = (0..prompts.len()).collect();
+        // Fisher–Yates with the mixed seed, so the order is fixed by the job alone.
+        for i in (1..order.len()).rev() {
+            let j = (mix(job.run.seed, &[0x5348_5546, i as u64]) % (i as u64 + 1)) as usize;
+            order.swap(i, j);
+        }
+        let mut t = Self { job, dir: dir.to_path_buf(), base: base.to_path_buf(), dense, adapters, opt, prompts, order, step: 0 };
+        if how == Open::Resume {
+            t.resume()?;
+        } else if how == Open::Fresh {
+            crate::fsutil::atomic_write(dir.join("job.toml"), toml::to_string(&t.job).unwrap_or_default().as_bytes()).map_err(|e| io(dir, &e))?;
+            for f in ["metrics.jsonl", "samples.jsonl"] {
+                crate::fsutil::atomic_write(dir.join(f), b"").map_err(|e| io(dir, &e))?;
+            }
+        }
+        Ok(t)
+    }
+
+    pub fn adapter_params(&self) -> usize {
+        self.adapters.param_count()
+    }
+
+    /// Steps with a complete checkpoint, ascending.
+    pub fn checkpoints(dir: &Path) -> Vec<usize> {
+        let mut v: Vec<usize> = std::fs::read_dir(dir.join("checkpoints"))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix("step-")?.parse().ok())
+            .filter(|k: &usize| dir.join("checkpoints").join(format!("step-{k:06}")).join("state.json").exists())
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Loads the adapters of checkpoint `step` (for export), leaving the run's files alone.
+    pub fn load_checkpoint(&mut self, step: usize) -> Result<(), RlError> {
+        let ck = self.dir.join("checkpoints").join(format!("step-{step:06}"));
+        if !ck.join("state.json").exists() {
+            return Err(RlError::Config(format!("run {} has no checkpoint at step {step} (have: {:?})", self.dir.display(), Self::checkpoints(&self.dir))));
+        }
+        load_adapters(&self.adapters, &ck.join("adapter.safetensors"))?;
+        self.step = step;
+        Ok(())
+    }
+
+    fn resume(&mut self) -> Result<(), RlError> {
+        let Some(&k) = Self::checkpoints(&self.dir).last() else {
+            // Killed before the first checkpoint: start over.
+            for f in ["metrics.jsonl", "samples.jsonl"] {
+                crate::fsutil::atomic_write(self.dir.join(f), b"").map_err(|e| io(&self.dir, &e))?;
+            }
+            return Ok(());
+        };
+        let ck = self.dir.join("checkpoints").join(format!("step-{k:06}"));
+        load_adapters(&self.adapters, &ck.join("adapter.safetensors"))?;
+        self.opt.load(&ck.join("optimizer.safetensors"))?;
+        self.step = k;
+        // Lines past the checkpoint were written by steps that will run again.
+        for f in ["metrics.jsonl", "samples.jsonl"] {
+            let p = self.dir.join(f);
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            let keep: String = text
+                .lines()
+                .filter(|l| serde_json::from_str::<Value>(l).ok().and_then(|v| v["step"].as_u64()).is_some_and(|s| s as usize <= k))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            crate::fsutil::atomic_write(&p, keep.as_bytes()).map_err(|e| io(&p, &e))?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&self) -> Result<(), RlError> {
+        let ck = self.dir.join("checkpoints");
+        let tmp = ck.join(format!(".step-{:06}.tmp", self.step));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, &e))?;
+        save_adapters(&self.adapters, &tmp.join("adapter.safetensors"))?;
+        self.opt.save(&tmp.join("optimizer.safetensors"))?;
+        let state = json!({ "step": self.step, "seed": self.job.run.seed, "lora": self.job.lora });
+        crate::fsutil::atomic_write(tmp.join("state.json"), state.to_string().as_bytes()).map_err(|e| io(&tmp, &e))?;
+        let dest = ck.join(format!("step-{:06}", self.step));
+        let _ = std::fs::remove_dir_all(&dest);
+        // The rename makes the checkpoint appear whole or not at all.
+        std::fs::rename(&tmp, &dest).map_err(|e| io(&dest, &e))?;
+        if let Ok(d) = std::fs::File::open(&ck) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    fn append(&self, file: &str, lines: &[Value]) -> Result<(), RlError> {
+        let p = self.dir.join(file);
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&p).map_err(|e| io(&p, &e))?;
+        let mut buf = String::new();
+        for l in lines {
+            buf.push_str(&l.to_string());
+            buf.push('\n');
+        }
+        f.write_all(buf.as_bytes()).and_then(|_| f.sync_data()).map_err(|e| io(&p, &e))
+    }
+
+    /// Runs steps until `run.steps`, or until `control` says stop; `report` sees each step.
+    pub fn train(&mut self, control: &Control, report: &mut dyn FnMut(StepReport)) -> Result<(), RlError> {
+        while self.step < self.job.run.steps {
+            while control.get() == Control::PAUSE {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            if control.get() == Control::CANCEL {
+                break;
+            }
+            let metrics = self.run_step()?;
+            report(StepReport { step: self.step, metrics });
+        }
+        Ok(())
+    }
+
+    /// One GRPO step; returns its metrics line.
+    pub fn run_step(&mut self) -> Result<Value, RlError> {
+        let k = self.step + 1;
+        let job = self.job.clone();
+        let (g, p) = (job.rollout.group_size, job.rollout.prompts_per_step);
+        let t0 = Instant::now();
+
+        // 1. Rollouts from the current policy.
+        let rollout_model = self.dir.join("rollout.gguf");
+        write_merged_gguf(&self.base, &self.dense, &rollout_model)?;
+        let mut engine = Engine::load(&rollout_model, &Device::Cpu, LoadOptions::default(), None)?;
+        let mode = job.data.template;
+        let mut groups = Vec::with_capacity(p);
+        for j in 0..p {
+            let idx = self.order[((k - 1) * p + j) % self.order.len()];
+            let tp = self.prompts[idx].clone();
+            let prompt_ids = engine.prompt_ids(mode, &tp.prompt)?;
+            let mut outs = Vec::with_capacity(g);
+            for r in 0..g {
+                let sampler = SamplerConfig { temperature: job.rollout.temperature, top_p: job.rollout.top_p, top_k: 0, repetition_penalty: 1.0, repeat_last_n: 64, seed: mix(job.run.seed, &[k as u64, j as u64, r as u64]) };
+                let req = GenerateRequest { prompt_ids: prompt_ids.clone(), sampler, max_new_tokens: job.rollout.max_new_tokens, stop_strings: mode.stop_strings(), start_in: Default::default() };
+                let stats = engine.generate(&req, &CancelToken::default(), &mut |_| {})?;
+                let text = engine.tokenizer.decode(&stats.completion_ids)?;
+                outs.push((stats, text));
+            }
+            groups.push((tp, prompt_ids, outs));
+        }
+        drop(engine);
+        let t_rollout = t0.elapsed().as_secs_f64();
+
+        // 2. Rewards and advantages (per-reward z-scores in each group, averaged).
+        let t1 = Instant::now();
+        let scorer = Scorer { cfg: RewardConfig { l_max: job.rewards.l_max, max_repeated_share: job.rewards.max_repeated_share, require_think: mode.expects_think(), ..RewardConfig::default() }, ..Default::default() };
+        let use_len = job.rewards.use_rewards.iter().any(|r| r == "length");
+        let use_fmt = job.rewards.use_rewards.iter().any(|r| r == "format");
+        let mut rollouts = Vec::new();
+        let mut samples = Vec::new();
+        let (mut all_len, mut all_fmt, mut all_total, mut lengths) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut all_strict = Vec::new();
+        let (mut zero_std_groups, mut clipped) = (0usize, 0usize);
+        for (tp, prompt_ids, outs) in &groups {
+            let scores: Vec<_> = outs.iter().map(|(st, text)| scorer.score(&tp.prompt, text, tp.target, st.stop.natural())).collect();
+            let len: Option<Vec<f64>> = scores.iter().map(|s| s.rewards.length).collect();
+            let graded = job.rewards.format == "graded";
+            let fmt: Vec<f64> = scores
+                .iter()
+                .zip(outs)
+                .map(|(s, (st, text))| if graded { crate::reward::format_graded(&parse_all(text, st.stop.natural()).2, s.rewards.format) } else { s.rewards.format })
+                .collect();
+            let mut per_reward = Vec::new();
+            if let (true, Some(l)) = (use_len, &len) {
+                per_reward.push(l.clone());
+            }
+            if use_fmt {
+                per_reward.push(fmt.clone());
+            }
+            let adv = group_advantages(&per_reward);
+            let totals: Vec<f64> = (0..outs.len()).map(|i| per_reward.iter().map(|r| r[i]).sum::<f64>() / per_reward.len().max(1) as f64).collect();
+            if mean_std(&totals).1 < 1e-12 {
+                zero_std_groups += 1;
+            }
+            for (i, ((st, text), s)) in outs.iter().zip(&scores).enumerate() {
+                all_fmt.push(fmt[i]);
+                all_strict.push(s.rewards.format);
+                if let Some(l) = s.rewards.length {
+                    all_len.push(l);
+                }
+                all_total.push(totals[i]);
+                lengths.push(st.completion_ids.len() as f64);
+                clipped += matches!(st.stop, crate::engine::StopReason::MaxTokens | crate::engine::StopReason::ContextFull) as usize;
+                if samples.len() < job.run.samples_per_step {
+                    let (think, answer, _) = parse_all(text, st.stop.natural());
+                    samples.push(json!({
+                        "step": k, "prompt": tp.prompt, "think": think, "answer": answer,
+                        "target": s.rewards.target, "words": s.rewards.words, "length": s.rewards.length,
+                        "format": fmt[i], "format_strict": s.rewards.format, "format_reasons": s.rewards.format_reasons,
+                        "advantage": adv[i], "tokens": st.completion_ids.len(), "stop": st.stop.describe(),
+                    }));
+                }
+                if !st.completion_ids.is_empty() {
+                    rollouts.push(Rollout { prompt_ids: prompt_ids.clone(), completion_ids: st.completion_ids.clone(), advantage: adv[i], old_logprobs: None, ref_logprobs: None });
+                }
+            }
+        }
+        let t_reward = t1.elapsed().as_secs_f64();
+
+        // 3. Loss, gradients accumulated over micro-batches, clip, AdamW.
+        let t2 = Instant::now();
+        let total_tokens: usize = rollouts.iter().map(|r| r.completion_ids.len()).sum();
+        if job.grpo.beta > 0.0 {
+            self.reference_logprobs(&mut rollouts)?;
+        }
+        let vars = self.adapters.all_vars();
+        let mut grads: Vec<candle_core::Tensor> = vars.iter().map(|v| v.as_tensor().zeros_like()).collect::<Result<_, _>>()?;
+        let mut stats = super::LossStats::default();
+        let mut loss_sum = 0.0;
+        // Rollouts with zero advantage add nothing to the gradient (β = 0): skip their passes.
+        let active: Vec<Rollout> = rollouts.iter().filter(|r| r.advantage != 0.0 || job.grpo.beta > 0.0).cloned().collect();
+        for mb in active.chunks(job.optim.micro_batch) {
+            let (loss, st) = grpo_loss(&self.dense, mb, &job.grpo, total_tokens)?;
+            loss_sum += loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+            let gs = loss.backward()?;
+            for (acc, v) in grads.iter_mut().zip(&vars) {
+                if let Some(gv) = gs.get(v.as_tensor()) {
+                    *acc = (&*acc + gv)?;
+                }
+            }
+            stats.add(&st);
+        }
+        // Test hook: die like kill -9 in the middle of a step (rollouts and gradients done,
+        // no update written), so resume tests need no timing.
+        if std::env::var("LONGWRITER_TEST_ABORT_AT_STEP").ok().and_then(|v| v.parse::<usize>().ok()) == Some(k) {
+            std::process::abort();
+        }
+        let grad_norm = clip_grad_norm(&mut grads, job.optim.grad_clip)?;
+        self.opt.step(&vars, &grads)?;
+        let t_loss = t2.elapsed().as_secs_f64();
+        self.step = k;
+
+        let (r_mean, r_std) = mean_std(&all_total);
+        let (l_mean, l_std) = mean_std(&all_len);
+        let (f_mean, f_std) = mean_std(&all_fmt);
+        let n = lengths.len().max(1) as f64;
+        let step_time = t0.elapsed().as_secs_f64();
+        let gen_tokens: f64 = lengths.iter().sum();
+        let mut m = json!({
+            "step": k,
+            "reward": r_mean,
+            "reward_std": r_std,
+            "rewards/format/mean": f_mean,
+            "rewards/format/std": f_std,
+            "rewards/format_strict/mean": mean_std(&all_strict).0,
+            "frac_reward_zero_std": zero_std_groups as f64 / groups.len().max(1) as f64,
+            "completions/mean_length": gen_tokens / n,
+            "completions/min_length": lengths.iter().cloned().fold(f64::INFINITY, f64::min),
+            "completions/max_length": lengths.iter().cloned().fold(0.0, f64::max),
+            "completions/clipped_ratio": clipped as f64 / n,
+            "entropy": if stats.tokens > 0 { stats.entropy_sum / stats.tokens as f64 } else { 0.0 },
+            "clip_ratio/region_mean": if stats.tokens > 0 { (stats.clipped_low + stats.clipped_high) as f64 / stats.tokens as f64 } else { 0.0 },
+            "loss": loss_sum,
+            "grad_norm": grad_norm,
+            "learning_rate": job.optim.lr,
+            "num_tokens": total_tokens,
+            "step_time": step_time,
+            "step_time/rollout": t_rollout,
+            "step_time/reward": t_reward,
+            "step_time/loss": t_loss,
+            "tokens_per_second/rollout": if t_rollout > 0.0 { gen_tokens / t_rollout } else { 0.0 },
+        });
+        if !all_len.is_empty() {
+            m["rewards/length/mean"] = json!(l_mean);
+            m["rewards/length/std"] = json!(l_std);
+        }
+        if job.grpo.beta > 0.0 {
+            m["kl"] = json!(if stats.tokens > 0 { stats.kl_sum / stats.tokens as f64 } else { 0.0 });
+        }
+        self.append("samples.jsonl", &samples)?;
+        self.append("metrics.jsonl", std::slice::from_ref(&m))?;
+        if k % job.run.checkpoint_every == 0 || k == job.run.steps {
+            self.checkpoint()?;
+        }
+        Ok(m)
+    }
+
+    /// Log-probs of each completion under the base model (adapters switched off).
+    fn reference_logprobs(&mut self, rollouts: &mut [Rollout]) -> Result<(), RlError> {
+        let saved: Vec<Vec<Option<crate::engine::dense::Lora>>> = self.dense.blocks.iter_mut().map(|b| b.linears_mut().into_iter().map(|(_, l)| l.lora.take()).collect()).collect();
+        let mut result = Ok(());
+        for r in rollouts.iter_mut() {
+            match sequence_logprobs(&self.dense, &r.prompt_ids, &r.completion_ids).and_then(|(lp, _)| Ok(lp.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?)) {
+                Ok(v) => r.ref_logprobs = Some(v),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        for (b, ls) in self.dense.blocks.iter_mut().zip(saved) {
+            for ((_, l), s) in b.linears_mut().into_iter().zip(ls) {
+                l.lora = s;
+            }
+        }
+        result
+    }
+
+    /// Writes the current policy, merged, as a GGUF file.
+    pub fn export(&self, dest: &Path) -> Result<(), RlError> {
+        write_merged_gguf(&self.base, &self.dense, dest)
+    }
+}
