@@ -347,3 +347,39 @@ fn quality_is_scored_on_request_and_shown_with_its_label() {
     a.update(Action::QualityScored(Err("judge: the judge's reply has no score for Clarity".into())));
     assert!(render(&a, 120, 30).contains("quality ✗ judge: the judge's reply has no score for Clarity"));
 }
+
+#[test]
+fn train_tab_charts_a_recorded_run_and_controls_a_job() {
+    use longwriter::studio::monitor::{load, JobState};
+    let runs = tempfile::tempdir().unwrap();
+    let run = runs.path().join("short-demo");
+    std::fs::create_dir_all(&run).unwrap();
+    for f in ["job.toml", "metrics.jsonl", "samples.jsonl"] {
+        std::fs::copy(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/run").join(f), run.join(f)).unwrap();
+    }
+    let view = load(runs.path(), None);
+    assert_eq!((view.runs.clone(), view.steps_total, view.metrics.len()), (vec!["short-demo".to_string()], 30, 3));
+    // Only the latest step's rollouts are shown.
+    assert_eq!(view.samples.len(), 2);
+    let mut a = app();
+    assert_eq!(a.update(key(KeyCode::F(8))), Effect::LoadRuns(None));
+    a.update(Action::RunLoaded(Box::new(view)));
+    insta::assert_snapshot!("train_tab", render(&a, 140, 36));
+    // Starting needs a job file; with one, n/p/x drive the job's control.
+    assert_eq!(a.update(key(KeyCode::Char('n'))), Effect::None);
+    a.train_job = Some("job.toml".into());
+    assert_eq!(a.update(key(KeyCode::Char('n'))), Effect::StartJob("job.toml".into()));
+    assert_eq!(a.update(key(KeyCode::Char('p'))), Effect::JobControl(1));
+    assert!(matches!(a.job, Some(JobState::Paused(_))));
+    // A progress report while paused keeps it paused.
+    a.update(Action::JobState(JobState::Running("step 4 done".into())));
+    assert!(matches!(a.job, Some(JobState::Paused(_))));
+    assert!(render(&a, 140, 36).contains("job: PAUSED · step 4 done"));
+    assert_eq!(a.update(key(KeyCode::Char('p'))), Effect::JobControl(0));
+    assert_eq!(a.update(key(KeyCode::Char('x'))), Effect::JobControl(2));
+    assert_eq!(a.update(key(KeyCode::Char('n'))), Effect::None, "one job at a time");
+    a.update(Action::JobState(JobState::Finished("short: cancelled after step 4".into())));
+    assert_eq!(a.update(key(KeyCode::Esc)), Effect::None);
+    assert!(a.runs.is_none());
+    assert!(render(&a, 140, 36).contains("Prompt"));
+}

@@ -55,6 +55,9 @@ pub struct Cli {
     /// Studio: API key for an OpenAI-compatible judge.
     #[arg(long, env = "LONGWRITER_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Studio: the job file the Train tab (F8) starts with `n`.
+    #[arg(long, default_value = "examples/jobs/short-format-length.toml")]
+    pub train_job: std::path::PathBuf,
     /// Forces a panic, for terminal-safety tests.
     #[arg(long, hide = true, value_parser = ["ui", "worker"])]
     pub debug_panic: Option<String>,
@@ -66,7 +69,7 @@ fn studio(cli: &Cli) -> anyhow::Result<()> {
     let entry = resolve_model(cli.model.as_deref())?;
     let sampler = crate::engine::SamplerConfig::from_defaults(&entry.sampling);
     let max_tokens = cli.max_tokens.or(entry.sampling.max_tokens).unwrap_or(2048);
-    crate::studio::run(crate::studio::StudioOptions { entry, device: cli.device.clone(), template: cli.template, sampler, max_tokens, session: cli.session, theme: cli.theme.clone(), debug_panic: cli.debug_panic.clone(), judge: cli.judge.clone(), api_model: cli.api_model.clone(), api_key: cli.api_key.clone() })
+    crate::studio::run(crate::studio::StudioOptions { entry, device: cli.device.clone(), template: cli.template, sampler, max_tokens, session: cli.session, theme: cli.theme.clone(), debug_panic: cli.debug_panic.clone(), judge: cli.judge.clone(), api_model: cli.api_model.clone(), api_key: cli.api_key.clone(), train_job: Some(cli.train_job.clone()) })
 }
 
 #[derive(Subcommand, Debug)]

@@ -60,6 +60,17 @@ pub enum Action {
     /// Score the draft's writing quality (judge or proxy).
     ScoreQuality,
     QualityScored(Result<crate::reward::quality::QualityScore, String>),
+    /// Open or close the Train tab.
+    ToggleTrain,
+    RunLoaded(Box<super::monitor::RunView>),
+    SelectRun(isize),
+    ReloadRuns,
+    /// A job launched here created (or advanced) this run.
+    RunStarted(String),
+    StartJob,
+    PauseJob,
+    CancelJob,
+    JobState(super::monitor::JobState),
 }
 
 /// The quality reward of the current draft, as the reward pane shows it.
@@ -124,6 +135,11 @@ pub enum Effect {
     SwitchModel(String),
     /// Score the quality of `answer` as a response to `request`, off the UI thread.
     ScoreQuality { request: String, answer: String },
+    /// Read the runs from disk (showing this one, or the newest).
+    LoadRuns(Option<String>),
+    StartJob(std::path::PathBuf),
+    /// Run, pause or cancel the studio's job (see `rl::trainer::Control`).
+    JobControl(u8),
     Exit,
 }
 
@@ -150,6 +166,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("F4", "settings: sampling, max tokens, seed, length target"),
     ("F6", "saved sessions: ↑↓ choose, Enter reopen"),
     ("F7", "model picker: ↑↓ choose, Enter load (downloads if missing)"),
+    ("F8", "training monitor: charts, rollouts, start/pause/cancel a job"),
     ("Tab", "focus prompt / draft"),
     ("↑ ↓ PgUp PgDn, wheel", "scroll the draft (draft focus)"),
     ("End", "follow the draft's tail again"),

@@ -51,6 +51,12 @@ pub struct App {
     pub quality: QualityView,
     /// Score quality by itself whenever a draft is done.
     pub auto_quality: bool,
+    /// The open Train tab.
+    pub runs: Option<super::monitor::RunView>,
+    /// The job launched from this studio, if any.
+    pub job: Option<super::monitor::JobState>,
+    /// The job file `n` starts in the Train tab.
+    pub train_job: Option<std::path::PathBuf>,
 }
 
 impl App {
@@ -91,6 +97,9 @@ impl App {
             dirty: true,
             quality: QualityView::NotScored,
             auto_quality: false,
+            runs: None,
+            job: None,
+            train_job: None,
         }
     }
 
@@ -132,6 +141,20 @@ impl App {
                 _ => Some(Action::CloseOverlay),
             };
         }
+        if self.runs.is_some() && !self.confirm_quit {
+            return match k.code {
+                KeyCode::Esc | KeyCode::F(8) => Some(Action::ToggleTrain),
+                KeyCode::Left => Some(Action::SelectRun(-1)),
+                KeyCode::Right => Some(Action::SelectRun(1)),
+                KeyCode::Char('n') => Some(Action::StartJob),
+                KeyCode::Char('p') => Some(Action::PauseJob),
+                KeyCode::Char('x') => Some(Action::CancelJob),
+                KeyCode::Char('r') => Some(Action::ReloadRuns),
+                KeyCode::Char('q') | KeyCode::Char('c') if ctrl => Some(Action::Quit),
+                KeyCode::F(1) => Some(Action::ToggleHelp),
+                _ => None,
+            };
+        }
         if self.confirm_quit {
             return match k.code {
                 KeyCode::Char('y') | KeyCode::Char('Y') => Some(Action::Quit),
@@ -152,6 +175,7 @@ impl App {
             KeyCode::F(4) => Some(Action::Settings),
             KeyCode::F(6) => Some(Action::Sessions),
             KeyCode::F(7) => Some(Action::Models),
+            KeyCode::F(8) => Some(Action::ToggleTrain),
             KeyCode::F(1) => Some(Action::ToggleHelp),
             KeyCode::Esc => Some(Action::Stop),
             KeyCode::Tab => Some(Action::FocusNext),
@@ -221,6 +245,80 @@ impl App {
             Action::Generate => self.start(),
             Action::Continue => self.continue_draft(),
             Action::ScoreQuality => self.request_quality(),
+            Action::ToggleTrain => {
+                self.touch();
+                if self.runs.take().is_some() {
+                    Effect::None
+                } else {
+                    self.runs = Some(Default::default());
+                    Effect::LoadRuns(None)
+                }
+            }
+            Action::RunLoaded(v) => {
+                if self.runs.is_some() {
+                    self.runs = Some(*v);
+                    self.touch();
+                }
+                Effect::None
+            }
+            Action::SelectRun(d) => match &self.runs {
+                Some(v) if !v.runs.is_empty() => Effect::LoadRuns(Some(v.runs[step(v.selected, d, v.runs.len())].clone())),
+                _ => Effect::None,
+            },
+            Action::ReloadRuns => match &self.runs {
+                Some(v) => Effect::LoadRuns(v.runs.get(v.selected).cloned()),
+                None => Effect::None,
+            },
+            Action::RunStarted(name) => if self.runs.is_some() { Effect::LoadRuns(Some(name)) } else { Effect::None },
+            Action::StartJob => {
+                use super::monitor::JobState;
+                if matches!(self.job, Some(JobState::Running(_) | JobState::Paused(_))) {
+                    self.note = Some("a job is already running: x cancels it".into());
+                    return Effect::None;
+                }
+                match self.train_job.clone() {
+                    Some(p) => {
+                        self.job = Some(JobState::Running(format!("starting {}", p.display())));
+                        self.touch();
+                        Effect::StartJob(p)
+                    }
+                    None => {
+                        self.note = Some("no job file: start the studio with --train-job JOB.toml".into());
+                        Effect::None
+                    }
+                }
+            }
+            Action::PauseJob => {
+                use super::monitor::JobState;
+                let (next, effect) = match self.job.take() {
+                    Some(JobState::Running(s)) => (Some(JobState::Paused(s)), Effect::JobControl(crate::rl::trainer::Control::PAUSE)),
+                    Some(JobState::Paused(s)) => (Some(JobState::Running(s)), Effect::JobControl(crate::rl::trainer::Control::RUN)),
+                    other => (other, Effect::None),
+                };
+                self.job = next;
+                self.touch();
+                effect
+            }
+            Action::CancelJob => {
+                use super::monitor::JobState;
+                if let Some(JobState::Running(s) | JobState::Paused(s)) = &self.job {
+                    self.job = Some(JobState::Running(format!("{s} · cancelling after this step")));
+                    self.touch();
+                    return Effect::JobControl(crate::rl::trainer::Control::CANCEL);
+                }
+                Effect::None
+            }
+            Action::JobState(s) => {
+                use super::monitor::JobState;
+                // Progress reports do not undo a pause the user asked for.
+                let paused = matches!(self.job, Some(JobState::Paused(_)));
+                self.job = Some(match s {
+                    JobState::Running(m) if paused => JobState::Paused(m),
+                    other => other,
+                });
+                self.touch();
+                Effect::None
+            }
             Action::QualityScored(r) => {
                 // A result for a draft that has since been replaced is dropped.
                 if self.quality == QualityView::Scoring {

@@ -7,6 +7,7 @@
 mod action;
 mod app;
 mod draft;
+pub mod monitor;
 pub mod settings;
 pub mod theme;
 mod tui;
@@ -45,6 +46,8 @@ pub struct StudioOptions {
     pub judge: Option<String>,
     pub api_model: String,
     pub api_key: Option<String>,
+    /// The job file the Train tab starts.
+    pub train_job: Option<std::path::PathBuf>,
 }
 
 type SharedScorer = Arc<std::sync::Mutex<Option<Arc<dyn crate::reward::quality::QualityScorer>>>>;
@@ -82,6 +85,9 @@ struct QualityOptions {
     api_model: String,
     api_key: Option<String>,
 }
+
+/// How often an open Train tab re-reads its run.
+const RUNS_RELOAD: Duration = Duration::from_secs(2);
 
 /// While text streams, the session is saved at least this often.
 const SAVE_EVERY: Duration = Duration::from_millis(1000);
@@ -150,6 +156,9 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
     let store = Store::open_default();
     let mut app = App::new(opts.entry.name.clone(), opts.template, opts.sampler.clone(), opts.max_tokens);
     app.auto_quality = true;
+    app.train_job = opts.train_job.clone();
+    let mut job_control: Option<crate::rl::trainer::Control> = None;
+    let mut runs_loaded = std::time::Instant::now();
     let quality_opts = QualityOptions { entry: opts.entry.clone(), device: opts.device.clone(), judge: opts.judge.clone(), api_model: opts.api_model.clone(), api_key: opts.api_key.clone() };
     let quality_cache: SharedScorer = Arc::default();
     let (themes, problems) = theme::Theme::load_all(Some(&crate::paths::config_dir().join("themes")));
@@ -221,6 +230,16 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
                             Err(e) => app.note = Some(format!("editor: {e:#}")),
                         }
                         app.dirty = true;
+                    }
+                    Effect::LoadRuns(want) => {
+                        runs_loaded = std::time::Instant::now();
+                        monitor::spawn_load(tx.clone(), want);
+                    }
+                    Effect::StartJob(path) => job_control = Some(monitor::spawn_job(tx.clone(), path)),
+                    Effect::JobControl(v) => {
+                        if let Some(c) = &job_control {
+                            c.set(v);
+                        }
                     }
                     Effect::ScoreQuality { request, answer } => {
                         let (qo, cache, tx) = (quality_opts.clone(), quality_cache.clone(), tx.clone());
@@ -298,6 +317,13 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
                     Some(other) if other != "ui" => {}
                     Some(keep) => panic_armed = Some(keep.to_string()),
                     None => {}
+                }
+                // The Train tab follows its run from disk, whoever writes it.
+                if let Some(v) = &app.runs {
+                    if runs_loaded.elapsed() >= RUNS_RELOAD {
+                        runs_loaded = std::time::Instant::now();
+                        monitor::spawn_load(tx.clone(), v.runs.get(v.selected).cloned());
+                    }
                 }
                 let due = !app.generating() || last_save.elapsed() >= SAVE_EVERY;
                 if app.save == SaveState::Unsaved && due {

@@ -65,10 +65,14 @@ pub fn focus_at(app: &App, area: Rect, x: u16, y: u16) -> Option<Focus> {
 pub fn draw(f: &mut Frame, app: &App) {
     let area = f.area();
     let Panes { prompt, trace, draft, rewards, status } = panes(app, area);
-    draw_prompt(f, app, prompt);
-    draw_trace(f, app, trace);
-    draw_draft(f, app, draft);
-    draw_rewards(f, app, rewards);
+    if app.runs.is_some() {
+        super::monitor::draw(f, app, Rect { height: area.height.saturating_sub(1), ..area });
+    } else {
+        draw_prompt(f, app, prompt);
+        draw_trace(f, app, trace);
+        draw_draft(f, app, draft);
+        draw_rewards(f, app, rewards);
+    }
     draw_status(f, app, status);
     if app.show_help {
         draw_help(f, app, area);
