@@ -37,70 +37,34 @@ RuntimeError rather than returning a constant. Network and HTTP errors (a wrong 
 included) raise RuntimeError: a reward that silently became 0 would train on nothing.
 """
 
-import json
 import math
 import os
-import urllib.error
-import urllib.request
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:  # find longwriter_client.py beside this file even when loaded by path
+    sys.path.insert(0, _HERE)
+
+import longwriter_client as _client  # noqa: E402
+from longwriter_client import DEFAULT_URL  # noqa: E402
 
 __all__ = ["make_reward_func", "normalize_target", "quality_unit", "REWARDS"]
 
-DEFAULT_URL = "http://127.0.0.1:8000"
 REWARDS = ("mean", "length", "format", "quality", "quality_raw")
+
+_HINTS = _client.Hints(
+    auth="check the token: --token / LONGWRITER_REWARD_TOKEN",
+    reach="is `longwriter reward-serve` running there?",
+)
 
 
 def _post(base, path, payload, token, timeout):
     """POSTs JSON to base+path and returns the decoded reply; RuntimeError on failure."""
-    url = base + path
-    req = urllib.request.Request(url, data=json.dumps(payload).encode("utf-8"), method="POST")
-    req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", "Bearer " + token)
-    return _send(req, url, timeout)
+    return _client.post(base, path, payload, token, timeout, _HINTS)
 
 
 def _get(base, path, timeout):
-    url = base + path
-    return _send(urllib.request.Request(url, method="GET"), url, timeout)
-
-
-def _send(req, url, timeout):
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return json.loads(resp.read().decode("utf-8"))
-    except urllib.error.HTTPError as e:
-        body = e.read().decode("utf-8", "replace")
-        try:
-            msg = json.loads(body).get("error", body)
-        except (ValueError, AttributeError):
-            msg = body
-        hint = " (check the token: --token / LONGWRITER_REWARD_TOKEN)" if e.code == 401 else ""
-        raise RuntimeError("longwriter reward server %s answered HTTP %d: %s%s" % (url, e.code, msg, hint)) from None
-    except (urllib.error.URLError, OSError) as e:
-        reason = getattr(e, "reason", e)
-        raise RuntimeError(
-            "cannot reach the longwriter reward server at %s: %s "
-            "(is `longwriter reward-serve` running there?)" % (url, reason)
-        ) from None
-    except ValueError as e:
-        raise RuntimeError("longwriter reward server %s sent a reply that is not JSON: %s" % (url, e)) from None
-
-
-def _text(content):
-    """A message's content as text: a string, or the text parts of a list of parts."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, (list, tuple)):
-        out = []
-        for part in content:
-            if isinstance(part, str):
-                out.append(part)
-            elif isinstance(part, dict) and isinstance(part.get("text"), str):
-                out.append(part["text"])
-        return "".join(out)
-    return str(content)
+    return _client.get(base, path, timeout, _HINTS)
 
 
 def _prompt_text(prompt):
@@ -109,11 +73,8 @@ def _prompt_text(prompt):
         return prompt
     if prompt is None:
         return ""
-    msgs = [m for m in prompt if isinstance(m, dict)]
-    users = [m for m in msgs if m.get("role") == "user"]
-    if users:
-        return _text(users[-1].get("content"))
-    return _text(msgs[-1].get("content")) if msgs else ""
+    text = _client.last_user_text(prompt)
+    return "" if text is None else text
 
 
 def _completion_text(completion):
@@ -122,23 +83,17 @@ def _completion_text(completion):
         return completion
     if completion is None:
         return ""
-    msgs = [m for m in completion if isinstance(m, dict)]
+    msgs = _client.messages(completion)
     chosen = [m for m in msgs if m.get("role", "assistant") == "assistant"] or msgs
-    return "".join(_text(m.get("content")) for m in chosen)
+    return "".join(_client.text(m.get("content")) for m in chosen)
 
 
-def _as_int(x):
-    if isinstance(x, bool):
-        raise ValueError
-    if isinstance(x, int):
-        return x
-    if isinstance(x, float) and x.is_integer():
-        return int(x)
-    if isinstance(x, str):
-        return int(x.strip())
-    if hasattr(x, "item"):  # numpy scalar
-        return _as_int(x.item())
-    raise ValueError
+_TARGET_ERRORS = {
+    _client.BAD_DICT: "length target %r: a dict needs 'target', 'range' or 'lo'/'hi'",
+    _client.BAD_TYPE: "length target %r must be [lo, hi], \"lo,hi\" or {\"target\": [lo, hi]}",
+    _client.BAD_NUMBERS: "length target %r must be two whole numbers [lo, hi]",
+    _client.BAD_ORDER: "length target %r must satisfy 0 <= lo <= hi",
+}
 
 
 def normalize_target(t):
@@ -148,37 +103,7 @@ def normalize_target(t):
     ``{"target": [lo, hi]}``, ``{"range": [lo, hi]}``, ``{"lo": .., "hi": ..}``, and
     None / ``""`` / ``{}`` for none. Anything else raises ValueError.
     """
-    if t is None:
-        return None
-    if hasattr(t, "tolist") and not isinstance(t, (str, bytes)):
-        t = t.tolist()
-    if isinstance(t, dict):
-        if not t:
-            return None
-        if "lo" in t and "hi" in t:
-            return normalize_target([t["lo"], t["hi"]])
-        inner = t.get("target", t.get("range"))
-        if inner is None:
-            raise ValueError("length target %r: a dict needs 'target', 'range' or 'lo'/'hi'" % (t,))
-        return normalize_target(inner)
-    if isinstance(t, str):
-        s = t.strip().strip("[]()").strip()
-        if not s:
-            return None
-        parts = s.split(",")
-    elif isinstance(t, (list, tuple)):
-        parts = list(t)
-    else:
-        raise ValueError("length target %r must be [lo, hi], \"lo,hi\" or {\"target\": [lo, hi]}" % (t,))
-    try:
-        if len(parts) != 2:
-            raise ValueError
-        lo, hi = _as_int(parts[0]), _as_int(parts[1])
-    except (ValueError, TypeError):
-        raise ValueError("length target %r must be two whole numbers [lo, hi]" % (t,)) from None
-    if lo < 0 or lo > hi:
-        raise ValueError("length target %r must satisfy 0 <= lo <= hi" % (t,))
-    return [lo, hi]
+    return _client.parse_target(t, lambda v, why: _TARGET_ERRORS[why] % (v,))
 
 
 def quality_unit(q):
@@ -218,12 +143,9 @@ def make_reward_func(url=DEFAULT_URL, token=None, reward="mean", timeout=600, fa
     """
     if reward not in REWARDS:
         raise ValueError("reward must be one of %s, not %r" % (", ".join(REWARDS), reward))
-    base = (url or DEFAULT_URL).rstrip("/")
-    for tail in ("/get_reward", "/score", "/health"):
-        if base.endswith(tail):
-            base = base[: -len(tail)]
+    base = _client.base_url(url)
     if token is None:
-        token = os.environ.get("LONGWRITER_REWARD_TOKEN") or None
+        token = _client.env_token()
     checked = []  # whether the server's quality scorer was confirmed
 
     def reward_func(prompts, completions, **kwargs):
@@ -246,13 +168,8 @@ def make_reward_func(url=DEFAULT_URL, token=None, reward="mean", timeout=600, fa
             return []
 
         if reward == "mean":
-            payload = {"query": [p + c for p, c in zip(ps, cs)], "prompts": ps}
-            if any(t is not None for t in targets):
-                payload["labels"] = targets
-            out = _post(base, "/get_reward", payload, token, timeout)
-            rewards = out.get("rewards")
-            if not isinstance(rewards, list) or len(rewards) != n:
-                raise RuntimeError("longwriter reward server %s/get_reward returned %r for %d queries" % (base, rewards, n))
+            queries = [p + c for p, c in zip(ps, cs)]
+            rewards = _client.get_rewards(base, queries, ps, targets, token, timeout, _HINTS)
             return [_finite(r, failure_reward) for r in rewards]
 
         if reward in ("quality", "quality_raw") and not checked:

@@ -29,62 +29,30 @@ a quality scorer). A network or HTTP error (a wrong token included) raises Runti
 never a silent 0.
 """
 
-import json
 import math
 import os
-import urllib.error
-import urllib.request
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:  # verl loads this file by path: find longwriter_client.py beside it
+    sys.path.insert(0, _HERE)
+
+import longwriter_client as _client  # noqa: E402
+from longwriter_client import DEFAULT_URL  # noqa: E402,F401  (kept as a module attribute)
 
 __all__ = ["compute_score", "compute_score_batch"]
 
-DEFAULT_URL = "http://127.0.0.1:8000"
+_HINTS = _client.Hints(
+    auth="check LONGWRITER_REWARD_TOKEN",
+    reach="is `longwriter reward-serve` running? set LONGWRITER_REWARD_URL",
+)
 
 
 def _config():
-    base = (os.environ.get("LONGWRITER_REWARD_URL") or DEFAULT_URL).rstrip("/")
-    for tail in ("/get_reward", "/score", "/health"):
-        if base.endswith(tail):
-            base = base[: -len(tail)]
-    token = os.environ.get("LONGWRITER_REWARD_TOKEN") or None
+    base = _client.base_url(os.environ.get("LONGWRITER_REWARD_URL"))
+    token = _client.env_token()
     timeout = float(os.environ.get("LONGWRITER_REWARD_TIMEOUT") or 600)
     return base, token, timeout
-
-
-def _post(base, path, payload, token, timeout):
-    url = base + path
-    req = urllib.request.Request(url, data=json.dumps(payload).encode("utf-8"), method="POST")
-    req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", "Bearer " + token)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return json.loads(resp.read().decode("utf-8"))
-    except urllib.error.HTTPError as e:
-        body = e.read().decode("utf-8", "replace")
-        try:
-            msg = json.loads(body).get("error", body)
-        except (ValueError, AttributeError):
-            msg = body
-        hint = " (check LONGWRITER_REWARD_TOKEN)" if e.code == 401 else ""
-        raise RuntimeError("longwriter reward server %s answered HTTP %d: %s%s" % (url, e.code, msg, hint)) from None
-    except (urllib.error.URLError, OSError) as e:
-        reason = getattr(e, "reason", e)
-        raise RuntimeError(
-            "cannot reach the longwriter reward server at %s: %s "
-            "(is `longwriter reward-serve` running? set LONGWRITER_REWARD_URL)" % (url, reason)
-        ) from None
-    except ValueError as e:
-        raise RuntimeError("longwriter reward server %s sent a reply that is not JSON: %s" % (url, e)) from None
-
-
-def _text(content):
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, (list, tuple)):
-        return "".join(p if isinstance(p, str) else p.get("text", "") if isinstance(p, dict) else "" for p in content)
-    return str(content)
 
 
 def _prompt(extra_info):
@@ -100,61 +68,21 @@ def _prompt(extra_info):
         p = p.tolist()
     if isinstance(p, str):
         return p
-    msgs = [m for m in p if isinstance(m, dict)]
-    users = [m for m in msgs if m.get("role") == "user"] or msgs
-    return _text(users[-1].get("content")) if users else None
+    return _client.last_user_text(p)
 
 
-def _as_int(x):
-    if isinstance(x, bool):
-        raise ValueError
-    if isinstance(x, int):
-        return x
-    if isinstance(x, float) and x.is_integer():
-        return int(x)
-    if isinstance(x, str):
-        return int(x.strip())
-    if hasattr(x, "item"):
-        return _as_int(x.item())
-    raise ValueError
+def _target_error(t, why):
+    if why == _client.BAD_DICT:
+        return "ground truth %r: a dict needs 'target', 'range' or 'lo'/'hi'" % (t,)
+    return (
+        "ground truth %r is not a length target: use [lo, hi] with 0 <= lo <= hi, \"lo,hi\", "
+        "{\"target\": [lo, hi]}, or None/\"\" to read the target from the prompt" % (t,)
+    )
 
 
 def _target(t):
     """``[lo, hi]`` from a ground truth, or None; ValueError when it is not a range."""
-    if t is None:
-        return None
-    if hasattr(t, "tolist") and not isinstance(t, (str, bytes)):
-        t = t.tolist()
-    if isinstance(t, dict):
-        if not t:
-            return None
-        if "lo" in t and "hi" in t:
-            return _target([t["lo"], t["hi"]])
-        inner = t.get("target", t.get("range"))
-        if inner is None:
-            raise ValueError("ground truth %r: a dict needs 'target', 'range' or 'lo'/'hi'" % (t,))
-        return _target(inner)
-    if isinstance(t, str):
-        s = t.strip().strip("[]()").strip()
-        if not s:
-            return None
-        parts = s.split(",")
-    elif isinstance(t, (list, tuple)):
-        parts = list(t)
-    else:
-        parts = None
-    try:
-        if parts is None or len(parts) != 2:
-            raise ValueError
-        lo, hi = _as_int(parts[0]), _as_int(parts[1])
-        if lo < 0 or lo > hi:
-            raise ValueError
-    except (ValueError, TypeError):
-        raise ValueError(
-            "ground truth %r is not a length target: use [lo, hi] with 0 <= lo <= hi, \"lo,hi\", "
-            "{\"target\": [lo, hi]}, or None/\"\" to read the target from the prompt" % (t,)
-        ) from None
-    return [lo, hi]
+    return _client.parse_target(t, _target_error)
 
 
 def _item(solution_str, ground_truth, extra_info):
@@ -168,13 +96,8 @@ def _item(solution_str, ground_truth, extra_info):
 
 def _rewards(items):
     base, token, timeout = _config()
-    payload = {"query": [q for q, _, _ in items], "prompts": [p for _, p, _ in items]}
-    if any(t is not None for _, _, t in items):
-        payload["labels"] = [t for _, _, t in items]
-    out = _post(base, "/get_reward", payload, token, timeout)
-    rewards = out.get("rewards") if isinstance(out, dict) else None
-    if not isinstance(rewards, list) or len(rewards) != len(items):
-        raise RuntimeError("longwriter reward server %s/get_reward returned %r for %d queries" % (base, rewards, len(items)))
+    queries, prompts, targets = zip(*items)
+    rewards = _client.get_rewards(base, queries, prompts, targets, token, timeout, _HINTS)
     values = []
     for r in rewards:
         r = float(r)

@@ -240,6 +240,11 @@ fn score_reports_every_reward() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["length"], 0.5);
     assert_eq!(v["target_source"], "given");
+    // Finer target bounds for short texts: "about 300 words" → [270, 330] → [270, 330] in tens.
+    let o = e.run(&["score", out.to_str().unwrap(), "--prompt", "Write about 300 words.", "--target-unit", "10", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["target"]["lo"].as_u64(), v["target"]["hi"].as_u64(), v["target_source"].as_str()), (Some(270), Some(330), Some("prompt")));
+    assert!((v["length"].as_f64().unwrap() - 250.0 / 270.0).abs() < 1e-9);
     assert!(v["quality"].is_null() && v["semantic"].is_null());
     assert_clean_failure(&e.run(&["score", out.to_str().unwrap(), "--target", "9,1"]), "lower bound above upper bound");
     std::fs::write(&out, [0xffu8, 0xfe, 0x00]).unwrap();

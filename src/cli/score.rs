@@ -17,6 +17,9 @@ pub struct ScoreArgs {
     /// Target range in words, LO,HI (overrides the prompt's).
     #[arg(long, value_parser = TargetRange::parse)]
     pub target: Option<TargetRange>,
+    /// Round the prompt's target bounds to multiples of this many words (the paper: 100).
+    #[arg(long, default_value_t = crate::reward::PAPER_UNIT)]
+    pub target_unit: usize,
     /// The output ended on a stop string, so a missing </answer> was swallowed.
     #[arg(long)]
     pub stopped: bool,
@@ -48,7 +51,11 @@ pub fn run(a: ScoreArgs, device: &str) -> Result<()> {
         eprintln!("note: no --prompt or --target given, so there is no length target");
     }
     let scorer = a.rewards.scorer(device)?;
-    let s = scorer.score(prompt.as_deref().unwrap_or(""), &output, a.target, a.stopped);
+    let unit_target = (a.target_unit != crate::reward::PAPER_UNIT && scorer.assessor.is_none()).then(|| prompt.as_deref().and_then(|p| crate::reward::extract_target_to(p, a.target_unit.max(1)))).flatten();
+    let mut s = scorer.score(prompt.as_deref().unwrap_or(""), &output, a.target.or(unit_target), a.stopped);
+    if a.target.is_none() && unit_target.is_some() {
+        s.target_source = "prompt";
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(());

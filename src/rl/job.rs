@@ -97,7 +97,7 @@ pub struct OptimSpec {
 
 impl Default for OptimSpec {
     fn default() -> Self {
-        Self { lr: 1e-4, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0.0, grad_clip: 1.0, micro_batch: 4 }
+        Self { lr: 1e-4, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0.0, grad_clip: 1.0, micro_batch: 1 }
     }
 }
 
