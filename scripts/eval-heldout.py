@@ -45,7 +45,7 @@ def main():
                 n += 1
                 # Rebuild the output the way the trainer scores it (tags only where present).
                 text = (f"<think>{d['think']}</think>" if fmt["think_blocks"] else "") + (f"<answer>{d['answer']}</answer>" if fmt["answer_blocks"] else d["answer"])
-                sc = subprocess.run([lw, "score", "--json", "--prompt", p, "--l-max", "400"] + (["--target-unit", "10"] + (["--stopped"] if st["stop"]["kind"] != "max_tokens" else [])),
+                sc = subprocess.run([lw, "score", "--json", "--prompt", p, "--l-max", "200"] + (["--target-unit", "10"] + (["--stopped"] if st["stop"]["kind"] != "max_tokens" else [])),
                                     input=text, capture_output=True, text=True)
                 r = json.loads(sc.stdout)
                 words.append(r["words"])

@@ -360,7 +360,7 @@ fn train_tab_charts_a_recorded_run_and_controls_a_job() {
     let view = load(runs.path(), None);
     assert_eq!((view.runs.clone(), view.steps_total, view.metrics.len()), (vec!["short-demo".to_string()], 30, 3));
     // Only the latest step's rollouts are shown.
-    assert_eq!(view.samples.len(), 2);
+    assert!(!view.samples.is_empty() && view.samples.iter().all(|s| s["step"] == 3));
     let mut a = app();
     assert_eq!(a.update(key(KeyCode::F(8))), Effect::LoadRuns(None));
     a.update(Action::RunLoaded(Box::new(view)));
