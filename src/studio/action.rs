@@ -166,7 +166,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("F4", "settings: sampling, max tokens, seed, length target"),
     ("F6", "saved sessions: ↑↓ choose, Enter reopen"),
     ("F7", "model picker: ↑↓ choose, Enter load (downloads if missing)"),
-    ("F8", "training monitor: charts, rollouts, start/pause/cancel a job"),
+    ("F8", "training monitor: charts, rollouts, jobs"),
     ("Tab", "focus prompt / draft"),
     ("↑ ↓ PgUp PgDn, wheel", "scroll the draft (draft focus)"),
     ("End", "follow the draft's tail again"),
