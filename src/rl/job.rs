@@ -134,6 +134,11 @@ impl JobSpec {
         if job.data.prompts.is_relative() {
             job.data.prompts = path.parent().unwrap_or(Path::new(".")).join(&job.data.prompts);
         }
+        // Absolute, because a run saves its job.toml in its own directory and is resumed
+        // or exported from anywhere.
+        if let Ok(abs) = std::fs::canonicalize(&job.data.prompts) {
+            job.data.prompts = abs;
+        }
         job.validate()?;
         Ok(job)
     }
@@ -187,6 +192,13 @@ mod tests {
         let mut bad = JobSpec::default();
         bad.rollout.group_size = 1;
         assert!(bad.validate().unwrap_err().to_string().contains("group_size"));
+        // The prompt path becomes absolute, so the copy a run keeps still finds it.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("jobs")).unwrap();
+        std::fs::write(dir.path().join("p.jsonl"), "{\"prompt\": \"x\"}\n").unwrap();
+        std::fs::write(dir.path().join("jobs/j.toml"), "[data]\nprompts = \"../p.jsonl\"\n").unwrap();
+        let j = JobSpec::load(&dir.path().join("jobs/j.toml")).unwrap();
+        assert!(j.data.prompts.is_absolute() && !j.data.prompts.to_string_lossy().contains(".."), "{:?}", j.data.prompts);
         let mut bad = JobSpec::default();
         bad.lora.targets = vec!["qproj".into()];
         assert!(bad.validate().unwrap_err().to_string().contains("qproj"));
