@@ -155,13 +155,15 @@ fn label_target(v: &Value) -> Option<TargetRange> {
 /// Scores a batch on the blocking pool; a panic in one item costs only that item.
 async fn score_batch(state: Arc<AppState>, items: Vec<(String, String, Option<TargetRange>)>) -> Vec<Option<FullScore>> {
     let closed = state.cfg.closed_by_stop;
+    let n = items.len();
     let task = tokio::task::spawn_blocking(move || {
         items
             .into_iter()
             .map(|(req, out, t)| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.scorer.score(&req, &out, t, closed))).ok())
             .collect::<Vec<_>>()
     });
-    task.await.unwrap_or_default()
+    // Whatever happens, one entry per item, so replies stay aligned with the request.
+    task.await.unwrap_or_else(|_| vec![None; n])
 }
 
 fn finite(x: f64, fallback: f64) -> f64 {
