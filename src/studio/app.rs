@@ -142,18 +142,7 @@ impl App {
             };
         }
         if self.runs.is_some() && !self.confirm_quit {
-            return match k.code {
-                KeyCode::Esc | KeyCode::F(8) => Some(Action::ToggleTrain),
-                KeyCode::Left => Some(Action::SelectRun(-1)),
-                KeyCode::Right => Some(Action::SelectRun(1)),
-                KeyCode::Char('n') => Some(Action::StartJob),
-                KeyCode::Char('p') => Some(Action::PauseJob),
-                KeyCode::Char('x') => Some(Action::CancelJob),
-                KeyCode::Char('r') => Some(Action::ReloadRuns),
-                KeyCode::Char('q') | KeyCode::Char('c') if ctrl => Some(Action::Quit),
-                KeyCode::F(1) => Some(Action::ToggleHelp),
-                _ => None,
-            };
+            return self.train_key(k, ctrl);
         }
         if self.confirm_quit {
             return match k.code {
@@ -245,80 +234,15 @@ impl App {
             Action::Generate => self.start(),
             Action::Continue => self.continue_draft(),
             Action::ScoreQuality => self.request_quality(),
-            Action::ToggleTrain => {
-                self.touch();
-                if self.runs.take().is_some() {
-                    Effect::None
-                } else {
-                    self.runs = Some(Default::default());
-                    Effect::LoadRuns(None)
-                }
-            }
-            Action::RunLoaded(v) => {
-                if self.runs.is_some() {
-                    self.runs = Some(*v);
-                    self.touch();
-                }
-                Effect::None
-            }
-            Action::SelectRun(d) => match &self.runs {
-                Some(v) if !v.runs.is_empty() => Effect::LoadRuns(Some(v.runs[step(v.selected, d, v.runs.len())].clone())),
-                _ => Effect::None,
-            },
-            Action::ReloadRuns => match &self.runs {
-                Some(v) => Effect::LoadRuns(v.runs.get(v.selected).cloned()),
-                None => Effect::None,
-            },
-            Action::RunStarted(name) => if self.runs.is_some() { Effect::LoadRuns(Some(name)) } else { Effect::None },
-            Action::StartJob => {
-                use super::monitor::JobState;
-                if matches!(self.job, Some(JobState::Running(_) | JobState::Paused(_))) {
-                    self.note = Some("a job is already running: x cancels it".into());
-                    return Effect::None;
-                }
-                match self.train_job.clone() {
-                    Some(p) => {
-                        self.job = Some(JobState::Running(format!("starting {}", p.display())));
-                        self.touch();
-                        Effect::StartJob(p)
-                    }
-                    None => {
-                        self.note = Some("no job file: start the studio with --train-job JOB.toml".into());
-                        Effect::None
-                    }
-                }
-            }
-            Action::PauseJob => {
-                use super::monitor::JobState;
-                let (next, effect) = match self.job.take() {
-                    Some(JobState::Running(s)) => (Some(JobState::Paused(s)), Effect::JobControl(crate::rl::trainer::Control::PAUSE)),
-                    Some(JobState::Paused(s)) => (Some(JobState::Running(s)), Effect::JobControl(crate::rl::trainer::Control::RUN)),
-                    other => (other, Effect::None),
-                };
-                self.job = next;
-                self.touch();
-                effect
-            }
-            Action::CancelJob => {
-                use super::monitor::JobState;
-                if let Some(JobState::Running(s) | JobState::Paused(s)) = &self.job {
-                    self.job = Some(JobState::Running(format!("{s} · cancelling after this step")));
-                    self.touch();
-                    return Effect::JobControl(crate::rl::trainer::Control::CANCEL);
-                }
-                Effect::None
-            }
-            Action::JobState(s) => {
-                use super::monitor::JobState;
-                // Progress reports do not undo a pause the user asked for.
-                let paused = matches!(self.job, Some(JobState::Paused(_)));
-                self.job = Some(match s {
-                    JobState::Running(m) if paused => JobState::Paused(m),
-                    other => other,
-                });
-                self.touch();
-                Effect::None
-            }
+            a @ (Action::ToggleTrain
+            | Action::RunLoaded(_)
+            | Action::SelectRun(_)
+            | Action::ReloadRuns
+            | Action::RunStarted(_)
+            | Action::StartJob
+            | Action::PauseJob
+            | Action::CancelJob
+            | Action::JobState(_)) => self.update_train(a),
             Action::QualityScored(r) => {
                 // A result for a draft that has since been replaced is dropped.
                 if self.quality == QualityView::Scoring {
@@ -595,56 +519,6 @@ impl App {
         }
     }
 
-    /// Everything a session stores, as of now.
-    pub fn snapshot(&self) -> crate::sessions::Session {
-        let prompt = self.prompt.lines().join("\n");
-        let title: String = prompt.lines().next().unwrap_or("").chars().take(80).collect();
-        let rewards = serde_json::json!({
-            "length": self.length_reward(),
-            "format": self.format_note,
-            "repeated_share": self.repetition.share(),
-            "words": self.draft.words(),
-        });
-        crate::sessions::Session {
-            id: self.session_id.unwrap_or(0),
-            updated: crate::sessions::now(),
-            title,
-            model: self.model.clone(),
-            template: self.template.label().into(),
-            settings: serde_json::json!({ "sampling": self.sampler, "max_tokens": self.max_tokens, "target": self.target }),
-            prompt,
-            trace: self.think.text(),
-            draft: self.draft.text(),
-            stats: serde_json::to_value(&self.stats).unwrap_or_default(),
-            rewards,
-            state: match &self.phase {
-                Phase::Done(s) => format!("done: {}", s.describe()),
-                Phase::Error(e) => format!("error: {e}"),
-                Phase::Generating => "generating".into(),
-                _ => "idle".into(),
-            },
-            ..Default::default()
-        }
-    }
-
-    /// Restores a saved session into the panes.
-    pub fn load_session(&mut self, s: &crate::sessions::Session) {
-        self.session_id = Some(s.id);
-        self.prompt = new_prompt(s.prompt.lines().map(String::from).collect());
-        self.think.clear();
-        self.think.push(&s.trace);
-        self.draft.clear();
-        self.draft.push(&s.draft);
-        self.repetition = crate::reward::RepetitionCounter::new(self.reward_cfg.ngram);
-        self.repetition.push(&s.draft);
-        self.target = crate::reward::extract_target(&s.prompt);
-        if let Some(t) = serde_json::from_value::<TemplateMode>(serde_json::Value::String(s.template.clone())).ok() {
-            self.template = t;
-        }
-        self.save = SaveState::Saved;
-        self.note = Some(format!("reopened session {} ({})", s.id, s.state));
-    }
-
     fn on_engine(&mut self, ev: Event) {
         self.touch();
         match ev {
@@ -684,7 +558,7 @@ impl App {
 }
 
 /// The prompt editor: soft-wrapped, so a long request stays readable in a narrow pane.
-fn new_prompt(lines: Vec<String>) -> TextArea<'static> {
+pub(super) fn new_prompt(lines: Vec<String>) -> TextArea<'static> {
     let mut t = if lines.is_empty() { TextArea::default() } else { TextArea::new(lines) };
     t.set_wrap_mode(ratatui_textarea::WrapMode::WordOrGlyph);
     t.set_placeholder_text("Type a writing request, then press F5");
@@ -692,6 +566,6 @@ fn new_prompt(lines: Vec<String>) -> TextArea<'static> {
 }
 
 /// Moves `pos` by `delta` within `0..len` (0 when empty).
-fn step(pos: usize, delta: isize, len: usize) -> usize {
+pub(super) fn step(pos: usize, delta: isize, len: usize) -> usize {
     (pos as isize + delta).clamp(0, len.saturating_sub(1) as isize) as usize
 }

@@ -8,6 +8,7 @@ mod action;
 mod app;
 mod draft;
 pub mod monitor;
+mod persist;
 pub mod settings;
 pub mod theme;
 mod tui;

@@ -3,8 +3,9 @@
 //! job launched from the studio. Runs are read from disk, so a finished or crashed run
 //! shows the same as a live one.
 
-use super::action::Action;
-use super::app::App;
+use super::action::{Action, Effect};
+use super::app::{step, App};
+use crossterm::event::{KeyCode, KeyEvent};
 use crate::rl::job::JobSpec;
 use crate::rl::trainer::{Control, Trainer};
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -193,4 +194,103 @@ pub fn draw(f: &mut Frame, app: &App, area: Rect) {
     }
     let title = format!(" latest rollouts (step {}) ", v.metrics.last().map_or(0, |m| m["step"].as_u64().unwrap_or(0)));
     f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(Block::default().borders(Borders::ALL).title(title)), bottom);
+}
+
+impl App {
+    /// Maps a key while the Train tab is open.
+    pub(super) fn train_key(&self, k: KeyEvent, ctrl: bool) -> Option<Action> {
+        match k.code {
+                KeyCode::Esc | KeyCode::F(8) => Some(Action::ToggleTrain),
+                KeyCode::Left => Some(Action::SelectRun(-1)),
+                KeyCode::Right => Some(Action::SelectRun(1)),
+                KeyCode::Char('n') => Some(Action::StartJob),
+                KeyCode::Char('p') => Some(Action::PauseJob),
+                KeyCode::Char('x') => Some(Action::CancelJob),
+                KeyCode::Char('r') => Some(Action::ReloadRuns),
+                KeyCode::Char('q') | KeyCode::Char('c') if ctrl => Some(Action::Quit),
+                KeyCode::F(1) => Some(Action::ToggleHelp),
+                _ => None,
+        }
+    }
+
+    /// The Train tab's share of [`App::update`].
+    pub(super) fn update_train(&mut self, action: Action) -> Effect {
+        match action {
+            Action::ToggleTrain => {
+                self.touch();
+                if self.runs.take().is_some() {
+                    Effect::None
+                } else {
+                    self.runs = Some(Default::default());
+                    Effect::LoadRuns(None)
+                }
+            }
+            Action::RunLoaded(v) => {
+                if self.runs.is_some() {
+                    self.runs = Some(*v);
+                    self.touch();
+                }
+                Effect::None
+            }
+            Action::SelectRun(d) => match &self.runs {
+                Some(v) if !v.runs.is_empty() => Effect::LoadRuns(Some(v.runs[step(v.selected, d, v.runs.len())].clone())),
+                _ => Effect::None,
+            },
+            Action::ReloadRuns => match &self.runs {
+                Some(v) => Effect::LoadRuns(v.runs.get(v.selected).cloned()),
+                None => Effect::None,
+            },
+            Action::RunStarted(name) => if self.runs.is_some() { Effect::LoadRuns(Some(name)) } else { Effect::None },
+            Action::StartJob => {
+                use super::monitor::JobState;
+                if matches!(self.job, Some(JobState::Running(_) | JobState::Paused(_))) {
+                    self.note = Some("a job is already running: x cancels it".into());
+                    return Effect::None;
+                }
+                match self.train_job.clone() {
+                    Some(p) => {
+                        self.job = Some(JobState::Running(format!("starting {}", p.display())));
+                        self.touch();
+                        Effect::StartJob(p)
+                    }
+                    None => {
+                        self.note = Some("no job file: start the studio with --train-job JOB.toml".into());
+                        Effect::None
+                    }
+                }
+            }
+            Action::PauseJob => {
+                use super::monitor::JobState;
+                let (next, effect) = match self.job.take() {
+                    Some(JobState::Running(s)) => (Some(JobState::Paused(s)), Effect::JobControl(crate::rl::trainer::Control::PAUSE)),
+                    Some(JobState::Paused(s)) => (Some(JobState::Running(s)), Effect::JobControl(crate::rl::trainer::Control::RUN)),
+                    other => (other, Effect::None),
+                };
+                self.job = next;
+                self.touch();
+                effect
+            }
+            Action::CancelJob => {
+                use super::monitor::JobState;
+                if let Some(JobState::Running(s) | JobState::Paused(s)) = &self.job {
+                    self.job = Some(JobState::Running(format!("{s} · cancelling after this step")));
+                    self.touch();
+                    return Effect::JobControl(crate::rl::trainer::Control::CANCEL);
+                }
+                Effect::None
+            }
+            Action::JobState(s) => {
+                use super::monitor::JobState;
+                // Progress reports do not undo a pause the user asked for.
+                let paused = matches!(self.job, Some(JobState::Paused(_)));
+                self.job = Some(match s {
+                    JobState::Running(m) if paused => JobState::Paused(m),
+                    other => other,
+                });
+                self.touch();
+                Effect::None
+            }
+            _ => Effect::None,
+        }
+    }
 }
