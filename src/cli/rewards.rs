@@ -76,7 +76,7 @@ impl RewardArgs {
 
     fn completer(&self, spec: Option<&str>, device: &str) -> Result<Arc<dyn Complete>> {
         Ok(match spec {
-            Some(url) if url.starts_with("http://") || url.starts_with("https://") => Arc::new(OpenAiComplete::new(url, &self.api_model, self.api_key.clone())),
+            Some(url) if OpenAiComplete::is_endpoint(url) => Arc::new(OpenAiComplete::new(url, &self.api_model, self.api_key.clone())),
             other => Arc::new(LocalComplete::new(super::load_engine(other, device)?.1)),
         })
     }

@@ -55,6 +55,11 @@ pub struct OpenAiComplete {
 }
 
 impl OpenAiComplete {
+    /// True when a model spec names a server (an http(s) base URL) rather than a local model.
+    pub fn is_endpoint(spec: &str) -> bool {
+        spec.starts_with("http://") || spec.starts_with("https://")
+    }
+
     pub fn new(base_url: &str, model: &str, api_key: Option<String>) -> Self {
         Self { base_url: base_url.trim_end_matches('/').to_string(), model: model.into(), api_key, timeout: Duration::from_secs(600) }
     }

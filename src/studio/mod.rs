@@ -65,7 +65,7 @@ fn quality_scorer(opts: &QualityOptions, cache: &SharedScorer) -> Result<Arc<dyn
         Engine::load(&path, &parse_device(&opts.device).map_err(|e| e.to_string())?, LoadOptions { requantize_q4_1: true, ..Default::default() }, entry.chat_template.clone()).map_err(|e| e.to_string())
     };
     let scorer: Arc<dyn crate::reward::quality::QualityScorer> = match &opts.judge {
-        Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+        Some(url) if crate::engine::OpenAiComplete::is_endpoint(url) => {
             Arc::new(Judge::new(Arc::new(crate::engine::OpenAiComplete::new(url, &opts.api_model, opts.api_key.clone()))))
         }
         Some(name) => {
