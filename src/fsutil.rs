@@ -65,6 +65,14 @@ impl Drop for AtomicFile {
     }
 }
 
+/// Appends `bytes` to a log-like file (JSONL) and syncs them to disk before returning, so
+/// a crash keeps every whole line that was reported written.
+pub fn append_durable(path: impl AsRef<Path>, bytes: &[u8]) -> io::Result<()> {
+    let mut f = fs::OpenOptions::new().create(true).append(true).open(path)?;
+    f.write_all(bytes)?;
+    f.sync_data()
+}
+
 /// Writes `bytes` to `dest` atomically.
 pub fn atomic_write(dest: impl AsRef<Path>, bytes: &[u8]) -> io::Result<()> {
     let mut f = AtomicFile::create(dest)?;

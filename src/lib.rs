@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod engine;
+pub mod eval;
 pub mod fsutil;
 pub mod models;
 pub mod paths;

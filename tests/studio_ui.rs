@@ -383,3 +383,37 @@ fn train_tab_charts_a_recorded_run_and_controls_a_job() {
     assert!(a.runs.is_none());
     assert!(render(&a, 140, 36).contains("Prompt"));
 }
+
+#[test]
+fn eval_tab_shows_a_report_and_switches_between_evals() {
+    use longwriter::eval::longbench::{EvalSettings, ResultLine};
+    use longwriter::studio::evalview::load;
+    let evals = tempfile::tempdir().unwrap();
+    let settings = EvalSettings { data: "longbench-sample.jsonl".into(), model: "smollm2-135m".into(), template: "longwriter".into(), max_tokens: None, seed: 42, temperature: 0.8, top_p: 1.0, judge: None };
+    let line = |index: usize, kind: &str, required: usize, answer: &str| {
+        let words = longwriter::text::count_words(answer);
+        ResultLine { index, prompt: format!("p{index}"), kind: kind.into(), required, words, s_l: longwriter::eval::score::length_score(required, words), think: String::new(), answer: answer.into(), stop: "end of sequence".into(), truncated: false, tokens: 0, seconds: 1.0, quality: None, quality_error: None }
+    };
+    let results = vec![line(0, "Travel", 150, &"sun sea ".repeat(60)), line(1, "Personal Life", 300, &"dear friend ".repeat(100)), line(2, "Travel", 5000, &"island ".repeat(900))];
+    for (name, rs) in [("older", &results[..1]), ("sample-smollm2-longwriter", &results[..])] {
+        let d = evals.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let s = longwriter::eval::report::summarize(&settings, 8, rs);
+        std::fs::write(d.join("summary.json"), serde_json::to_string(&s).unwrap()).unwrap();
+        // Written one after the other: the second is the newest.
+        let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(if name == "older" { 1_000 } else { 2_000 });
+        std::fs::File::options().write(true).open(d.join("summary.json")).unwrap().set_modified(t).unwrap();
+    }
+    let view = load(evals.path(), None);
+    assert_eq!(view.evals, vec!["older".to_string(), "sample-smollm2-longwriter".to_string()]);
+    assert_eq!(view.summary.as_ref().unwrap().done, 3);
+    let mut a = app();
+    assert_eq!(a.update(key(KeyCode::F(9))), Effect::LoadEvals(None));
+    a.update(Action::EvalLoaded(Box::new(view)));
+    insta::assert_snapshot!("eval_tab", render(&a, 120, 30));
+    assert_eq!(a.update(key(KeyCode::Left)), Effect::LoadEvals(Some("older".into())));
+    assert_eq!(a.update(key(KeyCode::Char('r'))), Effect::LoadEvals(Some("sample-smollm2-longwriter".into())));
+    // F8 from the Eval tab is not a key there; Esc goes back to writing.
+    assert_eq!(a.update(key(KeyCode::Esc)), Effect::None);
+    assert!(a.evals.is_none() && render(&a, 120, 30).contains("Prompt"));
+}

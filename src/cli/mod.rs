@@ -2,6 +2,7 @@
 //! with a hint and a non-zero exit code.
 
 mod bench;
+mod eval;
 mod load;
 mod models;
 mod progress;
@@ -17,7 +18,7 @@ use std::process::ExitCode;
 
 pub use load::{load_engine, resolve_model, ModelChoice};
 pub use progress::BarProgress;
-pub use rewards::{QualityChoice, RewardArgs};
+pub use rewards::{QualityChoice, RewardArgs, ServerArgs};
 pub use sessions::export_to_dir;
 
 #[derive(Parser, Debug)]
@@ -49,12 +50,8 @@ pub struct Cli {
     /// ending in /v1). Without it, quality is the labelled fluency proxy on the writing model.
     #[arg(long)]
     pub judge: Option<String>,
-    /// Studio: the model name sent to an OpenAI-compatible judge.
-    #[arg(long, default_value = "default")]
-    pub api_model: String,
-    /// Studio: API key for an OpenAI-compatible judge.
-    #[arg(long, env = "LONGWRITER_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// Studio: the job file the Train tab (F8) starts with `n`.
     #[arg(long, default_value = "examples/jobs/short-format-length.toml")]
     pub train_job: std::path::PathBuf,
@@ -69,7 +66,7 @@ fn studio(cli: &Cli) -> anyhow::Result<()> {
     let entry = resolve_model(cli.model.as_deref())?;
     let sampler = crate::engine::SamplerConfig::from_defaults(&entry.sampling);
     let max_tokens = cli.max_tokens.or(entry.sampling.max_tokens).unwrap_or(2048);
-    crate::studio::run(crate::studio::StudioOptions { entry, device: cli.device.clone(), template: cli.template, sampler, max_tokens, session: cli.session, theme: cli.theme.clone(), debug_panic: cli.debug_panic.clone(), judge: cli.judge.clone(), api_model: cli.api_model.clone(), api_key: cli.api_key.clone(), train_job: Some(cli.train_job.clone()) })
+    crate::studio::run(crate::studio::StudioOptions { entry, device: cli.device.clone(), template: cli.template, sampler, max_tokens, session: cli.session, theme: cli.theme.clone(), debug_panic: cli.debug_panic.clone(), judge: cli.judge.clone(), api_model: cli.server.api_model.clone(), api_key: cli.server.api_key.clone(), train_job: Some(cli.train_job.clone()) })
 }
 
 #[derive(Subcommand, Debug)]
@@ -95,6 +92,10 @@ pub enum Command {
     /// List, show or watch training runs.
     #[command(subcommand)]
     Runs(train::RunsCmd),
+    /// Evaluate: LongBench-Write length and quality scores, pairwise comparison with Elo,
+    /// quality decay along a text.
+    #[command(subcommand)]
+    Eval(eval::EvalCmd),
 }
 
 pub fn main() -> ExitCode {
@@ -114,6 +115,7 @@ pub fn main() -> ExitCode {
         Some(Command::Export(a)) => sessions::export(a),
         Some(Command::Train(a)) => train::run(a),
         Some(Command::Runs(c)) => train::runs(c),
+        Some(Command::Eval(c)) => eval::run(c, &cli.device),
         None => studio(&cli),
     };
     match result {

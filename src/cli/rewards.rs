@@ -55,12 +55,30 @@ pub struct RewardArgs {
     /// of reading only explicit counts. Falls back to the rules when its reply is unusable.
     #[arg(long)]
     pub assessor: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// How to talk to an OpenAI-compatible server named by a base URL.
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
     /// The model name sent to an OpenAI-compatible server.
     #[arg(long, default_value = "default")]
     pub api_model: String,
     /// API key for an OpenAI-compatible server.
     #[arg(long, env = "LONGWRITER_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+}
+
+impl ServerArgs {
+    /// A helper model: a server when `spec` is a base URL, else a local model (default: the
+    /// default model), fetched if needed.
+    pub fn completer(&self, spec: Option<&str>, device: &str) -> Result<Arc<dyn Complete>> {
+        Ok(match spec {
+            Some(url) if OpenAiComplete::is_endpoint(url) => Arc::new(OpenAiComplete::new(url, &self.api_model, self.api_key.clone())),
+            other => Arc::new(LocalComplete::new(super::load_engine(other, device)?.1)),
+        })
+    }
 }
 
 impl RewardArgs {
@@ -74,13 +92,6 @@ impl RewardArgs {
         Ok(RewardConfig { l_max: self.l_max, require_think: !self.no_think, max_repeated_share: self.max_repeated_share, semantic_threshold: self.semantic_threshold, ..RewardConfig::default() })
     }
 
-    fn completer(&self, spec: Option<&str>, device: &str) -> Result<Arc<dyn Complete>> {
-        Ok(match spec {
-            Some(url) if OpenAiComplete::is_endpoint(url) => Arc::new(OpenAiComplete::new(url, &self.api_model, self.api_key.clone())),
-            other => Arc::new(LocalComplete::new(super::load_engine(other, device)?.1)),
-        })
-    }
-
     /// Loads what the settings ask for: the embedder, the quality scorer, the assessor.
     pub fn scorer(&self, device: &str) -> Result<Scorer> {
         let mut s = Scorer { cfg: self.config()?, ..Default::default() };
@@ -90,7 +101,7 @@ impl RewardArgs {
         s.quality = match self.quality {
             QualityChoice::None => None,
             QualityChoice::Proxy => Some(Arc::new(FluencyProxy::new(super::load_engine(self.quality_model.as_deref(), device)?.1, 1024)) as Arc<dyn QualityScorer>),
-            QualityChoice::Judge => Some(Arc::new(Judge::new(self.completer(self.quality_model.as_deref(), device)?))),
+            QualityChoice::Judge => Some(Arc::new(Judge::new(self.server.completer(self.quality_model.as_deref(), device)?))),
             QualityChoice::Rm => {
                 let dir = self.quality_model.as_deref().context("--quality rm needs --quality-model DIR (a sequence-classification checkpoint)")?;
                 let rm = ScalarHeadRm::load(&reward_model_dir(dir)?, &parse_device(device)?).with_context(|| format!("loading reward model {dir}"))?;
@@ -98,7 +109,7 @@ impl RewardArgs {
             }
         };
         if let Some(spec) = &self.assessor {
-            s.assessor = Some(self.completer(Some(spec), device)?);
+            s.assessor = Some(self.server.completer(Some(spec), device)?);
         }
         Ok(s)
     }

@@ -69,6 +69,7 @@ pub fn run(a: WriteArgs, device: &str) -> Result<()> {
         sampler,
         max_new_tokens: a.max_tokens.or(d.max_tokens).unwrap_or(2048),
         stop_strings: a.template.stop_strings(),
+        start_in: a.template.start_in(),
         ..Default::default()
     };
     let (mut think, mut answer) = (String::new(), String::new());

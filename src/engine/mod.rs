@@ -19,7 +19,7 @@ pub use complete::{Complete, LocalComplete, OpenAiComplete};
 pub use embed::Embedder;
 pub use generator::{CancelToken, Event, GenerateRequest, Generator, StartIn, Stats, StopReason, TextPrompt};
 pub use model::{check_extent, LoadOptions, ModelConfig, QuantModel};
-pub use sampler::{Sampler, SamplerConfig};
+pub use sampler::{derive_seed, Sampler, SamplerConfig};
 pub use stream::{StopMatcher, StopScan, TokenDecoder};
 pub use template::{Piece, PromptBuilder, TemplateMode};
 pub use tokenizer::TextTokenizer;

@@ -20,6 +20,9 @@ pub const LONGWRITER_ZH: &str = "用户与助手之间的对话。用户提供�
 /// instruction. The card elides the middle ("…"); this is our explicit reading of it.
 pub const NOTHINK_EN: &str = "A conversation between the user and the assistant. The user provides a writing/general task, and the assistant completes it. The assistant directly provides the final written work. The final written work should be enclosed within <answer> tags, as shown below: <answer>Final written work.</answer>  <|user|>: {question} <|assistant|>:";
 
+/// What the primed template opens the assistant turn with.
+pub const PRIMED_PREFILL: &str = " <think>";
+
 /// Stop strings of the official LongWriter-Zero decoding.
 pub const LONGWRITER_STOPS: [&str; 3] = ["<|user|>", "<|endoftext|>", "</answer>"];
 
@@ -36,6 +39,10 @@ pub enum TemplateMode {
     Chat,
     /// The no-think template: the answer goes straight into `<answer>`.
     Nothink,
+    /// The LongWriter-Zero think template with the assistant turn already opened by
+    /// `<think>`, so generation starts inside the plan. R1-Zero-style recipes prime small
+    /// models this way: SmolLM2 never opens `<think>` by itself, which leaves RL no signal.
+    LongwriterPrimed,
 }
 
 impl TemplateMode {
@@ -45,12 +52,30 @@ impl TemplateMode {
             TemplateMode::LongwriterChat => "longwriter-chat",
             TemplateMode::Chat => "chat",
             TemplateMode::Nothink => "nothink",
+            TemplateMode::LongwriterPrimed => "longwriter-primed",
+        }
+    }
+
+    /// Output text the prompt already holds: generated text continues after it, and a
+    /// parse of the output must see it first.
+    pub fn prefill(self) -> &'static str {
+        match self {
+            TemplateMode::LongwriterPrimed => PRIMED_PREFILL,
+            _ => "",
+        }
+    }
+
+    /// Where the generated text starts, given the prefill.
+    pub fn start_in(self) -> super::StartIn {
+        match self {
+            TemplateMode::LongwriterPrimed => super::StartIn::Think,
+            _ => super::StartIn::Fresh,
         }
     }
 
     /// Whether the output is expected to carry `<think>`/`<answer>` tags.
     pub fn expects_think(self) -> bool {
-        matches!(self, TemplateMode::Longwriter | TemplateMode::LongwriterChat)
+        matches!(self, TemplateMode::Longwriter | TemplateMode::LongwriterChat | TemplateMode::LongwriterPrimed)
     }
 
     pub fn stop_strings(self) -> Vec<String> {
@@ -106,6 +131,13 @@ impl PromptBuilder {
         match mode {
             TemplateMode::Longwriter => Ok(longwriter_pieces(request, false)),
             TemplateMode::Nothink => Ok(longwriter_pieces(request, true)),
+            TemplateMode::LongwriterPrimed => {
+                // Plain text, like a studio continuation of " <think>…", so both routes give
+                // the same ids.
+                let mut p = longwriter_pieces(request, false);
+                p.push(Piece::User(PRIMED_PREFILL.into()));
+                Ok(p)
+            }
             TemplateMode::Chat => self.chat(&[Piece::User(request.to_string())]),
             TemplateMode::LongwriterChat => self.chat(&longwriter_pieces(request, false)),
         }
@@ -235,6 +267,10 @@ mod tests {
         assert!(zh.starts_with("用户与助手之间的对话") && zh.ends_with("<|用户|>: 写一首诗 <|助手|>:"));
         let nt = join(&b.build(TemplateMode::Nothink, "Write.").unwrap());
         assert!(nt.contains("directly provides the final written work") && !nt.contains("<think>"));
+        let pr = b.build(TemplateMode::LongwriterPrimed, "Write a poem.").unwrap();
+        assert_eq!(join(&pr), format!("{en}{}", TemplateMode::LongwriterPrimed.prefill()));
+        assert_eq!(pr.last(), Some(&Piece::User(" <think>".into())));
+        assert_eq!(TemplateMode::LongwriterPrimed.start_in(), crate::engine::StartIn::Think);
     }
 
     #[test]

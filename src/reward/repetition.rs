@@ -48,24 +48,10 @@ impl RepetitionCounter {
     }
 
     fn consume(&mut self, text: &str) {
-        let mut word = String::new();
-        for c in text.chars() {
-            if is_cjk(c) {
-                self.word(&std::mem::take(&mut word));
-                self.word(&c.to_string());
-            } else if c.is_alphanumeric() {
-                word.extend(c.to_lowercase());
-            } else {
-                self.word(&std::mem::take(&mut word));
-            }
-        }
-        self.word(&word);
+        crate::text::for_each_word(text, |w| self.word(w));
     }
 
     fn word(&mut self, w: &str) {
-        if w.is_empty() {
-            return;
-        }
         let mut h = std::collections::hash_map::DefaultHasher::new();
         w.hash(&mut h);
         self.window.push_back(h.finish());

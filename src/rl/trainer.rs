@@ -15,7 +15,6 @@ use crate::reward::{group_advantages, RewardConfig, Scorer};
 use crate::text::parse_all;
 use candle_core::Device;
 use serde_json::{json, Value};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -69,15 +68,6 @@ fn io(p: &Path, e: &std::io::Error) -> RlError {
 }
 
 /// A seed for one rollout, mixed from the run seed and its coordinates (SplitMix64).
-fn mix(seed: u64, parts: &[u64]) -> u64 {
-    parts.iter().fold(seed, |acc, &p| {
-        let mut z = acc ^ p.wrapping_add(0x9E3779B97F4A7C15).wrapping_mul(0xBF58476D1CE4E5B9);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
-        z ^ (z >> 31)
-    })
-}
-
 fn mean_std(xs: &[f64]) -> (f64, f64) {
     if xs.is_empty() {
         return (0.0, 0.0);
@@ -116,7 +106,7 @@ impl Trainer {
         let mut order: Vec<usize> = (0..prompts.len()).collect();
         // Fisher–Yates with the mixed seed, so the order is fixed by the job alone.
         for i in (1..order.len()).rev() {
-            let j = (mix(job.run.seed, &[0x5348_5546, i as u64]) % (i as u64 + 1)) as usize;
+            let j = (crate::engine::derive_seed(job.run.seed, &[0x5348_5546, i as u64]) % (i as u64 + 1)) as usize;
             order.swap(i, j);
         }
         let mut t = Self { job, dir: dir.to_path_buf(), base: base.to_path_buf(), dense, adapters, opt, prompts, order, step: 0 };
@@ -206,13 +196,12 @@ impl Trainer {
 
     fn append(&self, file: &str, lines: &[Value]) -> Result<(), RlError> {
         let p = self.dir.join(file);
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&p).map_err(|e| io(&p, &e))?;
         let mut buf = String::new();
         for l in lines {
             buf.push_str(&l.to_string());
             buf.push('\n');
         }
-        f.write_all(buf.as_bytes()).and_then(|_| f.sync_data()).map_err(|e| io(&p, &e))
+        crate::fsutil::append_durable(&p, buf.as_bytes()).map_err(|e| io(&p, &e))
     }
 
     /// Runs steps until `run.steps`, or until `control` says stop; `report` sees each step.
@@ -249,10 +238,11 @@ impl Trainer {
             let prompt_ids = engine.prompt_ids(mode, &tp.prompt)?;
             let mut outs = Vec::with_capacity(g);
             for r in 0..g {
-                let sampler = SamplerConfig { temperature: job.rollout.temperature, top_p: job.rollout.top_p, top_k: 0, repetition_penalty: 1.0, repeat_last_n: 64, seed: mix(job.run.seed, &[k as u64, j as u64, r as u64]) };
-                let req = GenerateRequest { prompt_ids: prompt_ids.clone(), sampler, max_new_tokens: job.rollout.max_new_tokens, stop_strings: mode.stop_strings(), start_in: Default::default() };
+                let sampler = SamplerConfig { temperature: job.rollout.temperature, top_p: job.rollout.top_p, top_k: 0, repetition_penalty: 1.0, repeat_last_n: 64, seed: crate::engine::derive_seed(job.run.seed, &[k as u64, j as u64, r as u64]) };
+                let req = GenerateRequest { prompt_ids: prompt_ids.clone(), sampler, max_new_tokens: job.rollout.max_new_tokens, stop_strings: mode.stop_strings(), start_in: mode.start_in() };
                 let stats = engine.generate(&req, &CancelToken::default(), &mut |_| {})?;
-                let text = engine.tokenizer.decode(&stats.completion_ids)?;
+                // Rewards read the whole output, the prompt's prefilled part included.
+                let text = format!("{}{}", mode.prefill(), engine.tokenizer.decode(&stats.completion_ids)?);
                 outs.push((stats, text));
             }
             groups.push((tp, prompt_ids, outs));

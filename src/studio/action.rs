@@ -71,6 +71,11 @@ pub enum Action {
     PauseJob,
     CancelJob,
     JobState(super::monitor::JobState),
+    /// Open or close the Eval tab.
+    ToggleEval,
+    EvalLoaded(Box<super::evalview::EvalView>),
+    SelectEval(isize),
+    ReloadEvals,
 }
 
 /// The quality reward of the current draft, as the reward pane shows it.
@@ -138,6 +143,8 @@ pub enum Effect {
     /// Read the runs from disk (showing this one, or the newest).
     LoadRuns(Option<String>),
     StartJob(std::path::PathBuf),
+    /// Read the eval reports from disk (showing this one, or the newest).
+    LoadEvals(Option<String>),
     /// Run, pause or cancel the studio's job (see `rl::trainer::Control`).
     JobControl(u8),
     Exit,
@@ -161,12 +168,13 @@ pub const KEYS: &[(&str, &str)] = &[
     ("Ctrl+N", "continue: extend the current draft"),
     ("Esc", "stop generating / close help"),
     ("Ctrl+T", "trace pane: shown / collapsed / hidden"),
-    ("F2", "switch template (longwriter, longwriter-chat, chat, nothink)"),
+    ("F2", "cycle the prompt template (see README: Templates)"),
     ("F3", "switch colour theme"),
     ("F4", "settings: sampling, max tokens, seed, length target"),
     ("F6", "saved sessions: ↑↓ choose, Enter reopen"),
     ("F7", "model picker: ↑↓ choose, Enter load (downloads if missing)"),
     ("F8", "training monitor: charts, rollouts, jobs"),
+    ("F9", "eval reports: S_l / S_q tables, length chart"),
     ("Tab", "focus prompt / draft"),
     ("↑ ↓ PgUp PgDn, wheel", "scroll the draft (draft focus)"),
     ("End", "follow the draft's tail again"),

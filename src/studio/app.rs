@@ -53,6 +53,8 @@ pub struct App {
     pub auto_quality: bool,
     /// The open Train tab.
     pub runs: Option<super::monitor::RunView>,
+    /// The open Eval tab.
+    pub evals: Option<super::evalview::EvalView>,
     /// The job launched from this studio, if any.
     pub job: Option<super::monitor::JobState>,
     /// The job file `n` starts in the Train tab.
@@ -98,6 +100,7 @@ impl App {
             quality: QualityView::NotScored,
             auto_quality: false,
             runs: None,
+            evals: None,
             job: None,
             train_job: None,
         }
@@ -144,6 +147,9 @@ impl App {
         if self.runs.is_some() && !self.confirm_quit {
             return self.train_key(k, ctrl);
         }
+        if self.evals.is_some() && !self.confirm_quit {
+            return self.eval_key(k, ctrl);
+        }
         if self.confirm_quit {
             return match k.code {
                 KeyCode::Char('y') | KeyCode::Char('Y') => Some(Action::Quit),
@@ -165,6 +171,7 @@ impl App {
             KeyCode::F(6) => Some(Action::Sessions),
             KeyCode::F(7) => Some(Action::Models),
             KeyCode::F(8) => Some(Action::ToggleTrain),
+            KeyCode::F(9) => Some(Action::ToggleEval),
             KeyCode::F(1) => Some(Action::ToggleHelp),
             KeyCode::Esc => Some(Action::Stop),
             KeyCode::Tab => Some(Action::FocusNext),
@@ -243,6 +250,7 @@ impl App {
             | Action::PauseJob
             | Action::CancelJob
             | Action::JobState(_)) => self.update_train(a),
+            a @ (Action::ToggleEval | Action::EvalLoaded(_) | Action::SelectEval(_) | Action::ReloadEvals) => self.update_eval(a),
             Action::QualityScored(r) => {
                 // A result for a draft that has since been replaced is dropped.
                 if self.quality == QualityView::Scoring {
@@ -266,7 +274,8 @@ impl App {
                     TemplateMode::Longwriter => TemplateMode::LongwriterChat,
                     TemplateMode::LongwriterChat => TemplateMode::Chat,
                     TemplateMode::Chat => TemplateMode::Nothink,
-                    TemplateMode::Nothink => TemplateMode::Longwriter,
+                    TemplateMode::Nothink => TemplateMode::LongwriterPrimed,
+                    TemplateMode::LongwriterPrimed => TemplateMode::Longwriter,
                 };
                 Effect::None
             }
@@ -472,9 +481,11 @@ impl App {
         }
         let prompt = self.prompt.lines().join("\n");
         let (trace, draft) = (self.think.text(), self.draft.text());
+        // A primed template's prompt already ends with the opening tag.
+        let open = if self.template.prefill().is_empty() { " <think>" } else { "" };
         let continuation = match (self.template.expects_think(), self.template) {
-            (true, _) if draft.is_empty() => (format!(" <think>{trace}"), StartIn::Think),
-            (true, _) => (format!(" <think>{trace}</think>\n<answer>{draft}"), StartIn::Answer),
+            (true, _) if draft.is_empty() => (format!("{open}{trace}"), StartIn::Think),
+            (true, _) => (format!("{open}{trace}</think>\n<answer>{draft}"), StartIn::Answer),
             (false, TemplateMode::Nothink) => (format!(" <answer>{draft}"), StartIn::Answer),
             _ => (draft, StartIn::Answer),
         };

@@ -7,6 +7,7 @@
 mod action;
 mod app;
 mod draft;
+pub mod evalview;
 pub mod monitor;
 mod persist;
 pub mod settings;
@@ -237,6 +238,7 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
                         monitor::spawn_load(tx.clone(), want);
                     }
                     Effect::StartJob(path) => job_control = Some(monitor::spawn_job(tx.clone(), path)),
+                    Effect::LoadEvals(want) => evalview::spawn_load(tx.clone(), want),
                     Effect::JobControl(v) => {
                         if let Some(c) = &job_control {
                             c.set(v);
@@ -371,7 +373,7 @@ fn start_generation(
         let _ = tx.send(Action::Engine(crate::engine::Event::Error("the model is not loaded yet".into())));
         return None;
     };
-    let start_in = continuation.as_ref().map(|c| c.1).unwrap_or_default();
+    let start_in = continuation.as_ref().map_or(mode.start_in(), |c| c.1);
     let req = GenerateRequest { sampler, max_new_tokens: max_tokens, stop_strings: mode.stop_strings(), start_in, ..Default::default() };
     let text = crate::engine::TextPrompt { request: prompt.to_string(), mode, continuation: continuation.map(|c| c.0) };
     let (mut events, cancel) = g.submit_text(text, req);

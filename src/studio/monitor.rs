@@ -221,6 +221,7 @@ impl App {
                 if self.runs.take().is_some() {
                     Effect::None
                 } else {
+                    self.evals = None;
                     self.runs = Some(Default::default());
                     Effect::LoadRuns(None)
                 }

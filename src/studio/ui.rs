@@ -67,6 +67,8 @@ pub fn draw(f: &mut Frame, app: &App) {
     let Panes { prompt, trace, draft, rewards, status } = panes(app, area);
     if app.runs.is_some() {
         super::monitor::draw(f, app, Rect { height: area.height.saturating_sub(1), ..area });
+    } else if app.evals.is_some() {
+        super::evalview::draw(f, app, Rect { height: area.height.saturating_sub(1), ..area });
     } else {
         draw_prompt(f, app, prompt);
         draw_trace(f, app, trace);

@@ -5,7 +5,7 @@ mod think;
 mod words;
 
 pub use think::{parse_all, FormatReport, Segment, ThinkParser, Violation};
-pub use words::{count_words, is_cjk, WordCounter};
+pub use words::{count_words, for_each_word, is_cjk, WordCounter};
 
 /// Replaces control characters (escape sequences, bells) so model text can never drive
 /// the terminal; newlines are kept and tabs become spaces.

@@ -17,6 +17,28 @@ pub fn is_cjk(c: char) -> bool {
     ('\u{4e00}'..='\u{9fff}').contains(&c)
 }
 
+/// Calls `f` with each word of `text`, lowercased: a run of letters and digits, or one CJK
+/// ideograph. The unit of the repetition and diversity measures (not of [`count_words`],
+/// which follows LongBench-Write's rule).
+pub fn for_each_word(text: &str, mut f: impl FnMut(&str)) {
+    let mut word = String::new();
+    for c in text.chars() {
+        if is_cjk(c) {
+            if !word.is_empty() {
+                f(&std::mem::take(&mut word));
+            }
+            f(c.encode_utf8(&mut [0; 4]));
+        } else if c.is_alphanumeric() {
+            word.extend(c.to_lowercase());
+        } else if !word.is_empty() {
+            f(&std::mem::take(&mut word));
+        }
+    }
+    if !word.is_empty() {
+        f(&word);
+    }
+}
+
 fn is_word_char(c: char) -> bool {
     c == '_' || c.is_alphanumeric()
 }
@@ -82,6 +104,13 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(count_words(text), *want, "{text:?}");
         }
+    }
+
+    #[test]
+    fn words_for_repetition_measures() {
+        let mut w = Vec::new();
+        for_each_word("The Cat, the cat2 写作 café!", |x| w.push(x.to_string()));
+        assert_eq!(w, ["the", "cat", "the", "cat2", "写", "作", "café"]);
     }
 
     #[test]

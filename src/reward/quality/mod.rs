@@ -8,7 +8,7 @@ mod judge;
 mod proxy;
 mod rm;
 
-pub use judge::{parse_judge_reply, Judge, JudgeReply, CRITERIA};
+pub use judge::{clip_middle, parse_judge_reply, Judge, JudgeReply, CRITERIA};
 pub use proxy::{mattr, FluencyProxy};
 pub use rm::{ScalarHeadRm, SCORE_HEAD};
 

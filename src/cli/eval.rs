@@ -1,0 +1,257 @@
+//! `longwriter eval`: LongBench-Write scores, pairwise comparison, quality decay.
+
+use super::ServerArgs;
+use crate::engine::{SamplerConfig, TemplateMode};
+use crate::eval::longbench::{self, EvalSettings, LocalWriter, Progress, ResultLine};
+use crate::eval::{compare, data, decay, evals_dir, report, slug, write_report};
+use crate::reward::quality::Judge;
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand, Debug)]
+pub enum EvalCmd {
+    /// LongBench-Write: write an answer to each request and score its length (S_l) and,
+    /// with --judge, its quality (S_q). Re-running the same command resumes.
+    Longbench(LongbenchArgs),
+    /// Compare models or checkpoints: answers from each (or from earlier eval directories),
+    /// every pair judged twice with the order swapped, Elo with bootstrap intervals.
+    Compare(CompareArgs),
+    /// Where a text starts repeating itself: distinct-n and overlap with the text so far,
+    /// per segment.
+    Decay(DecayArgs),
+}
+
+/// How answers are generated.
+#[derive(Args, Debug, Clone)]
+pub struct GenArgs {
+    /// LongBench-Write JSONL: one {"prompt", "type", "length"} object per line
+    /// (data/eval/longbench-sample.jsonl is a small sample).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Only the first N requests.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// How a request becomes a prompt.
+    #[arg(long, value_enum, default_value_t = TemplateMode::Longwriter)]
+    pub template: TemplateMode,
+    /// Token budget per answer (default: enough for 4× the required length, where S_l is 0).
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+    /// Seed of the sampling; each request derives its own from it.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Sampling temperature (default: the model's registry setting).
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// Top-p (default: the model's registry setting).
+    #[arg(long)]
+    pub top_p: Option<f64>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct JudgeArgs {
+    /// The judge: a registry name, a .gguf path, or the base URL of an OpenAI-compatible
+    /// server ending in /v1.
+    #[arg(long)]
+    pub judge: Option<String>,
+    /// Tokens the judge may reply with.
+    #[arg(long, default_value_t = 768)]
+    pub judge_max_tokens: usize,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct LongbenchArgs {
+    #[command(flatten)]
+    pub gen: GenArgs,
+    /// The model to evaluate: a registry name or a .gguf path (default: the default model).
+    #[arg(long, short)]
+    pub model: Option<String>,
+    /// The eval directory (default: <data dir>/evals/<data>-<model>-<template>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub judge: JudgeArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Two or more models (registry names or .gguf paths) or eval directories to reuse.
+    #[arg(required = true, num_args = 2..)]
+    pub models: Vec<String>,
+    #[command(flatten)]
+    pub gen: GenArgs,
+    /// The comparison directory (default: <data dir>/evals/compare-<data>-<models>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub judge: JudgeArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DecayArgs {
+    /// A text or markdown file.
+    pub file: PathBuf,
+    /// Words per segment.
+    #[arg(long, default_value_t = report::DECAY_SEGMENT)]
+    pub segment: usize,
+    /// The n of the n-gram overlap.
+    #[arg(long, default_value_t = report::DECAY_NGRAM)]
+    pub n: usize,
+}
+
+pub fn run(c: EvalCmd, device: &str) -> Result<()> {
+    match c {
+        EvalCmd::Longbench(a) => longbench_cmd(a, device),
+        EvalCmd::Compare(a) => compare_cmd(a, device),
+        EvalCmd::Decay(a) => decay_cmd(a),
+    }
+}
+
+fn load_items(g: &GenArgs) -> Result<Vec<data::EvalItem>> {
+    let mut items = data::load(&g.data)?;
+    if let Some(n) = g.limit {
+        if n == 0 {
+            bail!("--limit must be at least 1");
+        }
+        items.truncate(n);
+    }
+    Ok(items)
+}
+
+fn data_stem(g: &GenArgs) -> String {
+    g.data.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "data".into())
+}
+
+/// Generates (or resumes) the answers of one model into `out`, with a progress bar.
+fn answers(model: Option<&str>, g: &GenArgs, items: &[data::EvalItem], out: &Path, judge: Option<(&Judge, String)>, device: &str) -> Result<Vec<ResultLine>> {
+    let (choice, engine) = super::load_engine(model, device)?;
+    let base = SamplerConfig::from_defaults(&choice.entry.sampling);
+    let sampler = SamplerConfig { temperature: g.temperature.unwrap_or(base.temperature), top_p: g.top_p.unwrap_or(base.top_p), ..base };
+    let data = std::fs::canonicalize(&g.data).unwrap_or_else(|_| g.data.clone()).display().to_string();
+    let settings = EvalSettings { data, model: choice.entry.name.clone(), template: g.template.label().into(), max_tokens: g.max_tokens, seed: g.seed, temperature: sampler.temperature, top_p: sampler.top_p, judge: judge.as_ref().map(|j| j.1.clone()) };
+    let mut writer = LocalWriter { engine, mode: g.template, sampler, name: choice.entry.name.clone() };
+    let bar = ProgressBar::new(items.len() as u64).with_style(ProgressStyle::with_template("{msg:40!} [{bar:30}] {pos}/{len} {elapsed} eta {eta}").unwrap().progress_chars("=> "));
+    let name = choice.entry.name.clone();
+    let results = longbench::run(items, out, &settings, &mut writer, judge.map(|j| j.0), &mut |p| match p {
+        Progress::Resumed { done, total } => {
+            if done > 0 {
+                // suspend, not println: the line must show when stderr is not a terminal.
+                bar.suspend(|| println!("resuming {}: {done} of {total} requests already done", out.display()));
+            }
+            bar.set_position(done as u64);
+            // The ETA counts only requests written in this run.
+            bar.reset_eta();
+        }
+        Progress::Started { index, item } => {
+            bar.set_message(format!("{name}: #{} ({} words asked)", index + 1, item.length));
+            tracing::info!("generating request {}", index + 1);
+        }
+        Progress::Finished(r) => {
+            bar.inc(1);
+            bar.suspend(|| println!("#{:<3} {:>6} asked {:>6} written  S_l {:>5.1}  {}", r.index + 1, r.required, r.words, r.s_l, r.stop));
+        }
+    })?;
+    bar.finish_and_clear();
+    Ok(results)
+}
+
+fn judge_model(j: &JudgeArgs, device: &str) -> Result<Option<(std::sync::Arc<dyn crate::engine::Complete>, String)>> {
+    let Some(spec) = &j.judge else { return Ok(None) };
+    let c = j.server.completer(Some(spec), device).with_context(|| format!("loading the judge '{spec}'"))?;
+    let name = c.describe();
+    Ok(Some((c, name)))
+}
+
+fn longbench_cmd(a: LongbenchArgs, device: &str) -> Result<()> {
+    let items = load_items(&a.gen)?;
+    let model_name = super::resolve_model(a.model.as_deref())?.name;
+    let out = a.out.clone().unwrap_or_else(|| evals_dir().join(slug(&format!("{}-{}-{}", data_stem(&a.gen), model_name, a.gen.template.label()))));
+    let judge = judge_model(&a.judge, device)?.map(|(c, name)| {
+        let mut j = Judge::five_point(c);
+        j.max_tokens = a.judge.judge_max_tokens;
+        (j, name)
+    });
+    let results = answers(a.model.as_deref(), &a.gen, &items, &out, judge.as_ref().map(|(j, n)| (j, n.clone())), device)?;
+    let settings: EvalSettings = serde_json::from_str(&std::fs::read_to_string(out.join(longbench::SETTINGS))?)?;
+    let summary = report::summarize(&settings, items.len(), &results);
+    write_report(&out, &summary, &results)?;
+    println!("{} ({}): mean S_l {:.1} over {} requests", settings.model, settings.template, summary.s_l, summary.done);
+    for b in &summary.buckets {
+        println!("  required {:<14} {:>3} requests  S_l {:.1}", b.group, b.n, b.mean);
+    }
+    if let Some(q) = &summary.quality {
+        println!("S_q {:.1} ({} judged, {} failed; judge: {})", q.total, q.judged, q.failed, settings.judge.as_deref().unwrap_or(""));
+    }
+    println!("report: {}", out.join("report.md").display());
+    Ok(())
+}
+
+fn compare_cmd(a: CompareArgs, device: &str) -> Result<()> {
+    let Some(judge_spec) = a.judge.judge.clone() else { bail!("eval compare needs --judge (a registry name, a .gguf path or a server URL ending in /v1)") };
+    let items = load_items(&a.gen)?;
+    let mut names = Vec::new();
+    let mut all = Vec::new();
+    let out = a.out.clone().unwrap_or_else(|| evals_dir().join(slug(&format!("compare-{}-{}", data_stem(&a.gen), a.models.iter().map(|m| slug(m)).collect::<Vec<_>>().join("-vs-")))));
+    for spec in &a.models {
+        let dir = Path::new(spec);
+        if dir.join(longbench::SETTINGS).exists() {
+            // An earlier eval directory: reuse its answers as they are.
+            let s: EvalSettings = serde_json::from_str(&std::fs::read_to_string(dir.join(longbench::SETTINGS))?)?;
+            let r = longbench::read_results(&dir.join(longbench::RESULTS))?;
+            println!("{}: reusing {} answers from {}", s.model, r.len(), dir.display());
+            names.push(format!("{} ({})", s.model, s.template));
+            all.push(r);
+            continue;
+        }
+        let name = super::resolve_model(Some(spec))?.name;
+        let r = answers(Some(spec), &a.gen, &items, &out.join("answers").join(slug(&name)), None, device)?;
+        names.push(name);
+        all.push(r);
+    }
+    if names.iter().collect::<std::collections::HashSet<_>>().len() != names.len() {
+        bail!("the models to compare must differ: {}", names.join(", "));
+    }
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let (judge, judge_name) = judge_model(&a.judge, device)?.expect("checked above");
+    let bar = ProgressBar::new(0).with_style(ProgressStyle::with_template("judging [{bar:30}] {pos}/{len} {elapsed} eta {eta}").unwrap().progress_chars("=> "));
+    let js = compare::judge_all(&out, &names, &all, judge.as_ref(), a.judge.judge_max_tokens, &mut |k, n| {
+        bar.set_length(n as u64);
+        bar.set_position(k as u64);
+    })?;
+    bar.finish_and_clear();
+    let s = compare::summarize(&names, &all, &js, a.gen.seed);
+    let data = a.gen.data.display().to_string();
+    let md = compare::markdown(&s, &data, &format!("{judge_name} ({judge_spec})"));
+    crate::fsutil::atomic_write(out.join("report.md"), md.as_bytes()).context("writing report.md")?;
+    crate::fsutil::atomic_write(out.join("ratings.json"), serde_json::to_string_pretty(&s)?.as_bytes()).context("writing ratings.json")?;
+    for r in &s.ratings {
+        println!("{:<40} Elo {:>5.0}  (95% {:.0} – {:.0})", r.model, r.median, r.lo, r.hi);
+    }
+    if s.failed > 0 {
+        println!("{} verdicts could not be read and were left out", s.failed);
+    }
+    println!("report: {}", out.join("report.md").display());
+    Ok(())
+}
+
+fn decay_cmd(a: DecayArgs) -> Result<()> {
+    let bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    let text = String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{} is not UTF-8 text", a.file.display()))?;
+    let segs = decay::segments(&text, a.segment, a.n);
+    if segs.is_empty() {
+        bail!("{} holds no words", a.file.display());
+    }
+    println!("{:>9} {:>7} {:>10} {:>10} {:>8}", "from word", "words", "distinct-1", "distinct-2", "overlap");
+    for s in &segs {
+        println!("{:>9} {:>7} {:>10.2} {:>10.2} {:>8.2}", s.start, s.words, s.distinct1, s.distinct2, s.overlap);
+    }
+    match decay::onset(&segs, report::DECAY_ONSET) {
+        Some(w) => println!("repeats itself from word {w} (overlap of {}-grams ≥ {:.0}%)", a.n, report::DECAY_ONSET * 100.0),
+        None => println!("no segment repeats ≥ {:.0}% of its {}-grams", report::DECAY_ONSET * 100.0, a.n),
+    }
+    Ok(())
+}

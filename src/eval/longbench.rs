@@ -1,0 +1,365 @@
+//! `eval longbench`: an answer per request, its length score S_l and, with a judge, its
+//! quality S_q. Each result is appended to `results.jsonl` (fsynced) as soon as it exists,
+//! so an interrupted eval resumes where it stopped and never writes a prompt twice.
+
+use super::data::EvalItem;
+use super::score::length_score;
+use super::EvalError;
+use crate::engine::{derive_seed, CancelToken, Engine, Event, GenerateRequest, SamplerConfig, TemplateMode};
+use crate::reward::quality::Judge;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Instant;
+
+/// One generated answer.
+#[derive(Debug, Clone, Default)]
+pub struct Written {
+    pub think: String,
+    pub answer: String,
+    /// Why generation ended, in words.
+    pub stop: String,
+    /// Cut off by the token budget or the context window.
+    pub truncated: bool,
+    pub tokens: usize,
+}
+
+/// Something that writes an answer to a request: a local model, or (later) a server.
+pub trait Writer {
+    fn describe(&self) -> String;
+    /// `seed` is derived per request, so reruns and resumed runs draw the same text.
+    fn write(&mut self, request: &str, max_new_tokens: usize, seed: u64) -> Result<Written, EvalError>;
+}
+
+/// A local model with a prompt template and decoding settings.
+pub struct LocalWriter {
+    pub engine: Engine,
+    pub mode: TemplateMode,
+    pub sampler: SamplerConfig,
+    pub name: String,
+}
+
+impl Writer for LocalWriter {
+    fn describe(&self) -> String {
+        format!("{} ({})", self.name, self.mode.label())
+    }
+
+    fn write(&mut self, request: &str, max_new_tokens: usize, seed: u64) -> Result<Written, EvalError> {
+        let req = GenerateRequest {
+            prompt_ids: self.engine.prompt_ids(self.mode, request)?,
+            sampler: SamplerConfig { seed, ..self.sampler.clone() },
+            max_new_tokens,
+            stop_strings: self.mode.stop_strings(),
+            start_in: self.mode.start_in(),
+        };
+        let mut w = Written::default();
+        let stats = self.engine.generate(&req, &CancelToken::default(), &mut |e| match e {
+            Event::Think(t) => w.think.push_str(&t),
+            Event::Answer(t) => w.answer.push_str(&t),
+            _ => {}
+        })?;
+        w.stop = stats.stop.describe();
+        w.truncated = !stats.stop.natural();
+        w.tokens = stats.generated_tokens;
+        Ok(w)
+    }
+}
+
+/// New tokens allowed for a request of `required` words: enough for 4× the length at up to
+/// 3 tokens a word. S_l is 0 from 4× on, so a longer budget could change no score. The
+/// model's context window may end a generation sooner.
+pub fn token_budget(required: usize) -> usize {
+    required.saturating_mul(12).saturating_add(64)
+}
+
+/// What produced an eval directory; a resumed eval must match it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalSettings {
+    pub data: String,
+    pub model: String,
+    pub template: String,
+    /// A fixed token budget, or None for [`token_budget`].
+    pub max_tokens: Option<usize>,
+    pub seed: u64,
+    pub temperature: f64,
+    pub top_p: f64,
+    /// The S_q judge, if any.
+    pub judge: Option<String>,
+}
+
+/// One request's result, a line of `results.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultLine {
+    /// The request's line order in the data file (blank lines skipped).
+    pub index: usize,
+    pub prompt: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub required: usize,
+    /// `count_words` of the answer.
+    pub words: usize,
+    pub s_l: f64,
+    pub think: String,
+    pub answer: String,
+    pub stop: String,
+    pub truncated: bool,
+    pub tokens: usize,
+    pub seconds: f64,
+    /// The judge's 1–5 scores, in [`crate::reward::quality::CRITERIA`] order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<Vec<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality_error: Option<String>,
+}
+
+pub const RESULTS: &str = "results.jsonl";
+pub const SETTINGS: &str = "eval.json";
+
+pub(super) fn io_err(p: &Path, e: std::io::Error) -> EvalError {
+    EvalError::Io(format!("{}: {}", p.display(), crate::fsutil::describe_io(&e)))
+}
+
+/// Reads a JSONL file this module appends to. A last line torn by a crash mid-write is
+/// dropped (and the file rewritten without it); damage anywhere else is an error.
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, EvalError> {
+    let text = match std::fs::read(path) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(path, e)),
+    };
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        match serde_json::from_str::<T>(line.trim_end()) {
+            Ok(r) if line.ends_with('\n') => out.push(r),
+            _ if i + 1 == lines.len() => {
+                tracing::warn!("dropping a torn last line of {}", path.display());
+                let kept: String = lines[..i].concat();
+                crate::fsutil::atomic_write(path, kept.as_bytes()).map_err(|e| io_err(path, e))?;
+            }
+            _ => return Err(EvalError::Data { path: path.to_path_buf(), msg: format!("line {} is damaged; move the file away to start over", i + 1) }),
+        }
+    }
+    Ok(out)
+}
+
+/// Reads `results.jsonl` (see [`read_jsonl`]).
+pub fn read_results(path: &Path) -> Result<Vec<ResultLine>, EvalError> {
+    read_jsonl(path)
+}
+
+/// Appends one JSON line, synced to disk.
+pub fn append_jsonl<T: Serialize>(path: &Path, r: &T) -> Result<(), EvalError> {
+    let mut line = serde_json::to_string(r).map_err(|e| EvalError::Io(e.to_string()))?;
+    line.push('\n');
+    crate::fsutil::append_durable(path, line.as_bytes()).map_err(|e| io_err(path, e))
+}
+
+/// Opens (or starts) an eval directory: checks that earlier results came from the same
+/// settings and data, and returns them.
+pub fn open(out: &Path, settings: &EvalSettings, items: &[EvalItem]) -> Result<Vec<ResultLine>, EvalError> {
+    std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
+    let sp = out.join(SETTINGS);
+    match std::fs::read_to_string(&sp) {
+        Ok(s) => {
+            let old: EvalSettings = serde_json::from_str(&s).map_err(|e| EvalError::Data { path: sp.clone(), msg: format!("unreadable ({e})") })?;
+            if &old != settings {
+                return Err(EvalError::Settings(format!(
+                    "{} holds an eval made with other settings ({}); use another --out, or delete that directory to start over",
+                    out.display(),
+                    differences(&old, settings)
+                )));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let json = serde_json::to_string_pretty(settings).map_err(|e| EvalError::Io(e.to_string()))?;
+            crate::fsutil::atomic_write(&sp, json.as_bytes()).map_err(|e| io_err(&sp, e))?;
+        }
+        Err(e) => return Err(io_err(&sp, e)),
+    }
+    let done = read_results(&out.join(RESULTS))?;
+    for r in &done {
+        if items.get(r.index).is_none_or(|it| it.prompt != r.prompt) {
+            return Err(EvalError::Settings(format!("{} holds results for a different data file (request {} differs); use another --out", out.display(), r.index + 1)));
+        }
+    }
+    Ok(done)
+}
+
+fn differences(a: &EvalSettings, b: &EvalSettings) -> String {
+    let (x, y) = (serde_json::to_value(a).unwrap_or_default(), serde_json::to_value(b).unwrap_or_default());
+    let mut d = Vec::new();
+    for (k, v) in x.as_object().into_iter().flatten() {
+        if y.get(k) != Some(v) {
+            d.push(format!("{k}: {v} then, {} now", y.get(k).cloned().unwrap_or_default()));
+        }
+    }
+    d.join("; ")
+}
+
+/// What the runner reports as it goes.
+pub enum Progress<'a> {
+    /// Results already on disk.
+    Resumed { done: usize, total: usize },
+    Started { index: usize, item: &'a EvalItem },
+    Finished(&'a ResultLine),
+}
+
+/// Generates and scores every request not yet in `out`, appending each result.
+pub fn run(items: &[EvalItem], out: &Path, settings: &EvalSettings, writer: &mut dyn Writer, judge: Option<&Judge>, report: &mut dyn FnMut(Progress)) -> Result<Vec<ResultLine>, EvalError> {
+    let mut results = open(out, settings, items)?;
+    report(Progress::Resumed { done: results.len(), total: items.len() });
+    let path = out.join(RESULTS);
+    let abort_after: Option<usize> = std::env::var("LONGWRITER_TEST_ABORT_AFTER_PROMPTS").ok().and_then(|v| v.parse().ok());
+    let mut written_now = 0;
+    for (index, item) in items.iter().enumerate() {
+        if results.iter().any(|r| r.index == index) {
+            continue;
+        }
+        report(Progress::Started { index, item });
+        let t0 = Instant::now();
+        let budget = settings.max_tokens.unwrap_or_else(|| token_budget(item.length));
+        let w = writer.write(&item.prompt, budget, derive_seed(settings.seed, &[index as u64]))?;
+        let seconds = t0.elapsed().as_secs_f64();
+        let words = crate::text::count_words(&w.answer);
+        let (quality, quality_error) = match judge {
+            None => (None, None),
+            Some(j) => match j.rate(&item.prompt, &w.answer) {
+                Ok(r) => (Some(r.scores.iter().map(|s| s.1).collect()), None),
+                Err(e) => (None, Some(e.to_string())),
+            },
+        };
+        let r = ResultLine {
+            index,
+            prompt: item.prompt.clone(),
+            kind: item.kind.clone(),
+            required: item.length,
+            words,
+            s_l: length_score(item.length, words),
+            think: w.think,
+            answer: w.answer,
+            stop: w.stop,
+            truncated: w.truncated,
+            tokens: w.tokens,
+            seconds,
+            quality,
+            quality_error,
+        };
+        append_jsonl(&path, &r)?;
+        report(Progress::Finished(&r));
+        results.push(r);
+        written_now += 1;
+        if abort_after == Some(written_now) {
+            // Test hook: die like a kill -9 would, with no cleanup.
+            std::process::abort();
+        }
+    }
+    results.sort_by_key(|r| r.index);
+    Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    struct Echo {
+        calls: Vec<String>,
+    }
+
+    impl Writer for Echo {
+        fn describe(&self) -> String {
+            "echo".into()
+        }
+        fn write(&mut self, request: &str, max_new_tokens: usize, _seed: u64) -> Result<Written, EvalError> {
+            self.calls.push(request.to_string());
+            // Writes half the asked words.
+            let n = max_new_tokens.saturating_sub(64) / 24;
+            Ok(Written { answer: "word ".repeat(n), stop: "end of sequence".into(), ..Default::default() })
+        }
+    }
+
+    fn items() -> Vec<EvalItem> {
+        (1..=3).map(|i| EvalItem { prompt: format!("Write {}00 words.", i), kind: "t".into(), length: i * 100 }).collect()
+    }
+
+    fn settings() -> EvalSettings {
+        EvalSettings { data: "d.jsonl".into(), model: "m".into(), template: "longwriter".into(), max_tokens: None, seed: 1, temperature: 0.8, top_p: 1.0, judge: None }
+    }
+
+    #[test]
+    fn results_are_appended_scored_and_resumed_without_repeats() {
+        let d = tempfile::tempdir().unwrap();
+        let mut w = Echo { calls: vec![] };
+        let r = run(&items()[..2], d.path(), &settings(), &mut w, None, &mut |_| {});
+        // A shorter item list is a prefix of the same data: fine.
+        assert_eq!(r.unwrap().len(), 2);
+        // A torn line from a crash mid-write is dropped, and the rest resumes.
+        let p = d.path().join(RESULTS);
+        let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"{\"index\":2,\"prom").unwrap();
+        let mut w2 = Echo { calls: vec![] };
+        let all = run(&items(), d.path(), &settings(), &mut w2, None, &mut |_| {}).unwrap();
+        assert_eq!(w2.calls, vec!["Write 300 words."]);
+        assert_eq!(all.iter().map(|r| r.index).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(read_results(&p).unwrap().len(), 3);
+        // Half the asked length: S_l = 50.
+        assert!(all.iter().all(|r| r.words == r.required / 2 && (r.s_l - 50.0).abs() < 1e-9), "{all:?}");
+    }
+
+    #[test]
+    fn other_settings_or_data_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        run(&items(), d.path(), &settings(), &mut Echo { calls: vec![] }, None, &mut |_| {}).unwrap();
+        let other = EvalSettings { model: "other".into(), ..settings() };
+        let e = run(&items(), d.path(), &other, &mut Echo { calls: vec![] }, None, &mut |_| {}).unwrap_err().to_string();
+        assert!(e.contains("other settings") && e.contains("model"), "{e}");
+        let mut changed = items();
+        changed[1].prompt = "Something else.".into();
+        let e = run(&changed, d.path(), &settings(), &mut Echo { calls: vec![] }, None, &mut |_| {}).unwrap_err().to_string();
+        assert!(e.contains("different data file") && e.contains("request 2"), "{e}");
+    }
+
+    #[test]
+    fn a_five_point_judge_gives_s_q_and_failures_are_kept() {
+        struct Fixed;
+        impl crate::engine::Complete for Fixed {
+            fn describe(&self) -> String {
+                "fixed".into()
+            }
+            fn complete(&self, user: &str, _: usize) -> Result<String, crate::engine::EngineError> {
+                assert!(user.contains("to 5 (excellent)"));
+                // Request 1 gets 4s, request 2 an unreadable reply.
+                Ok(if user.contains("Write 100 words.") {
+                    let all: Vec<String> = crate::reward::quality::CRITERIA.iter().map(|(c, _)| format!("\"{c}\": 4")).collect();
+                    format!("{{{}}}", all.join(", "))
+                } else {
+                    "I liked it.".into()
+                })
+            }
+        }
+        let d = tempfile::tempdir().unwrap();
+        let judge = Judge::five_point(std::sync::Arc::new(Fixed));
+        let st = EvalSettings { judge: Some("fixed".into()), ..settings() };
+        let r = run(&items()[..2], d.path(), &st, &mut Echo { calls: vec![] }, Some(&judge), &mut |_| {}).unwrap();
+        assert_eq!(r[0].quality, Some(vec![4.0; 6]));
+        assert!(r[1].quality.is_none() && r[1].quality_error.as_deref().unwrap().contains("no score"));
+        let s = super::super::report::summarize(&st, 2, &r);
+        let q = s.quality.unwrap();
+        // (4 − 1)·25 = 75 on every dimension; the failure is counted, not scored.
+        assert_eq!((q.total, q.judged, q.failed), (75.0, 1, 1));
+    }
+
+    #[test]
+    fn damage_before_the_last_line_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join(RESULTS);
+        std::fs::write(&p, "garbage\n{}\n").unwrap();
+        assert!(read_results(&p).unwrap_err().to_string().contains("line 1 is damaged"));
+    }
+
+    #[test]
+    fn budget_covers_four_times_the_length() {
+        assert_eq!(token_budget(1000), 12_064);
+        assert!(token_budget(usize::MAX) == usize::MAX);
+    }
+}

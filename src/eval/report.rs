@@ -1,0 +1,168 @@
+//! Summaries and `report.md` of an eval: S_l overall, per length bucket and per type, S_q
+//! per dimension, per-request rows, and the quality-decay profile.
+
+use super::decay::{self, ProfileRow};
+use super::longbench::{EvalSettings, ResultLine};
+use super::score::{bucket_of, group_means, quality_score, GroupMean, BUCKETS};
+use crate::reward::quality::CRITERIA;
+use serde::{Deserialize, Serialize};
+
+/// Words per segment of the decay profile, and the n of its n-gram overlap.
+pub const DECAY_SEGMENT: usize = 100;
+pub const DECAY_NGRAM: usize = 4;
+/// Overlap at which a text counts as repeating itself.
+pub const DECAY_ONSET: f64 = 0.5;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QualitySummary {
+    /// (dimension, (mean − 1)·25).
+    pub dimensions: Vec<(String, f64)>,
+    pub total: f64,
+    /// Requests the judge scored.
+    pub judged: usize,
+    pub failed: usize,
+}
+
+/// The numbers of one eval directory (`summary.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub settings: EvalSettings,
+    pub done: usize,
+    pub total: usize,
+    pub s_l: f64,
+    pub buckets: Vec<GroupMean>,
+    pub types: Vec<GroupMean>,
+    pub quality: Option<QualitySummary>,
+    pub truncated: usize,
+    pub mean_words: f64,
+    /// (required, output) words per request, for the scatter plot.
+    pub points: Vec<(usize, usize)>,
+    pub decay: Vec<ProfileRow>,
+    /// Per request: the word where its answer starts repeating itself, if it does.
+    pub onsets: Vec<Option<usize>>,
+}
+
+pub fn summarize(settings: &EvalSettings, total: usize, results: &[ResultLine]) -> Summary {
+    let n = results.len().max(1) as f64;
+    let mut buckets = group_means(results.iter().map(|r| (BUCKETS[bucket_of(r.required)].2, r.s_l)));
+    buckets.sort_by_key(|g| BUCKETS.iter().position(|b| b.2 == g.group));
+    let judged: Vec<[f64; 6]> = results.iter().filter_map(|r| r.quality.as_ref()).filter_map(|q| <[f64; 6]>::try_from(q.as_slice()).ok()).collect();
+    let quality = settings.judge.as_ref().map(|_| {
+        let (dims, total) = quality_score(&judged).unwrap_or(([f64::NAN; 6], f64::NAN));
+        QualitySummary { dimensions: CRITERIA.iter().zip(dims).map(|((c, _), v)| (c.to_string(), v)).collect(), total, judged: judged.len(), failed: results.iter().filter(|r| r.quality_error.is_some()).count() }
+    });
+    let segs: Vec<_> = results.iter().map(|r| decay::segments(&r.answer, DECAY_SEGMENT, DECAY_NGRAM)).collect();
+    Summary {
+        settings: settings.clone(),
+        done: results.len(),
+        total,
+        s_l: results.iter().map(|r| r.s_l).sum::<f64>() / n,
+        buckets,
+        types: group_means(results.iter().map(|r| (if r.kind.is_empty() { "(none)" } else { r.kind.as_str() }, r.s_l))),
+        quality,
+        truncated: results.iter().filter(|r| r.truncated).count(),
+        mean_words: results.iter().map(|r| r.words as f64).sum::<f64>() / n,
+        points: results.iter().map(|r| (r.required, r.words)).collect(),
+        decay: decay::profile(&segs),
+        onsets: segs.iter().map(|s| decay::onset(s, DECAY_ONSET)).collect(),
+    }
+}
+
+fn cell(s: &str) -> String {
+    let one: String = s.split_whitespace().collect::<Vec<_>>().join(" ").replace('|', "\\|");
+    if one.chars().count() > 60 { format!("{}…", one.chars().take(59).collect::<String>()) } else { one }
+}
+
+/// `report.md`; `plots` names the plot files beside it (length scatter, decay).
+pub fn markdown(s: &Summary, results: &[ResultLine], plots: Option<(&str, &str)>) -> String {
+    let mut m = String::new();
+    let st = &s.settings;
+    m.push_str(&format!("# LongBench-Write eval: {} ({} template)\n\n", st.model, st.template));
+    m.push_str(&format!(
+        "- data: `{}`, {} of {} requests done\n- sampling: temperature {}, top-p {}, seed {}; token budget {}\n- answers cut off by the budget or the context window: {}\n- mean answer length: {:.0} words\n\n",
+        st.data,
+        s.done,
+        s.total,
+        st.temperature,
+        st.top_p,
+        st.seed,
+        st.max_tokens.map(|t| t.to_string()).unwrap_or_else(|| "4× the required length (S_l is 0 beyond)".into()),
+        s.truncated,
+        s.mean_words
+    ));
+    m.push_str("## Length score S_l\n\n| group | requests | S_l |\n|---|---:|---:|\n");
+    m.push_str(&format!("| **all** | {} | **{:.1}** |\n", s.done, s.s_l));
+    for g in &s.buckets {
+        m.push_str(&format!("| required {} | {} | {:.1} |\n", g.group, g.n, g.mean));
+    }
+    for g in &s.types {
+        m.push_str(&format!("| type: {} | {} | {:.1} |\n", cell(&g.group), g.n, g.mean));
+    }
+    if let Some((length, _)) = plots {
+        m.push_str(&format!("\n![required vs output length]({length})\n"));
+    }
+    if let Some(q) = &s.quality {
+        m.push_str(&format!("\n## Quality S_q\n\nJudge: {}. Each dimension scored 1–5, shown as (mean − 1)·25. {} judged, {} failed.\n\n| dimension | score |\n|---|---:|\n", st.judge.as_deref().unwrap_or(""), q.judged, q.failed));
+        for (d, v) in &q.dimensions {
+            m.push_str(&format!("| {d} | {v:.1} |\n"));
+        }
+        m.push_str(&format!("| **S_q** | **{:.1}** |\n", q.total));
+    }
+    m.push_str("\n## Requests\n\n| # | type | required | output | S_l | stop | repeats from word |\n|---:|---|---:|---:|---:|---|---:|\n");
+    for (r, onset) in results.iter().zip(&s.onsets) {
+        m.push_str(&format!("| {} | {} | {} | {} | {:.1} | {} | {} |\n", r.index + 1, cell(&r.kind), r.required, r.words, r.s_l, cell(&r.stop), onset.map(|o| o.to_string()).unwrap_or_else(|| "–".into())));
+    }
+    m.push_str(&format!(
+        "\n## Quality decay\n\nPer {DECAY_SEGMENT}-word segment, averaged over the answers that reach it: distinct-1 and distinct-2 within the segment, and the share of its {DECAY_NGRAM}-grams already written earlier (overlap). An answer \"repeats from\" the first segment whose overlap reaches {:.0}%.\n\n| from word | answers | distinct-1 | distinct-2 | overlap |\n|---:|---:|---:|---:|---:|\n",
+        DECAY_ONSET * 100.0
+    ));
+    for row in &s.decay {
+        m.push_str(&format!("| {} | {} | {:.2} | {:.2} | {:.2} |\n", row.start, row.texts, row.distinct1, row.distinct2, row.overlap));
+    }
+    if let Some((_, decay)) = plots {
+        if !s.decay.is_empty() {
+            m.push_str(&format!("\n![quality decay]({decay})\n"));
+        }
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(index: usize, required: usize, words: usize, kind: &str, q: Option<Vec<f64>>) -> ResultLine {
+        ResultLine {
+            index,
+            prompt: format!("p{index}"),
+            kind: kind.into(),
+            required,
+            words,
+            s_l: super::super::score::length_score(required, words),
+            think: String::new(),
+            answer: "word ".repeat(words),
+            stop: "end of sequence".into(),
+            truncated: false,
+            tokens: words,
+            seconds: 1.0,
+            quality: q,
+            quality_error: None,
+        }
+    }
+
+    #[test]
+    fn summary_groups_and_quality() {
+        let st = EvalSettings { data: "d".into(), model: "m".into(), template: "longwriter".into(), max_tokens: None, seed: 1, temperature: 0.8, top_p: 1.0, judge: Some("j".into()) };
+        let rs = vec![line(0, 1000, 1000, "a", Some(vec![5.0; 6])), line(1, 100, 50, "b", Some(vec![1.0; 6])), line(2, 3000, 0, "a", None)];
+        let s = summarize(&st, 4, &rs);
+        assert!((s.s_l - 50.0).abs() < 1e-9);
+        assert_eq!(s.buckets.iter().map(|g| (g.group.as_str(), g.n)).collect::<Vec<_>>(), vec![("[0, 500)", 1), ("[500, 2000)", 1), ("[2000, 4000)", 1)]);
+        assert_eq!(s.types[0], GroupMean { group: "a".into(), n: 2, mean: 50.0 });
+        let q = s.quality.as_ref().unwrap();
+        assert_eq!((q.judged, q.total), (2, 50.0));
+        let md = markdown(&s, &rs, Some(("length.png", "decay.png")));
+        assert!(md.contains("| **all** | 3 | **50.0** |") && md.contains("| **S_q** | **50.0** |") && md.contains("![required vs output length](length.png)"), "{md}");
+        // "word word …" repeats its 4-grams from the start.
+        assert_eq!(s.onsets[0], Some(0));
+    }
+}

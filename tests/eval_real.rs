@@ -1,0 +1,123 @@
+//! `longwriter eval` through the real binary on the real default model: a LongBench run
+//! killed mid-way resumes without generating any request twice, reports and plots are
+//! written, earlier eval directories are reused by `compare`, and `decay` finds a loop.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn sample() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/eval/longbench-sample.jsonl")
+}
+
+fn run(data: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_longwriter"));
+    c.args(args).env("LONGWRITER_DATA_DIR", data.join("data")).env("LONGWRITER_CONFIG_DIR", data.join("config")).env("LONGWRITER_THREADS", "2");
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn lines(p: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn longbench_resumes_after_a_crash_and_compare_reuses_answers() {
+    let model = common::default_model_path();
+    let m = model.to_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let data = sample();
+    let d = data.to_str().unwrap();
+    let args = |out: &Path, template: &str| -> Vec<String> {
+        ["eval", "longbench", "--data", d, "--limit", "3", "--max-tokens", "24", "--model", m, "--template", template, "--out", out.to_str().unwrap()].map(String::from).to_vec()
+    };
+    let argv = args(&a, "longwriter");
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+
+    // Dies (like kill -9: no cleanup) right after the second result is on disk.
+    let o = run(tmp.path(), &argv, &[("LONGWRITER_TEST_ABORT_AFTER_PROMPTS", "2")]);
+    assert!(!o.status.success(), "{}", text(&o));
+    let first = lines(&a.join("results.jsonl"));
+    assert_eq!(first.len(), 2);
+    let before = std::fs::read_to_string(a.join("results.jsonl")).unwrap();
+
+    let o = run(tmp.path(), &argv, &[]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("2 of 3 requests already done"), "{out}");
+    // Only request 3 was generated in the second run.
+    assert!(out.contains("#3 ") && !out.contains("#1 ") && !out.contains("#2 "), "{out}");
+    let all = lines(&a.join("results.jsonl"));
+    assert_eq!(all.iter().map(|r| r["index"].as_u64().unwrap()).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert!(std::fs::read_to_string(a.join("results.jsonl")).unwrap().starts_with(&before), "earlier lines untouched");
+    for r in &all {
+        // S_l recomputed from the stored answer agrees with the stored score.
+        let words = longwriter::text::count_words(r["answer"].as_str().unwrap());
+        assert_eq!(r["words"].as_u64().unwrap() as usize, words);
+        let want = longwriter::eval::score::length_score(r["required"].as_u64().unwrap() as usize, words);
+        assert!((r["s_l"].as_f64().unwrap() - want).abs() < 1e-9);
+        assert!(r["tokens"].as_u64().unwrap() <= 24);
+    }
+    let report = std::fs::read_to_string(a.join("report.md")).unwrap();
+    assert!(report.contains("## Length score S_l") && report.contains("| **all** | 3 |") && report.contains("![required vs output length](length.png)"), "{report}");
+    for f in ["length.png", "length.svg", "summary.json"] {
+        assert!(std::fs::metadata(a.join(f)).unwrap().len() > 100, "{f}");
+    }
+    assert_eq!(&std::fs::read(a.join("length.png")).unwrap()[1..4], b"PNG");
+
+    // The same command with another template is refused in the same directory.
+    let other = args(&a, "chat");
+    let o = run(tmp.path(), &other.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert!(!o.status.success() && text(&o).contains("other settings"), "{}", text(&o));
+
+    // A second eval, then a comparison that reuses both directories' answers.
+    let argv = args(&b, "chat");
+    let o = run(tmp.path(), &argv.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let cmp = tmp.path().join("cmp");
+    let o = run(tmp.path(), &["eval", "compare", a.to_str().unwrap(), b.to_str().unwrap(), "--data", d, "--judge", m, "--judge-max-tokens", "48", "--out", cmp.to_str().unwrap()], &[]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("reusing 3 answers") && out.contains("Elo"), "{out}");
+    let js = lines(&cmp.join("judgments.jsonl"));
+    // 3 requests × 1 pair × 2 orders, each with a verdict or the reason it has none.
+    assert_eq!(js.len(), 6);
+    assert!(js.iter().all(|j| !j["verdict"].is_null() || j["error"].is_string()), "{js:?}");
+    let ratings: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(cmp.join("ratings.json")).unwrap()).unwrap();
+    assert_eq!(ratings["models"].as_array().unwrap().len(), 2);
+    assert!(std::fs::read_to_string(cmp.join("report.md")).unwrap().contains("## Win rates"));
+}
+
+#[test]
+fn decay_finds_where_a_text_loops() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("t.md");
+    let fresh: String = (0..200).map(|i| format!("w{i} ")).collect();
+    std::fs::write(&f, format!("{fresh}{}", "the light returns again ".repeat(50))).unwrap();
+    let o = run(tmp.path(), &["eval", "decay", f.to_str().unwrap()], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("repeats itself from word 200"), "{}", text(&o));
+    std::fs::write(&f, b"\xff\xfe").unwrap();
+    let o = run(tmp.path(), &["eval", "decay", f.to_str().unwrap()], &[]);
+    assert!(!o.status.success() && text(&o).contains("not UTF-8"), "{}", text(&o));
+}
+
+#[test]
+fn bad_eval_data_is_one_clear_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("d.jsonl");
+    std::fs::write(&f, "{\"prompt\": \"Write.\", \"length\": 100}\n{\"prompt\": \"x\"}\n").unwrap();
+    let o = run(tmp.path(), &["eval", "longbench", "--data", f.to_str().unwrap()], &[]);
+    let e = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success() && e.contains("line 2") && e.contains("length") && !e.contains("panicked"), "{e}");
+    let o = run(tmp.path(), &["eval", "compare", "a", "b", "--data", f.to_str().unwrap()], &[]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("needs --judge"));
+}
