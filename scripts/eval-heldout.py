@@ -4,20 +4,21 @@ natural stops (not truncated at the token cap), and the length reward against ea
 prompt's target (bounds rounded to 10 words, like examples/jobs/short-format-length.toml).
 
 usage: scripts/eval-heldout.py PROMPTS.jsonl HOLDOUT MODEL [MODEL ...]
-       (env LONGWRITER=path/to/longwriter, SEEDS=3, MAX_TOKENS=192)
+       (env LONGWRITER=path/to/longwriter, SEEDS=3, MAX_TOKENS=192, TEMPLATE=longwriter)
 
 Each model writes every held-out prompt once per seed with the rollout settings
-(template longwriter, T 0.8, top-p 1.0); rewards come from `longwriter score --json`.
+(the job's template, T 0.8, top-p 1.0); rewards come from `longwriter score --json`.
 """
 import json, os, subprocess, sys, tempfile
 
 lw = os.environ.get("LONGWRITER", "target/release/longwriter")
 seeds = int(os.environ.get("SEEDS", "3"))
 max_tokens = os.environ.get("MAX_TOKENS", "192")
+template = os.environ.get("TEMPLATE", "longwriter")
 
 
 def run(model, prompt, seed):
-    w = subprocess.run([lw, "write", "--model", model, "--template", "longwriter", "--max-tokens", max_tokens,
+    w = subprocess.run([lw, "write", "--model", model, "--template", template, "--max-tokens", max_tokens,
                         "--temperature", "0.8", "--top-p", "1.0", "--seed", str(seed), "--json", prompt],
                        capture_output=True, text=True)
     if w.returncode != 0:
@@ -51,7 +52,7 @@ def main():
                 words.append(r["words"])
                 if r["length"] is not None:
                     length.append(r["length"])
-        print(json.dumps({"model": model, "samples": n, "strict_format": strict / n, "natural_stop": natural / n,
+        print(json.dumps({"model": model, "template": template, "samples": n, "strict_format": strict / n, "natural_stop": natural / n,
                           "length_reward": sum(length) / max(1, len(length)), "mean_answer_words": sum(words) / n}))
 
 

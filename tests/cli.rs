@@ -261,3 +261,20 @@ fn sessions_cli_on_empty_and_damaged_database() {
     std::fs::write(e.path("data/longwriter.db"), vec![b'x'; 8192]).unwrap();
     assert_clean_failure(&e.run(&["sessions", "list"]), "damaged");
 }
+
+#[test]
+fn train_convert_writes_other_trainers_configs() {
+    let e = Env::new();
+    let job = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/jobs/short-format-length.toml");
+    let out = e.path("trl.py");
+    let o = e.run(&["train", "convert", job.to_str().unwrap(), "--to", "trl", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let script = std::fs::read_to_string(&out).unwrap();
+    assert!(script.contains("num_generations=4,") && script.contains("learning_rate=0.001,") && script.contains("\"HuggingFaceTB/SmolLM2-135M-Instruct\""), "{script}");
+    assert!(script.contains("Format: reward-serve scores it strictly"), "the graded-format caveat is stated");
+    let o = e.run(&["train", "convert", job.to_str().unwrap(), "--to", "verl"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("algorithm.adv_estimator=grpo"));
+    let other = e.path("job.toml");
+    std::fs::write(&other, format!("model = \"qwen3-0.6b\"\n[data]\nprompts = {:?}\n", job.parent().unwrap().join("../../data/prompts/writing-short.jsonl"))).unwrap();
+    assert_clean_failure(&e.run(&["train", "convert", other.to_str().unwrap(), "--to", "openrlhf"]), "needs --hf-model");
+}

@@ -27,6 +27,24 @@ pub struct TrainArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum TrainCmd {
+    /// Print the job as a config for another trainer (TRL, OpenRLHF, verl) that scores
+    /// through `longwriter reward-serve`.
+    Convert {
+        /// The job file.
+        job: PathBuf,
+        #[arg(long, value_enum)]
+        to: crate::rl::convert::TrainerKind,
+        /// The Hugging Face id of the job's model (needed unless the job uses the default
+        /// model, SmolLM2-135M-Instruct).
+        #[arg(long)]
+        hf_model: Option<String>,
+        /// The base URL of `longwriter reward-serve`.
+        #[arg(long, default_value = "http://127.0.0.1:8000")]
+        reward_url: String,
+        /// Write it to this file (atomically) instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Merge a run's LoRA into a GGUF model and register it in the user models.toml.
     Export {
         run: String,
@@ -62,14 +80,32 @@ fn run_dir(name: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
+fn convert(path: &Path, to: crate::rl::convert::TrainerKind, hf_model: Option<String>, reward_url: &str, out: Option<PathBuf>) -> Result<()> {
+    let job = JobSpec::load(path)?;
+    let hf = match (hf_model, &job.model) {
+        (Some(id), _) => id,
+        // The default registry entry is a GGUF of this checkpoint.
+        (None, None) => "HuggingFaceTB/SmolLM2-135M-Instruct".into(),
+        (None, Some(m)) => bail!("the job's model '{m}' needs --hf-model ID: the Hugging Face checkpoint the other trainer should load"),
+    };
+    let text = crate::rl::convert::convert(&job, to, &hf, reward_url);
+    match out {
+        Some(p) => crate::fsutil::atomic_write(&p, text.as_bytes()).with_context(|| format!("writing {}", p.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
 fn base_model(job: &JobSpec) -> Result<PathBuf> {
     let entry = super::resolve_model(job.model.as_deref())?;
     Ok(models::ensure(&entry, &BarProgress::new())?)
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
-    if let Some(TrainCmd::Export { run, step, name }) = a.cmd {
-        return export(&run, step, name);
+    match a.cmd {
+        Some(TrainCmd::Export { run, step, name }) => return export(&run, step, name),
+        Some(TrainCmd::Convert { job, to, hf_model, reward_url, out }) => return convert(&job, to, hf_model, &reward_url, out),
+        None => {}
     }
     let (job, dir, resume) = match (&a.config, &a.resume) {
         (Some(cfg), _) => {

@@ -28,7 +28,7 @@ pub struct DataSpec {
     /// Where targets come from: "dataset" (its range, else the rules) or "rules" (read
     /// from the prompt text, bounds rounded to `rewards.target_unit`).
     pub targets: String,
-    /// The prompt template: longwriter, longwriter-chat, chat or nothink.
+    /// The prompt template: longwriter, longwriter-chat, chat, nothink or longwriter-primed.
     pub template: crate::engine::TemplateMode,
     /// Prompts held out of training (the last N of the file), for evaluation.
     pub holdout: usize,
