@@ -27,17 +27,7 @@ pub struct EvalView {
 /// Reads the eval directories under `dir` (those with a `summary.json`) and the selected
 /// one's summary (default: the newest).
 pub fn load(dir: &Path, want: Option<&str>) -> EvalView {
-    let mut evals: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let m = std::fs::metadata(e.path().join("summary.json")).ok()?;
-            Some((m.modified().unwrap_or(std::time::UNIX_EPOCH), e.file_name().to_string_lossy().into_owned()))
-        })
-        .collect();
-    evals.sort();
-    let evals: Vec<String> = evals.into_iter().map(|(_, n)| n).collect();
+    let evals = super::monitor::dirs_by_age(dir, "summary.json");
     let selected = want.and_then(|w| evals.iter().position(|r| r == w)).unwrap_or(evals.len().saturating_sub(1));
     let mut v = EvalView { selected, ..Default::default() };
     if let Some(name) = evals.get(selected) {

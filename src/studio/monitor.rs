@@ -47,15 +47,7 @@ pub fn runs_dir() -> PathBuf {
 /// Reads every run's name and the selected run's files. `want` names the run to show
 /// (default: the newest).
 pub fn load(dir: &Path, want: Option<&str>) -> RunView {
-    let mut runs: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("job.toml").exists())
-        .map(|e| (e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), e.file_name().to_string_lossy().into_owned()))
-        .collect();
-    runs.sort();
-    let runs: Vec<String> = runs.into_iter().map(|(_, n)| n).collect();
+    let runs = dirs_by_age(dir, "job.toml");
     let selected = want.and_then(|w| runs.iter().position(|r| r == w)).unwrap_or(runs.len().saturating_sub(1));
     let mut v = RunView { selected, ..Default::default() };
     if let Some(name) = runs.get(selected) {
@@ -69,6 +61,22 @@ pub fn load(dir: &Path, want: Option<&str>) -> RunView {
     }
     v.runs = runs;
     v
+}
+
+/// The names of the directories in `dir` that hold `marker`, oldest first (by the marker's
+/// modification time), as the Train and Eval tabs list runs and reports.
+pub(super) fn dirs_by_age(dir: &Path, marker: &str) -> Vec<String> {
+    let mut v: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let m = std::fs::metadata(e.path().join(marker)).ok()?;
+            Some((m.modified().unwrap_or(std::time::UNIX_EPOCH), e.file_name().to_string_lossy().into_owned()))
+        })
+        .collect();
+    v.sort();
+    v.into_iter().map(|(_, n)| n).collect()
 }
 
 /// Loads off the UI thread and reports back.
