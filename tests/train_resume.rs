@@ -128,3 +128,19 @@ fn killed_mid_step_then_resumed_matches_an_uninterrupted_run_and_exports() {
     let o = e.run(&["train", "--resume", "nope"], None);
     assert!(!o.status.success() && stderr(&o).contains("no run 'nope'"));
 }
+
+#[test]
+fn bench_train_times_steps_and_their_parts() {
+    let e = Env::new();
+    let m = e.path("model/tiny.gguf");
+    let o = e.run(&["bench", "--train", "--model", m.to_str().unwrap(), "--reps", "2", "--train-tokens", "6", "--json"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["steps"].as_array().unwrap().len(), 2);
+    let mean = &v["mean"];
+    let (total, parts) = (mean["step_time"].as_f64().unwrap(), ["rollout", "reward", "loss"].iter().map(|k| mean[*k].as_f64().unwrap()).sum::<f64>());
+    // The parts are measured inside the step: they add up to at most its time.
+    assert!(total > 0.0 && parts > 0.0 && parts <= total * 1.0001, "{v}");
+    assert!(v["prompt_text"].as_str().unwrap().contains("<|assistant|>:"));
+    assert!(mean["completion_tokens"].as_f64().unwrap() <= 4.0 * 6.0);
+}

@@ -23,6 +23,13 @@ pub struct BenchArgs {
     /// Path to llama.cpp's llama-bench: measures it on the same file and prints the ratio.
     #[arg(long)]
     pub llama_bench: Option<PathBuf>,
+    /// Time GRPO training steps instead (1 prompt × G=4, LoRA r16 on q/v): --reps steps,
+    /// each with its rollout / reward / loss parts.
+    #[arg(long)]
+    pub train: bool,
+    /// New tokens per rollout with --train.
+    #[arg(long, default_value_t = 192)]
+    pub train_tokens: usize,
     #[arg(long)]
     pub json: bool,
 }
@@ -37,6 +44,9 @@ const FILLER: &str = "The lighthouse keeper climbed the spiral stairs every even
 and listening to the sea. Storms came and went, ships passed in the night, and the light kept turning. ";
 
 pub fn run(a: BenchArgs, device: &str) -> Result<()> {
+    if a.train {
+        return super::bench_train::run(a.model.as_deref(), a.reps, a.train_tokens, a.json);
+    }
     if a.prompt_tokens == 0 || a.gen_tokens == 0 || a.reps == 0 {
         bail!("--prompt-tokens, --gen-tokens and --reps must be positive");
     }

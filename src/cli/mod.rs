@@ -2,6 +2,7 @@
 //! with a hint and a non-zero exit code.
 
 mod bench;
+mod bench_train;
 mod eval;
 mod load;
 mod models;

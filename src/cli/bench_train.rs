@@ -1,0 +1,59 @@
+//! `longwriter bench --train`: the time of GRPO steps and their parts on the settings of
+//! the TRL reference (1 prompt × G=4 × 192 new tokens, LoRA r16 on q/v, f32).
+//! `scripts/bench-train-vs-trl.py` runs this and TRL's GRPOTrainer in one run for a ratio.
+
+use super::BarProgress;
+use crate::rl::job::JobSpec;
+use crate::rl::trainer::Trainer;
+use anyhow::{bail, Context, Result};
+
+const PROMPT: &str = "Write a short story of about 150 words about a lighthouse keeper who finds a message in a bottle.";
+
+pub fn run(model: Option<&str>, steps: usize, tokens: usize, json: bool) -> Result<()> {
+    if steps == 0 || tokens == 0 {
+        bail!("--reps (steps) and --train-tokens must be positive");
+    }
+    let entry = super::resolve_model(model)?;
+    let base = crate::models::ensure(&entry, &BarProgress::new())?;
+    let tmp = tempfile::tempdir().context("creating a scratch directory")?;
+    let prompts = tmp.path().join("prompt.jsonl");
+    std::fs::write(&prompts, format!("{}\n", serde_json::json!({ "prompt": PROMPT, "range": [100, 200] })))?;
+    let mut job = JobSpec::default();
+    job.model = model.map(str::to_string);
+    job.data.prompts = prompts;
+    job.rollout.group_size = 4;
+    job.rollout.prompts_per_step = 1;
+    job.rollout.max_new_tokens = tokens;
+    job.run.steps = steps;
+    job.run.checkpoint_every = steps;
+    let mut t = Trainer::new(job, &base, &tmp.path().join("run"), false)?;
+    let mut rows = Vec::new();
+    for _ in 0..steps {
+        let m = t.run_step()?;
+        let f = |k: &str| m[k].as_f64().unwrap_or(f64::NAN);
+        let row = serde_json::json!({
+            "step": m["step"], "step_time": f("step_time"), "rollout": f("step_time/rollout"), "reward": f("step_time/reward"),
+            "loss": f("step_time/loss"), "completion_tokens": f("num_tokens"), "rollout_tok_s": f("tokens_per_second/rollout"),
+        });
+        if !json {
+            println!("step {}  {:6.1} s  (rollout {:5.1} s, reward {:.3} s, loss {:5.1} s)  {} completion tokens", row["step"], f("step_time"), f("step_time/rollout"), f("step_time/reward"), f("step_time/loss"), f("num_tokens"));
+        }
+        rows.push(row);
+    }
+    // The first step also pays for loading and first touches; leave it out when there are more.
+    let measured = if rows.len() > 1 { &rows[1..] } else { &rows[..] };
+    let mean = |k: &str| measured.iter().filter_map(|r| r[k].as_f64()).sum::<f64>() / measured.len() as f64;
+    let rss = super::bench::peak_rss_mb();
+    if json {
+        let v = serde_json::json!({
+            "model": entry.name, "model_path": base, "template": "longwriter",
+            "prompt_text": crate::engine::template::LONGWRITER_EN.replace("{question}", PROMPT), "prompts": 1, "group_size": 4, "max_new_tokens": tokens, "lora": "r16 q_proj,v_proj", "steps": rows,
+            "mean": { "step_time": mean("step_time"), "rollout": mean("rollout"), "reward": mean("reward"), "loss": mean("loss"), "completion_tokens": mean("completion_tokens") },
+            "peak_rss_mb": rss,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("mean of {} step(s): {:.1} s  (rollout {:.1} s, reward {:.3} s, loss {:.1} s)  peak RSS {:.0} MB", measured.len(), mean("step_time"), mean("rollout"), mean("reward"), mean("loss"), rss);
+    }
+    Ok(())
+}
