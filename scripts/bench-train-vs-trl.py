@@ -7,9 +7,12 @@ usage: python scripts/bench-train-vs-trl.py
        (env LONGWRITER=target/release/longwriter, STEPS=3, THREADS=2)
 needs: pip install torch transformers trl peft gguf datasets
 
-The first step of each is left out of the means (loading, first touches). Prints one JSON
-object with both breakdowns and the ratio longwriter / TRL (below 1 is faster).
+The first step of each is left out of the means (loading, first touches), and so is a
+longwriter step whose loss passes were skipped because every advantage was 0 (TRL computes
+them anyway). Prints one JSON object with both breakdowns and the ratios longwriter / TRL
+(below 1 is faster) of the step, its rollout part (with rewards) and its loss part.
 """
+import contextlib
 import json
 import os
 import resource
@@ -83,7 +86,9 @@ def trl(prompt_text, gguf_path, max_new_tokens):
         return r
 
     trainer._generate_and_score_completions = timed
-    trainer.train()
+    # The trainer prints its logs to stdout, which carries this script's JSON.
+    with contextlib.redirect_stdout(sys.stderr):
+        trainer.train()
     rows = [{"step": i + 1, "step_time": s, "rollout_and_reward": g, "loss": s - g, "completion_tokens": t} for i, (s, g, t) in enumerate(zip(steps, gen, tokens))]
     m = rows[1:] if len(rows) > 1 else rows
     mean = lambda k: sum(r[k] for r in m) / len(m)
@@ -100,8 +105,12 @@ def versions():
 def main():
     a = ours()
     b = trl(a["prompt_text"], a["model_path"], a["max_new_tokens"])
-    print(json.dumps({"longwriter": {k: a[k] for k in ("mean", "steps", "peak_rss_mb")}, "trl": b,
-                      "ratio_step_time": a["mean"]["step_time"] / b["mean"]["step_time"]}, indent=2))
+    am, bm = a["mean"], b["mean"]
+    print(json.dumps({"longwriter": {k: a[k] for k in ("mean", "measured_steps", "steps", "peak_rss_mb")}, "trl": b,
+                      "ratio_step_time": am["step_time"] / bm["step_time"],
+                      "ratio_rollout": (am["rollout"] + am["reward"]) / bm["rollout_and_reward"],
+                      "ratio_loss": am["loss"] / bm["loss"],
+                      "ratio_seconds_per_completion_token": (am["step_time"] / am["completion_tokens"]) / (bm["step_time"] / bm["completion_tokens"])}, indent=2))
 
 
 if __name__ == "__main__":

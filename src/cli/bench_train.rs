@@ -34,20 +34,26 @@ pub fn run(model: Option<&str>, steps: usize, tokens: usize, json: bool) -> Resu
         let row = serde_json::json!({
             "step": m["step"], "step_time": f("step_time"), "rollout": f("step_time/rollout"), "reward": f("step_time/reward"),
             "loss": f("step_time/loss"), "completion_tokens": f("num_tokens"), "rollout_tok_s": f("tokens_per_second/rollout"),
+            // Every group's rewards were equal: all advantages are 0 and (β = 0) the trainer
+            // skips the loss passes, so this step did less work than a trainer that does not.
+            "loss_skipped": f("frac_reward_zero_std") >= 1.0,
         });
         if !json {
             println!("step {}  {:6.1} s  (rollout {:5.1} s, reward {:.3} s, loss {:5.1} s)  {} completion tokens", row["step"], f("step_time"), f("step_time/rollout"), f("step_time/reward"), f("step_time/loss"), f("num_tokens"));
         }
         rows.push(row);
     }
-    // The first step also pays for loading and first touches; leave it out when there are more.
-    let measured = if rows.len() > 1 { &rows[1..] } else { &rows[..] };
+    // The first step also pays for loading and first touches, and a step whose loss passes
+    // were skipped is not the same work: leave them out of the means when others remain.
+    let full: Vec<serde_json::Value> = rows.iter().skip(1).filter(|r| r["loss_skipped"] != true).cloned().collect();
+    let measured = if !full.is_empty() { &full[..] } else if rows.len() > 1 { &rows[1..] } else { &rows[..] };
     let mean = |k: &str| measured.iter().filter_map(|r| r[k].as_f64()).sum::<f64>() / measured.len() as f64;
     let rss = super::bench::peak_rss_mb();
     if json {
         let v = serde_json::json!({
             "model": entry.name, "model_path": base, "template": "longwriter",
             "prompt_text": crate::engine::template::LONGWRITER_EN.replace("{question}", PROMPT), "prompts": 1, "group_size": 4, "max_new_tokens": tokens, "lora": "r16 q_proj,v_proj", "steps": rows,
+            "measured_steps": measured.iter().map(|r| r["step"].clone()).collect::<Vec<_>>(),
             "mean": { "step_time": mean("step_time"), "rollout": mean("rollout"), "reward": mean("reward"), "loss": mean("loss"), "completion_tokens": mean("completion_tokens") },
             "peak_rss_mb": rss,
         });

@@ -31,7 +31,15 @@ pub fn length_scatter(points: &[(usize, usize)], title: &str) -> Result<String, 
             .y_label_area_size(64)
             .build_cartesian_2d((lo..hi).log_scale(), (lo..hi).log_scale())
             .map_err(perr)?;
-        chart.configure_mesh().x_desc("required length (words)").y_desc("output length (words)").label_style(("sans-serif", 14)).draw().map_err(perr)?;
+        chart
+            .configure_mesh()
+            .x_desc("required length (words)")
+            .y_desc("output length (words)")
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| format!("{v:.0}"))
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(perr)?;
         chart
             .draw_series(LineSeries::new([(lo, lo), (hi, hi)], BLACK.mix(0.4).stroke_width(2)))
             .map_err(perr)?
@@ -54,7 +62,7 @@ pub fn decay_lines(rows: &[ProfileRow], title: &str) -> Result<String, EvalError
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(perr)?;
         let mut chart = ChartBuilder::on(&root).caption(title, ("sans-serif", 20)).margin(16).x_label_area_size(48).y_label_area_size(56).build_cartesian_2d(0.0..end, 0.0..1.0).map_err(perr)?;
-        chart.configure_mesh().x_desc("position in the answer (word)").y_desc("share").label_style(("sans-serif", 14)).draw().map_err(perr)?;
+        chart.configure_mesh().x_desc("position in the answer (word)").y_desc("share").x_label_formatter(&|v| format!("{v:.0}")).label_style(("sans-serif", 14)).draw().map_err(perr)?;
         let series: [(&str, RGBColor, fn(&ProfileRow) -> f64); 3] = [
             ("distinct-1", RGBColor(31, 119, 180), |r| r.distinct1),
             ("distinct-2", RGBColor(44, 160, 44), |r| r.distinct2),
