@@ -274,6 +274,10 @@ fn train_convert_writes_other_trainers_configs() {
     assert!(script.contains("Format: reward-serve scores it strictly"), "the graded-format caveat is stated");
     let o = e.run(&["train", "convert", job.to_str().unwrap(), "--to", "verl"]);
     assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("algorithm.adv_estimator=grpo"));
+    // A job that names the shipped default entry needs no --hf-model either.
+    let long = job.with_file_name("long-length.toml");
+    let o = e.run(&["train", "convert", long.to_str().unwrap(), "--to", "openrlhf"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("--generate_max_len '3072'"), "{}", stderr(&o));
     let other = e.path("job.toml");
     std::fs::write(&other, format!("model = \"qwen3-0.6b\"\n[data]\nprompts = {:?}\n", job.parent().unwrap().join("../../data/prompts/writing-short.jsonl"))).unwrap();
     assert_clean_failure(&e.run(&["train", "convert", other.to_str().unwrap(), "--to", "openrlhf"]), "needs --hf-model");

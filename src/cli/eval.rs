@@ -184,7 +184,8 @@ fn longbench_cmd(a: LongbenchArgs, device: &str) -> Result<()> {
         println!("  required {:<14} {:>3} requests  S_l {:.1}", b.group, b.n, b.mean);
     }
     if let Some(q) = &summary.quality {
-        println!("S_q {:.1} ({} judged, {} failed; judge: {})", q.total, q.judged, q.failed, settings.judge.as_deref().unwrap_or(""));
+        let total = q.total.map_or("n/a".into(), |t| format!("{t:.1}"));
+        println!("S_q {total} ({} judged, {} failed; judge: {})", q.judged, q.failed, settings.judge.as_deref().unwrap_or(""));
     }
     println!("report: {}", out.join("report.md").display());
     Ok(())

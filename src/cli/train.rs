@@ -82,11 +82,16 @@ fn run_dir(name: &str) -> Result<PathBuf> {
 
 fn convert(path: &Path, to: crate::rl::convert::TrainerKind, hf_model: Option<String>, reward_url: &str, out: Option<PathBuf>) -> Result<()> {
     let job = JobSpec::load(path)?;
-    let hf = match (hf_model, &job.model) {
-        (Some(id), _) => id,
-        // The default registry entry is a GGUF of this checkpoint.
-        (None, None) => "HuggingFaceTB/SmolLM2-135M-Instruct".into(),
-        (None, Some(m)) => bail!("the job's model '{m}' needs --hf-model ID: the Hugging Face checkpoint the other trainer should load"),
+    // The shipped default entry is a GGUF of this checkpoint; others need --hf-model.
+    let shipped = Registry::load_with(None)?.default_entry().name.clone();
+    let model = match &job.model {
+        Some(m) => m.clone(),
+        None => Registry::load()?.default_entry().name.clone(),
+    };
+    let hf = match hf_model {
+        Some(id) => id,
+        None if model == shipped => "HuggingFaceTB/SmolLM2-135M-Instruct".into(),
+        None => bail!("the job's model '{model}' needs --hf-model ID: the Hugging Face checkpoint the other trainer should load"),
     };
     let text = crate::rl::convert::convert(&job, to, &hf, reward_url);
     match out {

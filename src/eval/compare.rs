@@ -46,6 +46,11 @@ pub fn judge_all(out: &Path, models: &[String], answers: &[Vec<ResultLine>], jud
     let mut done: Vec<Judgment> = read_jsonl(&path)?;
     let answer = |m: usize, i: usize| answers[m].iter().find(|r| r.index == i);
     let indices: Vec<usize> = answers.first().map(|a| a.iter().map(|r| r.index).filter(|&i| (0..models.len()).all(|m| answer(m, i).is_some())).collect()).unwrap_or_default();
+    for &i in &indices {
+        if let Some(m) = (1..models.len()).find(|&m| answer(m, i).unwrap().prompt != answer(0, i).unwrap().prompt) {
+            return Err(EvalError::Settings(format!("the answers of {} and {} to request {} answer different prompts: compare evals of the same data file", models[0], models[m], i + 1)));
+        }
+    }
     let todo: Vec<(usize, usize, usize)> = indices.iter().flat_map(|&i| ordered_pairs(models.len()).into_iter().map(move |(a, b)| (i, a, b))).collect();
     let total = todo.len();
     for (k, &(i, a, b)) in todo.iter().enumerate() {
@@ -181,6 +186,16 @@ mod tests {
         assert!(s.ratings[0].median > s.ratings[1].median && s.ratings[1].median > s.ratings[2].median, "{:?}", s.ratings);
         let md = markdown(&s, "d.jsonl", "longer");
         assert!(md.contains("| big | – | 100% (4–0–0) |"), "{md}");
+    }
+
+    #[test]
+    fn answers_to_different_prompts_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let models: Vec<String> = ["a", "b"].map(String::from).to_vec();
+        let mut other = ans(0, "text");
+        other.prompt = "another request".into();
+        let e = judge_all(d.path(), &models, &[vec![ans(0, "text")], vec![other]], &Longer(AtomicUsize::new(0)), 64, &mut |_, _| {}).unwrap_err();
+        assert!(e.to_string().contains("different prompts"), "{e}");
     }
 
     #[test]

@@ -176,12 +176,14 @@ pub fn open(out: &Path, settings: &EvalSettings, items: &[EvalItem]) -> Result<V
         }
         Err(e) => return Err(io_err(&sp, e)),
     }
-    let done = read_results(&out.join(RESULTS))?;
+    let mut done = read_results(&out.join(RESULTS))?;
     for r in &done {
-        if items.get(r.index).is_none_or(|it| it.prompt != r.prompt) {
+        if items.get(r.index).is_some_and(|it| it.prompt != r.prompt) {
             return Err(EvalError::Settings(format!("{} holds results for a different data file (request {} differs); use another --out", out.display(), r.index + 1)));
         }
     }
+    // Results past a --limit stay on disk and count again when the limit is lifted.
+    done.retain(|r| r.index < items.len());
     Ok(done)
 }
 
@@ -293,6 +295,8 @@ mod tests {
         let r = run(&items()[..2], d.path(), &settings(), &mut w, None, &mut |_| {});
         // A shorter item list is a prefix of the same data: fine.
         assert_eq!(r.unwrap().len(), 2);
+        // And results past a limit are neither an error nor reported.
+        assert_eq!(run(&items()[..1], d.path(), &settings(), &mut Echo { calls: vec![] }, None, &mut |_| {}).unwrap().len(), 1);
         // A torn line from a crash mid-write is dropped, and the rest resumes.
         let p = d.path().join(RESULTS);
         let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
@@ -346,7 +350,7 @@ mod tests {
         let s = super::super::report::summarize(&st, 2, &r);
         let q = s.quality.unwrap();
         // (4 − 1)·25 = 75 on every dimension; the failure is counted, not scored.
-        assert_eq!((q.total, q.judged, q.failed), (75.0, 1, 1));
+        assert_eq!((q.total, q.judged, q.failed), (Some(75.0), 1, 1));
     }
 
     #[test]

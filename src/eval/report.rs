@@ -15,9 +15,10 @@ pub const DECAY_ONSET: f64 = 0.5;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QualitySummary {
-    /// (dimension, (mean − 1)·25).
+    /// (dimension, (mean − 1)·25); empty when nothing could be judged.
     pub dimensions: Vec<(String, f64)>,
-    pub total: f64,
+    /// S_q, None when nothing could be judged.
+    pub total: Option<f64>,
     /// Requests the judge scored.
     pub judged: usize,
     pub failed: usize,
@@ -48,8 +49,9 @@ pub fn summarize(settings: &EvalSettings, total: usize, results: &[ResultLine]) 
     buckets.sort_by_key(|g| BUCKETS.iter().position(|b| b.2 == g.group));
     let judged: Vec<[f64; 6]> = results.iter().filter_map(|r| r.quality.as_ref()).filter_map(|q| <[f64; 6]>::try_from(q.as_slice()).ok()).collect();
     let quality = settings.judge.as_ref().map(|_| {
-        let (dims, total) = quality_score(&judged).unwrap_or(([f64::NAN; 6], f64::NAN));
-        QualitySummary { dimensions: CRITERIA.iter().zip(dims).map(|((c, _), v)| (c.to_string(), v)).collect(), total, judged: judged.len(), failed: results.iter().filter(|r| r.quality_error.is_some()).count() }
+        let q = quality_score(&judged);
+        let dimensions = q.map(|(dims, _)| CRITERIA.iter().zip(dims).map(|((c, _), v)| (c.to_string(), v)).collect()).unwrap_or_default();
+        QualitySummary { dimensions, total: q.map(|q| q.1), judged: judged.len(), failed: results.iter().filter(|r| r.quality_error.is_some()).count() }
     });
     let segs: Vec<_> = results.iter().map(|r| decay::segments(&r.answer, DECAY_SEGMENT, DECAY_NGRAM)).collect();
     Summary {
@@ -106,7 +108,7 @@ pub fn markdown(s: &Summary, results: &[ResultLine], plots: Option<(&str, &str)>
         for (d, v) in &q.dimensions {
             m.push_str(&format!("| {d} | {v:.1} |\n"));
         }
-        m.push_str(&format!("| **S_q** | **{:.1}** |\n", q.total));
+        m.push_str(&format!("| **S_q** | **{}** |\n", q.total.map_or("n/a (nothing judged)".into(), |t| format!("{t:.1}"))));
     }
     m.push_str("\n## Requests\n\n| # | type | required | output | S_l | stop | repeats from word |\n|---:|---|---:|---:|---:|---|---:|\n");
     for (r, onset) in results.iter().zip(&s.onsets) {
@@ -159,7 +161,12 @@ mod tests {
         assert_eq!(s.buckets.iter().map(|g| (g.group.as_str(), g.n)).collect::<Vec<_>>(), vec![("[0, 500)", 1), ("[500, 2000)", 1), ("[2000, 4000)", 1)]);
         assert_eq!(s.types[0], GroupMean { group: "a".into(), n: 2, mean: 50.0 });
         let q = s.quality.as_ref().unwrap();
-        assert_eq!((q.judged, q.total), (2, 50.0));
+        assert_eq!((q.judged, q.total), (2, Some(50.0)));
+        // Nothing judged: no made-up S_q, and the summary still round-trips through JSON.
+        let none = summarize(&st, 1, &rs[2..]);
+        assert_eq!(none.quality.as_ref().map(|q| (q.total, q.dimensions.len())), Some((None, 0)));
+        assert_eq!(serde_json::from_str::<Summary>(&serde_json::to_string(&none).unwrap()).unwrap(), none);
+        assert!(markdown(&none, &rs[2..], None).contains("n/a (nothing judged)"));
         let md = markdown(&s, &rs, Some(("length.png", "decay.png")));
         assert!(md.contains("| **all** | 3 | **50.0** |") && md.contains("| **S_q** | **50.0** |") && md.contains("![required vs output length](length.png)"), "{md}");
         // "word word …" repeats its 4-grams from the start.

@@ -67,7 +67,7 @@ pub fn draw(f: &mut Frame, app: &App, area: Rect) {
         f.render_widget(Paragraph::new(head), top);
         return;
     };
-    let sq = s.quality.as_ref().map(|q| format!(" · S_q {:.1}", q.total)).unwrap_or_default();
+    let sq = s.quality.as_ref().map(|q| q.total.map_or(" · S_q n/a".into(), |t| format!(" · S_q {t:.1}"))).unwrap_or_default();
     head.push(Line::raw(format!(" {} ({}) · {}/{} requests · mean S_l {:.1}{sq} · {} cut off · mean {:.0} words", s.settings.model, s.settings.template, s.done, s.total, s.s_l, s.truncated, s.mean_words)));
     head.push(Line::styled(" ←/→ eval · r reload · F9/Esc back", Style::default().fg(th.trace)));
     f.render_widget(Paragraph::new(head), top);
