@@ -126,8 +126,9 @@ fn data_stem(g: &GenArgs) -> String {
     g.data.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "data".into())
 }
 
-/// Generates (or resumes) the answers of one model into `out`, with a progress bar.
-fn answers(model: Option<&str>, g: &GenArgs, items: &[data::EvalItem], out: &Path, judge: Option<(&Judge, String)>, device: &str) -> Result<Vec<ResultLine>> {
+/// Generates (or resumes) the answers of one model into `out`, with a progress bar; returns
+/// the eval's settings with them.
+fn answers(model: Option<&str>, g: &GenArgs, items: &[data::EvalItem], out: &Path, judge: Option<(&Judge, String)>, device: &str) -> Result<(EvalSettings, Vec<ResultLine>)> {
     let (choice, engine) = super::load_engine(model, device)?;
     let base = SamplerConfig::from_defaults(&choice.entry.sampling);
     let sampler = SamplerConfig { temperature: g.temperature.unwrap_or(base.temperature), top_p: g.top_p.unwrap_or(base.top_p), ..base };
@@ -156,7 +157,7 @@ fn answers(model: Option<&str>, g: &GenArgs, items: &[data::EvalItem], out: &Pat
         }
     })?;
     bar.finish_and_clear();
-    Ok(results)
+    Ok((settings, results))
 }
 
 fn judge_model(j: &JudgeArgs, device: &str) -> Result<Option<(std::sync::Arc<dyn crate::engine::Complete>, String)>> {
@@ -175,8 +176,7 @@ fn longbench_cmd(a: LongbenchArgs, device: &str) -> Result<()> {
         j.max_tokens = a.judge.judge_max_tokens;
         (j, name)
     });
-    let results = answers(a.model.as_deref(), &a.gen, &items, &out, judge.as_ref().map(|(j, n)| (j, n.clone())), device)?;
-    let settings: EvalSettings = serde_json::from_str(&std::fs::read_to_string(out.join(longbench::SETTINGS))?)?;
+    let (settings, results) = answers(a.model.as_deref(), &a.gen, &items, &out, judge.as_ref().map(|(j, n)| (j, n.clone())), device)?;
     let summary = report::summarize(&settings, items.len(), &results);
     write_report(&out, &summary, &results)?;
     println!("{} ({}): mean S_l {:.1} over {} requests", settings.model, settings.template, summary.s_l, summary.done);
@@ -199,9 +199,8 @@ fn compare_cmd(a: CompareArgs, device: &str) -> Result<()> {
     let out = a.out.clone().unwrap_or_else(|| evals_dir().join(slug(&format!("compare-{}-{}", data_stem(&a.gen), a.models.iter().map(|m| slug(m)).collect::<Vec<_>>().join("-vs-")))));
     for spec in &a.models {
         let dir = Path::new(spec);
-        if dir.join(longbench::SETTINGS).exists() {
+        if let Some(s) = longbench::read_settings(dir)? {
             // An earlier eval directory: reuse its answers as they are.
-            let s: EvalSettings = serde_json::from_str(&std::fs::read_to_string(dir.join(longbench::SETTINGS))?)?;
             let r = longbench::read_results(&dir.join(longbench::RESULTS))?;
             println!("{}: reusing {} answers from {}", s.model, r.len(), dir.display());
             names.push(format!("{} ({})", s.model, s.template));
@@ -209,7 +208,7 @@ fn compare_cmd(a: CompareArgs, device: &str) -> Result<()> {
             continue;
         }
         let name = super::resolve_model(Some(spec))?.name;
-        let r = answers(Some(spec), &a.gen, &items, &out.join("answers").join(slug(&name)), None, device)?;
+        let (_, r) = answers(Some(spec), &a.gen, &items, &out.join("answers").join(slug(&name)), None, device)?;
         names.push(name);
         all.push(r);
     }

@@ -1,7 +1,7 @@
 //! One-shot completions for helper prompts (the judge, the length assessor): a local
 //! engine or any OpenAI-compatible server (SGLang, vLLM, llama.cpp's llama-server).
 
-use super::{CancelToken, Engine, EngineError, Event, GenerateRequest, SamplerConfig, TemplateMode};
+use super::{CancelToken, Engine, EngineError, GenerateRequest, SamplerConfig, TemplateMode};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -34,12 +34,7 @@ impl Complete for LocalComplete {
         let mode = if e.prompts.has_chat_template() { TemplateMode::Chat } else { TemplateMode::Nothink };
         let prompt_ids = e.prompt_ids(mode, user)?;
         let req = GenerateRequest { prompt_ids, sampler: SamplerConfig::greedy(), max_new_tokens: max_tokens, ..Default::default() };
-        let (mut think, mut answer) = (String::new(), String::new());
-        e.generate(&req, &CancelToken::default(), &mut |ev| match ev {
-            Event::Think(t) => think.push_str(&t),
-            Event::Answer(t) => answer.push_str(&t),
-            _ => {}
-        })?;
+        let (think, answer, _) = e.generate_text(&req, &CancelToken::default())?;
         // Reasoning models may put everything inside <think>; the reply is then that text.
         Ok(if answer.trim().is_empty() { think } else { answer })
     }

@@ -106,6 +106,17 @@ impl CancelToken {
 }
 
 impl Engine {
+    /// Runs one generation and returns its think text, its answer text and its stats.
+    pub fn generate_text(&mut self, req: &GenerateRequest, cancel: &CancelToken) -> Result<(String, String, Stats), EngineError> {
+        let (mut think, mut answer) = (String::new(), String::new());
+        let stats = self.generate(req, cancel, &mut |ev| match ev {
+            Event::Think(t) => think.push_str(&t),
+            Event::Answer(t) => answer.push_str(&t),
+            _ => {}
+        })?;
+        Ok((think, answer, stats))
+    }
+
     /// Runs one generation, calling `emit` with each event (the last is always `Done`
     /// unless an error is returned).
     pub fn generate(&mut self, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Event)) -> Result<Stats, EngineError> {

@@ -151,14 +151,15 @@ pub fn bootstrap(models: &[String], battles: &[Battle], cfg: EloConfig, rounds: 
             }
         }
     }
-    let q = |v: &[f64], p: f64| if v.is_empty() { f64::NAN } else { v[((v.len() - 1) as f64 * p).round() as usize] };
     models
         .iter()
         .zip(point)
         .zip(samples)
         .map(|((m, e), mut s)| {
             s.sort_by(f64::total_cmp);
-            Rating { model: m.clone(), elo: e, median: if s.is_empty() { e } else { q(&s, 0.5) }, lo: if s.is_empty() { e } else { q(&s, 0.025) }, hi: if s.is_empty() { e } else { q(&s, 0.975) } }
+            // With no battles there is nothing to resample: the interval is the point.
+            let q = |p: f64| if s.is_empty() { e } else { s[((s.len() - 1) as f64 * p).round() as usize] };
+            Rating { model: m.clone(), elo: e, median: q(0.5), lo: q(0.025), hi: q(0.975) }
         })
         .collect()
 }

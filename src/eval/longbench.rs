@@ -5,7 +5,7 @@
 use super::data::EvalItem;
 use super::score::length_score;
 use super::EvalError;
-use crate::engine::{derive_seed, CancelToken, Engine, Event, GenerateRequest, SamplerConfig, TemplateMode};
+use crate::engine::{derive_seed, CancelToken, Engine, GenerateRequest, SamplerConfig, TemplateMode};
 use crate::reward::quality::Judge;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -51,16 +51,8 @@ impl Writer for LocalWriter {
             stop_strings: self.mode.stop_strings(),
             start_in: self.mode.start_in(),
         };
-        let mut w = Written::default();
-        let stats = self.engine.generate(&req, &CancelToken::default(), &mut |e| match e {
-            Event::Think(t) => w.think.push_str(&t),
-            Event::Answer(t) => w.answer.push_str(&t),
-            _ => {}
-        })?;
-        w.stop = stats.stop.describe();
-        w.truncated = !stats.stop.natural();
-        w.tokens = stats.generated_tokens;
-        Ok(w)
+        let (think, answer, stats) = self.engine.generate_text(&req, &CancelToken::default())?;
+        Ok(Written { think, answer, stop: stats.stop.describe(), truncated: !stats.stop.natural(), tokens: stats.generated_tokens })
     }
 }
 
@@ -114,17 +106,13 @@ pub struct ResultLine {
 pub const RESULTS: &str = "results.jsonl";
 pub const SETTINGS: &str = "eval.json";
 
-pub(super) fn io_err(p: &Path, e: std::io::Error) -> EvalError {
-    EvalError::Io(format!("{}: {}", p.display(), crate::fsutil::describe_io(&e)))
-}
-
 /// Reads a JSONL file this module appends to. A last line torn by a crash mid-write is
 /// dropped (and the file rewritten without it); damage anywhere else is an error.
 pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, EvalError> {
     let text = match std::fs::read(path) {
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err(path, e)),
+        Err(e) => return Err(EvalError::io(path, e)),
     };
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let mut out = Vec::new();
@@ -134,7 +122,7 @@ pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>,
             _ if i + 1 == lines.len() => {
                 tracing::warn!("dropping a torn last line of {}", path.display());
                 let kept: String = lines[..i].concat();
-                crate::fsutil::atomic_write(path, kept.as_bytes()).map_err(|e| io_err(path, e))?;
+                crate::fsutil::atomic_write(path, kept.as_bytes()).map_err(|e| EvalError::io(path, e))?;
             }
             _ => return Err(EvalError::Data { path: path.to_path_buf(), msg: format!("line {} is damaged; move the file away to start over", i + 1) }),
         }
@@ -151,17 +139,25 @@ pub fn read_results(path: &Path) -> Result<Vec<ResultLine>, EvalError> {
 pub fn append_jsonl<T: Serialize>(path: &Path, r: &T) -> Result<(), EvalError> {
     let mut line = serde_json::to_string(r).map_err(|e| EvalError::Io(e.to_string()))?;
     line.push('\n');
-    crate::fsutil::append_durable(path, line.as_bytes()).map_err(|e| io_err(path, e))
+    crate::fsutil::append_durable(path, line.as_bytes()).map_err(|e| EvalError::io(path, e))
+}
+
+/// The settings an eval directory was made with; None when it holds no eval yet.
+pub fn read_settings(dir: &Path) -> Result<Option<EvalSettings>, EvalError> {
+    let sp = dir.join(SETTINGS);
+    match std::fs::read_to_string(&sp) {
+        Ok(s) => serde_json::from_str(&s).map(Some).map_err(|e| EvalError::Data { path: sp, msg: format!("unreadable ({e})") }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(EvalError::io(&sp, e)),
+    }
 }
 
 /// Opens (or starts) an eval directory: checks that earlier results came from the same
 /// settings and data, and returns them.
 pub fn open(out: &Path, settings: &EvalSettings, items: &[EvalItem]) -> Result<Vec<ResultLine>, EvalError> {
-    std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
-    let sp = out.join(SETTINGS);
-    match std::fs::read_to_string(&sp) {
-        Ok(s) => {
-            let old: EvalSettings = serde_json::from_str(&s).map_err(|e| EvalError::Data { path: sp.clone(), msg: format!("unreadable ({e})") })?;
+    std::fs::create_dir_all(out).map_err(|e| EvalError::io(out, e))?;
+    match read_settings(out)? {
+        Some(old) => {
             if &old != settings {
                 return Err(EvalError::Settings(format!(
                     "{} holds an eval made with other settings ({}); use another --out, or delete that directory to start over",
@@ -170,11 +166,11 @@ pub fn open(out: &Path, settings: &EvalSettings, items: &[EvalItem]) -> Result<V
                 )));
             }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        None => {
+            let sp = out.join(SETTINGS);
             let json = serde_json::to_string_pretty(settings).map_err(|e| EvalError::Io(e.to_string()))?;
-            crate::fsutil::atomic_write(&sp, json.as_bytes()).map_err(|e| io_err(&sp, e))?;
+            crate::fsutil::atomic_write(&sp, json.as_bytes()).map_err(|e| EvalError::io(&sp, e))?;
         }
-        Err(e) => return Err(io_err(&sp, e)),
     }
     let mut done = read_results(&out.join(RESULTS))?;
     for r in &done {

@@ -27,6 +27,13 @@ pub enum EvalError {
     Engine(#[from] crate::engine::EngineError),
 }
 
+impl EvalError {
+    /// A failed file operation on `path`, described for people.
+    pub fn io(path: &Path, e: std::io::Error) -> Self {
+        EvalError::Io(format!("{}: {}", path.display(), crate::fsutil::describe_io(&e)))
+    }
+}
+
 /// Where evals go unless `--out` says otherwise.
 pub fn evals_dir() -> PathBuf {
     crate::paths::data_dir().join("evals")
@@ -40,7 +47,6 @@ pub fn slug(s: &str) -> String {
 
 /// Writes `summary.json`, `report.md` and the plots of a LongBench eval in `out`.
 pub fn write_report(out: &Path, summary: &report::Summary, results: &[longbench::ResultLine]) -> Result<(), EvalError> {
-    let io = |p: &Path, e: std::io::Error| EvalError::Io(format!("{}: {}", p.display(), crate::fsutil::describe_io(&e)));
     let title = format!("{} ({}): mean S_l {:.1}", summary.settings.model, summary.settings.template, summary.s_l);
     plot::save(&plot::length_scatter(&summary.points, &title)?, out, "length")?;
     if !summary.decay.is_empty() {
@@ -48,10 +54,10 @@ pub fn write_report(out: &Path, summary: &report::Summary, results: &[longbench:
     }
     let md = report::markdown(summary, results, Some(("length.png", "decay.png")));
     let p = out.join("report.md");
-    crate::fsutil::atomic_write(&p, md.as_bytes()).map_err(|e| io(&p, e))?;
+    crate::fsutil::atomic_write(&p, md.as_bytes()).map_err(|e| EvalError::io(&p, e))?;
     let p = out.join("summary.json");
     let json = serde_json::to_string_pretty(summary).map_err(|e| EvalError::Io(e.to_string()))?;
-    crate::fsutil::atomic_write(&p, json.as_bytes()).map_err(|e| io(&p, e))
+    crate::fsutil::atomic_write(&p, json.as_bytes()).map_err(|e| EvalError::io(&p, e))
 }
 
 #[cfg(test)]

@@ -98,7 +98,7 @@ pub fn png(svg: &str) -> Result<Vec<u8>, EvalError> {
 pub fn save(svg: &str, dir: &Path, stem: &str) -> Result<(), EvalError> {
     let w = |name: String, bytes: &[u8]| {
         let p = dir.join(name);
-        crate::fsutil::atomic_write(&p, bytes).map_err(|e| EvalError::Io(format!("{}: {}", p.display(), crate::fsutil::describe_io(&e))))
+        crate::fsutil::atomic_write(&p, bytes).map_err(|e| EvalError::io(&p, e))
     };
     w(format!("{stem}.svg"), svg.as_bytes())?;
     w(format!("{stem}.png"), &png(svg)?)
