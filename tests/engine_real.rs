@@ -179,9 +179,9 @@ fn multibyte_text_streams_whole_characters() {
 fn generator_thread_streams_and_cancels() {
     let path = common::default_model_path();
     let e = longwriter::engine::Engine::load(&path, &candle_core::Device::Cpu, longwriter::engine::LoadOptions { requantize_q4_1: true, ..Default::default() }, None).unwrap();
-    let prompt_ids = e.prompt_ids(TemplateMode::Chat, "Write a long essay about mountains.").unwrap();
     let g = longwriter::engine::Generator::spawn(e);
-    let (mut rx, cancel) = g.submit(GenerateRequest { prompt_ids, sampler: SamplerConfig::greedy(), max_new_tokens: 1000, stop_strings: vec![], ..Default::default() });
+    let text = longwriter::engine::TextPrompt { request: "Write a long essay about mountains.".into(), mode: TemplateMode::Chat, continuation: None };
+    let (mut rx, cancel) = g.submit_text(text, GenerateRequest { sampler: SamplerConfig::greedy(), max_new_tokens: 1000, stop_strings: vec![], ..Default::default() });
     let mut got_text = false;
     loop {
         match rx.blocking_recv().expect("engine thread must end with Done") {

@@ -199,3 +199,36 @@ fn a_worker_panic_does_not_disturb_the_screen() {
     assert!(s.contains("Prompt ·") && s.contains("Draft ·") && !s.contains("forced worker panic"), "{s}");
     t.keys(&["C-q"]);
 }
+
+#[test]
+fn a_real_llama_server_streams_into_the_studio_and_its_death_keeps_the_draft() {
+    let server = common::llama::LlamaServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("config")).unwrap();
+    std::fs::write(dir.path().join("config/models.toml"), server.registry("lcpp", None)).unwrap();
+    let cmd = format!(
+        "exec env LONGWRITER_DATA_DIR={d}/data LONGWRITER_CONFIG_DIR={d}/config {bin} --model lcpp --template longwriter-primed --max-tokens 3000",
+        d = dir.path().display(),
+        bin = env!("CARGO_BIN_EXE_longwriter"),
+    );
+    let t = Tmux::start(&cmd);
+    let s = t.wait_for("the server connection", 60, |s| s.contains("│ ready │"));
+    assert!(s.contains(" lcpp │ longwriter-primed │"), "{s}");
+    t.literal("Write a long essay about lighthouses.");
+    t.keys(&["F5"]);
+    // The primed template starts inside <think>: the plan streams into the trace pane.
+    t.wait_for("the think trace", 60, |s| s.contains("generating") && trace_words(s) >= 3);
+    // (The registry entry decodes greedily; the trace keeps its words once the answer starts.)
+    let before = t.wait_for("a saved session", 60, |s| s.contains("session 1"));
+    let shown = trace_words(&before) + draft_words(&before);
+    assert!(Command::new("kill").args(["-9", &server.pid().to_string()]).status().unwrap().success());
+    let s = t.wait_for("the interrupted status", 30, |s| s.contains("done: interrupted:"));
+    assert!(s.contains("mid-stream"), "{s}");
+    assert!(trace_words(&s) + draft_words(&s) >= shown, "the partial text stays on screen:\n{s}\nbefore:\n{before}");
+    t.keys(&["C-q"]);
+}
+
+/// Words in the trace pane's title ("Trace · Thinking… 12 words").
+fn trace_words(screen: &str) -> usize {
+    screen.split("Trace · ").nth(1).and_then(|r| r.split(" words").next()).and_then(|x| x.rsplit(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0)
+}

@@ -2,7 +2,7 @@
 
 use super::ServerArgs;
 use crate::engine::{SamplerConfig, TemplateMode};
-use crate::eval::longbench::{self, EvalSettings, LocalWriter, Progress, ResultLine};
+use crate::eval::longbench::{self, EvalSettings, ModelWriter, Progress, ResultLine};
 use crate::eval::{compare, data, decay, evals_dir, report, slug, write_report};
 use crate::reward::quality::Judge;
 use anyhow::{bail, Context, Result};
@@ -129,14 +129,14 @@ fn data_stem(g: &GenArgs) -> String {
 /// Generates (or resumes) the answers of one model into `out`, with a progress bar; returns
 /// the eval's settings with them.
 fn answers(model: Option<&str>, g: &GenArgs, items: &[data::EvalItem], out: &Path, judge: Option<(&Judge, String)>, device: &str) -> Result<(EvalSettings, Vec<ResultLine>)> {
-    let (choice, engine) = super::load_engine(model, device)?;
-    let base = SamplerConfig::from_defaults(&choice.entry.sampling);
+    let (entry, model) = super::load_writer(model, device)?;
+    let base = SamplerConfig::from_defaults(&entry.sampling);
     let sampler = SamplerConfig { temperature: g.temperature.unwrap_or(base.temperature), top_p: g.top_p.unwrap_or(base.top_p), ..base };
     let data = std::fs::canonicalize(&g.data).unwrap_or_else(|_| g.data.clone()).display().to_string();
-    let settings = EvalSettings { data, model: choice.entry.name.clone(), template: g.template.label().into(), max_tokens: g.max_tokens, seed: g.seed, temperature: sampler.temperature, top_p: sampler.top_p, judge: judge.as_ref().map(|j| j.1.clone()) };
-    let mut writer = LocalWriter { engine, mode: g.template, sampler, name: choice.entry.name.clone() };
+    let settings = EvalSettings { data, model: entry.name.clone(), template: g.template.label().into(), max_tokens: g.max_tokens, seed: g.seed, temperature: sampler.temperature, top_p: sampler.top_p, judge: judge.as_ref().map(|j| j.1.clone()) };
+    let mut writer = ModelWriter { model, mode: g.template, sampler, name: entry.name.clone() };
     let bar = ProgressBar::new(items.len() as u64).with_style(ProgressStyle::with_template("{msg:40!} [{bar:30}] {pos}/{len} {elapsed} eta {eta}").unwrap().progress_chars("=> "));
-    let name = choice.entry.name.clone();
+    let name = entry.name.clone();
     let results = longbench::run(items, out, &settings, &mut writer, judge.map(|j| j.0), &mut |p| match p {
         Progress::Resumed { done, total } => {
             if done > 0 {

@@ -1,10 +1,11 @@
 //! Resolving `--model NAME|PATH` and loading it, shared by every subcommand.
 
 use super::BarProgress;
-use crate::engine::{parse_device, Engine, LoadOptions};
-use crate::models::{self, Format, ModelEntry, Registry, Role, Source};
-use anyhow::{Context, Result};
+use crate::engine::{parse_device, Complete, Engine, LoadOptions, LocalComplete, OpenAiComplete, RemoteConfig, RemoteModel, TextModel};
+use crate::models::{self, Format, ModelEntry, Progress, Registry, Role, Source};
+use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A model picked on the command line.
 pub struct ModelChoice {
@@ -43,12 +44,52 @@ pub fn resolve_model(spec: Option<&str>) -> Result<ModelEntry> {
     Ok(reg.get(spec)?.clone())
 }
 
-/// Fetches (with a progress bar) and loads a model.
+/// Fetches (with a progress bar) and loads a local model.
 pub fn load_engine(spec: Option<&str>, device: &str) -> Result<(ModelChoice, Engine)> {
     let entry = resolve_model(spec)?;
-    let path = models::ensure(&entry, &BarProgress::new())?;
+    if entry.format == Format::Remote {
+        bail!("'{}' is a model on a server; this command needs a local model file", entry.name);
+    }
+    let (path, engine) = open_local(&entry, device, &BarProgress::new())?;
+    Ok((ModelChoice { entry, path }, engine))
+}
+
+/// Fetches (reporting to `progress`) and loads a local registry entry.
+pub fn open_local(entry: &ModelEntry, device: &str, progress: &dyn Progress) -> Result<(PathBuf, Engine)> {
+    let path = models::ensure(entry, progress)?;
     let device = parse_device(device)?;
     let engine = Engine::load(&path, &device, LoadOptions { requantize_q4_1: true, ..Default::default() }, entry.chat_template.clone())
         .with_context(|| format!("loading model '{}'", entry.name))?;
-    Ok((ModelChoice { entry, path }, engine))
+    Ok((path, engine))
+}
+
+/// A model that writes: a local one (fetched and loaded) or a server, which is asked for
+/// its model list first so a wrong address or key fails here with a clear message.
+pub fn open_writer(entry: &ModelEntry, device: &str, progress: &dyn Progress) -> Result<Box<dyn TextModel>> {
+    if let Some(cfg) = RemoteConfig::from_entry(entry) {
+        let remote = RemoteModel::new(cfg);
+        remote.check().with_context(|| format!("connecting to model '{}'", entry.name))?;
+        return Ok(Box::new(remote));
+    }
+    Ok(Box::new(open_local(entry, device, progress)?.1))
+}
+
+/// `--model NAME|PATH` as a model that writes, with a progress bar while it loads.
+pub fn load_writer(spec: Option<&str>, device: &str) -> Result<(ModelEntry, Box<dyn TextModel>)> {
+    let entry = resolve_model(spec)?;
+    let model = open_writer(&entry, device, &BarProgress::new())?;
+    Ok((entry, model))
+}
+
+/// A helper model (judge, assessor): a server named by a base URL, a `format = "remote"`
+/// entry, or a local model (default: the default model).
+pub fn open_completer(spec: Option<&str>, api_model: &str, api_key: Option<String>, device: &str, progress: &dyn Progress) -> Result<Arc<dyn Complete>> {
+    if let Some(url) = spec.filter(|s| OpenAiComplete::is_endpoint(s)) {
+        return Ok(Arc::new(OpenAiComplete::new(url, api_model, api_key)));
+    }
+    let entry = resolve_model(spec)?;
+    if let Some(cfg) = RemoteConfig::from_entry(&entry) {
+        return Ok(Arc::new(OpenAiComplete::from_config(cfg)));
+    }
+    Ok(Arc::new(LocalComplete::new(open_local(&entry, device, progress)?.1)))
 }

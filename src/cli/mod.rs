@@ -17,7 +17,7 @@ mod write;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
-pub use load::{load_engine, resolve_model, ModelChoice};
+pub use load::{load_engine, load_writer, open_completer, open_local, open_writer, resolve_model, ModelChoice};
 pub use progress::BarProgress;
 pub use rewards::{QualityChoice, RewardArgs, ServerArgs};
 pub use sessions::export_to_dir;

@@ -37,9 +37,10 @@ pub fn run(cmd: ModelsCmd) -> Result<()> {
                     Source::Pip { .. } => "pip",
                     Source::Hf { .. } => "hf",
                     Source::Local { .. } => "local",
+                    Source::Server { .. } => "server",
                 };
                 let size = m.size.map(|s| format!("{:.1} MB", s as f64 / 1e6)).unwrap_or_else(|| "?".into());
-                let status = if models::is_present(m) { "present" } else { "-" };
+                let status = if m.format == models::Format::Remote { "remote" } else if models::is_present(m) { "present" } else { "-" };
                 let star = if *name == reg.default { "*" } else { " " };
                 println!("{:<24} {:<6} {:<10} {:>9} {:>8}  {}", format!("{name}{star}"), m.architecture, src, size, status, m.description);
             }

@@ -1,5 +1,5 @@
-use super::load_engine;
-use crate::engine::{CancelToken, Event, GenerateRequest, SamplerConfig, Stats, TemplateMode};
+use super::load_writer;
+use crate::engine::{CancelToken, Event, GenerateRequest, SamplerConfig, Stats, TemplateMode, TextModel, TextPrompt};
 use crate::text::count_words;
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -52,8 +52,8 @@ pub fn run(a: WriteArgs, device: &str) -> Result<()> {
     if prompt.trim().is_empty() {
         bail!("the prompt is empty. Hint: longwriter write \"Write a 300-word story about a lighthouse keeper.\"");
     }
-    let (choice, mut engine) = load_engine(a.model.as_deref(), device)?;
-    let d = &choice.entry.sampling;
+    let (entry, mut model) = load_writer(a.model.as_deref(), device)?;
+    let d = &entry.sampling;
     let base = SamplerConfig::from_defaults(d);
     let sampler = SamplerConfig {
         temperature: a.temperature.unwrap_or(base.temperature),
@@ -63,9 +63,8 @@ pub fn run(a: WriteArgs, device: &str) -> Result<()> {
         seed: a.seed,
         ..base
     };
-    let prompt_ids = engine.prompt_ids(a.template, &prompt)?;
+    let text = TextPrompt { request: prompt, mode: a.template, continuation: None };
     let req = GenerateRequest {
-        prompt_ids,
         sampler,
         max_new_tokens: a.max_tokens.or(d.max_tokens).unwrap_or(2048),
         stop_strings: a.template.stop_strings(),
@@ -112,14 +111,14 @@ pub fn run(a: WriteArgs, device: &str) -> Result<()> {
         }
         Event::Done(_) | Event::Error(_) => {}
     };
-    let stats = engine.generate(&req, &CancelToken::default(), &mut emit)?;
+    let stats = model.generate_prompt(&text, &req, &CancelToken::default(), &mut emit)?;
     let words = count_words(&answer);
     if let Some(out) = &a.out {
         crate::fsutil::atomic_write(out, answer.trim().as_bytes()).with_context(|| format!("writing {}", out.display()))?;
     }
     if a.json {
         let v = serde_json::json!({
-            "model": choice.entry.name,
+            "model": entry.name,
             "template": a.template.label(),
             "think": think,
             "answer": answer,

@@ -1,7 +1,8 @@
 //! One-shot completions for helper prompts (the judge, the length assessor): a local
 //! engine or any OpenAI-compatible server (SGLang, vLLM, llama.cpp's llama-server).
 
-use super::{CancelToken, Engine, EngineError, GenerateRequest, SamplerConfig, TemplateMode};
+use super::generator::collect;
+use super::{CancelToken, Engine, EngineError, GenerateRequest, RemoteApi, RemoteConfig, RemoteModel, SamplerConfig, StopReason, TemplateMode, TextPrompt};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -25,8 +26,7 @@ impl LocalComplete {
 
 impl Complete for LocalComplete {
     fn describe(&self) -> String {
-        let e = self.engine.lock().unwrap_or_else(|p| p.into_inner());
-        format!("local {}", e.path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
+        super::TextModel::describe(&*self.engine.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn complete(&self, user: &str, max_tokens: usize) -> Result<String, EngineError> {
@@ -35,18 +35,13 @@ impl Complete for LocalComplete {
         let prompt_ids = e.prompt_ids(mode, user)?;
         let req = GenerateRequest { prompt_ids, sampler: SamplerConfig::greedy(), max_new_tokens: max_tokens, ..Default::default() };
         let (think, answer, _) = e.generate_text(&req, &CancelToken::default())?;
-        // Reasoning models may put everything inside <think>; the reply is then that text.
-        Ok(if answer.trim().is_empty() { think } else { answer })
+        Ok(reply(think, answer))
     }
 }
 
-/// A model behind an OpenAI-compatible `/v1/chat/completions` endpoint.
+/// A model behind an OpenAI-compatible server, asked through `/v1/chat/completions`.
 pub struct OpenAiComplete {
-    /// Base URL up to and including `/v1`.
-    pub base_url: String,
-    pub model: String,
-    pub api_key: Option<String>,
-    pub timeout: Duration,
+    remote: RemoteModel,
 }
 
 impl OpenAiComplete {
@@ -56,40 +51,31 @@ impl OpenAiComplete {
     }
 
     pub fn new(base_url: &str, model: &str, api_key: Option<String>) -> Self {
-        Self { base_url: base_url.trim_end_matches('/').to_string(), model: model.into(), api_key, timeout: Duration::from_secs(600) }
+        Self::from_config(RemoteConfig { api_key, timeout: Duration::from_secs(600), ..RemoteConfig::new(base_url, model) })
+    }
+
+    pub fn from_config(cfg: RemoteConfig) -> Self {
+        Self { remote: RemoteModel::new(RemoteConfig { api: RemoteApi::Chat, ..cfg }) }
     }
 }
 
 impl Complete for OpenAiComplete {
     fn describe(&self) -> String {
-        format!("{} at {}", self.model, self.base_url)
+        self.remote.describe()
     }
 
     fn complete(&self, user: &str, max_tokens: usize) -> Result<String, EngineError> {
-        let url = format!("{}/chat/completions", self.base_url);
-        let body = serde_json::json!({
-            "model": self.model,
-            "messages": [{"role": "user", "content": user}],
-            "max_tokens": max_tokens,
-            "temperature": 0.0,
-        });
-        let agent = ureq::AgentBuilder::new().timeout(self.timeout).build();
-        let mut req = agent.post(&url);
-        if let Some(k) = &self.api_key {
-            req = req.set("Authorization", &format!("Bearer {k}"));
+        let prompt = TextPrompt { request: user.to_string(), mode: TemplateMode::Chat, continuation: None };
+        let req = GenerateRequest { sampler: SamplerConfig::greedy(), max_new_tokens: max_tokens, ..Default::default() };
+        let (think, answer, stats) = collect(|emit| self.remote.generate(&prompt, &req, &CancelToken::default(), emit))?;
+        if let StopReason::Interrupted(why) = stats.stop {
+            return Err(EngineError::Remote(format!("{}: {why}", self.remote.describe())));
         }
-        let fail = |detail: String| EngineError::Remote(format!("{url}: {detail}"));
-        let resp = match req.send_json(body) {
-            Ok(r) => r,
-            Err(ureq::Error::Status(code, r)) => {
-                let text = r.into_string().unwrap_or_default();
-                return Err(fail(format!("HTTP {code}: {}", text.chars().take(300).collect::<String>())));
-            }
-            Err(e) => return Err(fail(e.to_string())),
-        };
-        let v: serde_json::Value = resp.into_json().map_err(|e| fail(format!("reply is not JSON: {e}")))?;
-        let msg = &v["choices"][0]["message"];
-        let text = msg["content"].as_str().filter(|s| !s.trim().is_empty()).or_else(|| msg["reasoning_content"].as_str());
-        text.map(str::to_string).ok_or_else(|| fail(format!("reply has no choices[0].message.content: {}", v.to_string().chars().take(300).collect::<String>())))
+        Ok(reply(think, answer))
     }
+}
+
+/// Reasoning models may put everything inside <think>; the reply is then that text.
+fn reply(think: String, answer: String) -> String {
+    if answer.trim().is_empty() { think } else { answer }
 }

@@ -45,6 +45,8 @@ pub enum StopReason {
     /// The model's context window is full: the text is truncated.
     ContextFull,
     Cancelled,
+    /// A server's stream broke after text had arrived: the text is kept, but partial.
+    Interrupted(String),
 }
 
 impl StopReason {
@@ -55,6 +57,7 @@ impl StopReason {
             StopReason::MaxTokens => "max tokens reached (truncated)".into(),
             StopReason::ContextFull => "context window full (truncated)".into(),
             StopReason::Cancelled => "cancelled".into(),
+            StopReason::Interrupted(why) => format!("interrupted: {why} (partial text kept)"),
         }
     }
 
@@ -108,13 +111,7 @@ impl CancelToken {
 impl Engine {
     /// Runs one generation and returns its think text, its answer text and its stats.
     pub fn generate_text(&mut self, req: &GenerateRequest, cancel: &CancelToken) -> Result<(String, String, Stats), EngineError> {
-        let (mut think, mut answer) = (String::new(), String::new());
-        let stats = self.generate(req, cancel, &mut |ev| match ev {
-            Event::Think(t) => think.push_str(&t),
-            Event::Answer(t) => answer.push_str(&t),
-            _ => {}
-        })?;
-        Ok((think, answer, stats))
+        collect(|emit| self.generate(req, cancel, emit))
     }
 
     /// Runs one generation, calling `emit` with each event (the last is always `Done`
@@ -230,6 +227,82 @@ fn rate(n: usize, secs: f64) -> f64 {
     if secs > 0.0 { n as f64 / secs } else { 0.0 }
 }
 
+/// A model that writes: the local [`Engine`] or a server ([`super::RemoteModel`]).
+pub trait TextModel: Send {
+    /// Which model writes, for status lines and logs.
+    fn describe(&self) -> String;
+    /// The context window in tokens (0 when a server does not say).
+    fn context_length(&self) -> usize;
+    /// Builds the prompt of `prompt` and streams one generation; `req.prompt_ids` is
+    /// ignored. The last event is `Done` unless an error is returned.
+    fn generate_prompt(&mut self, prompt: &TextPrompt, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Event)) -> Result<Stats, EngineError>;
+    /// Forgets cached state (after a panic mid-generation).
+    fn reset(&mut self) {}
+
+    /// Runs one generation and returns its think text, its answer text and its stats.
+    fn write_text(&mut self, prompt: &TextPrompt, req: &GenerateRequest, cancel: &CancelToken) -> Result<(String, String, Stats), EngineError> {
+        collect(|emit| self.generate_prompt(prompt, req, cancel, emit))
+    }
+}
+
+/// Gathers the think and answer text a generation streams.
+pub(crate) fn collect(run: impl FnOnce(&mut dyn FnMut(Event)) -> Result<Stats, EngineError>) -> Result<(String, String, Stats), EngineError> {
+    let (mut think, mut answer) = (String::new(), String::new());
+    let stats = run(&mut |ev| match ev {
+        Event::Think(t) => think.push_str(&t),
+        Event::Answer(t) => answer.push_str(&t),
+        _ => {}
+    })?;
+    Ok((think, answer, stats))
+}
+
+impl TextModel for Engine {
+    fn describe(&self) -> String {
+        format!("local {}", self.path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
+    }
+    fn context_length(&self) -> usize {
+        self.model.config().context_length
+    }
+    fn generate_prompt(&mut self, prompt: &TextPrompt, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Event)) -> Result<Stats, EngineError> {
+        let mut ids = self.prompt_ids(prompt.mode, &prompt.request)?;
+        if let Some(c) = &prompt.continuation {
+            ids.extend(self.tokenizer.encode_plain(c)?);
+        }
+        self.generate(&GenerateRequest { prompt_ids: ids, ..req.clone() }, cancel, emit)
+    }
+    fn reset(&mut self) {
+        self.model.clear();
+        self.cached.clear();
+    }
+}
+
+impl TextModel for Box<dyn TextModel> {
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn context_length(&self) -> usize {
+        (**self).context_length()
+    }
+    fn generate_prompt(&mut self, prompt: &TextPrompt, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Event)) -> Result<Stats, EngineError> {
+        (**self).generate_prompt(prompt, req, cancel, emit)
+    }
+    fn reset(&mut self) {
+        (**self).reset()
+    }
+}
+
+impl TextModel for super::RemoteModel {
+    fn describe(&self) -> String {
+        super::RemoteModel::describe(self)
+    }
+    fn context_length(&self) -> usize {
+        self.cfg.context_length
+    }
+    fn generate_prompt(&mut self, prompt: &TextPrompt, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Event)) -> Result<Stats, EngineError> {
+        self.generate(prompt, req, cancel, emit)
+    }
+}
+
 /// A prompt to build on the engine thread (the tokenizer lives there).
 #[derive(Debug, Clone)]
 pub struct TextPrompt {
@@ -240,20 +313,21 @@ pub struct TextPrompt {
 }
 
 struct Job {
-    text: Option<TextPrompt>,
+    text: TextPrompt,
     req: GenerateRequest,
     cancel: CancelToken,
     events: tokio::sync::mpsc::UnboundedSender<Event>,
 }
 
-/// An [`Engine`] on its own OS thread. Requests queue; each streams its own events.
+/// A [`TextModel`] on its own OS thread. Requests queue; each streams its own events.
 pub struct Generator {
     jobs: Option<std::sync::mpsc::Sender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Generator {
-    pub fn spawn(mut engine: Engine) -> Self {
+    pub fn spawn(model: impl TextModel + 'static) -> Self {
+        let mut model: Box<dyn TextModel> = Box::new(model);
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("longwriter-engine".into())
@@ -263,23 +337,13 @@ impl Generator {
                     let mut emit = |e: Event| {
                         let _ = events.send(e);
                     };
-                    let mut req = job.req;
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        if let Some(tp) = &job.text {
-                            req.prompt_ids = engine.prompt_ids(tp.mode, &tp.request)?;
-                            if let Some(c) = &tp.continuation {
-                                req.prompt_ids.extend(engine.tokenizer.encode_plain(c)?);
-                            }
-                        }
-                        engine.generate(&req, &job.cancel, &mut emit)
-                    }));
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.generate_prompt(&job.text, &job.req, &job.cancel, &mut emit)));
                     match result {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => emit(Event::Error(e.to_string())),
                         Err(_) => {
                             emit(Event::Error("the engine thread panicked; the model was reset".into()));
-                            engine.model.clear();
-                            engine.cached.clear();
+                            model.reset();
                         }
                     }
                 }
@@ -288,18 +352,9 @@ impl Generator {
         Self { jobs: Some(tx), thread: Some(thread) }
     }
 
-    /// Queues a generation; events arrive on the returned receiver.
-    pub fn submit(&self, req: GenerateRequest) -> (tokio::sync::mpsc::UnboundedReceiver<Event>, CancelToken) {
-        self.enqueue(None, req)
-    }
-
-    /// Like [`Generator::submit`], with the prompt built from `text` in `mode` on the engine
-    /// thread (the tokenizer lives there); `req.prompt_ids` is ignored.
-    pub fn submit_text(&self, prompt: TextPrompt, req: GenerateRequest) -> (tokio::sync::mpsc::UnboundedReceiver<Event>, CancelToken) {
-        self.enqueue(Some(prompt), req)
-    }
-
-    fn enqueue(&self, text: Option<TextPrompt>, req: GenerateRequest) -> (tokio::sync::mpsc::UnboundedReceiver<Event>, CancelToken) {
+    /// Queues a generation of `text`, whose prompt is built on the model's thread (the
+    /// tokenizer lives there); `req.prompt_ids` is ignored. Events arrive on the receiver.
+    pub fn submit_text(&self, text: TextPrompt, req: GenerateRequest) -> (tokio::sync::mpsc::UnboundedReceiver<Event>, CancelToken) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let cancel = CancelToken::default();
         let job = Job { text, req, cancel: cancel.clone(), events: tx };

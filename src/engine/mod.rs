@@ -10,14 +10,17 @@ pub mod embed;
 mod generator;
 mod gguf_check;
 mod model;
+pub mod remote;
 pub mod sampler;
+pub mod sse;
 mod stream;
 pub mod template;
 pub mod tokenizer;
 
 pub use complete::{Complete, LocalComplete, OpenAiComplete};
 pub use embed::Embedder;
-pub use generator::{CancelToken, Event, GenerateRequest, Generator, StartIn, Stats, StopReason, TextPrompt};
+pub use generator::{CancelToken, Event, GenerateRequest, Generator, StartIn, Stats, StopReason, TextModel, TextPrompt};
+pub use remote::{RemoteApi, RemoteConfig, RemoteModel};
 pub use model::{check_extent, LoadOptions, ModelConfig, QuantModel};
 pub use sampler::{derive_seed, Sampler, SamplerConfig};
 pub use stream::{StopMatcher, StopScan, TokenDecoder};

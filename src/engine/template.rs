@@ -206,6 +206,16 @@ fn push_template(pieces: &mut Vec<Piece>, t: &str) {
     }
 }
 
+/// The raw LongWriter prompt text of `request` (for servers, which tokenize it themselves).
+pub fn longwriter_text(request: &str, nothink: bool) -> String {
+    longwriter_pieces(request, nothink)
+        .into_iter()
+        .map(|p| match p {
+            Piece::Template(t) | Piece::User(t) => t,
+        })
+        .collect()
+}
+
 fn longwriter_pieces(request: &str, nothink: bool) -> Vec<Piece> {
     let tpl = match (nothink, has_cjk(request)) {
         (true, _) => NOTHINK_EN,

@@ -5,7 +5,7 @@
 use super::data::EvalItem;
 use super::score::length_score;
 use super::EvalError;
-use crate::engine::{derive_seed, CancelToken, Engine, GenerateRequest, SamplerConfig, TemplateMode};
+use crate::engine::{derive_seed, CancelToken, GenerateRequest, SamplerConfig, TemplateMode, TextModel, TextPrompt};
 use crate::reward::quality::Judge;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -23,35 +23,36 @@ pub struct Written {
     pub tokens: usize,
 }
 
-/// Something that writes an answer to a request: a local model, or (later) a server.
+/// Something that writes an answer to a request.
 pub trait Writer {
     fn describe(&self) -> String;
     /// `seed` is derived per request, so reruns and resumed runs draw the same text.
     fn write(&mut self, request: &str, max_new_tokens: usize, seed: u64) -> Result<Written, EvalError>;
 }
 
-/// A local model with a prompt template and decoding settings.
-pub struct LocalWriter {
-    pub engine: Engine,
+/// A model (local or on a server) with a prompt template and decoding settings.
+pub struct ModelWriter {
+    pub model: Box<dyn TextModel>,
     pub mode: TemplateMode,
     pub sampler: SamplerConfig,
     pub name: String,
 }
 
-impl Writer for LocalWriter {
+impl Writer for ModelWriter {
     fn describe(&self) -> String {
         format!("{} ({})", self.name, self.mode.label())
     }
 
     fn write(&mut self, request: &str, max_new_tokens: usize, seed: u64) -> Result<Written, EvalError> {
         let req = GenerateRequest {
-            prompt_ids: self.engine.prompt_ids(self.mode, request)?,
+            prompt_ids: Vec::new(),
             sampler: SamplerConfig { seed, ..self.sampler.clone() },
             max_new_tokens,
             stop_strings: self.mode.stop_strings(),
             start_in: self.mode.start_in(),
         };
-        let (think, answer, stats) = self.engine.generate_text(&req, &CancelToken::default())?;
+        let prompt = TextPrompt { request: request.to_string(), mode: self.mode, continuation: None };
+        let (think, answer, stats) = self.model.write_text(&prompt, &req, &CancelToken::default())?;
         Ok(Written { think, answer, stop: stats.stop.describe(), truncated: !stats.stop.natural(), tokens: stats.generated_tokens })
     }
 }

