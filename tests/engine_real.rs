@@ -180,7 +180,7 @@ fn generator_thread_streams_and_cancels() {
     let path = common::default_model_path();
     let e = longwriter::engine::Engine::load(&path, &candle_core::Device::Cpu, longwriter::engine::LoadOptions { requantize_q4_1: true, ..Default::default() }, None).unwrap();
     let g = longwriter::engine::Generator::spawn(e);
-    let text = longwriter::engine::TextPrompt { request: "Write a long essay about mountains.".into(), mode: TemplateMode::Chat, continuation: None };
+    let text = longwriter::engine::TextPrompt { request: "Write a long essay about mountains.".into(), mode: TemplateMode::Chat, continuation: None, ..Default::default() };
     let (mut rx, cancel) = g.submit_text(text, GenerateRequest { sampler: SamplerConfig::greedy(), max_new_tokens: 1000, stop_strings: vec![], ..Default::default() });
     let mut got_text = false;
     loop {
@@ -194,6 +194,7 @@ fn generator_thread_streams_and_cancels() {
                 break;
             }
             Event::Error(e) => panic!("{e}"),
+            Event::Plan(_) | Event::Step { .. } | Event::Note(_) => panic!("not an AgentWrite run"),
         }
     }
     assert!(got_text);

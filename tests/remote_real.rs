@@ -88,7 +88,7 @@ fn remote(server: &LlamaServer) -> RemoteModel {
 /// Streams a long generation; `on_text` runs once, at the first text.
 fn long_generation(server: &LlamaServer, on_text: impl FnOnce(&CancelToken)) -> (String, StopReason) {
     let g = Generator::spawn(remote(server));
-    let text = TextPrompt { request: "Write a very long essay about the history of the sea.".into(), mode: TemplateMode::Chat, continuation: None };
+    let text = TextPrompt { request: "Write a very long essay about the history of the sea.".into(), mode: TemplateMode::Chat, continuation: None, ..Default::default() };
     let (mut rx, cancel) = g.submit_text(text, GenerateRequest { sampler: SamplerConfig { temperature: 0.8, ..Default::default() }, max_new_tokens: 3000, ..Default::default() });
     let mut on_text = Some(on_text);
     let mut draft = String::new();
@@ -102,6 +102,7 @@ fn long_generation(server: &LlamaServer, on_text: impl FnOnce(&CancelToken)) -> 
             }
             Event::Done(s) => return (draft, s.stop),
             Event::Error(e) => panic!("{e}"),
+            Event::Plan(_) | Event::Step { .. } | Event::Note(_) => panic!("not an AgentWrite run"),
         }
     }
 }
@@ -151,4 +152,15 @@ fn eval_writes_and_judges_with_a_server_entry() {
     let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["settings"]["model"], "lcpp", "{summary}");
     assert!(summary["settings"]["judge"].as_str().unwrap().contains("smollm2 at http://127.0.0.1"), "{summary}");
+}
+
+#[test]
+fn agentwrite_plans_and_writes_through_a_server() {
+    let server = LlamaServer::shared();
+    let out = longwriter(&server.registry("lcpp", None), &["write", "--model", "lcpp", "--template", "agentwrite", "--target-words", "600", "--max-tokens", "200", "--json", REQUEST], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (plan, paragraphs) = (v["plan"].as_array().unwrap(), v["paragraphs"].as_array().unwrap());
+    assert!(plan.len() >= 2 && paragraphs.len() == plan.len(), "{v}");
+    assert!(paragraphs.iter().all(|p| !p.as_str().unwrap().trim().is_empty()), "{v}");
 }

@@ -232,3 +232,30 @@ fn a_real_llama_server_streams_into_the_studio_and_its_death_keeps_the_draft() {
 fn trace_words(screen: &str) -> usize {
     screen.split("Trace · ").nth(1).and_then(|r| r.split(" words").next()).and_then(|x| x.rsplit(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0)
 }
+
+#[test]
+fn agentwrite_shows_its_plan_steps_through_it_and_resumes_after_a_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tmux::start(&studio_cmd(dir.path(), "").replace("--template chat", "--template agentwrite"));
+    t.wait_for("the model to load", 60, |s| s.contains("│ ready │"));
+    t.literal("Write a 1200-word story about a lighthouse keeper.");
+    t.keys(&["F5"]);
+    let s = t.wait_for("the plan", 120, |s| s.contains("Plan · 3 steps · 1200 words"));
+    assert!(s.contains(" agentwrite │"), "{s}");
+    // Step 1 is marked as current while its paragraph streams into the draft.
+    t.wait_for("step 1 writing", 60, |s| s.contains("▶ 1.") && draft_words(s) >= 5);
+    let s = t.wait_for("step 2", 180, |s| s.contains("▶ 2.") && s.contains("✓ 1."));
+    let at_step_two = draft_words(&s);
+    t.keys(&["Escape"]);
+    let s = t.wait_for("the stop", 30, |s| s.contains("done: cancelled"));
+    let kept = draft_words(&s);
+    assert!(kept >= at_step_two, "{s}");
+    // Continue picks up at the current step with the same plan.
+    t.keys(&["C-n"]);
+    let s = t.wait_for("the resumed run", 60, |s| s.contains("resuming at step 2") && s.contains("generating"));
+    assert!(s.contains("Plan · 3 steps · 1200 words") && s.contains("✓ 1."), "{s}");
+    t.wait_for("more text", 60, |s| draft_words(s) > kept);
+    t.keys(&["Escape"]);
+    t.wait_for("the second stop", 30, |s| s.contains("done: cancelled"));
+    t.keys(&["C-q"]);
+}

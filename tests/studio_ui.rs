@@ -417,3 +417,26 @@ fn eval_tab_shows_a_report_and_switches_between_evals() {
     assert_eq!(a.update(key(KeyCode::Esc)), Effect::None);
     assert!(a.evals.is_none() && render(&a, 120, 30).contains("Prompt"));
 }
+
+#[test]
+fn agentwrite_trace_shows_the_plan_with_the_current_step() {
+    use longwriter::engine::agentwrite::PlanStep;
+    let mut a = App::new("smollm2-135m".into(), TemplateMode::Agentwrite, SamplerConfig::greedy(), 256);
+    a.update(Action::ModelReady { name: "smollm2-135m".into(), context: 8192 });
+    type_text(&mut a, "Write a 1200-word story about a lighthouse keeper.");
+    let e = a.update(key(KeyCode::F(5)));
+    match e {
+        Effect::Start { agent, mode, .. } => assert_eq!((mode, agent.target_words), (TemplateMode::Agentwrite, Some(1200))),
+        other => panic!("{other:?}"),
+    }
+    a.update(Action::Engine(Event::Think("Paragraph 1 - Main Point: Dusk at the light. - Word Count: 400 words\n".into())));
+    let plan = ["Dusk at the light, the keeper's routine.", "A bottle washes up with a message.", "The keeper answers it."];
+    a.update(Action::Engine(Event::Plan(plan.iter().map(|p| PlanStep { point: p.to_string(), words: 400 }).collect())));
+    a.update(Action::Engine(Event::Step { index: 0, of: 3 }));
+    a.update(Action::Engine(Event::Answer("The keeper climbed the stairs.".into())));
+    a.update(Action::Engine(Event::Answer("\n\n".into())));
+    a.update(Action::Engine(Event::Step { index: 1, of: 3 }));
+    a.update(Action::Engine(Event::Note("step 2: the text so far (900 words) no longer fits".into())));
+    a.update(Action::Engine(Event::Answer("A bottle rolled in.".into())));
+    insta::assert_snapshot!("agentwrite_plan", render(&a, 120, 30));
+}

@@ -1,5 +1,6 @@
 use super::load_writer;
-use crate::engine::{CancelToken, Event, GenerateRequest, SamplerConfig, Stats, TemplateMode, TextModel, TextPrompt};
+use crate::engine::agentwrite::{self, AgentSpec};
+use crate::engine::{CancelToken, Event, GenerateRequest, SamplerConfig, Stats, TemplateMode, TextPrompt};
 use crate::text::count_words;
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -39,6 +40,17 @@ pub struct WriteArgs {
     /// Stream the think trace to stdout (inside <think> tags) instead of stderr.
     #[arg(long)]
     pub show_think: bool,
+    /// AgentWrite: words the whole text should have (default: the length the request asks
+    /// for, else 2000). Sets the number of plan steps (about 400 words each).
+    #[arg(long)]
+    pub target_words: Option<usize>,
+    /// AgentWrite: treat the model's context as this many tokens (when smaller). Earlier
+    /// text that no longer fits is left out of the prompts, most recent text kept.
+    #[arg(long)]
+    pub context: Option<usize>,
+    /// AgentWrite: further attempts at a step whose generation fails.
+    #[arg(long, default_value_t = 1)]
+    pub retries: usize,
 }
 
 pub fn run(a: WriteArgs, device: &str) -> Result<()> {
@@ -63,7 +75,13 @@ pub fn run(a: WriteArgs, device: &str) -> Result<()> {
         seed: a.seed,
         ..base
     };
-    let text = TextPrompt { request: prompt, mode: a.template, continuation: None };
+    let agent = AgentSpec {
+        target_words: a.target_words.or_else(|| crate::reward::extract_target(&prompt).map(|t| (t.lo + t.hi) / 2)),
+        context_limit: a.context,
+        retries: a.retries,
+        ..Default::default()
+    };
+    let text = TextPrompt { request: prompt, mode: a.template, continuation: None, agent };
     let req = GenerateRequest {
         sampler,
         max_new_tokens: a.max_tokens.or(d.max_tokens).unwrap_or(2048),
@@ -72,6 +90,7 @@ pub fn run(a: WriteArgs, device: &str) -> Result<()> {
         ..Default::default()
     };
     let (mut think, mut answer) = (String::new(), String::new());
+    let (mut plan, mut notes, mut paragraphs) = (Vec::new(), Vec::new(), Vec::<String>::new());
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     let mut in_think = false;
@@ -107,11 +126,34 @@ pub fn run(a: WriteArgs, device: &str) -> Result<()> {
                 let _ = write!(o, "{}", crate::text::strip_controls(&t));
                 let _ = o.flush();
             }
+            if let Some(p) = paragraphs.last_mut() {
+                p.push_str(&t);
+            }
             answer.push_str(&t);
+        }
+        Event::Plan(steps) => {
+            if stream {
+                let lines: Vec<String> = steps.iter().enumerate().map(|(i, s)| format!("  {}", s.line(i + 1))).collect();
+                eprintln!("\x1b[2mplan ({} steps, {} words):\n{}\x1b[0m", steps.len(), steps.iter().map(|s| s.words).sum::<usize>(), crate::text::strip_controls(&lines.join("\n")));
+            }
+            plan = steps;
+        }
+        Event::Step { index, of } => {
+            paragraphs.truncate(index);
+            paragraphs.resize(index + 1, String::new());
+            if stream {
+                eprintln!("\x1b[2m[step {}/{of}]\x1b[0m", index + 1);
+            }
+        }
+        Event::Note(n) => {
+            if stream {
+                eprintln!("\x1b[2m[{}]\x1b[0m", crate::text::strip_controls(&n));
+            }
+            notes.push(n);
         }
         Event::Done(_) | Event::Error(_) => {}
     };
-    let stats = model.generate_prompt(&text, &req, &CancelToken::default(), &mut emit)?;
+    let stats = agentwrite::generate(&mut model, &text, &req, &CancelToken::default(), &mut emit)?;
     let words = count_words(&answer);
     if let Some(out) = &a.out {
         crate::fsutil::atomic_write(out, answer.trim().as_bytes()).with_context(|| format!("writing {}", out.display()))?;
@@ -124,6 +166,9 @@ pub fn run(a: WriteArgs, device: &str) -> Result<()> {
             "answer": answer,
             "words": words,
             "format_ok": stats.format.ok(),
+            "plan": plan,
+            "paragraphs": paragraphs.iter().map(|p| p.trim()).collect::<Vec<_>>(),
+            "notes": notes,
             "stats": stats,
         });
         println!("{}", serde_json::to_string(&v)?);
@@ -136,9 +181,9 @@ pub fn run(a: WriteArgs, device: &str) -> Result<()> {
 
 /// The closing stats line of `write`.
 pub fn stats_line(s: &Stats, words: usize, mode: TemplateMode) -> String {
-    let format = if mode == TemplateMode::Chat {
-        // The plain chat template asks for no tags.
-        "n/a (chat)".to_string()
+    let format = if !mode.expects_think() && mode != TemplateMode::Nothink {
+        // The chat template and AgentWrite's prompts ask for no tags.
+        format!("n/a ({})", mode.label())
     } else if s.format.ok() {
         "ok".to_string()
     } else {

@@ -65,7 +65,7 @@ impl Complete for OpenAiComplete {
     }
 
     fn complete(&self, user: &str, max_tokens: usize) -> Result<String, EngineError> {
-        let prompt = TextPrompt { request: user.to_string(), mode: TemplateMode::Chat, continuation: None };
+        let prompt = TextPrompt { request: user.to_string(), mode: TemplateMode::Chat, continuation: None, ..Default::default() };
         let req = GenerateRequest { sampler: SamplerConfig::greedy(), max_new_tokens: max_tokens, ..Default::default() };
         let (think, answer, stats) = collect(|emit| self.remote.generate(&prompt, &req, &CancelToken::default(), emit))?;
         if let StopReason::Interrupted(why) = stats.stop {

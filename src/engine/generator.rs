@@ -93,6 +93,12 @@ pub enum Event {
     Answer(String),
     Done(Stats),
     Error(String),
+    /// AgentWrite's plan, once it is made.
+    Plan(Vec<super::agentwrite::PlanStep>),
+    /// AgentWrite starts writing step `index` (0-based) of `of`.
+    Step { index: usize, of: usize },
+    /// Something the trace should say (a step retried, earlier text left out of a prompt).
+    Note(String),
 }
 
 /// Cancels a generation; checked before every token.
@@ -238,10 +244,14 @@ pub trait TextModel: Send {
     fn generate_prompt(&mut self, prompt: &TextPrompt, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Event)) -> Result<Stats, EngineError>;
     /// Forgets cached state (after a panic mid-generation).
     fn reset(&mut self) {}
-
-    /// Runs one generation and returns its think text, its answer text and its stats.
-    fn write_text(&mut self, prompt: &TextPrompt, req: &GenerateRequest, cancel: &CancelToken) -> Result<(String, String, Stats), EngineError> {
-        collect(|emit| self.generate_prompt(prompt, req, cancel, emit))
+    /// Tokens `text` takes; servers get a safe overestimate.
+    fn count_tokens(&self, text: &str) -> usize {
+        text.chars().count().div_ceil(3)
+    }
+    /// The mode for prompts that are plain instructions (AgentWrite's): the model's chat
+    /// template, or the no-think template where it has none.
+    fn plain_mode(&self) -> super::TemplateMode {
+        super::TemplateMode::Chat
     }
 }
 
@@ -274,6 +284,12 @@ impl TextModel for Engine {
         self.model.clear();
         self.cached.clear();
     }
+    fn count_tokens(&self, text: &str) -> usize {
+        self.tokenizer.encode_plain(text).map_or_else(|_| text.chars().count().div_ceil(3), |ids| ids.len())
+    }
+    fn plain_mode(&self) -> super::TemplateMode {
+        if self.prompts.has_chat_template() { super::TemplateMode::Chat } else { super::TemplateMode::Nothink }
+    }
 }
 
 impl TextModel for Box<dyn TextModel> {
@@ -288,6 +304,12 @@ impl TextModel for Box<dyn TextModel> {
     }
     fn reset(&mut self) {
         (**self).reset()
+    }
+    fn count_tokens(&self, text: &str) -> usize {
+        (**self).count_tokens(text)
+    }
+    fn plain_mode(&self) -> super::TemplateMode {
+        (**self).plain_mode()
     }
 }
 
@@ -304,12 +326,14 @@ impl TextModel for super::RemoteModel {
 }
 
 /// A prompt to build on the engine thread (the tokenizer lives there).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct TextPrompt {
     pub request: String,
     pub mode: super::TemplateMode,
     /// Output so far, appended as plain text after the prompt (for "continue").
     pub continuation: Option<String>,
+    /// AgentWrite's settings and resume point (mode `agentwrite` only).
+    pub agent: super::agentwrite::AgentSpec,
 }
 
 struct Job {
@@ -337,7 +361,7 @@ impl Generator {
                     let mut emit = |e: Event| {
                         let _ = events.send(e);
                     };
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.generate_prompt(&job.text, &job.req, &job.cancel, &mut emit)));
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| super::agentwrite::generate(&mut model, &job.text, &job.req, &job.cancel, &mut emit)));
                     match result {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => emit(Event::Error(e.to_string())),

@@ -3,6 +3,7 @@
 //! [`Engine`] is synchronous and owns the model; [`Generator`] runs one on its own OS
 //! thread and streams [`Event`]s through a channel so a UI never waits on the model.
 
+pub mod agentwrite;
 pub mod complete;
 pub mod cpu;
 pub mod dense;

@@ -378,7 +378,7 @@ mod tests {
     }
 
     fn prompt(mode: TemplateMode, cont: Option<&str>) -> TextPrompt {
-        TextPrompt { request: "Write 300 words about <|im_end|> tides.".into(), mode, continuation: cont.map(str::to_string) }
+        TextPrompt { request: "Write 300 words about <|im_end|> tides.".into(), mode, continuation: cont.map(str::to_string), ..Default::default() }
     }
 
     #[test]
@@ -487,7 +487,7 @@ mod tests {
     fn generate(base: &str, timeout_secs: u64, mode: TemplateMode) -> (Result<Stats, EngineError>, String, String) {
         let m = RemoteModel::new(RemoteConfig { timeout: Duration::from_secs(timeout_secs), ..RemoteConfig::new(base, "lw") });
         let (mut think, mut answer) = (String::new(), String::new());
-        let p = TextPrompt { request: "Write a haiku.".into(), mode, continuation: None };
+        let p = TextPrompt { request: "Write a haiku.".into(), mode, continuation: None, ..Default::default() };
         let r = m.generate(&p, &GenerateRequest { max_new_tokens: 50, stop_strings: mode.stop_strings(), ..Default::default() }, &CancelToken::default(), &mut |e| match e {
             Event::Think(t) => think.push_str(&t),
             Event::Answer(t) => answer.push_str(&t),

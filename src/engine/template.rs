@@ -43,6 +43,9 @@ pub enum TemplateMode {
     /// `<think>`, so generation starts inside the plan. R1-Zero-style recipes prime small
     /// models this way: SmolLM2 never opens `<think>` by itself, which leaves RL no signal.
     LongwriterPrimed,
+    /// AgentWrite: plan the text as one line per paragraph, then write the paragraphs one
+    /// by one with the model's chat template (several prompts; see `engine::agentwrite`).
+    Agentwrite,
 }
 
 impl TemplateMode {
@@ -53,6 +56,7 @@ impl TemplateMode {
             TemplateMode::Chat => "chat",
             TemplateMode::Nothink => "nothink",
             TemplateMode::LongwriterPrimed => "longwriter-primed",
+            TemplateMode::Agentwrite => "agentwrite",
         }
     }
 
@@ -80,7 +84,7 @@ impl TemplateMode {
 
     pub fn stop_strings(self) -> Vec<String> {
         match self {
-            TemplateMode::Chat => vec![],
+            TemplateMode::Chat | TemplateMode::Agentwrite => vec![],
             _ => LONGWRITER_STOPS.iter().map(|s| s.to_string()).collect(),
         }
     }
@@ -140,6 +144,7 @@ impl PromptBuilder {
             }
             TemplateMode::Chat => self.chat(&[Piece::User(request.to_string())]),
             TemplateMode::LongwriterChat => self.chat(&longwriter_pieces(request, false)),
+            TemplateMode::Agentwrite => Err(EngineError::Template("agentwrite writes with several prompts, not one: run it through `write`, the studio or `eval`".into())),
         }
     }
 

@@ -5,6 +5,7 @@
 use super::data::EvalItem;
 use super::score::length_score;
 use super::EvalError;
+use crate::engine::agentwrite::{self, AgentSpec};
 use crate::engine::{derive_seed, CancelToken, GenerateRequest, SamplerConfig, TemplateMode, TextModel, TextPrompt};
 use crate::reward::quality::Judge;
 use serde::{Deserialize, Serialize};
@@ -27,7 +28,8 @@ pub struct Written {
 pub trait Writer {
     fn describe(&self) -> String;
     /// `seed` is derived per request, so reruns and resumed runs draw the same text.
-    fn write(&mut self, request: &str, max_new_tokens: usize, seed: u64) -> Result<Written, EvalError>;
+    /// `required` is the length the request asks for, in words.
+    fn write(&mut self, request: &str, required: usize, max_new_tokens: usize, seed: u64) -> Result<Written, EvalError>;
 }
 
 /// A model (local or on a server) with a prompt template and decoding settings.
@@ -43,7 +45,7 @@ impl Writer for ModelWriter {
         format!("{} ({})", self.name, self.mode.label())
     }
 
-    fn write(&mut self, request: &str, max_new_tokens: usize, seed: u64) -> Result<Written, EvalError> {
+    fn write(&mut self, request: &str, required: usize, max_new_tokens: usize, seed: u64) -> Result<Written, EvalError> {
         let req = GenerateRequest {
             prompt_ids: Vec::new(),
             sampler: SamplerConfig { seed, ..self.sampler.clone() },
@@ -51,8 +53,10 @@ impl Writer for ModelWriter {
             stop_strings: self.mode.stop_strings(),
             start_in: self.mode.start_in(),
         };
-        let prompt = TextPrompt { request: request.to_string(), mode: self.mode, continuation: None };
-        let (think, answer, stats) = self.model.write_text(&prompt, &req, &CancelToken::default())?;
+        // AgentWrite plans for the length the request asks.
+        let agent = AgentSpec { target_words: Some(required), retries: 1, ..Default::default() };
+        let prompt = TextPrompt { request: request.to_string(), mode: self.mode, continuation: None, agent };
+        let (think, answer, stats) = agentwrite::generate_text(&mut *self.model, &prompt, &req, &CancelToken::default())?;
         Ok(Written { think, answer, stop: stats.stop.describe(), truncated: !stats.stop.natural(), tokens: stats.generated_tokens })
     }
 }
@@ -217,7 +221,7 @@ pub fn run(items: &[EvalItem], out: &Path, settings: &EvalSettings, writer: &mut
         report(Progress::Started { index, item });
         let t0 = Instant::now();
         let budget = settings.max_tokens.unwrap_or_else(|| token_budget(item.length));
-        let w = writer.write(&item.prompt, budget, derive_seed(settings.seed, &[index as u64]))?;
+        let w = writer.write(&item.prompt, item.length, budget, derive_seed(settings.seed, &[index as u64]))?;
         let seconds = t0.elapsed().as_secs_f64();
         let words = crate::text::count_words(&w.answer);
         let (quality, quality_error) = match judge {
@@ -269,7 +273,7 @@ mod tests {
         fn describe(&self) -> String {
             "echo".into()
         }
-        fn write(&mut self, request: &str, max_new_tokens: usize, _seed: u64) -> Result<Written, EvalError> {
+        fn write(&mut self, request: &str, _required: usize, max_new_tokens: usize, _seed: u64) -> Result<Written, EvalError> {
             self.calls.push(request.to_string());
             // Writes half the asked words.
             let n = max_new_tokens.saturating_sub(64) / 24;

@@ -129,6 +129,8 @@ pub enum Effect {
         max_tokens: usize,
         /// Output so far and where it stopped, when continuing a draft.
         continuation: Option<(String, crate::engine::StartIn)>,
+        /// AgentWrite's settings and resume point (template `agentwrite`).
+        agent: crate::engine::agentwrite::AgentSpec,
     },
     Cancel,
     Export,

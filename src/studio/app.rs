@@ -59,6 +59,8 @@ pub struct App {
     pub job: Option<super::monitor::JobState>,
     /// The job file `n` starts in the Train tab.
     pub train_job: Option<std::path::PathBuf>,
+    /// The plan and progress of an AgentWrite run.
+    pub agent: super::agent::AgentView,
 }
 
 impl App {
@@ -103,6 +105,7 @@ impl App {
             evals: None,
             job: None,
             train_job: None,
+            agent: Default::default(),
         }
     }
 
@@ -275,7 +278,8 @@ impl App {
                     TemplateMode::LongwriterChat => TemplateMode::Chat,
                     TemplateMode::Chat => TemplateMode::Nothink,
                     TemplateMode::Nothink => TemplateMode::LongwriterPrimed,
-                    TemplateMode::LongwriterPrimed => TemplateMode::Longwriter,
+                    TemplateMode::LongwriterPrimed => TemplateMode::Agentwrite,
+                    TemplateMode::Agentwrite => TemplateMode::Longwriter,
                 };
                 Effect::None
             }
@@ -467,7 +471,9 @@ impl App {
         self.started = Some(Instant::now());
         self.finished_secs = None;
         self.phase = Phase::Generating;
-        Effect::Start { prompt, mode: self.template, sampler: self.sampler.clone(), max_tokens: self.max_tokens, continuation: None }
+        self.agent = Default::default();
+        let agent = self.agent_spec();
+        Effect::Start { prompt, mode: self.template, sampler: self.sampler.clone(), max_tokens: self.max_tokens, continuation: None, agent }
     }
 
     /// Continues the current output: the prompt, then what was written so far, then more.
@@ -481,6 +487,13 @@ impl App {
         }
         let prompt = self.prompt.lines().join("\n");
         let (trace, draft) = (self.think.text(), self.draft.text());
+        if self.template == TemplateMode::Agentwrite {
+            // AgentWrite picks up at its current step with the same plan, or starts over.
+            let Some(agent) = self.agent.resume(&draft, &self.agent_spec()) else { return self.start() };
+            self.agent.notes.push(format!("resuming at step {}", agent.start_step + 1));
+            self.begin_continuation();
+            return Effect::Start { prompt, mode: self.template, sampler: self.sampler.clone(), max_tokens: self.max_tokens, continuation: None, agent };
+        }
         // A primed template's prompt already ends with the opening tag.
         let open = if self.template.prefill().is_empty() { " <think>" } else { "" };
         let continuation = match (self.template.expects_think(), self.template) {
@@ -489,6 +502,11 @@ impl App {
             (false, TemplateMode::Nothink) => (format!(" <answer>{draft}"), StartIn::Answer),
             _ => (draft, StartIn::Answer),
         };
+        self.begin_continuation();
+        Effect::Start { prompt, mode: self.template, sampler: self.sampler.clone(), max_tokens: self.max_tokens, continuation: Some(continuation), agent: Default::default() }
+    }
+
+    fn begin_continuation(&mut self) {
         self.stats = None;
         self.tokens = 0;
         self.draft_scroll = 0;
@@ -497,7 +515,11 @@ impl App {
         self.started = Some(Instant::now());
         self.finished_secs = None;
         self.phase = Phase::Generating;
-        Effect::Start { prompt, mode: self.template, sampler: self.sampler.clone(), max_tokens: self.max_tokens, continuation: Some(continuation) }
+    }
+
+    /// AgentWrite's settings for the current request: the whole text's length target.
+    fn agent_spec(&self) -> crate::engine::agentwrite::AgentSpec {
+        crate::engine::agentwrite::AgentSpec { target_words: self.target.map(|t| (t.lo + t.hi) / 2), retries: 1, ..Default::default() }
     }
 
     pub fn theme(&self) -> &super::theme::Theme {
@@ -547,9 +569,9 @@ impl App {
                 self.tokens = s.generated_tokens;
                 self.repetition.finish();
                 let (_, reasons) = crate::reward::format_reward(&s.format, self.repetition.share(), None, &self.reward_cfg);
-                self.format_note = Some(if self.template == TemplateMode::Chat {
-                    // The plain chat template asks for no tags, so there is no format to check.
-                    "n/a (chat)".into()
+                self.format_note = Some(if matches!(self.template, TemplateMode::Chat | TemplateMode::Agentwrite) {
+                    // The plain chat template and AgentWrite ask for no tags: no format to check.
+                    format!("n/a ({})", self.template.label())
                 } else if reasons.is_empty() {
                     "ok".into()
                 } else {
@@ -564,6 +586,9 @@ impl App {
                 self.phase = Phase::Error(e);
                 self.confirm_quit = false;
             }
+            Event::Plan(steps) => self.agent.plan = Some(steps),
+            Event::Step { index, .. } => self.agent.on_step(index, self.draft.text().len()),
+            Event::Note(n) => self.agent.notes.push(n),
         }
     }
 }

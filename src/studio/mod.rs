@@ -5,6 +5,7 @@
 //! [`Generator`] thread, so neither waits on the other.
 
 mod action;
+mod agent;
 mod app;
 mod draft;
 pub mod evalview;
@@ -194,7 +195,7 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
                     Effect::None => {}
                     Effect::Exit => break,
                     Effect::Cancel => { if let Some(c) = &cancel { c.cancel(); } }
-                    Effect::Start { prompt, mode, sampler, max_tokens, continuation } => {
+                    Effect::Start { prompt, mode, sampler, max_tokens, continuation, agent } => {
                         if app.session_id.is_none() {
                             if let Some(st) = &store {
                                 match st.create(prompt.lines().next().unwrap_or(""), &app.model, mode.label()) {
@@ -204,7 +205,8 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
                             }
                         }
                         app.touch();
-                        cancel = start_generation(&generator, &tx, &prompt, mode, sampler, max_tokens, continuation);
+                        let text = crate::engine::TextPrompt { request: prompt, mode, continuation: continuation.as_ref().map(|c| c.0.clone()), agent };
+                        cancel = start_generation(&generator, &tx, text, sampler, max_tokens, continuation.map(|c| c.1));
                     }
                     Effect::Copy => {
                         let n = app.draft.words();
@@ -362,20 +364,17 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
 fn start_generation(
     generator: &Arc<std::sync::Mutex<Option<Generator>>>,
     tx: &UnboundedSender<Action>,
-    prompt: &str,
-    mode: TemplateMode,
+    text: crate::engine::TextPrompt,
     sampler: SamplerConfig,
     max_tokens: usize,
-    continuation: Option<(String, crate::engine::StartIn)>,
+    start_in: Option<crate::engine::StartIn>,
 ) -> Option<CancelToken> {
     let g = generator.lock().unwrap();
     let Some(g) = g.as_ref() else {
         let _ = tx.send(Action::Engine(crate::engine::Event::Error("the model is not loaded yet".into())));
         return None;
     };
-    let start_in = continuation.as_ref().map_or(mode.start_in(), |c| c.1);
-    let req = GenerateRequest { sampler, max_new_tokens: max_tokens, stop_strings: mode.stop_strings(), start_in, ..Default::default() };
-    let text = crate::engine::TextPrompt { request: prompt.to_string(), mode, continuation: continuation.map(|c| c.0) };
+    let req = GenerateRequest { sampler, max_new_tokens: max_tokens, stop_strings: text.mode.stop_strings(), start_in: start_in.unwrap_or(text.mode.start_in()), ..Default::default() };
     let (mut events, cancel) = g.submit_text(text, req);
     let tx = tx.clone();
     tokio::spawn(async move {

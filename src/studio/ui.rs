@@ -2,7 +2,7 @@
 
 use super::action::{Focus, Phase, QualityView, SaveState, TraceView, KEYS};
 use super::app::App;
-use crate::engine::StopReason;
+use crate::engine::{StopReason, TemplateMode};
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
 use super::theme::Theme;
 use ratatui::style::{Modifier, Style};
@@ -108,12 +108,39 @@ fn draw_trace(f: &mut Frame, app: &App, area: Rect) {
         return;
     }
     let words = app.think.words();
-    let label = if app.generating() && app.draft.is_empty() { format!("Thinking… {words} words") } else { format!("Planned in {words} words") };
+    let label = match (&app.agent.plan, app.template) {
+        (Some(plan), _) => format!("AgentWrite · step {} of {}", app.agent.step.map_or(0, |k| k + 1), plan.len()),
+        (None, TemplateMode::Agentwrite) if app.generating() => "AgentWrite · planning…".to_string(),
+        _ if app.generating() && app.draft.is_empty() => format!("Thinking… {words} words"),
+        _ => format!("Planned in {words} words"),
+    };
     let title = format!(" Trace · {label} ");
     let (w, h) = inner_rows(area);
-    let rows = if app.trace == TraceView::Collapsed { Vec::new() } else { app.think.visible_rows(w, h, 0) };
-    let text: Vec<Line> = rows.into_iter().map(|r| Line::styled(r, Style::default().fg(app.theme().trace).add_modifier(Modifier::ITALIC))).collect();
+    let style = Style::default().fg(app.theme().trace).add_modifier(Modifier::ITALIC);
+    let text: Vec<Line> = if app.trace == TraceView::Collapsed {
+        Vec::new()
+    } else if app.agent.plan.is_some() || !app.agent.notes.is_empty() {
+        agent_rows(app, w, h, style)
+    } else {
+        app.think.visible_rows(w, h, 0).into_iter().map(|r| Line::styled(r, style)).collect()
+    };
     f.render_widget(Paragraph::new(text).block(block(app.theme(), title, false)), area);
+}
+
+/// The AgentWrite plan, wrapped, scrolled so the current step stays in view; at most 50
+/// steps and a few notes, so the cost stays small.
+fn agent_rows(app: &App, w: usize, h: usize, style: Style) -> Vec<Line<'static>> {
+    let mut rows: Vec<(String, bool)> = Vec::new();
+    let mut focus = 0;
+    for (text, current) in app.agent.rows() {
+        if current {
+            focus = rows.len();
+        }
+        rows.extend(crate::studio::wrap(&text, w.max(1)).into_iter().map(|r| (r, current)));
+    }
+    let start = focus.saturating_sub(h / 2).min(rows.len().saturating_sub(h));
+    let hi = Style::default().fg(app.theme().heading).add_modifier(Modifier::BOLD);
+    rows.into_iter().skip(start).take(h).map(|(r, cur)| Line::styled(r, if cur { hi } else { style })).collect()
 }
 
 fn draw_draft(f: &mut Frame, app: &App, area: Rect) {

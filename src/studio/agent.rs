@@ -1,0 +1,67 @@
+//! The studio's view of an AgentWrite run: the plan with its current step, the trace
+//! notes, and where each step began in the draft so a failed step can be retried.
+
+use crate::engine::agentwrite::{AgentSpec, PlanStep};
+
+#[derive(Debug, Default, Clone)]
+pub struct AgentView {
+    pub plan: Option<Vec<PlanStep>>,
+    /// The step being written (or the last one started).
+    pub step: Option<usize>,
+    /// Draft length (bytes of its text) when each started step began.
+    marks: Vec<usize>,
+    pub notes: Vec<String>,
+}
+
+impl AgentView {
+    pub fn on_step(&mut self, index: usize, draft_len: usize) {
+        self.step = Some(index);
+        self.marks.truncate(index);
+        self.marks.resize(index, draft_len);
+        self.marks.push(draft_len);
+    }
+
+    /// A run that picks up at the current step with the same plan: the text before the
+    /// step is kept as written, and the step's own text is continued. None without a plan.
+    pub fn resume(&self, draft: &str, base: &AgentSpec) -> Option<AgentSpec> {
+        let plan = self.plan.clone()?;
+        let k = self.step.unwrap_or(0);
+        let mark = self.marks.get(k).copied().unwrap_or(draft.len()).min(draft.len());
+        let mark = (0..=mark).rev().find(|&i| draft.is_char_boundary(i)).unwrap_or(0);
+        Some(AgentSpec { plan, start_step: k, written: draft[..mark].to_string(), partial: draft[mark..].to_string(), ..base.clone() })
+    }
+
+    /// Rows for the trace pane: the plan, the current step marked, then the notes.
+    pub fn rows(&self) -> Vec<(String, bool)> {
+        let mut out = Vec::new();
+        if let Some(plan) = &self.plan {
+            out.push((format!("Plan · {} steps · {} words", plan.len(), plan.iter().map(|s| s.words).sum::<usize>()), false));
+            for (i, s) in plan.iter().enumerate() {
+                let current = self.step == Some(i);
+                let mark = if current { "▶" } else if self.step.is_some_and(|k| i < k) { "✓" } else { " " };
+                out.push((format!("{mark} {}. {} ({} words)", i + 1, s.point, s.words), current));
+            }
+        }
+        out.extend(self.notes.iter().map(|n| (format!("· {n}"), false)));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_keeps_earlier_steps_and_continues_the_failed_one() {
+        let mut v = AgentView { plan: Some(vec![PlanStep { point: "A".into(), words: 300 }, PlanStep { point: "B".into(), words: 300 }]), ..Default::default() };
+        v.on_step(0, 0);
+        v.on_step(1, 13);
+        let draft = "First part.\n\nSecond, half";
+        let r = v.resume(draft, &AgentSpec { target_words: Some(600), ..Default::default() }).unwrap();
+        assert_eq!((r.start_step, r.written.as_str(), r.partial.as_str(), r.target_words), (1, "First part.\n\n", "Second, half", Some(600)));
+        let rows = v.rows();
+        assert_eq!(rows[1], ("✓ 1. A (300 words)".to_string(), false));
+        assert_eq!(rows[2], ("▶ 2. B (300 words)".to_string(), true));
+        assert!(AgentView::default().resume(draft, &AgentSpec::default()).is_none());
+    }
+}
