@@ -66,7 +66,7 @@ log() { echo "cuda-toolkit: $*" >&2; }
 log "installing CUDA $VERSION wheels into $BASE"
 mkdir -p "$BASE"
 rm -rf "$BASE/pkgs" "$BASE/pkgs.tmp" "$STAMP"
-"$PYTHON" -m pip install --quiet --no-deps --no-compile --disable-pip-version-check \
+"$PYTHON" -m pip install --quiet --no-deps --no-compile --disable-pip-version-check --root-user-action=ignore \
   --target "$BASE/pkgs.tmp" "${PKGS[@]}" >&2
 mv "$BASE/pkgs.tmp" "$BASE/pkgs"
 

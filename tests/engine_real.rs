@@ -236,3 +236,44 @@ fn continuing_a_draft_equals_generating_it_in_one_go() {
     assert!(stats.reused_tokens > 0, "the shared prefix comes from the KV cache");
     assert_eq!(format!("{first}{more}"), whole);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+    /// Any UTF-8 text, control characters and special-token strings included, comes back
+    /// unchanged through the real tokenizer, both whole and token by token.
+    #[test]
+    fn decode_of_encode_is_the_text(s in proptest::prelude::any::<String>(), special in proptest::sample::select(vec!["", "<|im_start|>", "<|im_end|>", "</think>", "<answer>", "<|endoftext|>"])) {
+        let text = format!("{s}{special}{s}");
+        let e = common::engine();
+        let ids = e.tokenizer.encode_plain(&text).unwrap();
+        proptest::prop_assert_eq!(&e.tokenizer.decode(&ids).unwrap(), &text);
+        proptest::prop_assert!(ids.iter().all(|id| !e.tokenizer.special.values().any(|s| s == id)), "a typed special string became a control token");
+        let mut d = longwriter::engine::TokenDecoder::new();
+        let mut streamed = String::new();
+        for &id in &ids {
+            streamed.extend(d.push(&e.tokenizer, id).unwrap());
+        }
+        streamed.push_str(&d.flush(&e.tokenizer).unwrap());
+        proptest::prop_assert_eq!(streamed, text);
+    }
+}
+
+#[test]
+fn a_synthetic_model_keeps_the_tokenizer_and_runs_on_both_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gguf");
+    let shape = longwriter::engine::synth::shape("tiny").unwrap();
+    longwriter::engine::synth::write_synthetic(&common::default_model_path(), shape, &path).unwrap();
+    for force_candle in [false, true] {
+        let mut e = longwriter::engine::Engine::load(&path, &candle_core::Device::Cpu, longwriter::engine::LoadOptions { force_candle, ..Default::default() }, None).unwrap();
+        assert_eq!((e.model.config().n_layer, e.model.backend()), (shape.layers, if force_candle { "candle" } else { "cpu-fast" }));
+        let ids = e.tokenizer.encode_plain("The lighthouse").unwrap();
+        assert_eq!(ids, common::engine().tokenizer.encode_plain("The lighthouse").unwrap(), "the real tokenizer travels");
+        let logits = e.model.forward(&ids).unwrap();
+        assert_eq!(logits.len(), 49152);
+        assert!(logits.iter().all(|v| v.is_finite()));
+    }
+    let err = longwriter::engine::synth::write_synthetic(&path.with_file_name("missing.gguf"), shape, &dir.path().join("x.gguf")).unwrap_err();
+    assert!(err.to_string().contains("missing.gguf"), "{err}");
+}

@@ -13,6 +13,11 @@ use std::time::Instant;
 pub struct BenchArgs {
     #[arg(long, short)]
     pub model: Option<String>,
+    /// Measure a synthetic model instead: the default model's tokenizer with random Q4_0
+    /// weights in a larger llama shape (`7b`: Llama-2-7B's; `1b`: TinyLlama's). Speed
+    /// depends on shapes, not weight values; the file is kept in the cache dir.
+    #[arg(long, value_parser = ["7b", "1b", "tiny"], conflicts_with = "model")]
+    pub synthetic: Option<String>,
     #[arg(long, default_value_t = 128)]
     pub prompt_tokens: usize,
     #[arg(long, default_value_t = 256)]
@@ -23,6 +28,11 @@ pub struct BenchArgs {
     /// Path to llama.cpp's llama-bench: measures it on the same file and prints the ratio.
     #[arg(long)]
     pub llama_bench: Option<PathBuf>,
+    /// Base URL (ending in /v1) of an OpenAI-compatible server serving the same model file,
+    /// e.g. `llama-server -m FILE -t N`: streams the same number of tokens through the
+    /// remote backend and prints its speed beside the local engine's.
+    #[arg(long)]
+    pub server: Option<String>,
     /// Time GRPO training steps instead (1 prompt × G=4, LoRA r16 on q/v): --reps steps,
     /// each with its rollout / reward / loss parts.
     #[arg(long)]
@@ -50,7 +60,9 @@ pub fn run(a: BenchArgs, device: &str) -> Result<()> {
     if a.prompt_tokens == 0 || a.gen_tokens == 0 || a.reps == 0 {
         bail!("--prompt-tokens, --gen-tokens and --reps must be positive");
     }
-    let (choice, mut engine) = load_engine(a.model.as_deref(), device)?;
+    let synthetic = a.synthetic.as_deref().map(synthetic_model).transpose()?;
+    let spec = synthetic.as_ref().map(|p| p.display().to_string()).or(a.model.clone());
+    let (choice, mut engine) = load_engine(spec.as_deref(), device)?;
     let ctx = engine.model.config().context_length;
     if a.prompt_tokens + a.gen_tokens > ctx {
         bail!("--prompt-tokens + --gen-tokens exceed the model's context ({ctx})");
@@ -89,8 +101,18 @@ pub fn run(a: BenchArgs, device: &str) -> Result<()> {
         Some(bin) => Some(llama_bench(bin, &choice.path, threads, &a)?),
         None => None,
     };
+    let backend = match &engine.model {
+        crate::engine::Model::Candle(m) if m.dense_fallbacks.0 > 0 => format!("candle, {} of {} matmuls dense f16 (quantized kernel failed its check)", m.dense_fallbacks.0, m.dense_fallbacks.1),
+        m => m.backend().to_string(),
+    };
+    let served = match &a.server {
+        Some(url) => Some(server_speed(url, &engine.tokenizer.decode(&ids)?, &a)?),
+        None => None,
+    };
     if a.json {
         let v = serde_json::json!({
+            "backend": backend,
+            "server": served,
             "model": choice.entry.name,
             "threads": threads,
             "prompt_tokens": a.prompt_tokens,
@@ -105,14 +127,61 @@ pub fn run(a: BenchArgs, device: &str) -> Result<()> {
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("model {} | {threads} threads | pp{} tg{} | {} reps", choice.entry.name, a.prompt_tokens, a.gen_tokens, a.reps);
+        println!("model {} | {threads} threads | pp{} tg{} | {} reps | {}", choice.entry.name, a.prompt_tokens, a.gen_tokens, a.reps, backend);
         println!("longwriter  prefill {:8.1} tok/s  decode {:8.1} tok/s  peak RSS {:.0} MB", ours.prefill_tok_s, ours.decode_tok_s, rss);
         if let Some(r) = reference {
             println!("llama.cpp   prefill {:8.1} tok/s  decode {:8.1} tok/s", r.prefill_tok_s, r.decode_tok_s);
             println!("ratio       prefill {:8.2}x       decode {:8.2}x", ours.prefill_tok_s / r.prefill_tok_s, ours.decode_tok_s / r.decode_tok_s);
         }
+        if let Some(s) = served {
+            let own = s.server_decode_tok_s.map(|v| format!(" (server's own timing {v:.1} tok/s)")).unwrap_or_default();
+            println!("server      decode {:8.1} tok/s as streamed{own}; local/server {:.2}x", s.decode_tok_s, ours.decode_tok_s / s.decode_tok_s);
+        }
     }
     Ok(())
+}
+
+#[derive(Serialize, Debug, Clone, Copy)]
+struct Served {
+    /// Tokens per second from the first streamed token to the last, as the client sees them.
+    decode_tok_s: f64,
+    /// What the server reported measuring itself (llama.cpp's timings), if it did.
+    server_decode_tok_s: Option<f64>,
+}
+
+/// Streams `gen_tokens` (end-of-sequence ignored) from a server, `reps` times.
+fn server_speed(url: &str, filler: &str, a: &BenchArgs) -> Result<Served> {
+    use crate::engine::{CancelToken, GenerateRequest, RemoteConfig, RemoteModel, SamplerConfig, TemplateMode, TextPrompt};
+    let mut cfg = RemoteConfig::new(url, "bench");
+    cfg.extra_body.insert("ignore_eos".into(), serde_json::Value::Bool(true));
+    let m = RemoteModel::new(cfg);
+    let prompt = TextPrompt { request: filler.to_string(), mode: TemplateMode::Nothink, ..Default::default() };
+    let req = GenerateRequest { sampler: SamplerConfig::greedy(), max_new_tokens: a.gen_tokens, ..Default::default() };
+    let (mut tg, mut own, mut n_own) = (0.0, 0.0, 0);
+    for _ in 0..a.reps {
+        let s = m.generate(&prompt, &req, &CancelToken::default(), &mut |_| {}).with_context(|| format!("streaming from {url}"))?;
+        if s.generated_tokens + 1 < a.gen_tokens {
+            bail!("the server stopped after {} of {} tokens (does it honour ignore_eos?)", s.generated_tokens, a.gen_tokens);
+        }
+        tg += s.decode_tok_s;
+        if let Some(v) = m.server_decode_tok_s() {
+            own += v;
+            n_own += 1;
+        }
+    }
+    Ok(Served { decode_tok_s: tg / a.reps as f64, server_decode_tok_s: (n_own > 0).then(|| own / n_own as f64) })
+}
+
+/// The synthetic model file of `shape`, written on first use (a 7B one is about 3.8 GB).
+fn synthetic_model(shape: &str) -> Result<PathBuf> {
+    let path = crate::paths::cache_dir().join("synthetic").join(format!("llama-{shape}-q4_0.gguf"));
+    if !path.exists() {
+        let entry = super::resolve_model(None)?;
+        let template = crate::models::ensure(&entry, &super::BarProgress::new())?;
+        eprintln!("writing a synthetic {shape} model (random Q4_0 weights) to {}", path.display());
+        crate::engine::synth::write_synthetic(&template, crate::engine::synth::shape(shape).context("unknown shape")?, &path)?;
+    }
+    Ok(path)
 }
 
 fn llama_bench(bin: &PathBuf, model: &std::path::Path, threads: usize, a: &BenchArgs) -> Result<Speed> {

@@ -14,6 +14,7 @@ mod model;
 pub mod remote;
 pub mod sampler;
 pub mod sse;
+pub mod synth;
 mod stream;
 pub mod template;
 pub mod tokenizer;

@@ -161,6 +161,47 @@ pub struct QuantModel {
     sin: Tensor,
     pos: usize,
     device: Device,
+    /// Matrices whose quantized GPU kernel disagreed with their own dequantized weights
+    /// at load, and which therefore run as dense f16 matmuls, with the count checked.
+    pub dense_fallbacks: (usize, usize),
+}
+
+/// Largest relative error allowed between a quantized matmul and the same weights
+/// dequantized; activation quantization alone stays near 1%.
+const KERNEL_TOLERANCE: f32 = 0.05;
+
+/// A matmul for `t`. On a GPU the quantized kernel is first checked against the
+/// dequantized weights on a random input: candle's CUDA kernels have given wrong results
+/// for some shapes (SmolLM2's 576-wide Q4_1/Q8_0 rows gave garbage text on an H200), and a
+/// wrong kernel must never silently write noise. A matrix that fails runs dense in f16.
+fn checked_matmul(t: Arc<QTensor>, device: &Device, fallbacks: &mut (usize, usize)) -> Result<QMatMul, EngineError> {
+    if device.is_cpu() {
+        return QMatMul::from_arc(t).map_err(cerr);
+    }
+    let w = t.dequantize(device).map_err(cerr)?;
+    let quant = QMatMul::from_arc(t.clone()).map_err(cerr)?;
+    let err = kernel_error(&quant, &w).map_err(cerr)?;
+    fallbacks.1 += 1;
+    if err <= KERNEL_TOLERANCE {
+        return Ok(quant);
+    }
+    fallbacks.0 += 1;
+    tracing::warn!("quantized {:?} matmul {:?} disagrees with its dequantized weights (relative error {err:.3}); running it dense in f16", t.dtype(), t.shape());
+    Ok(QMatMul::TensorF16(w.to_dtype(DType::F16).map_err(cerr)?))
+}
+
+/// Largest deviation of `quant` from the dense weights `w` on a random input, relative to
+/// the largest output.
+/// Inputs of 1, 3 and 16 rows reach the single-row, small-batch and prompt kernels.
+fn kernel_error(quant: &QMatMul, w: &Tensor) -> candle_core::Result<f32> {
+    let mut worst = 0f32;
+    for rows in [1, 3, 16] {
+        let x = Tensor::randn(0f32, 1f32, (1, rows, w.dim(1)?), w.device())?;
+        let dense = x.broadcast_matmul(&w.t()?)?;
+        let err = (quant.forward(&x)? - &dense)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        worst = worst.max(err / dense.abs()?.max_all()?.to_scalar::<f32>()?.max(1e-6));
+    }
+    Ok(worst)
 }
 
 fn cerr(e: candle_core::Error) -> EngineError {
@@ -169,8 +210,17 @@ fn cerr(e: candle_core::Error) -> EngineError {
 
 impl QuantModel {
     pub fn load<R: Read + Seek>(ct: &gguf_file::Content, r: &mut R, device: &Device, opts: LoadOptions) -> Result<Self, EngineError> {
+        #[cfg(feature = "cuda")]
+        if device.is_cuda() && std::env::var_os("LONGWRITER_CUDA_FAST_MMVQ").is_none() {
+            // candle 0.11's fast MMVQ/MMQ paths wrote garbage text with the default model on
+            // an H200 (every single kernel passes checked_matmul alone; the sequence fails),
+            // while its dequantize-mul-mat-vec kernels write the same text as f32 weights and
+            // decode faster for small models. LONGWRITER_CUDA_FAST_MMVQ=1 opts back in.
+            candle_core::quantized::cuda::set_force_dmmv(true);
+        }
         let cfg = ModelConfig::from_gguf(ct)?;
         let embed = Arc::new(qtensor(ct, r, device, "token_embd.weight")?);
+        let mut fallbacks = (0, 0);
         let mut mm = |name: &str| -> Result<QMatMul, EngineError> {
             let t = qtensor(ct, r, device, name)?;
             let t = if opts.requantize_q4_1 && t.dtype() == GgmlDType::Q4_1 {
@@ -178,7 +228,7 @@ impl QuantModel {
             } else {
                 t
             };
-            QMatMul::from_qtensor(t).map_err(cerr)
+            checked_matmul(Arc::new(t), device, &mut fallbacks)
         };
         let mut mats = Vec::with_capacity(cfg.n_layer);
         for i in 0..cfg.n_layer {
@@ -208,13 +258,16 @@ impl QuantModel {
         }
         let norm = dense(ct, r, device, "output_norm.weight")?.ok_or_else(|| missing("model", "output_norm"))?;
         let output = if ct.tensor_infos.contains_key("output.weight") {
-            QMatMul::from_qtensor(ct.tensor(r, "output.weight", device).map_err(cerr)?).map_err(cerr)?
+            checked_matmul(Arc::new(ct.tensor(r, "output.weight", device).map_err(cerr)?), device, &mut fallbacks)?
         } else {
             // Tied embeddings: the output projection shares the embedding's weights.
-            QMatMul::from_arc(embed.clone()).map_err(cerr)?
+            checked_matmul(embed.clone(), device, &mut fallbacks)?
         };
         let (cos, sin) = rope_tables(&cfg, device).map_err(cerr)?;
-        Ok(Self { cfg, embed, layers, norm, output, cos, sin, pos: 0, device: device.clone() })
+        if fallbacks.0 > 0 {
+            tracing::warn!("{} of {} quantized matmuls run dense in f16 on {:?}", fallbacks.0, fallbacks.1, device);
+        }
+        Ok(Self { cfg, embed, layers, norm, output, cos, sin, pos: 0, device: device.clone(), dense_fallbacks: fallbacks })
     }
 
     /// Tokens already in the KV cache.
@@ -371,4 +424,22 @@ pub fn check_extent(ct: &gguf_file::Content, file_len: u64) -> Result<(), Engine
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod kernel_tests {
+    use super::*;
+
+    #[test]
+    fn the_kernel_check_passes_a_right_kernel_and_catches_a_wrong_one() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1f32, (96, 576), &dev).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+        let deq = q.dequantize(&dev).unwrap();
+        let right = QMatMul::from_qtensor(q).unwrap();
+        assert!(kernel_error(&right, &deq).unwrap() < KERNEL_TOLERANCE);
+        // A kernel that computes with other weights is what a broken one looks like.
+        let other = QMatMul::from_qtensor(QTensor::quantize(&Tensor::randn(0f32, 1f32, (96, 576), &dev).unwrap(), GgmlDType::Q8_0).unwrap()).unwrap();
+        assert!(kernel_error(&other, &deq).unwrap() > 0.5);
+    }
 }

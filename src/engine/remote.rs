@@ -32,6 +32,8 @@ pub struct RemoteConfig {
     pub timeout: Duration,
     /// The model's context window, when the registry knows it (0: unknown).
     pub context_length: usize,
+    /// Fields added to every request body (server extensions such as `ignore_eos`).
+    pub extra_body: serde_json::Map<String, Value>,
 }
 
 impl RemoteConfig {
@@ -59,6 +61,7 @@ impl RemoteConfig {
             api: RemoteApi::Completions,
             timeout: Duration::from_secs(300),
             context_length: 0,
+            extra_body: Default::default(),
         }
     }
 }
@@ -69,12 +72,19 @@ const CANCEL_POLL: Duration = Duration::from_millis(25);
 pub struct RemoteModel {
     pub cfg: RemoteConfig,
     agent: ureq::Agent,
+    /// The decode speed the server reported for the last generation (llama.cpp does).
+    server_tok_s: std::sync::Mutex<Option<f64>>,
 }
 
 impl RemoteModel {
     pub fn new(cfg: RemoteConfig) -> Self {
         let agent = ureq::AgentBuilder::new().timeout_connect(cfg.timeout.min(Duration::from_secs(30))).timeout_read(cfg.timeout).timeout_write(cfg.timeout).build();
-        Self { cfg, agent }
+        Self { cfg, agent, server_tok_s: Default::default() }
+    }
+
+    /// Decode tokens/s the server itself measured for the last generation, if it said.
+    pub fn server_decode_tok_s(&self) -> Option<f64> {
+        *self.server_tok_s.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn describe(&self) -> String {
@@ -119,6 +129,9 @@ impl RemoteModel {
         if s.top_k > 0 {
             body["top_k"] = json!(s.top_k);
         }
+        for (k, v) in &self.cfg.extra_body {
+            body[k] = v.clone();
+        }
         if s.repetition_penalty != 1.0 {
             // vLLM and SGLang read the first name, llama.cpp the second.
             body["repetition_penalty"] = json!(s.repetition_penalty);
@@ -150,6 +163,7 @@ impl RemoteModel {
     pub fn generate(&self, prompt: &TextPrompt, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Event)) -> Result<Stats, EngineError> {
         req.sampler.validate().map_err(EngineError::Sampling)?;
         let (url, body) = self.request_body(prompt, req)?;
+        *self.server_tok_s.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let t0 = Instant::now();
         let resp = self.auth(self.agent.post(&url)).set("Accept", "text/event-stream").send_json(body).map_err(|e| self.http_error(&url, e))?;
         let mut reader = resp.into_reader();
@@ -201,6 +215,9 @@ impl RemoteModel {
                             break 'read StopReason::StopString(s);
                         }
                         usage = d.usage.or(usage);
+                        if d.server_tok_s.is_some() {
+                            *self.server_tok_s.lock().unwrap_or_else(|p| p.into_inner()) = d.server_tok_s;
+                        }
                         if let Some(r) = d.finish_reason.as_deref() {
                             finish = Some(match (r, d.stop_reason) {
                                 ("length", _) => StopReason::MaxTokens,
