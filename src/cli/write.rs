@@ -156,7 +156,9 @@ pub fn run(a: WriteArgs, device: &str) -> Result<()> {
     let stats = agentwrite::generate(&mut model, &text, &req, &CancelToken::default(), &mut emit)?;
     let words = count_words(&answer);
     if let Some(out) = &a.out {
-        crate::fsutil::atomic_write(out, answer.trim().as_bytes()).with_context(|| format!("writing {}", out.display()))?;
+        // Nothing is lost when this fails: the answer went to stdout, and no partial file is left.
+        crate::fsutil::atomic_write(out, answer.trim().as_bytes())
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {}; the text was printed above and no partial file was left", out.display(), crate::fsutil::describe_io(&e)))?;
     }
     if a.json {
         let v = serde_json::json!({

@@ -135,6 +135,22 @@ impl Model {
     }
 }
 
+/// Reads a GGUF file's header the way [`Engine::load`] does, from bytes: the bounds-checked
+/// walk, candle's parser, the tensor extents, the model config and the tokenizer rebuilt
+/// from metadata. Never panics or over-allocates on hostile input (a fuzz target).
+pub fn inspect_gguf(bytes: &[u8]) -> Result<(ModelConfig, TextTokenizer), EngineError> {
+    let len = bytes.len() as u64;
+    if bytes.get(..4) != Some(b"GGUF".as_slice()) {
+        return Err(EngineError::NotGguf { path: "<bytes>".into(), detail: "no GGUF magic".into() });
+    }
+    gguf_check::check_header(bytes, len).map_err(|detail| EngineError::NotGguf { path: "<bytes>".into(), detail: format!("damaged header: {detail}") })?;
+    let ct = gguf_file::Content::read(&mut std::io::Cursor::new(bytes)).map_err(|e| EngineError::NotGguf { path: "<bytes>".into(), detail: format!("unreadable header: {e}") })?;
+    check_extent(&ct, len)?;
+    // Both always run, so a file without a usable config still exercises the tokenizer.
+    let tokenizer = TextTokenizer::from_gguf(&ct);
+    Ok((ModelConfig::from_gguf(&ct)?, tokenizer?))
+}
+
 /// A loaded model with its tokenizer and prompt builder.
 pub struct Engine {
     pub model: Model,
@@ -224,5 +240,27 @@ impl Engine {
     pub fn prompt_ids(&self, mode: TemplateMode, request: &str) -> Result<Vec<u32>, EngineError> {
         let pieces = self.prompts.build(mode, request)?;
         self.prompts.encode(&self.tokenizer, &pieces)
+    }
+}
+
+#[cfg(test)]
+mod inspect_tests {
+    /// The fuzz seed holds a whole GGUF header with a small byte-level BPE vocabulary.
+    const SEED: &[u8] = include_bytes!("../../fuzz/corpus/gguf_header/tokenizer_only.gguf");
+
+    #[test]
+    fn the_gguf_seed_builds_a_tokenizer_and_hostile_bytes_are_errors() {
+        let ct = candle_core::quantized::gguf_file::Content::read(&mut std::io::Cursor::new(SEED)).unwrap();
+        let tok = super::TextTokenizer::from_gguf(&ct).unwrap();
+        let ids = tok.encode_plain(" the").unwrap();
+        assert_eq!(tok.decode(&ids).unwrap(), " the");
+        let (cfg, tok2) = super::inspect_gguf(SEED).ok().unwrap();
+        assert_eq!((cfg.n_layer, tok2.decode(&ids).unwrap().as_str()), (1, " the"));
+        for cut in [0, 3, 4, 24, 100, SEED.len() - 1] {
+            assert!(super::inspect_gguf(&SEED[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut hostile = SEED.to_vec();
+        hostile[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(super::inspect_gguf(&hostile).err().unwrap().to_string().contains("damaged header"));
     }
 }

@@ -310,4 +310,22 @@ context_length = 2048
         let t = "default = \"x\"\n[models.x]\narchitecture = \"llama\"\nformat = \"gguf\"\nsource = { kind = \"local\", path = \"a\" }\ncontext_length = 1\nsha256 = \"abc\"\n";
         assert!(Registry::parse(t, "t").unwrap_err().to_string().contains("64 hex"));
     }
+
+    #[test]
+    fn remote_entries_need_a_server_source_with_an_http_url() {
+        let entry = |format: &str, source: &str| format!("default = \"r\"\n[models.r]\narchitecture = \"qwen2\"\nformat = \"{format}\"\nsource = {source}\ncontext_length = 32768\n");
+        let server = r#"{ kind = "server", base_url = "http://127.0.0.1:30000/v1", model = "lwz", api_key_env = "KEY", api = "chat", timeout_secs = 9 }"#;
+        let r = Registry::parse(&entry("remote", server), "t").unwrap();
+        let cfg = crate::engine::RemoteConfig::from_entry(r.default_entry()).unwrap();
+        assert_eq!((cfg.base_url.as_str(), cfg.model.as_str(), cfg.api, cfg.timeout.as_secs(), cfg.api_key_env.as_deref()), ("http://127.0.0.1:30000/v1", "lwz", RemoteApi::Chat, 9, Some("KEY")));
+        let e = Registry::parse(&entry("gguf", server), "t").unwrap_err().to_string();
+        assert!(e.contains("format = \"remote\" goes with source kind \"server\""), "{e}");
+        let e = Registry::parse(&entry("remote", r#"{ kind = "local", path = "/x.gguf" }"#), "t").unwrap_err().to_string();
+        assert!(e.contains("goes with source kind"), "{e}");
+        let e = Registry::parse(&entry("remote", &server.replace("http://", "ftp://")), "t").unwrap_err().to_string();
+        assert!(e.contains("base_url must start with http:// or https://"), "{e}");
+        let e = Registry::parse(&entry("remote", &server.replace("api = \"chat\"", "api = \"grpc\"")), "t").unwrap_err().to_string();
+        assert!(e.contains("grpc"), "{e}");
+        assert!(crate::models::ensure(r.default_entry(), &crate::models::Silent).unwrap_err().to_string().contains("remote endpoint"));
+    }
 }
