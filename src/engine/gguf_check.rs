@@ -7,6 +7,7 @@
 use std::io::{BufReader, Read};
 
 const MAX_DIMS: u32 = 8;
+const ALIGNMENT_KEY: &[u8; 17] = b"general.alignment";
 const MAX_DEPTH: u32 = 4;
 
 struct Walker<R: Read> {
@@ -109,9 +110,30 @@ pub fn check_header<R: Read>(r: R, len: u64) -> Result<(), String> {
         return Err(format!("the header claims {tensors} tensors and {kvs} metadata entries, more than the file can hold"));
     }
     for _ in 0..kvs {
-        w.string("metadata key")?;
+        let n = w.count("metadata key")?;
+        let alignment = n == ALIGNMENT_KEY.len() as u64 && w.bytes::<{ ALIGNMENT_KEY.len() }>("metadata key")? == *ALIGNMENT_KEY;
+        if n != ALIGNMENT_KEY.len() as u64 {
+            w.take(n, "metadata key")?;
+        }
         let ty = w.u32("metadata type")?;
-        w.value(ty, 0)?;
+        // candle divides by the alignment when it is an integer of up to 32 bits.
+        let width = match ty {
+            0 | 1 => 1,
+            2 | 3 => 2,
+            4 | 5 => 4,
+            _ => 0,
+        };
+        if alignment && width > 0 {
+            let mut v = [0u8; 4];
+            for b in v.iter_mut().take(width) {
+                *b = w.bytes::<1>("general.alignment")?[0];
+            }
+            if u32::from_le_bytes(v) == 0 {
+                return Err("general.alignment is 0".into());
+            }
+        } else {
+            w.value(ty, 0)?;
+        }
     }
     for _ in 0..tensors {
         w.string("tensor name")?;
@@ -174,5 +196,22 @@ mod tests {
         let b = header(&kv, 1);
         check_header(&b[..], b.len() as u64).unwrap();
         assert!(check_header(&b[..b.len() - 2], b.len() as u64 - 2).is_err());
+    }
+
+    /// Found by the `gguf_header` fuzz target: candle divided by a zero alignment.
+    #[test]
+    fn a_zero_alignment_is_refused_before_candle_divides_by_it() {
+        let mut kv = string("general.alignment");
+        kv.extend(4u32.to_le_bytes());
+        kv.extend(0u32.to_le_bytes());
+        let b = header(&kv, 1);
+        assert_eq!(check_header(&b[..], b.len() as u64).unwrap_err(), "general.alignment is 0");
+        let crash = include_bytes!("../../fuzz/corpus/gguf_header/regression-zero-alignment");
+        assert!(crate::engine::inspect_gguf(crash).is_err());
+        let mut kv = string("general.alignment");
+        kv.extend(4u32.to_le_bytes());
+        kv.extend(32u32.to_le_bytes());
+        let b = header(&kv, 1);
+        assert!(check_header(&b[..], b.len() as u64).is_ok());
     }
 }
