@@ -166,7 +166,15 @@ impl RemoteModel {
         *self.server_tok_s.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let t0 = Instant::now();
         let resp = self.auth(self.agent.post(&url)).set("Accept", "text/event-stream").send_json(body).map_err(|e| self.http_error(&url, e))?;
-        let mut reader = resp.into_reader();
+        // A server that ignores `stream` answers with one JSON object: read it as a
+        // one-chunk stream, so both kinds of reply take the same path.
+        let mut reader: Box<dyn Read + Send> = if resp.content_type().eq_ignore_ascii_case("text/event-stream") {
+            resp.into_reader()
+        } else {
+            let body = resp.into_string().map_err(|e| EngineError::Remote(format!("{url}: cannot read the reply: {e}")))?;
+            let v: Value = serde_json::from_str(&body).map_err(|e| EngineError::Remote(format!("{url}: the reply is neither an event stream nor JSON ({e})")))?;
+            Box::new(std::io::Cursor::new(format!("data: {v}\n\ndata: [DONE]\n\n").into_bytes()))
+        };
         // Reads happen on their own thread so a cancel is seen at once even while the
         // server is silent; dropping the receiver ends that thread and the connection.
         let (tx, rx) = sync_channel::<std::io::Result<Vec<u8>>>(256);

@@ -126,7 +126,8 @@ pub fn parse_payload(data: &str) -> Result<Chunk, String> {
     }
     let mut d = Delta::default();
     if let Some(c) = v.get("choices").and_then(Value::as_array).and_then(|a| a.first()) {
-        let delta = c.get("delta");
+        // Streamed chunks carry `delta`; a whole (non-streamed) reply carries `message`.
+        let delta = c.get("delta").or_else(|| c.get("message"));
         let text = c.get("text").or_else(|| delta.and_then(|d| d.get("content")));
         d.text = text.and_then(Value::as_str).unwrap_or_default().to_string();
         let reasoning = delta.and_then(|d| d.get("reasoning_content").or_else(|| d.get("reasoning")));
@@ -200,6 +201,8 @@ mod tests {
         assert_eq!(d.usage, Some(Usage { prompt_tokens: 4, completion_tokens: 8 }));
         assert_eq!(d.server_tok_s, Some(130.5));
         assert_eq!(parse_payload(" [DONE] ").unwrap(), Chunk::Done);
+        let whole = parse_payload(r#"{"choices":[{"message":{"content":"All of it.","reasoning_content":"why"},"finish_reason":"stop"}]}"#).unwrap();
+        assert_eq!(whole, Chunk::Delta(Delta { text: "All of it.".into(), reasoning: "why".into(), finish_reason: Some("stop".into()), ..Default::default() }));
         assert_eq!(parse_payload(r#"{"error":{"message":"context exceeded","code":400}}"#).unwrap(), Chunk::Error("context exceeded".into()));
         assert!(parse_payload("{not json").unwrap_err().contains("not JSON"));
         // A chunk without choices (a usage-only chunk, or something unexpected) is empty.
