@@ -43,11 +43,25 @@ pub struct ServeConfig {
     /// Given for any reward that could not be computed (and never NaN).
     pub failure_reward: f64,
     pub combine: Combine,
+    /// Requests scored at once; more wait up to `queue_timeout`, then get 503.
+    pub max_concurrent: usize,
+    pub queue_timeout: std::time::Duration,
+    /// Longest wait for a request's body (408 past it).
+    pub read_timeout: std::time::Duration,
 }
 
 impl Default for ServeConfig {
     fn default() -> Self {
-        Self { token: None, max_body: 16 << 20, closed_by_stop: false, failure_reward: -1.0, combine: Combine::Mean }
+        Self {
+            token: None,
+            max_body: 16 << 20,
+            closed_by_stop: false,
+            failure_reward: -1.0,
+            combine: Combine::Mean,
+            max_concurrent: 32,
+            queue_timeout: std::time::Duration::from_secs(30),
+            read_timeout: std::time::Duration::from_secs(30),
+        }
     }
 }
 
@@ -72,14 +86,44 @@ struct AppState {
 
 pub fn router(scorer: Scorer, cfg: ServeConfig) -> Router {
     let limit = cfg.max_body;
+    let gate = Gate { slots: Arc::new(tokio::sync::Semaphore::new(cfg.max_concurrent.max(1))), max: cfg.max_concurrent.max(1), queue: cfg.queue_timeout, read: cfg.read_timeout, max_body: limit };
     let state = Arc::new(AppState { scorer, cfg });
     Router::new()
         .route("/health", get(health))
         .route("/get_reward", post(get_reward))
         .route("/score", post(score))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(gate, admit))
         .layer(axum::middleware::from_fn_with_state(limit, reject_announced_oversize))
         .with_state(state)
+}
+
+/// Bounds the work one server takes on: scoring slots, and the time a body may take.
+#[derive(Clone)]
+struct Gate {
+    slots: Arc<tokio::sync::Semaphore>,
+    max: usize,
+    queue: std::time::Duration,
+    read: std::time::Duration,
+    max_body: usize,
+}
+
+/// Takes a scoring slot (waiting up to the timeout, then 503) and reads the whole body
+/// within the timeout (408), so slow or idle clients cannot hold slots or memory.
+async fn admit(State(g): State<Gate>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if req.uri().path() == "/health" {
+        return next.run(req).await;
+    }
+    let Ok(Ok(_slot)) = tokio::time::timeout(g.queue, g.slots.clone().acquire_owned()).await else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, format!("busy: {} requests are being scored and none finished within {} s; retry later", g.max, g.queue.as_secs_f64()));
+    };
+    let (parts, body) = req.into_parts();
+    let bytes = match tokio::time::timeout(g.read, axum::body::to_bytes(body, g.max_body)).await {
+        Err(_) => return error(StatusCode::REQUEST_TIMEOUT, format!("the request body did not arrive within {} s", g.read.as_secs_f64())),
+        Ok(Err(_)) => return error(StatusCode::PAYLOAD_TOO_LARGE, format!("request body over the {}-byte limit, or broken off", g.max_body)),
+        Ok(Ok(b)) => b,
+    };
+    next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await
 }
 
 /// Refuses a body whose announced length is over the limit before reading any of it;

@@ -235,3 +235,33 @@ fn refusals_oversized_malformed_unauthorized_and_exposed() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("without a token"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn slow_clients_time_out_and_a_full_server_says_busy() {
+    use std::io::{Read, Write};
+    let ms = std::time::Duration::from_millis;
+    let server = start(ServeConfig { max_concurrent: 1, queue_timeout: ms(300), read_timeout: ms(1500), ..Default::default() });
+    let addr = server.url.trim_start_matches("http://").to_string();
+    // A client that announces a body and then goes quiet holds the only slot …
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    write!(slow, "POST /get_reward HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"query\"").unwrap();
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    // … so another request waits its turn, then is told the server is busy (requests
+    // that beat the slow one to the slot are simply scored).
+    let deadline = std::time::Instant::now() + ms(1200);
+    let v = loop {
+        let (status, v) = post(&format!("{}/get_reward", server.url), r#"{"query": ["a"]}"#, None);
+        if status == 503 {
+            break v;
+        }
+        assert!(status == 200 && std::time::Instant::now() < deadline, "{status} {v}");
+    };
+    assert!(v["error"].as_str().unwrap().contains("busy"), "{v}");
+    // The slow one is cut off once its body is late.
+    let mut head = [0u8; 12];
+    slow.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 408");
+    // With the slot free again, requests are scored; health never waits.
+    assert_eq!(post(&format!("{}/get_reward", server.url), r#"{"query": ["a"]}"#, None).0, 200);
+    assert!(ureq::get(&format!("{}/health", server.url)).call().is_ok());
+}

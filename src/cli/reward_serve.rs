@@ -24,6 +24,13 @@ pub struct ServeArgs {
     /// Responses end on a stop string, so a missing </answer> was swallowed.
     #[arg(long)]
     pub stopped: bool,
+    /// Requests scored at once; more wait up to --read-timeout, then get 503.
+    #[arg(long, default_value_t = 32)]
+    pub max_concurrent: usize,
+    /// Seconds a client may take to send its body (408 past it), and a request may wait
+    /// for a scoring slot.
+    #[arg(long, default_value_t = 30)]
+    pub read_timeout: u64,
     #[command(flatten)]
     pub rewards: RewardArgs,
 }
@@ -34,7 +41,16 @@ pub fn run(a: ServeArgs, device: &str) -> Result<()> {
         anyhow::bail!("--failure-reward must be a finite number");
     }
     let scorer = a.rewards.scorer(device)?;
-    let cfg = ServeConfig { token: a.token.clone(), max_body: a.max_body_mib.max(1) << 20, closed_by_stop: a.stopped, failure_reward: a.failure_reward, combine: a.combine };
+    let cfg = ServeConfig {
+        token: a.token.clone(),
+        max_body: a.max_body_mib.max(1) << 20,
+        closed_by_stop: a.stopped,
+        failure_reward: a.failure_reward,
+        combine: a.combine,
+        max_concurrent: a.max_concurrent.max(1),
+        queue_timeout: std::time::Duration::from_secs(a.read_timeout.max(1)),
+        read_timeout: std::time::Duration::from_secs(a.read_timeout.max(1)),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(a.addr).await.with_context(|| format!("cannot listen on {}", a.addr))?;
