@@ -460,18 +460,11 @@ impl App {
         }
         self.think.clear();
         self.draft.clear();
-        self.stats = None;
-        self.tokens = 0;
-        self.draft_scroll = 0;
-        self.format_note = None;
-        self.quality = QualityView::NotScored;
         self.target = self.target_override.or_else(|| crate::reward::extract_target(&prompt));
         self.reward_cfg.require_think = self.template.expects_think();
         self.repetition = crate::reward::RepetitionCounter::new(self.reward_cfg.ngram);
-        self.started = Some(Instant::now());
-        self.finished_secs = None;
-        self.phase = Phase::Generating;
         self.agent = Default::default();
+        self.begin_run();
         let agent = self.agent_spec();
         Effect::Start { prompt, mode: self.template, sampler: self.sampler.clone(), max_tokens: self.max_tokens, continuation: None, agent }
     }
@@ -491,7 +484,7 @@ impl App {
             // AgentWrite picks up at its current step with the same plan, or starts over.
             let Some(agent) = self.agent.resume(&draft, &self.agent_spec()) else { return self.start() };
             self.agent.notes.push(format!("resuming at step {}", agent.start_step + 1));
-            self.begin_continuation();
+            self.begin_run();
             return Effect::Start { prompt, mode: self.template, sampler: self.sampler.clone(), max_tokens: self.max_tokens, continuation: None, agent };
         }
         // A primed template's prompt already ends with the opening tag.
@@ -502,11 +495,12 @@ impl App {
             (false, TemplateMode::Nothink) => (format!(" <answer>{draft}"), StartIn::Answer),
             _ => (draft, StartIn::Answer),
         };
-        self.begin_continuation();
+        self.begin_run();
         Effect::Start { prompt, mode: self.template, sampler: self.sampler.clone(), max_tokens: self.max_tokens, continuation: Some(continuation), agent: Default::default() }
     }
 
-    fn begin_continuation(&mut self) {
+    /// Resets what a run reports (stats, timing, scores) and marks it generating.
+    fn begin_run(&mut self) {
         self.stats = None;
         self.tokens = 0;
         self.draft_scroll = 0;

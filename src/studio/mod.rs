@@ -205,8 +205,9 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
                             }
                         }
                         app.touch();
-                        let text = crate::engine::TextPrompt { request: prompt, mode, continuation: continuation.as_ref().map(|c| c.0.clone()), agent };
-                        cancel = start_generation(&generator, &tx, text, sampler, max_tokens, continuation.map(|c| c.1));
+                        let (continuation, start_in) = continuation.unzip();
+                        let text = crate::engine::TextPrompt { request: prompt, mode, continuation, agent };
+                        cancel = start_generation(&generator, &tx, text, sampler, max_tokens, start_in);
                     }
                     Effect::Copy => {
                         let n = app.draft.words();
