@@ -65,6 +65,50 @@ impl Drop for AtomicFile {
     }
 }
 
+/// Removes what writers killed mid-write left in `dir`: `AtomicFile` temps
+/// (`.NAME.PID.N.tmp`) and download dirs (`.pip-PID-…`) whose process is gone. Live
+/// writers' temps are kept, so two longwriters sharing a directory never pull each
+/// other's files away. Returns how many entries were removed.
+pub fn sweep_stale(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for e in entries.filter_map(|e| e.ok()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = temp_owner(&name) else { continue };
+        if pid == std::process::id() || process_alive(pid) {
+            continue;
+        }
+        let p = e.path();
+        let gone = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
+        removed += gone.is_ok() as usize;
+    }
+    removed
+}
+
+/// The pid in a temp name this module (or the model download) makes, if it is one.
+fn temp_owner(name: &str) -> Option<u32> {
+    if let Some(rest) = name.strip_prefix(".pip-") {
+        return rest.split('-').next()?.parse().ok();
+    }
+    let mut parts = name.strip_prefix('.')?.strip_suffix(".tmp")?.rsplitn(3, '.');
+    let _counter: u64 = parts.next()?.parse().ok()?;
+    let pid = parts.next()?.parse().ok()?;
+    parts.next().filter(|n| !n.is_empty())?;
+    Some(pid)
+}
+
+#[cfg(target_os = "linux")]
+fn process_alive(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// Without /proc, every temp counts as live: leaving a stale file is better than
+/// deleting a running writer's.
+#[cfg(not(target_os = "linux"))]
+fn process_alive(_pid: u32) -> bool {
+    true
+}
+
 /// Appends `bytes` to a log-like file (JSONL) and syncs them to disk before returning, so
 /// a crash keeps every whole line that was reported written.
 pub fn append_durable(path: impl AsRef<Path>, bytes: &[u8]) -> io::Result<()> {
@@ -123,6 +167,27 @@ pub fn describe_io(e: &io::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sweeping_removes_dead_writers_temps_only() {
+        let dir = tempfile::tempdir().unwrap();
+        // A pid far above any pid_max, so no process has it.
+        let dead = 4_000_000_000u32;
+        let me = std::process::id();
+        let names = [format!(".model.gguf.{dead}.3.tmp"), format!(".model.gguf.{me}.0.tmp"), format!(".step.{dead}.tmp"), "model.gguf".into(), ".notes.tmp".into(), format!("..{dead}.1.tmp")];
+        for n in &names {
+            std::fs::write(dir.path().join(n), b"x").unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join(format!(".pip-{dead}-abc/inner"))).unwrap();
+        std::fs::create_dir_all(dir.path().join(format!(".pip-{me}-abc"))).unwrap();
+        assert_eq!(sweep_stale(dir.path()), 2);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        let mut want = vec![names[1].clone(), names[2].clone(), names[3].clone(), names[4].clone(), names[5].clone(), format!(".pip-{me}-abc")];
+        want.sort();
+        assert_eq!(left, want);
+        assert_eq!(sweep_stale(&dir.path().join("missing")), 0);
+    }
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temp() {

@@ -5,6 +5,7 @@
 //! Only the studio touches the terminal; everything else is headless and testable.
 
 pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod eval;
 pub mod fsutil;

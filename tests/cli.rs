@@ -282,3 +282,75 @@ fn train_convert_writes_other_trainers_configs() {
     std::fs::write(&other, format!("model = \"qwen3-0.6b\"\n[data]\nprompts = {:?}\n", job.parent().unwrap().join("../../data/prompts/writing-short.jsonl"))).unwrap();
     assert_clean_failure(&e.run(&["train", "convert", other.to_str().unwrap(), "--to", "openrlhf"]), "needs --hf-model");
 }
+
+#[test]
+fn config_toml_sets_defaults_that_flags_override_and_a_broken_one_stops_with_its_line() {
+    let e = Env::new();
+    let cfg = e.path("config/config.toml");
+    let o = e.run(&["config", "path"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), cfg.to_str().unwrap());
+    assert_clean_failure(&e.run(&["config", "check"]), "does not exist");
+    assert!(e.run(&["config", "init"]).status.success());
+    assert_clean_failure(&e.run(&["config", "init"]), "already exists");
+    assert!(e.run(&["config", "check"]).status.success(), "the commented template is valid");
+
+    std::fs::write(&cfg, "theme = \"light\"\n[sampling]\ntemprature = 0.5\n").unwrap();
+    for args in [&["models", "list"][..], &["config", "check"], &["write", "hi"]] {
+        let o = e.run(args);
+        assert_clean_failure(&o, "config.toml: invalid config.toml: line 3, column 1: unknown field `temprature`");
+        assert!(stderr(&o).contains("expected one of"), "{}", stderr(&o));
+    }
+    std::fs::write(&cfg, b"theme = \"\xff\"\n").unwrap();
+    assert_clean_failure(&e.run(&["models", "list"]), "not UTF-8");
+
+    let model = common::default_model_path();
+    std::fs::write(&cfg, format!("model = {:?}\ntemplate = \"chat\"\n[sampling]\nmax_tokens = 7\ntemperature = 0\n", model.to_str().unwrap())).unwrap();
+    let show = String::from_utf8_lossy(&e.run(&["config", "show"]).stdout).into_owned();
+    assert!(show.contains("chat  (config.toml)") && show.contains("sampling.max_tokens    7  (config.toml)") && show.contains("device                 cpu  (default)"), "{show}");
+    let show = String::from_utf8_lossy(&e.run(&["--template", "nothink", "config", "show"]).stdout).into_owned();
+    assert!(show.contains("nothink  (flag or environment)"), "{show}");
+
+    let json = |o: Output| -> serde_json::Value {
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let v = json(e.run(&["write", "--json", "Write a poem."]));
+    assert_eq!((v["template"].as_str(), v["stats"]["generated_tokens"].as_u64()), (Some("chat"), Some(7)));
+    let v = json(e.run(&["write", "--json", "--max-tokens", "5", "--template", "nothink", "Write a poem."]));
+    assert_eq!((v["template"].as_str(), v["stats"]["generated_tokens"].as_u64()), (Some("nothink"), Some(5)));
+}
+
+#[test]
+fn import_brings_an_export_back_and_refuses_broken_files_without_touching_the_database() {
+    let e = Env::new();
+    let a = e.path("a.md");
+    std::fs::write(
+        &a,
+        "---\ntitle: \"Keeper\"\nmodel: \"smollm2-135m\"\ntemplate: \"chat\"\nprompt: \"Write a 300-word story.\\n<|im_end|>\"\ntrace: true\n---\n\n# Keeper\n\nThe light & the sea.\n\n<details>\n<summary>Think trace</summary>\n\nplan &lt;/details&gt; &amp; more\n\n</details>\n",
+    )
+    .unwrap();
+    let o = e.run(&["import", a.to_str().unwrap()]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("as session 1 (5 words)"), "{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    let show = |id: &str| String::from_utf8_lossy(&e.run(&["sessions", "show", id]).stdout).into_owned();
+    let first = show("1");
+    assert!(first.contains("## Prompt\n\nWrite a 300-word story.\n<|im_end|>\n") && first.contains("## Think\n\nplan </details> & more\n") && first.contains("## Draft\n\n# Keeper\n\nThe light & the sea."), "{first}");
+
+    let b = e.path("b.md");
+    assert!(e.run(&["export", "1", "--trace", "--out", b.to_str().unwrap()]).status.success());
+    assert!(e.run(&["import", b.to_str().unwrap()]).status.success());
+    assert_eq!(show("2").replacen("session 2", "session 1", 1), first, "export then import changes nothing");
+
+    let bad = e.path("bad.md");
+    for (bytes, needle) in [
+        (&b"---\ntitle: x\n"[..], "never closes"),
+        (b"caf\xe9", "not UTF-8 text (first bad byte at offset 3)"),
+        (b"---\nrewards: 3\n---\nx", "front matter line 2: `rewards` must be a JSON object or null"),
+        (b"\n \n", "no text to import"),
+    ] {
+        std::fs::write(&bad, bytes).unwrap();
+        assert_clean_failure(&e.run(&["import", bad.to_str().unwrap()]), needle);
+    }
+    assert_clean_failure(&e.run(&["import", e.path("missing.md").to_str().unwrap()]), "cannot read");
+    let list = String::from_utf8_lossy(&e.run(&["sessions", "list"]).stdout).into_owned();
+    assert_eq!(list.lines().count(), 2, "{list}");
+}

@@ -97,6 +97,41 @@ fn longbench_resumes_after_a_crash_and_compare_reuses_answers() {
 }
 
 #[test]
+fn kill_9_at_a_random_point_then_the_rerun_skips_what_was_finished() {
+    let model = common::default_model_path();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("ev");
+    let data = sample();
+    let argv = ["eval", "longbench", "--data", data.to_str().unwrap(), "--limit", "3", "--max-tokens", "16", "--model", model.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    let mut points = common::KillPoints::new("eval");
+    let (after, extra) = (points.below(3) as usize, points.below(400));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_longwriter"))
+        .args(argv)
+        .env("LONGWRITER_DATA_DIR", tmp.path().join("data"))
+        .env("LONGWRITER_CONFIG_DIR", tmp.path().join("config"))
+        .env("LONGWRITER_THREADS", "2")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let results = out.join("results.jsonl");
+    let count = || std::fs::read_to_string(&results).map(|t| t.lines().count()).unwrap_or(0);
+    let mut polls = 0;
+    let killed = common::kill_when(&mut child, || count() >= after && { polls += 1; polls > extra });
+    eprintln!("killed after {after} results + {extra} polls: {killed}");
+    let done = count();
+    let o = run(tmp.path(), &argv, &[]);
+    let log = text(&o);
+    assert!(o.status.success(), "{log}");
+    if done > 0 && done < 3 {
+        assert!(log.contains(&format!("{done} of 3 requests already done")), "{log}");
+    }
+    let all = lines(&results);
+    assert_eq!(all.iter().map(|r| r["index"].as_u64().unwrap()).collect::<Vec<_>>(), vec![0, 1, 2], "each request once");
+    assert!(out.join("report.md").exists());
+}
+
+#[test]
 fn decay_finds_where_a_text_loops() {
     let tmp = tempfile::tempdir().unwrap();
     let f = tmp.path().join("t.md");

@@ -58,6 +58,23 @@ impl Env {
         c.output().unwrap()
     }
 
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_longwriter"))
+            .args(args)
+            .env("LONGWRITER_DATA_DIR", self.path("data"))
+            .env("LONGWRITER_CONFIG_DIR", self.path("config"))
+            .env("LONGWRITER_CACHE_DIR", self.path("cache"))
+            .env("LONGWRITER_THREADS", "2")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    fn metric_lines(&self, run: &str) -> usize {
+        std::fs::read_to_string(self.path("data/runs").join(run).join("metrics.jsonl")).map(|t| t.lines().count()).unwrap_or(0)
+    }
+
     fn metrics(&self, run: &str) -> Vec<serde_json::Value> {
         let p = self.path("data/runs").join(run).join("metrics.jsonl");
         std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
@@ -111,6 +128,33 @@ fn killed_mid_step_then_resumed_matches_an_uninterrupted_run_and_exports() {
         assert_eq!(stable(x), stable(y), "resumed run diverged");
     }
     assert_eq!(checkpoint_dirs(&run), vec!["step-000002", "step-000004"]);
+
+    // Resuming a finished run changes nothing (a kill below may land after the end).
+    let o = e.run(&["train", "--resume", "straight"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(e.metrics("straight"), a);
+
+    // Real kill -9 at random points (mid-rollout, mid-update, mid-checkpoint write), twice
+    // over, resuming after each: the finished run still equals the uninterrupted one.
+    let mut points = common::KillPoints::new("training");
+    let mut child = e.spawn(&["train", "--config", job.to_str().unwrap(), "--name", "random"]);
+    for round in 0..3 {
+        let (after, extra) = (1 + points.below(3) as usize, points.below(40));
+        let mut polls = 0;
+        let killed = common::kill_when(&mut child, || e.metric_lines("random") >= after && { polls += 1; polls > extra });
+        eprintln!("round {round}: kill after {after} steps + {extra} polls: {}", if killed { "killed" } else { "finished first" });
+        child = e.spawn(&["train", "--resume", "random"]);
+    }
+    assert!(child.wait().unwrap().success(), "the last resume failed");
+    let c = e.metrics("random");
+    assert_eq!(c.len(), 4);
+    for (x, y) in a.iter().zip(&c) {
+        assert_eq!(stable(x), stable(y), "a run killed at random points diverged");
+    }
+    let run = e.path("data/runs/random");
+    assert_eq!(checkpoint_dirs(&run), vec!["step-000002", "step-000004"], "no temp checkpoint left behind");
+    let temps: Vec<_> = std::fs::read_dir(&run).unwrap().filter_map(|x| x.ok()).filter(|x| x.file_name().to_string_lossy().ends_with(".tmp")).collect();
+    assert!(temps.is_empty(), "{temps:?}");
 
     // Export merges the adapters and registers a model that `write` loads.
     let o = e.run(&["train", "export", "straight"], None);

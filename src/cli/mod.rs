@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_train;
+mod config;
 mod eval;
 mod load;
 mod models;
@@ -14,6 +15,7 @@ mod sessions;
 mod train;
 mod write;
 
+use crate::config::Settings;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -26,18 +28,18 @@ pub use sessions::export_to_dir;
 #[command(after_help = "With no subcommand, opens the writing studio.")]
 #[command(name = "longwriter", version, about = "A terminal writing studio for ultra-long-form text", long_about = None)]
 pub struct Cli {
-    /// Compute device: cpu, cuda or cuda:N.
-    #[arg(long, global = true, default_value = "cpu", env = "LONGWRITER_DEVICE")]
-    pub device: String,
+    /// Compute device: cpu, cuda or cuda:N [default: cpu, or `device` in config.toml].
+    #[arg(long, global = true, env = "LONGWRITER_DEVICE")]
+    pub device: Option<String>,
     /// Threads for CPU inference (default: all cores).
     #[arg(long, global = true, env = "LONGWRITER_THREADS")]
     pub threads: Option<usize>,
     /// Studio: the model to write with (registry name or .gguf path).
     #[arg(long, short)]
     pub model: Option<String>,
-    /// Studio: the prompt template.
-    #[arg(long, value_enum, default_value_t = crate::engine::TemplateMode::Longwriter)]
-    pub template: crate::engine::TemplateMode,
+    /// Studio: the prompt template [default: longwriter, or `template` in config.toml].
+    #[arg(long, value_enum)]
+    pub template: Option<crate::engine::TemplateMode>,
     /// Studio: maximum new tokens per generation (default: the model's registry setting).
     #[arg(long)]
     pub max_tokens: Option<usize>,
@@ -53,9 +55,10 @@ pub struct Cli {
     pub judge: Option<String>,
     #[command(flatten)]
     pub server: ServerArgs,
-    /// Studio: the job file the Train tab (F8) starts with `n`.
-    #[arg(long, default_value = "examples/jobs/short-format-length.toml")]
-    pub train_job: std::path::PathBuf,
+    /// Studio: the job file the Train tab (F8) starts with `n`
+    /// [default: examples/jobs/short-format-length.toml].
+    #[arg(long)]
+    pub train_job: Option<std::path::PathBuf>,
     /// Forces a panic, for terminal-safety tests.
     #[arg(long, hide = true, value_parser = ["ui", "worker"])]
     pub debug_panic: Option<String>,
@@ -63,11 +66,25 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-fn studio(cli: &Cli) -> anyhow::Result<()> {
-    let entry = resolve_model(cli.model.as_deref())?;
-    let sampler = crate::engine::SamplerConfig::from_defaults(&entry.sampling);
-    let max_tokens = cli.max_tokens.or(entry.sampling.max_tokens).unwrap_or(2048);
-    crate::studio::run(crate::studio::StudioOptions { entry, device: cli.device.clone(), template: cli.template, sampler, max_tokens, session: cli.session, theme: cli.theme.clone(), debug_panic: cli.debug_panic.clone(), judge: cli.judge.clone(), api_model: cli.server.api_model.clone(), api_key: cli.server.api_key.clone(), train_job: Some(cli.train_job.clone()) })
+fn studio(cli: &Cli, cfg: &Settings, device: String) -> anyhow::Result<()> {
+    let entry = resolve_model(cli.model.as_deref().or(cfg.model.as_deref()))?;
+    let sampler = cfg.sampler(&crate::engine::SamplerConfig::from_defaults(&entry.sampling));
+    let max_tokens = cli.max_tokens.or(cfg.sampling.max_tokens).or(entry.sampling.max_tokens).unwrap_or(2048);
+    let train_job = cli.train_job.clone().or_else(|| cfg.train_job.clone()).unwrap_or_else(|| "examples/jobs/short-format-length.toml".into());
+    crate::studio::run(crate::studio::StudioOptions {
+        entry,
+        device,
+        template: cli.template.or(cfg.template).unwrap_or_default(),
+        sampler,
+        max_tokens,
+        session: cli.session,
+        theme: cli.theme.clone().or_else(|| cfg.theme.clone()),
+        debug_panic: cli.debug_panic.clone(),
+        judge: cli.judge.clone().or_else(|| cfg.judge.clone()),
+        api_model: cli.server.api_model.clone(),
+        api_key: cli.server.api_key.clone(),
+        train_job: Some(train_job),
+    })
 }
 
 #[derive(Subcommand, Debug)]
@@ -97,27 +114,20 @@ pub enum Command {
     /// quality decay along a text.
     #[command(subcommand)]
     Eval(eval::EvalCmd),
+    /// Show, check or create config.toml (standing defaults for model, template, sampling…).
+    #[command(subcommand)]
+    Config(config::ConfigCmd),
+    /// Import a markdown file (a longwriter export, or any text) as a new session.
+    Import(sessions::ImportArgs),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(n) = cli.threads {
-        // candle's CPU kernels size their pools from this variable.
-        std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
-    }
     init_logging(cli.command.is_none());
-    let result = match cli.command {
-        Some(Command::Write(a)) => write::run(a, &cli.device),
-        Some(Command::Models(c)) => models::run(c),
-        Some(Command::Bench(a)) => bench::run(a, &cli.device),
-        Some(Command::Score(a)) => score::run(a, &cli.device),
-        Some(Command::RewardServe(a)) => reward_serve::run(a, &cli.device),
-        Some(Command::Sessions(c)) => sessions::run(c),
-        Some(Command::Export(a)) => sessions::export(a),
-        Some(Command::Train(a)) => train::run(a),
-        Some(Command::Runs(c)) => train::runs(c),
-        Some(Command::Eval(c)) => eval::run(c, &cli.device),
-        None => studio(&cli),
+    // The config command reports a broken file instead of failing on it.
+    let result = match &cli.command {
+        Some(Command::Config(c)) => config::run(c, &cli),
+        _ => Settings::load().map_err(Into::into).and_then(|cfg| dispatch(cli, &cfg)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -125,6 +135,29 @@ pub fn main() -> ExitCode {
             eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+fn dispatch(cli: Cli, cfg: &Settings) -> anyhow::Result<()> {
+    if let Some(n) = cli.threads.or(cfg.threads) {
+        // candle's CPU kernels size their pools from this variable.
+        std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
+    }
+    let device = cli.device.clone().or_else(|| cfg.device.clone()).unwrap_or_else(|| "cpu".into());
+    match cli.command {
+        Some(Command::Write(a)) => write::run(a, &device, cfg),
+        Some(Command::Models(c)) => models::run(c),
+        Some(Command::Bench(a)) => bench::run(a, &device),
+        Some(Command::Score(a)) => score::run(a, &device),
+        Some(Command::RewardServe(a)) => reward_serve::run(a, &device),
+        Some(Command::Sessions(c)) => sessions::run(c),
+        Some(Command::Export(a)) => sessions::export(a),
+        Some(Command::Import(a)) => sessions::import(a),
+        Some(Command::Train(a)) => train::run(a),
+        Some(Command::Runs(c)) => train::runs(c),
+        Some(Command::Eval(c)) => eval::run(c, &device),
+        Some(Command::Config(_)) => unreachable!("handled before settings load"),
+        None => studio(&cli, cfg, device),
     }
 }
 

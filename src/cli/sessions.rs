@@ -26,6 +26,27 @@ pub struct ExportArgs {
     pub trace: bool,
 }
 
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// A markdown file: a `longwriter export` (prompt, settings, draft and trace come back)
+    /// or any text, which becomes the draft.
+    pub file: PathBuf,
+}
+
+pub fn import(a: ImportArgs) -> Result<()> {
+    let read = |e: std::io::Error| anyhow::anyhow!("cannot read {}: {}", a.file.display(), crate::fsutil::describe_io(&e));
+    let len = std::fs::metadata(&a.file).map_err(read)?.len();
+    if len > crate::sessions::MAX_IMPORT_BYTES as u64 {
+        bail!("{}: {len} bytes; an import is at most {}", a.file.display(), crate::sessions::MAX_IMPORT_BYTES);
+    }
+    let bytes = std::fs::read(&a.file).map_err(read)?;
+    let name = a.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "imported".into());
+    let session = crate::sessions::import_markdown(&bytes, &name).with_context(|| format!("cannot import {}", a.file.display()))?;
+    let id = Store::open_default()?.insert(&session)?;
+    println!("imported {} as session {id} ({} words). Open it: longwriter --session {id}", a.file.display(), crate::text::count_words(&session.draft));
+    Ok(())
+}
+
 pub fn run(cmd: SessionsCmd) -> Result<()> {
     let store = Store::open_default()?;
     match cmd {

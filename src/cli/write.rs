@@ -14,9 +14,9 @@ pub struct WriteArgs {
     /// A registry name (see `longwriter models list`) or a path to a .gguf file.
     #[arg(long, short)]
     pub model: Option<String>,
-    /// How the request becomes a prompt.
-    #[arg(long, value_enum, default_value_t = TemplateMode::Longwriter)]
-    pub template: TemplateMode,
+    /// How the request becomes a prompt [default: longwriter, or `template` in config.toml].
+    #[arg(long, value_enum)]
+    pub template: Option<TemplateMode>,
     #[arg(long)]
     pub temperature: Option<f64>,
     #[arg(long)]
@@ -28,9 +28,9 @@ pub struct WriteArgs {
     /// Maximum new tokens (default: the model's registry setting).
     #[arg(long)]
     pub max_tokens: Option<usize>,
-    /// Random seed; the same seed gives the same text.
-    #[arg(long, default_value_t = 299792458)]
-    pub seed: u64,
+    /// Random seed; the same seed gives the same text [default: 299792458, or config.toml].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Also write the answer to this markdown file.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -53,7 +53,7 @@ pub struct WriteArgs {
     pub retries: usize,
 }
 
-pub fn run(a: WriteArgs, device: &str) -> Result<()> {
+pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<()> {
     let prompt = if a.prompt == "-" {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("reading the prompt from stdin (is it UTF-8?)")?;
@@ -64,15 +64,16 @@ pub fn run(a: WriteArgs, device: &str) -> Result<()> {
     if prompt.trim().is_empty() {
         bail!("the prompt is empty. Hint: longwriter write \"Write a 300-word story about a lighthouse keeper.\"");
     }
-    let (entry, mut model) = load_writer(a.model.as_deref(), device)?;
+    let (entry, mut model) = load_writer(a.model.as_deref().or(cfg.model.as_deref()), device)?;
     let d = &entry.sampling;
-    let base = SamplerConfig::from_defaults(d);
+    let base = cfg.sampler(&SamplerConfig::from_defaults(d));
+    let template = a.template.or(cfg.template).unwrap_or_default();
     let sampler = SamplerConfig {
         temperature: a.temperature.unwrap_or(base.temperature),
         top_p: a.top_p.unwrap_or(base.top_p),
         top_k: a.top_k.unwrap_or(base.top_k),
         repetition_penalty: a.repetition_penalty.unwrap_or(base.repetition_penalty),
-        seed: a.seed,
+        seed: a.seed.unwrap_or(base.seed),
         ..base
     };
     let agent = AgentSpec {
@@ -81,12 +82,12 @@ pub fn run(a: WriteArgs, device: &str) -> Result<()> {
         retries: a.retries,
         ..Default::default()
     };
-    let text = TextPrompt { request: prompt, mode: a.template, continuation: None, agent };
+    let text = TextPrompt { request: prompt, mode: template, continuation: None, agent };
     let req = GenerateRequest {
         sampler,
-        max_new_tokens: a.max_tokens.or(d.max_tokens).unwrap_or(2048),
-        stop_strings: a.template.stop_strings(),
-        start_in: a.template.start_in(),
+        max_new_tokens: a.max_tokens.or(cfg.sampling.max_tokens).or(d.max_tokens).unwrap_or(2048),
+        stop_strings: template.stop_strings(),
+        start_in: template.start_in(),
         ..Default::default()
     };
     let (mut think, mut answer) = (String::new(), String::new());
@@ -163,7 +164,7 @@ pub fn run(a: WriteArgs, device: &str) -> Result<()> {
     if a.json {
         let v = serde_json::json!({
             "model": entry.name,
-            "template": a.template.label(),
+            "template": template.label(),
             "think": think,
             "answer": answer,
             "words": words,
@@ -176,7 +177,7 @@ pub fn run(a: WriteArgs, device: &str) -> Result<()> {
         println!("{}", serde_json::to_string(&v)?);
     } else {
         println!();
-        eprintln!("{}", stats_line(&stats, words, a.template));
+        eprintln!("{}", stats_line(&stats, words, template));
     }
     Ok(())
 }

@@ -66,17 +66,24 @@ pub enum EngineError {
 /// Positions per forward pass when scoring text, bounding the logits kept at once.
 const LOGPROB_CHUNK: usize = 64;
 
+/// Reads a device spec without opening the device: `None` is the CPU, `Some(n)` CUDA
+/// ordinal n. Settings files are checked with this on machines that have no GPU.
+pub fn parse_device_spec(spec: &str) -> Result<Option<usize>, EngineError> {
+    match spec {
+        "cpu" => Ok(None),
+        "cuda" => Ok(Some(0)),
+        s => match s.strip_prefix("cuda:") {
+            Some(n) => n.parse::<usize>().map(Some).map_err(|_| EngineError::Device(format!("bad device '{s}' (use cpu, cuda or cuda:N)"))),
+            None => Err(EngineError::Device(format!("unknown device '{s}' (use cpu, cuda or cuda:N)"))),
+        },
+    }
+}
+
 /// Picks the compute device: `cpu`, `cuda` or `cuda:N`.
 pub fn parse_device(spec: &str) -> Result<Device, EngineError> {
-    match spec {
-        "cpu" => Ok(Device::Cpu),
-        s if s == "cuda" || s.starts_with("cuda:") => {
-            let n = s.strip_prefix("cuda:").map(|n| n.parse::<usize>()).transpose().map_err(|_| EngineError::Device(format!("bad device '{s}'")))?;
-            Device::new_cuda(n.unwrap_or(0)).map_err(|e| {
-                EngineError::Device(format!("{e}. Hint: CUDA needs a build with `--features cuda` and an NVIDIA driver"))
-            })
-        }
-        other => Err(EngineError::Device(format!("unknown device '{other}' (use cpu, cuda or cuda:N)"))),
+    match parse_device_spec(spec)? {
+        None => Ok(Device::Cpu),
+        Some(n) => Device::new_cuda(n).map_err(|e| EngineError::Device(format!("{e}. Hint: CUDA needs a build with `--features cuda` and an NVIDIA driver"))),
     }
 }
 

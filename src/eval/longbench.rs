@@ -161,6 +161,8 @@ pub fn read_settings(dir: &Path) -> Result<Option<EvalSettings>, EvalError> {
 /// settings and data, and returns them.
 pub fn open(out: &Path, settings: &EvalSettings, items: &[EvalItem]) -> Result<Vec<ResultLine>, EvalError> {
     std::fs::create_dir_all(out).map_err(|e| EvalError::io(out, e))?;
+    // Temps of a run killed while writing its report or plots.
+    crate::fsutil::sweep_stale(out);
     match read_settings(out)? {
         Some(old) => {
             if &old != settings {

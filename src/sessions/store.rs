@@ -156,6 +156,20 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// Adds `s` as a new session (its `id` is ignored) in one transaction; returns the new id.
+    pub fn insert(&mut self, s: &Session) -> Result<i64, StoreError> {
+        let tx = self.conn.transaction().map_err(|e| classify(&self.path, e))?;
+        let created = if s.created.is_empty() { now() } else { s.created.clone() };
+        tx.execute(
+            "INSERT INTO sessions (created, updated, title, model, template, settings, prompt, trace, draft, stats, rewards, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![created, now(), s.title, s.model, s.template, s.settings.to_string(), s.prompt, s.trace, s.draft, s.stats.to_string(), s.rewards.to_string(), s.state],
+        )
+        .map_err(|e| classify(&self.path, e))?;
+        let id = tx.last_insert_rowid();
+        tx.commit().map_err(|e| classify(&self.path, e))?;
+        Ok(id)
+    }
+
     /// Saves every field of `s` in one transaction.
     pub fn save(&mut self, s: &Session) -> Result<(), StoreError> {
         let tx = self.conn.transaction().map_err(|e| classify(&self.path, e))?;

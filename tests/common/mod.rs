@@ -35,3 +35,44 @@ pub fn fixture(name: &str) -> serde_json::Value {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
     serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
 }
+
+/// Random kill points for crash tests. The seed comes from `LONGWRITER_KILL_SEED` (to
+/// replay a failure) or the clock, and is printed so a failing run names it.
+pub struct KillPoints(u64);
+
+impl KillPoints {
+    pub fn new(test: &str) -> Self {
+        let seed = std::env::var("LONGWRITER_KILL_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1));
+        eprintln!("{test}: kill points from seed {seed} (replay with LONGWRITER_KILL_SEED={seed})");
+        Self(seed)
+    }
+
+    /// Uniform in `0..n` (splitmix64).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) % n.max(1)
+    }
+}
+
+/// Polls `ready` until it holds or `child` exits, then kills the child with SIGKILL.
+/// Returns whether the kill landed while the child was still running.
+pub fn kill_when(child: &mut std::process::Child, mut ready: impl FnMut() -> bool) -> bool {
+    loop {
+        if child.try_wait().expect("child status").is_some() {
+            return false;
+        }
+        if ready() {
+            // std's kill is SIGKILL on Unix: no handler, no cleanup, like a power cut.
+            let _ = child.kill();
+            let _ = child.wait();
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+}

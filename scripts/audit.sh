@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Checks Cargo.lock against the RustSec advisory database with cargo-audit; any
+# vulnerability, or warning not excepted (with its reason) in .cargo/audit.toml, fails.
+#
+# The database is a git repository, cloned once into the user cache dir and updated when
+# it can be reached. LONGWRITER_ADVISORY_DB names another clone (for machines that
+# cannot reach it: clone it elsewhere and copy it over).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v cargo-audit >/dev/null || cargo install cargo-audit --locked
+DB="${LONGWRITER_ADVISORY_DB:-${XDG_CACHE_HOME:-$HOME/.cache}/longwriter/advisory-db}"
+if [ ! -d "$DB/.git" ]; then
+    git clone -q --depth 1 https://github.com/rustsec/advisory-db.git "$DB" || {
+        echo "cannot clone the RustSec advisory database into $DB; set LONGWRITER_ADVISORY_DB to a clone" >&2
+        exit 2
+    }
+elif ! timeout 20 git -C "$DB" pull -q --ff-only 2>/dev/null; then
+    echo "advisory database not updated (unreachable); using the copy of $(git -C "$DB" log -1 --format=%cs)" >&2
+fi
+echo "advisory database of $(git -C "$DB" log -1 --format=%cs)" >&2
+cargo audit --db "$DB" --no-fetch --stale -D warnings

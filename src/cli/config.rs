@@ -1,0 +1,87 @@
+use super::Cli;
+use crate::config::{Settings, TEMPLATE};
+use anyhow::Result;
+use clap::Subcommand;
+use std::path::PathBuf;
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCmd {
+    /// Print where config.toml lives.
+    Path,
+    /// Print the settings in effect and where each one comes from.
+    Show,
+    /// Check a settings file (default: the user's config.toml) and report the first problem.
+    Check { file: Option<PathBuf> },
+    /// Write a commented config.toml with every key (never replaces an existing one).
+    Init,
+}
+
+pub fn run(cmd: &ConfigCmd, cli: &Cli) -> Result<()> {
+    let path = Settings::path();
+    match cmd {
+        ConfigCmd::Path => println!("{}", path.display()),
+        ConfigCmd::Check { file } => {
+            let file = file.clone().unwrap_or(path);
+            if !file.exists() {
+                anyhow::bail!("{} does not exist. Hint: longwriter config init", file.display());
+            }
+            Settings::load_from(&file)?;
+            println!("{}: ok", file.display());
+        }
+        ConfigCmd::Init => {
+            crate::fsutil::write_new(&path, TEMPLATE.as_bytes()).map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => anyhow::anyhow!("{} already exists; it is left as it is", path.display()),
+                _ => anyhow::anyhow!("cannot write {}: {}", path.display(), crate::fsutil::describe_io(&e)),
+            })?;
+            println!("{}", path.display());
+        }
+        ConfigCmd::Show => show(cli, &path)?,
+    }
+    Ok(())
+}
+
+/// The first value present, labelled with the layer it came from.
+fn pick(layers: &[(&str, Option<String>)], default: &str) -> String {
+    layers
+        .iter()
+        .find_map(|(from, v)| v.as_ref().map(|v| format!("{v}  ({from})")))
+        .unwrap_or_else(|| format!("{default}  (default)"))
+}
+
+fn show(cli: &Cli, path: &std::path::Path) -> Result<()> {
+    let cfg = Settings::load()?;
+    println!("config file: {}{}", path.display(), if path.exists() { "" } else { " (absent)" });
+    let flag = "flag or environment";
+    let file = "config.toml";
+    let model = pick(&[(flag, cli.model.clone()), (file, cfg.model.clone())], &crate::models::Registry::load()?.default);
+    let entry = super::resolve_model(cli.model.as_deref().or(cfg.model.as_deref()))?;
+    let rows = [
+        ("model", model),
+        ("template", pick(&[(flag, cli.template.map(|t| t.label().to_string())), (file, cfg.template.map(|t| t.label().to_string()))], "longwriter")),
+        ("theme", pick(&[(flag, cli.theme.clone()), (file, cfg.theme.clone())], "dark")),
+        ("device", pick(&[(flag, cli.device.clone()), (file, cfg.device.clone())], "cpu")),
+        ("threads", pick(&[(flag, cli.threads.map(|n| n.to_string())), (file, cfg.threads.map(|n| n.to_string()))], "all cores")),
+        ("judge", pick(&[(flag, cli.judge.clone()), (file, cfg.judge.clone())], "fluency proxy on the writing model")),
+        ("train_job", pick(&[(flag, cli.train_job.as_ref().map(|p| p.display().to_string())), (file, cfg.train_job.as_ref().map(|p| p.display().to_string()))], "examples/jobs/short-format-length.toml")),
+    ];
+    for (k, v) in rows {
+        println!("{k:<22} {v}");
+    }
+    let reg = format!("models.toml entry {}", entry.name);
+    let d = &entry.sampling;
+    let base = crate::engine::SamplerConfig::default();
+    let s = &cfg.sampling;
+    let num = |v: Option<f64>| v.map(|v| v.to_string());
+    let sampling = [
+        ("temperature", pick(&[(file, num(s.temperature)), (&reg, num(d.temperature))], &base.temperature.to_string())),
+        ("top_p", pick(&[(file, num(s.top_p)), (&reg, num(d.top_p))], &base.top_p.to_string())),
+        ("top_k", pick(&[(file, s.top_k.map(|v| v.to_string())), (&reg, d.top_k.map(|v| v.to_string()))], &base.top_k.to_string())),
+        ("repetition_penalty", pick(&[(file, s.repetition_penalty.map(|v| v.to_string())), (&reg, d.repetition_penalty.map(|v| v.to_string()))], &base.repetition_penalty.to_string())),
+        ("max_tokens", pick(&[(flag, cli.max_tokens.map(|v| v.to_string())), (file, s.max_tokens.map(|v| v.to_string())), (&reg, d.max_tokens.map(|v| v.to_string()))], "2048")),
+        ("seed", pick(&[(file, s.seed.map(|v| v.to_string()))], &base.seed.to_string())),
+    ];
+    for (k, v) in sampling {
+        println!("sampling.{k:<13} {v}");
+    }
+    Ok(())
+}
