@@ -97,15 +97,16 @@ fn temp_owner(name: &str) -> Option<u32> {
     Some(pid)
 }
 
+/// Whether a process with this pid exists.
 #[cfg(target_os = "linux")]
-fn process_alive(pid: u32) -> bool {
+pub fn process_alive(pid: u32) -> bool {
     Path::new("/proc").join(pid.to_string()).exists()
 }
 
 /// Without /proc, every temp counts as live: leaving a stale file is better than
 /// deleting a running writer's.
 #[cfg(not(target_os = "linux"))]
-fn process_alive(_pid: u32) -> bool {
+pub fn process_alive(_pid: u32) -> bool {
     true
 }
 

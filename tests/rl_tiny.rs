@@ -129,3 +129,44 @@ fn repeated_steps_on_a_fixed_batch_lower_the_loss() {
     let ad3 = attach(&mut m3, &LoraConfig { rank: 4, ..Default::default() }, 1).unwrap();
     assert!(load_adapters(&ad3, &p).unwrap_err().to_string().contains("shape"));
 }
+
+#[test]
+fn lora_dropout_masks_are_seeded_and_their_gradients_match_finite_differences() {
+    let mut m = model("llama", DType::F64);
+    let lora = LoraConfig { rank: 2, alpha: 4.0, dropout: 0.5, targets: vec!["q_proj".into(), "down_proj".into()] };
+    let ad = attach(&mut m, &lora, 1).unwrap();
+    for (i, (_, v)) in ad.vars.iter().enumerate() {
+        randomize(v, 200 + i as u64, 0.3);
+    }
+    let cfg = GrpoConfig { epsilon: 0.2, beta: 0.0 };
+    let b = batch(&m, false);
+    let tokens: usize = b.iter().map(|r| r.completion_ids.len()).sum();
+    let mut loss_with = |m: &mut DenseModel, seed: Option<u64>| {
+        m.seed_lora_dropout(seed);
+        loss_value(m, &b, &cfg, tokens)
+    };
+    let (a, again, other, none) = (loss_with(&mut m, Some(7)), loss_with(&mut m, Some(7)), loss_with(&mut m, Some(8)), loss_with(&mut m, None));
+    assert_eq!(a, again, "the same seed draws the same masks");
+    assert!(a != other && a != none && other != none, "{a} {other} {none}");
+
+    // With the masks fixed by a seed, the loss is a smooth function of the adapters.
+    m.seed_lora_dropout(Some(7));
+    let grads = grpo_loss(&m, &b, &cfg, tokens).unwrap().0.backward().unwrap();
+    for (name, var) in &ad.vars {
+        let g: Vec<f64> = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let base: Vec<f64> = var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+        for idx in [0, base.len() / 2, base.len() - 1] {
+            let eps = 1e-6;
+            let mut at = |d: f64| {
+                let mut v = base.clone();
+                v[idx] += d;
+                var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap()).unwrap();
+                loss_with(&mut m, Some(7))
+            };
+            let fd = (at(eps) - at(-eps)) / (2.0 * eps);
+            var.set(&Tensor::from_vec(base.clone(), var.shape(), &Device::Cpu).unwrap()).unwrap();
+            assert!((fd - g[idx]).abs() <= 1e-6 + 1e-4 * fd.abs().max(g[idx].abs()), "{name}[{idx}]: analytic {} vs finite difference {fd}", g[idx]);
+        }
+    }
+    assert!(LoraConfig { dropout: 1.0, ..lora.clone() }.validate().is_err() && LoraConfig { dropout: -0.1, ..lora }.validate().is_err());
+}

@@ -37,7 +37,7 @@ impl Env {
         std::fs::write(
             e.path("job.toml"),
             format!(
-                "model = {:?}\n[data]\nprompts = \"prompts.jsonl\"\ntemplate = \"nothink\"\n[rewards]\nl_max = 8\nformat = \"graded\"\n[rollout]\ngroup_size = 3\nprompts_per_step = 2\nmax_new_tokens = 6\n[optim]\nlr = 1e-2\nmicro_batch = 2\n[lora]\nrank = 4\ntargets = [\"q_proj\", \"v_proj\", \"down_proj\"]\n[run]\nsteps = 4\ncheckpoint_every = 2\nseed = 11\n",
+                "model = {:?}\n[data]\nprompts = \"prompts.jsonl\"\ntemplate = \"nothink\"\n[rewards]\nl_max = 8\nformat = \"graded\"\n[rollout]\ngroup_size = 3\nprompts_per_step = 2\nmax_new_tokens = 6\n[optim]\nlr = 1e-2\nmicro_batch = 2\n[lora]\nrank = 4\ndropout = 0.1\ntargets = [\"q_proj\", \"v_proj\", \"down_proj\"]\n[run]\nsteps = 4\ncheckpoint_every = 2\nseed = 11\n",
                 m.join("tiny.gguf").display().to_string()
             ),
         )
@@ -187,4 +187,60 @@ fn bench_train_times_steps_and_their_parts() {
     assert!(total > 0.0 && parts > 0.0 && parts <= total * 1.0001, "{v}");
     assert!(v["prompt_text"].as_str().unwrap().contains("<|assistant|>:"));
     assert!(mean["completion_tokens"].as_f64().unwrap() <= 4.0 * 6.0);
+}
+
+/// Waits (polling, no fixed sleep) until `cond` holds, failing if the child exits first.
+fn until(child: &mut std::process::Child, what: &str, mut cond: impl FnMut() -> bool) {
+    while !cond() {
+        assert!(child.try_wait().unwrap().is_none(), "the job exited while waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn pause_resume_and_cancel_from_another_terminal() {
+    let e = Env::new();
+    let job = e.path("job.toml");
+    let job = job.to_str().unwrap();
+    assert!(e.run(&["train", "--config", job, "--name", "straight"], None).status.success());
+    let straight = e.metrics("straight");
+    let run = |name: &str| e.path("data/runs").join(name);
+    let status = |name: &str| std::fs::read_to_string(run(name).join("status")).unwrap_or_default();
+
+    // Pause, see it paused in `runs list`, let it go on: the run ends as if never paused.
+    let mut child = e.spawn(&["train", "--config", job, "--name", "paused"]);
+    until(&mut child, "the job to start", || run("paused").join("pid").exists());
+    assert!(e.run(&["runs", "pause", "paused"], None).status.success());
+    until(&mut child, "the pause", || status("paused").starts_with("paused after step"));
+    let at = e.metric_lines("paused");
+    let list = String::from_utf8_lossy(&e.run(&["runs", "list"], None).stdout).into_owned();
+    assert!(list.contains(&format!("paused after step {at}")) && list.contains("finished"), "{list}");
+    let o = e.run(&["runs", "resume", "paused"], None);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("to go on"));
+    assert!(child.wait().unwrap().success());
+    assert_eq!(e.metrics("paused").iter().map(stable).collect::<Vec<_>>(), straight.iter().map(stable).collect::<Vec<_>>());
+    for f in ["pid", "control", "status"] {
+        assert!(!run("paused").join(f).exists(), "{f} left behind");
+    }
+    let o = e.run(&["runs", "pause", "paused"], None);
+    assert!(!o.status.success() && stderr(&o).contains("is not running. Hint: longwriter train --resume paused"), "{}", stderr(&o));
+
+    // Cancel (here while paused, so the step it stops at is known): it checkpoints that
+    // step, and `--resume` finishes the run exactly.
+    let mut child = e.spawn(&["train", "--config", job, "--name", "cancelled"]);
+    until(&mut child, "the job to start", || run("cancelled").join("pid").exists());
+    assert!(e.run(&["runs", "pause", "cancelled"], None).status.success());
+    until(&mut child, "the pause", || status("cancelled").starts_with("paused after step"));
+    let at = e.metric_lines("cancelled");
+    assert!(e.run(&["runs", "cancel", "cancelled"], None).status.success());
+    assert!(child.wait().unwrap().success(), "a cancel is a clean exit");
+    assert_eq!(e.metric_lines("cancelled"), at, "no step after the cancel");
+    if at > 0 {
+        assert!(checkpoint_dirs(&run("cancelled")).contains(&format!("step-{at:06}")), "{:?}", checkpoint_dirs(&run("cancelled")));
+    }
+    let list = String::from_utf8_lossy(&e.run(&["runs", "list"], None).stdout).into_owned();
+    assert!(list.lines().any(|l| l.starts_with("cancelled") && l.contains("stopped")), "{list}");
+    let o = e.run(&["train", "--resume", "cancelled"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(e.metrics("cancelled").iter().map(stable).collect::<Vec<_>>(), straight.iter().map(stable).collect::<Vec<_>>());
 }

@@ -65,6 +65,12 @@ pub enum RunsCmd {
     Show { run: String },
     /// Follow a run's metrics as steps finish (Ctrl+C stops watching, not the run).
     Watch { run: String },
+    /// Pause a running job after its current step (from any terminal).
+    Pause { run: String },
+    /// Let a paused job go on.
+    Resume { run: String },
+    /// Stop a running job after its current step, checkpointing it (`train --resume` goes on).
+    Cancel { run: String },
 }
 
 pub fn runs_dir() -> PathBuf {
@@ -158,6 +164,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
         bar.println(m.to_string());
     })?;
     bar.finish();
+    if control.get() == Control::CANCEL {
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        eprintln!("cancelled after step {} (checkpointed); continue with: longwriter train --resume {name}", t.step);
+    }
     println!("{}", dir.display());
     Ok(())
 }
@@ -246,8 +256,18 @@ pub fn runs(cmd: RunsCmd) -> Result<()> {
                 let ms = metrics(&d);
                 let last = ms.last().map(|m| format!("reward {:.3}", m["reward"].as_f64().unwrap_or(0.0))).unwrap_or_else(|| "no steps yet".into());
                 let cks = Trainer::checkpoints(&d);
-                println!("{:<40} {:>4}/{:<4} steps  {}  checkpoints {:?}", d.file_name().unwrap().to_string_lossy(), ms.len(), steps, last, cks);
+                let state = crate::rl::control::live_status(&d).unwrap_or_else(|| if ms.len() >= steps { "finished".into() } else { "stopped".into() });
+                println!("{:<40} {:>4}/{:<4} steps  {:<24} {}  checkpoints {:?}", d.file_name().unwrap().to_string_lossy(), ms.len(), steps, state, last, cks);
             }
+        }
+        RunsCmd::Pause { ref run } | RunsCmd::Resume { ref run } | RunsCmd::Cancel { ref run } => {
+            let (v, what) = match cmd {
+                RunsCmd::Pause { .. } => (Control::PAUSE, "pause after its current step"),
+                RunsCmd::Cancel { .. } => (Control::CANCEL, "stop after its current step"),
+                _ => (Control::RUN, "go on"),
+            };
+            let pid = crate::rl::control::request(&run_dir(run)?, v)?;
+            println!("asked run {run} (process {pid}) to {what}");
         }
         RunsCmd::Show { run } => {
             let dir = run_dir(&run)?;
@@ -273,6 +293,10 @@ pub fn runs(cmd: RunsCmd) -> Result<()> {
                 seen = ms.len();
                 let steps = JobSpec::load(&dir.join("job.toml")).map(|j| j.run.steps).unwrap_or(usize::MAX);
                 if seen >= steps {
+                    break;
+                }
+                if crate::rl::control::live_pid(&dir).is_none() && metrics(&dir).len() == seen {
+                    println!("(not running: stopped after step {seen}; continue with: longwriter train --resume {run})");
                     break;
                 }
                 std::thread::sleep(std::time::Duration::from_secs(1));

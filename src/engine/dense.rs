@@ -78,6 +78,28 @@ pub struct Lora {
     pub a: candle_core::Var,
     pub b: candle_core::Var,
     pub scale: f64,
+    /// Dropout on the adapter's input (PEFT's `lora_dropout`). It only acts while a mask
+    /// generator is set ([`DenseModel::seed_lora_dropout`]): the trainer sets one per
+    /// micro-batch, seeded from (run seed, step, micro-batch) so a resumed run draws the
+    /// same masks; scoring, merging and reference passes run without it.
+    pub dropout: f64,
+    pub masks: std::sync::Arc<std::sync::Mutex<Option<rand::rngs::StdRng>>>,
+}
+
+impl Lora {
+    pub fn new(a: candle_core::Var, b: candle_core::Var, scale: f64, dropout: f64) -> Self {
+        Self { a, b, scale, dropout, masks: Default::default() }
+    }
+
+    /// `x` with inverted dropout applied (kept values scaled by 1 / (1 − p)), or `x` itself.
+    fn drop_input(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        use rand::Rng;
+        let mut guard = self.masks.lock().unwrap_or_else(|p| p.into_inner());
+        let (Some(rng), true) = (guard.as_mut(), self.dropout > 0.0) else { return Ok(x.clone()) };
+        let keep = 1.0 - self.dropout;
+        let mask: Vec<f32> = (0..x.elem_count()).map(|_| if rng.random::<f64>() < keep { (1.0 / keep) as f32 } else { 0.0 }).collect();
+        x * Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?
+    }
 }
 
 /// A linear layer with an optional bias (qwen2's q/k/v have one) and an optional adapter.
@@ -109,7 +131,7 @@ impl Module for Linear {
             y = y.broadcast_add(b)?;
         }
         if let Some(l) = &self.lora {
-            let d = x.broadcast_matmul(&l.a.as_tensor().t()?)?.broadcast_matmul(&l.b.as_tensor().t()?)?;
+            let d = l.drop_input(x)?.broadcast_matmul(&l.a.as_tensor().t()?)?.broadcast_matmul(&l.b.as_tensor().t()?)?;
             y = (y + (d * l.scale)?)?;
         }
         Ok(y)
@@ -324,6 +346,19 @@ impl DenseModel {
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// Starts LoRA dropout with masks drawn from `seed` (each adapter its own stream), or
+    /// stops it with `None`.
+    pub fn seed_lora_dropout(&mut self, seed: Option<u64>) {
+        use rand::SeedableRng;
+        for (i, block) in self.blocks.iter_mut().enumerate() {
+            for (j, (_, lin)) in block.linears_mut().into_iter().enumerate() {
+                if let Some(l) = &lin.lora {
+                    *l.masks.lock().unwrap_or_else(|p| p.into_inner()) = seed.map(|s| rand::rngs::StdRng::seed_from_u64(crate::engine::derive_seed(s, &[i as u64, j as u64])));
+                }
+            }
+        }
     }
 
     pub fn dtype(&self) -> DType {

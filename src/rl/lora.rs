@@ -17,7 +17,7 @@ pub const MODULES: &[&str] = &["q_proj", "k_proj", "v_proj", "o_proj", "gate_pro
 pub struct LoraConfig {
     pub rank: usize,
     pub alpha: f64,
-    /// Dropout on the adapter's input; only 0 is supported for now.
+    /// Dropout on the adapter's input during the loss pass (PEFT's `lora_dropout`), in [0, 1).
     pub dropout: f64,
     /// Target modules: any of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj.
     pub targets: Vec<String>,
@@ -34,10 +34,8 @@ impl LoraConfig {
         if self.rank == 0 {
             return Err(RlError::Config("lora.rank must be at least 1".into()));
         }
-        if self.dropout != 0.0 {
-            // Not silently ignored: a dropout mask would have to be seeded per step for
-            // exact resumes, and that is not written yet.
-            return Err(RlError::Config("lora.dropout other than 0 is not supported yet".into()));
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(RlError::Config(format!("lora.dropout must be in [0, 1), got {}", self.dropout)));
         }
         if self.targets.is_empty() {
             return Err(RlError::Config("lora.targets is empty".into()));
@@ -82,7 +80,7 @@ pub fn attach(model: &mut DenseModel, cfg: &LoraConfig, seed: u64) -> Result<Ada
             let b = Var::from_tensor(&Tensor::zeros((out_dim, cfg.rank), dtype, &device)?)?;
             vars.push((format!("layers.{i}.{name}.lora_a"), a.clone()));
             vars.push((format!("layers.{i}.{name}.lora_b"), b.clone()));
-            lin.lora = Some(Lora { a, b, scale: cfg.alpha / cfg.rank as f64 });
+            lin.lora = Some(Lora::new(a, b, cfg.alpha / cfg.rank as f64, cfg.dropout));
         }
     }
     Ok(Adapters { vars })

@@ -215,12 +215,25 @@ impl Trainer {
     }
 
     /// Runs steps until `run.steps`, or until `control` says stop; `report` sees each step.
+    /// Runs steps until the job is done or cancelled. `control` (and the run's control file,
+    /// see [`super::control`]) is read between steps: a pause waits there, a cancel writes
+    /// a checkpoint of the steps done so that `--resume` loses nothing.
     pub fn train(&mut self, control: &Control, report: &mut dyn FnMut(StepReport)) -> Result<(), RlError> {
+        let mut live = super::control::Live::claim(&self.dir)?;
         while self.step < self.job.run.steps {
-            while control.get() == Control::PAUSE {
-                std::thread::sleep(std::time::Duration::from_millis(100));
+            live.poll(control);
+            if control.get() == Control::PAUSE {
+                live.set_status(&format!("paused after step {}", self.step));
+                while control.get() == Control::PAUSE {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    live.poll(control);
+                }
+                live.set_status("running");
             }
             if control.get() == Control::CANCEL {
+                if self.step > 0 && !Self::checkpoints(&self.dir).contains(&self.step) {
+                    self.checkpoint()?;
+                }
                 break;
             }
             let metrics = self.run_step()?;
@@ -328,8 +341,13 @@ impl Trainer {
         let mut loss_sum = 0.0;
         // Rollouts with zero advantage add nothing to the gradient (β = 0): skip their passes.
         let active: Vec<Rollout> = rollouts.iter().filter(|r| r.advantage != 0.0 || job.grpo.beta > 0.0).cloned().collect();
-        for mb in active.chunks(job.optim.micro_batch) {
-            let (loss, st) = grpo_loss(&self.dense, mb, &job.grpo, total_tokens)?;
+        for (i, mb) in active.chunks(job.optim.micro_batch).enumerate() {
+            if job.lora.dropout > 0.0 {
+                self.dense.seed_lora_dropout(Some(crate::engine::derive_seed(job.run.seed, &[0x4452_4f50, k as u64, i as u64])));
+            }
+            let loss = grpo_loss(&self.dense, mb, &job.grpo, total_tokens);
+            self.dense.seed_lora_dropout(None);
+            let (loss, st) = loss?;
             loss_sum += loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
             let gs = loss.backward()?;
             for (acc, v) in grads.iter_mut().zip(&vars) {
