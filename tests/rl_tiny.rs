@@ -141,7 +141,7 @@ fn lora_dropout_masks_are_seeded_and_their_gradients_match_finite_differences() 
     let cfg = GrpoConfig { epsilon: 0.2, beta: 0.0 };
     let b = batch(&m, false);
     let tokens: usize = b.iter().map(|r| r.completion_ids.len()).sum();
-    let mut loss_with = |m: &mut DenseModel, seed: Option<u64>| {
+    let loss_with = |m: &mut DenseModel, seed: Option<u64>| {
         m.seed_lora_dropout(seed);
         loss_value(m, &b, &cfg, tokens)
     };
