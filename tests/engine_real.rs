@@ -277,3 +277,26 @@ fn a_synthetic_model_keeps_the_tokenizer_and_runs_on_both_backends() {
     let err = longwriter::engine::synth::write_synthetic(&path.with_file_name("missing.gguf"), shape, &dir.path().join("x.gguf")).unwrap_err();
     assert!(err.to_string().contains("missing.gguf"), "{err}");
 }
+
+#[test]
+fn a_batched_group_decodes_exactly_what_each_generation_alone_does() {
+    let mut e = engine();
+    let mode = TemplateMode::LongwriterPrimed;
+    let prompt_ids = e.prompt_ids(mode, "Write a 60-word note about rain.").unwrap();
+    let req = GenerateRequest { prompt_ids: prompt_ids.clone(), max_new_tokens: 48, stop_strings: mode.stop_strings(), start_in: mode.start_in(), ..Default::default() };
+    let samplers: Vec<SamplerConfig> = (0..4u64).map(|i| if i == 3 { SamplerConfig::greedy() } else { SamplerConfig { temperature: 0.8, top_p: 1.0, seed: 40 + i, ..Default::default() } }).collect();
+    let group = e.generate_group(&req, &samplers, &CancelToken::default()).unwrap();
+    assert_eq!(e.model.position(), prompt_ids.len(), "the main sequence still holds just the prompt");
+    let mut distinct = std::collections::HashSet::new();
+    for (s, got) in samplers.iter().zip(&group) {
+        let alone = e.generate(&GenerateRequest { sampler: s.clone(), ..req.clone() }, &CancelToken::default(), &mut |_| {}).unwrap();
+        assert_eq!(got.completion_ids, alone.completion_ids, "seed {}", s.seed);
+        assert_eq!((&got.stop, got.generated_tokens, &got.format), (&alone.stop, alone.generated_tokens, &alone.format));
+        assert_eq!(alone.reused_tokens, prompt_ids.len() - 1, "the prompt's state was kept for reuse");
+        distinct.insert(got.completion_ids.clone());
+    }
+    assert!(distinct.len() >= 3, "different seeds give different rollouts");
+    let cancel = CancelToken::default();
+    cancel.cancel();
+    assert!(e.generate_group(&req, &samplers, &cancel).unwrap().iter().all(|s| s.stop == longwriter::engine::StopReason::Cancelled));
+}

@@ -170,3 +170,82 @@ fn lora_dropout_masks_are_seeded_and_their_gradients_match_finite_differences() 
     }
     assert!(LoraConfig { dropout: 1.0, ..lora.clone() }.validate().is_err() && LoraConfig { dropout: -0.1, ..lora }.validate().is_err());
 }
+
+#[test]
+fn a_shared_prompt_pass_gives_the_same_logits_loss_and_gradients() {
+    for arch in ["llama", "qwen2", "qwen3"] {
+        let mut m = model(arch, DType::F64);
+        let lora = LoraConfig { rank: 2, alpha: 4.0, dropout: 0.0, targets: vec!["q_proj".into(), "k_proj".into(), "v_proj".into(), "down_proj".into()] };
+        let ad = attach(&mut m, &lora, 3).unwrap();
+        for (i, (_, v)) in ad.vars.iter().enumerate() {
+            randomize(v, 300 + i as u64, 0.3);
+        }
+        let prompt = [7u32, 8, 9, 3];
+        let comps: [&[u32]; 3] = [&[1, 2, 3, 4], &[5], &[6, 1, 2]];
+        let shared = m.group_logits(&prompt, &comps).unwrap();
+        for (c, got) in comps.iter().zip(&shared) {
+            let ids: Vec<u32> = prompt.iter().chain(&c[..c.len() - 1]).copied().collect();
+            let want = m.logits_from(&ids, prompt.len() - 1).unwrap();
+            let diff = (got - &want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+            assert!(diff < 1e-9, "{arch}: logits differ by {diff}");
+        }
+        // Two groups, neighbours sharing a prompt, against each rollout on its own.
+        let mut rollouts: Vec<Rollout> = comps.iter().zip([0.9, -0.4, 0.2]).map(|(c, a)| Rollout { prompt_ids: prompt.to_vec(), completion_ids: c.to_vec(), advantage: a, old_logprobs: None, ref_logprobs: None }).collect();
+        rollouts.push(Rollout { prompt_ids: vec![12, 14], completion_ids: vec![2, 9], advantage: -1.1, old_logprobs: None, ref_logprobs: None });
+        let cfg = GrpoConfig { epsilon: 0.2, beta: 0.0 };
+        let tokens: usize = rollouts.iter().map(|r| r.completion_ids.len()).sum();
+        let (loss, _) = grpo_loss(&m, &rollouts, &cfg, tokens).unwrap();
+        let grads = loss.backward().unwrap();
+        let mut alone = 0.0;
+        let mut alone_grads: Vec<Tensor> = ad.vars.iter().map(|(_, v)| v.as_tensor().zeros_like().unwrap()).collect();
+        for r in &rollouts {
+            let (l, _) = grpo_loss(&m, std::slice::from_ref(r), &cfg, tokens).unwrap();
+            alone += l.to_scalar::<f64>().unwrap();
+            let g = l.backward().unwrap();
+            for (acc, (_, v)) in alone_grads.iter_mut().zip(&ad.vars) {
+                *acc = (&*acc + g.get(v.as_tensor()).unwrap()).unwrap();
+            }
+        }
+        assert!((loss.to_scalar::<f64>().unwrap() - alone).abs() < 1e-12, "{arch}");
+        for ((name, v), want) in ad.vars.iter().zip(&alone_grads) {
+            let diff = (grads.get(v.as_tensor()).unwrap() - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+            assert!(diff < 1e-10, "{arch} {name}: gradients differ by {diff}");
+        }
+    }
+}
+
+#[test]
+fn weights_swapped_in_memory_decode_like_the_merged_file() {
+    use longwriter::engine::{Engine, LoadOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("tiny.gguf");
+    common::tiny::write_gguf("qwen2", candle_core::quantized::GgmlDType::Q8_0, 64, &base);
+    common::tiny::write_tokenizer(dir.path());
+    let mut r = std::fs::File::open(&base).unwrap();
+    let ct = candle_core::quantized::gguf_file::Content::read(&mut r).unwrap();
+    let mut dense = DenseModel::from_gguf(&ct, &mut r, &Device::Cpu).unwrap();
+    let lora = LoraConfig { rank: 2, alpha: 4.0, dropout: 0.0, targets: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()] };
+    let ad = attach(&mut dense, &lora, 5).unwrap();
+    for (i, (_, v)) in ad.vars.iter().enumerate() {
+        randomize(v, 400 + i as u64, 0.5);
+    }
+    let merged = longwriter::rl::merge::merged_tensors(&dense).unwrap();
+    assert_eq!(merged.len(), 2 * 3, "q, v and down of both layers");
+    let file = dir.path().join("merged.gguf");
+    longwriter::rl::merge::write_merged_gguf(&base, &dense, &file).unwrap();
+    let mut from_file = Engine::load(&file, &Device::Cpu, LoadOptions::default(), None).unwrap();
+    let mut swapped = Engine::load(&base, &Device::Cpu, LoadOptions::default(), None).unwrap();
+    let before = swapped.model.forward(&[3, 4, 5]).unwrap();
+    if !swapped.set_weights(&merged).unwrap() {
+        assert!(swapped.model.backend() != "cpu-fast" && !longwriter::engine::cpu::kernels::has_avx2(), "the fast backend swaps weights in place");
+        return;
+    }
+    assert_eq!(swapped.model.position(), 0, "the stale KV state is dropped");
+    let (a, b) = (from_file.model.forward(&[3, 4, 5]).unwrap(), swapped.model.forward(&[3, 4, 5]).unwrap());
+    assert_eq!(a, b, "bit for bit what the merged file decodes");
+    assert_ne!(a, before, "the swap changed the network");
+    let odd = || candle_core::quantized::QTensor::quantize(&Tensor::zeros((32, 96), DType::F32, &Device::Cpu).unwrap(), candle_core::quantized::GgmlDType::Q8_0).unwrap();
+    let e = swapped.set_weights(&[(merged[0].0.clone(), odd())]).unwrap_err().to_string();
+    assert!(e.contains("new weights are 32×96"), "{e}");
+    assert!(swapped.set_weights(&[("blk.9.attn_q.weight".into(), odd())]).unwrap_err().to_string().contains("no weight matrix"));
+}

@@ -5,7 +5,7 @@
 mod common;
 
 use candle_core::quantized::GgmlDType;
-use common::tiny::{write_gguf, VOCAB};
+use common::tiny::{write_gguf, write_tokenizer};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -19,18 +19,7 @@ impl Env {
         let m = e.path("model");
         std::fs::create_dir_all(&m).unwrap();
         write_gguf("llama", GgmlDType::Q8_0, 512, &m.join("tiny.gguf"));
-        // A word-level tokenizer beside the model: a third of its tokens are numbers, which
-        // do not count as words, so the answers' word counts (and rewards) vary.
-        let words: Vec<String> = std::iter::once("[UNK]".to_string())
-            .chain((1..VOCAB).map(|i| if i <= 32 { i.to_string() } else { format!("w{}", char::from(b'a' + (i % 26) as u8).to_string().repeat(1 + i / 26)) }))
-            .collect();
-        let vocab: serde_json::Map<String, serde_json::Value> = words.iter().enumerate().map(|(i, w)| (w.clone(), i.into())).collect();
-        let tok = serde_json::json!({
-            "version": "1.0", "truncation": null, "padding": null, "added_tokens": [], "normalizer": null,
-            "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": false},
-            "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
-        });
-        std::fs::write(m.join("tokenizer.json"), tok.to_string()).unwrap();
+        write_tokenizer(&m);
         let prompts = ["wh wi wj", "wk wl wm wn", "wo wp wq"];
         let lines: Vec<String> = prompts.iter().map(|p| serde_json::json!({ "prompt": p, "range": [0, 2] }).to_string()).collect();
         std::fs::write(e.path("prompts.jsonl"), lines.join("\n")).unwrap();

@@ -24,6 +24,9 @@ pub fn run(model: Option<&str>, steps: usize, tokens: usize, json: bool) -> Resu
     job.rollout.group_size = 4;
     job.rollout.prompts_per_step = 1;
     job.rollout.max_new_tokens = tokens;
+    // The group in one loss pass, as TRL's batch of G completions: the prompt is then
+    // computed once for all four (`DenseModel::group_logits`).
+    job.optim.micro_batch = 4;
     job.run.steps = steps;
     job.run.checkpoint_every = steps;
     let mut t = Trainer::new(job, &base, &tmp.path().join("run"), false)?;

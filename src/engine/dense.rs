@@ -414,18 +414,58 @@ impl DenseModel {
         run().map_err(|e| EngineError::Model(e.to_string()))
     }
 
+    /// For each completion after one shared `prompt`, the logits [n, vocab] that predict
+    /// its n tokens. The prompt goes through the layers once and every completion attends
+    /// to its keys and values, so G rollouts of a prompt cost one prompt pass, not G; the
+    /// gradient graph is shared the same way. Equal to `logits_from(prompt ++ c, |prompt| − 1)`.
+    pub fn group_logits(&self, prompt: &[u32], completions: &[&[u32]]) -> Result<Vec<Tensor>, EngineError> {
+        let bad = prompt.iter().chain(completions.iter().flat_map(|c| c.iter())).find(|&&i| i as usize >= self.cfg.vocab_size);
+        if let Some(&bad) = bad {
+            return Err(EngineError::Model(format!("token id {bad} is outside the vocabulary")));
+        }
+        if prompt.is_empty() || completions.iter().any(|c| c.is_empty()) {
+            return Err(EngineError::EmptyPrompt);
+        }
+        let run = || -> candle_core::Result<Vec<Tensor>> {
+            let (hp, kv) = self.layers(prompt, None)?;
+            let last = hp.narrow(0, prompt.len() - 1, 1)?;
+            completions
+                .iter()
+                .map(|c| {
+                    let h = match c.len() {
+                        1 => last.clone(),
+                        n => Tensor::cat(&[&last, &self.layers(&c[..n - 1], Some(&kv))?.0], 0)?,
+                    };
+                    frozen_matmul(&h, self.lm_head())
+                })
+                .collect()
+        };
+        run().map_err(|e| EngineError::Model(e.to_string()))
+    }
+
     fn hidden_inner(&self, ids: &[u32]) -> candle_core::Result<Tensor> {
+        Ok(self.layers(ids, None)?.0)
+    }
+
+    /// Final hidden states [s, hidden] of `ids`, placed after `past` (per-layer keys and
+    /// values of earlier positions, or none), with causal attention; also returns this
+    /// call's own keys and values per layer (after rope) for later calls to attend to.
+    fn layers(&self, ids: &[u32], past: Option<&[(Tensor, Tensor)]>) -> candle_core::Result<(Tensor, Vec<(Tensor, Tensor)>)> {
         let s = ids.len();
+        let p = past.and_then(|kv| kv.first()).map_or(0, |(k, _)| k.dim(1).unwrap_or(0));
         let cfg = &self.cfg;
         let (nh, nkv, hd) = (cfg.n_head(), cfg.n_kv_head(), cfg.head_dim());
-        let (cos, sin) = self.rope_tables(s)?;
+        let (cos, sin) = self.rope_tables(p + s)?;
+        let (cos, sin) = (cos.narrow(0, p, s)?, sin.narrow(0, p, s)?);
         let rot = |t: &Tensor| if cfg.rope_interleaved { rope_interleaved(t, &cos, &sin) } else { rope(t, &cos, &sin) };
-        let mask: Vec<f32> = (0..s).flat_map(|i| (0..s).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 })).collect();
-        let mask = Tensor::from_vec(mask, (s, s), &self.device)?.to_dtype(self.dtype)?;
+        let t = p + s;
+        let mask: Vec<f32> = (0..s).flat_map(|i| (0..t).map(move |j| if j > p + i { f32::NEG_INFINITY } else { 0.0 })).collect();
+        let mask = Tensor::from_vec(mask, (s, t), &self.device)?.to_dtype(self.dtype)?;
         let idx = Tensor::new(ids, &self.device)?;
         let mut x = self.embed.index_select(&idx, 0)?;
         let eps = cfg.rms_norm_eps;
-        for b in &self.blocks {
+        let mut own = Vec::with_capacity(self.blocks.len());
+        for (l, b) in self.blocks.iter().enumerate() {
             let h = rms_norm(&x, &b.attn_norm, eps)?;
             let heads = |t: Tensor, n: usize| t.reshape((s, n, hd))?.transpose(0, 1);
             let mut q = heads(b.q.forward(&h)?, nh)?;
@@ -439,19 +479,24 @@ impl DenseModel {
             }
             let q = rot(&q.contiguous()?)?;
             let k = rot(&k.contiguous()?)?;
+            let (ka, va) = match past {
+                Some(kv) => (Tensor::cat(&[&kv[l].0, &k], 1)?, Tensor::cat(&[&kv[l].1, &v], 1)?),
+                None => (k.clone(), v.clone()),
+            };
+            own.push((k, v));
             // Grouped-query attention: each K/V head serves nh/nkv query heads.
             let rep = nh / nkv;
             let q = q.reshape((nkv, rep * s, hd))?;
-            let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.reshape((nkv, rep, s, s))?;
+            let scores = (q.matmul(&ka.t()?)? / (hd as f64).sqrt())?.reshape((nkv, rep, s, t))?;
             let probs = candle_nn::ops::softmax(&scores.broadcast_add(&mask)?, D::Minus1)?;
-            let att = probs.reshape((nkv, rep * s, s))?.matmul(&v)?.reshape((nh, s, hd))?;
+            let att = probs.reshape((nkv, rep * s, t))?.matmul(&va)?.reshape((nh, s, hd))?;
             let att = att.transpose(0, 1)?.reshape((s, nh * hd))?;
             x = (x + b.o.forward(&att)?)?;
             let h = rms_norm(&x, &b.ffn_norm, eps)?;
             let g = candle_nn::ops::silu(&b.gate.forward(&h)?)?;
             x = (x + b.down.forward(&(g * b.up.forward(&h)?)?)?)?;
         }
-        rms_norm(&x, &self.norm, eps)
+        Ok((rms_norm(&x, &self.norm, eps)?, own))
     }
 }
 

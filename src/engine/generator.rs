@@ -125,30 +125,97 @@ impl Engine {
     pub fn generate(&mut self, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Event)) -> Result<Stats, EngineError> {
         req.sampler.validate().map_err(EngineError::Sampling)?;
         let ctx = self.model.config().context_length;
+        let mut dec = Decoding::new(req, req.sampler.clone());
+        let t0 = Instant::now();
+        let (reused, mut logits) = self.prefill(req, cancel)?;
+        let prefill_secs = t0.elapsed().as_secs_f64();
+
+        let t1 = Instant::now();
+        let stop = loop {
+            if cancel.is_cancelled() || logits.is_empty() {
+                break StopReason::Cancelled;
+            }
+            if let Some(stop) = dec.advance(&mut logits, req.max_new_tokens, &self.tokenizer, &self.eos_ids, emit)? {
+                break stop;
+            }
+            if self.model.position() >= ctx {
+                break StopReason::ContextFull;
+            }
+            logits = self.model.forward(&[dec.last()])?;
+            self.cached.push(dec.last());
+        };
+        let stats = dec.finish(stop, &self.tokenizer, emit, Timing { reused, prefill_secs, decode_secs: t1.elapsed().as_secs_f64() })?;
+        emit(Event::Done(stats.clone()));
+        Ok(stats)
+    }
+
+    /// Several generations of one prompt, one per sampler (a GRPO group): the prompt is
+    /// prefilled once, and on the fast CPU backend the sequences then decode side by side,
+    /// one batched pass per token, so each weight row is read once for all of them. Each
+    /// result equals what [`Engine::generate`] gives with that sampler.
+    pub fn generate_group(&mut self, req: &GenerateRequest, samplers: &[SamplerConfig], cancel: &CancelToken) -> Result<Vec<Stats>, EngineError> {
+        if samplers.len() < 2 || !matches!(self.model, super::Model::Cpu(_)) {
+            return samplers.iter().map(|s| self.generate(&GenerateRequest { sampler: s.clone(), ..req.clone() }, cancel, &mut |_| {})).collect();
+        }
+        for s in samplers {
+            s.validate().map_err(EngineError::Sampling)?;
+        }
+        let ctx = self.model.config().context_length;
+        let t0 = Instant::now();
+        let (reused, logits) = self.prefill(req, cancel)?;
+        let prefill_secs = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        let super::Model::Cpu(m) = &mut self.model else { unreachable!("checked above") };
+        m.fork(samplers.len());
+        let mut decs: Vec<Decoding> = samplers.iter().map(|s| Decoding::new(req, s.clone())).collect();
+        let mut rows: Vec<Vec<f32>> = vec![logits; samplers.len()];
+        let mut stops: Vec<Option<StopReason>> = vec![None; samplers.len()];
+        let result = (|| -> Result<(), EngineError> {
+            loop {
+                let mut next = Vec::new();
+                for (i, dec) in decs.iter_mut().enumerate() {
+                    if stops[i].is_some() {
+                        continue;
+                    }
+                    if cancel.is_cancelled() || rows[i].is_empty() {
+                        stops[i] = Some(StopReason::Cancelled);
+                    } else if let Some(stop) = dec.advance(&mut rows[i], req.max_new_tokens, &self.tokenizer, &self.eos_ids, &mut |_| {})? {
+                        stops[i] = Some(stop);
+                    } else if req.prompt_ids.len() + dec.generated - 1 >= ctx {
+                        stops[i] = Some(StopReason::ContextFull);
+                    } else {
+                        next.push(i);
+                    }
+                }
+                if next.is_empty() {
+                    return Ok(());
+                }
+                let slots: Vec<usize> = next.iter().map(|&i| i + 1).collect();
+                let ids: Vec<u32> = next.iter().map(|&i| decs[i].last()).collect();
+                let logits = m.forward_slots(&slots, &ids)?;
+                let vocab = logits.len() / next.len();
+                for (row, &i) in logits.chunks_exact(vocab).zip(&next) {
+                    rows[i] = row.to_vec();
+                }
+            }
+        })();
+        // The copies go; slot 0 still holds the prompt for the next generation to reuse.
+        m.fork(0);
+        result?;
+        let decode_secs = t1.elapsed().as_secs_f64();
+        decs.into_iter().zip(stops).map(|(dec, stop)| dec.finish(stop.unwrap_or(StopReason::Cancelled), &self.tokenizer, &mut |_| {}, Timing { reused, prefill_secs, decode_secs })).collect()
+    }
+
+    /// Runs the part of the prompt that is not cached; returns how much was reused and the
+    /// logits after the prompt (empty when cancelled).
+    fn prefill(&mut self, req: &GenerateRequest, cancel: &CancelToken) -> Result<(usize, Vec<f32>), EngineError> {
+        let ctx = self.model.config().context_length;
         if req.prompt_ids.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
         if req.prompt_ids.len() >= ctx {
             return Err(EngineError::ContextOverflow { needed: req.prompt_ids.len() + 1, limit: ctx });
         }
-        let mut sampler = Sampler::new(req.sampler.clone());
-        let mut parser = match req.start_in {
-            StartIn::Fresh => ThinkParser::new(),
-            StartIn::Think => ThinkParser::inside_think(),
-            StartIn::Answer => ThinkParser::inside_answer(),
-        };
-        let mut stops = StopMatcher::new(&req.stop_strings);
-        let mut decoder = TokenDecoder::new();
-        let send = |segs: Vec<Segment>, emit: &mut dyn FnMut(Event)| {
-            for s in segs {
-                emit(match s {
-                    Segment::Think(t) => Event::Think(t),
-                    Segment::Answer(t) => Event::Answer(t),
-                });
-            }
-        };
-
-        let t0 = Instant::now();
         let reused = self.reuse_prefix(&req.prompt_ids);
         let mut logits = Vec::new();
         for chunk in req.prompt_ids[reused..].chunks(PREFILL_CHUNK) {
@@ -158,64 +225,7 @@ impl Engine {
             logits = self.model.forward(chunk)?;
         }
         self.cached = req.prompt_ids.clone();
-        let prefill_secs = t0.elapsed().as_secs_f64();
-
-        let t1 = Instant::now();
-        let mut history = req.prompt_ids.clone();
-        let mut generated = 0usize;
-        let stop = loop {
-            if cancel.is_cancelled() || logits.is_empty() {
-                break StopReason::Cancelled;
-            }
-            if generated >= req.max_new_tokens {
-                break StopReason::MaxTokens;
-            }
-            let id = sampler.sample(&mut logits, &history);
-            generated += 1;
-            history.push(id);
-            if self.eos_ids.contains(&id) {
-                break StopReason::Eos;
-            }
-            if let Some(text) = decoder.push(&self.tokenizer, id)? {
-                match stops.push(&text) {
-                    StopScan::Emit(t) => send(parser.push(&t), emit),
-                    StopScan::Stopped(t, s) => {
-                        send(parser.push(&t), emit);
-                        break StopReason::StopString(s);
-                    }
-                }
-            }
-            if self.model.position() >= ctx {
-                break StopReason::ContextFull;
-            }
-            logits = self.model.forward(&[id])?;
-            self.cached.push(id);
-        };
-        if !matches!(stop, StopReason::StopString(_)) {
-            let tail = decoder.flush(&self.tokenizer)?;
-            let mut rest = match stops.push(&tail) {
-                StopScan::Emit(t) | StopScan::Stopped(t, _) => t,
-            };
-            rest.push_str(&stops.flush());
-            send(parser.push(&rest), emit);
-        }
-        send(parser.finish(stop.natural()), emit);
-        let decode_secs = t1.elapsed().as_secs_f64();
-        let prompt_tokens = req.prompt_ids.len();
-        let stats = Stats {
-            prompt_tokens,
-            reused_tokens: reused,
-            generated_tokens: generated,
-            prefill_secs,
-            decode_secs,
-            prefill_tok_s: rate(prompt_tokens - reused, prefill_secs),
-            decode_tok_s: rate(generated, decode_secs),
-            stop,
-            format: parser.report().clone(),
-            completion_ids: history[req.prompt_ids.len()..].to_vec(),
-        };
-        emit(Event::Done(stats.clone()));
-        Ok(stats)
+        Ok((reused, logits))
     }
 
     /// Keeps the cached KV state of the longest shared prefix (at least one prompt token
@@ -226,6 +236,97 @@ impl Engine {
         self.model.truncate(keep);
         self.cached.truncate(keep);
         keep
+    }
+}
+
+struct Timing {
+    reused: usize,
+    prefill_secs: f64,
+    decode_secs: f64,
+}
+
+/// One sequence's decoding: sampling, end-of-sequence and stop strings, the streaming
+/// think/answer split.
+struct Decoding {
+    sampler: Sampler,
+    parser: ThinkParser,
+    stops: StopMatcher,
+    decoder: TokenDecoder,
+    history: Vec<u32>,
+    prompt_len: usize,
+    generated: usize,
+}
+
+fn send(segs: Vec<Segment>, emit: &mut dyn FnMut(Event)) {
+    for s in segs {
+        emit(match s {
+            Segment::Think(t) => Event::Think(t),
+            Segment::Answer(t) => Event::Answer(t),
+        });
+    }
+}
+
+impl Decoding {
+    fn new(req: &GenerateRequest, sampler: SamplerConfig) -> Self {
+        let parser = match req.start_in {
+            StartIn::Fresh => ThinkParser::new(),
+            StartIn::Think => ThinkParser::inside_think(),
+            StartIn::Answer => ThinkParser::inside_answer(),
+        };
+        Self { sampler: Sampler::new(sampler), parser, stops: StopMatcher::new(&req.stop_strings), decoder: TokenDecoder::new(), history: req.prompt_ids.clone(), prompt_len: req.prompt_ids.len(), generated: 0 }
+    }
+
+    /// Picks the next token from `logits` and streams its text; `Some(stop)` ends the
+    /// sequence (the token that ended it is kept in the history).
+    fn advance(&mut self, logits: &mut [f32], max_new: usize, tok: &super::TextTokenizer, eos: &[u32], emit: &mut dyn FnMut(Event)) -> Result<Option<StopReason>, EngineError> {
+        if self.generated >= max_new {
+            return Ok(Some(StopReason::MaxTokens));
+        }
+        let id = self.sampler.sample(logits, &self.history);
+        self.generated += 1;
+        self.history.push(id);
+        if eos.contains(&id) {
+            return Ok(Some(StopReason::Eos));
+        }
+        if let Some(text) = self.decoder.push(tok, id)? {
+            match self.stops.push(&text) {
+                StopScan::Emit(t) => send(self.parser.push(&t), emit),
+                StopScan::Stopped(t, s) => {
+                    send(self.parser.push(&t), emit);
+                    return Ok(Some(StopReason::StopString(s)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn last(&self) -> u32 {
+        self.history[self.history.len() - 1]
+    }
+
+    /// Streams what is still held back and returns the generation's stats.
+    fn finish(mut self, stop: StopReason, tok: &super::TextTokenizer, emit: &mut dyn FnMut(Event), t: Timing) -> Result<Stats, EngineError> {
+        if !matches!(stop, StopReason::StopString(_)) {
+            let tail = self.decoder.flush(tok)?;
+            let mut rest = match self.stops.push(&tail) {
+                StopScan::Emit(t) | StopScan::Stopped(t, _) => t,
+            };
+            rest.push_str(&self.stops.flush());
+            send(self.parser.push(&rest), emit);
+        }
+        send(self.parser.finish(stop.natural()), emit);
+        Ok(Stats {
+            prompt_tokens: self.prompt_len,
+            reused_tokens: t.reused,
+            generated_tokens: self.generated,
+            prefill_secs: t.prefill_secs,
+            decode_secs: t.decode_secs,
+            prefill_tok_s: rate(self.prompt_len - t.reused, t.prefill_secs),
+            decode_tok_s: rate(self.generated, t.decode_secs),
+            stop,
+            format: self.parser.report().clone(),
+            completion_ids: self.history.split_off(self.prompt_len),
+        })
     }
 }
 

@@ -243,6 +243,21 @@ impl Engine {
         Ok(out)
     }
 
+    /// Swaps in new quantized weights (GGUF names) without reloading the file; the KV
+    /// state is dropped. Returns false, changing nothing, where the backend cannot (the
+    /// general candle path): reload the model from a file then.
+    pub fn set_weights(&mut self, tensors: &[(String, candle_core::quantized::QTensor)]) -> Result<bool, EngineError> {
+        let Model::Cpu(m) = &mut self.model else { return Ok(false) };
+        for (name, t) in tensors {
+            let dims = t.shape().dims();
+            let data = t.data().map_err(|e| EngineError::Model(format!("{name}: {e}")))?.into_owned();
+            m.set_matrix(name, t.dtype(), dims[0], dims[1], data)?;
+        }
+        self.cached.clear();
+        self.model.clear();
+        Ok(true)
+    }
+
     /// Token ids of `request` in `mode`.
     pub fn prompt_ids(&self, mode: TemplateMode, request: &str) -> Result<Vec<u32>, EngineError> {
         let pieces = self.prompts.build(mode, request)?;

@@ -101,6 +101,9 @@ impl Sampler {
             return argmax(logits);
         }
         let t = self.cfg.temperature as f32;
+        if self.cfg.top_k == 0 && self.cfg.top_p >= 1.0 {
+            return self.sample_full(logits, t);
+        }
         let c = &mut self.scratch;
         c.clear();
         c.extend(logits.iter().enumerate().filter(|(_, l)| l.is_finite()).map(|(i, &l)| (i as u32, l / t)));
@@ -145,6 +148,33 @@ impl Sampler {
     }
 }
 
+impl Sampler {
+    /// Plain temperature sampling over the whole vocabulary: with nothing cut, the draw
+    /// needs no sorted order, so it walks the tokens by id (a GRPO rollout's setting, where
+    /// a sort of the vocabulary per token would cost as much as a decode step's matmuls).
+    fn sample_full(&mut self, logits: &[f32], t: f32) -> u32 {
+        let max = logits.iter().filter(|l| l.is_finite()).fold(f32::NEG_INFINITY, |m, &l| m.max(l));
+        if max == f32::NEG_INFINITY {
+            return argmax(logits);
+        }
+        let w = |l: f32| if l.is_finite() { ((l - max) / t).exp() } else { 0.0 };
+        let sum: f32 = logits.iter().map(|&l| w(l)).sum();
+        let mut r = self.rng.random::<f32>() * sum;
+        let mut last = 0;
+        for (i, &l) in logits.iter().enumerate() {
+            let p = w(l);
+            if p > 0.0 {
+                last = i;
+                r -= p;
+                if r <= 0.0 {
+                    return i as u32;
+                }
+            }
+        }
+        last as u32
+    }
+}
+
 pub fn argmax(logits: &[f32]) -> u32 {
     let mut best = 0usize;
     for (i, &l) in logits.iter().enumerate() {
@@ -180,6 +210,23 @@ mod tests {
         for _ in 0..100 {
             assert_eq!(s.sample(&mut [4.0, 2.0, -5.0, -6.0], &[]), 0);
         }
+    }
+
+    #[test]
+    fn full_vocabulary_draws_follow_the_softmax() {
+        // Temperature 0.5 over logits [0, ln 2, ln 4, -inf]: p ∝ [1, 4, 16, 0].
+        let mut s = Sampler::new(SamplerConfig { temperature: 0.5, top_p: 1.0, top_k: 0, seed: 3, ..Default::default() });
+        let mut counts = [0usize; 4];
+        for _ in 0..21_000 {
+            counts[s.sample(&mut [0.0, 2f32.ln(), 4f32.ln(), f32::NEG_INFINITY], &[]) as usize] += 1;
+        }
+        assert_eq!(counts[3], 0);
+        for (got, want) in counts.iter().zip([1000.0, 4000.0, 16000.0]) {
+            assert!((*got as f64 - want).abs() < 0.06 * want + 60.0, "{counts:?}");
+        }
+        // Nothing finite to draw from: the same fallback as the sorted path (argmax).
+        let mut none = [f32::NAN, f32::NEG_INFINITY];
+        assert_eq!(Sampler::new(SamplerConfig { temperature: 1.0, top_p: 1.0, ..Default::default() }).sample(&mut none, &[]), argmax(&none));
     }
 
     #[test]

@@ -63,17 +63,28 @@ impl LossStats {
 /// Log-probs [n] of `completion` after `prompt` (with gradient), and the policy's entropy at
 /// each of those positions (without).
 pub fn sequence_logprobs(model: &DenseModel, prompt: &[u32], completion: &[u32]) -> Result<(Tensor, Tensor), RlError> {
-    if prompt.is_empty() || completion.is_empty() {
+    Ok(group_logprobs(model, prompt, &[completion])?.remove(0))
+}
+
+/// [`sequence_logprobs`] for several completions of one prompt, which goes through the
+/// model once for all of them (see `DenseModel::group_logits`).
+pub fn group_logprobs(model: &DenseModel, prompt: &[u32], completions: &[&[u32]]) -> Result<Vec<(Tensor, Tensor)>, RlError> {
+    if prompt.is_empty() || completions.iter().any(|c| c.is_empty()) {
         return Err(RlError::Config("a rollout needs a prompt and at least one completion token".into()));
     }
-    let ids: Vec<u32> = prompt.iter().chain(&completion[..completion.len() - 1]).copied().collect();
-    let logits = model.logits_from(&ids, prompt.len() - 1)?;
-    let lsm = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let idx = Tensor::new(completion, model.device())?.unsqueeze(1)?;
-    let lp = lsm.gather(&idx, 1)?.squeeze(1)?;
-    let l = lsm.detach();
-    let entropy = (l.exp()? * &l)?.sum(D::Minus1)?.neg()?;
-    Ok((lp, entropy))
+    let logits = model.group_logits(prompt, completions)?;
+    logits
+        .iter()
+        .zip(completions)
+        .map(|(logits, completion)| {
+            let lsm = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+            let idx = Tensor::new(*completion, model.device())?.unsqueeze(1)?;
+            let lp = lsm.gather(&idx, 1)?.squeeze(1)?;
+            let l = lsm.detach();
+            let entropy = (l.exp()? * &l)?.sum(D::Minus1)?.neg()?;
+            Ok((lp, entropy))
+        })
+        .collect()
 }
 
 /// The summed GRPO loss of `rollouts`, divided by `total_tokens` (the completion tokens of
@@ -83,8 +94,13 @@ pub fn grpo_loss(model: &DenseModel, rollouts: &[Rollout], cfg: &GrpoConfig, tot
     let dtype = model.dtype();
     let mut total: Option<Tensor> = None;
     let mut stats = LossStats::default();
-    for r in rollouts {
-        let (lp, entropy) = sequence_logprobs(model, &r.prompt_ids, &r.completion_ids)?;
+    // Neighbours with the same prompt (a group's rollouts) share one prompt pass.
+    let mut scored = Vec::with_capacity(rollouts.len());
+    for run in rollouts.chunk_by(|a, b| a.prompt_ids == b.prompt_ids) {
+        let completions: Vec<&[u32]> = run.iter().map(|r| r.completion_ids.as_slice()).collect();
+        scored.extend(group_logprobs(model, &run[0].prompt_ids, &completions)?);
+    }
+    for (r, (lp, entropy)) in rollouts.iter().zip(scored) {
         let n = r.completion_ids.len();
         let old = match &r.old_logprobs {
             Some(v) if v.len() == n => Tensor::from_slice(v, n, dev)?.to_dtype(dtype)?,

@@ -9,22 +9,27 @@ use candle_core::Device;
 use std::io::Write;
 use std::path::Path;
 
-/// Writes the merged model to `dest` atomically.
-pub fn write_merged_gguf(base: &Path, dense: &DenseModel, dest: &Path) -> Result<(), RlError> {
-    let io = |p: &Path, e: &dyn std::fmt::Display| RlError::Io { path: p.display().to_string(), detail: e.to_string() };
-    let mut r = std::io::BufReader::new(std::fs::File::open(base).map_err(|e| io(base, &crate::fsutil::describe_io(&e)))?);
-    let ct = gguf_file::Content::read(&mut r).map_err(|e| io(base, &e))?;
-    let mut merged = std::collections::HashMap::new();
+/// Every adapted matrix merged and quantized to Q8_0, by GGUF tensor name.
+pub fn merged_tensors(dense: &DenseModel) -> Result<Vec<(String, QTensor)>, RlError> {
+    let mut merged = Vec::new();
     for (i, block) in dense.blocks.iter().enumerate() {
         for (name, lin) in [("q_proj", &block.q), ("k_proj", &block.k), ("v_proj", &block.v), ("o_proj", &block.o), ("gate_proj", &block.gate), ("up_proj", &block.up), ("down_proj", &block.down)] {
             let Some(l) = &lin.lora else { continue };
             let delta = (l.b.as_tensor().matmul(l.a.as_tensor())? * l.scale)?;
             let w = (&lin.weight + delta)?.to_dtype(candle_core::DType::F32)?;
             let module = if name.ends_with("_proj") && ["q", "k", "v", "o"].iter().any(|p| name.starts_with(p)) { "self_attn" } else { "mlp" };
-            let key = gguf_name(&format!("model.layers.{i}.{module}.{name}.weight"));
-            merged.insert(key, QTensor::quantize(&w, GgmlDType::Q8_0)?);
+            merged.push((gguf_name(&format!("model.layers.{i}.{module}.{name}.weight")), QTensor::quantize(&w, GgmlDType::Q8_0)?));
         }
     }
+    Ok(merged)
+}
+
+/// Writes the merged model to `dest` atomically.
+pub fn write_merged_gguf(base: &Path, dense: &DenseModel, dest: &Path) -> Result<(), RlError> {
+    let io = |p: &Path, e: &dyn std::fmt::Display| RlError::Io { path: p.display().to_string(), detail: e.to_string() };
+    let mut r = std::io::BufReader::new(std::fs::File::open(base).map_err(|e| io(base, &crate::fsutil::describe_io(&e)))?);
+    let ct = gguf_file::Content::read(&mut r).map_err(|e| io(base, &e))?;
+    let mut merged: std::collections::HashMap<String, QTensor> = merged_tensors(dense)?.into_iter().collect();
     let mut names: Vec<&String> = ct.tensor_infos.keys().collect();
     names.sort();
     let mut tensors = Vec::with_capacity(names.len());

@@ -13,7 +13,7 @@ pub mod merge;
 pub mod optim;
 pub mod trainer;
 
-pub use grpo::{grpo_loss, sequence_logprobs, GrpoConfig, LossStats, Rollout};
+pub use grpo::{group_logprobs, grpo_loss, sequence_logprobs, GrpoConfig, LossStats, Rollout};
 pub use lora::{attach, load_adapters, save_adapters, Adapters, LoraConfig};
 
 #[derive(Debug, thiserror::Error)]

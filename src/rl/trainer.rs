@@ -61,6 +61,8 @@ pub struct Trainer {
     order: Vec<usize>,
     /// Steps completed.
     pub step: usize,
+    /// The rollout engine, kept between steps (its weights are swapped, not reloaded).
+    rollout: Option<Engine>,
 }
 
 fn io(p: &Path, e: &std::io::Error) -> RlError {
@@ -109,7 +111,7 @@ impl Trainer {
             let j = (crate::engine::derive_seed(job.run.seed, &[0x5348_5546, i as u64]) % (i as u64 + 1)) as usize;
             order.swap(i, j);
         }
-        let mut t = Self { job, dir: dir.to_path_buf(), base: base.to_path_buf(), dense, adapters, opt, prompts, order, step: 0 };
+        let mut t = Self { job, dir: dir.to_path_buf(), base: base.to_path_buf(), dense, adapters, opt, prompts, order, step: 0, rollout: None };
         if how == Open::Resume {
             t.resume()?;
         } else if how == Open::Fresh {
@@ -250,27 +252,27 @@ impl Trainer {
         let t0 = Instant::now();
 
         // 1. Rollouts from the current policy.
-        let rollout_model = self.dir.join("rollout.gguf");
-        write_merged_gguf(&self.base, &self.dense, &rollout_model)?;
-        let mut engine = Engine::load(&rollout_model, &Device::Cpu, LoadOptions::default(), None)?;
+        let mut engine = self.rollout_engine()?;
         let mode = job.data.template;
         let mut groups = Vec::with_capacity(p);
         for j in 0..p {
             let idx = self.order[((k - 1) * p + j) % self.order.len()];
             let tp = self.prompts[idx].clone();
             let prompt_ids = engine.prompt_ids(mode, &tp.prompt)?;
+            let samplers: Vec<SamplerConfig> = (0..g)
+                .map(|r| SamplerConfig { temperature: job.rollout.temperature, top_p: job.rollout.top_p, top_k: 0, repetition_penalty: 1.0, repeat_last_n: 64, seed: crate::engine::derive_seed(job.run.seed, &[k as u64, j as u64, r as u64]) })
+                .collect();
+            let req = GenerateRequest { prompt_ids: prompt_ids.clone(), sampler: samplers[0].clone(), max_new_tokens: job.rollout.max_new_tokens, stop_strings: mode.stop_strings(), start_in: mode.start_in() };
+            // The group decodes side by side: one batched pass per token for all G.
             let mut outs = Vec::with_capacity(g);
-            for r in 0..g {
-                let sampler = SamplerConfig { temperature: job.rollout.temperature, top_p: job.rollout.top_p, top_k: 0, repetition_penalty: 1.0, repeat_last_n: 64, seed: crate::engine::derive_seed(job.run.seed, &[k as u64, j as u64, r as u64]) };
-                let req = GenerateRequest { prompt_ids: prompt_ids.clone(), sampler, max_new_tokens: job.rollout.max_new_tokens, stop_strings: mode.stop_strings(), start_in: mode.start_in() };
-                let stats = engine.generate(&req, &CancelToken::default(), &mut |_| {})?;
+            for stats in engine.generate_group(&req, &samplers, &CancelToken::default())? {
                 // Rewards read the whole output, the prompt's prefilled part included.
                 let text = format!("{}{}", mode.prefill(), engine.tokenizer.decode(&stats.completion_ids)?);
                 outs.push((stats, text));
             }
             groups.push((tp, prompt_ids, outs));
         }
-        drop(engine);
+        self.rollout = Some(engine);
         let t_rollout = t0.elapsed().as_secs_f64();
 
         // 2. Rewards and advantages (per-reward z-scores in each group, averaged).
@@ -410,6 +412,25 @@ impl Trainer {
             self.checkpoint()?;
         }
         Ok(m)
+    }
+
+    /// The fast engine with the current policy: the adapted matrices merged and swapped
+    /// into the engine of the last step (no file written); the first step loads the base
+    /// model. Backends that cannot swap weights load a merged GGUF file instead.
+    fn rollout_engine(&mut self) -> Result<Engine, RlError> {
+        let merged = super::merge::merged_tensors(&self.dense)?;
+        if let Some(mut e) = self.rollout.take() {
+            if e.set_weights(&merged)? {
+                return Ok(e);
+            }
+        }
+        let mut e = Engine::load(&self.base, &Device::Cpu, LoadOptions::default(), None)?;
+        if e.set_weights(&merged)? {
+            return Ok(e);
+        }
+        let path = self.dir.join("rollout.gguf");
+        write_merged_gguf(&self.base, &self.dense, &path)?;
+        Ok(Engine::load(&path, &Device::Cpu, LoadOptions::default(), None)?)
     }
 
     /// Log-probs of each completion under the base model (adapters switched off).

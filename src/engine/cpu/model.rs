@@ -94,9 +94,30 @@ struct Layer {
     gate: Matrix,
     up: Matrix,
     down: Matrix,
-    /// K and V per position: `[pos][kv_heads * head_dim]`, grown by doubling.
-    k: Vec<f32>,
-    v: Vec<f32>,
+}
+
+/// One sequence's K/V state: per layer, `[pos][kv_heads * head_dim]`, grown by doubling.
+#[derive(Default, Clone)]
+struct Cache {
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    pos: usize,
+}
+
+impl Cache {
+    /// Makes room for `len` positions in every layer.
+    fn reserve(&mut self, layers: usize, len: usize, kvd: usize, context: usize) {
+        self.k.resize_with(layers, Vec::new);
+        self.v.resize_with(layers, Vec::new);
+        let need = len * kvd;
+        for (k, v) in self.k.iter_mut().zip(self.v.iter_mut()) {
+            if k.len() < need {
+                let cap = len.next_power_of_two().max(256).min(context) * kvd;
+                k.resize(cap.max(need), 0.0);
+                v.resize(cap.max(need), 0.0);
+            }
+        }
+    }
 }
 
 pub struct CpuModel {
@@ -107,7 +128,9 @@ pub struct CpuModel {
     layers: Vec<Layer>,
     cos: Vec<f32>,
     sin: Vec<f32>,
-    pos: usize,
+    /// Sequence slots: 0 is the main sequence; [`CpuModel::fork`] adds copies of it that
+    /// decode side by side ([`CpuModel::forward_slots`]).
+    caches: Vec<Cache>,
 }
 
 fn weight_type(d: GgmlDType) -> Option<WeightType> {
@@ -155,24 +178,83 @@ impl CpuModel {
                 gate: matrix(ct, r, &n("ffn_gate.weight"))?,
                 up: matrix(ct, r, &n("ffn_up.weight"))?,
                 down: matrix(ct, r, &n("ffn_down.weight"))?,
-                k: Vec::new(),
-                v: Vec::new(),
             });
         }
         let (cos, sin) = crate::engine::model::rope_table(&cfg);
-        Ok(Self { cfg, embed, output, norm, layers, cos, sin, pos: 0 })
+        Ok(Self { cfg, embed, output, norm, layers, cos, sin, caches: vec![Cache::default()] })
     }
 
     pub fn position(&self) -> usize {
-        self.pos
+        self.caches[0].pos
     }
 
     pub fn clear(&mut self) {
-        self.pos = 0;
+        self.caches.truncate(1);
+        self.caches[0].pos = 0;
     }
 
     pub fn truncate(&mut self, len: usize) {
-        self.pos = self.pos.min(len);
+        self.caches[0].pos = self.caches[0].pos.min(len);
+    }
+
+    /// Replaces a weight matrix (by its GGUF name) with new quantized bytes of the same
+    /// shape, and forgets every cached position (they were computed with the old weights).
+    pub fn set_matrix(&mut self, name: &str, dtype: GgmlDType, rows: usize, cols: usize, data: Vec<u8>) -> Result<(), EngineError> {
+        let t = weight_type(dtype).ok_or_else(|| EngineError::Unsupported(format!("{name} has type {dtype:?}")))?;
+        let bad = || EngineError::Model(format!("no weight matrix {name}"));
+        let (layer, field) = name.strip_prefix("blk.").and_then(|r| r.split_once('.')).ok_or_else(bad)?;
+        let l = self.layers.get_mut(layer.parse::<usize>().map_err(|_| bad())?).ok_or_else(bad)?;
+        let m = match field {
+            "attn_q.weight" => &mut l.wq,
+            "attn_k.weight" => &mut l.wk,
+            "attn_v.weight" => &mut l.wv,
+            "attn_output.weight" => &mut l.wo,
+            "ffn_gate.weight" => &mut l.gate,
+            "ffn_up.weight" => &mut l.up,
+            "ffn_down.weight" => &mut l.down,
+            _ => return Err(bad()),
+        };
+        if (m.rows, m.cols) != (rows, cols) || data.len() != rows * (cols / QK) * t.block_bytes() {
+            return Err(EngineError::Model(format!("{name}: new weights are {rows}×{cols} in {} bytes, the model's are {}×{}", data.len(), m.rows, m.cols)));
+        }
+        *m = Matrix { t, rows, cols, data };
+        self.clear();
+        Ok(())
+    }
+
+    /// Makes slots 1..=n copies of the main sequence (slot 0), which stays as it is.
+    pub fn fork(&mut self, n: usize) {
+        let kvd = self.cfg.n_kv_head * self.cfg.head_dim;
+        let main = &self.caches[0];
+        let used = main.pos * kvd;
+        let copy = Cache { k: main.k.iter().map(|k| k[..used].to_vec()).collect(), v: main.v.iter().map(|v| v[..used].to_vec()).collect(), pos: main.pos };
+        self.caches.truncate(1);
+        self.caches.extend(std::iter::repeat_n(copy, n));
+    }
+
+    /// One token for each of `slots` (distinct, from [`CpuModel::fork`]), each after its
+    /// own cached positions, in one pass: every weight row is read once for all of them.
+    /// Returns their logits, row after row.
+    pub fn forward_slots(&mut self, slots: &[usize], ids: &[u32]) -> Result<Vec<f32>, EngineError> {
+        assert_eq!(slots.len(), ids.len(), "one token per slot");
+        if ids.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        if let Some(&bad) = slots.iter().find(|&&s| s == 0 || s >= self.caches.len()) {
+            return Err(EngineError::Model(format!("no sequence slot {bad}")));
+        }
+        if let Some(&s) = slots.iter().find(|&&s| self.caches[s].pos >= self.cfg.context_length) {
+            return Err(EngineError::ContextOverflow { needed: self.caches[s].pos + 1, limit: self.cfg.context_length });
+        }
+        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= self.embed.rows) {
+            return Err(EngineError::Model(format!("token id {bad} is outside the vocabulary")));
+        }
+        let rows: Vec<(usize, usize)> = slots.iter().map(|&s| (s, self.caches[s].pos)).collect();
+        let logits = self.run(ids, &rows, true);
+        for &s in slots {
+            self.caches[s].pos += 1;
+        }
+        Ok(logits)
     }
 
     /// Runs `ids` after the cached positions; returns the last position's logits, or with
@@ -181,24 +263,31 @@ impl CpuModel {
         if ids.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
-        if self.pos + ids.len() > self.cfg.context_length {
-            return Err(EngineError::ContextOverflow { needed: self.pos + ids.len(), limit: self.cfg.context_length });
+        let pos = self.caches[0].pos;
+        if pos + ids.len() > self.cfg.context_length {
+            return Err(EngineError::ContextOverflow { needed: pos + ids.len(), limit: self.cfg.context_length });
         }
         if let Some(&bad) = ids.iter().find(|&&i| i as usize >= self.embed.rows) {
             return Err(EngineError::Model(format!("token id {bad} is outside the vocabulary")));
         }
-        let logits = self.run(ids, all);
-        self.pos += ids.len();
+        let rows: Vec<(usize, usize)> = (0..ids.len()).map(|t| (0, pos + t)).collect();
+        let logits = self.run(ids, &rows, all);
+        self.caches[0].pos += ids.len();
         Ok(logits)
     }
 
-    fn run(&mut self, ids: &[u32], all: bool) -> Vec<f32> {
+    /// Runs token `ids[i]` as position `rows[i].1` of sequence slot `rows[i].0`. Rows of one
+    /// slot must be consecutive positions in order (a prefill chunk); each row attends to
+    /// its own slot's cache up to its position.
+    fn run(&mut self, ids: &[u32], rows: &[(usize, usize)], all: bool) -> Vec<f32> {
         let cfg = self.cfg.clone();
         let (s, hid) = (ids.len(), cfg.hidden);
         let (nh, nkv, hd) = (cfg.n_head, cfg.n_kv_head, cfg.head_dim);
         let (qd, kvd) = (nh * hd, nkv * hd);
         let eps = cfg.rms_eps as f32;
-        let pos = self.pos;
+        for &(slot, p) in rows {
+            self.caches[slot].reserve(self.layers.len(), p + 1, kvd, cfg.context_length);
+        }
         let mut x = vec![0f32; s * hid];
         for (t, &id) in ids.iter().enumerate() {
             dequantize_row(self.embed.t, self.embed.row(id as usize), &mut x[t * hid..(t + 1) * hid]);
@@ -210,7 +299,7 @@ impl CpuModel {
         let mut proj = vec![0f32; s * hid];
         let ffn = self.layers[0].gate.rows;
         let (mut g, mut u) = (vec![0f32; s * ffn], vec![0f32; s * ffn]);
-        for l in self.layers.iter_mut() {
+        for (li, l) in self.layers.iter().enumerate() {
             rms_norm(&x, &l.attn_norm, eps, &mut h);
             quantize(&h, hid, &mut acts);
             matmul(&mut [(&l.wq, &mut q), (&l.wk, &mut k), (&l.wv, &mut v)], &acts, s);
@@ -223,22 +312,17 @@ impl CpuModel {
             if let Some(w) = &l.k_norm {
                 rms_norm(&k.clone(), w, eps, &mut k);
             }
-            for t in 0..s {
-                let p = pos + t;
+            for (t, &(slot, p)) in rows.iter().enumerate() {
                 let (c, sn) = (&self.cos[p * hd / 2..(p + 1) * hd / 2], &self.sin[p * hd / 2..(p + 1) * hd / 2]);
                 for head in q[t * qd..(t + 1) * qd].chunks_exact_mut(hd).chain(k[t * kvd..(t + 1) * kvd].chunks_exact_mut(hd)) {
                     rope(head, c, sn, cfg.rope_neox);
                 }
+                let cache = &mut self.caches[slot];
+                cache.k[li][p * kvd..(p + 1) * kvd].copy_from_slice(&k[t * kvd..(t + 1) * kvd]);
+                cache.v[li][p * kvd..(p + 1) * kvd].copy_from_slice(&v[t * kvd..(t + 1) * kvd]);
             }
-            let need = (pos + s) * kvd;
-            if l.k.len() < need {
-                let cap = (pos + s).next_power_of_two().max(256).min(cfg.context_length) * kvd;
-                l.k.resize(cap.max(need), 0.0);
-                l.v.resize(cap.max(need), 0.0);
-            }
-            l.k[pos * kvd..need].copy_from_slice(&k);
-            l.v[pos * kvd..need].copy_from_slice(&v);
-            attention(&q, &l.k[..need], &l.v[..need], s, pos, nh, nkv, hd, &mut att);
+            let views: Vec<(&[f32], &[f32], usize)> = rows.iter().map(|&(slot, p)| (&self.caches[slot].k[li][..], &self.caches[slot].v[li][..], p)).collect();
+            attention(&q, &views, nh, nkv, hd, &mut att);
             quantize(&att, qd, &mut acts);
             matmul(&mut [(&l.wo, &mut proj)], &acts, s);
             add(&mut x, &proj);
@@ -310,10 +394,11 @@ fn rope(head: &mut [f32], cos: &[f32], sin: &[f32], neox: bool) {
     }
 }
 
-/// Causal attention of `s` new tokens (at positions pos..pos+s) over the cache.
-#[allow(clippy::too_many_arguments)]
-fn attention(q: &[f32], kc: &[f32], vc: &[f32], s: usize, pos: usize, nh: usize, nkv: usize, hd: usize, out: &mut [f32]) {
+/// Causal attention: row t (query `q[t]`) attends to positions 0..=p of its cache, where
+/// `rows[t]` = (keys, values, p).
+fn attention(q: &[f32], rows: &[(&[f32], &[f32], usize)], nh: usize, nkv: usize, hd: usize, out: &mut [f32]) {
     let (qd, kvd) = (nh * hd, nkv * hd);
+    let s = rows.len();
     let rep = nh / nkv;
     let scale = 1.0 / (hd as f32).sqrt();
     let outp = OutPtr(out.as_mut_ptr());
@@ -321,7 +406,8 @@ fn attention(q: &[f32], kc: &[f32], vc: &[f32], s: usize, pos: usize, nh: usize,
         let (t, h) = (idx / nh, idx % nh);
         let kvh = h / rep;
         let qh = &q[t * qd + h * hd..t * qd + (h + 1) * hd];
-        let n = pos + t + 1;
+        let (kc, vc, p) = rows[t];
+        let n = p + 1;
         SCORES.with(|cell| {
             let mut scores = cell.borrow_mut();
             scores.clear();
@@ -345,7 +431,7 @@ fn attention(q: &[f32], kc: &[f32], vc: &[f32], s: usize, pos: usize, nh: usize,
     };
     debug_assert_eq!(out.len(), s * nh * hd);
     // Splitting pays off only once the cache is long.
-    if s * nh * (pos + s) >= 2048 {
+    if s * nh * rows.iter().map(|r| r.2 + 1).max().unwrap_or(0) >= 2048 {
         Pool::global().run(s * nh, &work);
     } else {
         (0..s * nh).for_each(work);
