@@ -382,6 +382,20 @@ fn train_tab_charts_a_recorded_run_and_controls_a_job() {
     assert_eq!(a.update(key(KeyCode::Esc)), Effect::None);
     assert!(a.runs.is_none());
     assert!(render(&a, 140, 36).contains("Prompt"));
+
+    // A run trained by another process (a live pid), paused from a terminal.
+    std::fs::write(run.join("pid"), std::process::id().to_string()).unwrap();
+    std::fs::write(run.join("status"), "paused after step 3").unwrap();
+    let view = load(runs.path(), None);
+    assert_eq!(view.live.as_deref(), Some("paused after step 3"));
+    let mut b = app();
+    b.update(key(KeyCode::F(8)));
+    b.update(Action::RunLoaded(Box::new(view)));
+    assert!(render(&b, 140, 36).contains("job in another process: paused after step 3"));
+    b.job = Some(JobState::Running("step 3 done".into()));
+    assert!(render(&b, 140, 36).contains("job: PAUSED (runs resume) · step 3 done"));
+    std::fs::write(run.join("pid"), "4000000000").unwrap();
+    assert_eq!(load(runs.path(), None).live, None, "a dead process is not a live run");
 }
 
 #[test]

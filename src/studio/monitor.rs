@@ -29,6 +29,9 @@ pub struct RunView {
     /// Rollouts of the latest step.
     pub samples: Vec<Value>,
     pub checkpoints: Vec<usize>,
+    /// `running` or `paused after step N` while a process (this studio or another
+    /// terminal) trains the run; see `rl::control`.
+    pub live: Option<String>,
 }
 
 /// A job started from the studio.
@@ -58,6 +61,7 @@ pub fn load(dir: &Path, want: Option<&str>) -> RunView {
         let last = v.metrics.last().and_then(|m| m["step"].as_u64());
         v.samples = read("samples.jsonl").into_iter().filter(|s| s["step"].as_u64() == last).collect();
         v.checkpoints = Trainer::checkpoints(&d);
+        v.live = crate::rl::control::live_status(&d);
     }
     v.runs = runs;
     v
@@ -153,12 +157,18 @@ pub fn draw(f: &mut Frame, app: &App, area: Rect) {
     let done = v.metrics.len();
     let mean_step = if done > 0 { v.metrics.iter().filter_map(|m| m["step_time"].as_f64()).sum::<f64>() / done as f64 } else { 0.0 };
     let eta = (v.steps_total.saturating_sub(done)) as f64 * mean_step;
+    // A pause asked from another terminal (`runs pause`) shows through the run's status.
+    let paused_elsewhere = v.live.as_deref().is_some_and(|l| l.starts_with("paused"));
     let job = match &app.job {
+        Some(JobState::Running(s)) if paused_elsewhere => format!("job: PAUSED (runs resume) · {s}"),
         Some(JobState::Running(s)) => format!("job: running · {s}"),
         Some(JobState::Paused(s)) => format!("job: PAUSED · {s}"),
         Some(JobState::Finished(s)) => format!("job: {s}"),
         Some(JobState::Failed(e)) => format!("job failed: {e}"),
-        None => "no job from this studio".into(),
+        None => match &v.live {
+            Some(l) => format!("job in another process: {l} · runs pause|resume|cancel from a terminal"),
+            None => "no job from this studio".into(),
+        },
     };
     let head = vec![
         Line::from(vec![
