@@ -1,6 +1,7 @@
-//! The policy as a GGUF file: every LoRA-adapted matrix merged (W + (α/r)·B·A) and
-//! re-quantized to Q8_0, every other tensor and all metadata copied from the base file.
-//! Rollouts decode it with the fast quantized engine; `train export` ships it.
+//! The policy as quantized weights: every LoRA-adapted matrix merged (W + (α/r)·B·A) and
+//! re-quantized to Q8_0. Rollouts swap them into the fast engine in memory
+//! ([`merged_tensors`]); `train export` writes them into a GGUF with every other tensor
+//! and all metadata copied from the base file ([`write_merged_gguf`]).
 
 use super::RlError;
 use crate::engine::dense::{gguf_name, DenseModel};
