@@ -249,3 +249,23 @@ fn weights_swapped_in_memory_decode_like_the_merged_file() {
     assert!(e.contains("new weights are 32×96"), "{e}");
     assert!(swapped.set_weights(&[("blk.9.attn_q.weight".into(), odd())]).unwrap_err().to_string().contains("no weight matrix"));
 }
+
+#[test]
+fn the_attention_memory_bound_rejects_a_long_sequence_and_passes_the_demo() {
+    use longwriter::rl::grpo::{attention_bytes_lower_bound, available_memory};
+    let r = |p: usize, c: usize, prompt: u32| Rollout { prompt_ids: vec![prompt; p], completion_ids: vec![1; c], advantage: 1.0, old_logprobs: None, ref_logprobs: None };
+    // SmolLM2-135M: 30 layers, 9 heads. One 3,072-token rollout after a 200-token prompt.
+    let long = attention_bytes_lower_bound(30, 9, &[r(200, 3073, 7)]);
+    assert_eq!(long, (200 * 200 + 3072 * 3272) * 30 * 9 * 5 * 4);
+    assert!(long > 50_000_000_000, "{long}");
+    // The demo's group: a 290-token prompt shared by four 192-token completions.
+    let group: Vec<Rollout> = (0..4).map(|_| r(290, 192, 7)).collect();
+    let demo = attention_bytes_lower_bound(30, 9, &group);
+    assert!(demo < 3_000_000_000, "{demo}");
+    // Different prompts are not shared.
+    let apart = attention_bytes_lower_bound(30, 9, &[r(290, 192, 7), r(290, 192, 8)]);
+    assert_eq!(apart, 2 * attention_bytes_lower_bound(30, 9, &group[..1]));
+    if cfg!(target_os = "linux") {
+        assert!(available_memory().is_some_and(|m| m > 0));
+    }
+}

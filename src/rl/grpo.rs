@@ -87,6 +87,30 @@ pub fn group_logprobs(model: &DenseModel, prompt: &[u32], completions: &[&[u32]]
         .collect()
 }
 
+/// A lower bound of the bytes a loss pass over `rollouts` holds for the backward pass:
+/// per layer and head, the attention map and four same-sized intermediates (scaled,
+/// masked, shifted, exponentiated) of every sequence, in f32. It grows with length², which
+/// is what runs a long-sequence job out of memory; everything else is left out, so a
+/// pass this says fits may still not, but one it rejects cannot.
+pub fn attention_bytes_lower_bound(layers: usize, heads: usize, rollouts: &[Rollout]) -> u64 {
+    let per = (layers * heads * 5 * 4) as u64;
+    rollouts
+        .chunk_by(|a, b| a.prompt_ids == b.prompt_ids)
+        .map(|run| {
+            let p = run[0].prompt_ids.len() as u64;
+            let completions: u64 = run.iter().map(|r| r.completion_ids.len().saturating_sub(1) as u64).map(|c| c * (p + c)).sum();
+            (p * p + completions) * per
+        })
+        .sum()
+}
+
+/// The memory the system can still give (Linux `MemAvailable`), in bytes.
+pub fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = text.lines().find_map(|l| l.strip_prefix("MemAvailable:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// The summed GRPO loss of `rollouts`, divided by `total_tokens` (the completion tokens of
 /// the whole batch), ready for `backward`.
 pub fn grpo_loss(model: &DenseModel, rollouts: &[Rollout], cfg: &GrpoConfig, total_tokens: usize) -> Result<(Tensor, LossStats), RlError> {

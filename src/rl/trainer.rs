@@ -343,6 +343,22 @@ impl Trainer {
         let mut loss_sum = 0.0;
         // Rollouts with zero advantage add nothing to the gradient (β = 0): skip their passes.
         let active: Vec<Rollout> = rollouts.iter().filter(|r| r.advantage != 0.0 || job.grpo.beta > 0.0).cloned().collect();
+        // A pass that cannot fit would end in an allocation failure (an abort); stop with
+        // a clear error instead. The checkpoints written so far are untouched.
+        if let Some(avail) = super::grpo::available_memory() {
+            let cfg = &self.dense.cfg;
+            for mb in active.chunks(job.optim.micro_batch) {
+                let need = super::grpo::attention_bytes_lower_bound(cfg.num_hidden_layers, cfg.n_head(), mb);
+                if need > avail {
+                    let longest = mb.iter().map(|r| r.prompt_ids.len() + r.completion_ids.len()).max().unwrap_or(0);
+                    return Err(RlError::Config(format!(
+                        "step {k}: the loss pass over sequences of up to {longest} tokens needs at least {:.1} GB for its attention maps alone, and {:.1} GB are available. Lower rollout.max_new_tokens or optim.micro_batch (gradient checkpointing is not implemented yet); `train --resume` continues from the last checkpoint",
+                        need as f64 / 1e9,
+                        avail as f64 / 1e9
+                    )));
+                }
+            }
+        }
         for (i, mb) in active.chunks(job.optim.micro_batch).enumerate() {
             if job.lora.dropout > 0.0 {
                 self.dense.seed_lora_dropout(Some(crate::engine::derive_seed(job.run.seed, &[0x4452_4f50, k as u64, i as u64])));
