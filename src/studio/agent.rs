@@ -65,3 +65,10 @@ mod tests {
         assert!(AgentView::default().resume(draft, &AgentSpec::default()).is_none());
     }
 }
+
+impl super::app::App {
+    /// AgentWrite's settings for the current request: the whole text's length target.
+    pub(super) fn agent_spec(&self) -> AgentSpec {
+        AgentSpec { target_words: self.target.map(|t| (t.lo + t.hi) / 2), retries: 1, ..Default::default() }
+    }
+}

@@ -511,11 +511,6 @@ impl App {
         self.phase = Phase::Generating;
     }
 
-    /// AgentWrite's settings for the current request: the whole text's length target.
-    fn agent_spec(&self) -> crate::engine::agentwrite::AgentSpec {
-        crate::engine::agentwrite::AgentSpec { target_words: self.target.map(|t| (t.lo + t.hi) / 2), retries: 1, ..Default::default() }
-    }
-
     pub fn theme(&self) -> &super::theme::Theme {
         &self.themes[self.theme_index.min(self.themes.len() - 1)]
     }
