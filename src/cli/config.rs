@@ -53,8 +53,9 @@ fn show(cli: &Cli, path: &std::path::Path) -> Result<()> {
     println!("config file: {}{}", path.display(), if path.exists() { "" } else { " (absent)" });
     let flag = "flag or environment";
     let file = "config.toml";
-    let model = pick(&[(flag, cli.model.clone()), (file, cfg.model.clone())], &crate::models::Registry::load()?.default);
     let entry = super::resolve_model(cli.model.as_deref().or(cfg.model.as_deref()))?;
+    // With neither layer set, the entry is the registry's default.
+    let model = pick(&[(flag, cli.model.clone()), (file, cfg.model.clone())], &entry.name);
     let rows = [
         ("model", model),
         ("template", pick(&[(flag, cli.template.map(|t| t.label().to_string())), (file, cfg.template.map(|t| t.label().to_string()))], "longwriter")),
