@@ -233,21 +233,22 @@ fn weights_swapped_in_memory_decode_like_the_merged_file() {
     assert_eq!(merged.len(), 2 * 3, "q, v and down of both layers");
     let file = dir.path().join("merged.gguf");
     longwriter::rl::merge::write_merged_gguf(&base, &dense, &file).unwrap();
-    let mut from_file = Engine::load(&file, &Device::Cpu, LoadOptions::default(), None).unwrap();
-    let mut swapped = Engine::load(&base, &Device::Cpu, LoadOptions::default(), None).unwrap();
-    let before = swapped.model.forward(&[3, 4, 5]).unwrap();
-    if !swapped.set_weights(&merged).unwrap() {
-        assert!(swapped.model.backend() != "cpu-fast" && !longwriter::engine::cpu::kernels::has_avx2(), "the fast backend swaps weights in place");
-        return;
+    // Both backends: the fast CPU decoder and candle's (the one CUDA rollouts use).
+    for opts in [LoadOptions::default(), LoadOptions { force_candle: true, ..LoadOptions::default() }] {
+        let mut from_file = Engine::load(&file, &Device::Cpu, opts, None).unwrap();
+        let mut swapped = Engine::load(&base, &Device::Cpu, opts, None).unwrap();
+        let backend = swapped.model.backend();
+        let before = swapped.model.forward(&[3, 4, 5]).unwrap();
+        assert!(swapped.set_weights(&merged).unwrap(), "{backend} swaps weights in place");
+        assert_eq!(swapped.model.position(), 0, "{backend}: the stale KV state is dropped");
+        let (a, b) = (from_file.model.forward(&[3, 4, 5]).unwrap(), swapped.model.forward(&[3, 4, 5]).unwrap());
+        assert_eq!(a, b, "{backend}: bit for bit what the merged file decodes");
+        assert_ne!(a, before, "{backend}: the swap changed the network");
+        let odd = || candle_core::quantized::QTensor::quantize(&Tensor::zeros((32, 96), DType::F32, &Device::Cpu).unwrap(), candle_core::quantized::GgmlDType::Q8_0).unwrap();
+        let e = swapped.set_weights(&[(merged[0].0.clone(), odd())]).unwrap_err().to_string();
+        assert!(e.contains("new weights are 32×96"), "{backend}: {e}");
+        assert!(swapped.set_weights(&[("blk.9.attn_q.weight".into(), odd())]).unwrap_err().to_string().contains("no weight matrix"), "{backend}");
     }
-    assert_eq!(swapped.model.position(), 0, "the stale KV state is dropped");
-    let (a, b) = (from_file.model.forward(&[3, 4, 5]).unwrap(), swapped.model.forward(&[3, 4, 5]).unwrap());
-    assert_eq!(a, b, "bit for bit what the merged file decodes");
-    assert_ne!(a, before, "the swap changed the network");
-    let odd = || candle_core::quantized::QTensor::quantize(&Tensor::zeros((32, 96), DType::F32, &Device::Cpu).unwrap(), candle_core::quantized::GgmlDType::Q8_0).unwrap();
-    let e = swapped.set_weights(&[(merged[0].0.clone(), odd())]).unwrap_err().to_string();
-    assert!(e.contains("new weights are 32×96"), "{e}");
-    assert!(swapped.set_weights(&[("blk.9.attn_q.weight".into(), odd())]).unwrap_err().to_string().contains("no weight matrix"));
 }
 
 #[test]

@@ -55,7 +55,7 @@ and listening to the sea. Storms came and went, ships passed in the night, and t
 
 pub fn run(a: BenchArgs, device: &str) -> Result<()> {
     if a.train {
-        return super::bench_train::run(a.model.as_deref(), a.reps, a.train_tokens, a.json);
+        return super::bench_train::run(a.model.as_deref(), a.reps, a.train_tokens, a.json, device);
     }
     if a.prompt_tokens == 0 || a.gen_tokens == 0 || a.reps == 0 {
         bail!("--prompt-tokens, --gen-tokens and --reps must be positive");

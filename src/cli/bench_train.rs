@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 
 const PROMPT: &str = "Write a short story of about 150 words about a lighthouse keeper who finds a message in a bottle.";
 
-pub fn run(model: Option<&str>, steps: usize, tokens: usize, json: bool) -> Result<()> {
+pub fn run(model: Option<&str>, steps: usize, tokens: usize, json: bool, device: &str) -> Result<()> {
     if steps == 0 || tokens == 0 {
         bail!("--reps (steps) and --train-tokens must be positive");
     }
@@ -29,7 +29,8 @@ pub fn run(model: Option<&str>, steps: usize, tokens: usize, json: bool) -> Resu
     job.optim.micro_batch = 4;
     job.run.steps = steps;
     job.run.checkpoint_every = steps;
-    let mut t = Trainer::new(job, &base, &tmp.path().join("run"), false)?;
+    let device = crate::engine::parse_device(device)?;
+    let mut t = Trainer::new(job, &base, &tmp.path().join("run"), false, &device)?;
     let mut rows = Vec::new();
     for _ in 0..steps {
         let m = t.run_step()?;

@@ -153,7 +153,7 @@ fn dispatch(cli: Cli, cfg: &Settings) -> anyhow::Result<()> {
         Some(Command::Sessions(c)) => sessions::run(c),
         Some(Command::Export(a)) => sessions::export(a),
         Some(Command::Import(a)) => sessions::import(a),
-        Some(Command::Train(a)) => train::run(a),
+        Some(Command::Train(a)) => train::run(a, &device),
         Some(Command::Runs(c)) => train::runs(c),
         Some(Command::Eval(c)) => eval::run(c, &device),
         Some(Command::Config(_)) => unreachable!("handled before settings load"),

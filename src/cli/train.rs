@@ -112,7 +112,7 @@ fn base_model(job: &JobSpec) -> Result<PathBuf> {
     Ok(models::ensure(&entry, &BarProgress::new())?)
 }
 
-pub fn run(a: TrainArgs) -> Result<()> {
+pub fn run(a: TrainArgs, device: &str) -> Result<()> {
     match a.cmd {
         Some(TrainCmd::Export { run, step, name }) => return export(&run, step, name),
         Some(TrainCmd::Convert { job, to, hf_model, reward_url, out }) => return convert(&job, to, hf_model, &reward_url, out),
@@ -136,9 +136,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
         (None, None) => bail!("give --config JOB.toml to start a run or --resume RUN to continue one"),
     };
     let base = base_model(&job)?;
-    let mut t = Trainer::new(job.clone(), &base, &dir, resume).context("setting up the run")?;
+    let dev = crate::engine::parse_device(device)?;
+    let mut t = Trainer::new(job.clone(), &base, &dir, resume, &dev).context("setting up the run")?;
     eprintln!(
-        "run {} · {} trainable LoRA parameters · {} steps of {} prompts × G={} · {}",
+        "run {} on {device} · {} trainable LoRA parameters · {} steps of {} prompts × G={} · {}",
         dir.display(),
         t.adapter_params(),
         job.run.steps,

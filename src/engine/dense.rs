@@ -284,7 +284,8 @@ impl DenseModel {
         Self::load_inner(cfg, &get, vb.device()).map_err(|e| EngineError::Format(format!("weights: {e}")))
     }
 
-    /// Loads a GGUF model with every tensor dequantized to f32, for training.
+    /// Loads a GGUF model with every tensor dequantized to f32 and placed on `device`, for
+    /// training.
     pub fn from_gguf<R: std::io::Read + std::io::Seek>(ct: &candle_core::quantized::gguf_file::Content, r: &mut R, device: &Device) -> Result<Self, EngineError> {
         let mc = super::ModelConfig::from_gguf(ct)?;
         let ffn = ct.tensor_infos.get("blk.0.ffn_gate.weight").map(|t| t.shape.dims()[0]).ok_or_else(|| EngineError::Format("missing blk.0.ffn_gate.weight".into()))?;
@@ -310,8 +311,9 @@ impl DenseModel {
                 if !ct.tensor_infos.contains_key(&g) {
                     return Ok(None);
                 }
-                let q = ct.tensor(&mut *reader.borrow_mut(), &g, device)?;
-                Ok(Some(q.dequantize(device)?))
+                // Dequantized on the CPU, then moved: the same f32 weights on every device.
+                let q = ct.tensor(&mut *reader.borrow_mut(), &g, &Device::Cpu)?;
+                Ok(Some(q.dequantize(&Device::Cpu)?.to_device(device)?))
             }),
             dtype: DType::F32,
         };

@@ -244,14 +244,18 @@ impl Engine {
     }
 
     /// Swaps in new quantized weights (GGUF names) without reloading the file; the KV
-    /// state is dropped. Returns false, changing nothing, where the backend cannot (the
-    /// general candle path): reload the model from a file then.
+    /// state is dropped. Returns false, changing nothing, where the backend cannot: reload
+    /// the model from a file then. Both backends can at present.
     pub fn set_weights(&mut self, tensors: &[(String, candle_core::quantized::QTensor)]) -> Result<bool, EngineError> {
-        let Model::Cpu(m) = &mut self.model else { return Ok(false) };
         for (name, t) in tensors {
-            let dims = t.shape().dims();
-            let data = t.data().map_err(|e| EngineError::Model(format!("{name}: {e}")))?.into_owned();
-            m.set_matrix(name, t.dtype(), dims[0], dims[1], data)?;
+            match &mut self.model {
+                Model::Cpu(m) => {
+                    let dims = t.shape().dims();
+                    let data = t.data().map_err(|e| EngineError::Model(format!("{name}: {e}")))?.into_owned();
+                    m.set_matrix(name, t.dtype(), dims[0], dims[1], data)?;
+                }
+                Model::Candle(m) => m.set_matrix(name, t)?,
+            }
         }
         self.cached.clear();
         self.model.clear();

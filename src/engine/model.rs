@@ -204,6 +204,11 @@ fn kernel_error(quant: &QMatMul, w: &Tensor) -> candle_core::Result<f32> {
     Ok(worst)
 }
 
+/// `rows×cols`, as the fast backend's errors write shapes (GGUF order: out × in).
+fn dims_text(d: &[usize]) -> String {
+    d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("×")
+}
+
 fn cerr(e: candle_core::Error) -> EngineError {
     EngineError::Model(e.to_string())
 }
@@ -278,6 +283,37 @@ impl QuantModel {
     pub fn clear(&mut self) {
         self.pos = 0;
         self.layers.iter_mut().for_each(|l| l.cache.clear());
+    }
+
+    /// Replaces one layer matrix (GGUF name) with `t`, moved to this model's device and
+    /// checked like a loaded one; the KV state is dropped.
+    pub fn set_matrix(&mut self, name: &str, t: &QTensor) -> Result<(), EngineError> {
+        let bad = || EngineError::Model(format!("no weight matrix {name}"));
+        let (layer, field) = name.strip_prefix("blk.").and_then(|r| r.split_once('.')).ok_or_else(bad)?;
+        let l = self.layers.get_mut(layer.parse::<usize>().map_err(|_| bad())?).ok_or_else(bad)?;
+        let m = match field {
+            "attn_q.weight" => &mut l.wq,
+            "attn_k.weight" => &mut l.wk,
+            "attn_v.weight" => &mut l.wv,
+            "attn_output.weight" => &mut l.wo,
+            "ffn_gate.weight" => &mut l.gate,
+            "ffn_up.weight" => &mut l.up,
+            "ffn_down.weight" => &mut l.down,
+            _ => return Err(bad()),
+        };
+        let have = match &*m {
+            QMatMul::QTensor(q) => q.shape().dims().to_vec(),
+            QMatMul::Tensor(w) | QMatMul::TensorF16(w) => w.dims().to_vec(),
+        };
+        let dims = t.shape().dims();
+        if have != dims {
+            return Err(EngineError::Model(format!("{name}: new weights are {}, the model's are {}", dims_text(dims), dims_text(&have))));
+        }
+        let data = t.data().map_err(cerr)?;
+        let moved = QTensor::new(candle_core::quantized::QStorage::from_data(data, &self.device, t.dtype()).map_err(cerr)?, dims).map_err(cerr)?;
+        *m = checked_matmul(Arc::new(moved), &self.device, &mut self.dense_fallbacks)?;
+        self.clear();
+        Ok(())
     }
 
     /// Drops cached positions past `len`, so a shared prompt prefix can be reused.

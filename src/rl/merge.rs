@@ -17,7 +17,8 @@ pub fn merged_tensors(dense: &DenseModel) -> Result<Vec<(String, QTensor)>, RlEr
         for (name, lin) in [("q_proj", &block.q), ("k_proj", &block.k), ("v_proj", &block.v), ("o_proj", &block.o), ("gate_proj", &block.gate), ("up_proj", &block.up), ("down_proj", &block.down)] {
             let Some(l) = &lin.lora else { continue };
             let delta = (l.b.as_tensor().matmul(l.a.as_tensor())? * l.scale)?;
-            let w = (&lin.weight + delta)?.to_dtype(candle_core::DType::F32)?;
+            // Quantized on the CPU whatever the policy's device: the engine moves them.
+            let w = (&lin.weight + delta)?.to_dtype(candle_core::DType::F32)?.to_device(&Device::Cpu)?;
             let module = if name.ends_with("_proj") && ["q", "k", "v", "o"].iter().any(|p| name.starts_with(p)) { "self_attn" } else { "mlp" };
             merged.push((gguf_name(&format!("model.layers.{i}.{module}.{name}.weight")), QTensor::quantize(&w, GgmlDType::Q8_0)?));
         }

@@ -54,6 +54,8 @@ pub struct Trainer {
     pub job: JobSpec,
     pub dir: PathBuf,
     base: PathBuf,
+    /// Where the policy, its adapters, the optimizer state and the rollout engine live.
+    device: Device,
     dense: DenseModel,
     adapters: Adapters,
     opt: AdamW,
@@ -80,23 +82,24 @@ fn mean_std(xs: &[f64]) -> (f64, f64) {
 }
 
 impl Trainer {
-    /// Sets up a run in `dir` for a base GGUF model. With `resume`, continues from the newest
-    /// complete checkpoint in `dir`.
-    pub fn new(job: JobSpec, base: &Path, dir: &Path, resume: bool) -> Result<Self, RlError> {
-        Self::open(job, base, dir, if resume { Open::Resume } else { Open::Fresh })
+    /// Sets up a run in `dir` for a base GGUF model, trained on `device`. With `resume`,
+    /// continues from the newest complete checkpoint in `dir` (on any device: checkpoints
+    /// are device-independent).
+    pub fn new(job: JobSpec, base: &Path, dir: &Path, resume: bool, device: &Device) -> Result<Self, RlError> {
+        Self::open(job, base, dir, if resume { Open::Resume } else { Open::Fresh }, device)
     }
 
     /// Opens a run without touching its files (to export a checkpoint).
     pub fn inspect(job: JobSpec, base: &Path, dir: &Path) -> Result<Self, RlError> {
-        Self::open(job, base, dir, Open::Inspect)
+        Self::open(job, base, dir, Open::Inspect, &Device::Cpu)
     }
 
-    fn open(job: JobSpec, base: &Path, dir: &Path, how: Open) -> Result<Self, RlError> {
+    fn open(job: JobSpec, base: &Path, dir: &Path, how: Open, device: &Device) -> Result<Self, RlError> {
         job.validate()?;
         std::fs::create_dir_all(dir.join("checkpoints")).map_err(|e| io(dir, &e))?;
         let mut r = std::io::BufReader::new(std::fs::File::open(base).map_err(|e| io(base, &e))?);
         let ct = candle_core::quantized::gguf_file::Content::read(&mut r).map_err(|e| RlError::Io { path: base.display().to_string(), detail: e.to_string() })?;
-        let mut dense = DenseModel::from_gguf(&ct, &mut r, &Device::Cpu)?;
+        let mut dense = DenseModel::from_gguf(&ct, &mut r, device)?;
         let adapters = attach(&mut dense, &job.lora, job.run.seed)?;
         let opt = AdamW::new(&adapters.all_vars(), job.optim.lr, job.optim.betas, job.optim.eps, job.optim.weight_decay)?;
         let unit = (job.data.targets == "rules").then_some(job.rewards.target_unit);
@@ -111,7 +114,7 @@ impl Trainer {
             let j = (crate::engine::derive_seed(job.run.seed, &[0x5348_5546, i as u64]) % (i as u64 + 1)) as usize;
             order.swap(i, j);
         }
-        let mut t = Self { job, dir: dir.to_path_buf(), base: base.to_path_buf(), dense, adapters, opt, prompts, order, step: 0, rollout: None };
+        let mut t = Self { job, dir: dir.to_path_buf(), base: base.to_path_buf(), device: device.clone(), dense, adapters, opt, prompts, order, step: 0, rollout: None };
         if how == Open::Resume {
             t.resume()?;
         } else if how == Open::Fresh {
@@ -344,8 +347,9 @@ impl Trainer {
         // Rollouts with zero advantage add nothing to the gradient (β = 0): skip their passes.
         let active: Vec<Rollout> = rollouts.iter().filter(|r| r.advantage != 0.0 || job.grpo.beta > 0.0).cloned().collect();
         // A pass that cannot fit would end in an allocation failure (an abort); stop with
-        // a clear error instead. The checkpoints written so far are untouched.
-        if let Some(avail) = super::grpo::available_memory() {
+        // a clear error instead. The checkpoints written so far are untouched. (On a GPU a
+        // failed allocation is already an error, and system memory is not what runs out.)
+        if let Some(avail) = super::grpo::available_memory().filter(|_| self.device.is_cpu()) {
             let cfg = &self.dense.cfg;
             for mb in active.chunks(job.optim.micro_batch) {
                 let need = super::grpo::attention_bytes_lower_bound(cfg.num_hidden_layers, cfg.n_head(), mb);
@@ -440,13 +444,13 @@ impl Trainer {
                 return Ok(e);
             }
         }
-        let mut e = Engine::load(&self.base, &Device::Cpu, LoadOptions::default(), None)?;
+        let mut e = Engine::load(&self.base, &self.device, LoadOptions::default(), None)?;
         if e.set_weights(&merged)? {
             return Ok(e);
         }
         let path = self.dir.join("rollout.gguf");
         write_merged_gguf(&self.base, &self.dense, &path)?;
-        Ok(Engine::load(&path, &Device::Cpu, LoadOptions::default(), None)?)
+        Ok(Engine::load(&path, &self.device, LoadOptions::default(), None)?)
     }
 
     /// Log-probs of each completion under the base model (adapters switched off).

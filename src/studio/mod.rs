@@ -235,7 +235,7 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
                         runs_loaded = std::time::Instant::now();
                         monitor::spawn_load(tx.clone(), want);
                     }
-                    Effect::StartJob(path) => job_control = Some(monitor::spawn_job(tx.clone(), path)),
+                    Effect::StartJob(path) => job_control = Some(monitor::spawn_job(tx.clone(), path, opts.device.clone())),
                     Effect::LoadEvals(want) => evalview::spawn_load(tx.clone(), want),
                     Effect::JobControl(v) => {
                         if let Some(c) = &job_control {

@@ -91,8 +91,9 @@ pub fn spawn_load(tx: UnboundedSender<Action>, want: Option<String>) {
     });
 }
 
-/// Starts a training job on its own thread; the returned control pauses or cancels it.
-pub fn spawn_job(tx: UnboundedSender<Action>, job_path: PathBuf) -> Control {
+/// Starts a training job on its own thread, on the studio's `device`; the returned control
+/// pauses or cancels it.
+pub fn spawn_job(tx: UnboundedSender<Action>, job_path: PathBuf, device: String) -> Control {
     let control = Control::default();
     let c = control.clone();
     let _ = std::thread::Builder::new().name("longwriter-train".into()).spawn(move || {
@@ -107,7 +108,8 @@ pub fn spawn_job(tx: UnboundedSender<Action>, job_path: PathBuf) -> Control {
             let name = format!("{stem}-{}", crate::sessions::now().replace([':', ' ', '-'], ""));
             let dir = runs_dir().join(&name);
             send(JobState::Running(format!("{name}: setting up")));
-            let mut t = Trainer::new(job, &base, &dir, false).map_err(|e| e.to_string())?;
+            let dev = crate::engine::parse_device(&device).map_err(|e| e.to_string())?;
+            let mut t = Trainer::new(job, &base, &dir, false, &dev).map_err(|e| e.to_string())?;
             let _ = tx.send(Action::RunStarted(name.clone()));
             t.train(&c, &mut |r| {
                 send(JobState::Running(format!("{name}: step {} done, reward {:.3}", r.step, r.metrics["reward"].as_f64().unwrap_or(0.0))));
