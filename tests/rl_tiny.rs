@@ -270,3 +270,72 @@ fn the_attention_memory_bound_rejects_a_long_sequence_and_passes_the_demo() {
         assert!(available_memory().is_some_and(|m| m > 0));
     }
 }
+
+#[test]
+fn gradient_checkpointing_gives_the_whole_graphs_loss_and_gradients() {
+    use longwriter::rl::checkpoint::checkpointed_gradients;
+    for (arch, beta, dropout) in [("llama", 0.0, 0.0), ("qwen2", 0.04, 0.0), ("qwen3", 0.0, 0.25), ("llama", 0.04, 0.3)] {
+        let mut m = model(arch, DType::F64);
+        let targets = ["q_proj", "k_proj", "v_proj", "o_proj", "down_proj"].map(String::from).to_vec();
+        let ad = attach(&mut m, &LoraConfig { rank: 2, alpha: 4.0, dropout, targets }, 3).unwrap();
+        for (i, (_, v)) in ad.vars.iter().enumerate() {
+            randomize(v, 700 + i as u64, 0.3);
+        }
+        // A group of three completions of one prompt (one of a single token), then two
+        // rollouts with prompts of their own.
+        let mut b = batch(&m, beta > 0.0);
+        let prompt = b[0].prompt_ids.clone();
+        for (c, a) in [(vec![9u32], -0.5), (vec![3, 3, 8], 0.7)] {
+            let lp: Vec<f32> = sequence_logprobs(&m, &prompt, &c).unwrap().0.to_dtype(DType::F32).unwrap().to_vec1().unwrap();
+            let reference = (beta > 0.0).then(|| lp.iter().map(|x| x + 0.1).collect());
+            b.insert(1, Rollout { prompt_ids: prompt.clone(), completion_ids: c, advantage: a, old_logprobs: None, ref_logprobs: reference });
+        }
+        let cfg = GrpoConfig { epsilon: 0.2, beta };
+        let tokens: usize = b.iter().map(|r| r.completion_ids.len()).sum();
+        let vars = ad.all_vars();
+        m.seed_lora_dropout(Some(41));
+        let (loss, stats) = grpo_loss(&m, &b, &cfg, tokens).unwrap();
+        let whole = loss.backward().unwrap();
+        m.seed_lora_dropout(Some(41));
+        let (ck_loss, ck_grads, ck_stats) = checkpointed_gradients(&m, &b, &cfg, tokens, &vars).unwrap();
+        m.seed_lora_dropout(None);
+        let loss = loss.to_scalar::<f64>().unwrap();
+        assert!((loss - ck_loss).abs() < 1e-12 * loss.abs().max(1.0), "{arch}: loss {loss} against {ck_loss}");
+        assert_eq!((stats.tokens, stats.clipped_low, stats.clipped_high), (ck_stats.tokens, ck_stats.clipped_low, ck_stats.clipped_high), "{arch}");
+        assert!((stats.kl_sum - ck_stats.kl_sum).abs() < 1e-9 && (stats.entropy_sum - ck_stats.entropy_sum).abs() < 1e-9, "{arch}");
+        for ((name, v), got) in ad.vars.iter().zip(&ck_grads) {
+            let want = whole.get(v.as_tensor()).unwrap();
+            let got = got.as_ref().unwrap_or_else(|| panic!("{arch} {name}: no checkpointed gradient"));
+            let scale = want.abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+            let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+            assert!(scale > 0.0 && diff <= 1e-9 * scale, "{arch} dropout {dropout} {name}: gradients differ by {diff} (scale {scale})");
+        }
+    }
+}
+
+#[test]
+fn a_training_step_with_gradient_checkpointing_matches_one_without() {
+    use candle_core::quantized::GgmlDType;
+    use longwriter::rl::{job::JobSpec, trainer::Trainer};
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("tiny.gguf");
+    common::tiny::write_gguf("llama", GgmlDType::Q8_0, 256, &base);
+    common::tiny::write_tokenizer(dir.path());
+    let lines: Vec<String> = ["wh wi wj", "wk wl wm wn"].iter().map(|p| serde_json::json!({ "prompt": p, "range": [0, 2] }).to_string()).collect();
+    std::fs::write(dir.path().join("prompts.jsonl"), lines.join("\n")).unwrap();
+    let toml = "[data]\nprompts = \"prompts.jsonl\"\ntemplate = \"nothink\"\n[rewards]\nl_max = 8\nformat = \"graded\"\n[rollout]\ngroup_size = 3\nprompts_per_step = 2\nmax_new_tokens = 8\n[optim]\nlr = 1e-2\nmicro_batch = 4\n[lora]\nrank = 4\ndropout = 0.1\ntargets = [\"q_proj\", \"v_proj\", \"down_proj\"]\n[run]\nsteps = 1\nseed = 5\n";
+    std::fs::write(dir.path().join("job.toml"), toml).unwrap();
+    let job = JobSpec::load(&dir.path().join("job.toml")).unwrap();
+    let step = |ckpt: bool, name: &str| {
+        let mut j = job.clone();
+        j.optim.gradient_checkpointing = ckpt;
+        Trainer::new(j, &base, &dir.path().join(name), false, &Device::Cpu).unwrap().run_step().unwrap()
+    };
+    let (whole, ckpt) = (step(false, "whole"), step(true, "ckpt"));
+    assert_eq!(whole["num_tokens"], ckpt["num_tokens"], "same rollouts");
+    assert!(whole["grad_norm"].as_f64().unwrap() > 0.0, "{whole}");
+    for key in ["loss", "grad_norm", "entropy", "clip_ratio/region_mean"] {
+        let (a, b) = (whole[key].as_f64().unwrap(), ckpt[key].as_f64().unwrap());
+        assert!((a - b).abs() <= 1e-4 * a.abs().max(1e-3), "{key}: {a} without checkpointing, {b} with");
+    }
+}

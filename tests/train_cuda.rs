@@ -1,5 +1,6 @@
 //! Training on CUDA (built with `--features cuda`, run where a GPU is): the GRPO loss and
-//! LoRA gradients on the GPU match the CPU's on the same weights and batch, for a tiny
+//! LoRA gradients on the GPU (with and without gradient checkpointing) match the CPU's on
+//! the same weights and batch, for a tiny
 //! random model and for the real default model; weights swapped into the CUDA rollout
 //! engine decode like the merged file; and a CUDA run on the real model, stopped after a
 //! step's metrics but before its checkpoint and resumed, repeats an uninterrupted run.
@@ -36,18 +37,24 @@ fn randomize(v: &Var, seed: u64, scale: f64) {
 
 /// Loss and every LoRA gradient (flattened, on the CPU) of `batch` under `path`'s weights
 /// on `device`, with adapters initialised from fixed seeds.
-fn loss_and_grads(path: &Path, device: &Device, lora: &LoraConfig, batch: &[Rollout], beta: f64) -> (f64, Vec<(String, Vec<f32>)>) {
+/// With `checkpointed`, through gradient checkpointing (`rl::checkpoint`).
+fn loss_and_grads(path: &Path, device: &Device, lora: &LoraConfig, batch: &[Rollout], beta: f64, checkpointed: bool) -> (f64, Vec<(String, Vec<f32>)>) {
     let mut m = dense(path, device);
     let ad = attach(&mut m, lora, 3).unwrap();
     for (i, (_, v)) in ad.vars.iter().enumerate() {
         randomize(v, 500 + i as u64, 0.02);
     }
     let tokens: usize = batch.iter().map(|r| r.completion_ids.len()).sum();
-    let (loss, _) = grpo_loss(&m, batch, &GrpoConfig { epsilon: 0.2, beta }, tokens).unwrap();
+    let cfg = GrpoConfig { epsilon: 0.2, beta };
+    let flat = |t: &Tensor| t.flatten_all().unwrap().to_device(&Device::Cpu).unwrap().to_vec1::<f32>().unwrap();
+    if checkpointed {
+        let (value, grads, _) = longwriter::rl::checkpoint::checkpointed_gradients(&m, batch, &cfg, tokens, &ad.all_vars()).unwrap();
+        return (value, ad.vars.iter().zip(grads).map(|((n, _), g)| (n.clone(), flat(&g.expect("every adapter gets a gradient")))).collect());
+    }
+    let (loss, _) = grpo_loss(&m, batch, &cfg, tokens).unwrap();
     let value = loss.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
     let grads = loss.backward().unwrap();
-    let out = ad.vars.iter().map(|(n, v)| (n.clone(), grads.get(v.as_tensor()).expect("every adapter gets a gradient").flatten_all().unwrap().to_device(&Device::Cpu).unwrap().to_vec1::<f32>().unwrap())).collect();
-    (value, out)
+    (value, ad.vars.iter().map(|(n, v)| (n.clone(), flat(grads.get(v.as_tensor()).expect("every adapter gets a gradient")))).collect())
 }
 
 /// A batch whose old log-probs sit a little off the CPU model's, so ratios differ from 1
@@ -95,9 +102,11 @@ fn tiny_model_loss_and_lora_gradients_on_cuda_match_the_cpu() {
         let lora = LoraConfig { rank: 2, alpha: 4.0, dropout: 0.0, targets: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()] };
         let specs = vec![(vec![7, 8, 9], vec![1, 2, 3, 4], 1.2), (vec![7, 8, 9], vec![5, 6, 1], -0.8), (vec![12, 14, 7], vec![2, 2, 9, 3, 1], 0.3)];
         let batch = batch_for(&path, &lora, &specs, beta > 0.0);
-        let cpu = loss_and_grads(&path, &Device::Cpu, &lora, &batch, beta);
-        let gpu = loss_and_grads(&path, &cuda(), &lora, &batch, beta);
+        let cpu = loss_and_grads(&path, &Device::Cpu, &lora, &batch, beta, false);
+        let gpu = loss_and_grads(&path, &cuda(), &lora, &batch, beta, false);
         assert_close(arch, &cpu, &gpu, 1e-3);
+        let gpu = loss_and_grads(&path, &cuda(), &lora, &batch, beta, true);
+        assert_close(&format!("{arch}, checkpointed on CUDA"), &cpu, &gpu, 1e-3);
     }
 }
 
@@ -110,10 +119,12 @@ fn real_model_loss_and_lora_gradients_on_cuda_match_the_cpu() {
     let specs: Vec<(Vec<u32>, Vec<u32>, f64)> = texts.iter().zip([0.9, -0.9]).map(|(t, a)| (prompt.clone(), e.tokenizer.encode_plain(t).unwrap(), a)).collect();
     let lora = LoraConfig { rank: 16, alpha: 32.0, dropout: 0.0, targets: vec!["q_proj".into(), "v_proj".into()] };
     let batch = batch_for(&path, &lora, &specs, false);
-    let cpu = loss_and_grads(&path, &Device::Cpu, &lora, &batch, 0.0);
-    let gpu = loss_and_grads(&path, &cuda(), &lora, &batch, 0.0);
+    let cpu = loss_and_grads(&path, &Device::Cpu, &lora, &batch, 0.0, false);
+    let gpu = loss_and_grads(&path, &cuda(), &lora, &batch, 0.0, false);
     // 30 layers of f32 with other summation orders (cuBLAS against gemm).
     assert_close("SmolLM2-135M", &cpu, &gpu, 5e-3);
+    let gpu = loss_and_grads(&path, &cuda(), &lora, &batch, 0.0, true);
+    assert_close("SmolLM2-135M, checkpointed on CUDA", &cpu, &gpu, 5e-3);
 }
 
 #[test]

@@ -40,6 +40,9 @@ pub struct BenchArgs {
     /// New tokens per rollout with --train.
     #[arg(long, default_value_t = 192)]
     pub train_tokens: usize,
+    /// With --train: where rollouts decode, "train" (the --device) or "cpu".
+    #[arg(long, default_value = "train")]
+    pub rollout_device: String,
     #[arg(long)]
     pub json: bool,
 }
@@ -55,7 +58,7 @@ and listening to the sea. Storms came and went, ships passed in the night, and t
 
 pub fn run(a: BenchArgs, device: &str) -> Result<()> {
     if a.train {
-        return super::bench_train::run(a.model.as_deref(), a.reps, a.train_tokens, a.json, device);
+        return super::bench_train::run(a.model.as_deref(), a.reps, a.train_tokens, a.json, device, &a.rollout_device);
     }
     if a.prompt_tokens == 0 || a.gen_tokens == 0 || a.reps == 0 {
         bail!("--prompt-tokens, --gen-tokens and --reps must be positive");

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 
 const PROMPT: &str = "Write a short story of about 150 words about a lighthouse keeper who finds a message in a bottle.";
 
-pub fn run(model: Option<&str>, steps: usize, tokens: usize, json: bool, device: &str) -> Result<()> {
+pub fn run(model: Option<&str>, steps: usize, tokens: usize, json: bool, device: &str, rollout_device: &str) -> Result<()> {
     if steps == 0 || tokens == 0 {
         bail!("--reps (steps) and --train-tokens must be positive");
     }
@@ -24,11 +24,13 @@ pub fn run(model: Option<&str>, steps: usize, tokens: usize, json: bool, device:
     job.rollout.group_size = 4;
     job.rollout.prompts_per_step = 1;
     job.rollout.max_new_tokens = tokens;
+    job.rollout.device = rollout_device.to_string();
     // The group in one loss pass, as TRL's batch of G completions: the prompt is then
     // computed once for all four (`DenseModel::group_logits`).
     job.optim.micro_batch = 4;
     job.run.steps = steps;
     job.run.checkpoint_every = steps;
+    let device_name = device;
     let device = crate::engine::parse_device(device)?;
     let mut t = Trainer::new(job, &base, &tmp.path().join("run"), false, &device)?;
     let mut rows = Vec::new();
@@ -55,7 +57,7 @@ pub fn run(model: Option<&str>, steps: usize, tokens: usize, json: bool, device:
     let rss = super::bench::peak_rss_mb();
     if json {
         let v = serde_json::json!({
-            "model": entry.name, "model_path": base, "template": "longwriter",
+            "model": entry.name, "model_path": base, "template": "longwriter", "device": device_name, "rollout_device": rollout_device,
             "prompt_text": crate::engine::template::LONGWRITER_EN.replace("{question}", PROMPT), "prompts": 1, "group_size": 4, "max_new_tokens": tokens, "lora": "r16 q_proj,v_proj", "steps": rows,
             "measured_steps": measured.iter().map(|r| r["step"].clone()).collect::<Vec<_>>(),
             "mean": { "step_time": mean("step_time"), "rollout": mean("rollout"), "reward": mean("reward"), "loss": mean("loss"), "completion_tokens": mean("completion_tokens") },
@@ -63,7 +65,7 @@ pub fn run(model: Option<&str>, steps: usize, tokens: usize, json: bool, device:
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("mean of {} step(s): {:.1} s  (rollout {:.1} s, reward {:.3} s, loss {:.1} s)  peak RSS {:.0} MB", measured.len(), mean("step_time"), mean("rollout"), mean("reward"), mean("loss"), rss);
+        println!("mean of {} step(s) on {device_name} (rollouts on {rollout_device}): {:.1} s  (rollout {:.1} s, reward {:.3} s, loss {:.1} s)  peak RSS {:.0} MB", measured.len(), mean("step_time"), mean("rollout"), mean("reward"), mean("loss"), rss);
     }
     Ok(())
 }

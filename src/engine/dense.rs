@@ -262,6 +262,20 @@ impl Block {
     pub fn linears_mut(&mut self) -> [(&'static str, &mut Linear); 7] {
         [("q_proj", &mut self.q), ("k_proj", &mut self.k), ("v_proj", &mut self.v), ("o_proj", &mut self.o), ("gate_proj", &mut self.gate), ("up_proj", &mut self.up), ("down_proj", &mut self.down)]
     }
+
+    /// Where each adapter's dropout mask stream stands. A recomputed block (gradient
+    /// checkpointing) restores it first, so it draws the masks its first pass drew.
+    pub fn dropout_state(&self) -> Vec<Option<rand::rngs::StdRng>> {
+        [&self.q, &self.k, &self.v, &self.o, &self.gate, &self.up, &self.down].iter().map(|l| l.lora.as_ref().and_then(|a| a.masks.lock().unwrap_or_else(|p| p.into_inner()).clone())).collect()
+    }
+
+    pub fn restore_dropout_state(&self, state: &[Option<rand::rngs::StdRng>]) {
+        for (l, st) in [&self.q, &self.k, &self.v, &self.o, &self.gate, &self.up, &self.down].iter().zip(state) {
+            if let Some(a) = &l.lora {
+                *a.masks.lock().unwrap_or_else(|p| p.into_inner()) = st.clone();
+            }
+        }
+    }
 }
 
 pub struct DenseModel {
@@ -453,53 +467,86 @@ impl DenseModel {
     /// values of earlier positions, or none), with causal attention; also returns this
     /// call's own keys and values per layer (after rope) for later calls to attend to.
     fn layers(&self, ids: &[u32], past: Option<&[(Tensor, Tensor)]>) -> candle_core::Result<(Tensor, Vec<(Tensor, Tensor)>)> {
-        let s = ids.len();
         let p = past.and_then(|kv| kv.first()).map_or(0, |(k, _)| k.dim(1).unwrap_or(0));
-        let cfg = &self.cfg;
-        let (nh, nkv, hd) = (cfg.n_head(), cfg.n_kv_head(), cfg.head_dim());
+        let ctx = self.pass(ids.len(), p)?;
+        let mut x = self.embed_ids(ids)?;
+        let mut own = Vec::with_capacity(self.blocks.len());
+        for l in 0..self.blocks.len() {
+            let (y, kv) = self.block(l, &ctx, &x, past.map(|kv| &kv[l]))?;
+            own.push(kv);
+            x = y;
+        }
+        Ok((self.final_norm(&x)?, own))
+    }
+
+    /// The embeddings of `ids` [s, hidden] (the input of block 0).
+    pub fn embed_ids(&self, ids: &[u32]) -> candle_core::Result<Tensor> {
+        self.embed.index_select(&Tensor::new(ids, &self.device)?, 0)
+    }
+
+    /// The final RMS norm, applied to the last block's output.
+    pub fn final_norm(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        rms_norm(x, &self.norm, self.cfg.rms_norm_eps)
+    }
+
+    /// What every block of one pass shares: rope rows and the causal mask for `s` new
+    /// positions after `p` earlier ones.
+    pub fn pass(&self, s: usize, p: usize) -> candle_core::Result<Pass> {
         let (cos, sin) = self.rope_tables(p + s)?;
         let (cos, sin) = (cos.narrow(0, p, s)?, sin.narrow(0, p, s)?);
-        let rot = |t: &Tensor| if cfg.rope_interleaved { rope_interleaved(t, &cos, &sin) } else { rope(t, &cos, &sin) };
         let t = p + s;
         let mask: Vec<f32> = (0..s).flat_map(|i| (0..t).map(move |j| if j > p + i { f32::NEG_INFINITY } else { 0.0 })).collect();
         let mask = Tensor::from_vec(mask, (s, t), &self.device)?.to_dtype(self.dtype)?;
-        let idx = Tensor::new(ids, &self.device)?;
-        let mut x = self.embed.index_select(&idx, 0)?;
-        let eps = cfg.rms_norm_eps;
-        let mut own = Vec::with_capacity(self.blocks.len());
-        for (l, b) in self.blocks.iter().enumerate() {
-            let h = rms_norm(&x, &b.attn_norm, eps)?;
-            let heads = |t: Tensor, n: usize| t.reshape((s, n, hd))?.transpose(0, 1);
-            let mut q = heads(b.q.forward(&h)?, nh)?;
-            let mut k = heads(b.k.forward(&h)?, nkv)?;
-            let v = heads(b.v.forward(&h)?, nkv)?.contiguous()?;
-            if let Some(w) = &b.q_norm {
-                q = rms_norm(&q, w, eps)?;
-            }
-            if let Some(w) = &b.k_norm {
-                k = rms_norm(&k, w, eps)?;
-            }
-            let q = rot(&q.contiguous()?)?;
-            let k = rot(&k.contiguous()?)?;
-            let (ka, va) = match past {
-                Some(kv) => (Tensor::cat(&[&kv[l].0, &k], 1)?, Tensor::cat(&[&kv[l].1, &v], 1)?),
-                None => (k.clone(), v.clone()),
-            };
-            own.push((k, v));
-            // Grouped-query attention: each K/V head serves nh/nkv query heads.
-            let rep = nh / nkv;
-            let q = q.reshape((nkv, rep * s, hd))?;
-            let scores = (q.matmul(&ka.t()?)? / (hd as f64).sqrt())?.reshape((nkv, rep, s, t))?;
-            let probs = candle_nn::ops::softmax(&scores.broadcast_add(&mask)?, D::Minus1)?;
-            let att = probs.reshape((nkv, rep * s, t))?.matmul(&va)?.reshape((nh, s, hd))?;
-            let att = att.transpose(0, 1)?.reshape((s, nh * hd))?;
-            x = (x + b.o.forward(&att)?)?;
-            let h = rms_norm(&x, &b.ffn_norm, eps)?;
-            let g = candle_nn::ops::silu(&b.gate.forward(&h)?)?;
-            x = (x + b.down.forward(&(g * b.up.forward(&h)?)?)?)?;
-        }
-        Ok((rms_norm(&x, &self.norm, eps)?, own))
+        Ok(Pass { cos, sin, mask, s, t })
     }
+
+    /// Block `l` on `x` [s, hidden]: its output, and its keys and values (after rope). With
+    /// `past`, the positions attend to those keys and values first.
+    pub fn block(&self, l: usize, pass: &Pass, x: &Tensor, past: Option<&(Tensor, Tensor)>) -> candle_core::Result<(Tensor, (Tensor, Tensor))> {
+        let cfg = &self.cfg;
+        let b = &self.blocks[l];
+        let (nh, nkv, hd, eps) = (cfg.n_head(), cfg.n_kv_head(), cfg.head_dim(), cfg.rms_norm_eps);
+        let (s, t) = (pass.s, pass.t);
+        let rot = |x: &Tensor| if cfg.rope_interleaved { rope_interleaved(x, &pass.cos, &pass.sin) } else { rope(x, &pass.cos, &pass.sin) };
+        let h = rms_norm(x, &b.attn_norm, eps)?;
+        let heads = |t: Tensor, n: usize| t.reshape((s, n, hd))?.transpose(0, 1);
+        let mut q = heads(b.q.forward(&h)?, nh)?;
+        let mut k = heads(b.k.forward(&h)?, nkv)?;
+        let v = heads(b.v.forward(&h)?, nkv)?.contiguous()?;
+        if let Some(w) = &b.q_norm {
+            q = rms_norm(&q, w, eps)?;
+        }
+        if let Some(w) = &b.k_norm {
+            k = rms_norm(&k, w, eps)?;
+        }
+        let q = rot(&q.contiguous()?)?;
+        let k = rot(&k.contiguous()?)?;
+        let (ka, va) = match past {
+            Some((pk, pv)) => (Tensor::cat(&[pk, &k], 1)?, Tensor::cat(&[pv, &v], 1)?),
+            None => (k.clone(), v.clone()),
+        };
+        // Grouped-query attention: each K/V head serves nh/nkv query heads.
+        let rep = nh / nkv;
+        let q = q.reshape((nkv, rep * s, hd))?;
+        let scores = (q.matmul(&ka.t()?)? / (hd as f64).sqrt())?.reshape((nkv, rep, s, t))?;
+        let probs = candle_nn::ops::softmax(&scores.broadcast_add(&pass.mask)?, D::Minus1)?;
+        let att = probs.reshape((nkv, rep * s, t))?.matmul(&va)?.reshape((nh, s, hd))?;
+        let att = att.transpose(0, 1)?.reshape((s, nh * hd))?;
+        let x = (x + b.o.forward(&att)?)?;
+        let h = rms_norm(&x, &b.ffn_norm, eps)?;
+        let g = candle_nn::ops::silu(&b.gate.forward(&h)?)?;
+        let y = (&x + b.down.forward(&(g * b.up.forward(&h)?)?)?)?;
+        Ok((y, (k, v)))
+    }
+}
+
+/// Rope rows and the causal mask of one pass (see [`DenseModel::pass`]).
+pub struct Pass {
+    cos: Tensor,
+    sin: Tensor,
+    mask: Tensor,
+    s: usize,
+    t: usize,
 }
 
 /// Opens `model.safetensors` (or the shards named by `model.safetensors.index.json`) in `dir`.

@@ -112,6 +112,7 @@ config = GRPOConfig(
     adam_epsilon={adam_eps},
     weight_decay={wd},
     max_grad_norm={clip},
+    gradient_checkpointing={ckpt},
     max_steps={steps},
     save_steps={save},
     seed={seed},
@@ -131,6 +132,7 @@ trainer.train()
                 prompts = py_str(&prompts),
                 gsize = r.group_size,
                 micro = o.micro_batch.max(1),
+                ckpt = if o.gradient_checkpointing { "True" } else { "False" },
                 max_new = r.max_new_tokens,
                 temp = r.temperature,
                 top_p = r.top_p,
@@ -183,6 +185,9 @@ trainer.train()
                 ("--save_steps".into(), job.run.checkpoint_every.to_string()),
                 ("--seed".into(), job.run.seed.to_string()),
             ];
+            if o.gradient_checkpointing {
+                args.push(("--gradient_checkpointing".into(), String::new()));
+            }
             if let Some(t) = raw_template(mode) {
                 args.push(("--input_template".into(), t));
             } else {
@@ -221,6 +226,7 @@ trainer.train()
                 format!("actor_rollout_ref.actor.grad_clip={}", o.grad_clip),
                 format!("actor_rollout_ref.actor.ppo_mini_batch_size={}", r.prompts_per_step),
                 format!("actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={}", o.micro_batch),
+                format!("actor_rollout_ref.model.enable_gradient_checkpointing={}", o.gradient_checkpointing),
                 format!("data.train_batch_size={}", r.prompts_per_step),
                 format!("data.max_response_length={}", r.max_new_tokens),
                 "data.train_files=longwriter_train.parquet".into(),

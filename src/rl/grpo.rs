@@ -73,18 +73,18 @@ pub fn group_logprobs(model: &DenseModel, prompt: &[u32], completions: &[&[u32]]
         return Err(RlError::Config("a rollout needs a prompt and at least one completion token".into()));
     }
     let logits = model.group_logits(prompt, completions)?;
-    logits
-        .iter()
-        .zip(completions)
-        .map(|(logits, completion)| {
-            let lsm = candle_nn::ops::log_softmax(logits, D::Minus1)?;
-            let idx = Tensor::new(*completion, model.device())?.unsqueeze(1)?;
-            let lp = lsm.gather(&idx, 1)?.squeeze(1)?;
-            let l = lsm.detach();
-            let entropy = (l.exp()? * &l)?.sum(D::Minus1)?.neg()?;
-            Ok((lp, entropy))
-        })
-        .collect()
+    logits.iter().zip(completions).map(|(logits, completion)| token_logprobs(logits, completion)).collect()
+}
+
+/// From logits [n, vocab]: the log-probs [n] of `completion`'s tokens (with gradient) and
+/// the entropy at each position (without).
+pub fn token_logprobs(logits: &Tensor, completion: &[u32]) -> Result<(Tensor, Tensor), RlError> {
+    let lsm = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let idx = Tensor::new(completion, logits.device())?.unsqueeze(1)?;
+    let lp = lsm.gather(&idx, 1)?.squeeze(1)?;
+    let l = lsm.detach();
+    let entropy = (l.exp()? * &l)?.sum(D::Minus1)?.neg()?;
+    Ok((lp, entropy))
 }
 
 /// A lower bound of the bytes a loss pass over `rollouts` holds for the backward pass:
@@ -114,8 +114,6 @@ pub fn available_memory() -> Option<u64> {
 /// The summed GRPO loss of `rollouts`, divided by `total_tokens` (the completion tokens of
 /// the whole batch), ready for `backward`.
 pub fn grpo_loss(model: &DenseModel, rollouts: &[Rollout], cfg: &GrpoConfig, total_tokens: usize) -> Result<(Tensor, LossStats), RlError> {
-    let dev = model.device();
-    let dtype = model.dtype();
     let mut total: Option<Tensor> = None;
     let mut stats = LossStats::default();
     // Neighbours with the same prompt (a group's rollouts) share one prompt pass.
@@ -125,35 +123,7 @@ pub fn grpo_loss(model: &DenseModel, rollouts: &[Rollout], cfg: &GrpoConfig, tot
         scored.extend(group_logprobs(model, &run[0].prompt_ids, &completions)?);
     }
     for (r, (lp, entropy)) in rollouts.iter().zip(scored) {
-        let n = r.completion_ids.len();
-        let old = match &r.old_logprobs {
-            Some(v) if v.len() == n => Tensor::from_slice(v, n, dev)?.to_dtype(dtype)?,
-            Some(v) => return Err(RlError::Config(format!("old log-probs have {} entries for {n} tokens", v.len()))),
-            None => lp.detach(),
-        };
-        let ratio = (&lp - &old)?.exp()?;
-        let rv: Vec<f64> = ratio.to_dtype(DType::F64)?.to_vec1()?;
-        let a = r.advantage;
-        let (lo, hi) = (1.0 - cfg.epsilon, 1.0 + cfg.epsilon);
-        // Tokens where the clipped term is the smaller one: their term is a constant.
-        let clipped: Vec<f64> = rv.iter().map(|&x| if (a > 0.0 && x > hi) || (a < 0.0 && x < lo) { 1.0 } else { 0.0 }).collect();
-        stats.clipped_high += rv.iter().filter(|&&x| a > 0.0 && x > hi).count();
-        stats.clipped_low += rv.iter().filter(|&&x| a < 0.0 && x < lo).count();
-        let m = Tensor::from_vec(clipped.clone(), n, dev)?.to_dtype(dtype)?;
-        let clip_val: Vec<f64> = rv.iter().map(|x| x.clamp(lo, hi) * a).collect();
-        let clip_term = (Tensor::from_vec(clip_val, n, dev)?.to_dtype(dtype)? * &m)?;
-        let free = ((m.ones_like()? - &m)? * (&ratio * a)?)?;
-        let mut per_tok = (free + clip_term)?.neg()?;
-        if cfg.beta > 0.0 {
-            let refv = r.ref_logprobs.as_ref().filter(|v| v.len() == n).ok_or_else(|| RlError::Config("β > 0 needs reference log-probs for every token".into()))?;
-            let d = (Tensor::from_slice(refv, n, dev)?.to_dtype(dtype)? - &lp)?;
-            let kl = ((d.exp()? - &d)? - 1.0)?;
-            stats.kl_sum += kl.detach().to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
-            per_tok = (per_tok + (kl * cfg.beta)?)?;
-        }
-        stats.entropy_sum += entropy.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
-        stats.tokens += n;
-        let s = per_tok.sum_all()?;
+        let s = rollout_loss(r, &lp, &entropy, cfg, &mut stats)?;
         total = Some(match total {
             Some(t) => (t + s)?,
             None => s,
@@ -161,4 +131,39 @@ pub fn grpo_loss(model: &DenseModel, rollouts: &[Rollout], cfg: &GrpoConfig, tot
     }
     let total = total.ok_or_else(|| RlError::Config("no rollouts".into()))?;
     Ok(((total / total_tokens.max(1) as f64)?, stats))
+}
+
+/// One rollout's loss summed over its tokens, from its log-probs `lp` (with gradient) and
+/// entropies; `stats` gathers what it measured.
+pub fn rollout_loss(r: &Rollout, lp: &Tensor, entropy: &Tensor, cfg: &GrpoConfig, stats: &mut LossStats) -> Result<Tensor, RlError> {
+    let (dev, dtype) = (lp.device(), lp.dtype());
+    let n = r.completion_ids.len();
+    let old = match &r.old_logprobs {
+        Some(v) if v.len() == n => Tensor::from_slice(v, n, dev)?.to_dtype(dtype)?,
+        Some(v) => return Err(RlError::Config(format!("old log-probs have {} entries for {n} tokens", v.len()))),
+        None => lp.detach(),
+    };
+    let ratio = (lp - &old)?.exp()?;
+    let rv: Vec<f64> = ratio.to_dtype(DType::F64)?.to_vec1()?;
+    let a = r.advantage;
+    let (lo, hi) = (1.0 - cfg.epsilon, 1.0 + cfg.epsilon);
+    // Tokens where the clipped term is the smaller one: their term is a constant.
+    let clipped: Vec<f64> = rv.iter().map(|&x| if (a > 0.0 && x > hi) || (a < 0.0 && x < lo) { 1.0 } else { 0.0 }).collect();
+    stats.clipped_high += rv.iter().filter(|&&x| a > 0.0 && x > hi).count();
+    stats.clipped_low += rv.iter().filter(|&&x| a < 0.0 && x < lo).count();
+    let m = Tensor::from_vec(clipped.clone(), n, dev)?.to_dtype(dtype)?;
+    let clip_val: Vec<f64> = rv.iter().map(|x| x.clamp(lo, hi) * a).collect();
+    let clip_term = (Tensor::from_vec(clip_val, n, dev)?.to_dtype(dtype)? * &m)?;
+    let free = ((m.ones_like()? - &m)? * (&ratio * a)?)?;
+    let mut per_tok = (free + clip_term)?.neg()?;
+    if cfg.beta > 0.0 {
+        let refv = r.ref_logprobs.as_ref().filter(|v| v.len() == n).ok_or_else(|| RlError::Config("β > 0 needs reference log-probs for every token".into()))?;
+        let d = (Tensor::from_slice(refv, n, dev)?.to_dtype(dtype)? - lp)?;
+        let kl = ((d.exp()? - &d)? - 1.0)?;
+        stats.kl_sum += kl.detach().to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
+        per_tok = (per_tok + (kl * cfg.beta)?)?;
+    }
+    stats.entropy_sum += entropy.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
+    stats.tokens += n;
+    Ok(per_tok.sum_all()?)
 }

@@ -72,11 +72,15 @@ pub struct RolloutSpec {
     pub temperature: f64,
     /// Top-p of rollouts (paper: 1.0).
     pub top_p: f64,
+    /// Where rollouts decode: "train" (the training device) or "cpu". On a GPU machine
+    /// "cpu" can be the faster choice for a small model: the CPU engine decodes a group
+    /// side by side on every core, while the CUDA path decodes one sequence at a time.
+    pub device: String,
 }
 
 impl Default for RolloutSpec {
     fn default() -> Self {
-        Self { group_size: 4, prompts_per_step: 4, max_new_tokens: 192, temperature: 0.8, top_p: 1.0 }
+        Self { group_size: 4, prompts_per_step: 4, max_new_tokens: 192, temperature: 0.8, top_p: 1.0, device: "train".into() }
     }
 }
 
@@ -93,11 +97,15 @@ pub struct OptimSpec {
     pub grad_clip: f64,
     /// Rollouts per loss pass; gradients of all passes of a step add up (accumulation).
     pub micro_batch: usize,
+    /// Keep only each block's input in the loss pass and recompute the block during
+    /// backward (`rl::checkpoint`): memory for one block's attention instead of all of
+    /// them, for about one more forward pass of time. Long rollouts need it.
+    pub gradient_checkpointing: bool,
 }
 
 impl Default for OptimSpec {
     fn default() -> Self {
-        Self { lr: 1e-4, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0.0, grad_clip: 1.0, micro_batch: 1 }
+        Self { lr: 1e-4, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0.0, grad_clip: 1.0, micro_batch: 1, gradient_checkpointing: false }
     }
 }
 
@@ -154,6 +162,9 @@ impl JobSpec {
         }
         if !(r.temperature > 0.0) || !(r.top_p > 0.0 && r.top_p <= 1.0) {
             return bad("rollout.temperature must be > 0 and rollout.top_p in (0, 1]");
+        }
+        if !matches!(self.rollout.device.as_str(), "train" | "cpu") {
+            return bad("rollout.device must be \"train\" (the training device) or \"cpu\"");
         }
         if !(self.optim.lr > 0.0) || self.optim.micro_batch == 0 || self.run.checkpoint_every == 0 {
             return bad("optim.lr, optim.micro_batch and run.checkpoint_every must be positive");

@@ -3,6 +3,7 @@
 //! [`lora`] attaches and saves the adapters, [`grpo`] turns rollouts with advantages into
 //! the clipped-surrogate loss. Rollouts, rewards and the training loop build on these.
 
+pub mod checkpoint;
 pub mod control;
 pub mod convert;
 pub mod data;

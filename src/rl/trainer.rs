@@ -351,14 +351,17 @@ impl Trainer {
         // failed allocation is already an error, and system memory is not what runs out.)
         if let Some(avail) = super::grpo::available_memory().filter(|_| self.device.is_cpu()) {
             let cfg = &self.dense.cfg;
+            // With checkpointing one block's graph exists at a time.
+            let layers = if job.optim.gradient_checkpointing { 1 } else { cfg.num_hidden_layers };
             for mb in active.chunks(job.optim.micro_batch) {
-                let need = super::grpo::attention_bytes_lower_bound(cfg.num_hidden_layers, cfg.n_head(), mb);
+                let need = super::grpo::attention_bytes_lower_bound(layers, cfg.n_head(), mb);
                 if need > avail {
                     let longest = mb.iter().map(|r| r.prompt_ids.len() + r.completion_ids.len()).max().unwrap_or(0);
                     return Err(RlError::Config(format!(
-                        "step {k}: the loss pass over sequences of up to {longest} tokens needs at least {:.1} GB for its attention maps alone, and {:.1} GB are available. Lower rollout.max_new_tokens or optim.micro_batch (gradient checkpointing is not implemented yet); `train --resume` continues from the last checkpoint",
+                        "step {k}: the loss pass over sequences of up to {longest} tokens needs at least {:.1} GB for its attention maps alone, and {:.1} GB are available. {}; `train --resume` continues from the last checkpoint",
                         need as f64 / 1e9,
-                        avail as f64 / 1e9
+                        avail as f64 / 1e9,
+                        if job.optim.gradient_checkpointing { "Lower rollout.max_new_tokens or optim.micro_batch" } else { "Set optim.gradient_checkpointing = true, or lower rollout.max_new_tokens or optim.micro_batch" }
                     )));
                 }
             }
@@ -367,13 +370,12 @@ impl Trainer {
             if job.lora.dropout > 0.0 {
                 self.dense.seed_lora_dropout(Some(crate::engine::derive_seed(job.run.seed, &[0x4452_4f50, k as u64, i as u64])));
             }
-            let loss = grpo_loss(&self.dense, mb, &job.grpo, total_tokens);
+            let pass = self.loss_pass(mb, total_tokens, &vars);
             self.dense.seed_lora_dropout(None);
-            let (loss, st) = loss?;
-            loss_sum += loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-            let gs = loss.backward()?;
-            for (acc, v) in grads.iter_mut().zip(&vars) {
-                if let Some(gv) = gs.get(v.as_tensor()) {
+            let (loss, gs, st) = pass?;
+            loss_sum += loss;
+            for (acc, gv) in grads.iter_mut().zip(gs) {
+                if let Some(gv) = gv {
                     *acc = (&*acc + gv)?;
                 }
             }
@@ -434,6 +436,18 @@ impl Trainer {
         Ok(m)
     }
 
+    /// One micro-batch's loss value, its gradients for `vars` and its stats: the whole
+    /// graph at once, or one block at a time with gradient checkpointing.
+    fn loss_pass(&self, mb: &[Rollout], total_tokens: usize, vars: &[candle_core::Var]) -> Result<(f64, Vec<Option<candle_core::Tensor>>, super::LossStats), RlError> {
+        if self.job.optim.gradient_checkpointing {
+            return super::checkpoint::checkpointed_gradients(&self.dense, mb, &self.job.grpo, total_tokens, vars);
+        }
+        let (loss, st) = grpo_loss(&self.dense, mb, &self.job.grpo, total_tokens)?;
+        let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+        let gs = loss.backward()?;
+        Ok((value, vars.iter().map(|v| gs.get(v.as_tensor()).cloned()).collect(), st))
+    }
+
     /// The fast engine with the current policy: the adapted matrices merged and swapped
     /// into the engine of the last step (no file written); the first step loads the base
     /// model. Backends that cannot swap weights load a merged GGUF file instead.
@@ -444,13 +458,14 @@ impl Trainer {
                 return Ok(e);
             }
         }
-        let mut e = Engine::load(&self.base, &self.device, LoadOptions::default(), None)?;
+        let device = if self.job.rollout.device == "cpu" { Device::Cpu } else { self.device.clone() };
+        let mut e = Engine::load(&self.base, &device, LoadOptions::default(), None)?;
         if e.set_weights(&merged)? {
             return Ok(e);
         }
         let path = self.dir.join("rollout.gguf");
         write_merged_gguf(&self.base, &self.dense, &path)?;
-        Ok(Engine::load(&path, &self.device, LoadOptions::default(), None)?)
+        Ok(Engine::load(&path, &device, LoadOptions::default(), None)?)
     }
 
     /// Log-probs of each completion under the base model (adapters switched off).
