@@ -13,7 +13,8 @@ pub struct ModelChoice {
     pub path: PathBuf,
 }
 
-/// A registry name, or a path to a model file (which gets an ad-hoc entry).
+/// A registry name, or a path to a model file or a Hugging Face checkpoint directory (which
+/// gets an ad-hoc entry).
 pub fn resolve_model(spec: Option<&str>) -> Result<ModelEntry> {
     let reg = Registry::load()?;
     let Some(spec) = spec else { return Ok(reg.default_entry().clone()) };
@@ -29,7 +30,7 @@ pub fn resolve_model(spec: Option<&str>) -> Result<ModelEntry> {
             name: p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| spec.into()),
             description: String::new(),
             architecture: String::new(),
-            format: Format::Gguf,
+            format: if crate::engine::hf_gguf::is_checkpoint(p) { Format::Safetensors } else { Format::Gguf },
             role: Role::Generator,
             source: Source::Local { path: p.to_path_buf() },
             companions: Vec::new(),
@@ -57,6 +58,8 @@ pub fn load_engine(spec: Option<&str>, device: &str) -> Result<(ModelChoice, Eng
 /// Fetches (reporting to `progress`) and loads a local registry entry.
 pub fn open_local(entry: &ModelEntry, device: &str, progress: &dyn Progress) -> Result<(PathBuf, Engine)> {
     let path = models::ensure(entry, progress)?;
+    // A Hugging Face checkpoint decodes from its GGUF conversion (cached).
+    let path = if crate::engine::hf_gguf::is_checkpoint(&path) { crate::engine::hf_gguf::ensure_gguf(&path).with_context(|| format!("converting model '{}'", entry.name))? } else { path };
     let device = parse_device(device)?;
     let engine = Engine::load(&path, &device, LoadOptions { requantize_q4_1: true, ..Default::default() }, entry.chat_template.clone())
         .with_context(|| format!("loading model '{}'", entry.name))?;

@@ -10,6 +10,8 @@ pub mod dense;
 pub mod embed;
 mod generator;
 mod gguf_check;
+mod hf_files;
+pub mod hf_gguf;
 mod model;
 pub mod remote;
 pub mod sampler;
@@ -188,7 +190,16 @@ impl Engine {
         let ct = gguf_file::Content::read(&mut r).map_err(|e| EngineError::NotGguf { path: p.clone(), detail: format!("unreadable header: {e}") })?;
         check_extent(&ct, len)?;
         let sidecar = path.with_file_name("tokenizer.json");
-        let tokenizer = if sidecar.exists() { TextTokenizer::from_file(&sidecar)? } else { TextTokenizer::from_gguf(&ct)? };
+        let tokenizer = if sidecar.exists() {
+            // tokenizer.json does not say which tokens begin and end a text; the metadata may.
+            let mut t = TextTokenizer::from_file(&sidecar)?;
+            let id = |k: &str| ct.metadata.get(k).and_then(|v| v.to_u32().ok());
+            t.bos = id("tokenizer.ggml.bos_token_id");
+            t.eos = id("tokenizer.ggml.eos_token_id");
+            t
+        } else {
+            TextTokenizer::from_gguf(&ct)?
+        };
         let cfg = ModelConfig::from_gguf(&ct)?;
         let model = if device.is_cpu() && !opts.force_candle && cpu::CpuModel::supports(&ct, &cfg) {
             Model::Cpu(cpu::CpuModel::load(&ct, &mut r, cfg)?)

@@ -44,6 +44,11 @@ impl TextTokenizer {
         Self { with_special: tok, plain, special, bos: None, eos: None, add_bos: false }
     }
 
+    /// The tokenizer as `tokenizer.json` text.
+    pub fn to_json(&self) -> Result<String, EngineError> {
+        self.with_special.to_string(false).map_err(|e| EngineError::Tokenizer(e.to_string()))
+    }
+
     /// Loads `tokenizer.json` from a file.
     pub fn from_file(path: &Path) -> Result<Self, EngineError> {
         let tok = Tokenizer::from_file(path).map_err(|e| EngineError::Tokenizer(format!("{}: {e}", path.display())))?;

@@ -13,12 +13,20 @@ use std::path::Path;
 /// Every adapted matrix merged and quantized to Q8_0, by GGUF tensor name.
 pub fn merged_tensors(dense: &DenseModel) -> Result<Vec<(String, QTensor)>, RlError> {
     let mut merged = Vec::new();
+    // A policy read from a Hugging Face llama checkpoint rotates halves; its llama GGUF
+    // (`engine::hf_gguf`) wants q and k rows interleaved.
+    let reorder = !dense.cfg.rope_interleaved && crate::engine::hf_gguf::gguf_arch(&dense.cfg.model_type).1;
     for (i, block) in dense.blocks.iter().enumerate() {
         for (name, lin) in [("q_proj", &block.q), ("k_proj", &block.k), ("v_proj", &block.v), ("o_proj", &block.o), ("gate_proj", &block.gate), ("up_proj", &block.up), ("down_proj", &block.down)] {
             let Some(l) = &lin.lora else { continue };
             let delta = (l.b.as_tensor().matmul(l.a.as_tensor())? * l.scale)?;
             // Quantized on the CPU whatever the policy's device: the engine moves them.
-            let w = (&lin.weight + delta)?.to_dtype(candle_core::DType::F32)?.to_device(&Device::Cpu)?;
+            let mut w = (&lin.weight + delta)?.to_dtype(candle_core::DType::F32)?.to_device(&Device::Cpu)?;
+            match name {
+                "q_proj" if reorder => w = crate::engine::hf_gguf::interleave_rope_rows(&w, dense.cfg.n_head())?,
+                "k_proj" if reorder => w = crate::engine::hf_gguf::interleave_rope_rows(&w, dense.cfg.n_kv_head())?,
+                _ => {}
+            }
             let module = if name.ends_with("_proj") && ["q", "k", "v", "o"].iter().any(|p| name.starts_with(p)) { "self_attn" } else { "mlp" };
             merged.push((gguf_name(&format!("model.layers.{i}.{module}.{name}.weight")), QTensor::quantize(&w, GgmlDType::Q8_0)?));
         }

@@ -81,8 +81,24 @@ fn mean_std(xs: &[f64]) -> (f64, f64) {
     (m, var.sqrt())
 }
 
+/// The GGUF the rollout engine and export read, and the f32 policy: dequantized from a
+/// GGUF file, or read from a Hugging Face checkpoint's own weights (whose GGUF conversion,
+/// cached, serves the engine).
+fn policy(base: &Path, device: &Device) -> Result<(PathBuf, DenseModel), RlError> {
+    use crate::engine::{dense, hf_gguf};
+    if hf_gguf::is_checkpoint(base) {
+        let gguf = hf_gguf::ensure_gguf(base)?;
+        let cfg = dense::DenseConfig::load(&base.join("config.json"))?;
+        return Ok((gguf, DenseModel::load(cfg, &dense::var_builder(base, device)?)?));
+    }
+    let mut r = std::io::BufReader::new(std::fs::File::open(base).map_err(|e| io(base, &e))?);
+    let ct = candle_core::quantized::gguf_file::Content::read(&mut r).map_err(|e| RlError::Io { path: base.display().to_string(), detail: e.to_string() })?;
+    Ok((base.to_path_buf(), DenseModel::from_gguf(&ct, &mut r, device)?))
+}
+
 impl Trainer {
-    /// Sets up a run in `dir` for a base GGUF model, trained on `device`. With `resume`,
+    /// Sets up a run in `dir` for a base model (a GGUF file or a Hugging Face checkpoint
+    /// directory), trained on `device`. With `resume`,
     /// continues from the newest complete checkpoint in `dir` (on any device: checkpoints
     /// are device-independent).
     pub fn new(job: JobSpec, base: &Path, dir: &Path, resume: bool, device: &Device) -> Result<Self, RlError> {
@@ -97,9 +113,8 @@ impl Trainer {
     fn open(job: JobSpec, base: &Path, dir: &Path, how: Open, device: &Device) -> Result<Self, RlError> {
         job.validate()?;
         std::fs::create_dir_all(dir.join("checkpoints")).map_err(|e| io(dir, &e))?;
-        let mut r = std::io::BufReader::new(std::fs::File::open(base).map_err(|e| io(base, &e))?);
-        let ct = candle_core::quantized::gguf_file::Content::read(&mut r).map_err(|e| RlError::Io { path: base.display().to_string(), detail: e.to_string() })?;
-        let mut dense = DenseModel::from_gguf(&ct, &mut r, device)?;
+        let (base, mut dense) = policy(base, device)?;
+        let base = base.as_path();
         let adapters = attach(&mut dense, &job.lora, job.run.seed)?;
         let opt = AdamW::new(&adapters.all_vars(), job.optim.lr, job.optim.betas, job.optim.eps, job.optim.weight_decay)?;
         let unit = (job.data.targets == "rules").then_some(job.rewards.target_unit);
