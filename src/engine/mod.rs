@@ -81,6 +81,17 @@ pub fn parse_device_spec(spec: &str) -> Result<Option<usize>, EngineError> {
     }
 }
 
+/// The GGUF names of a block's seven weight matrices, in the order the models list them.
+const BLOCK_MATRICES: [&str; 7] = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"];
+
+/// `blk.N.attn_q.weight` → (N, its index in [`BLOCK_MATRICES`]); any other name is an error.
+pub(crate) fn block_matrix(name: &str) -> Result<(usize, usize), EngineError> {
+    let bad = || EngineError::Model(format!("no weight matrix {name}"));
+    let (layer, field) = name.strip_prefix("blk.").and_then(|r| r.split_once('.')).ok_or_else(bad)?;
+    let kind = field.strip_suffix(".weight").and_then(|f| BLOCK_MATRICES.iter().position(|m| *m == f)).ok_or_else(bad)?;
+    Ok((layer.parse().map_err(|_| bad())?, kind))
+}
+
 /// Picks the compute device: `cpu`, `cuda` or `cuda:N`.
 pub fn parse_device(spec: &str) -> Result<Device, EngineError> {
     match parse_device_spec(spec)? {

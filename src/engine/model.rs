@@ -288,19 +288,9 @@ impl QuantModel {
     /// Replaces one layer matrix (GGUF name) with `t`, moved to this model's device and
     /// checked like a loaded one; the KV state is dropped.
     pub fn set_matrix(&mut self, name: &str, t: &QTensor) -> Result<(), EngineError> {
-        let bad = || EngineError::Model(format!("no weight matrix {name}"));
-        let (layer, field) = name.strip_prefix("blk.").and_then(|r| r.split_once('.')).ok_or_else(bad)?;
-        let l = self.layers.get_mut(layer.parse::<usize>().map_err(|_| bad())?).ok_or_else(bad)?;
-        let m = match field {
-            "attn_q.weight" => &mut l.wq,
-            "attn_k.weight" => &mut l.wk,
-            "attn_v.weight" => &mut l.wv,
-            "attn_output.weight" => &mut l.wo,
-            "ffn_gate.weight" => &mut l.gate,
-            "ffn_up.weight" => &mut l.up,
-            "ffn_down.weight" => &mut l.down,
-            _ => return Err(bad()),
-        };
+        let (i, kind) = super::block_matrix(name)?;
+        let l = self.layers.get_mut(i).ok_or_else(|| EngineError::Model(format!("no weight matrix {name}")))?;
+        let m = [&mut l.wq, &mut l.wk, &mut l.wv, &mut l.wo, &mut l.gate, &mut l.up, &mut l.down].into_iter().nth(kind).expect("seven block matrices");
         let have = match &*m {
             QMatMul::QTensor(q) => q.shape().dims().to_vec(),
             QMatMul::Tensor(w) | QMatMul::TensorF16(w) => w.dims().to_vec(),

@@ -201,19 +201,9 @@ impl CpuModel {
     /// shape, and forgets every cached position (they were computed with the old weights).
     pub fn set_matrix(&mut self, name: &str, dtype: GgmlDType, rows: usize, cols: usize, data: Vec<u8>) -> Result<(), EngineError> {
         let t = weight_type(dtype).ok_or_else(|| EngineError::Unsupported(format!("{name} has type {dtype:?}")))?;
-        let bad = || EngineError::Model(format!("no weight matrix {name}"));
-        let (layer, field) = name.strip_prefix("blk.").and_then(|r| r.split_once('.')).ok_or_else(bad)?;
-        let l = self.layers.get_mut(layer.parse::<usize>().map_err(|_| bad())?).ok_or_else(bad)?;
-        let m = match field {
-            "attn_q.weight" => &mut l.wq,
-            "attn_k.weight" => &mut l.wk,
-            "attn_v.weight" => &mut l.wv,
-            "attn_output.weight" => &mut l.wo,
-            "ffn_gate.weight" => &mut l.gate,
-            "ffn_up.weight" => &mut l.up,
-            "ffn_down.weight" => &mut l.down,
-            _ => return Err(bad()),
-        };
+        let (i, kind) = crate::engine::block_matrix(name)?;
+        let l = self.layers.get_mut(i).ok_or_else(|| EngineError::Model(format!("no weight matrix {name}")))?;
+        let m = [&mut l.wq, &mut l.wk, &mut l.wv, &mut l.wo, &mut l.gate, &mut l.up, &mut l.down].into_iter().nth(kind).expect("seven block matrices");
         if (m.rows, m.cols) != (rows, cols) || data.len() != rows * (cols / QK) * t.block_bytes() {
             return Err(EngineError::Model(format!("{name}: new weights are {rows}×{cols} in {} bytes, the model's are {}×{}", data.len(), m.rows, m.cols)));
         }
