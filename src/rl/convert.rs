@@ -298,4 +298,17 @@ mod tests {
         chat.data.template = TemplateMode::Chat;
         assert!(convert(&chat, TrainerKind::Openrlhf, "m", "u").contains("--apply_chat_template"));
     }
+
+    #[test]
+    fn gradient_checkpointing_carries_over() {
+        let mut j = job();
+        assert!(convert(&j, TrainerKind::Trl, "m", "u").contains("gradient_checkpointing=False,"));
+        assert!(!convert(&j, TrainerKind::Openrlhf, "m", "u").contains("--gradient_checkpointing"));
+        j.optim.gradient_checkpointing = true;
+        let trl = convert(&j, TrainerKind::Trl, "m", "u");
+        assert_python(&trl);
+        assert!(trl.contains("gradient_checkpointing=True,"), "{trl}");
+        assert!(convert(&j, TrainerKind::Openrlhf, "m", "u").contains("  --gradient_checkpointing \\\n"));
+        assert!(convert(&j, TrainerKind::Verl, "m", "u").contains("actor_rollout_ref.model.enable_gradient_checkpointing=true"));
+    }
 }

@@ -213,5 +213,9 @@ mod tests {
         let mut bad = JobSpec::default();
         bad.lora.targets = vec!["qproj".into()];
         assert!(bad.validate().unwrap_err().to_string().contains("qproj"));
+        let j: JobSpec = toml::from_str("[rollout]\ndevice = \"cpu\"\n[optim]\ngradient_checkpointing = true").unwrap();
+        assert!(j.validate().is_ok() && j.optim.gradient_checkpointing && j.rollout.device == "cpu");
+        let j: JobSpec = toml::from_str("[rollout]\ndevice = \"cuda\"").unwrap();
+        assert!(j.validate().unwrap_err().to_string().contains("rollout.device"), "the training device is chosen with --device");
     }
 }

@@ -98,9 +98,8 @@ fn policy(base: &Path, device: &Device) -> Result<(PathBuf, DenseModel), RlError
 
 impl Trainer {
     /// Sets up a run in `dir` for a base model (a GGUF file or a Hugging Face checkpoint
-    /// directory), trained on `device`. With `resume`,
-    /// continues from the newest complete checkpoint in `dir` (on any device: checkpoints
-    /// are device-independent).
+    /// directory), trained on `device`. With `resume`, continues from the newest complete
+    /// checkpoint in `dir`.
     pub fn new(job: JobSpec, base: &Path, dir: &Path, resume: bool, device: &Device) -> Result<Self, RlError> {
         Self::open(job, base, dir, if resume { Open::Resume } else { Open::Fresh }, device)
     }
