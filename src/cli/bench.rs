@@ -43,6 +43,9 @@ pub struct BenchArgs {
     /// With --train: where rollouts decode, "train" (the --device) or "cpu".
     #[arg(long, default_value = "train")]
     pub rollout_device: String,
+    /// With --train: gradient checkpointing in the loss pass (less memory, more time).
+    #[arg(long)]
+    pub gradient_checkpointing: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -58,7 +61,7 @@ and listening to the sea. Storms came and went, ships passed in the night, and t
 
 pub fn run(a: BenchArgs, device: &str) -> Result<()> {
     if a.train {
-        return super::bench_train::run(a.model.as_deref(), a.reps, a.train_tokens, a.json, device, &a.rollout_device);
+        return super::bench_train::run(&a, device);
     }
     if a.prompt_tokens == 0 || a.gen_tokens == 0 || a.reps == 0 {
         bail!("--prompt-tokens, --gen-tokens and --reps must be positive");

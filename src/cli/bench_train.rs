@@ -9,7 +9,8 @@ use anyhow::{bail, Context, Result};
 
 const PROMPT: &str = "Write a short story of about 150 words about a lighthouse keeper who finds a message in a bottle.";
 
-pub fn run(model: Option<&str>, steps: usize, tokens: usize, json: bool, device: &str, rollout_device: &str) -> Result<()> {
+pub fn run(a: &super::bench::BenchArgs, device: &str) -> Result<()> {
+    let (model, steps, tokens, json, rollout_device) = (a.model.as_deref(), a.reps, a.train_tokens, a.json, a.rollout_device.as_str());
     if steps == 0 || tokens == 0 {
         bail!("--reps (steps) and --train-tokens must be positive");
     }
@@ -25,6 +26,7 @@ pub fn run(model: Option<&str>, steps: usize, tokens: usize, json: bool, device:
     job.rollout.prompts_per_step = 1;
     job.rollout.max_new_tokens = tokens;
     job.rollout.device = rollout_device.to_string();
+    job.optim.gradient_checkpointing = a.gradient_checkpointing;
     // The group in one loss pass, as TRL's batch of G completions: the prompt is then
     // computed once for all four (`DenseModel::group_logits`).
     job.optim.micro_batch = 4;
@@ -57,7 +59,7 @@ pub fn run(model: Option<&str>, steps: usize, tokens: usize, json: bool, device:
     let rss = super::bench::peak_rss_mb();
     if json {
         let v = serde_json::json!({
-            "model": entry.name, "model_path": base, "template": "longwriter", "device": device_name, "rollout_device": rollout_device,
+            "model": entry.name, "model_path": base, "template": "longwriter", "device": device_name, "rollout_device": rollout_device, "gradient_checkpointing": a.gradient_checkpointing,
             "prompt_text": crate::engine::template::LONGWRITER_EN.replace("{question}", PROMPT), "prompts": 1, "group_size": 4, "max_new_tokens": tokens, "lora": "r16 q_proj,v_proj", "steps": rows,
             "measured_steps": measured.iter().map(|r| r["step"].clone()).collect::<Vec<_>>(),
             "mean": { "step_time": mean("step_time"), "rollout": mean("rollout"), "reward": mean("reward"), "loss": mean("loss"), "completion_tokens": mean("completion_tokens") },
@@ -65,7 +67,8 @@ pub fn run(model: Option<&str>, steps: usize, tokens: usize, json: bool, device:
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("mean of {} step(s) on {device_name} (rollouts on {rollout_device}): {:.1} s  (rollout {:.1} s, reward {:.3} s, loss {:.1} s)  peak RSS {:.0} MB", measured.len(), mean("step_time"), mean("rollout"), mean("reward"), mean("loss"), rss);
+        let ckpt = if a.gradient_checkpointing { ", gradient checkpointing" } else { "" };
+        println!("mean of {} step(s) on {device_name} (rollouts on {rollout_device}{ckpt}): {:.1} s  (rollout {:.1} s, reward {:.3} s, loss {:.1} s)  peak RSS {:.0} MB", measured.len(), mean("step_time"), mean("rollout"), mean("reward"), mean("loss"), rss);
     }
     Ok(())
 }
