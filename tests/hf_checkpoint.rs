@@ -193,7 +193,7 @@ fn lora_merged_into_a_converted_checkpoint_decodes_like_the_f32_policy() {
     let changed = rel(&before, &want);
     assert!(changed > 0.1, "the adapters change the policy: {changed}");
     let merged = longwriter::rl::merge::merged_tensors(&policy).unwrap();
-    assert!(e.set_weights(&merged).unwrap());
+    e.set_weights(&merged).unwrap();
     let got = e.model.forward(&ids).unwrap();
     eprintln!("merged: relative error {:.4}; without the merge {changed:.4}", rel(&got, &want));
     // Within the quantization noise (a few percent), far below what the adapters change;

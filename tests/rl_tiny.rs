@@ -239,7 +239,7 @@ fn weights_swapped_in_memory_decode_like_the_merged_file() {
         let mut swapped = Engine::load(&base, &Device::Cpu, opts, None).unwrap();
         let backend = swapped.model.backend();
         let before = swapped.model.forward(&[3, 4, 5]).unwrap();
-        assert!(swapped.set_weights(&merged).unwrap(), "{backend} swaps weights in place");
+        swapped.set_weights(&merged).unwrap_or_else(|e| panic!("{backend} swaps weights in place: {e}"));
         assert_eq!(swapped.model.position(), 0, "{backend}: the stale KV state is dropped");
         let (a, b) = (from_file.model.forward(&[3, 4, 5]).unwrap(), swapped.model.forward(&[3, 4, 5]).unwrap());
         assert_eq!(a, b, "{backend}: bit for bit what the merged file decodes");

@@ -266,9 +266,8 @@ impl Engine {
     }
 
     /// Swaps in new quantized weights (GGUF names) without reloading the file; the KV
-    /// state is dropped. Returns false, changing nothing, where the backend cannot: reload
-    /// the model from a file then. Both backends can at present.
-    pub fn set_weights(&mut self, tensors: &[(String, candle_core::quantized::QTensor)]) -> Result<bool, EngineError> {
+    /// state is dropped.
+    pub fn set_weights(&mut self, tensors: &[(String, candle_core::quantized::QTensor)]) -> Result<(), EngineError> {
         for (name, t) in tensors {
             match &mut self.model {
                 Model::Cpu(m) => {
@@ -281,7 +280,7 @@ impl Engine {
         }
         self.cached.clear();
         self.model.clear();
-        Ok(true)
+        Ok(())
     }
 
     /// Token ids of `request` in `mode`.

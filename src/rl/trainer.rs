@@ -462,24 +462,19 @@ impl Trainer {
         Ok((value, vars.iter().map(|v| gs.get(v.as_tensor()).cloned()).collect(), st))
     }
 
-    /// The fast engine with the current policy: the adapted matrices merged and swapped
-    /// into the engine of the last step (no file written); the first step loads the base
-    /// model. Backends that cannot swap weights load a merged GGUF file instead.
+    /// The engine with the current policy: the adapted matrices merged and swapped into
+    /// the engine of the last step (no file written); the first step loads the base model.
     fn rollout_engine(&mut self) -> Result<Engine, RlError> {
         let merged = super::merge::merged_tensors(&self.dense)?;
-        if let Some(mut e) = self.rollout.take() {
-            if e.set_weights(&merged)? {
-                return Ok(e);
+        let mut e = match self.rollout.take() {
+            Some(e) => e,
+            None => {
+                let device = if self.job.rollout.device == "cpu" { Device::Cpu } else { self.device.clone() };
+                Engine::load(&self.base, &device, LoadOptions::default(), None)?
             }
-        }
-        let device = if self.job.rollout.device == "cpu" { Device::Cpu } else { self.device.clone() };
-        let mut e = Engine::load(&self.base, &device, LoadOptions::default(), None)?;
-        if e.set_weights(&merged)? {
-            return Ok(e);
-        }
-        let path = self.dir.join("rollout.gguf");
-        write_merged_gguf(&self.base, &self.dense, &path)?;
-        Ok(Engine::load(&path, &device, LoadOptions::default(), None)?)
+        };
+        e.set_weights(&merged)?;
+        Ok(e)
     }
 
     /// Log-probs of each completion under the base model (adapters switched off).
