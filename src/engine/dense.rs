@@ -265,14 +265,19 @@ impl Block {
         [("q_proj", &mut self.q), ("k_proj", &mut self.k), ("v_proj", &mut self.v), ("o_proj", &mut self.o), ("gate_proj", &mut self.gate), ("up_proj", &mut self.up), ("down_proj", &mut self.down)]
     }
 
+    /// [`Block::linears_mut`], read-only.
+    pub fn linears(&self) -> [(&'static str, &Linear); 7] {
+        [("q_proj", &self.q), ("k_proj", &self.k), ("v_proj", &self.v), ("o_proj", &self.o), ("gate_proj", &self.gate), ("up_proj", &self.up), ("down_proj", &self.down)]
+    }
+
     /// Where each adapter's dropout mask stream stands. A recomputed block (gradient
     /// checkpointing) restores it first, so it draws the masks its first pass drew.
     pub fn dropout_state(&self) -> Vec<Option<rand::rngs::StdRng>> {
-        [&self.q, &self.k, &self.v, &self.o, &self.gate, &self.up, &self.down].iter().map(|l| l.lora.as_ref().and_then(|a| a.masks.lock().unwrap_or_else(|p| p.into_inner()).clone())).collect()
+        self.linears().iter().map(|(_, l)| l.lora.as_ref().and_then(|a| a.masks.lock().unwrap_or_else(|p| p.into_inner()).clone())).collect()
     }
 
     pub fn restore_dropout_state(&self, state: &[Option<rand::rngs::StdRng>]) {
-        for (l, st) in [&self.q, &self.k, &self.v, &self.o, &self.gate, &self.up, &self.down].iter().zip(state) {
+        for ((_, l), st) in self.linears().iter().zip(state) {
             if let Some(a) = &l.lora {
                 *a.masks.lock().unwrap_or_else(|p| p.into_inner()) = st.clone();
             }

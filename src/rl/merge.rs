@@ -17,7 +17,7 @@ pub fn merged_tensors(dense: &DenseModel) -> Result<Vec<(String, QTensor)>, RlEr
     // (`engine::hf_gguf`) wants q and k rows interleaved.
     let reorder = !dense.cfg.rope_interleaved && crate::engine::hf_gguf::gguf_arch(&dense.cfg.model_type).1;
     for (i, block) in dense.blocks.iter().enumerate() {
-        for (name, lin) in [("q_proj", &block.q), ("k_proj", &block.k), ("v_proj", &block.v), ("o_proj", &block.o), ("gate_proj", &block.gate), ("up_proj", &block.up), ("down_proj", &block.down)] {
+        for (name, lin) in block.linears() {
             let Some(l) = &lin.lora else { continue };
             let delta = (l.b.as_tensor().matmul(l.a.as_tensor())? * l.scale)?;
             // Quantized on the CPU whatever the policy's device: the engine moves them.
