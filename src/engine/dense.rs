@@ -424,10 +424,16 @@ impl DenseModel {
         if ids.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
-        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= self.cfg.vocab_size) {
-            return Err(EngineError::Model(format!("token id {bad} is outside the vocabulary")));
-        }
+        self.check_vocab(ids)?;
         self.hidden_inner(ids).map_err(|e| EngineError::Model(e.to_string()))
+    }
+
+    /// Every id of `ids` must name a token of the vocabulary (an embedding row).
+    pub fn check_vocab<'a>(&self, ids: impl IntoIterator<Item = &'a u32>) -> Result<(), EngineError> {
+        match ids.into_iter().find(|&&i| i as usize >= self.cfg.vocab_size) {
+            Some(bad) => Err(EngineError::Model(format!("token id {bad} is outside the vocabulary"))),
+            None => Ok(()),
+        }
     }
 
     /// Logits [n, vocab] at positions `from..ids.len()`: row t predicts token `from + t + 1`.
@@ -442,10 +448,7 @@ impl DenseModel {
     /// to its keys and values, so G rollouts of a prompt cost one prompt pass, not G; the
     /// gradient graph is shared the same way. Equal to `logits_from(prompt ++ c, |prompt| − 1)`.
     pub fn group_logits(&self, prompt: &[u32], completions: &[&[u32]]) -> Result<Vec<Tensor>, EngineError> {
-        let bad = prompt.iter().chain(completions.iter().flat_map(|c| c.iter())).find(|&&i| i as usize >= self.cfg.vocab_size);
-        if let Some(&bad) = bad {
-            return Err(EngineError::Model(format!("token id {bad} is outside the vocabulary")));
-        }
+        self.check_vocab(prompt.iter().chain(completions.iter().flat_map(|c| c.iter())))?;
         if prompt.is_empty() || completions.iter().any(|c| c.is_empty()) {
             return Err(EngineError::EmptyPrompt);
         }

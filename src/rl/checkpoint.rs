@@ -12,7 +12,7 @@
 //! The result equals `grpo_loss(...).backward()`, dropout included: each block's mask
 //! streams are saved before its first pass and restored before it is recomputed.
 
-use super::grpo::{rollout_loss, token_logprobs, GrpoConfig, LossStats, Rollout};
+use super::grpo::{require_tokens, rollout_loss, token_logprobs, GrpoConfig, LossStats, Rollout};
 use super::RlError;
 use crate::engine::dense::{frozen_matmul, DenseModel};
 use candle_core::{Tensor, Var};
@@ -44,12 +44,8 @@ fn add(acc: &mut Option<Tensor>, g: &Tensor) -> candle_core::Result<()> {
 /// no sequence of their own: the prompt's last position predicts it.
 fn group(model: &DenseModel, run: &[Rollout], cfg: &GrpoConfig, scale: f64, vars: &[Var], grads: &mut [Option<Tensor>], stats: &mut LossStats) -> Result<f64, RlError> {
     let prompt = &run[0].prompt_ids;
-    if prompt.is_empty() || run.iter().any(|r| r.completion_ids.is_empty()) {
-        return Err(RlError::Config("a rollout needs a prompt and at least one completion token".into()));
-    }
-    if let Some(&bad) = prompt.iter().chain(run.iter().flat_map(|r| r.completion_ids.iter())).find(|&&i| i as usize >= model.cfg.vocab_size) {
-        return Err(RlError::Config(format!("token id {bad} is outside the vocabulary")));
-    }
+    require_tokens(prompt, run.iter().map(|r| r.completion_ids.len()))?;
+    model.check_vocab(prompt.iter().chain(run.iter().flat_map(|r| r.completion_ids.iter())))?;
     let np = prompt.len();
     // Which sequence (if any) carries each completion's positions.
     let mut seqs: Vec<&[u32]> = vec![prompt];

@@ -69,11 +69,17 @@ pub fn sequence_logprobs(model: &DenseModel, prompt: &[u32], completion: &[u32])
 /// [`sequence_logprobs`] for several completions of one prompt, which goes through the
 /// model once for all of them (see `DenseModel::group_logits`).
 pub fn group_logprobs(model: &DenseModel, prompt: &[u32], completions: &[&[u32]]) -> Result<Vec<(Tensor, Tensor)>, RlError> {
-    if prompt.is_empty() || completions.iter().any(|c| c.is_empty()) {
-        return Err(RlError::Config("a rollout needs a prompt and at least one completion token".into()));
-    }
+    require_tokens(prompt, completions.iter().map(|c| c.len()))?;
     let logits = model.group_logits(prompt, completions)?;
     logits.iter().zip(completions).map(|(logits, completion)| token_logprobs(logits, completion)).collect()
+}
+
+/// A rollout's prompt and completion (given by its length) must each hold a token.
+pub fn require_tokens(prompt: &[u32], mut completion_lens: impl Iterator<Item = usize>) -> Result<(), RlError> {
+    if prompt.is_empty() || completion_lens.any(|n| n == 0) {
+        return Err(RlError::Config("a rollout needs a prompt and at least one completion token".into()));
+    }
+    Ok(())
 }
 
 /// From logits [n, vocab]: the log-probs [n] of `completion`'s tokens (with gradient) and
