@@ -50,7 +50,12 @@ fn default_theta() -> f64 {
 impl DenseConfig {
     pub fn load(path: &Path) -> Result<Self, EngineError> {
         let text = std::fs::read_to_string(path).map_err(|e| EngineError::Open { path: path.display().to_string(), detail: crate::fsutil::describe_io(&e) })?;
-        let cfg: Self = serde_json::from_str(&text).map_err(|e| EngineError::Format(format!("{}: {e}", path.display())))?;
+        Self::parse(&text, path)
+    }
+
+    /// [`DenseConfig::load`] of `text`, read from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, EngineError> {
+        let cfg: Self = serde_json::from_str(text).map_err(|e| EngineError::Format(format!("{}: {e}", path.display())))?;
         if !matches!(cfg.model_type.as_str(), "llama" | "qwen2" | "qwen3" | "mistral" | "") {
             return Err(EngineError::Unsupported(format!("model_type '{}' (supported: llama, qwen2, qwen3, mistral)", cfg.model_type)));
         }

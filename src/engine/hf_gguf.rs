@@ -42,17 +42,20 @@ pub fn interleave_rope_rows(w: &Tensor, heads: usize) -> candle_core::Result<Ten
     w.reshape((heads, 2, dims[0] / heads / 2, rest))?.transpose(1, 2)?.contiguous()?.reshape(dims)
 }
 
+fn io_error(p: &Path, e: &std::io::Error) -> EngineError {
+    EngineError::Open { path: p.display().to_string(), detail: crate::fsutil::describe_io(e) }
+}
+
 /// The cached GGUF of checkpoint `dir`, converted now if it is missing or the checkpoint
 /// changed since.
 pub fn ensure_gguf(dir: &Path) -> Result<PathBuf, EngineError> {
-    let open = |p: &Path, e: &std::io::Error| EngineError::Open { path: p.display().to_string(), detail: crate::fsutil::describe_io(e) };
-    let abs = std::fs::canonicalize(dir).map_err(|e| open(dir, &e))?;
+    let abs = std::fs::canonicalize(dir).map_err(|e| io_error(dir, &e))?;
     let mut h = Sha256::new();
     h.update(abs.to_string_lossy().as_bytes());
-    let mut names: Vec<PathBuf> = std::fs::read_dir(&abs).map_err(|e| open(&abs, &e))?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&abs).map_err(|e| io_error(&abs, &e))?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
     names.sort();
     for p in names.iter().filter(|p| p.is_file()) {
-        let md = std::fs::metadata(p).map_err(|e| open(p, &e))?;
+        let md = std::fs::metadata(p).map_err(|e| io_error(p, &e))?;
         let mtime = md.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
         h.update(format!("{}\0{}\0{mtime}\0", p.display(), md.len()).as_bytes());
     }
@@ -67,8 +70,11 @@ pub fn ensure_gguf(dir: &Path) -> Result<PathBuf, EngineError> {
 
 /// Writes checkpoint `dir` as a GGUF at `out` (atomically), with its `tokenizer.json`.
 pub fn write_gguf(dir: &Path, out: &Path) -> Result<(), EngineError> {
-    let cfg = DenseConfig::load(&dir.join("config.json"))?;
-    let raw: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap_or_default()).unwrap_or_default();
+    let cfg_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&cfg_path).map_err(|e| io_error(&cfg_path, &e))?;
+    let cfg = DenseConfig::parse(&text, &cfg_path)?;
+    // The keys DenseConfig leaves out: the context length and bos/eos.
+    let raw: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     let tok = dir.join("tokenizer.json");
     if !tok.is_file() {
         return Err(EngineError::Open { path: tok.display().to_string(), detail: "a checkpoint needs its tokenizer.json".into() });
@@ -126,20 +132,19 @@ pub fn write_gguf(dir: &Path, out: &Path) -> Result<(), EngineError> {
     if let Some(t) = tc["chat_template"].as_str() {
         md.push(("tokenizer.chat_template".into(), gguf_file::Value::String(t.into())));
     }
-    let io = |p: &Path, e: &std::io::Error| EngineError::Open { path: p.display().to_string(), detail: crate::fsutil::describe_io(e) };
     let parent = out.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| io(parent, &e))?;
-    let mut f = crate::fsutil::AtomicFile::create(out).map_err(|e| io(out, &e))?;
+    std::fs::create_dir_all(parent).map_err(|e| io_error(parent, &e))?;
+    let mut f = crate::fsutil::AtomicFile::create(out).map_err(|e| io_error(out, &e))?;
     {
         let mdr: Vec<(&str, &gguf_file::Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
         let tr: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
         let mut w = std::io::BufWriter::new(f.file());
         gguf_file::write(&mut w, &mdr, &tr).map_err(|e| EngineError::Format(format!("writing {}: {e}", out.display())))?;
-        w.flush().map_err(|e| io(out, &e))?;
+        w.flush().map_err(|e| io_error(out, &e))?;
     }
     // The tokenizer first: a GGUF without its tokenizer beside it is not a finished one.
-    let bytes = std::fs::read(&tok).map_err(|e| io(&tok, &e))?;
-    crate::fsutil::atomic_write(out.with_file_name("tokenizer.json"), &bytes).map_err(|e| io(out, &e))?;
-    f.commit().map_err(|e| io(out, &e))?;
+    let bytes = std::fs::read(&tok).map_err(|e| io_error(&tok, &e))?;
+    crate::fsutil::atomic_write(out.with_file_name("tokenizer.json"), &bytes).map_err(|e| io_error(out, &e))?;
+    f.commit().map_err(|e| io_error(out, &e))?;
     Ok(())
 }
