@@ -2,7 +2,9 @@
 //! 1k, 10k and 100k words and prints time per frame and the ratio to the 1k frame.
 //! Run: `cargo bench --bench studio_frames`.
 
-use longwriter::engine::{Event, SamplerConfig, TemplateMode};
+use longwriter::write::Event;
+
+use longwriter::engine::{SamplerConfig, TemplateMode};
 use longwriter::studio::{draw, Action, App};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;

@@ -9,11 +9,14 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// A file being written next to its final path; it only becomes visible on [`AtomicFile::commit`].
-/// Dropping it without committing removes the temp file.
+/// Dropping it without a successful commit, including after a failed fsync or rename,
+/// removes the temp file.
 pub struct AtomicFile {
     file: Option<File>,
     tmp: PathBuf,
     dest: PathBuf,
+    /// The temp file is gone (renamed over the destination).
+    moved: bool,
 }
 
 impl AtomicFile {
@@ -30,19 +33,21 @@ impl AtomicFile {
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
         let file = File::create(&tmp)?;
-        Ok(Self { file: Some(file), tmp, dest })
+        Ok(Self { file: Some(file), tmp, dest, moved: false })
     }
 
     pub fn file(&mut self) -> &mut File {
         self.file.as_mut().expect("AtomicFile used after commit")
     }
 
-    /// Flushes, fsyncs and renames over the destination.
+    /// Flushes, fsyncs and renames over the destination. On error the temp file is
+    /// removed (by `Drop`) and the destination is untouched.
     pub fn commit(mut self) -> io::Result<()> {
         let file = self.file.take().expect("AtomicFile committed twice");
         file.sync_all()?;
         drop(file);
         fs::rename(&self.tmp, &self.dest)?;
+        self.moved = true;
         sync_dir(&parent_dir(&self.dest));
         Ok(())
     }
@@ -59,7 +64,8 @@ impl Write for AtomicFile {
 
 impl Drop for AtomicFile {
     fn drop(&mut self) {
-        if self.file.take().is_some() {
+        drop(self.file.take());
+        if !self.moved {
             let _ = fs::remove_file(&self.tmp);
         }
     }
@@ -133,10 +139,10 @@ pub fn write_new(dest: impl AsRef<Path>, bytes: &[u8]) -> io::Result<()> {
     let file = f.file.take().expect("fresh AtomicFile");
     file.sync_all()?;
     drop(file);
-    // hard_link fails with AlreadyExists instead of replacing, unlike rename.
-    let linked = fs::hard_link(&f.tmp, dest);
-    let _ = fs::remove_file(&f.tmp);
-    linked?;
+    // hard_link fails with AlreadyExists instead of replacing, unlike rename. The temp
+    // name goes in every case (dropping `f` removes it), so nothing is left behind.
+    fs::hard_link(&f.tmp, dest)?;
+    drop(f);
     sync_dir(&parent_dir(dest));
     Ok(())
 }
@@ -163,6 +169,22 @@ pub fn describe_io(e: &io::Error) -> String {
         Some(30) => "read-only file system".into(),
         _ => e.to_string(),
     }
+}
+
+/// The names of the directories in `dir` that hold `marker`, oldest first (by the marker's
+/// modification time), as runs and evaluation reports are listed.
+pub fn dirs_by_age(dir: &Path, marker: &str) -> Vec<String> {
+    let mut v: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let m = std::fs::metadata(e.path().join(marker)).ok()?;
+            Some((m.modified().unwrap_or(std::time::UNIX_EPOCH), e.file_name().to_string_lossy().into_owned()))
+        })
+        .collect();
+    v.sort();
+    v.into_iter().map(|(_, n)| n).collect()
 }
 
 #[cfg(test)]
@@ -199,6 +221,24 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"two");
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn failed_renames_and_refused_exports_leave_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        // A non-empty directory cannot be renamed over: the commit fails after fsync.
+        let blocked = dir.path().join("blocked");
+        fs::create_dir_all(blocked.join("inside")).unwrap();
+        assert!(atomic_write(&blocked, b"data").is_err());
+        // An export never replaces an existing file.
+        let taken = dir.path().join("taken.md");
+        fs::write(&taken, b"old").unwrap();
+        assert_eq!(write_new(&taken, b"new").unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&taken).unwrap(), b"old");
+        write_new(dir.path().join("fresh.md"), b"x").unwrap();
+        let mut names: Vec<String> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        assert_eq!(names, ["blocked", "fresh.md", "taken.md"]);
     }
 
     #[test]

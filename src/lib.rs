@@ -6,14 +6,18 @@
 
 pub mod cli;
 pub mod config;
+pub mod convert;
 pub mod engine;
 pub mod eval;
 pub mod fsutil;
 pub mod models;
+pub mod nn;
 pub mod paths;
+pub mod remote;
 pub mod reward;
 pub mod rl;
 pub mod serve;
 pub mod sessions;
 pub mod studio;
 pub mod text;
+pub mod write;

@@ -35,6 +35,11 @@ pub fn models_dir() -> PathBuf {
     cache_dir().join("models")
 }
 
+/// Training runs, one directory each (`rl::runs`).
+pub fn runs_dir() -> PathBuf {
+    data_dir().join("runs")
+}
+
 pub fn logs_dir() -> PathBuf {
     data_dir().join("logs")
 }

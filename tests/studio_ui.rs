@@ -1,8 +1,10 @@
 //! Rendered-buffer snapshots of the studio, driven by injected keys and engine events.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use longwriter::engine::{Event, SamplerConfig, Stats, StopReason, TemplateMode};
-use longwriter::studio::{draw, Action, App, Effect};
+use longwriter::write::Event;
+use longwriter::engine::{SamplerConfig, Stats, StopReason, TemplateMode};
+use longwriter::rl::trainer::Control;
+use longwriter::studio::{draw, Action, App, Done, Effect};
 use longwriter::text::FormatReport;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
@@ -109,10 +111,17 @@ fn help_overlay_lists_every_key() {
     let mut a = app();
     a.update(key(KeyCode::F(1)));
     let s = render(&a, 120, 24);
-    for (k, _) in longwriter::studio::KEYS {
-        assert!(s.contains(k), "help lacks {k}");
+    for (k, d) in longwriter::studio::keymap::help_rows() {
+        assert!(s.contains(k) && s.contains(d), "help lacks {k}: {d}");
     }
     insta::assert_snapshot!("help", s);
+    // At 80 columns nothing is cut either: long descriptions wrap under themselves.
+    let narrow = render(&a, 80, 40);
+    let flat: String = narrow.lines().map(|l| l.trim_matches(|c| c == '│' || c == ' ')).collect::<Vec<_>>().join(" ");
+    let flat = flat.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (_, d) in longwriter::studio::keymap::help_rows() {
+        assert!(flat.contains(d), "help at 80 columns lacks {d:?}:\n{narrow}");
+    }
     a.update(key(KeyCode::Esc));
     assert!(!render(&a, 120, 24).contains("this help"));
 }
@@ -228,7 +237,7 @@ fn session_list_opens_the_chosen_session() {
     let mut a = app();
     assert_eq!(a.update(key(KeyCode::F(6))), Effect::ListSessions);
     let row = |id, title: &str| SessionSummary { id, updated: "2026-11-25T10:00:00Z".into(), title: title.into(), model: "m".into(), words: 10 * id as usize };
-    a.update(Action::SessionsLoaded(vec![row(2, "Second essay"), row(1, "First story")]));
+    a.update(Action::Done(Done::SessionsListed(Ok(vec![row(2, "Second essay"), row(1, "First story")]))));
     let s = render(&a, 120, 24);
     assert!(s.contains("▶    2  Second essay") && s.contains("First story"), "{s}");
     a.update(key(KeyCode::Down));
@@ -369,14 +378,14 @@ fn train_tab_charts_a_recorded_run_and_controls_a_job() {
     assert_eq!(a.update(key(KeyCode::Char('n'))), Effect::None);
     a.train_job = Some("job.toml".into());
     assert_eq!(a.update(key(KeyCode::Char('n'))), Effect::StartJob("job.toml".into()));
-    assert_eq!(a.update(key(KeyCode::Char('p'))), Effect::JobControl(1));
+    assert_eq!(a.update(key(KeyCode::Char('p'))), Effect::JobControl(Control::Pause));
     assert!(matches!(a.job, Some(JobState::Paused(_))));
     // A progress report while paused keeps it paused.
     a.update(Action::JobState(JobState::Running("step 4 done".into())));
     assert!(matches!(a.job, Some(JobState::Paused(_))));
     assert!(render(&a, 140, 36).contains("job: PAUSED · step 4 done"));
-    assert_eq!(a.update(key(KeyCode::Char('p'))), Effect::JobControl(0));
-    assert_eq!(a.update(key(KeyCode::Char('x'))), Effect::JobControl(2));
+    assert_eq!(a.update(key(KeyCode::Char('p'))), Effect::JobControl(Control::Run));
+    assert_eq!(a.update(key(KeyCode::Char('x'))), Effect::JobControl(Control::Cancel));
     assert_eq!(a.update(key(KeyCode::Char('n'))), Effect::None, "one job at a time");
     a.update(Action::JobState(JobState::Finished("short: cancelled after step 4".into())));
     assert_eq!(a.update(key(KeyCode::Esc)), Effect::None);
@@ -434,7 +443,7 @@ fn eval_tab_shows_a_report_and_switches_between_evals() {
 
 #[test]
 fn agentwrite_trace_shows_the_plan_with_the_current_step() {
-    use longwriter::engine::agentwrite::PlanStep;
+    use longwriter::write::agentwrite::PlanStep;
     let mut a = App::new("smollm2-135m".into(), TemplateMode::Agentwrite, SamplerConfig::greedy(), 256);
     a.update(Action::ModelReady { name: "smollm2-135m".into(), context: 8192 });
     type_text(&mut a, "Write a 1200-word story about a lighthouse keeper.");
@@ -453,4 +462,30 @@ fn agentwrite_trace_shows_the_plan_with_the_current_step() {
     a.update(Action::Engine(Event::Note("step 2: the text so far (900 words) no longer fits".into())));
     a.update(Action::Engine(Event::Answer("A bottle rolled in.".into())));
     insta::assert_snapshot!("agentwrite_plan", render(&a, 120, 30));
+}
+
+/// The key handler dispatches from the same table the help overlay is drawn from: every
+/// key of every binding does exactly what its row says, where it says.
+#[test]
+fn every_binding_in_the_key_table_does_what_the_table_says() {
+    use longwriter::studio::keymap::{When, BINDINGS};
+    use longwriter::studio::Focus;
+    for b in BINDINGS {
+        for key in b.keys {
+            let mut a = app();
+            a.focus = if b.when == When::DraftFocus { Focus::Draft } else { Focus::Prompt };
+            assert_eq!(format!("{:?}", a.handle_key(key.event())), format!("{:?}", Some(&b.action)), "{key:?}");
+            if b.when == When::DraftFocus {
+                // With the prompt focused the same key is typing.
+                a.focus = Focus::Prompt;
+                assert!(matches!(a.handle_key(key.event()), Some(Action::Edit(_))), "{key:?} in the prompt");
+            }
+        }
+    }
+    // A key in no table: the prompt editor's with the prompt focused, nobody's in the draft.
+    let mut a = app();
+    let z = KeyEvent::new(KeyCode::Char('z'), KeyModifiers::NONE);
+    assert!(matches!(a.handle_key(z), Some(Action::Edit(_))));
+    a.focus = Focus::Draft;
+    assert!(a.handle_key(z).is_none());
 }

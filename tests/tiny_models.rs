@@ -101,7 +101,7 @@ fn dense_f32_from_gguf_computes_the_same_network() {
         let ct = gguf_file::Content::read(&mut r).unwrap();
         let cfg = ModelConfig::from_gguf(&ct).unwrap();
         let mut slow = QuantModel::load(&ct, &mut r, &Device::Cpu, LoadOptions::default()).unwrap();
-        let dense = longwriter::engine::dense::DenseModel::from_gguf(&ct, &mut r, &Device::Cpu).unwrap();
+        let dense = longwriter::nn::dense::DenseModel::from_gguf(&ct, &mut r, &Device::Cpu).unwrap();
         assert_eq!(dense.cfg.rope_interleaved, !cfg.rope_neox);
         let ids = [3u32, 17, 42, 5, 88, 1, 9];
         let all = dense.logits_from(&ids, 0).unwrap();

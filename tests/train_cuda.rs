@@ -11,7 +11,7 @@ mod common;
 
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor, Var};
-use longwriter::engine::dense::DenseModel;
+use longwriter::nn::dense::DenseModel;
 use longwriter::engine::{Engine, LoadOptions, TemplateMode};
 use longwriter::rl::job::JobSpec;
 use longwriter::rl::trainer::Trainer;
@@ -45,7 +45,7 @@ fn loss_and_grads(path: &Path, device: &Device, lora: &LoraConfig, batch: &[Roll
         randomize(v, 500 + i as u64, 0.02);
     }
     let tokens: usize = batch.iter().map(|r| r.completion_ids.len()).sum();
-    let cfg = GrpoConfig { epsilon: 0.2, beta };
+    let cfg = GrpoConfig { epsilon: 0.2, beta, ..Default::default() };
     let flat = |t: &Tensor| t.flatten_all().unwrap().to_device(&Device::Cpu).unwrap().to_vec1::<f32>().unwrap();
     if checkpointed {
         let (value, grads, _) = longwriter::rl::checkpoint::checkpointed_gradients(&m, batch, &cfg, tokens, &ad.all_vars()).unwrap();
@@ -69,7 +69,7 @@ fn batch_for(path: &Path, lora: &LoraConfig, specs: &[(Vec<u32>, Vec<u32>, f64)]
         .iter()
         .enumerate()
         .map(|(k, (p, c, a))| {
-            let lp: Vec<f32> = sequence_logprobs(&m, p, c).unwrap().0.to_vec1().unwrap();
+            let lp: Vec<f32> = sequence_logprobs(&m, p, c, 1.0).unwrap().0.to_vec1().unwrap();
             let mut old: Vec<f32> = lp.iter().enumerate().map(|(i, x)| x + 0.03 * ((i + k) as f32 % 3.0 - 1.0)).collect();
             old[0] -= 0.5;
             let reference = beta.then(|| lp.iter().map(|x| x - 0.1).collect());

@@ -39,10 +39,15 @@ impl Env {
     }
 
     fn run(&self, args: &[&str], abort_at: Option<usize>) -> Output {
+        self.run_with(args, abort_at.map(|k| ("LONGWRITER_TEST_ABORT_AT_STEP", k)))
+    }
+
+    /// Runs the binary with an abort hook (`VAR=step`) set, if given.
+    fn run_with(&self, args: &[&str], hook: Option<(&str, usize)>) -> Output {
         let mut c = Command::new(env!("CARGO_BIN_EXE_longwriter"));
         c.args(args).env("LONGWRITER_DATA_DIR", self.path("data")).env("LONGWRITER_CONFIG_DIR", self.path("config")).env("LONGWRITER_CACHE_DIR", self.path("cache")).env("LONGWRITER_THREADS", "2");
-        if let Some(k) = abort_at {
-            c.env("LONGWRITER_TEST_ABORT_AT_STEP", k.to_string());
+        if let Some((var, k)) = hook {
+            c.env(var, k.to_string());
         }
         c.output().unwrap()
     }
@@ -160,6 +165,46 @@ fn killed_mid_step_then_resumed_matches_an_uninterrupted_run_and_exports() {
     assert!(list.contains("straight") && list.contains("killed") && list.contains("4/4"), "{list}");
     let o = e.run(&["train", "--resume", "nope"], None);
     assert!(!o.status.success() && stderr(&o).contains("no run 'nope'"));
+}
+
+/// A checkpoint written where a directory already is moves that one aside first and
+/// removes it last. Killed between the two renames (abort, like kill -9), the run keeps a
+/// whole checkpoint under one of the names, and resume sorts it out.
+#[test]
+fn a_kill_while_a_checkpoint_replaces_another_loses_no_whole_checkpoint() {
+    let e = Env::new();
+    let job = e.path("job.toml");
+    let job = job.to_str().unwrap();
+    assert!(e.run(&["train", "--config", job, "--name", "straight"], None).status.success());
+    let a = e.metrics("straight");
+    assert!(e.run(&["train", "--config", job, "--name", "r"], None).status.success());
+    let run = e.path("data/runs/r");
+    let ck = run.join("checkpoints");
+
+    // 1. A torn step-4 checkpoint (no state.json): resume goes back to step 2 and writes
+    // step 4 over it, and is killed right after moving the torn one aside.
+    std::fs::remove_file(ck.join("step-000004/state.json")).unwrap();
+    let o = e.run_with(&["train", "--resume", "r"], Some(("LONGWRITER_TEST_ABORT_IN_CHECKPOINT", 4)));
+    assert!(!o.status.success(), "the abort hook did not fire: {}", stderr(&o));
+    // The new checkpoint was whole in its temp directory; the old one had been moved aside.
+    assert_eq!(checkpoint_dirs(&run), vec![".step-000004.old", ".step-000004.tmp", "step-000002"]);
+    // The torn one is not brought back; the run goes on from step 2 and ends as the
+    // uninterrupted run did.
+    let o = e.run(&["train", "--resume", "r"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("resuming after step 2"), "{}", stderr(&o));
+    assert_eq!(checkpoint_dirs(&run), vec!["step-000002", "step-000004"]);
+    for (x, y) in a.iter().zip(&e.metrics("r")) {
+        assert_eq!(stable(x), stable(y), "resumed run diverged");
+    }
+
+    // 2. Killed at the same point with a whole checkpoint moved aside: it comes back.
+    std::fs::rename(ck.join("step-000004"), ck.join(".step-000004.old")).unwrap();
+    let o = e.run(&["train", "--resume", "r"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("resuming after step 4"), "{}", stderr(&o));
+    assert_eq!(checkpoint_dirs(&run), vec!["step-000002", "step-000004"]);
+    assert_eq!(e.metrics("r").len(), 4);
 }
 
 #[test]

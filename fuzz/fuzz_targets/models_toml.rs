@@ -7,7 +7,7 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(reg) = longwriter::models::Registry::parse(text, "fuzz.toml") {
             assert!(reg.models.contains_key(&reg.default));
             for e in reg.models.values() {
-                let _ = longwriter::engine::RemoteConfig::from_entry(e);
+                let _ = longwriter::remote::RemoteConfig::from_entry(e);
             }
         }
     }

@@ -2,7 +2,7 @@
 //! and every payload parses to a chunk or an error.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use longwriter::engine::sse::{parse_payload, SseDecoder};
+use longwriter::remote::sse::{parse_payload, SseDecoder};
 
 fuzz_target!(|data: &[u8]| {
     let (cuts, body) = data.split_at(data.len().min(6));

@@ -157,15 +157,15 @@ struct Served {
 
 /// Streams `gen_tokens` (end-of-sequence ignored) from a server, `reps` times.
 fn server_speed(url: &str, filler: &str, a: &BenchArgs) -> Result<Served> {
-    use crate::engine::{CancelToken, GenerateRequest, RemoteConfig, RemoteModel, SamplerConfig, TemplateMode, TextPrompt};
+    use crate::engine::{CancelToken, GenerateRequest, SamplerConfig, TemplateMode};
+    use crate::remote::{RemoteConfig, RemoteModel};
     let mut cfg = RemoteConfig::new(url, "bench");
     cfg.extra_body.insert("ignore_eos".into(), serde_json::Value::Bool(true));
     let m = RemoteModel::new(cfg);
-    let prompt = TextPrompt { request: filler.to_string(), mode: TemplateMode::Nothink, ..Default::default() };
     let req = GenerateRequest { sampler: SamplerConfig::greedy(), max_new_tokens: a.gen_tokens, ..Default::default() };
     let (mut tg, mut own, mut n_own) = (0.0, 0.0, 0);
     for _ in 0..a.reps {
-        let s = m.generate(&prompt, &req, &CancelToken::default(), &mut |_| {}).with_context(|| format!("streaming from {url}"))?;
+        let s = m.generate(filler, TemplateMode::Nothink, None, &req, &CancelToken::default(), &mut |_| {}).with_context(|| format!("streaming from {url}"))?;
         if s.generated_tokens + 1 < a.gen_tokens {
             bail!("the server stopped after {} of {} tokens (does it honour ignore_eos?)", s.generated_tokens, a.gen_tokens);
         }
@@ -185,7 +185,7 @@ fn synthetic_model(shape: &str) -> Result<PathBuf> {
         let entry = super::resolve_model(None)?;
         let template = crate::models::ensure(&entry, &super::BarProgress::new())?;
         eprintln!("writing a synthetic {shape} model (random Q4_0 weights) to {}", path.display());
-        crate::engine::synth::write_synthetic(&template, crate::engine::synth::shape(shape).context("unknown shape")?, &path)?;
+        crate::convert::synth::write_synthetic(&template, crate::convert::synth::shape(shape).context("unknown shape")?, &path)?;
     }
     Ok(path)
 }

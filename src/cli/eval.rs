@@ -5,6 +5,7 @@ use crate::engine::{SamplerConfig, TemplateMode};
 use crate::eval::longbench::{self, EvalSettings, ModelWriter, Progress, ResultLine};
 use crate::eval::{compare, data, decay, evals_dir, report, slug, write_report};
 use crate::reward::quality::Judge;
+use crate::text::strip_controls as clean;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -153,14 +154,15 @@ fn answers(model: Option<&str>, g: &GenArgs, items: &[data::EvalItem], out: &Pat
         }
         Progress::Finished(r) => {
             bar.inc(1);
-            bar.suspend(|| println!("#{:<3} {:>6} asked {:>6} written  S_l {:>5.1}  {}", r.index + 1, r.required, r.words, r.s_l, r.stop));
+            // The stop reason can quote a server's error message.
+            bar.suspend(|| println!("#{:<3} {:>6} asked {:>6} written  S_l {:>5.1}  {}", r.index + 1, r.required, r.words, r.s_l, crate::text::strip_controls(&r.stop)));
         }
     })?;
     bar.finish_and_clear();
     Ok((settings, results))
 }
 
-fn judge_model(j: &JudgeArgs, device: &str) -> Result<Option<(std::sync::Arc<dyn crate::engine::Complete>, String)>> {
+fn judge_model(j: &JudgeArgs, device: &str) -> Result<Option<(std::sync::Arc<dyn crate::write::Complete>, String)>> {
     let Some(spec) = &j.judge else { return Ok(None) };
     let c = j.server.completer(Some(spec), device).with_context(|| format!("loading the judge '{spec}'"))?;
     let name = c.describe();
@@ -179,13 +181,14 @@ fn longbench_cmd(a: LongbenchArgs, device: &str) -> Result<()> {
     let (settings, results) = answers(a.model.as_deref(), &a.gen, &items, &out, judge.as_ref().map(|(j, n)| (j, n.clone())), device)?;
     let summary = report::summarize(&settings, items.len(), &results);
     write_report(&out, &summary, &results)?;
-    println!("{} ({}): mean S_l {:.1} over {} requests", settings.model, settings.template, summary.s_l, summary.done);
+    // Model names and settings can come from files an earlier run (or anyone) wrote.
+    println!("{} ({}): mean S_l {:.1} over {} requests", clean(&settings.model), clean(&settings.template), summary.s_l, summary.done);
     for b in &summary.buckets {
         println!("  required {:<14} {:>3} requests  S_l {:.1}", b.group, b.n, b.mean);
     }
     if let Some(q) = &summary.quality {
         let total = q.total.map_or("n/a".into(), |t| format!("{t:.1}"));
-        println!("S_q {total} ({} judged, {} failed; judge: {})", q.judged, q.failed, settings.judge.as_deref().unwrap_or(""));
+        println!("S_q {total} ({} judged, {} failed; judge: {})", q.judged, q.failed, clean(settings.judge.as_deref().unwrap_or("")));
     }
     println!("report: {}", out.join("report.md").display());
     Ok(())
@@ -202,7 +205,7 @@ fn compare_cmd(a: CompareArgs, device: &str) -> Result<()> {
         if let Some(s) = longbench::read_settings(dir)? {
             // An earlier eval directory: reuse its answers as they are.
             let r = longbench::read_results(&dir.join(longbench::RESULTS))?;
-            println!("{}: reusing {} answers from {}", s.model, r.len(), dir.display());
+            println!("{}: reusing {} answers from {}", clean(&s.model), r.len(), clean(&dir.display().to_string()));
             names.push(format!("{} ({})", s.model, s.template));
             all.push(r);
             continue;
@@ -229,7 +232,7 @@ fn compare_cmd(a: CompareArgs, device: &str) -> Result<()> {
     crate::fsutil::atomic_write(out.join("report.md"), md.as_bytes()).context("writing report.md")?;
     crate::fsutil::atomic_write(out.join("ratings.json"), serde_json::to_string_pretty(&s)?.as_bytes()).context("writing ratings.json")?;
     for r in &s.ratings {
-        println!("{:<40} Elo {:>5.0}  (95% {:.0} – {:.0})", r.model, r.median, r.lo, r.hi);
+        println!("{:<40} Elo {:>5.0}  (95% {:.0} – {:.0})", clean(&r.model), r.median, r.lo, r.hi);
     }
     if s.failed > 0 {
         println!("{} verdicts could not be read and were left out", s.failed);

@@ -19,10 +19,10 @@ use crate::config::Settings;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
-pub use load::{load_engine, load_writer, open_completer, open_local, open_writer, resolve_model, ModelChoice};
+pub use crate::write::{open_completer, open_local, open_writer, resolve_model};
+pub use load::{load_engine, load_writer, ModelChoice};
 pub use progress::BarProgress;
 pub use rewards::{QualityChoice, RewardArgs, ServerArgs};
-pub use sessions::export_to_dir;
 
 #[derive(Parser, Debug)]
 #[command(after_help = "With no subcommand, opens the writing studio.")]
@@ -138,7 +138,16 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Whether `flag` (as `--flag VALUE` or `--flag=VALUE`) was typed on the command line,
+/// as opposed to coming from the environment.
+pub(crate) fn given_on_command_line(flag: &str) -> bool {
+    std::env::args_os().any(|a| a.to_str().is_some_and(|a| a == flag || a.strip_prefix(flag).is_some_and(|r| r.starts_with('='))))
+}
+
 fn dispatch(cli: Cli, cfg: &Settings) -> anyhow::Result<()> {
+    if cli.server.api_key.is_some() && given_on_command_line("--api-key") {
+        eprintln!("warning: a key given with --api-key is visible to every user of this machine (ps); set LONGWRITER_API_KEY instead");
+    }
     if let Some(n) = cli.threads.or(cfg.threads) {
         // candle's CPU kernels size their pools from this variable.
         std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
@@ -170,7 +179,8 @@ fn one_line(e: &anyhow::Error) -> String {
             s.push_str(&c);
         }
     }
-    s.replace('\n', " ")
+    // Errors can quote a server's reply or a file's contents: never raw to the terminal.
+    crate::text::strip_controls(&s.replace('\n', " ")).into_owned()
 }
 
 /// Logs go to stderr for headless commands and to a file while the TUI owns the screen.

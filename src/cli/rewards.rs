@@ -1,7 +1,9 @@
 //! Reward settings shared by `score` and `reward-serve`, and building a [`Scorer`] from them.
 
 use super::BarProgress;
-use crate::engine::{parse_device, Complete, Embedder};
+use crate::engine::parse_device;
+use crate::write::Complete;
+use crate::nn::Embedder;
 use crate::models::{self, Registry, Role};
 use crate::reward::quality::{FluencyProxy, Judge, QualityScorer, ScalarHeadRm};
 use crate::reward::{RewardConfig, Scorer};
@@ -74,7 +76,7 @@ impl ServerArgs {
     /// A helper model: a server when `spec` is a base URL, else a local model (default: the
     /// default model), fetched if needed.
     pub fn completer(&self, spec: Option<&str>, device: &str) -> Result<Arc<dyn Complete>> {
-        super::open_completer(spec, &self.api_model, self.api_key.clone(), device, &super::BarProgress::new())
+        Ok(super::open_completer(spec, &self.api_model, self.api_key.clone(), device, &super::BarProgress::new())?)
     }
 }
 

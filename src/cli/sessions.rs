@@ -1,4 +1,5 @@
 use crate::sessions::{export_markdown, Store};
+use crate::text::strip_controls as clean;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -43,7 +44,7 @@ pub fn import(a: ImportArgs) -> Result<()> {
     let name = a.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "imported".into());
     let session = crate::sessions::import_markdown(&bytes, &name).with_context(|| format!("cannot import {}", a.file.display()))?;
     let id = Store::open_default()?.insert(&session)?;
-    println!("imported {} as session {id} ({} words). Open it: longwriter --session {id}", a.file.display(), crate::text::count_words(&session.draft));
+    println!("imported {} as session {id} ({} words). Open it: longwriter --session {id}", clean(&a.file.display().to_string()), crate::text::count_words(&session.draft));
     Ok(())
 }
 
@@ -59,17 +60,18 @@ pub fn run(cmd: SessionsCmd) -> Result<()> {
                 println!("no sessions");
             }
             for r in rows {
-                println!("{:>5}  {}  {:>7} words  {:<16} {}", r.id, r.updated, r.words, r.model, r.title);
+                // Titles and model names come from imported files: never raw to the terminal.
+                println!("{:>5}  {}  {:>7} words  {:<16} {}", r.id, clean(&r.updated), r.words, clean(&r.model), clean(&r.title));
             }
         }
         SessionsCmd::Show { id } => {
             let s = store.get(id)?;
-            println!("# {}  (session {}, {}, {}, {})\n", s.title, s.id, s.model, s.template, s.state);
-            println!("## Prompt\n\n{}\n", s.prompt);
+            println!("# {}  (session {}, {}, {}, {})\n", clean(&s.title), s.id, clean(&s.model), clean(&s.template), clean(&s.state));
+            println!("## Prompt\n\n{}\n", clean(&s.prompt));
             if !s.trace.is_empty() {
-                println!("## Think\n\n{}\n", s.trace);
+                println!("## Think\n\n{}\n", clean(&s.trace));
             }
-            println!("## Draft\n\n{}", s.draft);
+            println!("## Draft\n\n{}", clean(&s.draft));
         }
         SessionsCmd::Rm { id } => {
             if !store.remove(id)? {
@@ -94,19 +96,4 @@ pub fn export(a: ExportArgs) -> Result<()> {
     })?;
     println!("{}", out.display());
     Ok(())
-}
-
-/// Exports into `dir`, picking `<slug>-<id>.md`, then `-2`, `-3`, … so nothing is replaced.
-pub fn export_to_dir(s: &crate::sessions::Session, dir: &std::path::Path) -> Result<PathBuf> {
-    let base = format!("{}-{}", crate::sessions::slug(&s.title), s.id);
-    let md = export_markdown(s, true);
-    for n in 1..1000 {
-        let p = dir.join(if n == 1 { format!("{base}.md") } else { format!("{base}-{n}.md") });
-        match crate::fsutil::write_new(&p, md.as_bytes()) {
-            Ok(()) => return Ok(p),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e).with_context(|| format!("writing {}", p.display())),
-        }
-    }
-    bail!("too many exports of session {} in {}", s.id, dir.display())
 }

@@ -3,7 +3,8 @@
 use super::BarProgress;
 use crate::models::{self, Registry};
 use crate::rl::job::JobSpec;
-use crate::rl::trainer::{Control, Trainer};
+use crate::rl::runs::Run;
+use crate::rl::trainer::{Control, JobControl, Trainer};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::Value;
@@ -73,17 +74,8 @@ pub enum RunsCmd {
     Cancel { run: String },
 }
 
-pub fn runs_dir() -> PathBuf {
-    crate::paths::data_dir().join("runs")
-}
-
 fn run_dir(name: &str) -> Result<PathBuf> {
-    let p = Path::new(name);
-    let dir = if p.is_dir() { p.to_path_buf() } else { runs_dir().join(name) };
-    if !dir.join("job.toml").exists() {
-        bail!("no run '{name}' (looked in {}). Hint: longwriter runs list", dir.display());
-    }
-    Ok(dir)
+    Ok(Run::open(name)?.dir)
 }
 
 fn convert(path: &Path, to: crate::rl::convert::TrainerKind, hf_model: Option<String>, reward_url: &str, out: Option<PathBuf>) -> Result<()> {
@@ -121,13 +113,7 @@ pub fn run(a: TrainArgs, device: &str) -> Result<()> {
     let (job, dir, resume) = match (&a.config, &a.resume) {
         (Some(cfg), _) => {
             let job = JobSpec::load(cfg)?;
-            let stem = cfg.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
-            let name = a.name.clone().unwrap_or_else(|| format!("{stem}-{}", crate::sessions::now().replace([':', ' '], "").replace('-', "")));
-            let dir = runs_dir().join(&name);
-            if dir.join("job.toml").exists() {
-                bail!("run '{name}' exists. Hint: --resume {name}, or pick another --name");
-            }
-            (job, dir, false)
+            (job, Run::create(cfg, a.name.as_deref())?.dir, false)
         }
         (None, Some(r)) => {
             let dir = run_dir(r)?;
@@ -150,7 +136,7 @@ pub fn run(a: TrainArgs, device: &str) -> Result<()> {
     let bar = indicatif::ProgressBar::new(job.run.steps as u64);
     bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len} · eta {eta} · {msg}").unwrap());
     bar.set_position(t.step as u64);
-    let control = Control::default();
+    let control = JobControl::default();
     t.train(&control, &mut |r| {
         let m = &r.metrics;
         bar.set_position(r.step as u64);
@@ -165,7 +151,7 @@ pub fn run(a: TrainArgs, device: &str) -> Result<()> {
         bar.println(m.to_string());
     })?;
     bar.finish();
-    if control.get() == Control::CANCEL {
+    if control.get() == Control::Cancel {
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         eprintln!("cancelled after step {} (checkpointed); continue with: longwriter train --resume {name}", t.step);
     }
@@ -233,10 +219,6 @@ fn export(run: &str, step: Option<usize>, name: Option<String>) -> Result<()> {
     Ok(())
 }
 
-fn metrics(dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
-}
-
 fn row(m: &Value) -> String {
     let f = |k: &str| m[k].as_f64().map_or("   -  ".to_string(), |v| format!("{v:>6.3}"));
     format!("{:>5} {} {} {} {:>7.0} {:>6.2} {} {:>6.1}s", m["step"], f("reward"), f("rewards/length/mean"), f("rewards/format/mean"), m["completions/mean_length"].as_f64().unwrap_or(0.0), m["completions/clipped_ratio"].as_f64().unwrap_or(0.0), f("loss"), m["step_time"].as_f64().unwrap_or(0.0))
@@ -247,43 +229,41 @@ const HEADER: &str = " step reward length format  tokens clipped   loss   time";
 pub fn runs(cmd: RunsCmd) -> Result<()> {
     match cmd {
         RunsCmd::List => {
-            let mut dirs: Vec<PathBuf> = std::fs::read_dir(runs_dir()).into_iter().flatten().filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join("job.toml").exists()).collect();
-            dirs.sort();
-            if dirs.is_empty() {
-                println!("no runs yet (they live in {}). Start one: longwriter train --config examples/jobs/short-format-length.toml", runs_dir().display());
+            let mut runs = Run::list();
+            runs.sort_by(|a, b| a.name.cmp(&b.name));
+            if runs.is_empty() {
+                println!("no runs yet (they live in {}). Start one: longwriter train --config examples/jobs/short-format-length.toml", crate::paths::runs_dir().display());
             }
-            for d in dirs {
-                let steps = JobSpec::load(&d.join("job.toml")).map(|j| j.run.steps).unwrap_or(0);
-                let ms = metrics(&d);
+            for r in runs {
+                let ms = r.metrics();
                 let last = ms.last().map(|m| format!("reward {:.3}", m["reward"].as_f64().unwrap_or(0.0))).unwrap_or_else(|| "no steps yet".into());
-                let cks = Trainer::checkpoints(&d);
-                let state = crate::rl::control::live_status(&d).unwrap_or_else(|| if ms.len() >= steps { "finished".into() } else { "stopped".into() });
-                println!("{:<40} {:>4}/{:<4} steps  {:<24} {}  checkpoints {:?}", d.file_name().unwrap().to_string_lossy(), ms.len(), steps, state, last, cks);
+                // Run names are directory names, and states come from files: never raw.
+                println!("{:<40} {:>4}/{:<4} steps  {:<24} {}  checkpoints {:?}", crate::text::strip_controls(&r.name), ms.len(), r.steps_total(), crate::text::strip_controls(&r.state()), last, r.checkpoints());
             }
         }
         RunsCmd::Pause { ref run } | RunsCmd::Resume { ref run } | RunsCmd::Cancel { ref run } => {
             let (v, what) = match cmd {
-                RunsCmd::Pause { .. } => (Control::PAUSE, "pause after its current step"),
-                RunsCmd::Cancel { .. } => (Control::CANCEL, "stop after its current step"),
-                _ => (Control::RUN, "go on"),
+                RunsCmd::Pause { .. } => (Control::Pause, "pause after its current step"),
+                RunsCmd::Cancel { .. } => (Control::Cancel, "stop after its current step"),
+                _ => (Control::Run, "go on"),
             };
             let pid = crate::rl::control::request(&run_dir(run)?, v)?;
             println!("asked run {run} (process {pid}) to {what}");
         }
         RunsCmd::Show { run } => {
-            let dir = run_dir(&run)?;
-            println!("{}", std::fs::read_to_string(dir.join("job.toml"))?);
+            let r = Run::open(&run)?;
+            println!("{}", crate::text::strip_controls(&std::fs::read_to_string(r.dir.join("job.toml"))?));
             println!("{HEADER}");
-            for m in metrics(&dir) {
+            for m in r.metrics() {
                 println!("{}", row(&m));
             }
         }
         RunsCmd::Watch { run } => {
-            let dir = run_dir(&run)?;
+            let r = Run::open(&run)?;
             println!("{HEADER}");
             let mut seen = 0;
             loop {
-                let ms = metrics(&dir);
+                let ms = r.metrics();
                 // A resumed run rewrites its tail: start over when the file shrank.
                 if ms.len() < seen {
                     seen = 0;
@@ -292,11 +272,11 @@ pub fn runs(cmd: RunsCmd) -> Result<()> {
                     println!("{}", row(m));
                 }
                 seen = ms.len();
-                let steps = JobSpec::load(&dir.join("job.toml")).map(|j| j.run.steps).unwrap_or(usize::MAX);
+                let steps = r.job().map(|j| j.run.steps).unwrap_or(usize::MAX);
                 if seen >= steps {
                     break;
                 }
-                if crate::rl::control::live_pid(&dir).is_none() && metrics(&dir).len() == seen {
+                if !r.is_live() && r.metrics().len() == seen {
                     println!("(not running: stopped after step {seen}; continue with: longwriter train --resume {run})");
                     break;
                 }

@@ -1,6 +1,7 @@
 use super::load_writer;
-use crate::engine::agentwrite::{self, AgentSpec};
-use crate::engine::{CancelToken, Event, GenerateRequest, SamplerConfig, Stats, TemplateMode, TextPrompt};
+use crate::write::agentwrite::{self, AgentSpec};
+use crate::engine::{CancelToken, GenerateRequest, SamplerConfig, Stats, TemplateMode};
+use crate::write::{Event, TextPrompt};
 use crate::text::count_words;
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -83,13 +84,7 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
         ..Default::default()
     };
     let text = TextPrompt { request: prompt, mode: template, continuation: None, agent };
-    let req = GenerateRequest {
-        sampler,
-        max_new_tokens: a.max_tokens.or(cfg.sampling.max_tokens).or(d.max_tokens).unwrap_or(2048),
-        stop_strings: template.stop_strings(),
-        start_in: template.start_in(),
-        ..Default::default()
-    };
+    let req = GenerateRequest::for_mode(template, sampler, a.max_tokens.or(cfg.sampling.max_tokens).or(d.max_tokens).unwrap_or(2048));
     let (mut think, mut answer) = (String::new(), String::new());
     let (mut plan, mut notes, mut paragraphs) = (Vec::new(), Vec::new(), Vec::<String>::new());
     let stdout = std::io::stdout();
@@ -177,7 +172,8 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
         println!("{}", serde_json::to_string(&v)?);
     } else {
         println!();
-        eprintln!("{}", stats_line(&stats, words, template));
+        // The stop reason can quote a server's error message.
+        eprintln!("{}", crate::text::strip_controls(&stats_line(&stats, words, template)));
     }
     Ok(())
 }

@@ -1,30 +1,22 @@
-//! Local inference: load a GGUF model, build prompts, and stream typed text.
+//! Local inference, and nothing else: load a GGUF model ([`Engine::load`]: header checks,
+//! the tokenizer rebuilt from metadata, the chat template), run it on the fast CPU decoder
+//! ([`cpu`]) or candle ([`QuantModel`]: K-quants, CUDA), sample, and stream the text
+//! through a [`TextSink`] as think/answer segments with [`Stats`].
 //!
-//! [`Engine`] is synchronous and owns the model; [`Generator`] runs one on its own OS
-//! thread and streams [`Event`]s through a channel so a UI never waits on the model.
+//! In: token ids and a [`GenerateRequest`]. Out: logits, tokens, text segments. Servers
+//! (`remote`), trainable networks (`nn`), conversion (`convert`) and the strategies and
+//! threads that turn a request into a draft (`write`) sit above this module.
 
-pub mod agentwrite;
-pub mod complete;
 pub mod cpu;
-pub mod dense;
-pub mod embed;
-mod generator;
+mod generate;
 mod gguf_check;
-mod hf_files;
-pub mod hf_gguf;
 mod model;
-pub mod remote;
 pub mod sampler;
-pub mod sse;
-pub mod synth;
 mod stream;
 pub mod template;
 pub mod tokenizer;
 
-pub use complete::{Complete, LocalComplete, OpenAiComplete};
-pub use embed::Embedder;
-pub use generator::{CancelToken, Event, GenerateRequest, Generator, StartIn, Stats, StopReason, TextModel, TextPrompt};
-pub use remote::{RemoteApi, RemoteConfig, RemoteModel};
+pub use generate::{collect, CancelToken, GenerateRequest, StartIn, Stats, StopReason, TextSink};
 pub use model::{check_extent, LoadOptions, ModelConfig, QuantModel};
 pub use sampler::{derive_seed, Sampler, SamplerConfig};
 pub use stream::{StopMatcher, StopScan, TokenDecoder};
@@ -281,6 +273,13 @@ impl Engine {
         self.cached.clear();
         self.model.clear();
         Ok(())
+    }
+
+    /// Forgets the KV state (after a panic mid-generation, say); the next generation
+    /// prefills its whole prompt.
+    pub fn reset(&mut self) {
+        self.model.clear();
+        self.cached.clear();
     }
 
     /// Token ids of `request` in `mode`.

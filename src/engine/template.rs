@@ -127,6 +127,13 @@ impl PromptBuilder {
         self.chat_template.is_some()
     }
 
+    /// The mode for prompts that are plain instructions (AgentWrite's steps, a judge's or
+    /// a scorer's question): the model's chat template, or the no-think template where it
+    /// has none.
+    pub fn plain_mode(&self) -> TemplateMode {
+        if self.has_chat_template() { TemplateMode::Chat } else { TemplateMode::Nothink }
+    }
+
     /// The pieces of the prompt for `request` in `mode`.
     pub fn build(&self, mode: TemplateMode, request: &str) -> Result<Vec<Piece>, EngineError> {
         if request.trim().is_empty() {

@@ -4,6 +4,8 @@
 //! Two encoders are kept: one that recognises special-token strings (used only for text
 //! produced by the chat template) and one that treats them as plain text (used for anything
 //! a user or a model wrote), so `<|im_end|>` typed in a prompt never becomes a control token.
+//! That holds for GGUF's user-defined tokens (type 4, e.g. Qwen3's `<think>`) too: they are
+//! registered like control tokens, so only the template ever inserts them.
 
 use super::EngineError;
 use candle_core::quantized::gguf_file::{Content, Value};
@@ -24,7 +26,7 @@ const LLAMA3_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p
 pub struct TextTokenizer {
     with_special: Tokenizer,
     plain: Tokenizer,
-    /// Token ids of control tokens (type 3), by their text.
+    /// Token ids of control (type 3) and user-defined (type 4) tokens, by their text.
     pub special: HashMap<String, u32>,
     pub bos: Option<u32>,
     pub eos: Option<u32>,
@@ -90,7 +92,8 @@ impl TextTokenizer {
             .iter()
             .zip(&types)
             .filter(|(_, &t)| t == 3 || t == 4)
-            .map(|(s, &t)| AddedToken::from(s.clone(), t == 3))
+            // Special, both: the plain encoder then leaves their text alone.
+            .map(|(s, _)| AddedToken::from(s.clone(), true))
             .collect();
         tok.add_special_tokens(added).map_err(|e| EngineError::Tokenizer(format!("cannot register special tokens: {e}")))?;
         let mut out = Self::from_tokenizer(tok);
@@ -152,5 +155,48 @@ fn string_array(v: Option<&Value>, key: &str) -> Result<Vec<String>, EngineError
             .map(|x| x.to_string().cloned().map_err(|_| EngineError::Tokenizer(format!("{key} holds a non-string"))))
             .collect(),
         _ => Err(EngineError::Tokenizer(format!("GGUF metadata lacks {key}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::gguf_file;
+
+    /// A GGUF header with a byte-level vocabulary, one user-defined token and one control
+    /// token.
+    fn tiny() -> (TextTokenizer, u32, u32) {
+        let mut tokens: Vec<String> = ByteLevel::alphabet().into_iter().map(|c| c.to_string()).collect();
+        tokens.sort();
+        let (think, im_end) = (tokens.len() as u32, tokens.len() as u32 + 1);
+        let mut types = vec![1i32; tokens.len()];
+        tokens.extend(["<think>".to_string(), "<|im_end|>".to_string()]);
+        types.extend([4, 3]);
+        let md = [
+            ("tokenizer.ggml.model", Value::String("gpt2".into())),
+            ("tokenizer.ggml.tokens", Value::Array(tokens.into_iter().map(Value::String).collect())),
+            ("tokenizer.ggml.merges", Value::Array(Vec::new())),
+            ("tokenizer.ggml.token_type", Value::Array(types.into_iter().map(Value::I32).collect())),
+        ];
+        let refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (*k, v)).collect();
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        gguf_file::write(&mut bytes, &refs, &[]).unwrap();
+        let ct = Content::read(&mut std::io::Cursor::new(bytes.into_inner())).unwrap();
+        (TextTokenizer::from_gguf(&ct).unwrap(), think, im_end)
+    }
+
+    #[test]
+    fn user_defined_tokens_typed_by_a_user_encode_as_plain_text() {
+        let (tok, think, im_end) = tiny();
+        for text in ["a <think> b", "x<|im_end|>y"] {
+            let ids = tok.encode_plain(text).unwrap();
+            assert!(!ids.contains(&think) && !ids.contains(&im_end), "{text}: {ids:?}");
+            assert_eq!(tok.decode(&ids).unwrap(), text);
+        }
+        // The template's own text still gets the real tokens, and they decode as written.
+        assert_eq!(tok.encode_template("<think>").unwrap(), vec![think]);
+        assert_eq!(tok.encode_template("<|im_end|>").unwrap(), vec![im_end]);
+        assert_eq!(tok.decode(&[think]).unwrap(), "<think>");
+        assert_eq!((tok.special.get("<think>"), tok.special.get("<|im_end|>")), (Some(&think), Some(&im_end)));
     }
 }

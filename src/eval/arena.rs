@@ -2,7 +2,7 @@
 //! pair judged twice with the order swapped, and the verdicts become Elo ratings (online
 //! Elo as in Chatbot Arena / Arena-Write) with bootstrap confidence intervals.
 
-use crate::engine::Complete;
+use crate::write::Complete;
 use serde::{Deserialize, Serialize};
 
 /// Characters of each answer shown to the judge; longer answers are cut in the middle.

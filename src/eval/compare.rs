@@ -6,7 +6,7 @@
 use super::arena::{bootstrap, judge_pair, records, Battle, EloConfig, Rating, Record, Verdict};
 use super::longbench::{append_jsonl, read_jsonl, ResultLine};
 use super::EvalError;
-use crate::engine::Complete;
+use crate::write::Complete;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 

@@ -5,8 +5,9 @@
 use super::data::EvalItem;
 use super::score::length_score;
 use super::EvalError;
-use crate::engine::agentwrite::{self, AgentSpec};
-use crate::engine::{derive_seed, CancelToken, GenerateRequest, SamplerConfig, TemplateMode, TextModel, TextPrompt};
+use crate::write::agentwrite::{self, AgentSpec};
+use crate::engine::{derive_seed, CancelToken, GenerateRequest, SamplerConfig, TemplateMode};
+use crate::write::{TextModel, TextPrompt};
 use crate::reward::quality::Judge;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -46,13 +47,7 @@ impl Writer for ModelWriter {
     }
 
     fn write(&mut self, request: &str, required: usize, max_new_tokens: usize, seed: u64) -> Result<Written, EvalError> {
-        let req = GenerateRequest {
-            prompt_ids: Vec::new(),
-            sampler: SamplerConfig { seed, ..self.sampler.clone() },
-            max_new_tokens,
-            stop_strings: self.mode.stop_strings(),
-            start_in: self.mode.start_in(),
-        };
+        let req = GenerateRequest::for_mode(self.mode, SamplerConfig { seed, ..self.sampler.clone() }, max_new_tokens);
         // AgentWrite plans for the length the request asks.
         let agent = AgentSpec { target_words: Some(required), retries: 1, ..Default::default() };
         let prompt = TextPrompt { request: request.to_string(), mode: self.mode, continuation: None, agent };
@@ -329,7 +324,7 @@ mod tests {
     #[test]
     fn a_five_point_judge_gives_s_q_and_failures_are_kept() {
         struct Fixed;
-        impl crate::engine::Complete for Fixed {
+        impl crate::write::Complete for Fixed {
             fn describe(&self) -> String {
                 "fixed".into()
             }

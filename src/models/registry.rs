@@ -316,7 +316,7 @@ context_length = 2048
         let entry = |format: &str, source: &str| format!("default = \"r\"\n[models.r]\narchitecture = \"qwen2\"\nformat = \"{format}\"\nsource = {source}\ncontext_length = 32768\n");
         let server = r#"{ kind = "server", base_url = "http://127.0.0.1:30000/v1", model = "lwz", api_key_env = "KEY", api = "chat", timeout_secs = 9 }"#;
         let r = Registry::parse(&entry("remote", server), "t").unwrap();
-        let cfg = crate::engine::RemoteConfig::from_entry(r.default_entry()).unwrap();
+        let cfg = crate::remote::RemoteConfig::from_entry(r.default_entry()).unwrap();
         assert_eq!((cfg.base_url.as_str(), cfg.model.as_str(), cfg.api, cfg.timeout.as_secs(), cfg.api_key_env.as_deref()), ("http://127.0.0.1:30000/v1", "lwz", RemoteApi::Chat, 9, Some("KEY")));
         let e = Registry::parse(&entry("gguf", server), "t").unwrap_err().to_string();
         assert!(e.contains("format = \"remote\" goes with source kind \"server\""), "{e}");

@@ -4,7 +4,7 @@
 
 use super::target::{MAX_HI, MAX_SPAN};
 use super::{extract_target, TargetRange};
-use crate::engine::Complete;
+use crate::write::Complete;
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -18,7 +18,7 @@ pub use length::length_reward;
 pub use repetition::{repeated_ngram_share, RepetitionCounter};
 pub use semantic::SemanticReport;
 pub use service::{split_query, FullScore, Scorer};
-pub use target::{extract_target, extract_target_to, TargetRange, PAPER_UNIT};
+pub use target::{extract_target, extract_target_to, TargetRange, DEFAULT_L_MAX, PAPER_UNIT};
 
 use crate::text::{count_words, parse_all, FormatReport, Violation};
 use serde::{Deserialize, Serialize};
@@ -45,7 +45,7 @@ pub struct RewardConfig {
 
 impl Default for RewardConfig {
     fn default() -> Self {
-        Self { l_max: 11_000, ngram: 4, max_repeated_share: 0.3, require_think: true, semantic_threshold: 0.92, min_paragraph_words: 8 }
+        Self { l_max: target::DEFAULT_L_MAX, ngram: 4, max_repeated_share: 0.3, require_think: true, semantic_threshold: 0.92, min_paragraph_words: 8 }
     }
 }
 

@@ -2,8 +2,9 @@
 //! cosine similarity passes the threshold counts as near-identical. This catches the
 //! paraphrased loops that the lexical n-gram measure misses.
 
-use crate::engine::embed::cosine;
-use crate::engine::{EngineError, Embedder};
+use crate::nn::embed::cosine;
+use crate::engine::EngineError;
+use crate::nn::Embedder;
 use crate::text::count_words;
 use serde::Serialize;
 

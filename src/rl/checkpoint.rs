@@ -14,7 +14,7 @@
 
 use super::grpo::{require_tokens, rollout_loss, token_logprobs, GrpoConfig, LossStats, Rollout};
 use super::RlError;
-use crate::engine::dense::{frozen_matmul, DenseModel};
+use crate::nn::dense::{frozen_matmul, DenseModel};
 use candle_core::{Tensor, Var};
 
 /// The loss of `rollouts` (divided by `total_tokens`, as [`super::grpo_loss`]), its
@@ -91,7 +91,7 @@ fn group(model: &DenseModel, run: &[Rollout], cfg: &GrpoConfig, scale: f64, vars
             None => vp.as_tensor().clone(),
         };
         let logits = frozen_matmul(&model.final_norm(&h)?, model.lm_head())?;
-        let (lp, entropy) = token_logprobs(&logits, &r.completion_ids)?;
+        let (lp, entropy) = token_logprobs(&logits, &r.completion_ids, cfg.temperature)?;
         let l = (rollout_loss(r, &lp, &entropy, cfg, stats)? * scale)?;
         loss += l.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
         let g = l.backward()?;

@@ -3,7 +3,7 @@
 //! into its in-process [`Control`]. While a job runs, `pid` names its process (so the
 //! commands can tell a live run from a stopped one) and `status` says whether it is paused.
 
-use super::trainer::Control;
+use super::trainer::{Control, JobControl};
 use super::RlError;
 use std::path::{Path, PathBuf};
 
@@ -11,21 +11,9 @@ const CONTROL: &str = "control";
 const PID: &str = "pid";
 const STATUS: &str = "status";
 
-fn word(v: u8) -> &'static str {
-    match v {
-        Control::PAUSE => "pause",
-        Control::CANCEL => "cancel",
-        _ => "run",
-    }
-}
-
 /// The request in the run's control file (RUN when there is none).
-pub fn requested(dir: &Path) -> u8 {
-    match std::fs::read_to_string(dir.join(CONTROL)).unwrap_or_default().trim() {
-        "pause" => Control::PAUSE,
-        "cancel" => Control::CANCEL,
-        _ => Control::RUN,
-    }
+pub fn requested(dir: &Path) -> Control {
+    Control::from_word(&std::fs::read_to_string(dir.join(CONTROL)).unwrap_or_default())
 }
 
 /// The pid of the process running this job, if one is alive.
@@ -41,10 +29,10 @@ pub fn live_status(dir: &Path) -> Option<String> {
 }
 
 /// Asks the live job in `dir` to run, pause or cancel; returns its pid.
-pub fn request(dir: &Path, v: u8) -> Result<u32, RlError> {
+pub fn request(dir: &Path, v: Control) -> Result<u32, RlError> {
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let pid = live_pid(dir).ok_or_else(|| RlError::Config(format!("run '{name}' is not running. Hint: longwriter train --resume {name} continues it")))?;
-    crate::fsutil::atomic_write(dir.join(CONTROL), word(v).as_bytes()).map_err(|e| RlError::Io { path: dir.join(CONTROL).display().to_string(), detail: crate::fsutil::describe_io(&e) })?;
+    crate::fsutil::atomic_write(dir.join(CONTROL), v.word().as_bytes()).map_err(|e| RlError::Io { path: dir.join(CONTROL).display().to_string(), detail: crate::fsutil::describe_io(&e) })?;
     Ok(pid)
 }
 
@@ -52,7 +40,7 @@ pub fn request(dir: &Path, v: u8) -> Result<u32, RlError> {
 /// requests left by an earlier process; dropping it removes the control files.
 pub struct Live {
     dir: PathBuf,
-    seen: u8,
+    seen: Control,
 }
 
 impl Live {
@@ -65,12 +53,12 @@ impl Live {
             let _ = std::fs::remove_file(dir.join(f));
         }
         crate::fsutil::atomic_write(dir.join(PID), std::process::id().to_string().as_bytes()).map_err(io)?;
-        Ok(Self { dir: dir.to_path_buf(), seen: Control::RUN })
+        Ok(Self { dir: dir.to_path_buf(), seen: Control::Run })
     }
 
     /// Mirrors a change of the control file into `control` (a key press in the studio sets
     /// `control` directly; only a new request from the file overrides it).
-    pub fn poll(&mut self, control: &Control) {
+    pub fn poll(&mut self, control: &JobControl) {
         let v = requested(&self.dir);
         if v != self.seen {
             self.seen = v;

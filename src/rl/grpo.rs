@@ -7,10 +7,15 @@
 //! completion tokens of the batch divided by their count ("averaged over tokens"), so
 //! micro-batches that each divide by the batch's total add up to the same gradient.
 //! Without stored old log-probs the sampling policy is the current one (one update per
-//! batch, TRL's default): r = 1 in value, and its gradient is ∇log π.
+//! batch, TRL's default): r = 1 in value, and its gradient is ∇log π. With
+//! `iterations` μ > 1 (TRL's `num_iterations`) the trainer stores the sampling policy's
+//! log-probs, so after the first update the ratio moves and ε clips it.
+//!
+//! Log-probs are taken of the distribution the tokens were sampled from: the logits are
+//! divided by the sampling temperature first, as TRL does (top-p is not undone).
 
 use super::RlError;
-use crate::engine::dense::DenseModel;
+use crate::nn::dense::DenseModel;
 use candle_core::{DType, Tensor, D};
 use serde::{Deserialize, Serialize};
 
@@ -32,11 +37,17 @@ pub struct GrpoConfig {
     pub epsilon: f64,
     /// β of the KL penalty against the base model (paper: 0).
     pub beta: f64,
+    /// μ: updates per batch of rollouts (TRL's `num_iterations`; 1 = one update).
+    pub iterations: usize,
+    /// The sampling temperature the log-probs are taken at; the trainer sets it from
+    /// `rollout.temperature` (it is not a setting of its own).
+    #[serde(skip)]
+    pub temperature: f64,
 }
 
 impl Default for GrpoConfig {
     fn default() -> Self {
-        Self { epsilon: 0.2, beta: 0.0 }
+        Self { epsilon: 0.2, beta: 0.0, iterations: 1, temperature: 1.0 }
     }
 }
 
@@ -60,18 +71,18 @@ impl LossStats {
     }
 }
 
-/// Log-probs [n] of `completion` after `prompt` (with gradient), and the policy's entropy at
-/// each of those positions (without).
-pub fn sequence_logprobs(model: &DenseModel, prompt: &[u32], completion: &[u32]) -> Result<(Tensor, Tensor), RlError> {
-    Ok(group_logprobs(model, prompt, &[completion])?.remove(0))
+/// Log-probs [n] of `completion` after `prompt` at `temperature` (with gradient), and the
+/// policy's entropy at each of those positions (without).
+pub fn sequence_logprobs(model: &DenseModel, prompt: &[u32], completion: &[u32], temperature: f64) -> Result<(Tensor, Tensor), RlError> {
+    Ok(group_logprobs(model, prompt, &[completion], temperature)?.remove(0))
 }
 
 /// [`sequence_logprobs`] for several completions of one prompt, which goes through the
 /// model once for all of them (see `DenseModel::group_logits`).
-pub fn group_logprobs(model: &DenseModel, prompt: &[u32], completions: &[&[u32]]) -> Result<Vec<(Tensor, Tensor)>, RlError> {
+pub fn group_logprobs(model: &DenseModel, prompt: &[u32], completions: &[&[u32]], temperature: f64) -> Result<Vec<(Tensor, Tensor)>, RlError> {
     require_tokens(prompt, completions.iter().map(|c| c.len()))?;
     let logits = model.group_logits(prompt, completions)?;
-    logits.iter().zip(completions).map(|(logits, completion)| token_logprobs(logits, completion)).collect()
+    logits.iter().zip(completions).map(|(logits, completion)| token_logprobs(logits, completion, temperature)).collect()
 }
 
 /// A rollout's prompt and completion (given by its length) must each hold a token.
@@ -82,10 +93,12 @@ pub fn require_tokens(prompt: &[u32], mut completion_lens: impl Iterator<Item = 
     Ok(())
 }
 
-/// From logits [n, vocab]: the log-probs [n] of `completion`'s tokens (with gradient) and
-/// the entropy at each position (without).
-pub fn token_logprobs(logits: &Tensor, completion: &[u32]) -> Result<(Tensor, Tensor), RlError> {
-    let lsm = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+/// From logits [n, vocab]: the log-probs [n] of `completion`'s tokens under the
+/// distribution sampled at `temperature` (with gradient), and the entropy of that
+/// distribution at each position (without). Greedy rollouts (T = 0) are scored at T = 1.
+pub fn token_logprobs(logits: &Tensor, completion: &[u32], temperature: f64) -> Result<(Tensor, Tensor), RlError> {
+    let scaled = if temperature > 0.0 && temperature != 1.0 { (logits / temperature)? } else { logits.clone() };
+    let lsm = candle_nn::ops::log_softmax(&scaled, D::Minus1)?;
     let idx = Tensor::new(completion, logits.device())?.unsqueeze(1)?;
     let lp = lsm.gather(&idx, 1)?.squeeze(1)?;
     let l = lsm.detach();
@@ -126,7 +139,7 @@ pub fn grpo_loss(model: &DenseModel, rollouts: &[Rollout], cfg: &GrpoConfig, tot
     let mut scored = Vec::with_capacity(rollouts.len());
     for run in rollouts.chunk_by(|a, b| a.prompt_ids == b.prompt_ids) {
         let completions: Vec<&[u32]> = run.iter().map(|r| r.completion_ids.as_slice()).collect();
-        scored.extend(group_logprobs(model, &run[0].prompt_ids, &completions)?);
+        scored.extend(group_logprobs(model, &run[0].prompt_ids, &completions, cfg.temperature)?);
     }
     for (r, (lp, entropy)) in rollouts.iter().zip(scored) {
         let s = rollout_loss(r, &lp, &entropy, cfg, &mut stats)?;
@@ -172,4 +185,75 @@ pub fn rollout_loss(r: &Rollout, lp: &Tensor, entropy: &Tensor, cfg: &GrpoConfig
     stats.entropy_sum += entropy.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
     stats.tokens += n;
     Ok(per_tok.sum_all()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn rollout(advantage: f64, old: &[f64]) -> Rollout {
+        Rollout { prompt_ids: vec![1], completion_ids: vec![2, 3], advantage, old_logprobs: Some(old.iter().map(|&x| x as f32).collect()), ref_logprobs: None }
+    }
+
+    /// Ratios 1.5 and 0.5 (π = 0.6, 0.2 against π_old = 0.4, 0.4) with ε = 0.2, by hand.
+    /// A = +1: the first token's term is clipped to 1.2 (a constant, no gradient), the
+    /// second keeps r = 0.5 (gradient −r): loss −1.7. A = −1: the first keeps −1.5
+    /// (gradient +r = 1.5), the second is clipped to −0.8: loss 2.3.
+    #[test]
+    fn the_clipped_surrogate_by_hand() {
+        let dev = Device::Cpu;
+        let old = [0.4f64.ln(), 0.4f64.ln()];
+        let cfg = GrpoConfig::default();
+        for (a, want_loss, want_grad, (low, high)) in [(1.0, -1.7, [0.0, -0.5], (0, 1)), (-1.0, 2.3, [1.5, 0.0], (1, 0))] {
+            let lp = Var::from_vec(vec![0.6f64.ln(), 0.2f64.ln()], 2, &dev).unwrap();
+            let entropy = Tensor::zeros(2, DType::F64, &dev).unwrap();
+            let mut stats = LossStats::default();
+            let loss = rollout_loss(&rollout(a, &old), lp.as_tensor(), &entropy, &cfg, &mut stats).unwrap();
+            let got = loss.to_scalar::<f64>().unwrap();
+            // The old log-probs are stored as f32: compare at that precision.
+            assert!((got - want_loss).abs() < 1e-6, "A = {a}: loss {got}, by hand {want_loss}");
+            let g: Vec<f64> = loss.backward().unwrap().get(lp.as_tensor()).unwrap().to_vec1().unwrap();
+            for (x, w) in g.iter().zip(want_grad) {
+                assert!((x - w).abs() < 1e-6, "A = {a}: gradient {g:?}, by hand {want_grad:?}");
+            }
+            assert_eq!((stats.clipped_low, stats.clipped_high, stats.tokens), (low, high, 2));
+        }
+        // Without old log-probs the ratio is 1: nothing is clipped, the loss is −A per token.
+        let lp = Var::from_vec(vec![0.6f64.ln(), 0.2f64.ln()], 2, &dev).unwrap();
+        let mut stats = LossStats::default();
+        let r = Rollout { old_logprobs: None, ..rollout(1.0, &old) };
+        let loss = rollout_loss(&r, lp.as_tensor(), &Tensor::zeros(2, DType::F64, &dev).unwrap(), &cfg, &mut stats).unwrap();
+        assert_eq!((loss.to_scalar::<f64>().unwrap(), stats.clipped_high + stats.clipped_low), (-2.0, 0));
+    }
+
+    /// Log-probs at temperature T are those of softmax(logits / T), the distribution the
+    /// tokens were sampled from; T = 0 (greedy) scores at T = 1.
+    #[test]
+    fn log_probs_are_taken_at_the_sampling_temperature() {
+        let dev = Device::Cpu;
+        let rows = [[2.0f64, 0.0, -1.0], [0.5, 1.5, 0.0]];
+        let logits = Tensor::new(&rows, &dev).unwrap();
+        let completion = [0u32, 1];
+        let by_hand = |t: f64| -> Vec<f64> {
+            rows.iter()
+                .zip(completion)
+                .map(|(row, c)| {
+                    let z: f64 = row.iter().map(|x| (x / t).exp()).sum();
+                    row[c as usize] / t - z.ln()
+                })
+                .collect()
+        };
+        for (t, hand_t) in [(0.7, 0.7), (1.0, 1.0), (1.3, 1.3), (0.0, 1.0)] {
+            let (lp, entropy) = token_logprobs(&logits, &completion, t).unwrap();
+            let got: Vec<f64> = lp.to_vec1().unwrap();
+            for (g, w) in got.iter().zip(by_hand(hand_t)) {
+                assert!((g - w).abs() < 1e-12, "T = {t}: {got:?}");
+            }
+            assert!(entropy.to_vec1::<f64>().unwrap().iter().all(|e| *e > 0.0));
+        }
+        // A lower temperature sharpens: the likely token gets likelier.
+        let at = |t: f64| token_logprobs(&logits, &completion, t).unwrap().0.to_vec1::<f64>().unwrap()[0];
+        assert!(at(0.5) > at(1.0));
+    }
 }

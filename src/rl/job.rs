@@ -57,7 +57,7 @@ pub struct RewardSpec {
 
 impl Default for RewardSpec {
     fn default() -> Self {
-        Self { use_rewards: vec!["length".into(), "format".into()], l_max: 11_000, target_unit: crate::reward::PAPER_UNIT, max_repeated_share: 0.3, format: "strict".into() }
+        Self { use_rewards: vec!["length".into(), "format".into()], l_max: crate::reward::DEFAULT_L_MAX, target_unit: crate::reward::PAPER_UNIT, max_repeated_share: 0.3, format: "strict".into() }
     }
 }
 
@@ -169,8 +169,8 @@ impl JobSpec {
         if !(self.optim.lr > 0.0) || self.optim.micro_batch == 0 || self.run.checkpoint_every == 0 {
             return bad("optim.lr, optim.micro_batch and run.checkpoint_every must be positive");
         }
-        if !(self.grpo.epsilon > 0.0) || self.grpo.beta < 0.0 {
-            return bad("grpo.epsilon must be > 0 and grpo.beta ≥ 0");
+        if !(self.grpo.epsilon > 0.0) || self.grpo.beta < 0.0 || self.grpo.iterations == 0 {
+            return bad("grpo.epsilon must be > 0, grpo.beta ≥ 0 and grpo.iterations ≥ 1");
         }
         if self.rewards.use_rewards.is_empty() || self.rewards.use_rewards.iter().any(|r| r != "length" && r != "format") {
             return bad("rewards.use_rewards must list \"length\" and/or \"format\"");

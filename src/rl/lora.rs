@@ -2,7 +2,7 @@
 //! (uniform ±1/√in) and B [out, r] at zero, so training starts from the base model.
 
 use super::RlError;
-use crate::engine::dense::{DenseModel, Lora};
+use crate::nn::dense::{DenseModel, Lora};
 use candle_core::{Tensor, Var};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -96,7 +96,7 @@ pub fn save_adapters(adapters: &Adapters, path: &Path) -> Result<(), RlError> {
 /// Loads saved adapter values into `adapters` (names and shapes must match).
 pub fn load_adapters(adapters: &Adapters, path: &Path) -> Result<(), RlError> {
     let p = path.display().to_string();
-    crate::engine::dense::check_safetensors(path)?;
+    crate::nn::dense::check_safetensors(path)?;
     let mut saved: HashMap<String, Tensor> = candle_core::safetensors::load(path, adapters.vars.first().map_or(&candle_core::Device::Cpu, |v| v.1.device())).map_err(|e| RlError::Io { path: p.clone(), detail: e.to_string() })?;
     for (name, var) in &adapters.vars {
         let t = saved.remove(name).ok_or_else(|| RlError::Io { path: p.clone(), detail: format!("no tensor {name}: the adapters do not match this job's LoRA settings") })?;

@@ -4,7 +4,7 @@
 //! and all metadata copied from the base file ([`write_merged_gguf`]).
 
 use super::RlError;
-use crate::engine::dense::{gguf_name, DenseModel};
+use crate::nn::dense::{gguf_name, DenseModel};
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::Device;
 use std::io::Write;
@@ -15,7 +15,7 @@ pub fn merged_tensors(dense: &DenseModel) -> Result<Vec<(String, QTensor)>, RlEr
     let mut merged = Vec::new();
     // A policy read from a Hugging Face llama checkpoint rotates halves; its llama GGUF
     // (`engine::hf_gguf`) wants q and k rows interleaved.
-    let reorder = !dense.cfg.rope_interleaved && crate::engine::hf_gguf::gguf_arch(&dense.cfg.model_type).1;
+    let reorder = !dense.cfg.rope_interleaved && crate::convert::hf_gguf::gguf_arch(&dense.cfg.model_type).1;
     for (i, block) in dense.blocks.iter().enumerate() {
         for (name, lin) in block.linears() {
             let Some(l) = &lin.lora else { continue };
@@ -23,8 +23,8 @@ pub fn merged_tensors(dense: &DenseModel) -> Result<Vec<(String, QTensor)>, RlEr
             // Quantized on the CPU whatever the policy's device: the engine moves them.
             let mut w = (&lin.weight + delta)?.to_dtype(candle_core::DType::F32)?.to_device(&Device::Cpu)?;
             match name {
-                "q_proj" if reorder => w = crate::engine::hf_gguf::interleave_rope_rows(&w, dense.cfg.n_head())?,
-                "k_proj" if reorder => w = crate::engine::hf_gguf::interleave_rope_rows(&w, dense.cfg.n_kv_head())?,
+                "q_proj" if reorder => w = crate::convert::hf_gguf::interleave_rope_rows(&w, dense.cfg.n_head())?,
+                "k_proj" if reorder => w = crate::convert::hf_gguf::interleave_rope_rows(&w, dense.cfg.n_kv_head())?,
                 _ => {}
             }
             let module = if name.ends_with("_proj") && ["q", "k", "v", "o"].iter().any(|p| name.starts_with(p)) { "self_attn" } else { "mlp" };

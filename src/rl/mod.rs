@@ -12,6 +12,7 @@ pub mod job;
 pub mod lora;
 pub mod merge;
 pub mod optim;
+pub mod runs;
 pub mod trainer;
 
 pub use grpo::{group_logprobs, grpo_loss, sequence_logprobs, GrpoConfig, LossStats, Rollout};

@@ -70,7 +70,7 @@ impl AdamW {
 
     pub fn load(&mut self, path: &Path) -> Result<(), RlError> {
         let p = path.display().to_string();
-        crate::engine::dense::check_safetensors(path)?;
+        crate::nn::dense::check_safetensors(path)?;
         let dev = self.m.first().map_or(candle_core::Device::Cpu, |m| m.device().clone());
         let mut st: HashMap<String, Tensor> = candle_core::safetensors::load(path, &dev).map_err(|e| RlError::Io { path: p.clone(), detail: e.to_string() })?;
         let mut take = |k: &str, like: &Tensor| -> Result<Tensor, RlError> {

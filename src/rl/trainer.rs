@@ -9,7 +9,7 @@ use super::job::JobSpec;
 use super::merge::write_merged_gguf;
 use super::optim::{clip_grad_norm, AdamW};
 use super::{attach, grpo_loss, load_adapters, save_adapters, sequence_logprobs, Adapters, Rollout, RlError};
-use crate::engine::dense::DenseModel;
+use crate::nn::dense::DenseModel;
 use crate::engine::{CancelToken, Engine, GenerateRequest, LoadOptions, SamplerConfig};
 use crate::reward::{group_advantages, RewardConfig, Scorer};
 use crate::text::parse_all;
@@ -20,19 +20,51 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Run control shared with whoever launched the job.
-#[derive(Clone, Default)]
-pub struct Control(Arc<AtomicU8>);
+/// What a training job is asked to do; it looks between steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Control {
+    #[default]
+    Run,
+    /// Wait after the current step until asked to run or cancel.
+    Pause,
+    /// Checkpoint after the current step and stop (`train --resume` goes on).
+    Cancel,
+}
 
 impl Control {
-    pub const RUN: u8 = 0;
-    pub const PAUSE: u8 = 1;
-    pub const CANCEL: u8 = 2;
-    pub fn set(&self, v: u8) {
-        self.0.store(v, Ordering::Relaxed)
+    /// The word a run's `control` file holds.
+    pub fn word(self) -> &'static str {
+        match self {
+            Control::Run => "run",
+            Control::Pause => "pause",
+            Control::Cancel => "cancel",
+        }
     }
-    pub fn get(&self) -> u8 {
-        self.0.load(Ordering::Relaxed)
+
+    /// The request a `control` file's word names; anything else means run.
+    pub fn from_word(w: &str) -> Self {
+        match w.trim() {
+            "pause" => Control::Pause,
+            "cancel" => Control::Cancel,
+            _ => Control::Run,
+        }
+    }
+}
+
+/// The [`Control`] shared between a job and whoever launched it.
+#[derive(Clone, Default)]
+pub struct JobControl(Arc<AtomicU8>);
+
+impl JobControl {
+    pub fn set(&self, c: Control) {
+        self.0.store(c as u8, Ordering::Relaxed)
+    }
+    pub fn get(&self) -> Control {
+        match self.0.load(Ordering::Relaxed) {
+            1 => Control::Pause,
+            2 => Control::Cancel,
+            _ => Control::Run,
+        }
     }
 }
 
@@ -85,7 +117,8 @@ fn mean_std(xs: &[f64]) -> (f64, f64) {
 /// GGUF file, or read from a Hugging Face checkpoint's own weights (whose GGUF conversion,
 /// cached, serves the engine).
 fn policy(base: &Path, device: &Device) -> Result<(PathBuf, DenseModel), RlError> {
-    use crate::engine::{dense, hf_gguf};
+    use crate::nn::dense;
+    use crate::convert::hf_gguf;
     if hf_gguf::is_checkpoint(base) {
         let gguf = hf_gguf::ensure_gguf(base)?;
         let cfg = dense::DenseConfig::load(&base.join("config.json"))?;
@@ -178,6 +211,17 @@ impl Trainer {
             if name.starts_with(".step-") && name.ends_with(".tmp") {
                 let _ = std::fs::remove_dir_all(e.path());
             }
+            // Killed between moving a checkpoint aside and moving its replacement in: the
+            // one moved aside comes back if it was whole and nothing took its place.
+            if let Some(step) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".old")) {
+                let dest = ck_dir.join(step);
+                if !dest.join("state.json").exists() && e.path().join("state.json").exists() {
+                    let _ = std::fs::remove_dir_all(&dest);
+                    std::fs::rename(e.path(), &dest).map_err(|err| io(&dest, &err))?;
+                } else {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
         }
         let Some(&k) = Self::checkpoints(&self.dir).last() else {
             // Killed before the first checkpoint: start over.
@@ -214,9 +258,23 @@ impl Trainer {
         let state = json!({ "step": self.step, "seed": self.job.run.seed, "lora": self.job.lora });
         crate::fsutil::atomic_write(tmp.join("state.json"), state.to_string().as_bytes()).map_err(|e| io(&tmp, &e))?;
         let dest = ck.join(format!("step-{:06}", self.step));
-        let _ = std::fs::remove_dir_all(&dest);
+        // A directory cannot be renamed over a non-empty one: one already there is moved
+        // aside first and removed last, so a kill at any point leaves a whole checkpoint
+        // under one of the two names (resume puts it back), never neither.
+        let aside = ck.join(format!(".step-{:06}.old", self.step));
+        let replacing = dest.exists();
+        if replacing {
+            let _ = std::fs::remove_dir_all(&aside);
+            std::fs::rename(&dest, &aside).map_err(|e| io(&dest, &e))?;
+            if std::env::var("LONGWRITER_TEST_ABORT_IN_CHECKPOINT").ok().and_then(|v| v.parse::<usize>().ok()) == Some(self.step) {
+                std::process::abort();
+            }
+        }
         // The rename makes the checkpoint appear whole or not at all.
         std::fs::rename(&tmp, &dest).map_err(|e| io(&dest, &e))?;
+        if replacing {
+            let _ = std::fs::remove_dir_all(&aside);
+        }
         if let Ok(d) = std::fs::File::open(&ck) {
             let _ = d.sync_all();
         }
@@ -237,19 +295,19 @@ impl Trainer {
     /// Runs steps until the job is done or cancelled. `control` (and the run's control file,
     /// see [`super::control`]) is read between steps: a pause waits there, a cancel writes
     /// a checkpoint of the steps done so that `--resume` loses nothing.
-    pub fn train(&mut self, control: &Control, report: &mut dyn FnMut(StepReport)) -> Result<(), RlError> {
+    pub fn train(&mut self, control: &JobControl, report: &mut dyn FnMut(StepReport)) -> Result<(), RlError> {
         let mut live = super::control::Live::claim(&self.dir)?;
         while self.step < self.job.run.steps {
             live.poll(control);
-            if control.get() == Control::PAUSE {
+            if control.get() == Control::Pause {
                 live.set_status(&format!("paused after step {}", self.step));
-                while control.get() == Control::PAUSE {
+                while control.get() == Control::Pause {
                     std::thread::sleep(std::time::Duration::from_millis(100));
                     live.poll(control);
                 }
                 live.set_status("running");
             }
-            if control.get() == Control::CANCEL {
+            if control.get() == Control::Cancel {
                 if self.step > 0 && !Self::checkpoints(&self.dir).contains(&self.step) {
                     self.checkpoint()?;
                 }
@@ -279,7 +337,7 @@ impl Trainer {
             let samplers: Vec<SamplerConfig> = (0..g)
                 .map(|r| SamplerConfig { temperature: job.rollout.temperature, top_p: job.rollout.top_p, top_k: 0, repetition_penalty: 1.0, repeat_last_n: 64, seed: crate::engine::derive_seed(job.run.seed, &[k as u64, j as u64, r as u64]) })
                 .collect();
-            let req = GenerateRequest { prompt_ids: prompt_ids.clone(), sampler: samplers[0].clone(), max_new_tokens: job.rollout.max_new_tokens, stop_strings: mode.stop_strings(), start_in: mode.start_in() };
+            let req = GenerateRequest { prompt_ids: prompt_ids.clone(), ..GenerateRequest::for_mode(mode, samplers[0].clone(), job.rollout.max_new_tokens) };
             // The group decodes side by side: one batched pass per token for all G.
             let mut outs = Vec::with_capacity(g);
             for stats in engine.generate_group(&req, &samplers, &CancelToken::default())? {
@@ -355,11 +413,15 @@ impl Trainer {
             self.reference_logprobs(&mut rollouts)?;
         }
         let vars = self.adapters.all_vars();
-        let mut grads: Vec<candle_core::Tensor> = vars.iter().map(|v| v.as_tensor().zeros_like()).collect::<Result<_, _>>()?;
         let mut stats = super::LossStats::default();
         let mut loss_sum = 0.0;
         // Rollouts with zero advantage add nothing to the gradient (β = 0): skip their passes.
-        let active: Vec<Rollout> = rollouts.iter().filter(|r| r.advantage != 0.0 || job.grpo.beta > 0.0).cloned().collect();
+        let mut active: Vec<Rollout> = rollouts.iter().filter(|r| r.advantage != 0.0 || job.grpo.beta > 0.0).cloned().collect();
+        let mu = job.grpo.iterations.max(1);
+        if mu > 1 {
+            // Later updates weigh their tokens against the policy that sampled them.
+            self.policy_logprobs(&mut active)?;
+        }
         // A pass that cannot fit would end in an allocation failure (an abort); stop with
         // a clear error instead. The checkpoints written so far are untouched. (On a GPU a
         // failed allocation is already an error, and system memory is not what runs out.)
@@ -380,28 +442,34 @@ impl Trainer {
                 }
             }
         }
-        for (i, mb) in active.chunks(job.optim.micro_batch).enumerate() {
-            if job.lora.dropout > 0.0 {
-                self.dense.seed_lora_dropout(Some(crate::engine::derive_seed(job.run.seed, &[0x4452_4f50, k as u64, i as u64])));
-            }
-            let pass = self.loss_pass(mb, total_tokens, &vars);
-            self.dense.seed_lora_dropout(None);
-            let (loss, gs, st) = pass?;
-            loss_sum += loss;
-            for (acc, gv) in grads.iter_mut().zip(gs) {
-                if let Some(gv) = gv {
-                    *acc = (&*acc + gv)?;
+        let mut grad_norm = 0.0;
+        for it in 0..mu {
+            let mut grads: Vec<candle_core::Tensor> = vars.iter().map(|v| v.as_tensor().zeros_like()).collect::<Result<_, _>>()?;
+            for (i, mb) in active.chunks(job.optim.micro_batch).enumerate() {
+                if job.lora.dropout > 0.0 {
+                    // The first update keeps the mask streams it always had.
+                    let salt: &[u64] = if it == 0 { &[0x4452_4f50, k as u64, i as u64] } else { &[0x4452_4f50, k as u64, i as u64, it as u64] };
+                    self.dense.seed_lora_dropout(Some(crate::engine::derive_seed(job.run.seed, salt)));
                 }
+                let pass = self.loss_pass(mb, total_tokens, &vars);
+                self.dense.seed_lora_dropout(None);
+                let (loss, gs, st) = pass?;
+                loss_sum += loss / mu as f64;
+                for (acc, gv) in grads.iter_mut().zip(gs) {
+                    if let Some(gv) = gv {
+                        *acc = (&*acc + gv)?;
+                    }
+                }
+                stats.add(&st);
             }
-            stats.add(&st);
+            // Test hook: die like kill -9 in the middle of a step (rollouts and gradients
+            // done, no update written), so resume tests need no timing.
+            if std::env::var("LONGWRITER_TEST_ABORT_AT_STEP").ok().and_then(|v| v.parse::<usize>().ok()) == Some(k) {
+                std::process::abort();
+            }
+            grad_norm = clip_grad_norm(&mut grads, job.optim.grad_clip)?;
+            self.opt.step(&vars, &grads)?;
         }
-        // Test hook: die like kill -9 in the middle of a step (rollouts and gradients done,
-        // no update written), so resume tests need no timing.
-        if std::env::var("LONGWRITER_TEST_ABORT_AT_STEP").ok().and_then(|v| v.parse::<usize>().ok()) == Some(k) {
-            std::process::abort();
-        }
-        let grad_norm = clip_grad_norm(&mut grads, job.optim.grad_clip)?;
-        self.opt.step(&vars, &grads)?;
         let t_loss = t2.elapsed().as_secs_f64();
         self.step = k;
 
@@ -453,10 +521,11 @@ impl Trainer {
     /// One micro-batch's loss value, its gradients for `vars` and its stats: the whole
     /// graph at once, or one block at a time with gradient checkpointing.
     fn loss_pass(&self, mb: &[Rollout], total_tokens: usize, vars: &[candle_core::Var]) -> Result<(f64, Vec<Option<candle_core::Tensor>>, super::LossStats), RlError> {
+        let grpo = self.grpo();
         if self.job.optim.gradient_checkpointing {
-            return super::checkpoint::checkpointed_gradients(&self.dense, mb, &self.job.grpo, total_tokens, vars);
+            return super::checkpoint::checkpointed_gradients(&self.dense, mb, &grpo, total_tokens, vars);
         }
-        let (loss, st) = grpo_loss(&self.dense, mb, &self.job.grpo, total_tokens)?;
+        let (loss, st) = grpo_loss(&self.dense, mb, &grpo, total_tokens)?;
         let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
         let gs = loss.backward()?;
         Ok((value, vars.iter().map(|v| gs.get(v.as_tensor()).cloned()).collect(), st))
@@ -477,12 +546,32 @@ impl Trainer {
         Ok(e)
     }
 
+    /// The job's GRPO settings, with log-probs taken at the rollouts' temperature.
+    fn grpo(&self) -> super::GrpoConfig {
+        super::GrpoConfig { temperature: self.job.rollout.temperature, ..self.job.grpo }
+    }
+
+    /// Each completion's log-probs under `self.dense` as it is now (no dropout, no graph).
+    fn logprobs_now(&self, r: &Rollout) -> Result<Vec<f32>, RlError> {
+        let (lp, _) = sequence_logprobs(&self.dense, &r.prompt_ids, &r.completion_ids, self.job.rollout.temperature)?;
+        Ok(lp.detach().to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?)
+    }
+
+    /// Log-probs of each completion under the policy that sampled it (the current one,
+    /// before this step's updates), for the ratio of updates 2..μ.
+    fn policy_logprobs(&self, rollouts: &mut [Rollout]) -> Result<(), RlError> {
+        for r in rollouts.iter_mut() {
+            r.old_logprobs = Some(self.logprobs_now(r)?);
+        }
+        Ok(())
+    }
+
     /// Log-probs of each completion under the base model (adapters switched off).
     fn reference_logprobs(&mut self, rollouts: &mut [Rollout]) -> Result<(), RlError> {
-        let saved: Vec<Vec<Option<crate::engine::dense::Lora>>> = self.dense.blocks.iter_mut().map(|b| b.linears_mut().into_iter().map(|(_, l)| l.lora.take()).collect()).collect();
+        let saved: Vec<Vec<Option<crate::nn::dense::Lora>>> = self.dense.blocks.iter_mut().map(|b| b.linears_mut().into_iter().map(|(_, l)| l.lora.take()).collect()).collect();
         let mut result = Ok(());
         for r in rollouts.iter_mut() {
-            match sequence_logprobs(&self.dense, &r.prompt_ids, &r.completion_ids).and_then(|(lp, _)| Ok(lp.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?)) {
+            match self.logprobs_now(r) {
                 Ok(v) => r.ref_logprobs = Some(v),
                 Err(e) => {
                     result = Err(e);

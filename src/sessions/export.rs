@@ -1,4 +1,21 @@
 use super::Session;
+use std::path::{Path, PathBuf};
+
+/// Exports a session with its trace into `dir` as `<slug>-<id>.md`, then `-2`, `-3`, …,
+/// so nothing is ever replaced. The file is written atomically.
+pub fn export_to_dir(s: &Session, dir: &Path) -> std::io::Result<PathBuf> {
+    let base = format!("{}-{}", slug(&s.title), s.id);
+    let md = export_markdown(s, true);
+    for n in 1..1000 {
+        let p = dir.join(if n == 1 { format!("{base}.md") } else { format!("{base}-{n}.md") });
+        match crate::fsutil::write_new(&p, md.as_bytes()) {
+            Ok(()) => return Ok(p),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(std::io::Error::new(e.kind(), format!("writing {}: {}", p.display(), crate::fsutil::describe_io(&e)))),
+        }
+    }
+    Err(std::io::Error::other(format!("too many exports of session {} in {}", s.id, dir.display())))
+}
 
 /// A file-name-safe slug of a title (ASCII letters and digits, dashes), never empty.
 pub fn slug(title: &str) -> String {

@@ -6,6 +6,6 @@ mod export;
 mod import;
 mod store;
 
-pub use export::{export_markdown, slug};
+pub use export::{export_markdown, export_to_dir, slug};
 pub use import::{import_markdown, ImportError, MAX_IMPORT_BYTES};
 pub use store::{now, Session, SessionSummary, Store, StoreError};

@@ -1,7 +1,9 @@
-//! What can happen in the studio: [`Action`]s in, [`Effect`]s out, and the key table
-//! that both the key handler and the help overlay read.
+//! What can happen in the studio: [`Action`]s in, [`Effect`]s out. The keys that become
+//! actions are in `keymap`.
 
-use crate::engine::{Event, SamplerConfig, StopReason, TemplateMode};
+use crate::write::Event;
+
+use crate::engine::{SamplerConfig, StopReason, TemplateMode};
 use crossterm::event::{KeyEvent, MouseEvent};
 
 #[derive(Debug, Clone)]
@@ -31,8 +33,6 @@ pub enum Action {
     PickModel(String),
     /// Open the list of saved sessions.
     Sessions,
-    /// The saved sessions, loaded by the event loop.
-    SessionsLoaded(Vec<crate::sessions::SessionSummary>),
     /// Open the sampling / target settings dialog.
     Settings,
     /// A key for the open settings dialog.
@@ -47,6 +47,8 @@ pub enum Action {
     Export,
     /// The saver thread finished a save.
     Saved(Result<(), String>),
+    /// An effect's I/O finished (see `effects`).
+    Done(super::effects::Done),
     /// A one-line message for the status bar.
     Note(String),
     /// Raw key for the prompt editor.
@@ -130,7 +132,7 @@ pub enum Effect {
         /// Output so far and where it stopped, when continuing a draft.
         continuation: Option<(String, crate::engine::StartIn)>,
         /// AgentWrite's settings and resume point (template `agentwrite`).
-        agent: crate::engine::agentwrite::AgentSpec,
+        agent: crate::write::agentwrite::AgentSpec,
     },
     Cancel,
     Export,
@@ -148,7 +150,7 @@ pub enum Effect {
     /// Read the eval reports from disk (showing this one, or the newest).
     LoadEvals(Option<String>),
     /// Run, pause or cancel the studio's job (see `rl::trainer::Control`).
-    JobControl(u8),
+    JobControl(crate::rl::trainer::Control),
     Exit,
 }
 
@@ -162,28 +164,3 @@ pub enum SaveState {
     Saving,
     Failed(String),
 }
-
-/// Key bindings, shown by the help overlay from this same table.
-pub const KEYS: &[(&str, &str)] = &[
-    ("F5 / Ctrl+G", "generate from the prompt"),
-    ("Ctrl+R", "regenerate with a new seed"),
-    ("Ctrl+N", "continue: extend the current draft"),
-    ("Esc", "stop generating / close help"),
-    ("Ctrl+T", "trace pane: shown / collapsed / hidden"),
-    ("F2", "cycle the prompt template (see README: Templates)"),
-    ("F3", "switch colour theme"),
-    ("F4", "settings: sampling, max tokens, seed, length target"),
-    ("F6", "saved sessions: ↑↓ choose, Enter reopen"),
-    ("F7", "model picker: ↑↓ choose, Enter load (downloads if missing)"),
-    ("F8", "training monitor: charts, rollouts, jobs"),
-    ("F9", "eval reports: S_l / S_q tables, length chart"),
-    ("Tab", "focus prompt / draft"),
-    ("↑ ↓ PgUp PgDn, wheel", "scroll the draft (draft focus)"),
-    ("End", "follow the draft's tail again"),
-    ("e (draft focus)", "edit the draft in $EDITOR and reload it"),
-    ("y (draft focus)", "copy the draft to the clipboard (OSC 52)"),
-    ("Ctrl+E", "export the draft to markdown"),
-    ("Ctrl+J", "score quality (judge, or the labelled proxy)"),
-    ("F1", "this help"),
-    ("Ctrl+Q / Ctrl+C", "quit (asks while generating)"),
-];

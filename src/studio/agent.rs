@@ -1,7 +1,7 @@
 //! The studio's view of an AgentWrite run: the plan with its current step, the trace
 //! notes, and where each step began in the draft so a failed step can be retried.
 
-use crate::engine::agentwrite::{AgentSpec, PlanStep};
+use crate::write::agentwrite::{AgentSpec, PlanStep};
 
 #[derive(Debug, Default, Clone)]
 pub struct AgentView {

@@ -3,7 +3,8 @@
 
 use super::action::{Action, Effect, Focus, ModelRow, Phase, QualityView, SaveState, TraceView};
 use super::draft::TextBuffer;
-use crate::engine::{Event, SamplerConfig, Stats, TemplateMode};
+use crate::write::Event;
+use crate::engine::{SamplerConfig, Stats, TemplateMode};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
 use ratatui_textarea::TextArea;
 use std::time::Instant;
@@ -159,37 +160,11 @@ impl App {
                 _ => Some(Action::Stop),
             };
         }
-        match k.code {
-            KeyCode::Char('q') | KeyCode::Char('c') if ctrl => Some(Action::Quit),
-            KeyCode::Char('g') if ctrl => Some(Action::Generate),
-            KeyCode::F(5) => Some(Action::Generate),
-            KeyCode::Char('r') if ctrl => Some(Action::Regenerate),
-            KeyCode::Char('n') if ctrl => Some(Action::Continue),
-            KeyCode::Char('t') if ctrl => Some(Action::CycleTrace),
-            KeyCode::Char('e') if ctrl => Some(Action::Export),
-            KeyCode::Char('j') if ctrl => Some(Action::ScoreQuality),
-            KeyCode::F(2) => Some(Action::CycleTemplate),
-            KeyCode::F(3) => Some(Action::CycleTheme),
-            KeyCode::F(4) => Some(Action::Settings),
-            KeyCode::F(6) => Some(Action::Sessions),
-            KeyCode::F(7) => Some(Action::Models),
-            KeyCode::F(8) => Some(Action::ToggleTrain),
-            KeyCode::F(9) => Some(Action::ToggleEval),
-            KeyCode::F(1) => Some(Action::ToggleHelp),
-            KeyCode::Esc => Some(Action::Stop),
-            KeyCode::Tab => Some(Action::FocusNext),
-            _ if self.focus == Focus::Draft => match k.code {
-                KeyCode::Up => Some(Action::ScrollDraft(1)),
-                KeyCode::Down => Some(Action::ScrollDraft(-1)),
-                KeyCode::PageUp => Some(Action::ScrollDraft(10)),
-                KeyCode::PageDown => Some(Action::ScrollDraft(-10)),
-                KeyCode::End => Some(Action::FollowTail),
-                KeyCode::Char('?') => Some(Action::ToggleHelp),
-                KeyCode::Char('e') => Some(Action::EditDraft),
-                KeyCode::Char('y') => Some(Action::Copy),
-                _ => None,
-            },
-            _ => Some(Action::Edit(k)),
+        // The main screen: the key table, else the prompt editor gets the key.
+        match super::keymap::lookup(&k, self.focus) {
+            Some(a) => Some(a),
+            None if self.focus == Focus::Draft => None,
+            None => Some(Action::Edit(k)),
         }
     }
 
@@ -308,10 +283,6 @@ impl App {
                 Effect::None
             }
             Action::Sessions => Effect::ListSessions,
-            Action::SessionsLoaded(rows) => {
-                self.session_list = Some((rows, 0));
-                Effect::None
-            }
             Action::ScrollSessions(d) => {
                 if let Some((rows, sel)) = self.session_list.as_mut() {
                     *sel = step(*sel, d, rows.len());
@@ -400,6 +371,7 @@ impl App {
                 self.note = Some(n);
                 Effect::None
             }
+            Action::Done(d) => self.on_done(d),
             Action::Edit(k) => {
                 if self.prompt.input(k) {
                     self.touch();

@@ -2,9 +2,10 @@
 //! bucket and type, S_q per dimension, and required vs output length as a log–log chart.
 
 use super::action::{Action, Effect};
-use super::app::{step, App};
+use super::app::App;
+use super::listtab::{current, moved, TabKeys};
 use crate::eval::report::Summary;
-use crossterm::event::{KeyCode, KeyEvent};
+use crossterm::event::KeyEvent;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::symbols::Marker;
@@ -27,7 +28,7 @@ pub struct EvalView {
 /// Reads the eval directories under `dir` (those with a `summary.json`) and the selected
 /// one's summary (default: the newest).
 pub fn load(dir: &Path, want: Option<&str>) -> EvalView {
-    let evals = super::monitor::dirs_by_age(dir, "summary.json");
+    let evals = crate::fsutil::dirs_by_age(dir, "summary.json");
     let selected = want.and_then(|w| evals.iter().position(|r| r == w)).unwrap_or(evals.len().saturating_sub(1));
     let mut v = EvalView { selected, ..Default::default() };
     if let Some(name) = evals.get(selected) {
@@ -112,15 +113,7 @@ pub fn draw(f: &mut Frame, app: &App, area: Rect) {
 impl App {
     /// Maps a key while the Eval tab is open.
     pub(super) fn eval_key(&self, k: KeyEvent, ctrl: bool) -> Option<Action> {
-        match k.code {
-            KeyCode::Esc | KeyCode::F(9) => Some(Action::ToggleEval),
-            KeyCode::Left => Some(Action::SelectEval(-1)),
-            KeyCode::Right => Some(Action::SelectEval(1)),
-            KeyCode::Char('r') => Some(Action::ReloadEvals),
-            KeyCode::Char('q') | KeyCode::Char('c') if ctrl => Some(Action::Quit),
-            KeyCode::F(1) => Some(Action::ToggleHelp),
-            _ => None,
-        }
+        TabKeys { toggle_key: 9, toggle: Action::ToggleEval, select: Action::SelectEval, reload: Action::ReloadEvals }.action(&k, ctrl)
     }
 
     /// The Eval tab's share of [`App::update`].
@@ -143,14 +136,8 @@ impl App {
                 }
                 Effect::None
             }
-            Action::SelectEval(d) => match &self.evals {
-                Some(v) if !v.evals.is_empty() => Effect::LoadEvals(Some(v.evals[step(v.selected, d, v.evals.len())].clone())),
-                _ => Effect::None,
-            },
-            Action::ReloadEvals => match &self.evals {
-                Some(v) => Effect::LoadEvals(v.evals.get(v.selected).cloned()),
-                None => Effect::None,
-            },
+            Action::SelectEval(d) => moved(self.evals.as_ref(), d).map_or(Effect::None, |r| Effect::LoadEvals(Some(r))),
+            Action::ReloadEvals => current(self.evals.as_ref()).map_or(Effect::None, Effect::LoadEvals),
             _ => Effect::None,
         }
     }

@@ -8,7 +8,10 @@ mod action;
 mod agent;
 mod app;
 mod draft;
+mod effects;
 pub mod evalview;
+pub mod keymap;
+mod listtab;
 pub mod monitor;
 mod persist;
 pub mod settings;
@@ -16,12 +19,14 @@ pub mod theme;
 mod tui;
 mod ui;
 
-pub use action::{Action, Effect, Focus, ModelRow, Phase, QualityView, SaveState, TraceView, KEYS};
+pub use action::{Action, Effect, Focus, ModelRow, Phase, QualityView, SaveState, TraceView};
 pub use app::App;
 pub use draft::{wrap, TextBuffer};
+pub use effects::Done;
 pub use ui::draw;
 
-use crate::engine::{CancelToken, GenerateRequest, Generator, SamplerConfig, TemplateMode};
+use crate::engine::{CancelToken, GenerateRequest, SamplerConfig, TemplateMode};
+use crate::write::Generator;
 use crate::models::{self, ModelEntry, Progress};
 use crate::sessions::Store;
 use crossterm::event::{Event as TermEvent, KeyEventKind};
@@ -62,14 +67,14 @@ fn quality_scorer(opts: &QualityOptions, cache: &SharedScorer) -> Result<Arc<dyn
     if let Some(s) = slot.as_ref() {
         return Ok(s.clone());
     }
-    let scorer: Arc<dyn crate::reward::quality::QualityScorer> = match (&opts.judge, crate::engine::RemoteConfig::from_entry(&opts.entry)) {
+    let scorer: Arc<dyn crate::reward::quality::QualityScorer> = match (&opts.judge, crate::remote::RemoteConfig::from_entry(&opts.entry)) {
         (Some(spec), _) => {
-            Arc::new(Judge::new(crate::cli::open_completer(Some(spec), &opts.api_model, opts.api_key.clone(), &opts.device, &models::Silent).map_err(|e| format!("{e:#}"))?))
+            Arc::new(Judge::new(crate::write::open_completer(Some(spec), &opts.api_model, opts.api_key.clone(), &opts.device, &models::Silent).map_err(|e| format!("{e:#}"))?))
         }
         // The fluency proxy needs log-probabilities, which servers do not share alike; a
         // server model judges its own drafts instead.
-        (None, Some(cfg)) => Arc::new(Judge::new(Arc::new(crate::engine::OpenAiComplete::from_config(cfg)))),
-        (None, None) => Arc::new(FluencyProxy::new(crate::cli::open_local(&opts.entry, &opts.device, &models::Silent).map_err(|e| format!("{e:#}"))?.1, 1024)),
+        (None, Some(cfg)) => Arc::new(Judge::new(Arc::new(crate::write::OpenAiComplete::from_config(cfg)))),
+        (None, None) => Arc::new(FluencyProxy::new(crate::write::open_local(&opts.entry, &opts.device, &models::Silent).map_err(|e| format!("{e:#}"))?.1, 1024)),
     };
     *slot = Some(scorer.clone());
     Ok(scorer)
@@ -141,10 +146,34 @@ impl Progress for ChannelProgress {
 
 pub fn run(opts: StudioOptions) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    rt.block_on(run_loop(opts))
+    // A signal ends the loop like a quit (terminal restored, session saved); the process
+    // then exits with the shell's status for that signal (128 + its number).
+    if let Some(signal) = rt.block_on(run_loop(opts))? {
+        std::process::exit(128 + signal);
+    }
+    Ok(())
 }
 
-async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
+/// Resolves with the signal's number on SIGTERM or SIGHUP (a closed terminal, `kill`).
+#[cfg(unix)]
+async fn termination() -> i32 {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
+        (Ok(mut term), Ok(mut hup)) => tokio::select! {
+            _ = term.recv() => 15,
+            _ = hup.recv() => 1,
+        },
+        // Without handlers the default action (exit) stays; never resolve.
+        _ => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn termination() -> i32 {
+    std::future::pending().await
+}
+
+async fn run_loop(opts: StudioOptions) -> anyhow::Result<Option<i32>> {
     let (tx, mut rx) = unbounded_channel::<Action>();
     let generator: Arc<std::sync::Mutex<Option<Generator>>> = Arc::default();
     spawn_model_loader(opts.entry.clone(), opts.device.clone(), tx.clone(), generator.clone());
@@ -155,7 +184,7 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
     let mut app = App::new(opts.entry.name.clone(), opts.template, opts.sampler.clone(), opts.max_tokens);
     app.auto_quality = true;
     app.train_job = opts.train_job.clone();
-    let mut job_control: Option<crate::rl::trainer::Control> = None;
+    let mut job_control: Option<crate::rl::trainer::JobControl> = None;
     let mut runs_loaded = std::time::Instant::now();
     let quality_opts = QualityOptions { entry: opts.entry.clone(), device: opts.device.clone(), judge: opts.judge.clone(), api_model: opts.api_model.clone(), api_key: opts.api_key.clone() };
     let quality_cache: SharedScorer = Arc::default();
@@ -182,54 +211,47 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
             None
         }
     };
+    let store_ok = store.is_some();
     let mut last_save = std::time::Instant::now();
     let mut tui = tui::Tui::enter()?;
     let mut panic_armed = opts.debug_panic.clone();
     let mut cancel: Option<CancelToken> = None;
     let mut ticker = tokio::time::interval(FRAME);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut terminated = std::pin::pin!(termination());
+    let mut signalled = None;
     loop {
         tokio::select! {
+            signal = &mut terminated => {
+                signalled = Some(signal);
+                break;
+            }
             Some(action) = rx.recv() => {
                 match app.update(action) {
                     Effect::None => {}
                     Effect::Exit => break,
                     Effect::Cancel => { if let Some(c) = &cancel { c.cancel(); } }
                     Effect::Start { prompt, mode, sampler, max_tokens, continuation, agent } => {
-                        if app.session_id.is_none() {
-                            if let Some(st) = &store {
-                                match st.create(prompt.lines().next().unwrap_or(""), &app.model, mode.label()) {
-                                    Ok(id) => app.session_id = Some(id),
-                                    Err(e) => app.save = SaveState::Failed(e.to_string()),
-                                }
-                            }
+                        if app.session_id.is_none() && store_ok {
+                            let (title, model, template) = (prompt.lines().next().unwrap_or("").to_string(), app.model.clone(), mode.label().to_string());
+                            effects::spawn_io(&tx, "session", move || effects::create_session(title, model, template));
                         }
-                        app.touch();
                         let (continuation, start_in) = continuation.unzip();
-                        let text = crate::engine::TextPrompt { request: prompt, mode, continuation, agent };
+                        let text = crate::write::TextPrompt { request: prompt, mode, continuation, agent };
                         cancel = start_generation(&generator, &tx, text, sampler, max_tokens, start_in);
                     }
+                    // The two effects that need the terminal itself run here, in place.
                     Effect::Copy => {
                         let n = app.draft.words();
-                        app.note = Some(match tui::emit(&tui::osc52(&app.draft.text())) {
-                            Ok(()) => format!("copied {n} words (OSC 52)"),
-                            Err(e) => format!("copy failed: {e}"),
-                        });
+                        let r = tui::emit(&tui::osc52(&app.draft.text())).map(|()| n).map_err(|e| e.to_string());
+                        let _ = tx.send(Action::Done(Done::Copied(r)));
                     }
                     Effect::EditDraft => {
                         input_paused.store(true, std::sync::atomic::Ordering::Release);
-                        let text = app.draft.text();
-                        let edited = tui.suspend(|| edit_in_editor(&text))?;
+                        let before = app.draft.text();
+                        let after = tui.suspend(|| edit_in_editor(&before))?.map_err(|e| format!("{e:#}"));
                         input_paused.store(false, std::sync::atomic::Ordering::Release);
-                        match edited {
-                            Ok(t) if t != text => {
-                                app.replace_draft(&t);
-                                app.note = Some("draft reloaded from the editor".into());
-                            }
-                            Ok(_) => app.note = Some("draft unchanged".into()),
-                            Err(e) => app.note = Some(format!("editor: {e:#}")),
-                        }
-                        app.dirty = true;
+                        let _ = tx.send(Action::Done(Done::EditorClosed { before, after }));
                     }
                     Effect::LoadRuns(want) => {
                         runs_loaded = std::time::Instant::now();
@@ -252,59 +274,26 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
                             let _ = tx.send(Action::QualityScored(r));
                         });
                     }
-                    Effect::ListModels => match crate::models::Registry::load() {
-                        Ok(reg) => {
-                            let rows: Vec<ModelRow> = reg
-                                .models
-                                .values()
-                                .filter(|m| m.role == crate::models::Role::Generator)
-                                .map(|m| ModelRow {
-                                    name: m.name.clone(),
-                                    description: m.description.clone(),
-                                    present: m.format == crate::models::Format::Remote || models::is_present(m),
-                                    size: m.size,
-                                })
-                                .collect();
-                            let sel = rows.iter().position(|r| r.name == app.model).unwrap_or(0);
-                            app.model_list = Some((rows, sel));
-                        }
-                        Err(e) => app.note = Some(e.to_string()),
-                    },
-                    Effect::SwitchModel(name) => match crate::models::Registry::load().map_err(|e| e.to_string()).and_then(|r| r.get(&name).cloned().map_err(|e| e.to_string())) {
-                        Ok(entry) => {
-                            // The old model's thread ends once its queue is dropped.
-                            generator.lock().unwrap().take();
-                            spawn_model_loader(entry, opts.device.clone(), tx.clone(), generator.clone());
-                        }
-                        Err(e) => app.phase = Phase::Error(e),
-                    },
-                    Effect::ListSessions => match &store {
-                        Some(st) => match st.list() {
-                            Ok(rows) => app.session_list = Some((rows, 0)),
-                            Err(e) => app.note = Some(e.to_string()),
-                        },
-                        None => app.note = Some("sessions are unavailable (see the save state)".into()),
-                    },
+                    Effect::ListModels => effects::spawn_io(&tx, "models", effects::list_models),
+                    Effect::SwitchModel(name) => {
+                        // The old model's thread ends once its queue is dropped.
+                        generator.lock().unwrap().take();
+                        spawn_model_switch(name, opts.device.clone(), tx.clone(), generator.clone());
+                    }
+                    Effect::ListSessions => effects::spawn_io(&tx, "sessions", effects::list_sessions),
                     Effect::OpenSession(id) => {
-                        // Keep what is on screen before switching.
+                        // Keep what is on screen before switching: the saver's queue is in
+                        // order, so this save lands before the other session is read back.
                         if matches!(app.save, SaveState::Unsaved | SaveState::Saving) {
                             if let Some(sv) = &saver {
                                 let _ = sv.send(app.snapshot());
                             }
                         }
-                        match store.as_ref().map(|st| st.get(id)) {
-                            Some(Ok(s)) => app.load_session(&s),
-                            Some(Err(e)) => app.note = Some(e.to_string()),
-                            None => {}
-                        }
+                        effects::spawn_io(&tx, "sessions", move || effects::open_session(id));
                     }
                     Effect::Export => {
-                        let dir = crate::paths::data_dir().join("exports");
                         let snap = app.snapshot();
-                        app.note = Some(match crate::cli::export_to_dir(&snap, &dir) {
-                            Ok(p) => format!("exported to {}", p.display()),
-                            Err(e) => format!("export failed: {e:#}"),
-                        });
+                        effects::spawn_io(&tx, "export", move || effects::export(snap));
                     }
                 }
             }
@@ -335,14 +324,13 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
                 if app.save == SaveState::Unsaved && due {
                     if let Some(sv) = &saver {
                         let _ = sv.send(app.snapshot());
-                        app.save = SaveState::Saving;
+                        app.update(Action::Done(Done::SaveQueued));
                         last_save = std::time::Instant::now();
                     }
                 }
                 if app.dirty || app.generating() {
                     let frame = tui.terminal.draw(|f| draw(f, &app))?;
-                    app.screen = frame.area;
-                    app.dirty = false;
+                    app.update(Action::Done(Done::Drawn(frame.area)));
                 }
             }
         }
@@ -359,23 +347,26 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<()> {
             st.save(&app.snapshot())?;
         }
     }
-    Ok(())
+    Ok(signalled)
 }
 
 fn start_generation(
     generator: &Arc<std::sync::Mutex<Option<Generator>>>,
     tx: &UnboundedSender<Action>,
-    text: crate::engine::TextPrompt,
+    text: crate::write::TextPrompt,
     sampler: SamplerConfig,
     max_tokens: usize,
     start_in: Option<crate::engine::StartIn>,
 ) -> Option<CancelToken> {
     let g = generator.lock().unwrap();
     let Some(g) = g.as_ref() else {
-        let _ = tx.send(Action::Engine(crate::engine::Event::Error("the model is not loaded yet".into())));
+        let _ = tx.send(Action::Engine(crate::write::Event::Error("the model is not loaded yet".into())));
         return None;
     };
-    let req = GenerateRequest { sampler, max_new_tokens: max_tokens, stop_strings: text.mode.stop_strings(), start_in: start_in.unwrap_or(text.mode.start_in()), ..Default::default() };
+    let mut req = GenerateRequest::for_mode(text.mode, sampler, max_tokens);
+    if let Some(s) = start_in {
+        req.start_in = s;
+    }
     let (mut events, cancel) = g.submit_text(text, req);
     let tx = tx.clone();
     tokio::spawn(async move {
@@ -388,12 +379,22 @@ fn start_generation(
     Some(cancel)
 }
 
+/// Looks the model up in the registry, then loads it, both off the UI thread.
+fn spawn_model_switch(name: String, device: String, tx: UnboundedSender<Action>, slot: Arc<std::sync::Mutex<Option<Generator>>>) {
+    std::thread::spawn(move || match crate::models::Registry::load().map_err(|e| e.to_string()).and_then(|r| r.get(&name).cloned().map_err(|e| e.to_string())) {
+        Ok(entry) => spawn_model_loader(entry, device, tx, slot),
+        Err(e) => {
+            let _ = tx.send(Action::Done(Done::SwitchFailed(e)));
+        }
+    });
+}
+
 fn spawn_model_loader(entry: ModelEntry, device: String, tx: UnboundedSender<Action>, slot: Arc<std::sync::Mutex<Option<Generator>>>) {
     std::thread::spawn(move || {
         let progress = ChannelProgress(tx.clone(), Default::default());
         let verb = if entry.format == crate::models::Format::Remote { "connecting to" } else { "loading" };
         let _ = tx.send(Action::Loading(format!("{verb} {}", entry.name)));
-        match crate::cli::open_writer(&entry, &device, &progress) {
+        match crate::write::open_writer(&entry, &device, &progress) {
             Ok(model) => {
                 let context = model.context_length();
                 *slot.lock().unwrap() = Some(Generator::spawn(model));

@@ -4,10 +4,12 @@
 //! shows the same as a live one.
 
 use super::action::{Action, Effect};
-use super::app::{step, App};
+use super::app::App;
+use super::listtab::{current, moved, TabKeys};
 use crossterm::event::{KeyCode, KeyEvent};
 use crate::rl::job::JobSpec;
-use crate::rl::trainer::{Control, Trainer};
+use crate::rl::runs::Run;
+use crate::rl::trainer::{Control, JobControl, Trainer};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::symbols::Marker;
@@ -43,58 +45,36 @@ pub enum JobState {
     Failed(String),
 }
 
-pub fn runs_dir() -> PathBuf {
-    crate::paths::data_dir().join("runs")
-}
-
 /// Reads every run's name and the selected run's files. `want` names the run to show
 /// (default: the newest).
 pub fn load(dir: &Path, want: Option<&str>) -> RunView {
-    let runs = dirs_by_age(dir, "job.toml");
-    let selected = want.and_then(|w| runs.iter().position(|r| r == w)).unwrap_or(runs.len().saturating_sub(1));
+    let runs = Run::list_in(dir);
+    let selected = want.and_then(|w| runs.iter().position(|r| r.name == w)).unwrap_or(runs.len().saturating_sub(1));
     let mut v = RunView { selected, ..Default::default() };
-    if let Some(name) = runs.get(selected) {
-        let d = dir.join(name);
-        v.steps_total = JobSpec::load(&d.join("job.toml")).map(|j| j.run.steps).unwrap_or(0);
-        let read = |f: &str| -> Vec<Value> { std::fs::read_to_string(d.join(f)).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect() };
-        v.metrics = read("metrics.jsonl");
+    if let Some(run) = runs.get(selected) {
+        v.steps_total = run.steps_total();
+        v.metrics = run.metrics();
         let last = v.metrics.last().and_then(|m| m["step"].as_u64());
-        v.samples = read("samples.jsonl").into_iter().filter(|s| s["step"].as_u64() == last).collect();
-        v.checkpoints = Trainer::checkpoints(&d);
-        v.live = crate::rl::control::live_status(&d);
+        v.samples = run.samples().into_iter().filter(|s| s["step"].as_u64() == last).collect();
+        v.checkpoints = run.checkpoints();
+        v.live = run.live_status();
     }
-    v.runs = runs;
+    v.runs = runs.into_iter().map(|r| r.name).collect();
     v
-}
-
-/// The names of the directories in `dir` that hold `marker`, oldest first (by the marker's
-/// modification time), as the Train and Eval tabs list runs and reports.
-pub(super) fn dirs_by_age(dir: &Path, marker: &str) -> Vec<String> {
-    let mut v: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let m = std::fs::metadata(e.path().join(marker)).ok()?;
-            Some((m.modified().unwrap_or(std::time::UNIX_EPOCH), e.file_name().to_string_lossy().into_owned()))
-        })
-        .collect();
-    v.sort();
-    v.into_iter().map(|(_, n)| n).collect()
 }
 
 /// Loads off the UI thread and reports back.
 pub fn spawn_load(tx: UnboundedSender<Action>, want: Option<String>) {
     let _ = std::thread::Builder::new().name("longwriter-runs".into()).spawn(move || {
-        let v = load(&runs_dir(), want.as_deref());
+        let v = load(&crate::paths::runs_dir(), want.as_deref());
         let _ = tx.send(Action::RunLoaded(Box::new(v)));
     });
 }
 
 /// Starts a training job on its own thread, on the studio's `device`; the returned control
 /// pauses or cancels it.
-pub fn spawn_job(tx: UnboundedSender<Action>, job_path: PathBuf, device: String) -> Control {
-    let control = Control::default();
+pub fn spawn_job(tx: UnboundedSender<Action>, job_path: PathBuf, device: String) -> JobControl {
+    let control = JobControl::default();
     let c = control.clone();
     let _ = std::thread::Builder::new().name("longwriter-train".into()).spawn(move || {
         let send = |s: JobState| {
@@ -102,11 +82,9 @@ pub fn spawn_job(tx: UnboundedSender<Action>, job_path: PathBuf, device: String)
         };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<String, String> {
             let job = JobSpec::load(&job_path).map_err(|e| e.to_string())?;
-            let entry = crate::cli::resolve_model(job.model.as_deref()).map_err(|e| e.to_string())?;
+            let entry = crate::write::resolve_model(job.model.as_deref()).map_err(|e| e.to_string())?;
             let base = crate::models::ensure(&entry, &crate::models::Silent).map_err(|e| e.to_string())?;
-            let stem = job_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
-            let name = format!("{stem}-{}", crate::sessions::now().replace([':', ' ', '-'], ""));
-            let dir = runs_dir().join(&name);
+            let Run { name, dir } = Run::create(&job_path, None).map_err(|e| e.to_string())?;
             send(JobState::Running(format!("{name}: setting up")));
             let dev = crate::engine::parse_device(&device).map_err(|e| e.to_string())?;
             let mut t = Trainer::new(job, &base, &dir, false, &dev).map_err(|e| e.to_string())?;
@@ -116,7 +94,7 @@ pub fn spawn_job(tx: UnboundedSender<Action>, job_path: PathBuf, device: String)
                 let _ = tx.send(Action::RunStarted(name.clone()));
             })
             .map_err(|e| e.to_string())?;
-            Ok(if c.get() == Control::CANCEL { format!("{name}: cancelled after step {}", t.step) } else { format!("{name}: finished {} steps", t.step) })
+            Ok(if c.get() == Control::Cancel { format!("{name}: cancelled after step {}", t.step) } else { format!("{name}: finished {} steps", t.step) })
         }));
         match result {
             Ok(Ok(msg)) => send(JobState::Finished(msg)),
@@ -219,18 +197,13 @@ pub fn draw(f: &mut Frame, app: &App, area: Rect) {
 impl App {
     /// Maps a key while the Train tab is open.
     pub(super) fn train_key(&self, k: KeyEvent, ctrl: bool) -> Option<Action> {
-        match k.code {
-                KeyCode::Esc | KeyCode::F(8) => Some(Action::ToggleTrain),
-                KeyCode::Left => Some(Action::SelectRun(-1)),
-                KeyCode::Right => Some(Action::SelectRun(1)),
-                KeyCode::Char('n') => Some(Action::StartJob),
-                KeyCode::Char('p') => Some(Action::PauseJob),
-                KeyCode::Char('x') => Some(Action::CancelJob),
-                KeyCode::Char('r') => Some(Action::ReloadRuns),
-                KeyCode::Char('q') | KeyCode::Char('c') if ctrl => Some(Action::Quit),
-                KeyCode::F(1) => Some(Action::ToggleHelp),
-                _ => None,
-        }
+        let shared = TabKeys { toggle_key: 8, toggle: Action::ToggleTrain, select: Action::SelectRun, reload: Action::ReloadRuns };
+        shared.action(&k, ctrl).or(match k.code {
+            KeyCode::Char('n') => Some(Action::StartJob),
+            KeyCode::Char('p') => Some(Action::PauseJob),
+            KeyCode::Char('x') => Some(Action::CancelJob),
+            _ => None,
+        })
     }
 
     /// The Train tab's share of [`App::update`].
@@ -253,14 +226,8 @@ impl App {
                 }
                 Effect::None
             }
-            Action::SelectRun(d) => match &self.runs {
-                Some(v) if !v.runs.is_empty() => Effect::LoadRuns(Some(v.runs[step(v.selected, d, v.runs.len())].clone())),
-                _ => Effect::None,
-            },
-            Action::ReloadRuns => match &self.runs {
-                Some(v) => Effect::LoadRuns(v.runs.get(v.selected).cloned()),
-                None => Effect::None,
-            },
+            Action::SelectRun(d) => moved(self.runs.as_ref(), d).map_or(Effect::None, |r| Effect::LoadRuns(Some(r))),
+            Action::ReloadRuns => current(self.runs.as_ref()).map_or(Effect::None, Effect::LoadRuns),
             Action::RunStarted(name) => if self.runs.is_some() { Effect::LoadRuns(Some(name)) } else { Effect::None },
             Action::StartJob => {
                 use super::monitor::JobState;
@@ -283,8 +250,8 @@ impl App {
             Action::PauseJob => {
                 use super::monitor::JobState;
                 let (next, effect) = match self.job.take() {
-                    Some(JobState::Running(s)) => (Some(JobState::Paused(s)), Effect::JobControl(crate::rl::trainer::Control::PAUSE)),
-                    Some(JobState::Paused(s)) => (Some(JobState::Running(s)), Effect::JobControl(crate::rl::trainer::Control::RUN)),
+                    Some(JobState::Running(s)) => (Some(JobState::Paused(s)), Effect::JobControl(Control::Pause)),
+                    Some(JobState::Paused(s)) => (Some(JobState::Running(s)), Effect::JobControl(Control::Run)),
                     other => (other, Effect::None),
                 };
                 self.job = next;
@@ -296,7 +263,7 @@ impl App {
                 if let Some(JobState::Running(s) | JobState::Paused(s)) = &self.job {
                     self.job = Some(JobState::Running(format!("{s} · cancelling after this step")));
                     self.touch();
-                    return Effect::JobControl(crate::rl::trainer::Control::CANCEL);
+                    return Effect::JobControl(Control::Cancel);
                 }
                 Effect::None
             }

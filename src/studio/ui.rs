@@ -1,6 +1,6 @@
 //! Drawing: a pure function of [`App`]. Text panes render only their visible rows.
 
-use super::action::{Focus, Phase, QualityView, SaveState, TraceView, KEYS};
+use super::action::{Focus, Phase, QualityView, SaveState, TraceView};
 use super::app::App;
 use crate::engine::{StopReason, TemplateMode};
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
@@ -299,11 +299,50 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
     Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h }
 }
 
+/// The key table, as wide as its longest row needs; on a narrower screen descriptions wrap
+/// under themselves instead of being cut.
 fn draw_help(f: &mut Frame, app: &App, area: Rect) {
-    let r = centered(area, 72, KEYS.len() as u16 + 2);
-    let lines: Vec<Line> = KEYS.iter().map(|(k, d)| Line::from(vec![Span::styled(format!("{k:<24}"), Style::default().fg(app.theme().key)), Span::raw(*d)])).collect();
+    let rows: Vec<(&str, &str)> = super::keymap::help_rows().collect();
+    let label_w = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0) + 2;
+    let desc_w = rows.iter().map(|(_, d)| d.chars().count()).max().unwrap_or(0);
+    let w = (label_w + desc_w + 2).min(area.width as usize);
+    let text_w = w.saturating_sub(label_w + 2).max(12);
+    let key = Style::default().fg(app.theme().key);
+    let mut lines = Vec::new();
+    for (k, d) in rows {
+        for (i, part) in wrap_words(d, text_w).into_iter().enumerate() {
+            let head = if i == 0 { Span::styled(format!("{k:<label_w$}"), key) } else { Span::raw(" ".repeat(label_w)) };
+            lines.push(Line::from(vec![head, Span::raw(part)]));
+        }
+    }
+    let r = centered(area, w as u16, lines.len() as u16 + 2);
     f.render_widget(Clear, r);
     f.render_widget(Paragraph::new(lines).block(block(app.theme(), " Keys ".into(), true)), r);
+}
+
+/// `text` in lines of at most `width` characters, broken at spaces where it can be.
+fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let (mut out, mut line) = (Vec::new(), String::new());
+    for word in text.split(' ') {
+        let mut word: Vec<char> = word.chars().collect();
+        let have = line.chars().count();
+        if have > 0 && have + 1 + word.len() > width {
+            out.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        // A word longer than a line is cut into pieces.
+        while line.chars().count() + word.len() > width {
+            let room = width - line.chars().count();
+            line.extend(word.drain(..room));
+            out.push(std::mem::take(&mut line));
+        }
+        line.extend(word);
+    }
+    out.push(line);
+    out
 }
 
 fn draw_confirm(f: &mut Frame, app: &App, area: Rect) {

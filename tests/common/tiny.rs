@@ -83,7 +83,7 @@ pub fn tensors(w: &W, dtype: candle_core::DType) -> HashMap<String, Tensor> {
 }
 
 /// The config of [`weights`] for an architecture.
-pub fn config(arch: &str) -> longwriter::engine::dense::DenseConfig {
+pub fn config(arch: &str) -> longwriter::nn::dense::DenseConfig {
     serde_json::from_value(serde_json::json!({
         "model_type": arch, "vocab_size": WORDS.len(), "hidden_size": H, "intermediate_size": FFN,
         "num_hidden_layers": LAYERS, "num_attention_heads": NH, "num_key_value_heads": NKV, "head_dim": HD,

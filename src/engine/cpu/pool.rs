@@ -6,6 +6,8 @@
 //! Here workers spin briefly on a generation counter between jobs, then park, so
 //! back-to-back jobs start within nanoseconds and an idle engine sleeps.
 
+use std::any::Any;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -19,6 +21,8 @@ struct Job {
     n: usize,
     next: AtomicUsize,
     done: AtomicUsize,
+    /// The first task's panic, re-raised on the caller once every task has finished.
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
 }
 
 // SAFETY: `f` points to a `Sync` closure, called only while its owner waits in `run`.
@@ -26,17 +30,41 @@ unsafe impl Send for Job {}
 unsafe impl Sync for Job {}
 
 impl Job {
-    /// Claims and runs tasks until none are left.
+    /// Claims and runs tasks until none are left. A panicking task still counts as done
+    /// (its payload is kept), so neither a worker nor the caller can stop the count short:
+    /// the caller would otherwise spin forever, or return while workers still call `f`.
     fn work(&self) {
         loop {
             let i = self.next.fetch_add(1, Ordering::AcqRel);
             if i >= self.n {
                 return;
             }
-            // SAFETY: i < n, so `run` has not returned and the closure is alive.
-            unsafe { (*self.f)(i) };
+            // SAFETY: i < n and `done` has not reached n, so `run` is still waiting and
+            // the closure is alive.
+            let f = unsafe { &*self.f };
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(i))) {
+                let mut first = self.panic.lock().unwrap_or_else(|p| p.into_inner());
+                first.get_or_insert(payload);
+            }
             self.done.fetch_add(1, Ordering::AcqRel);
         }
+    }
+
+    /// Spins until every task has finished.
+    fn wait(&self) {
+        while self.done.load(Ordering::Acquire) < self.n {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// Waits for every task of a job when `run` leaves, by return or by unwinding, so no
+/// worker can call the borrowed closure after its frame is gone.
+struct WaitOnDrop<'a>(&'a Job);
+
+impl Drop for WaitOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.wait();
     }
 }
 
@@ -60,12 +88,16 @@ impl Pool {
         let shared = Arc::new(Shared { generation: AtomicUsize::new(0), slot: Mutex::new(None), wake: Condvar::new(), stop: AtomicBool::new(false) });
         for w in 1..threads {
             let s = shared.clone();
-            std::thread::Builder::new().name(format!("longwriter-cpu-{w}")).spawn(move || worker(s)).expect("spawn worker");
+            // The generation is read here, not when the thread starts: a job submitted
+            // before a worker gets to run must still look new to it.
+            let seen = s.generation.load(Ordering::Acquire);
+            std::thread::Builder::new().name(format!("longwriter-cpu-{w}")).spawn(move || worker(s, seen)).expect("spawn worker");
         }
         Self { shared, threads, gate: Mutex::new(()) }
     }
 
-    /// The process-wide pool, sized by `--threads` (`RAYON_NUM_THREADS`) or the core count.
+    /// The process-wide pool, sized by `--threads` or the core count. `--threads` travels as
+    /// `RAYON_NUM_THREADS` because candle's own CPU ops read that variable too.
     pub fn global() -> &'static Pool {
         static POOL: OnceLock<Pool> = OnceLock::new();
         POOL.get_or_init(|| {
@@ -81,7 +113,8 @@ impl Pool {
         self.threads
     }
 
-    /// Runs `f(0..n)` across the pool and returns when every call has finished.
+    /// Runs `f(0..n)` across the pool and returns when every call has finished. If any
+    /// call panics, the rest still run, and the first panic is re-raised here afterwards.
     pub fn run(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
         if n == 0 {
             return;
@@ -93,16 +126,19 @@ impl Pool {
         let _turn = self.gate.lock().unwrap_or_else(|p| p.into_inner());
         // SAFETY: the lifetime is erased only for the duration of this call (see Job).
         let f: *const (dyn Fn(usize) + Sync) = unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(f) };
-        let job = Arc::new(Job { f, n, next: AtomicUsize::new(0), done: AtomicUsize::new(0) });
+        let job = Arc::new(Job { f, n, next: AtomicUsize::new(0), done: AtomicUsize::new(0), panic: Mutex::new(None) });
+        let guard = WaitOnDrop(&job);
         {
-            let mut slot = self.shared.slot.lock().unwrap();
+            let mut slot = self.shared.slot.lock().unwrap_or_else(|p| p.into_inner());
             *slot = Some(job.clone());
             self.shared.generation.fetch_add(1, Ordering::Release);
         }
         self.shared.wake.notify_all();
         job.work();
-        while job.done.load(Ordering::Acquire) < n {
-            std::hint::spin_loop();
+        drop(guard);
+        let payload = job.panic.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(payload) = payload {
+            resume_unwind(payload);
         }
     }
 }
@@ -115,8 +151,7 @@ impl Drop for Pool {
     }
 }
 
-fn worker(s: Arc<Shared>) {
-    let mut seen = s.generation.load(Ordering::Acquire);
+fn worker(s: Arc<Shared>, mut seen: usize) {
     loop {
         let start = Instant::now();
         let mut spins = 0u32;
@@ -124,9 +159,9 @@ fn worker(s: Arc<Shared>) {
             std::hint::spin_loop();
             spins += 1;
             if spins % 1024 == 0 && start.elapsed() > SPIN {
-                let g = s.slot.lock().unwrap();
+                let g = s.slot.lock().unwrap_or_else(|p| p.into_inner());
                 if s.generation.load(Ordering::Acquire) == seen {
-                    let _g = s.wake.wait_timeout(g, Duration::from_millis(100)).unwrap();
+                    drop(s.wake.wait_timeout(g, Duration::from_millis(100)));
                 }
             }
         }
@@ -134,7 +169,7 @@ fn worker(s: Arc<Shared>) {
             return;
         }
         seen = s.generation.load(Ordering::Acquire);
-        let job = s.slot.lock().unwrap().clone();
+        let job = s.slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(job) = job {
             job.work();
         }
@@ -157,6 +192,68 @@ mod tests {
             }
             assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 20), "n={n}");
         }
+    }
+
+    /// One index panics, on the calling thread or on a worker. Either way every other
+    /// index still runs exactly once, the panic reaches the caller only after all of them
+    /// finished, and the pool keeps working afterwards.
+    fn one_index_panics(worker_side: bool) {
+        let pool = Pool::new(3);
+        let n = 64;
+        let caller = std::thread::current().id();
+        let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+        let panicked_on = Mutex::new(None);
+        let finished = AtomicUsize::new(0);
+        // Each side's first task waits (boundedly) until the other side has started one,
+        // so both the caller and a worker run tasks however the threads are scheduled.
+        let (caller_in, worker_in) = (AtomicBool::new(false), AtomicBool::new(false));
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            pool.run(n, &|i| {
+                let on_caller = std::thread::current().id() == caller;
+                let (mine, other) = if on_caller { (&caller_in, &worker_in) } else { (&worker_in, &caller_in) };
+                if !mine.swap(true, Ordering::SeqCst) {
+                    let t = Instant::now();
+                    while !other.load(Ordering::SeqCst) && t.elapsed() < Duration::from_secs(10) {
+                        std::thread::yield_now();
+                    }
+                }
+                let mut who = panicked_on.lock().unwrap();
+                if who.is_none() && on_caller != worker_side {
+                    *who = Some(i);
+                    drop(who);
+                    panic!("task {i} fails");
+                }
+                drop(who);
+                // Slow tasks: without the wait, `run` would return while these still run.
+                std::thread::sleep(Duration::from_micros(200));
+                hits[i].fetch_add(1, Ordering::SeqCst);
+                finished.fetch_add(1, Ordering::SeqCst);
+            });
+        }));
+        assert!(caller_in.load(Ordering::SeqCst) && worker_in.load(Ordering::SeqCst), "both the caller and a worker ran tasks");
+        let bad = panicked_on.lock().unwrap().expect("a task panicked");
+        let msg = result.expect_err("the panic reaches the caller");
+        assert_eq!(msg.downcast_ref::<String>().map(String::as_str), Some(format!("task {bad} fails").as_str()));
+        // Read right after `run` unwound: every other task had already finished.
+        assert_eq!(finished.load(Ordering::SeqCst), n - 1);
+        for (i, h) in hits.iter().enumerate() {
+            assert_eq!(h.load(Ordering::SeqCst), usize::from(i != bad), "index {i}");
+        }
+        let again = AtomicUsize::new(0);
+        pool.run(n, &|_| {
+            again.fetch_add(1, Ordering::SeqCst);
+        });
+        assert_eq!(again.load(Ordering::SeqCst), n);
+    }
+
+    #[test]
+    fn a_panic_on_the_caller_waits_for_the_workers_then_reaches_the_caller() {
+        one_index_panics(false);
+    }
+
+    #[test]
+    fn a_panic_on_a_worker_reaches_the_caller_instead_of_hanging_it() {
+        one_index_panics(true);
     }
 
     #[test]

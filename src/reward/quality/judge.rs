@@ -4,7 +4,7 @@
 //! read is an error, never a made-up score.
 
 use super::{QualityError, QualityKind, QualityPart, QualityScore, QualityScorer};
-use crate::engine::Complete;
+use crate::write::Complete;
 use serde::Deserialize;
 use std::sync::Arc;
 

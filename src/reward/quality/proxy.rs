@@ -10,7 +10,7 @@
 //! - diversity = MATTR, the moving-average type/token ratio over windows of 50 words.
 
 use super::{QualityError, QualityKind, QualityPart, QualityScore, QualityScorer};
-use crate::engine::{Engine, TemplateMode};
+use crate::engine::Engine;
 use std::sync::Mutex;
 
 /// Per-token log-likelihood at which fluency reaches 0 (perplexity e^8 ≈ 3000).
@@ -76,7 +76,7 @@ impl QualityScorer for FluencyProxy {
         }
         // A poisoned lock only means an earlier score panicked; the engine is reset below.
         let mut engine = self.engine.lock().unwrap_or_else(|p| p.into_inner());
-        let mode = if engine.prompts.has_chat_template() { TemplateMode::Chat } else { TemplateMode::Nothink };
+        let mode = engine.prompts.plain_mode();
         let context = engine.prompt_ids(mode, request)?;
         let mut cont = engine.tokenizer.encode_plain(answer)?;
         let limit = engine.model.config().context_length.saturating_sub(context.len()).min(self.max_tokens);

@@ -3,7 +3,7 @@
 //! to a reward, as Bradley–Terry reward models are trained to. Run by candle in f32.
 
 use super::{QualityError, QualityKind, QualityScore, QualityScorer};
-use crate::engine::dense::{var_builder, DenseConfig, DenseModel};
+use crate::nn::dense::{var_builder, DenseConfig, DenseModel};
 use crate::engine::template::render_messages;
 use crate::engine::{EngineError, TextTokenizer};
 use candle_core::{Device, Tensor};

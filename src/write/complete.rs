@@ -1,8 +1,8 @@
 //! One-shot completions for helper prompts (the judge, the length assessor): a local
 //! engine or any OpenAI-compatible server (SGLang, vLLM, llama.cpp's llama-server).
 
-use super::generator::collect;
-use super::{CancelToken, Engine, EngineError, GenerateRequest, RemoteApi, RemoteConfig, RemoteModel, SamplerConfig, StopReason, TemplateMode, TextPrompt};
+use crate::engine::{collect, CancelToken, Engine, EngineError, GenerateRequest, SamplerConfig, StopReason, TemplateMode};
+use crate::remote::{RemoteApi, RemoteConfig, RemoteModel};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ impl Complete for LocalComplete {
 
     fn complete(&self, user: &str, max_tokens: usize) -> Result<String, EngineError> {
         let mut e = self.engine.lock().unwrap_or_else(|p| p.into_inner());
-        let mode = if e.prompts.has_chat_template() { TemplateMode::Chat } else { TemplateMode::Nothink };
+        let mode = e.prompts.plain_mode();
         let prompt_ids = e.prompt_ids(mode, user)?;
         let req = GenerateRequest { prompt_ids, sampler: SamplerConfig::greedy(), max_new_tokens: max_tokens, ..Default::default() };
         let (think, answer, _) = e.generate_text(&req, &CancelToken::default())?;
@@ -65,9 +65,8 @@ impl Complete for OpenAiComplete {
     }
 
     fn complete(&self, user: &str, max_tokens: usize) -> Result<String, EngineError> {
-        let prompt = TextPrompt { request: user.to_string(), mode: TemplateMode::Chat, continuation: None, ..Default::default() };
         let req = GenerateRequest { sampler: SamplerConfig::greedy(), max_new_tokens: max_tokens, ..Default::default() };
-        let (think, answer, stats) = collect(|emit| self.remote.generate(&prompt, &req, &CancelToken::default(), emit))?;
+        let (think, answer, stats) = collect(|emit| self.remote.generate(user, TemplateMode::Chat, None, &req, &CancelToken::default(), emit))?;
         if let StopReason::Interrupted(why) = stats.stop {
             return Err(EngineError::Remote(format!("{}: {why}", self.remote.describe())));
         }

@@ -1,5 +1,6 @@
-//! Generation: the synchronous loop ([`Engine::generate`]) and the [`Generator`] thread
-//! that runs it off the UI's thread and streams typed events.
+//! Generation: the synchronous decode loop ([`Engine::generate`]) and the [`TextSink`]
+//! that turns any model's text (local tokens or a server's stream) into think/answer
+//! segments and [`Stats`]. The thread that runs it off the UI lives in `write`.
 
 use super::sampler::{Sampler, SamplerConfig};
 use super::stream::{StopMatcher, StopScan, TokenDecoder};
@@ -22,6 +23,15 @@ pub struct GenerateRequest {
     pub stop_strings: Vec<String>,
     /// Where the new text continues: fresh output, inside `<think>`, or inside `<answer>`.
     pub start_in: StartIn,
+}
+
+impl GenerateRequest {
+    /// A generation in `mode`: its stop strings, and its text starting where the mode's
+    /// prompt leaves off (inside `<think>` for a primed template). The prompt ids are
+    /// filled in by whoever builds the prompt.
+    pub fn for_mode(mode: super::TemplateMode, sampler: SamplerConfig, max_new_tokens: usize) -> Self {
+        Self { prompt_ids: Vec::new(), sampler, max_new_tokens, stop_strings: mode.stop_strings(), start_in: mode.start_in() }
+    }
 }
 
 /// Where generated text lands when a generation continues earlier output.
@@ -84,21 +94,91 @@ pub struct Stats {
     pub completion_ids: Vec<u32>,
 }
 
-/// What a generation streams.
-#[derive(Debug, Clone)]
-pub enum Event {
-    /// Planning text from inside `<think>`.
-    Think(String),
-    /// Draft text (inside `<answer>`, or untagged).
-    Answer(String),
-    Done(Stats),
-    Error(String),
-    /// AgentWrite's plan, once it is made.
-    Plan(Vec<super::agentwrite::PlanStep>),
-    /// AgentWrite starts writing step `index` (0-based) of `of`.
-    Step { index: usize, of: usize },
-    /// Something the trace should say (a step retried, earlier text left out of a prompt).
-    Note(String),
+impl Stats {
+    /// The one place rates are derived: prefill speed counts only the prompt tokens that
+    /// were run (not those reused from the cache).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(prompt_tokens: usize, reused_tokens: usize, generated_tokens: usize, prefill_secs: f64, decode_secs: f64, stop: StopReason, format: FormatReport, completion_ids: Vec<u32>) -> Self {
+        Self {
+            prompt_tokens,
+            reused_tokens,
+            generated_tokens,
+            prefill_secs,
+            decode_secs,
+            prefill_tok_s: rate(prompt_tokens.saturating_sub(reused_tokens), prefill_secs),
+            decode_tok_s: rate(generated_tokens, decode_secs),
+            stop,
+            format,
+            completion_ids,
+        }
+    }
+}
+
+/// Where a model's text goes on its way out, for the local engine and for servers alike:
+/// text that could start a stop string is held back, the parser that starts where the
+/// request says ([`StartIn`]) splits it into think and answer [`Segment`]s, and the end
+/// flushes what is held and closes the format report.
+pub struct TextSink {
+    parser: ThinkParser,
+    stops: StopMatcher,
+    emitted: bool,
+}
+
+impl TextSink {
+    pub fn new(start_in: StartIn, stop_strings: &[String]) -> Self {
+        let parser = match start_in {
+            StartIn::Fresh => ThinkParser::new(),
+            StartIn::Think => ThinkParser::inside_think(),
+            StartIn::Answer => ThinkParser::inside_answer(),
+        };
+        Self { parser, stops: StopMatcher::new(stop_strings), emitted: false }
+    }
+
+    /// Model text; returns the stop string that ended it, if one matched (the text before
+    /// it is emitted, the stop string never is).
+    pub fn text(&mut self, text: &str, emit: &mut dyn FnMut(Segment)) -> Option<String> {
+        match self.stops.push(text) {
+            StopScan::Emit(t) => {
+                self.parse(&t, emit);
+                None
+            }
+            StopScan::Stopped(t, s) => {
+                self.parse(&t, emit);
+                Some(s)
+            }
+        }
+    }
+
+    /// Text that goes straight to the think/answer parser, past the stop strings (the
+    /// tags a server dropped when it split reasoning into a field of its own).
+    pub fn parse(&mut self, text: &str, emit: &mut dyn FnMut(Segment)) {
+        for seg in self.parser.push(text) {
+            self.emitted = true;
+            emit(seg);
+        }
+    }
+
+    /// Ends the text: unless a stop string ended it, `tail` (bytes a decoder still held)
+    /// and whatever was held back are released. Returns the format report.
+    pub fn finish(&mut self, stop: &StopReason, tail: &str, emit: &mut dyn FnMut(Segment)) -> FormatReport {
+        if !matches!(stop, StopReason::StopString(_)) {
+            let mut rest = match self.stops.push(tail) {
+                StopScan::Emit(t) | StopScan::Stopped(t, _) => t,
+            };
+            rest.push_str(&self.stops.flush());
+            self.parse(&rest, emit);
+        }
+        for seg in self.parser.finish(stop.natural()) {
+            self.emitted = true;
+            emit(seg);
+        }
+        self.parser.report().clone()
+    }
+
+    /// Whether any text has gone out yet.
+    pub fn emitted(&self) -> bool {
+        self.emitted
+    }
 }
 
 /// Cancels a generation; checked before every token.
@@ -120,9 +200,9 @@ impl Engine {
         collect(|emit| self.generate(req, cancel, emit))
     }
 
-    /// Runs one generation, calling `emit` with each event (the last is always `Done`
-    /// unless an error is returned).
-    pub fn generate(&mut self, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Event)) -> Result<Stats, EngineError> {
+    /// Runs one generation, calling `emit` with each piece of think or answer text, and
+    /// returns its stats.
+    pub fn generate(&mut self, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Segment)) -> Result<Stats, EngineError> {
         req.sampler.validate().map_err(EngineError::Sampling)?;
         let ctx = self.model.config().context_length;
         let mut dec = Decoding::new(req, req.sampler.clone());
@@ -144,9 +224,7 @@ impl Engine {
             logits = self.model.forward(&[dec.last()])?;
             self.cached.push(dec.last());
         };
-        let stats = dec.finish(stop, &self.tokenizer, emit, Timing { reused, prefill_secs, decode_secs: t1.elapsed().as_secs_f64() })?;
-        emit(Event::Done(stats.clone()));
-        Ok(stats)
+        dec.finish(stop, &self.tokenizer, emit, Timing { reused, prefill_secs, decode_secs: t1.elapsed().as_secs_f64() })
     }
 
     /// Several generations of one prompt, one per sampler (a GRPO group): the prompt is
@@ -245,40 +323,24 @@ struct Timing {
     decode_secs: f64,
 }
 
-/// One sequence's decoding: sampling, end-of-sequence and stop strings, the streaming
-/// think/answer split.
+/// One sequence's decoding: sampling, end-of-sequence, and the text sink.
 struct Decoding {
     sampler: Sampler,
-    parser: ThinkParser,
-    stops: StopMatcher,
+    sink: TextSink,
     decoder: TokenDecoder,
     history: Vec<u32>,
     prompt_len: usize,
     generated: usize,
 }
 
-fn send(segs: Vec<Segment>, emit: &mut dyn FnMut(Event)) {
-    for s in segs {
-        emit(match s {
-            Segment::Think(t) => Event::Think(t),
-            Segment::Answer(t) => Event::Answer(t),
-        });
-    }
-}
-
 impl Decoding {
     fn new(req: &GenerateRequest, sampler: SamplerConfig) -> Self {
-        let parser = match req.start_in {
-            StartIn::Fresh => ThinkParser::new(),
-            StartIn::Think => ThinkParser::inside_think(),
-            StartIn::Answer => ThinkParser::inside_answer(),
-        };
-        Self { sampler: Sampler::new(sampler), parser, stops: StopMatcher::new(&req.stop_strings), decoder: TokenDecoder::new(), history: req.prompt_ids.clone(), prompt_len: req.prompt_ids.len(), generated: 0 }
+        Self { sampler: Sampler::new(sampler), sink: TextSink::new(req.start_in, &req.stop_strings), decoder: TokenDecoder::new(), history: req.prompt_ids.clone(), prompt_len: req.prompt_ids.len(), generated: 0 }
     }
 
     /// Picks the next token from `logits` and streams its text; `Some(stop)` ends the
     /// sequence (the token that ended it is kept in the history).
-    fn advance(&mut self, logits: &mut [f32], max_new: usize, tok: &super::TextTokenizer, eos: &[u32], emit: &mut dyn FnMut(Event)) -> Result<Option<StopReason>, EngineError> {
+    fn advance(&mut self, logits: &mut [f32], max_new: usize, tok: &super::TextTokenizer, eos: &[u32], emit: &mut dyn FnMut(Segment)) -> Result<Option<StopReason>, EngineError> {
         if self.generated >= max_new {
             return Ok(Some(StopReason::MaxTokens));
         }
@@ -289,12 +351,8 @@ impl Decoding {
             return Ok(Some(StopReason::Eos));
         }
         if let Some(text) = self.decoder.push(tok, id)? {
-            match self.stops.push(&text) {
-                StopScan::Emit(t) => send(self.parser.push(&t), emit),
-                StopScan::Stopped(t, s) => {
-                    send(self.parser.push(&t), emit);
-                    return Ok(Some(StopReason::StopString(s)));
-                }
+            if let Some(s) = self.sink.text(&text, emit) {
+                return Ok(Some(StopReason::StopString(s)));
             }
         }
         Ok(None)
@@ -305,28 +363,11 @@ impl Decoding {
     }
 
     /// Streams what is still held back and returns the generation's stats.
-    fn finish(mut self, stop: StopReason, tok: &super::TextTokenizer, emit: &mut dyn FnMut(Event), t: Timing) -> Result<Stats, EngineError> {
-        if !matches!(stop, StopReason::StopString(_)) {
-            let tail = self.decoder.flush(tok)?;
-            let mut rest = match self.stops.push(&tail) {
-                StopScan::Emit(t) | StopScan::Stopped(t, _) => t,
-            };
-            rest.push_str(&self.stops.flush());
-            send(self.parser.push(&rest), emit);
-        }
-        send(self.parser.finish(stop.natural()), emit);
-        Ok(Stats {
-            prompt_tokens: self.prompt_len,
-            reused_tokens: t.reused,
-            generated_tokens: self.generated,
-            prefill_secs: t.prefill_secs,
-            decode_secs: t.decode_secs,
-            prefill_tok_s: rate(self.prompt_len - t.reused, t.prefill_secs),
-            decode_tok_s: rate(self.generated, t.decode_secs),
-            stop,
-            format: self.parser.report().clone(),
-            completion_ids: self.history.split_off(self.prompt_len),
-        })
+    fn finish(mut self, stop: StopReason, tok: &super::TextTokenizer, emit: &mut dyn FnMut(Segment), t: Timing) -> Result<Stats, EngineError> {
+        let tail = if matches!(stop, StopReason::StopString(_)) { String::new() } else { self.decoder.flush(tok)? };
+        let format = self.sink.finish(&stop, &tail, emit);
+        let ids = self.history.split_off(self.prompt_len);
+        Ok(Stats::new(self.prompt_len, t.reused, self.generated, t.prefill_secs, t.decode_secs, stop, format, ids))
     }
 }
 
@@ -334,169 +375,13 @@ fn rate(n: usize, secs: f64) -> f64 {
     if secs > 0.0 { n as f64 / secs } else { 0.0 }
 }
 
-/// A model that writes: the local [`Engine`] or a server ([`super::RemoteModel`]).
-pub trait TextModel: Send {
-    /// Which model writes, for status lines and logs.
-    fn describe(&self) -> String;
-    /// The context window in tokens (0 when a server does not say).
-    fn context_length(&self) -> usize;
-    /// Builds the prompt of `prompt` and streams one generation; `req.prompt_ids` is
-    /// ignored. The last event is `Done` unless an error is returned.
-    fn generate_prompt(&mut self, prompt: &TextPrompt, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Event)) -> Result<Stats, EngineError>;
-    /// Forgets cached state (after a panic mid-generation).
-    fn reset(&mut self) {}
-    /// Tokens `text` takes; servers get a safe overestimate.
-    fn count_tokens(&self, text: &str) -> usize {
-        text.chars().count().div_ceil(3)
-    }
-    /// The mode for prompts that are plain instructions (AgentWrite's): the model's chat
-    /// template, or the no-think template where it has none.
-    fn plain_mode(&self) -> super::TemplateMode {
-        super::TemplateMode::Chat
-    }
-}
-
 /// Gathers the think and answer text a generation streams.
-pub(crate) fn collect(run: impl FnOnce(&mut dyn FnMut(Event)) -> Result<Stats, EngineError>) -> Result<(String, String, Stats), EngineError> {
+pub fn collect<E>(run: impl FnOnce(&mut dyn FnMut(Segment)) -> Result<Stats, E>) -> Result<(String, String, Stats), E> {
     let (mut think, mut answer) = (String::new(), String::new());
-    let stats = run(&mut |ev| match ev {
-        Event::Think(t) => think.push_str(&t),
-        Event::Answer(t) => answer.push_str(&t),
-        _ => {}
+    let stats = run(&mut |seg| match seg {
+        Segment::Think(t) => think.push_str(&t),
+        Segment::Answer(t) => answer.push_str(&t),
     })?;
     Ok((think, answer, stats))
 }
 
-impl TextModel for Engine {
-    fn describe(&self) -> String {
-        format!("local {}", self.path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
-    }
-    fn context_length(&self) -> usize {
-        self.model.config().context_length
-    }
-    fn generate_prompt(&mut self, prompt: &TextPrompt, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Event)) -> Result<Stats, EngineError> {
-        let mut ids = self.prompt_ids(prompt.mode, &prompt.request)?;
-        if let Some(c) = &prompt.continuation {
-            ids.extend(self.tokenizer.encode_plain(c)?);
-        }
-        self.generate(&GenerateRequest { prompt_ids: ids, ..req.clone() }, cancel, emit)
-    }
-    fn reset(&mut self) {
-        self.model.clear();
-        self.cached.clear();
-    }
-    fn count_tokens(&self, text: &str) -> usize {
-        self.tokenizer.encode_plain(text).map_or_else(|_| text.chars().count().div_ceil(3), |ids| ids.len())
-    }
-    fn plain_mode(&self) -> super::TemplateMode {
-        if self.prompts.has_chat_template() { super::TemplateMode::Chat } else { super::TemplateMode::Nothink }
-    }
-}
-
-impl TextModel for Box<dyn TextModel> {
-    fn describe(&self) -> String {
-        (**self).describe()
-    }
-    fn context_length(&self) -> usize {
-        (**self).context_length()
-    }
-    fn generate_prompt(&mut self, prompt: &TextPrompt, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Event)) -> Result<Stats, EngineError> {
-        (**self).generate_prompt(prompt, req, cancel, emit)
-    }
-    fn reset(&mut self) {
-        (**self).reset()
-    }
-    fn count_tokens(&self, text: &str) -> usize {
-        (**self).count_tokens(text)
-    }
-    fn plain_mode(&self) -> super::TemplateMode {
-        (**self).plain_mode()
-    }
-}
-
-impl TextModel for super::RemoteModel {
-    fn describe(&self) -> String {
-        super::RemoteModel::describe(self)
-    }
-    fn context_length(&self) -> usize {
-        self.cfg.context_length
-    }
-    fn generate_prompt(&mut self, prompt: &TextPrompt, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Event)) -> Result<Stats, EngineError> {
-        self.generate(prompt, req, cancel, emit)
-    }
-}
-
-/// A prompt to build on the engine thread (the tokenizer lives there).
-#[derive(Debug, Clone, Default)]
-pub struct TextPrompt {
-    pub request: String,
-    pub mode: super::TemplateMode,
-    /// Output so far, appended as plain text after the prompt (for "continue").
-    pub continuation: Option<String>,
-    /// AgentWrite's settings and resume point (mode `agentwrite` only).
-    pub agent: super::agentwrite::AgentSpec,
-}
-
-struct Job {
-    text: TextPrompt,
-    req: GenerateRequest,
-    cancel: CancelToken,
-    events: tokio::sync::mpsc::UnboundedSender<Event>,
-}
-
-/// A [`TextModel`] on its own OS thread. Requests queue; each streams its own events.
-pub struct Generator {
-    jobs: Option<std::sync::mpsc::Sender<Job>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Generator {
-    pub fn spawn(model: impl TextModel + 'static) -> Self {
-        let mut model: Box<dyn TextModel> = Box::new(model);
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        let thread = std::thread::Builder::new()
-            .name("longwriter-engine".into())
-            .spawn(move || {
-                for job in rx {
-                    let events = job.events.clone();
-                    let mut emit = |e: Event| {
-                        let _ = events.send(e);
-                    };
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| super::agentwrite::generate(&mut model, &job.text, &job.req, &job.cancel, &mut emit)));
-                    match result {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(e)) => emit(Event::Error(e.to_string())),
-                        Err(_) => {
-                            emit(Event::Error("the engine thread panicked; the model was reset".into()));
-                            model.reset();
-                        }
-                    }
-                }
-            })
-            .expect("spawn engine thread");
-        Self { jobs: Some(tx), thread: Some(thread) }
-    }
-
-    /// Queues a generation of `text`, whose prompt is built on the model's thread (the
-    /// tokenizer lives there); `req.prompt_ids` is ignored. Events arrive on the receiver.
-    pub fn submit_text(&self, text: TextPrompt, req: GenerateRequest) -> (tokio::sync::mpsc::UnboundedReceiver<Event>, CancelToken) {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let cancel = CancelToken::default();
-        let job = Job { text, req, cancel: cancel.clone(), events: tx };
-        if let Some(jobs) = &self.jobs {
-            if let Err(e) = jobs.send(job) {
-                let _ = e.0.events.send(Event::Error("the engine thread has stopped".into()));
-            }
-        }
-        (rx, cancel)
-    }
-}
-
-impl Drop for Generator {
-    fn drop(&mut self) {
-        self.jobs.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}

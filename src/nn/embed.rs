@@ -2,8 +2,8 @@
 //! candle-transformers: mean pooling over the tokens, then L2 normalisation, as
 //! sentence-transformers computes them. Used to find near-identical paragraphs.
 
-use super::dense::check_safetensors;
-use super::EngineError;
+use crate::nn::dense::check_safetensors;
+use crate::engine::EngineError;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};

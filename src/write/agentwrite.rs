@@ -8,7 +8,8 @@
 //! Drafts longer than the model's context keep the request, the plan and the most recent
 //! text that fits.
 
-use super::{derive_seed, CancelToken, EngineError, Event, GenerateRequest, SamplerConfig, Stats, StopReason, TemplateMode, TextModel, TextPrompt};
+use super::{Event, TextModel, TextPrompt};
+use crate::engine::{derive_seed, CancelToken, EngineError, GenerateRequest, SamplerConfig, Stats, StopReason, TemplateMode};
 use crate::text::count_words;
 use serde::{Deserialize, Serialize};
 
@@ -314,7 +315,7 @@ pub fn generate(model: &mut dyn TextModel, prompt: &TextPrompt, req: &GenerateRe
 
 /// Like [`generate`], returning the think text, the answer text and the stats.
 pub fn generate_text(model: &mut dyn TextModel, prompt: &TextPrompt, req: &GenerateRequest, cancel: &CancelToken) -> Result<(String, String, Stats), EngineError> {
-    super::generator::collect(|emit| generate(model, prompt, req, cancel, emit))
+    super::collect(|emit| generate(model, prompt, req, cancel, emit))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! formats, not on weight values, so a 7B-class file can be measured where no 7B file
 //! can be downloaded (an offline GPU machine). Its text is noise; it is never a writer.
 
-use super::EngineError;
+use crate::engine::EngineError;
 use candle_core::quantized::{gguf_file, GgmlDType, QStorage, QTensor};
 use candle_core::Device;
 use std::borrow::Cow;

@@ -10,8 +10,8 @@
 //! Hugging Face rotates halves: q and k rows are reordered as llama.cpp's converter does
 //! ([`interleave_rope_rows`]). Qwen architectures rotate halves in GGUF too.
 
-use super::dense::{gguf_name, safetensors_files, DenseConfig};
-use super::EngineError;
+use crate::nn::dense::{gguf_name, safetensors_files, DenseConfig};
+use crate::engine::EngineError;
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 use sha2::{Digest, Sha256};

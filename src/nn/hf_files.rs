@@ -1,7 +1,7 @@
 //! The files of a Hugging Face checkpoint: its safetensors weights (one file, or shards
 //! named by an index), checked against their lengths before they are memory-mapped.
 
-use super::EngineError;
+use crate::engine::EngineError;
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! and would silently drop gradients). It returns final hidden states, so a head on top
 //! decides what it is: a scalar reward head here, an LM head for training.
 
-use super::EngineError;
+use crate::engine::EngineError;
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
@@ -313,7 +313,7 @@ impl DenseModel {
     /// Loads a GGUF model with every tensor dequantized to f32 and placed on `device`, for
     /// training.
     pub fn from_gguf<R: std::io::Read + std::io::Seek>(ct: &candle_core::quantized::gguf_file::Content, r: &mut R, device: &Device) -> Result<Self, EngineError> {
-        let mc = super::ModelConfig::from_gguf(ct)?;
+        let mc = crate::engine::ModelConfig::from_gguf(ct)?;
         let ffn = ct.tensor_infos.get("blk.0.ffn_gate.weight").map(|t| t.shape.dims()[0]).ok_or_else(|| EngineError::Format("missing blk.0.ffn_gate.weight".into()))?;
         let cfg = DenseConfig {
             model_type: mc.architecture.clone(),

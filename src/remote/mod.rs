@@ -1,16 +1,18 @@
-//! A model behind an OpenAI-compatible server (SGLang, vLLM, llama.cpp's llama-server),
-//! streamed into the same typed events as the local engine.
+//! A model behind an OpenAI-compatible server (SGLang, vLLM, llama.cpp's llama-server):
+//! HTTP, server-sent events ([`sse`]), and the same [`TextSink`] as the local engine, so
+//! a server's text becomes the same think/answer segments and [`Stats`].
 //!
 //! Stop strings are matched here, not by the server: servers disagree on whether and how
 //! they report which stop string ended a text, and matching locally makes the stop reason
 //! exact everywhere. When one matches, the connection is dropped, which ends the server's
 //! generation too.
 
-use super::sse::{parse_payload, Chunk, SseDecoder, Usage};
-use super::stream::{StopMatcher, StopScan};
-use super::template::longwriter_text;
-use super::{CancelToken, EngineError, Event, GenerateRequest, StartIn, Stats, StopReason, TemplateMode, TextPrompt};
-use crate::text::{Segment, ThinkParser};
+pub mod sse;
+
+use crate::engine::template::longwriter_text;
+use crate::engine::{CancelToken, EngineError, GenerateRequest, Stats, StopReason, TemplateMode, TextSink};
+use crate::text::Segment;
+use sse::{parse_payload, Chunk, SseDecoder, Usage};
 use serde_json::{json, Value};
 use std::io::Read;
 use std::sync::mpsc::{sync_channel, RecvTimeoutError};
@@ -107,15 +109,15 @@ impl RemoteModel {
         }
     }
 
-    /// The endpoint and JSON body of a generation.
-    pub fn request_body(&self, prompt: &TextPrompt, req: &GenerateRequest) -> Result<(String, Value), EngineError> {
-        if prompt.request.trim().is_empty() {
+    /// The endpoint and JSON body of a generation of `request` in `mode`, continuing
+    /// `continuation` when given.
+    pub fn request_body(&self, request: &str, mode: TemplateMode, continuation: Option<&str>, req: &GenerateRequest) -> Result<(String, Value), EngineError> {
+        if request.trim().is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
-        let mode = prompt.mode;
         let chat_mode = matches!(mode, TemplateMode::Chat | TemplateMode::LongwriterChat);
         // Text the assistant turn already holds: the primed "<think>" and a continuation.
-        let prefix = format!("{}{}", mode.prefill(), prompt.continuation.as_deref().unwrap_or(""));
+        let prefix = format!("{}{}", mode.prefill(), continuation.unwrap_or(""));
         let s = &req.sampler;
         let mut body = json!({
             "model": self.cfg.model,
@@ -138,13 +140,13 @@ impl RemoteModel {
             body["repeat_penalty"] = json!(s.repetition_penalty);
         }
         if self.cfg.api == RemoteApi::Completions && !chat_mode {
-            body["prompt"] = json!(format!("{}{prefix}", longwriter_text(&prompt.request, mode == TemplateMode::Nothink)));
+            body["prompt"] = json!(format!("{}{prefix}", longwriter_text(request, mode == TemplateMode::Nothink)));
             return Ok((format!("{}/completions", self.cfg.base_url), body));
         }
         let user = match mode {
-            TemplateMode::Chat => prompt.request.clone(),
-            TemplateMode::Nothink => longwriter_text(&prompt.request, true),
-            _ => longwriter_text(&prompt.request, false),
+            TemplateMode::Chat => request.to_string(),
+            TemplateMode::Nothink => longwriter_text(request, true),
+            _ => longwriter_text(request, false),
         };
         let mut messages = vec![json!({"role": "user", "content": user})];
         if !prefix.is_empty() {
@@ -160,9 +162,9 @@ impl RemoteModel {
 
     /// Streams one generation. Text already shown stays shown whatever happens: a stream
     /// that breaks after its first text ends as [`StopReason::Interrupted`], not an error.
-    pub fn generate(&self, prompt: &TextPrompt, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Event)) -> Result<Stats, EngineError> {
+    pub fn generate(&self, request: &str, mode: TemplateMode, continuation: Option<&str>, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Segment)) -> Result<Stats, EngineError> {
         req.sampler.validate().map_err(EngineError::Sampling)?;
-        let (url, body) = self.request_body(prompt, req)?;
+        let (url, body) = self.request_body(request, mode, continuation, req)?;
         *self.server_tok_s.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let t0 = Instant::now();
         let resp = self.auth(self.agent.post(&url)).set("Accept", "text/event-stream").send_json(body).map_err(|e| self.http_error(&url, e))?;
@@ -251,25 +253,12 @@ impl RemoteModel {
         // A stream dropped at a stop string or a cancel gets no usage; count its chunks.
         let generated = usage.map_or(out.chunks, |u| u.completion_tokens);
         let prompt_tokens = usage.map_or(0, |u| u.prompt_tokens);
-        let stats = Stats {
-            prompt_tokens,
-            reused_tokens: 0,
-            generated_tokens: generated,
-            prefill_secs,
-            decode_secs,
-            prefill_tok_s: if prefill_secs > 0.0 { prompt_tokens as f64 / prefill_secs } else { 0.0 },
-            decode_tok_s: if decode_secs > 0.0 { generated as f64 / decode_secs } else { 0.0 },
-            stop,
-            format,
-            completion_ids: Vec::new(),
-        };
-        emit(Event::Done(stats.clone()));
-        Ok(stats)
+        Ok(Stats::new(prompt_tokens, 0, generated, prefill_secs, decode_secs, stop, format, Vec::new()))
     }
 
     /// A broken stream: before any text it is an error, after it the partial text is kept.
     fn cut(&self, out: &Output, why: String) -> Result<StopReason, EngineError> {
-        if out.emitted {
+        if out.sink.emitted() {
             Ok(StopReason::Interrupted(why))
         } else {
             Err(EngineError::Remote(format!("{}: {why}", self.cfg.base_url)))
@@ -316,26 +305,20 @@ fn describe_read_error(e: &std::io::Error, timeout: Duration) -> String {
     }
 }
 
-/// Text on its way to the caller: stop strings held back, reasoning and think/answer
-/// routed, and a count of the chunks that carried text.
+/// A server's text on its way to the caller: reasoning fields put back inside think tags,
+/// everything else through the shared [`TextSink`], and a count of the chunks that
+/// carried text (servers that are cut off send no token usage).
 struct Output<'a> {
-    parser: ThinkParser,
-    stops: StopMatcher,
-    emit: &'a mut dyn FnMut(Event),
+    sink: TextSink,
+    emit: &'a mut dyn FnMut(Segment),
     /// Reasoning arrived in its own field and is open in the parser.
     in_reasoning: bool,
-    emitted: bool,
     chunks: usize,
 }
 
 impl<'a> Output<'a> {
-    fn new(req: &GenerateRequest, emit: &'a mut dyn FnMut(Event)) -> Self {
-        let parser = match req.start_in {
-            StartIn::Fresh => ThinkParser::new(),
-            StartIn::Think => ThinkParser::inside_think(),
-            StartIn::Answer => ThinkParser::inside_answer(),
-        };
-        Self { parser, stops: StopMatcher::new(&req.stop_strings), emit, in_reasoning: false, emitted: false, chunks: 0 }
+    fn new(req: &GenerateRequest, emit: &'a mut dyn FnMut(Segment)) -> Self {
+        Self { sink: TextSink::new(req.start_in, &req.stop_strings), emit, in_reasoning: false, chunks: 0 }
     }
 
     /// Returns the stop string that matched, if one did.
@@ -344,52 +327,22 @@ impl<'a> Output<'a> {
             self.chunks += 1;
             // Servers that split reasoning off drop its tags; put them back so the format
             // check sees the text the model wrote.
-            let opened = if self.in_reasoning { String::new() } else { "<think>".to_string() };
+            let opened = if self.in_reasoning { "" } else { "<think>" };
             self.in_reasoning = true;
-            let segs = self.parser.push(&format!("{opened}{reasoning}"));
-            self.send(segs);
+            self.sink.parse(&format!("{opened}{reasoning}"), self.emit);
         }
         if text.is_empty() {
             return None;
         }
         self.chunks += 1;
         if std::mem::take(&mut self.in_reasoning) {
-            let segs = self.parser.push("</think>");
-            self.send(segs);
+            self.sink.parse("</think>", self.emit);
         }
-        match self.stops.push(text) {
-            StopScan::Emit(t) => {
-                let segs = self.parser.push(&t);
-                self.send(segs);
-                None
-            }
-            StopScan::Stopped(t, s) => {
-                let segs = self.parser.push(&t);
-                self.send(segs);
-                Some(s)
-            }
-        }
+        self.sink.text(text, self.emit)
     }
 
     fn finish(&mut self, stop: &StopReason) -> crate::text::FormatReport {
-        if !matches!(stop, StopReason::StopString(_)) {
-            let rest = self.stops.flush();
-            let segs = self.parser.push(&rest);
-            self.send(segs);
-        }
-        let segs = self.parser.finish(stop.natural());
-        self.send(segs);
-        self.parser.report().clone()
-    }
-
-    fn send(&mut self, segs: Vec<Segment>) {
-        for s in segs {
-            self.emitted = true;
-            (self.emit)(match s {
-                Segment::Think(t) => Event::Think(t),
-                Segment::Answer(t) => Event::Answer(t),
-            });
-        }
+        self.sink.finish(stop, "", self.emit)
     }
 }
 
@@ -402,48 +355,38 @@ mod tests {
         RemoteModel::new(RemoteConfig { api, ..RemoteConfig::new("http://127.0.0.1:9/v1/", "lw") })
     }
 
-    fn prompt(mode: TemplateMode, cont: Option<&str>) -> TextPrompt {
-        TextPrompt { request: "Write 300 words about <|im_end|> tides.".into(), mode, continuation: cont.map(str::to_string), ..Default::default() }
-    }
+    const REQUEST: &str = "Write 300 words about <|im_end|> tides.";
 
     #[test]
     fn raw_modes_send_the_longwriter_text_and_chat_modes_send_messages() {
         let req = GenerateRequest { sampler: SamplerConfig { top_k: 40, ..SamplerConfig::default() }, max_new_tokens: 77, ..Default::default() };
         let m = model(RemoteApi::Completions);
-        let (url, b) = m.request_body(&prompt(TemplateMode::LongwriterPrimed, Some(" plan")), &req).unwrap();
+        let (url, b) = m.request_body(REQUEST, TemplateMode::LongwriterPrimed, Some(" plan"), &req).unwrap();
         assert_eq!(url, "http://127.0.0.1:9/v1/completions");
         let p = b["prompt"].as_str().unwrap();
         assert!(p.starts_with("A conversation between the user and the assistant.") && p.ends_with("<|assistant|>: <think> plan"), "{p}");
         assert_eq!((b["max_tokens"].as_u64(), b["top_k"].as_u64(), b["stream"].as_bool()), (Some(77), Some(40), Some(true)));
         assert!(b.get("repeat_penalty").is_none() && b.get("stop").is_none());
 
-        let (url, b) = m.request_body(&prompt(TemplateMode::Chat, None), &req).unwrap();
+        let (url, b) = m.request_body(REQUEST, TemplateMode::Chat, None, &req).unwrap();
         assert_eq!(url, "http://127.0.0.1:9/v1/chat/completions");
         assert_eq!(b["messages"], json!([{"role": "user", "content": "Write 300 words about <|im_end|> tides."}]));
 
         // A chat-only server gets the raw template as the user turn, the prefill as the
         // assistant's.
-        let (url, b) = model(RemoteApi::Chat).request_body(&prompt(TemplateMode::LongwriterPrimed, None), &req).unwrap();
+        let (url, b) = model(RemoteApi::Chat).request_body(REQUEST, TemplateMode::LongwriterPrimed, None, &req).unwrap();
         assert!(url.ends_with("/chat/completions"));
         assert!(b["messages"][0]["content"].as_str().unwrap().contains("<|user|>: Write 300 words"));
         assert_eq!(b["messages"][1], json!({"role": "assistant", "content": " <think>"}));
         assert_eq!(b["continue_final_message"], json!(true));
-        assert!(matches!(m.request_body(&prompt(TemplateMode::Chat, None).with_request("  "), &req), Err(EngineError::EmptyPrompt)));
-    }
-
-    impl TextPrompt {
-        fn with_request(mut self, r: &str) -> Self {
-            self.request = r.into();
-            self
-        }
+        assert!(matches!(m.request_body("  ", TemplateMode::Chat, None, &req), Err(EngineError::EmptyPrompt)));
     }
 
     fn run_output(req: &GenerateRequest, deltas: &[(&str, &str)], stop: StopReason) -> (String, String, Option<String>, bool) {
         let (mut think, mut answer) = (String::new(), String::new());
-        let mut emit = |e: Event| match e {
-            Event::Think(t) => think.push_str(&t),
-            Event::Answer(t) => answer.push_str(&t),
-            _ => {}
+        let mut emit = |e: Segment| match e {
+            Segment::Think(t) => think.push_str(&t),
+            Segment::Answer(t) => answer.push_str(&t),
         };
         let mut out = Output::new(req, &mut emit);
         let mut hit = None;
@@ -512,11 +455,9 @@ mod tests {
     fn generate(base: &str, timeout_secs: u64, mode: TemplateMode) -> (Result<Stats, EngineError>, String, String) {
         let m = RemoteModel::new(RemoteConfig { timeout: Duration::from_secs(timeout_secs), ..RemoteConfig::new(base, "lw") });
         let (mut think, mut answer) = (String::new(), String::new());
-        let p = TextPrompt { request: "Write a haiku.".into(), mode, continuation: None, ..Default::default() };
-        let r = m.generate(&p, &GenerateRequest { max_new_tokens: 50, stop_strings: mode.stop_strings(), ..Default::default() }, &CancelToken::default(), &mut |e| match e {
-            Event::Think(t) => think.push_str(&t),
-            Event::Answer(t) => answer.push_str(&t),
-            _ => {}
+        let r = m.generate("Write a haiku.", mode, None, &GenerateRequest { max_new_tokens: 50, stop_strings: mode.stop_strings(), ..Default::default() }, &CancelToken::default(), &mut |e| match e {
+            Segment::Think(t) => think.push_str(&t),
+            Segment::Answer(t) => answer.push_str(&t),
         });
         (r, think, answer)
     }

@@ -1,0 +1,212 @@
+//! Writing: what turns a request into a draft. [`TextModel`] is anything that writes (the
+//! local engine or a server), [`Generator`] runs one on its own OS thread and streams
+//! [`Event`]s to a UI that never waits, and the strategies choose how a request becomes
+//! prompts: one prompt, or AgentWrite's plan-then-write ([`agentwrite`]). [`open`] turns a
+//! registry entry into a model that writes, [`complete`] answers helper prompts.
+
+pub mod agentwrite;
+pub mod complete;
+pub mod open;
+
+pub use complete::{Complete, LocalComplete, OpenAiComplete};
+pub use open::{open_completer, open_local, open_writer, resolve_model, OpenError};
+
+use crate::engine::{CancelToken, Engine, EngineError, GenerateRequest, Stats, TemplateMode};
+use crate::remote::RemoteModel;
+use crate::text::Segment;
+
+/// What a generation streams.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Planning text from inside `<think>`.
+    Think(String),
+    /// Draft text (inside `<answer>`, or untagged).
+    Answer(String),
+    Done(Stats),
+    Error(String),
+    /// AgentWrite's plan, once it is made.
+    Plan(Vec<agentwrite::PlanStep>),
+    /// AgentWrite starts writing step `index` (0-based) of `of`.
+    Step { index: usize, of: usize },
+    /// Something the trace should say (a step retried, earlier text left out of a prompt).
+    Note(String),
+}
+
+impl From<Segment> for Event {
+    fn from(s: Segment) -> Self {
+        match s {
+            Segment::Think(t) => Event::Think(t),
+            Segment::Answer(t) => Event::Answer(t),
+        }
+    }
+}
+
+/// A model that writes: the local [`Engine`] or a server ([`RemoteModel`]).
+pub trait TextModel: Send {
+    /// Which model writes, for status lines and logs.
+    fn describe(&self) -> String;
+    /// The context window in tokens (0 when a server does not say).
+    fn context_length(&self) -> usize;
+    /// Builds the prompt of `prompt` and streams one generation; `req.prompt_ids` is
+    /// ignored. The last event is `Done` unless an error is returned.
+    fn generate_prompt(&mut self, prompt: &TextPrompt, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Event)) -> Result<Stats, EngineError>;
+    /// Forgets cached state (after a panic mid-generation).
+    fn reset(&mut self) {}
+    /// Tokens `text` takes; servers get a safe overestimate.
+    fn count_tokens(&self, text: &str) -> usize {
+        text.chars().count().div_ceil(3)
+    }
+    /// The mode for prompts that are plain instructions (AgentWrite's): the model's chat
+    /// template, or the no-think template where it has none.
+    fn plain_mode(&self) -> TemplateMode {
+        TemplateMode::Chat
+    }
+}
+
+impl TextModel for Engine {
+    fn describe(&self) -> String {
+        format!("local {}", self.path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
+    }
+    fn context_length(&self) -> usize {
+        self.model.config().context_length
+    }
+    fn generate_prompt(&mut self, prompt: &TextPrompt, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Event)) -> Result<Stats, EngineError> {
+        let mut ids = self.prompt_ids(prompt.mode, &prompt.request)?;
+        if let Some(c) = &prompt.continuation {
+            ids.extend(self.tokenizer.encode_plain(c)?);
+        }
+        let stats = self.generate(&GenerateRequest { prompt_ids: ids, ..req.clone() }, cancel, &mut |s| emit(s.into()))?;
+        emit(Event::Done(stats.clone()));
+        Ok(stats)
+    }
+    fn reset(&mut self) {
+        Engine::reset(self)
+    }
+    fn count_tokens(&self, text: &str) -> usize {
+        self.tokenizer.encode_plain(text).map_or_else(|_| text.chars().count().div_ceil(3), |ids| ids.len())
+    }
+    fn plain_mode(&self) -> TemplateMode {
+        self.prompts.plain_mode()
+    }
+}
+
+impl TextModel for Box<dyn TextModel> {
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn context_length(&self) -> usize {
+        (**self).context_length()
+    }
+    fn generate_prompt(&mut self, prompt: &TextPrompt, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Event)) -> Result<Stats, EngineError> {
+        (**self).generate_prompt(prompt, req, cancel, emit)
+    }
+    fn reset(&mut self) {
+        (**self).reset()
+    }
+    fn count_tokens(&self, text: &str) -> usize {
+        (**self).count_tokens(text)
+    }
+    fn plain_mode(&self) -> TemplateMode {
+        (**self).plain_mode()
+    }
+}
+
+impl TextModel for RemoteModel {
+    fn describe(&self) -> String {
+        RemoteModel::describe(self)
+    }
+    fn context_length(&self) -> usize {
+        self.cfg.context_length
+    }
+    fn generate_prompt(&mut self, prompt: &TextPrompt, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Event)) -> Result<Stats, EngineError> {
+        let stats = self.generate(&prompt.request, prompt.mode, prompt.continuation.as_deref(), req, cancel, &mut |s| emit(s.into()))?;
+        emit(Event::Done(stats.clone()));
+        Ok(stats)
+    }
+}
+
+/// Gathers the think and answer text of a run that streams [`Event`]s.
+pub(crate) fn collect(run: impl FnOnce(&mut dyn FnMut(Event)) -> Result<Stats, EngineError>) -> Result<(String, String, Stats), EngineError> {
+    let (mut think, mut answer) = (String::new(), String::new());
+    let stats = run(&mut |ev| match ev {
+        Event::Think(t) => think.push_str(&t),
+        Event::Answer(t) => answer.push_str(&t),
+        _ => {}
+    })?;
+    Ok((think, answer, stats))
+}
+
+/// A prompt to build on the engine thread (the tokenizer lives there).
+#[derive(Debug, Clone, Default)]
+pub struct TextPrompt {
+    pub request: String,
+    pub mode: TemplateMode,
+    /// Output so far, appended as plain text after the prompt (for "continue").
+    pub continuation: Option<String>,
+    /// AgentWrite's settings and resume point (mode `agentwrite` only).
+    pub agent: agentwrite::AgentSpec,
+}
+
+struct Job {
+    text: TextPrompt,
+    req: GenerateRequest,
+    cancel: CancelToken,
+    events: tokio::sync::mpsc::UnboundedSender<Event>,
+}
+
+/// A [`TextModel`] on its own OS thread. Requests queue; each streams its own events.
+pub struct Generator {
+    jobs: Option<std::sync::mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Generator {
+    pub fn spawn(model: impl TextModel + 'static) -> Self {
+        let mut model: Box<dyn TextModel> = Box::new(model);
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("longwriter-engine".into())
+            .spawn(move || {
+                for job in rx {
+                    let events = job.events.clone();
+                    let mut emit = |e: Event| {
+                        let _ = events.send(e);
+                    };
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| agentwrite::generate(&mut model, &job.text, &job.req, &job.cancel, &mut emit)));
+                    match result {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => emit(Event::Error(e.to_string())),
+                        Err(_) => {
+                            emit(Event::Error("the engine thread panicked; the model was reset".into()));
+                            model.reset();
+                        }
+                    }
+                }
+            })
+            .expect("spawn engine thread");
+        Self { jobs: Some(tx), thread: Some(thread) }
+    }
+
+    /// Queues a generation of `text`, whose prompt is built on the model's thread (the
+    /// tokenizer lives there); `req.prompt_ids` is ignored. Events arrive on the receiver.
+    pub fn submit_text(&self, text: TextPrompt, req: GenerateRequest) -> (tokio::sync::mpsc::UnboundedReceiver<Event>, CancelToken) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let cancel = CancelToken::default();
+        let job = Job { text, req, cancel: cancel.clone(), events: tx };
+        if let Some(jobs) = &self.jobs {
+            if let Err(e) = jobs.send(job) {
+                let _ = e.0.events.send(Event::Error("the engine thread has stopped".into()));
+            }
+        }
+        (rx, cancel)
+    }
+}
+
+impl Drop for Generator {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
