@@ -410,6 +410,23 @@ fn imported_escape_sequences_never_reach_the_terminal() {
     }
 }
 
+/// Run names are directory names and job files are anyone's text: `runs list` and `runs
+/// show` print them neutralised.
+#[test]
+fn run_names_and_job_files_never_reach_the_terminal_raw() {
+    let e = Env::new();
+    let name = "r\u{1b}]0;owned\u{7}\u{202e}x";
+    let dir = e.path("data/runs").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("job.toml"), format!("# {HOSTILE}\n[run]\nsteps = 3\n")).unwrap();
+    for args in [&["runs", "list"][..], &["runs", "show", name]] {
+        let o = e.run(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        assert!(String::from_utf8_lossy(&o.stdout).contains('\u{FFFD}'), "{args:?}: {}", String::from_utf8_lossy(&o.stdout));
+        assert_inert(&format!("{args:?}"), &o.stdout);
+    }
+}
+
 /// A server's error text is quoted in the error line, neutralised.
 #[test]
 fn a_servers_error_body_is_quoted_without_its_escape_sequences() {

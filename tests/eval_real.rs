@@ -156,3 +156,19 @@ fn bad_eval_data_is_one_clear_line() {
     let o = run(tmp.path(), &["eval", "compare", "a", "b", "--data", f.to_str().unwrap()], &[]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("needs --judge"));
 }
+
+/// A model whose name carries escape sequences (here its file name): the eval's progress
+/// and summary lines show it neutralised.
+#[test]
+fn eval_lines_never_carry_escape_sequences() {
+    let tmp = tempfile::tempdir().unwrap();
+    let evil = tmp.path().join("m\u{1b}]0;title\u{7}\u{9b}2J\u{202e}.gguf");
+    std::os::unix::fs::symlink(common::default_model_path(), &evil).unwrap();
+    let out = tmp.path().join("out");
+    let o = run(tmp.path(), &["eval", "longbench", "--data", sample().to_str().unwrap(), "--limit", "1", "--max-tokens", "8", "--model", evil.to_str().unwrap(), "--out", out.to_str().unwrap()], &[]);
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(stdout.contains("mean S_l") && stdout.contains('\u{FFFD}'), "{stdout}");
+    let bad: Vec<char> = stdout.chars().filter(|c| (c.is_control() && *c != '\n') || ('\u{202a}'..='\u{202e}').contains(c)).collect();
+    assert!(bad.is_empty(), "eval printed {bad:?}: {stdout:?}");
+}

@@ -16,7 +16,14 @@ fn perr(e: impl std::fmt::Display) -> EvalError {
 
 /// Required vs output length on log–log axes with the y = x line. Outputs of 0 words are
 /// drawn at 1 (a log axis has no 0), as hollow marks.
+/// A caption as SVG can hold it: control characters (which XML forbids, and which a
+/// model's name may carry) shown as U+FFFD.
+fn caption(title: &str) -> String {
+    crate::text::strip_controls(title).replace('\n', " ")
+}
+
 pub fn length_scatter(points: &[(usize, usize)], title: &str) -> Result<String, EvalError> {
+    let title = &caption(title);
     let vals = points.iter().flat_map(|&(x, y)| [x.max(1), y.max(1)]);
     let (mn, mx) = vals.fold((usize::MAX, 1), |(a, b), v| (a.min(v), b.max(v)));
     let (lo, hi) = ((mn.min(mx) as f64 / 2.0).max(1.0), mx as f64 * 2.0);
@@ -56,6 +63,7 @@ pub fn length_scatter(points: &[(usize, usize)], title: &str) -> Result<String, 
 
 /// distinct-1, distinct-2 and n-gram overlap per segment, against position in the text.
 pub fn decay_lines(rows: &[ProfileRow], title: &str) -> Result<String, EvalError> {
+    let title = &caption(title);
     let end = rows.last().map(|r| r.start as f64 + 1.0).unwrap_or(1.0).max(1.0);
     let mut svg = String::new();
     {
