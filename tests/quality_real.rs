@@ -171,3 +171,25 @@ fn a_small_local_judge_gives_scores_or_a_clear_error() {
         Err(e) => panic!("unexpected error kind: {e}"),
     }
 }
+
+/// The relevance reward on real MiniLM: an answer about the request scores above the same
+/// kind of answer about something else, one canned reply scores low against requests it
+/// does not answer, and an empty answer scores 0. Long answers are judged on all of their
+/// pieces, not on their first 256 tokens.
+#[test]
+fn relevance_keeps_answers_on_their_request() {
+    use longwriter::reward::relevance::relevance;
+    let e = embedder();
+    let baker = "Write a 300-word short story about a night-shift baker.";
+    let on = "At three in the morning Marta pulled the first trays of bread from the oven, flour on her sleeves, while the city slept outside the bakery window.";
+    let off = "The committee approved the quarterly budget after a long debate about road repairs and the cost of new traffic lights.";
+    let canned = "The final written work after thorough optimization and refinement.";
+    let (r_on, r_off, r_canned) = (relevance(e, baker, on).unwrap(), relevance(e, baker, off).unwrap(), relevance(e, baker, canned).unwrap());
+    assert!(r_on > r_off + 0.2 && r_on > r_canned + 0.2, "on {r_on:.3}, off {r_off:.3}, canned {r_canned:.3}");
+    assert!((0.0..=1.0).contains(&r_on));
+    assert_eq!(relevance(e, baker, "  ").unwrap(), 0.0);
+    // 600 words of budget talk, then the bakery: the bakery half still counts.
+    let long = format!("{} {}", off.repeat(25), on.repeat(25));
+    let r_long = relevance(e, baker, &long).unwrap();
+    assert!(r_long > r_off + 0.1, "long {r_long:.3}, off {r_off:.3}");
+}

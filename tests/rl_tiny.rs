@@ -372,3 +372,39 @@ fn two_iterations_per_batch_clip_the_second_update_against_the_rollout_policy() 
     let bad = JobSpec { grpo: longwriter::rl::GrpoConfig { iterations: 0, ..job.grpo }, ..job.clone() };
     assert!(bad.validate().unwrap_err().to_string().contains("grpo.iterations"));
 }
+
+/// Relevance and diversity as training rewards: the job names them and weighs them, each
+/// step logs their means, samples carry them, and a weight of 0 keeps a reward out of the
+/// advantage while it is still measured. Unknown names and bad weights are refused.
+#[test]
+fn relevance_and_diversity_rewards_are_logged_and_weighted() {
+    use candle_core::quantized::GgmlDType;
+    use longwriter::rl::{job::JobSpec, trainer::Trainer};
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("tiny.gguf");
+    common::tiny::write_gguf("llama", GgmlDType::Q8_0, 256, &base);
+    common::tiny::write_tokenizer(dir.path());
+    let lines: Vec<String> = ["wh wi wj", "wk wl wm wn"].iter().map(|p| serde_json::json!({ "prompt": p, "range": [0, 2] }).to_string()).collect();
+    std::fs::write(dir.path().join("prompts.jsonl"), lines.join("\n")).unwrap();
+    let toml = "[data]\nprompts = \"prompts.jsonl\"\ntemplate = \"nothink\"\n[rewards]\nuse_rewards = [\"length\", \"format\", \"relevance\", \"diversity\"]\nweights = { relevance = 2.0, diversity = 0.0 }\nl_max = 8\nformat = \"graded\"\n[rollout]\ngroup_size = 3\nprompts_per_step = 2\nmax_new_tokens = 8\n[optim]\nlr = 1e-2\nmicro_batch = 4\n[lora]\nrank = 4\ntargets = [\"q_proj\", \"v_proj\"]\n[run]\nsteps = 1\nseed = 5\n";
+    std::fs::write(dir.path().join("job.toml"), toml).unwrap();
+    let job = JobSpec::load(&dir.path().join("job.toml")).unwrap();
+    assert_eq!((job.rewards.weight("relevance"), job.rewards.weight("diversity"), job.rewards.weight("length")), (2.0, 0.0, 1.0));
+    let run = dir.path().join("run");
+    let m = Trainer::new(job.clone(), &base, &run, false, &Device::Cpu).unwrap().run_step().unwrap();
+    for key in ["rewards/relevance/mean", "rewards/diversity/mean"] {
+        let v = m[key].as_f64().unwrap_or_else(|| panic!("{key} missing: {m}"));
+        assert!((0.0..=1.0).contains(&v), "{key} = {v}");
+    }
+    let sample: serde_json::Value = serde_json::from_str(std::fs::read_to_string(run.join("samples.jsonl")).unwrap().lines().next().unwrap()).unwrap();
+    assert!(sample["relevance"].is_number() && sample["diversity"].is_number(), "{sample}");
+    for (bad, needle) in [
+        (JobSpec { rewards: longwriter::rl::job::RewardSpec { use_rewards: vec!["length".into(), "fluency".into()], ..job.rewards.clone() }, ..job.clone() }, "use_rewards"),
+        (JobSpec { rewards: longwriter::rl::job::RewardSpec { use_rewards: vec!["length".into()], ..job.rewards.clone() }, ..job.clone() }, "which rewards.use_rewards does not list"),
+        (JobSpec { rewards: longwriter::rl::job::RewardSpec { weights: [("length".to_string(), -1.0)].into(), ..job.rewards.clone() }, ..job.clone() }, "finite number"),
+        (JobSpec { rewards: longwriter::rl::job::RewardSpec { use_rewards: vec!["diversity".into()], weights: [("diversity".to_string(), 0.0)].into(), ..job.rewards.clone() }, ..job.clone() }, "at least one reward"),
+    ] {
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains(needle), "{e}");
+    }
+}

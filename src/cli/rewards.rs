@@ -130,12 +130,5 @@ fn reward_model_dir(spec: &str) -> Result<std::path::PathBuf> {
 
 /// Fetches (if needed) and loads an embedding model from the registry.
 pub fn load_embedder(name: &str, device: &str) -> Result<Embedder> {
-    let reg = Registry::load()?;
-    let e = reg.get(name)?;
-    if e.role != Role::Embedder {
-        bail!("'{name}' is not an embedding model (its role is {:?})", e.role);
-    }
-    let p = models::ensure(e, &BarProgress::new())?;
-    let dir = p.parent().unwrap_or(Path::new("."));
-    Embedder::load(dir, &parse_device(device)?).with_context(|| format!("loading embedder '{name}'"))
+    Embedder::from_registry(name, &parse_device(device)?, &BarProgress::new()).with_context(|| format!("loading embedder '{name}'"))
 }

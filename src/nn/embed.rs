@@ -40,6 +40,18 @@ impl Embedder {
         Ok(Self { model, tokenizer, device: device.clone() })
     }
 
+    /// The registry's embedding model `name`, fetched (reporting to `progress`) if it is not
+    /// in the cache yet, and loaded.
+    pub fn from_registry(name: &str, device: &Device, progress: &dyn crate::models::Progress) -> Result<Self, EngineError> {
+        let reg = crate::models::Registry::load().map_err(|e| EngineError::Model(e.to_string()))?;
+        let entry = reg.get(name).map_err(|e| EngineError::Model(e.to_string()))?;
+        if entry.role != crate::models::Role::Embedder {
+            return Err(EngineError::Unsupported(format!("'{name}' is not an embedding model (its role is {:?})", entry.role)));
+        }
+        let path = crate::models::ensure(entry, progress).map_err(|e| EngineError::Model(e.to_string()))?;
+        Self::load(path.parent().unwrap_or(Path::new(".")), device)
+    }
+
     pub fn token_ids(&self, text: &str) -> Result<Vec<u32>, EngineError> {
         let enc = self.tokenizer.encode(text, true).map_err(|e| EngineError::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())

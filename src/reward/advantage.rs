@@ -31,18 +31,26 @@ fn zscores(xs: &[f64]) -> Vec<f64> {
 /// Each reward is z-scored inside the group (a reward that does not vary gives 0), and the
 /// K z-scores of a rollout are averaged.
 pub fn group_advantages(rewards: &[Vec<f64>]) -> Vec<f64> {
+    group_advantages_weighted(rewards, &vec![1.0; rewards.len()])
+}
+
+/// [`group_advantages`] with the z-scores averaged by `weights` (one per reward,
+/// non-negative): Σ w_k z_k / Σ w_k. Equal weights give the paper's plain average.
+pub fn group_advantages_weighted(rewards: &[Vec<f64>], weights: &[f64]) -> Vec<f64> {
+    assert_eq!(rewards.len(), weights.len(), "one weight per reward");
     let g = rewards.first().map_or(0, |r| r.len());
     let mut adv = vec![0.0; g];
-    if rewards.is_empty() {
+    let total: f64 = weights.iter().sum();
+    if rewards.is_empty() || total <= 0.0 {
         return adv;
     }
-    for r in rewards {
+    for (r, w) in rewards.iter().zip(weights) {
         assert_eq!(r.len(), g, "every reward needs one value per rollout");
         for (a, z) in adv.iter_mut().zip(zscores(r)) {
-            *a += z;
+            *a += w * z;
         }
     }
-    adv.iter().map(|a| a / rewards.len() as f64).collect()
+    adv.iter().map(|a| a / total).collect()
 }
 
 /// Advantages from the weighted sum of raw rewards (the combination the paper avoids).
@@ -71,6 +79,21 @@ mod tests {
         // z = [0.5, 0.5, -1.5, 0.5]. Average: [0.862372, -0.362372, -0.75, 0.25].
         let adv = group_advantages(&[vec![1.0, 0.0, 0.5, 0.5], vec![1.0, 1.0, 0.0, 1.0]]);
         close(&adv, &[0.8623724356957945, -0.36237243569579447, -0.75, 0.25]);
+    }
+
+    #[test]
+    fn weights_scale_each_rewards_z_score() {
+        let (len, fmt) = (vec![1.0, 0.0, 0.5, 0.5], vec![1.0, 1.0, 0.0, 1.0]);
+        // Equal weights are the plain average, whatever their size.
+        close(&group_advantages_weighted(&[len.clone(), fmt.clone()], &[2.0, 2.0]), &group_advantages(&[len.clone(), fmt.clone()]));
+        // Weight 0 leaves a reward out; weights 3:1 by hand from the z-scores above.
+        close(&group_advantages_weighted(&[len.clone(), fmt.clone()], &[1.0, 0.0]), &group_advantages(&[len.clone()]));
+        let z_len = [1.224744871391589, -1.224744871391589, 0.0, 0.0];
+        let z_fmt = [0.5, 0.5, -1.5, 0.5];
+        let want: Vec<f64> = (0..4).map(|i| (3.0 * z_len[i] + z_fmt[i]) / 4.0).collect();
+        close(&group_advantages_weighted(&[len, fmt], &[3.0, 1.0]), &want);
+        // All weights 0: no signal.
+        close(&group_advantages_weighted(&[vec![1.0, 0.0]], &[0.0]), &[0.0, 0.0]);
     }
 
     #[test]

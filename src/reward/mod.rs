@@ -8,12 +8,13 @@ mod advantage;
 pub mod assessor;
 mod length;
 pub mod quality;
+pub mod relevance;
 mod repetition;
 pub mod semantic;
 mod service;
 mod target;
 
-pub use advantage::{group_advantages, weighted_sum, Combine};
+pub use advantage::{group_advantages, group_advantages_weighted, weighted_sum, Combine};
 pub use length::length_reward;
 pub use repetition::{repeated_ngram_share, RepetitionCounter};
 pub use semantic::SemanticReport;

@@ -43,8 +43,14 @@ impl Default for DataSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RewardSpec {
-    /// Which rewards form the advantage: any of "length", "format".
+    /// Which rewards form the advantage: any of "length", "format", "relevance" (MiniLM
+    /// cosine between request and answer) and "diversity" (the answer's moving-average
+    /// type-token ratio).
     pub use_rewards: Vec<String>,
+    /// Weights of the rewards' z-scores in the advantage, by name (missing: 1).
+    pub weights: std::collections::BTreeMap<String, f64>,
+    /// The sentence embedder of the relevance reward (a registry name).
+    pub embedder: String,
     /// L_max of the length reward, in words.
     pub l_max: usize,
     /// Rounding unit of target bounds when targets come from the rules (paper: 100).
@@ -55,9 +61,28 @@ pub struct RewardSpec {
     pub format: String,
 }
 
+impl RewardSpec {
+    /// The weight of a reward's z-score (1 unless `weights` says otherwise).
+    pub fn weight(&self, name: &str) -> f64 {
+        self.weights.get(name).copied().unwrap_or(1.0)
+    }
+
+    pub fn uses(&self, name: &str) -> bool {
+        self.use_rewards.iter().any(|r| r == name)
+    }
+}
+
 impl Default for RewardSpec {
     fn default() -> Self {
-        Self { use_rewards: vec!["length".into(), "format".into()], l_max: crate::reward::DEFAULT_L_MAX, target_unit: crate::reward::PAPER_UNIT, max_repeated_share: 0.3, format: "strict".into() }
+        Self {
+            use_rewards: vec!["length".into(), "format".into()],
+            weights: Default::default(),
+            embedder: "all-minilm-l6-v2".into(),
+            l_max: crate::reward::DEFAULT_L_MAX,
+            target_unit: crate::reward::PAPER_UNIT,
+            max_repeated_share: 0.3,
+            format: "strict".into(),
+        }
     }
 }
 
@@ -172,8 +197,20 @@ impl JobSpec {
         if !(self.grpo.epsilon > 0.0) || self.grpo.beta < 0.0 || self.grpo.iterations == 0 {
             return bad("grpo.epsilon must be > 0, grpo.beta ≥ 0 and grpo.iterations ≥ 1");
         }
-        if self.rewards.use_rewards.is_empty() || self.rewards.use_rewards.iter().any(|r| r != "length" && r != "format") {
-            return bad("rewards.use_rewards must list \"length\" and/or \"format\"");
+        const KNOWN: [&str; 4] = ["length", "format", "relevance", "diversity"];
+        if self.rewards.use_rewards.is_empty() || self.rewards.use_rewards.iter().any(|r| !KNOWN.contains(&r.as_str())) {
+            return bad("rewards.use_rewards must list some of \"length\", \"format\", \"relevance\" and \"diversity\"");
+        }
+        for (name, w) in &self.rewards.weights {
+            if !self.rewards.use_rewards.contains(name) {
+                return Err(RlError::Config(format!("rewards.weights names \"{name}\", which rewards.use_rewards does not list")));
+            }
+            if !(w.is_finite() && *w >= 0.0) {
+                return Err(RlError::Config(format!("rewards.weights.{name} must be a finite number ≥ 0")));
+            }
+        }
+        if self.rewards.use_rewards.iter().all(|r| self.rewards.weight(r) == 0.0) {
+            return bad("rewards.weights: at least one reward needs a weight above 0");
         }
         if self.rewards.format != "strict" && self.rewards.format != "graded" {
             return bad("rewards.format must be \"strict\" or \"graded\"");

@@ -12,6 +12,7 @@ pub mod job;
 pub mod lora;
 pub mod merge;
 pub mod optim;
+pub mod rewards;
 pub mod runs;
 pub mod trainer;
 

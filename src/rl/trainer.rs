@@ -11,7 +11,6 @@ use super::optim::{clip_grad_norm, AdamW};
 use super::{attach, grpo_loss, load_adapters, save_adapters, sequence_logprobs, Adapters, Rollout, RlError};
 use crate::nn::dense::DenseModel;
 use crate::engine::{CancelToken, Engine, GenerateRequest, LoadOptions, SamplerConfig};
-use crate::reward::{group_advantages, RewardConfig, Scorer};
 use crate::text::parse_all;
 use candle_core::Device;
 use serde_json::{json, Value};
@@ -97,6 +96,8 @@ pub struct Trainer {
     pub step: usize,
     /// The rollout engine, kept between steps (its weights are swapped, not reloaded).
     rollout: Option<Engine>,
+    /// The rewards, with their embedder, loaded at the first step.
+    rewards: Option<super::rewards::StepRewards>,
 }
 
 fn io(p: &Path, e: &std::io::Error) -> RlError {
@@ -161,7 +162,7 @@ impl Trainer {
             let j = (crate::engine::derive_seed(job.run.seed, &[0x5348_5546, i as u64]) % (i as u64 + 1)) as usize;
             order.swap(i, j);
         }
-        let mut t = Self { job, dir: dir.to_path_buf(), base: base.to_path_buf(), device: device.clone(), dense, adapters, opt, prompts, order, step: 0, rollout: None };
+        let mut t = Self { job, dir: dir.to_path_buf(), base: base.to_path_buf(), device: device.clone(), dense, adapters, opt, prompts, order, step: 0, rollout: None, rewards: None };
         if how == Open::Resume {
             t.resume()?;
         } else if how == Open::Fresh {
@@ -350,38 +351,26 @@ impl Trainer {
         self.rollout = Some(engine);
         let t_rollout = t0.elapsed().as_secs_f64();
 
-        // 2. Rewards and advantages (per-reward z-scores in each group, averaged).
+        // 2. Rewards and advantages (per-reward z-scores in each group, weighted and averaged).
         let t1 = Instant::now();
-        let scorer = Scorer { cfg: RewardConfig { l_max: job.rewards.l_max, max_repeated_share: job.rewards.max_repeated_share, require_think: mode.expects_think(), ..RewardConfig::default() }, ..Default::default() };
-        let use_len = job.rewards.use_rewards.iter().any(|r| r == "length");
-        let use_fmt = job.rewards.use_rewards.iter().any(|r| r == "format");
+        if self.rewards.is_none() {
+            self.rewards = Some(super::rewards::StepRewards::new(&job, mode)?);
+        }
+        let step_rewards = self.rewards.as_ref().expect("set above");
         let mut rollouts = Vec::new();
         let mut samples = Vec::new();
         let (mut all_len, mut all_fmt, mut all_total, mut lengths) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut all_strict = Vec::new();
+        let (mut all_strict, mut all_rel, mut all_div) = (Vec::new(), Vec::new(), Vec::new());
         let (mut zero_std_groups, mut clipped) = (0usize, 0usize);
         for (tp, prompt_ids, outs) in &groups {
-            let scores: Vec<_> = outs.iter().map(|(st, text)| scorer.score(&tp.prompt, text, tp.target, st.stop.natural())).collect();
-            let len: Option<Vec<f64>> = scores.iter().map(|s| s.rewards.length).collect();
-            let graded = job.rewards.format == "graded";
-            let fmt: Vec<f64> = scores
-                .iter()
-                .zip(outs)
-                .map(|(s, (st, text))| if graded { crate::reward::format_graded(&parse_all(text, st.stop.natural()).2, s.rewards.format) } else { s.rewards.format })
-                .collect();
-            let mut per_reward = Vec::new();
-            if let (true, Some(l)) = (use_len, &len) {
-                per_reward.push(l.clone());
-            }
-            if use_fmt {
-                per_reward.push(fmt.clone());
-            }
-            let adv = group_advantages(&per_reward);
-            let totals: Vec<f64> = (0..outs.len()).map(|i| per_reward.iter().map(|r| r[i]).sum::<f64>() / per_reward.len().max(1) as f64).collect();
-            if mean_std(&totals).1 < 1e-12 {
+            let g = step_rewards.score_group(tp, outs)?;
+            let (scores, fmt, adv, totals) = (&g.scores, &g.format, &g.advantages, &g.totals);
+            if mean_std(totals).1 < 1e-12 {
                 zero_std_groups += 1;
             }
-            for (i, ((st, text), s)) in outs.iter().zip(&scores).enumerate() {
+            all_rel.extend(g.relevance.iter().flatten());
+            all_div.extend(g.diversity.iter().flatten());
+            for (i, ((st, text), s)) in outs.iter().zip(scores).enumerate() {
                 all_fmt.push(fmt[i]);
                 all_strict.push(s.rewards.format);
                 if let Some(l) = s.rewards.length {
@@ -396,6 +385,7 @@ impl Trainer {
                         "step": k, "prompt": tp.prompt, "think": think, "answer": answer,
                         "target": s.rewards.target, "words": s.rewards.words, "length": s.rewards.length,
                         "format": fmt[i], "format_strict": s.rewards.format, "format_reasons": s.rewards.format_reasons,
+                        "relevance": g.relevance.as_ref().map(|v| v[i]), "diversity": g.diversity.as_ref().map(|v| v[i]),
                         "advantage": adv[i], "tokens": st.completion_ids.len(), "stop": st.stop.describe(),
                     }));
                 }
@@ -506,6 +496,13 @@ impl Trainer {
         if !all_len.is_empty() {
             m["rewards/length/mean"] = json!(l_mean);
             m["rewards/length/std"] = json!(l_std);
+        }
+        for (name, v) in [("relevance", &all_rel), ("diversity", &all_div)] {
+            if !v.is_empty() {
+                let (mean, std) = mean_std(v);
+                m[format!("rewards/{name}/mean")] = json!(mean);
+                m[format!("rewards/{name}/std")] = json!(std);
+            }
         }
         if job.grpo.beta > 0.0 {
             m["kl"] = json!(if stats.tokens > 0 { stats.kl_sum / stats.tokens as f64 } else { 0.0 });

@@ -1,0 +1,83 @@
+//! A step's rewards and advantages, group by group: the paper's length and format, and
+//! two that keep a policy on the request and off one canned reply: relevance (MiniLM
+//! cosine between request and answer) and diversity (the answer's moving-average type-token
+//! ratio). Each used reward is z-scored inside its group, and the z-scores are averaged
+//! with the job's weights.
+
+use super::data::TrainPrompt;
+use super::job::JobSpec;
+use super::RlError;
+use crate::engine::{Stats, TemplateMode};
+use crate::nn::Embedder;
+use crate::reward::{group_advantages_weighted, FullScore, RewardConfig, Scorer};
+use crate::text::parse_all;
+
+/// MATTR's window: long enough to see repetition, short enough for short answers.
+const DIVERSITY_WINDOW: usize = 50;
+
+/// What one group's rollouts scored.
+pub struct GroupScores {
+    pub scores: Vec<FullScore>,
+    /// The format reward as the job shapes it (strict or graded).
+    pub format: Vec<f64>,
+    pub relevance: Option<Vec<f64>>,
+    pub diversity: Option<Vec<f64>>,
+    /// Whether every rollout had a length target (the length reward applies).
+    pub has_length: bool,
+    /// The weighted mean of the used rewards, per rollout (the logged "reward").
+    pub totals: Vec<f64>,
+    pub advantages: Vec<f64>,
+}
+
+pub struct StepRewards {
+    scorer: Scorer,
+    embedder: Option<Embedder>,
+    spec: super::job::RewardSpec,
+}
+
+impl StepRewards {
+    /// The rewards of `job` for prompts in `mode`; loads (and fetches) the embedder when
+    /// relevance is used.
+    pub fn new(job: &JobSpec, mode: TemplateMode) -> Result<Self, RlError> {
+        let scorer = Scorer { cfg: RewardConfig { l_max: job.rewards.l_max, max_repeated_share: job.rewards.max_repeated_share, require_think: mode.expects_think(), ..RewardConfig::default() }, ..Default::default() };
+        let embedder = match job.rewards.uses("relevance") {
+            true => Some(Embedder::from_registry(&job.rewards.embedder, &candle_core::Device::Cpu, &crate::models::Silent).map_err(|e| RlError::Config(format!("rewards.embedder '{}': {e}", job.rewards.embedder)))?),
+            false => None,
+        };
+        Ok(Self { scorer, embedder, spec: job.rewards.clone() })
+    }
+
+    /// Scores one prompt's rollouts (`text` is each whole output, `stats` how it ended).
+    pub fn score_group(&self, tp: &TrainPrompt, outs: &[(Stats, String)]) -> Result<GroupScores, RlError> {
+        let scores: Vec<FullScore> = outs.iter().map(|(st, text)| self.scorer.score(&tp.prompt, text, tp.target, st.stop.natural())).collect();
+        let graded = self.spec.format == "graded";
+        let format: Vec<f64> = scores
+            .iter()
+            .zip(outs)
+            .map(|(s, (st, text))| if graded { crate::reward::format_graded(&parse_all(text, st.stop.natural()).2, s.rewards.format) } else { s.rewards.format })
+            .collect();
+        let answers: Vec<String> = outs.iter().map(|(st, text)| parse_all(text, st.stop.natural()).1).collect();
+        let relevance = match &self.embedder {
+            Some(e) => Some(answers.iter().map(|a| crate::reward::relevance::relevance(e, &tp.prompt, a)).collect::<Result<Vec<f64>, _>>()?),
+            None => None,
+        };
+        let diversity = self.spec.uses("diversity").then(|| answers.iter().map(|a| crate::reward::quality::mattr(a, DIVERSITY_WINDOW)).collect::<Vec<f64>>());
+        let length: Option<Vec<f64>> = scores.iter().map(|s| s.rewards.length).collect();
+        let mut per_reward = Vec::new();
+        let mut weights = Vec::new();
+        let mut add = |name: &str, values: Option<&Vec<f64>>| {
+            if let (true, Some(v)) = (self.spec.uses(name), values) {
+                per_reward.push(v.clone());
+                weights.push(self.spec.weight(name));
+            }
+        };
+        add("length", length.as_ref());
+        add("format", Some(&format));
+        add("relevance", relevance.as_ref());
+        add("diversity", diversity.as_ref());
+        let advantages = group_advantages_weighted(&per_reward, &weights);
+        let total_w: f64 = weights.iter().sum::<f64>().max(1e-12);
+        let totals = (0..outs.len()).map(|i| per_reward.iter().zip(&weights).map(|(r, w)| w * r[i]).sum::<f64>() / total_w).collect();
+        Ok(GroupScores { scores, format, relevance, diversity, has_length: length.is_some(), totals, advantages })
+    }
+}
