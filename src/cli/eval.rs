@@ -37,9 +37,14 @@ pub struct GenArgs {
     /// How a request becomes a prompt.
     #[arg(long, value_enum, default_value_t = TemplateMode::Longwriter)]
     pub template: TemplateMode,
-    /// Token budget per answer (default: enough for 4× the required length, where S_l is 0).
+    /// Token budget per answer (default: enough for 4× the required length, where S_l is
+    /// 0, plus the think budget).
     #[arg(long)]
     pub max_tokens: Option<usize>,
+    /// Tokens added to the budget for the plan inside <think>, with templates that have
+    /// one (default: the model's max_tokens in the registry; 0 for none).
+    #[arg(long)]
+    pub think_budget: Option<usize>,
     /// Seed of the sampling; each request derives its own from it.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -134,7 +139,9 @@ fn answers(model: Option<&str>, g: &GenArgs, items: &[data::EvalItem], out: &Pat
     let base = SamplerConfig::from_defaults(&entry.sampling);
     let sampler = SamplerConfig { temperature: g.temperature.unwrap_or(base.temperature), top_p: g.top_p.unwrap_or(base.top_p), ..base };
     let data = std::fs::canonicalize(&g.data).unwrap_or_else(|_| g.data.clone()).display().to_string();
-    let settings = EvalSettings { data, model: entry.name.clone(), template: g.template.label().into(), max_tokens: g.max_tokens, seed: g.seed, temperature: sampler.temperature, top_p: sampler.top_p, judge: judge.as_ref().map(|j| j.1.clone()) };
+    // A model that plans at length gets the plan's tokens on top of the answer's.
+    let think_budget = if g.template.expects_think() { g.think_budget.or(entry.sampling.max_tokens).unwrap_or(0) } else { 0 };
+    let settings = EvalSettings { data, model: entry.name.clone(), template: g.template.label().into(), max_tokens: g.max_tokens, think_budget, seed: g.seed, temperature: sampler.temperature, top_p: sampler.top_p, judge: judge.as_ref().map(|j| j.1.clone()) };
     let mut writer = ModelWriter { model, mode: g.template, sampler, name: entry.name.clone() };
     let bar = ProgressBar::new(items.len() as u64).with_style(ProgressStyle::with_template("{msg:40!} [{bar:30}] {pos}/{len} {elapsed} eta {eta}").unwrap().progress_chars("=> "));
     let name = entry.name.clone();
@@ -186,6 +193,7 @@ fn longbench_cmd(a: LongbenchArgs, device: &str) -> Result<()> {
     for b in &summary.buckets {
         println!("  required {:<14} {:>3} requests  S_l {:.1}", b.group, b.n, b.mean);
     }
+    println!("  cut off by the token budget or the context: {} of {} ({} inside <think>, with no answer); think budget {} tokens", summary.truncated, summary.done, summary.cut_in_think, settings.think_budget);
     if let Some(q) = &summary.quality {
         let total = q.total.map_or("n/a".into(), |t| format!("{t:.1}"));
         println!("S_q {total} ({} judged, {} failed; judge: {})", q.judged, q.failed, clean(settings.judge.as_deref().unwrap_or("")));

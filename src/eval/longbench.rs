@@ -71,6 +71,10 @@ pub struct EvalSettings {
     pub template: String,
     /// A fixed token budget, or None for [`token_budget`].
     pub max_tokens: Option<usize>,
+    /// Tokens added to [`token_budget`] for the plan inside `<think>`, so a model that
+    /// thinks at length is not cut before it answers (templates without a think part: 0).
+    #[serde(default)]
+    pub think_budget: usize,
     pub seed: u64,
     pub temperature: f64,
     pub top_p: f64,
@@ -217,7 +221,7 @@ pub fn run(items: &[EvalItem], out: &Path, settings: &EvalSettings, writer: &mut
         }
         report(Progress::Started { index, item });
         let t0 = Instant::now();
-        let budget = settings.max_tokens.unwrap_or_else(|| token_budget(item.length));
+        let budget = settings.max_tokens.unwrap_or_else(|| token_budget(item.length).saturating_add(settings.think_budget));
         let w = writer.write(&item.prompt, item.length, budget, derive_seed(settings.seed, &[index as u64]))?;
         let seconds = t0.elapsed().as_secs_f64();
         let words = crate::text::count_words(&w.answer);
@@ -283,7 +287,7 @@ mod tests {
     }
 
     fn settings() -> EvalSettings {
-        EvalSettings { data: "d.jsonl".into(), model: "m".into(), template: "longwriter".into(), max_tokens: None, seed: 1, temperature: 0.8, top_p: 1.0, judge: None }
+        EvalSettings { data: "d.jsonl".into(), model: "m".into(), template: "longwriter".into(), max_tokens: None, think_budget: 0, seed: 1, temperature: 0.8, top_p: 1.0, judge: None }
     }
 
     #[test]
@@ -357,6 +361,35 @@ mod tests {
         let p = d.path().join(RESULTS);
         std::fs::write(&p, "garbage\n{}\n").unwrap();
         assert!(read_results(&p).unwrap_err().to_string().contains("line 1 is damaged"));
+    }
+
+    /// Records the budget each request gets; answers "cut" inside <think> when asked to.
+    struct Budgets(Vec<usize>);
+
+    impl Writer for Budgets {
+        fn describe(&self) -> String {
+            "budgets".into()
+        }
+        fn write(&mut self, _request: &str, _required: usize, max_new_tokens: usize, _seed: u64) -> Result<Written, EvalError> {
+            self.0.push(max_new_tokens);
+            Ok(Written { think: "a long plan".into(), answer: String::new(), stop: "max tokens reached (truncated)".into(), truncated: true, tokens: max_new_tokens })
+        }
+    }
+
+    #[test]
+    fn the_think_part_gets_its_own_budget_and_cuts_inside_it_are_counted() {
+        let d = tempfile::tempdir().unwrap();
+        let mut w = Budgets(Vec::new());
+        let st = EvalSettings { think_budget: 500, ..settings() };
+        let r = run(&items(), d.path(), &st, &mut w, None, &mut |_| {}).unwrap();
+        assert_eq!(w.0, vec![token_budget(100) + 500, token_budget(200) + 500, token_budget(300) + 500]);
+        let s = crate::eval::report::summarize(&st, items().len(), &r);
+        assert_eq!((s.truncated, s.cut_in_think), (3, 3));
+        // A fixed budget is the whole budget.
+        let d = tempfile::tempdir().unwrap();
+        let mut w = Budgets(Vec::new());
+        run(&items()[..1], d.path(), &EvalSettings { max_tokens: Some(77), ..st }, &mut w, None, &mut |_| {}).unwrap();
+        assert_eq!(w.0, vec![77]);
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct Summary {
     pub types: Vec<GroupMean>,
     pub quality: Option<QualitySummary>,
     pub truncated: usize,
+    /// Of those, answers cut while still inside `<think>` (no answer text at all).
+    #[serde(default)]
+    pub cut_in_think: usize,
     pub mean_words: f64,
     /// (required, output) words per request, for the scatter plot.
     pub points: Vec<(usize, usize)>,
@@ -63,6 +66,7 @@ pub fn summarize(settings: &EvalSettings, total: usize, results: &[ResultLine]) 
         types: group_means(results.iter().map(|r| (if r.kind.is_empty() { "(none)" } else { r.kind.as_str() }, r.s_l))),
         quality,
         truncated: results.iter().filter(|r| r.truncated).count(),
+        cut_in_think: results.iter().filter(|r| r.truncated && r.answer.trim().is_empty() && !r.think.trim().is_empty()).count(),
         mean_words: results.iter().map(|r| r.words as f64).sum::<f64>() / n,
         points: results.iter().map(|r| (r.required, r.words)).collect(),
         decay: decay::profile(&segs),
@@ -81,15 +85,16 @@ pub fn markdown(s: &Summary, results: &[ResultLine], plots: Option<(&str, &str)>
     let st = &s.settings;
     m.push_str(&format!("# LongBench-Write eval: {} ({} template)\n\n", st.model, st.template));
     m.push_str(&format!(
-        "- data: `{}`, {} of {} requests done\n- sampling: temperature {}, top-p {}, seed {}; token budget {}\n- answers cut off by the budget or the context window: {}\n- mean answer length: {:.0} words\n\n",
+        "- data: `{}`, {} of {} requests done\n- sampling: temperature {}, top-p {}, seed {}; token budget {}\n- answers cut off by the budget or the context window: {} ({} inside `<think>`, with no answer)\n- mean answer length: {:.0} words\n\n",
         st.data,
         s.done,
         s.total,
         st.temperature,
         st.top_p,
         st.seed,
-        st.max_tokens.map(|t| t.to_string()).unwrap_or_else(|| "4× the required length (S_l is 0 beyond)".into()),
+        st.max_tokens.map(|t| t.to_string()).unwrap_or_else(|| format!("4× the required length (S_l is 0 beyond) + {} for the think part", st.think_budget)),
         s.truncated,
+        s.cut_in_think,
         s.mean_words
     ));
     m.push_str("## Length score S_l\n\n| group | requests | S_l |\n|---|---:|---:|\n");
@@ -154,7 +159,7 @@ mod tests {
 
     #[test]
     fn summary_groups_and_quality() {
-        let st = EvalSettings { data: "d".into(), model: "m".into(), template: "longwriter".into(), max_tokens: None, seed: 1, temperature: 0.8, top_p: 1.0, judge: Some("j".into()) };
+        let st = EvalSettings { data: "d".into(), model: "m".into(), template: "longwriter".into(), max_tokens: None, think_budget: 0, seed: 1, temperature: 0.8, top_p: 1.0, judge: Some("j".into()) };
         let rs = vec![line(0, 1000, 1000, "a", Some(vec![5.0; 6])), line(1, 100, 50, "b", Some(vec![1.0; 6])), line(2, 3000, 0, "a", None)];
         let s = summarize(&st, 4, &rs);
         assert!((s.s_l - 50.0).abs() < 1e-9);
