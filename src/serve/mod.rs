@@ -269,9 +269,9 @@ fn finite(x: f64, fallback: f64) -> f64 {
 }
 
 /// 413 when a request carries more queries than allowed, or one longer than allowed.
-fn check_sizes<'a>(cfg: &ServeConfig, what: &str, texts: impl ExactSizeIterator<Item = &'a str>) -> Result<(), Response> {
+fn check_sizes<'a>(cfg: &ServeConfig, (what, whats): (&str, &str), texts: impl ExactSizeIterator<Item = &'a str>) -> Result<(), Response> {
     if texts.len() > cfg.max_queries {
-        return Err(error(StatusCode::PAYLOAD_TOO_LARGE, format!("{} {what}s in one request; the limit is {} (split the batch)", texts.len(), cfg.max_queries)));
+        return Err(error(StatusCode::PAYLOAD_TOO_LARGE, format!("{} {whats} in one request; the limit is {} (split the batch)", texts.len(), cfg.max_queries)));
     }
     for (i, t) in texts.enumerate() {
         if t.len() > cfg.max_query_bytes {
@@ -287,11 +287,11 @@ async fn get_reward(State(state): State<Arc<AppState>>, body: Bytes) -> Response
         Err(r) => return r,
     };
     drop(body);
-    if let Err(r) = check_sizes(&state.cfg, "query", req.query.iter().map(String::as_str)) {
+    if let Err(r) = check_sizes(&state.cfg, ("query", "queries"), req.query.iter().map(String::as_str)) {
         return r;
     }
     if let Some(p) = req.prompts.as_ref() {
-        if let Err(r) = check_sizes(&state.cfg, "prompt", p.iter().map(|p| p.as_deref().unwrap_or(""))) {
+        if let Err(r) = check_sizes(&state.cfg, ("prompt", "prompts"), p.iter().map(|p| p.as_deref().unwrap_or(""))) {
             return r;
         }
     }
@@ -407,7 +407,7 @@ async fn score(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
         Err(r) => return r,
     };
     drop(body);
-    if let Err(r) = check_sizes(&state.cfg, "item", items.iter().map(|it| if it.response.len() >= it.prompt.len() { it.response.as_str() } else { it.prompt.as_str() })) {
+    if let Err(r) = check_sizes(&state.cfg, ("item", "items"), items.iter().map(|it| if it.response.len() >= it.prompt.len() { it.response.as_str() } else { it.prompt.as_str() })) {
         return r;
     }
     let mut bad = None;
