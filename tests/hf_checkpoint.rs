@@ -1,5 +1,5 @@
 //! Hugging Face checkpoints (a directory of safetensors, config.json and tokenizer.json):
-//! converted to GGUF for the engine (`engine::hf_gguf`), and trained from their own
+//! converted to GGUF for the engine (`convert::hf_gguf`), and trained from their own
 //! weights. The checkpoint is the real default model written out the way Hugging Face
 //! stores it (f32 safetensors with q/k rows in rotate-half order, config.json,
 //! tokenizer.json, tokenizer_config.json), from its GGUF.

@@ -44,7 +44,7 @@ pub enum TemplateMode {
     /// models this way: SmolLM2 never opens `<think>` by itself, which leaves RL no signal.
     LongwriterPrimed,
     /// AgentWrite: plan the text as one line per paragraph, then write the paragraphs one
-    /// by one with the model's chat template (several prompts; see `engine::agentwrite`).
+    /// by one with the model's chat template (several prompts; see `write::agentwrite`).
     Agentwrite,
 }
 

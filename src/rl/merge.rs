@@ -14,7 +14,7 @@ use std::path::Path;
 pub fn merged_tensors(dense: &DenseModel) -> Result<Vec<(String, QTensor)>, RlError> {
     let mut merged = Vec::new();
     // A policy read from a Hugging Face llama checkpoint rotates halves; its llama GGUF
-    // (`engine::hf_gguf`) wants q and k rows interleaved.
+    // (`convert::hf_gguf`) wants q and k rows interleaved.
     let reorder = !dense.cfg.rope_interleaved && crate::convert::hf_gguf::gguf_arch(&dense.cfg.model_type).1;
     for (i, block) in dense.blocks.iter().enumerate() {
         for (name, lin) in block.linears() {
