@@ -456,3 +456,73 @@ fn a_servers_error_body_is_quoted_without_its_escape_sequences() {
     assert!(stderr(&o).contains('\u{FFFD}'), "{}", stderr(&o));
     assert_inert("write's error line", &o.stderr);
 }
+
+/// Runs the binary with `stdin` piped in (closed after it) and extra environment.
+fn run_piped(e: &Env, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_longwriter"))
+        .args(args)
+        .env("LONGWRITER_CONFIG_DIR", e.path("config"))
+        .env("LONGWRITER_CACHE_DIR", e.path("cache"))
+        .env("LONGWRITER_DATA_DIR", e.path("data"))
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR_FORCE")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// `write` reads its request from a pipe, appends piped text to a request given as an
+/// argument (as mods and llm do), and refuses an empty one.
+#[test]
+fn write_reads_stdin_and_appends_it_to_the_instruction() {
+    let e = Env::new();
+    let model = common::default_model_path();
+    let m = model.to_str().unwrap();
+    let prompt_tokens = |o: &Output| -> u64 {
+        assert!(o.status.success(), "{}", stderr(o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["stats"]["prompt_tokens"].as_u64().unwrap()
+    };
+    let args = ["write", "--model", m, "--template", "chat", "--temperature", "0", "--max-tokens", "2", "--json"];
+    let alone = prompt_tokens(&run_piped(&e, &[&args[..], &["Summarize these notes."]].concat(), "", &[]));
+    let notes = "The tide rose over the old pier at dawn; the ferry was late; gulls everywhere.";
+    let with_notes = prompt_tokens(&run_piped(&e, &[&args[..], &["Summarize these notes."]].concat(), notes, &[]));
+    assert!(with_notes >= alone + 15, "the notes were not appended: {alone} vs {with_notes} prompt tokens");
+    let from_pipe = prompt_tokens(&run_piped(&e, &args, notes, &[]));
+    let dash = prompt_tokens(&run_piped(&e, &[&args[..], &["-"]].concat(), notes, &[]));
+    assert_eq!(from_pipe, dash, "no prompt and `-` both read stdin");
+    assert!(from_pipe + 3 < with_notes);
+    assert_clean_failure(&run_piped(&e, &args, " \n", &[]), "the prompt is empty");
+}
+
+/// The trace goes to stderr faint only on a terminal: piped, it is plain, and NO_COLOR
+/// keeps it plain; CLICOLOR_FORCE turns the escapes on anywhere.
+#[test]
+fn write_output_has_no_escape_codes_unless_forced() {
+    let e = Env::new();
+    let model = common::default_model_path();
+    // The primed template starts inside <think>, so trace text reaches stderr.
+    let args = ["write", "--model", model.to_str().unwrap(), "--template", "longwriter-primed", "--temperature", "0", "--max-tokens", "12", "Write a 100-word story about a cat."];
+    for env in [&[][..], &[("NO_COLOR", "1")]] {
+        let o = run_piped(&e, &args, "", env);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(!o.stderr.contains(&0x1b) && !o.stdout.contains(&0x1b), "escape codes with {env:?}: {}", stderr(&o));
+    }
+    let forced = run_piped(&e, &args, "", &[("CLICOLOR_FORCE", "1")]);
+    assert!(forced.status.success() && forced.stderr.contains(&0x1b), "CLICOLOR_FORCE gave no colour: {}", stderr(&forced));
+}
+
+/// `longwriter -m X <command>`: the model reaches `write` (and is checked there), and a
+/// command that takes no model refuses it instead of ignoring it.
+#[test]
+fn the_global_model_flag_reaches_write_or_is_refused() {
+    let e = Env::new();
+    assert_clean_failure(&e.run(&["-m", "no-such-model", "write", "Write a haiku."]), "unknown model 'no-such-model'");
+    assert_clean_failure(&e.run(&["-m", "smollm2-135m", "sessions", "list"]), "takes no model");
+    assert_clean_failure(&e.run(&["-m", "a", "write", "--model", "b", "Write a haiku."]), "two models");
+}

@@ -138,6 +138,16 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Whether to colour a stream: a terminal, unless NO_COLOR is set (non-empty);
+/// CLICOLOR_FORCE (non-empty, not 0) colours any stream.
+pub(crate) fn color(stream: &impl std::io::IsTerminal) -> bool {
+    let set = |v: &str| std::env::var_os(v).is_some_and(|x| !x.is_empty() && x != "0");
+    if set("CLICOLOR_FORCE") {
+        return true;
+    }
+    std::env::var_os("NO_COLOR").is_none_or(|x| x.is_empty()) && stream.is_terminal()
+}
+
 /// Whether `flag` (as `--flag VALUE` or `--flag=VALUE`) was typed on the command line,
 /// as opposed to coming from the environment.
 pub(crate) fn given_on_command_line(flag: &str) -> bool {
@@ -153,6 +163,23 @@ fn dispatch(cli: Cli, cfg: &Settings) -> anyhow::Result<()> {
         std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
     }
     let device = cli.device.clone().or_else(|| cfg.device.clone()).unwrap_or_else(|| "cpu".into());
+    // `longwriter -m X <command>`: the model reaches every command that writes with one,
+    // and is refused where none applies, never silently ignored.
+    let mut cli = cli;
+    if let (Some(m), Some(cmd)) = (cli.model.clone(), cli.command.as_mut()) {
+        let slot = match cmd {
+            Command::Write(a) => Some(&mut a.model),
+            Command::Bench(a) => Some(&mut a.model),
+            Command::Eval(eval::EvalCmd::Longbench(a)) => Some(&mut a.model),
+            _ => None,
+        };
+        match slot {
+            Some(own @ None) => *own = Some(m),
+            Some(Some(own)) if *own != m => anyhow::bail!("two models: -m {m} before the command and --model {own} after it"),
+            Some(Some(_)) => {}
+            None => anyhow::bail!("-m/--model before the command is for the studio, write, bench and eval longbench; this command takes no model"),
+        }
+    }
     match cli.command {
         Some(Command::Write(a)) => write::run(a, &device, cfg),
         Some(Command::Models(c)) => models::run(c),

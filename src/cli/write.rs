@@ -10,20 +10,30 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct WriteArgs {
-    /// The writing request. Use `-` to read it from stdin.
-    pub prompt: String,
+    /// The writing request. Without one (or with `-`) it is read from stdin; with one,
+    /// text piped to stdin is appended to it (`cat notes.md | longwriter write "Turn these
+    /// notes into an essay"`).
+    pub prompt: Option<String>,
     /// A registry name (see `longwriter models list`) or a path to a .gguf file.
     #[arg(long, short)]
     pub model: Option<String>,
     /// How the request becomes a prompt [default: longwriter, or `template` in config.toml].
     #[arg(long, value_enum)]
     pub template: Option<TemplateMode>,
+    /// Sampling temperature: 0 is greedy (always the likeliest token), higher is more
+    /// varied [default: the model's registry setting, or config.toml].
     #[arg(long)]
     pub temperature: Option<f64>,
+    /// Nucleus sampling: draw only from the likeliest tokens whose probabilities add up to
+    /// this (1 keeps all) [default: the registry setting, or config.toml].
     #[arg(long)]
     pub top_p: Option<f64>,
+    /// Draw only from the K likeliest tokens (0 keeps all) [default: the registry setting,
+    /// or config.toml].
     #[arg(long)]
     pub top_k: Option<usize>,
+    /// Penalty for tokens seen in the last 64 (1 is none, above 1 discourages repeats)
+    /// [default: the registry setting, or config.toml].
     #[arg(long)]
     pub repetition_penalty: Option<f32>,
     /// Maximum new tokens (default: the model's registry setting).
@@ -55,13 +65,7 @@ pub struct WriteArgs {
 }
 
 pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<()> {
-    let prompt = if a.prompt == "-" {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("reading the prompt from stdin (is it UTF-8?)")?;
-        s
-    } else {
-        a.prompt.clone()
-    };
+    let prompt = request(a.prompt.as_deref())?;
     if prompt.trim().is_empty() {
         bail!("the prompt is empty. Hint: longwriter write \"Write a 300-word story about a lighthouse keeper.\"");
     }
@@ -105,7 +109,7 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
                     let _ = o.flush();
                 } else {
                     let mut o = stderr.lock();
-                    let _ = write!(o, "\x1b[2m{}\x1b[0m", crate::text::strip_controls(&t));
+                    let _ = write!(o, "{}", dim(&crate::text::strip_controls(&t)));
                     let _ = o.flush();
                 }
             }
@@ -130,7 +134,7 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
         Event::Plan(steps) => {
             if stream {
                 let lines: Vec<String> = steps.iter().enumerate().map(|(i, s)| format!("  {}", s.line(i + 1))).collect();
-                eprintln!("\x1b[2mplan ({} steps, {} words):\n{}\x1b[0m", steps.len(), steps.iter().map(|s| s.words).sum::<usize>(), crate::text::strip_controls(&lines.join("\n")));
+                eprintln!("{}", dim(&format!("plan ({} steps, {} words):\n{}", steps.len(), steps.iter().map(|s| s.words).sum::<usize>(), crate::text::strip_controls(&lines.join("\n")))));
             }
             plan = steps;
         }
@@ -138,12 +142,12 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
             paragraphs.truncate(index);
             paragraphs.resize(index + 1, String::new());
             if stream {
-                eprintln!("\x1b[2m[step {}/{of}]\x1b[0m", index + 1);
+                eprintln!("{}", dim(&format!("[step {}/{of}]", index + 1)));
             }
         }
         Event::Note(n) => {
             if stream {
-                eprintln!("\x1b[2m[{}]\x1b[0m", crate::text::strip_controls(&n));
+                eprintln!("{}", dim(&format!("[{}]", crate::text::strip_controls(&n))));
             }
             notes.push(n);
         }
@@ -176,6 +180,32 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
         eprintln!("{}", crate::text::strip_controls(&stats_line(&stats, words, template)));
     }
     Ok(())
+}
+
+/// The request: the argument, stdin when there is none (or it is `-`), or the argument
+/// with piped stdin appended, as mods and llm do.
+fn request(arg: Option<&str>) -> Result<String> {
+    use std::io::IsTerminal;
+    let read_stdin = || -> Result<String> {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("reading the prompt from stdin (is it UTF-8?)")?;
+        Ok(s)
+    };
+    let piped = !std::io::stdin().is_terminal();
+    match arg {
+        None | Some("-") if piped => read_stdin(),
+        None | Some("-") => bail!("no prompt. Hint: longwriter write \"Write a 300-word story about a lighthouse keeper.\", or pipe one in"),
+        Some(p) if piped => {
+            let extra = read_stdin()?;
+            Ok(if extra.trim().is_empty() { p.to_string() } else { format!("{p}\n\n{}", extra.trim_end()) })
+        }
+        Some(p) => Ok(p.to_string()),
+    }
+}
+
+/// Faint text for the trace on stderr, when stderr is a terminal that wants colour.
+fn dim(text: &str) -> String {
+    if super::color(&std::io::stderr()) { format!("\x1b[2m{text}\x1b[0m") } else { text.to_string() }
 }
 
 /// The closing stats line of `write`.
