@@ -315,17 +315,9 @@ fn gradient_checkpointing_gives_the_whole_graphs_loss_and_gradients() {
 
 #[test]
 fn a_training_step_with_gradient_checkpointing_matches_one_without() {
-    use candle_core::quantized::GgmlDType;
-    use longwriter::rl::{job::JobSpec, trainer::Trainer};
-    let dir = tempfile::tempdir().unwrap();
-    let base = dir.path().join("tiny.gguf");
-    common::tiny::write_gguf("llama", GgmlDType::Q8_0, 256, &base);
-    common::tiny::write_tokenizer(dir.path());
-    let lines: Vec<String> = ["wh wi wj", "wk wl wm wn"].iter().map(|p| serde_json::json!({ "prompt": p, "range": [0, 2] }).to_string()).collect();
-    std::fs::write(dir.path().join("prompts.jsonl"), lines.join("\n")).unwrap();
+    use longwriter::rl::trainer::Trainer;
     let toml = "[data]\nprompts = \"prompts.jsonl\"\ntemplate = \"nothink\"\n[rewards]\nl_max = 8\nformat = \"graded\"\n[rollout]\ngroup_size = 3\nprompts_per_step = 2\nmax_new_tokens = 8\n[optim]\nlr = 1e-2\nmicro_batch = 4\n[lora]\nrank = 4\ndropout = 0.1\ntargets = [\"q_proj\", \"v_proj\", \"down_proj\"]\n[run]\nsteps = 1\nseed = 5\n";
-    std::fs::write(dir.path().join("job.toml"), toml).unwrap();
-    let job = JobSpec::load(&dir.path().join("job.toml")).unwrap();
+    let (dir, base, job) = tiny_job(toml);
     let step = |ckpt: bool, name: &str| {
         let mut j = job.clone();
         j.optim.gradient_checkpointing = ckpt;
@@ -345,18 +337,10 @@ fn a_training_step_with_gradient_checkpointing_matches_one_without() {
 /// the second sees the policy moved by the first, which ε then clips.
 #[test]
 fn two_iterations_per_batch_clip_the_second_update_against_the_rollout_policy() {
-    use candle_core::quantized::GgmlDType;
     use longwriter::rl::{job::JobSpec, trainer::Trainer};
-    let dir = tempfile::tempdir().unwrap();
-    let base = dir.path().join("tiny.gguf");
-    common::tiny::write_gguf("llama", GgmlDType::Q8_0, 256, &base);
-    common::tiny::write_tokenizer(dir.path());
-    let lines: Vec<String> = ["wh wi wj", "wk wl wm wn"].iter().map(|p| serde_json::json!({ "prompt": p, "range": [0, 2] }).to_string()).collect();
-    std::fs::write(dir.path().join("prompts.jsonl"), lines.join("\n")).unwrap();
     // A large learning rate and a tight ε, so the first update moves ratios past 1 ± ε.
     let toml = "[data]\nprompts = \"prompts.jsonl\"\ntemplate = \"nothink\"\n[rewards]\nl_max = 8\nformat = \"graded\"\n[rollout]\ngroup_size = 3\nprompts_per_step = 2\nmax_new_tokens = 8\ntemperature = 0.7\n[grpo]\nepsilon = 0.01\n[optim]\nlr = 0.5\nmicro_batch = 4\n[lora]\nrank = 4\ndropout = 0.0\ntargets = [\"q_proj\", \"v_proj\", \"down_proj\"]\n[run]\nsteps = 1\nseed = 5\n";
-    std::fs::write(dir.path().join("job.toml"), toml).unwrap();
-    let job = JobSpec::load(&dir.path().join("job.toml")).unwrap();
+    let (dir, base, job) = tiny_job(toml);
     let step = |mu: usize, name: &str| {
         let mut j = job.clone();
         j.grpo.iterations = mu;
@@ -378,17 +362,9 @@ fn two_iterations_per_batch_clip_the_second_update_against_the_rollout_policy() 
 /// advantage while it is still measured. Unknown names and bad weights are refused.
 #[test]
 fn relevance_and_diversity_rewards_are_logged_and_weighted() {
-    use candle_core::quantized::GgmlDType;
     use longwriter::rl::{job::JobSpec, trainer::Trainer};
-    let dir = tempfile::tempdir().unwrap();
-    let base = dir.path().join("tiny.gguf");
-    common::tiny::write_gguf("llama", GgmlDType::Q8_0, 256, &base);
-    common::tiny::write_tokenizer(dir.path());
-    let lines: Vec<String> = ["wh wi wj", "wk wl wm wn"].iter().map(|p| serde_json::json!({ "prompt": p, "range": [0, 2] }).to_string()).collect();
-    std::fs::write(dir.path().join("prompts.jsonl"), lines.join("\n")).unwrap();
     let toml = "[data]\nprompts = \"prompts.jsonl\"\ntemplate = \"nothink\"\n[rewards]\nuse_rewards = [\"length\", \"format\", \"relevance\", \"diversity\"]\nweights = { relevance = 2.0, diversity = 0.0 }\nl_max = 8\nformat = \"graded\"\n[rollout]\ngroup_size = 3\nprompts_per_step = 2\nmax_new_tokens = 8\n[optim]\nlr = 1e-2\nmicro_batch = 4\n[lora]\nrank = 4\ntargets = [\"q_proj\", \"v_proj\"]\n[run]\nsteps = 1\nseed = 5\n";
-    std::fs::write(dir.path().join("job.toml"), toml).unwrap();
-    let job = JobSpec::load(&dir.path().join("job.toml")).unwrap();
+    let (dir, base, job) = tiny_job(toml);
     assert_eq!((job.rewards.weight("relevance"), job.rewards.weight("diversity"), job.rewards.weight("length")), (2.0, 0.0, 1.0));
     let run = dir.path().join("run");
     let m = Trainer::new(job.clone(), &base, &run, false, &Device::Cpu).unwrap().run_step().unwrap();
@@ -407,4 +383,19 @@ fn relevance_and_diversity_rewards_are_logged_and_weighted() {
         let e = bad.validate().unwrap_err().to_string();
         assert!(e.contains(needle), "{e}");
     }
+}
+
+/// A tiny llama model, two prompts and the job `toml` (its prompts file is
+/// `prompts.jsonl`) in a temp dir: the dir, the model file and the loaded job.
+fn tiny_job(toml: &str) -> (tempfile::TempDir, std::path::PathBuf, longwriter::rl::job::JobSpec) {
+    use candle_core::quantized::GgmlDType;
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("tiny.gguf");
+    common::tiny::write_gguf("llama", GgmlDType::Q8_0, 256, &base);
+    common::tiny::write_tokenizer(dir.path());
+    let lines: Vec<String> = ["wh wi wj", "wk wl wm wn"].iter().map(|p| serde_json::json!({ "prompt": p, "range": [0, 2] }).to_string()).collect();
+    std::fs::write(dir.path().join("prompts.jsonl"), lines.join("\n")).unwrap();
+    std::fs::write(dir.path().join("job.toml"), toml).unwrap();
+    let job = longwriter::rl::job::JobSpec::load(&dir.path().join("job.toml")).unwrap();
+    (dir, base, job)
 }
