@@ -485,3 +485,45 @@ fn abusive_clients_cannot_stall_the_server() {
     let _ = tcp.read_to_end(&mut rest);
     assert!(t.elapsed() < ms(8000), "idle connection still open after {:?}", t.elapsed());
 }
+
+/// A token typed on the command line shows in `ps`: the server warns about it. A token
+/// file is read instead (its first line), and an empty or missing one is a clear error.
+#[test]
+fn tokens_come_from_a_file_and_a_typed_one_gets_a_warning() {
+    use std::io::{BufRead, BufReader};
+    let _serial = serial();
+    let bin = env!("CARGO_BIN_EXE_longwriter");
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    let run = |args: &[&str]| std::process::Command::new(bin).args(args).env_remove("LONGWRITER_REWARD_TOKEN").output().unwrap();
+    let o = run(&["reward-serve", "--quality", "none", "--token-file", empty.to_str().unwrap()]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("is empty"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&["reward-serve", "--quality", "none", "--token-file", dir.path().join("missing").to_str().unwrap()]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("reading the token file"), "{}", String::from_utf8_lossy(&o.stderr));
+    // Both ways start a server; only the typed token is warned about.
+    let file = dir.path().join("token");
+    std::fs::write(&file, "s3cret\n").unwrap();
+    for (args, warned) in [(vec!["--token-file", file.to_str().unwrap()], false), (vec!["--token", "s3cret"], true)] {
+        let mut child = std::process::Command::new(bin)
+            .args(["reward-serve", "--quality", "none", "--addr", "127.0.0.1:0"])
+            .args(&args)
+            .env_remove("LONGWRITER_REWARD_TOKEN")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut seen = String::new();
+        for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+            let line = line.unwrap();
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.starts_with("reward server on") {
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(seen.contains("reward server on"), "{seen}");
+        assert_eq!(seen.contains("visible to every user"), warned, "{args:?}: {seen}");
+    }
+}
