@@ -50,13 +50,11 @@ impl StepRewards {
     /// Scores one prompt's rollouts (`text` is each whole output, `stats` how it ended).
     pub fn score_group(&self, tp: &TrainPrompt, outs: &[(Stats, String)]) -> Result<GroupScores, RlError> {
         let scores: Vec<FullScore> = outs.iter().map(|(st, text)| self.scorer.score(&tp.prompt, text, tp.target, st.stop.natural())).collect();
+        // Each output parsed once: its answer text and format report.
+        let parsed: Vec<_> = outs.iter().map(|(st, text)| parse_all(text, st.stop.natural())).collect();
         let graded = self.spec.format == "graded";
-        let format: Vec<f64> = scores
-            .iter()
-            .zip(outs)
-            .map(|(s, (st, text))| if graded { crate::reward::format_graded(&parse_all(text, st.stop.natural()).2, s.rewards.format) } else { s.rewards.format })
-            .collect();
-        let answers: Vec<String> = outs.iter().map(|(st, text)| parse_all(text, st.stop.natural()).1).collect();
+        let format: Vec<f64> = scores.iter().zip(&parsed).map(|(s, p)| if graded { crate::reward::format_graded(&p.2, s.rewards.format) } else { s.rewards.format }).collect();
+        let answers: Vec<&str> = parsed.iter().map(|p| p.1.as_str()).collect();
         let relevance = match &self.embedder {
             Some(e) => Some(answers.iter().map(|a| crate::reward::relevance::relevance(e, &tp.prompt, a)).collect::<Result<Vec<f64>, _>>()?),
             None => None,
