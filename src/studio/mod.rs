@@ -212,6 +212,9 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<Option<i32>> {
         }
     };
     let store_ok = store.is_some();
+    // A session is being created for this studio's drafts: a second F5 before the first
+    // answer arrives must not create another (a failed one may be tried again).
+    let mut session_requested = false;
     let mut last_save = std::time::Instant::now();
     let mut tui = tui::Tui::enter()?;
     let mut panic_armed = opts.debug_panic.clone();
@@ -227,12 +230,16 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<Option<i32>> {
                 break;
             }
             Some(action) = rx.recv() => {
+                if matches!(action, Action::Done(Done::SessionCreated(Err(_)))) {
+                    session_requested = false;
+                }
                 match app.update(action) {
                     Effect::None => {}
                     Effect::Exit => break,
                     Effect::Cancel => { if let Some(c) = &cancel { c.cancel(); } }
                     Effect::Start { prompt, mode, sampler, max_tokens, continuation, agent } => {
-                        if app.session_id.is_none() && store_ok {
+                        if app.session_id.is_none() && store_ok && !session_requested {
+                            session_requested = true;
                             let (title, model, template) = (prompt.lines().next().unwrap_or("").to_string(), app.model.clone(), mode.label().to_string());
                             effects::spawn_io(&tx, "session", move || effects::create_session(title, model, template));
                         }
