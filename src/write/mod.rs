@@ -125,15 +125,16 @@ impl TextModel for RemoteModel {
     }
 }
 
-/// Gathers the think and answer text of a run that streams [`Event`]s.
+/// Gathers the think and answer text of a run that streams [`Event`]s: the engine's
+/// gatherer, fed the text events (plans, steps and notes are left out).
 pub(crate) fn collect(run: impl FnOnce(&mut dyn FnMut(Event)) -> Result<Stats, EngineError>) -> Result<(String, String, Stats), EngineError> {
-    let (mut think, mut answer) = (String::new(), String::new());
-    let stats = run(&mut |ev| match ev {
-        Event::Think(t) => think.push_str(&t),
-        Event::Answer(t) => answer.push_str(&t),
-        _ => {}
-    })?;
-    Ok((think, answer, stats))
+    crate::engine::collect(|emit| {
+        run(&mut |ev| match ev {
+            Event::Think(t) => emit(Segment::Think(t)),
+            Event::Answer(t) => emit(Segment::Answer(t)),
+            _ => {}
+        })
+    })
 }
 
 /// A prompt to build on the engine thread (the tokenizer lives there).
