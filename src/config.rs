@@ -5,7 +5,8 @@
 //! its path, line and column rather than being half-applied; `longwriter config check`
 //! says the same without running anything.
 
-use crate::engine::{SamplerConfig, TemplateMode};
+use crate::engine::SamplerConfig;
+use crate::write::WriteMode;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -26,7 +27,7 @@ pub enum ConfigError {
 pub struct Settings {
     /// Registry name or model file path for the studio and `write`.
     pub model: Option<String>,
-    pub template: Option<TemplateMode>,
+    pub template: Option<WriteMode>,
     pub theme: Option<String>,
     /// cpu, cuda or cuda:N.
     pub device: Option<String>,
@@ -156,7 +157,7 @@ mod tests {
         assert_eq!(Settings::parse(TEMPLATE, "t").unwrap(), Settings::default());
         let uncommented: String = TEMPLATE.lines().map(|l| l.strip_prefix("# ").filter(|l| l.contains(" = ")).unwrap_or(l)).collect::<Vec<_>>().join("\n");
         let s = Settings::parse(&uncommented, "t").unwrap();
-        assert_eq!(s.template, Some(TemplateMode::Longwriter));
+        assert_eq!(s.template, Some(WriteMode::default()));
         assert_eq!((s.threads, s.sampling.max_tokens, s.sampling.seed), (Some(4), Some(4096), Some(299792458)));
         assert_eq!(s.train_job.as_deref(), Some(Path::new("examples/jobs/short-format-length.toml")));
     }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 /// Bottom to top. A module may import any module before it, never one after it.
 const LAYERS: &[&str] = &[
-    "fsutil", "paths", "text", "models", "engine", "config", "remote", "nn", "convert", "write", "sessions", "reward", "eval", "rl", "serve", "studio", "cli",
+    "fsutil", "paths", "text", "models", "engine", "remote", "nn", "convert", "write", "config", "sessions", "reward", "eval", "rl", "serve", "studio", "cli",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

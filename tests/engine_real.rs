@@ -79,7 +79,7 @@ fn greedy_tokens_match_llama_cpp() {
 
 fn run(mode: TemplateMode, prompt: &str, sampler: SamplerConfig, max: usize, stops: Vec<String>) -> (String, String, longwriter::engine::Stats, Vec<Event>) {
     let mut e = engine();
-    let text = TextPrompt { request: prompt.into(), mode, ..Default::default() };
+    let text = TextPrompt { request: prompt.into(), mode, continuation: None };
     let req = GenerateRequest { sampler, max_new_tokens: max, stop_strings: stops, ..Default::default() };
     let mut events = Vec::new();
     let stats = e.generate_prompt(&text, &req, &CancelToken::default(), &mut |ev| events.push(ev)).unwrap();
@@ -182,8 +182,8 @@ fn generator_thread_streams_and_cancels() {
     let path = common::default_model_path();
     let e = longwriter::engine::Engine::load(&path, &candle_core::Device::Cpu, longwriter::engine::LoadOptions { requantize_q4_1: true, ..Default::default() }, None).unwrap();
     let g = longwriter::write::Generator::spawn(e);
-    let text = longwriter::write::TextPrompt { request: "Write a long essay about mountains.".into(), mode: TemplateMode::Chat, continuation: None, ..Default::default() };
-    let (mut rx, cancel) = g.submit_text(text, GenerateRequest { sampler: SamplerConfig::greedy(), max_new_tokens: 1000, stop_strings: vec![], ..Default::default() });
+    let text = longwriter::write::WriteRequest { request: "Write a long essay about mountains.".into(), strategy: longwriter::write::Strategy::Single(TemplateMode::Chat), continuation: None };
+    let (mut rx, cancel) = g.submit(text, GenerateRequest { sampler: SamplerConfig::greedy(), max_new_tokens: 1000, stop_strings: vec![], ..Default::default() });
     let mut got_text = false;
     loop {
         match rx.blocking_recv().expect("engine thread must end with Done") {

@@ -5,7 +5,7 @@ mod common;
 
 use common::llama::LlamaServer;
 use longwriter::engine::{CancelToken, GenerateRequest, SamplerConfig, StopReason, TemplateMode};
-use longwriter::write::{Event, Generator, TextPrompt};
+use longwriter::write::{Event, Generator, Strategy, WriteRequest};
 use longwriter::remote::{RemoteConfig, RemoteModel};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -90,8 +90,8 @@ fn remote(server: &LlamaServer) -> RemoteModel {
 /// Streams a long generation; `on_text` runs once, at the first text.
 fn long_generation(server: &LlamaServer, on_text: impl FnOnce(&CancelToken)) -> (String, StopReason) {
     let g = Generator::spawn(remote(server));
-    let text = TextPrompt { request: "Write a very long essay about the history of the sea.".into(), mode: TemplateMode::Chat, continuation: None, ..Default::default() };
-    let (mut rx, cancel) = g.submit_text(text, GenerateRequest { sampler: SamplerConfig { temperature: 0.8, ..Default::default() }, max_new_tokens: 3000, ..Default::default() });
+    let text = WriteRequest { request: "Write a very long essay about the history of the sea.".into(), strategy: Strategy::Single(TemplateMode::Chat), continuation: None };
+    let (mut rx, cancel) = g.submit(text, GenerateRequest { sampler: SamplerConfig { temperature: 0.8, ..Default::default() }, max_new_tokens: 3000, ..Default::default() });
     let mut on_text = Some(on_text);
     let mut draft = String::new();
     loop {

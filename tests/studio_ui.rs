@@ -2,7 +2,8 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use longwriter::write::Event;
-use longwriter::engine::{SamplerConfig, Stats, StopReason, TemplateMode};
+use longwriter::engine::{SamplerConfig, Stats, StopReason};
+use longwriter::write::{Strategy, WriteMode};
 use longwriter::rl::trainer::Control;
 use longwriter::studio::{draw, Action, App, Done, Effect};
 use longwriter::text::FormatReport;
@@ -10,7 +11,7 @@ use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
 fn app() -> App {
-    let mut a = App::new("smollm2-135m".into(), TemplateMode::Longwriter, SamplerConfig::greedy(), 256);
+    let mut a = App::new("smollm2-135m".into(), WriteMode::default(), SamplerConfig::greedy(), 256);
     a.update(Action::ModelReady { name: "smollm2-135m".into(), context: 8192 });
     a
 }
@@ -251,7 +252,7 @@ fn model_picker_switches_models() {
     let mut a = app();
     assert_eq!(a.update(key(KeyCode::F(7))), Effect::ListModels);
     let row = |n: &str, present| ModelRow { name: n.into(), description: format!("{n} model"), present, size: Some(98_362_432) };
-    a.model_list = Some((vec![row("smollm2-135m", true), row("qwen3-0.6b", false)], 0));
+    a.update(Action::Done(Done::ModelsListed(Ok(vec![row("smollm2-135m", true), row("qwen3-0.6b", false)]))));
     let s = render(&a, 120, 24);
     assert!(s.contains("smollm2-135m") && s.contains("loaded") && s.contains("download"), "{s}");
     a.update(key(KeyCode::Down));
@@ -444,12 +445,12 @@ fn eval_tab_shows_a_report_and_switches_between_evals() {
 #[test]
 fn agentwrite_trace_shows_the_plan_with_the_current_step() {
     use longwriter::write::agentwrite::PlanStep;
-    let mut a = App::new("smollm2-135m".into(), TemplateMode::Agentwrite, SamplerConfig::greedy(), 256);
+    let mut a = App::new("smollm2-135m".into(), WriteMode::AgentWrite, SamplerConfig::greedy(), 256);
     a.update(Action::ModelReady { name: "smollm2-135m".into(), context: 8192 });
     type_text(&mut a, "Write a 1200-word story about a lighthouse keeper.");
     let e = a.update(key(KeyCode::F(5)));
     match e {
-        Effect::Start { agent, mode, .. } => assert_eq!((mode, agent.target_words), (TemplateMode::Agentwrite, Some(1200))),
+        Effect::Start { strategy: Strategy::AgentWrite(agent), .. } => assert_eq!(agent.target_words, Some(1200)),
         other => panic!("{other:?}"),
     }
     a.update(Action::Engine(Event::Think("Paragraph 1 - Main Point: Dusk at the light. - Word Count: 400 words\n".into())));
@@ -488,4 +489,36 @@ fn every_binding_in_the_key_table_does_what_the_table_says() {
     assert!(matches!(a.handle_key(z), Some(Action::Edit(_))));
     a.focus = Focus::Draft;
     assert!(a.handle_key(z).is_none());
+}
+
+/// The component on top owns the keyboard: the help table swallows typing (nothing lands
+/// in the prompt it hides), a picker opened over the Train tab takes the arrows, and
+/// closing each hands the keys back to the one below.
+#[test]
+fn the_component_on_top_owns_the_keys() {
+    use longwriter::sessions::SessionSummary;
+    let mut a = app();
+    a.update(key(KeyCode::F(1)));
+    type_text(&mut a, "hidden");
+    assert_eq!(a.prompt.lines().join(""), "", "typing under the help table reached the prompt");
+    a.update(key(KeyCode::Char('?')));
+    assert!(a.overlays().is_empty());
+    type_text(&mut a, "seen");
+    assert_eq!(a.prompt.lines().join(""), "seen");
+
+    a.update(key(KeyCode::F(8)));
+    a.update(Action::RunLoaded(Box::default()));
+    assert!(a.tab().is_some() && a.key_owner().is_some());
+    let row = |id, title: &str| SessionSummary { id, updated: "2026-11-25T10:00:00Z".into(), title: title.into(), model: "m".into(), words: 10 };
+    a.update(Action::Done(Done::SessionsListed(Ok(vec![row(3, "Three"), row(2, "Two"), row(1, "One")]))));
+    a.update(key(KeyCode::Down));
+    a.update(key(KeyCode::Down));
+    a.update(key(KeyCode::Down));
+    assert_eq!(a.session_list.as_ref().map(|p| p.selected), Some(2), "the picker, not the tab, took the arrows, and stopped at the last row");
+    assert!(render(&a, 120, 30).contains("▶    1  One"));
+    // Any other key closes the picker; Esc then belongs to the tab again and closes it.
+    assert_eq!(a.update(key(KeyCode::Char('z'))), Effect::None);
+    assert!(a.session_list.is_none() && a.runs.is_some());
+    a.update(key(KeyCode::Esc));
+    assert!(a.runs.is_none() && a.key_owner().is_none());
 }

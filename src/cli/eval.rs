@@ -2,6 +2,7 @@
 
 use super::ServerArgs;
 use crate::engine::{SamplerConfig, TemplateMode};
+use crate::write::WriteMode;
 use crate::eval::longbench::{self, EvalSettings, ModelWriter, Progress, ResultLine};
 use crate::eval::{compare, data, decay, evals_dir, report, slug, write_report};
 use crate::reward::quality::Judge;
@@ -35,8 +36,8 @@ pub struct GenArgs {
     #[arg(long)]
     pub limit: Option<usize>,
     /// How a request becomes a prompt.
-    #[arg(long, value_enum, default_value_t = TemplateMode::Longwriter)]
-    pub template: TemplateMode,
+    #[arg(long, value_enum, default_value_t = WriteMode::Template(TemplateMode::Longwriter))]
+    pub template: WriteMode,
     /// Token budget per answer (default: enough for 4× the required length, where S_l is
     /// 0, plus the think budget).
     #[arg(long)]

@@ -2,7 +2,6 @@
 //! with a hint and a non-zero exit code.
 
 mod bench;
-mod bench_train;
 mod config;
 mod eval;
 mod load;
@@ -39,7 +38,7 @@ pub struct Cli {
     pub model: Option<String>,
     /// Studio: the prompt template [default: longwriter, or `template` in config.toml].
     #[arg(long, value_enum)]
-    pub template: Option<crate::engine::TemplateMode>,
+    pub template: Option<crate::write::WriteMode>,
     /// Studio: maximum new tokens per generation (default: the model's registry setting).
     #[arg(long)]
     pub max_tokens: Option<usize>,

@@ -1,7 +1,7 @@
 use super::load_writer;
-use crate::write::agentwrite::{self, AgentSpec};
-use crate::engine::{CancelToken, GenerateRequest, SamplerConfig, Stats, TemplateMode};
-use crate::write::{Event, TextPrompt};
+use crate::write::agentwrite::AgentSpec;
+use crate::engine::{CancelToken, SamplerConfig, Stats, TemplateMode};
+use crate::write::{Event, WriteMode, WriteRequest};
 use crate::text::count_words;
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -19,7 +19,7 @@ pub struct WriteArgs {
     pub model: Option<String>,
     /// How the request becomes a prompt [default: longwriter, or `template` in config.toml].
     #[arg(long, value_enum)]
-    pub template: Option<TemplateMode>,
+    pub template: Option<WriteMode>,
     /// Sampling temperature: 0 is greedy (always the likeliest token), higher is more
     /// varied [default: the model's registry setting, or config.toml].
     #[arg(long)]
@@ -87,8 +87,8 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
         retries: a.retries,
         ..Default::default()
     };
-    let text = TextPrompt { request: prompt, mode: template, continuation: None, agent };
-    let req = GenerateRequest::for_mode(template, sampler, a.max_tokens.or(cfg.sampling.max_tokens).or(d.max_tokens).unwrap_or(2048));
+    let text = WriteRequest { request: prompt, strategy: template.strategy(agent), continuation: None };
+    let req = text.strategy.generate_request(sampler, a.max_tokens.or(cfg.sampling.max_tokens).or(d.max_tokens).unwrap_or(2048));
     let (mut think, mut answer) = (String::new(), String::new());
     let (mut plan, mut notes, mut paragraphs) = (Vec::new(), Vec::new(), Vec::<String>::new());
     let stdout = std::io::stdout();
@@ -153,7 +153,7 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
         }
         Event::Done(_) | Event::Error(_) => {}
     };
-    let stats = agentwrite::generate(&mut model, &text, &req, &CancelToken::default(), &mut emit)?;
+    let stats = crate::write::generate(&mut model, &text, &req, &CancelToken::default(), &mut emit)?;
     let words = count_words(&answer);
     if let Some(out) = &a.out {
         // Nothing is lost when this fails: the answer went to stdout, and no partial file is left.
@@ -209,8 +209,8 @@ fn dim(text: &str) -> String {
 }
 
 /// The closing stats line of `write`.
-pub fn stats_line(s: &Stats, words: usize, mode: TemplateMode) -> String {
-    let format = if !mode.expects_think() && mode != TemplateMode::Nothink {
+pub fn stats_line(s: &Stats, words: usize, mode: WriteMode) -> String {
+    let format = if !mode.expects_think() && mode != WriteMode::Template(TemplateMode::Nothink) {
         // The chat template and AgentWrite's prompts ask for no tags.
         format!("n/a ({})", mode.label())
     } else if s.format.ok() {

@@ -43,9 +43,6 @@ pub enum TemplateMode {
     /// `<think>`, so generation starts inside the plan. R1-Zero-style recipes prime small
     /// models this way: SmolLM2 never opens `<think>` by itself, which leaves RL no signal.
     LongwriterPrimed,
-    /// AgentWrite: plan the text as one line per paragraph, then write the paragraphs one
-    /// by one with the model's chat template (several prompts; see `write::agentwrite`).
-    Agentwrite,
 }
 
 impl TemplateMode {
@@ -56,7 +53,6 @@ impl TemplateMode {
             TemplateMode::Chat => "chat",
             TemplateMode::Nothink => "nothink",
             TemplateMode::LongwriterPrimed => "longwriter-primed",
-            TemplateMode::Agentwrite => "agentwrite",
         }
     }
 
@@ -84,7 +80,7 @@ impl TemplateMode {
 
     pub fn stop_strings(self) -> Vec<String> {
         match self {
-            TemplateMode::Chat | TemplateMode::Agentwrite => vec![],
+            TemplateMode::Chat => vec![],
             _ => LONGWRITER_STOPS.iter().map(|s| s.to_string()).collect(),
         }
     }
@@ -151,7 +147,6 @@ impl PromptBuilder {
             }
             TemplateMode::Chat => self.chat(&[Piece::User(request.to_string())]),
             TemplateMode::LongwriterChat => self.chat(&longwriter_pieces(request, false)),
-            TemplateMode::Agentwrite => Err(EngineError::Template("agentwrite writes with several prompts, not one: run it through `write`, the studio or `eval`".into())),
         }
     }
 

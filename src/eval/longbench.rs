@@ -5,9 +5,9 @@
 use super::data::EvalItem;
 use super::score::length_score;
 use super::EvalError;
-use crate::write::agentwrite::{self, AgentSpec};
-use crate::engine::{derive_seed, CancelToken, GenerateRequest, SamplerConfig, TemplateMode};
-use crate::write::{TextModel, TextPrompt};
+use crate::write::agentwrite::AgentSpec;
+use crate::engine::{derive_seed, CancelToken, SamplerConfig};
+use crate::write::{TextModel, WriteMode, WriteRequest};
 use crate::reward::quality::Judge;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -36,7 +36,7 @@ pub trait Writer {
 /// A model (local or on a server) with a prompt template and decoding settings.
 pub struct ModelWriter {
     pub model: Box<dyn TextModel>,
-    pub mode: TemplateMode,
+    pub mode: WriteMode,
     pub sampler: SamplerConfig,
     pub name: String,
 }
@@ -47,11 +47,11 @@ impl Writer for ModelWriter {
     }
 
     fn write(&mut self, request: &str, required: usize, max_new_tokens: usize, seed: u64) -> Result<Written, EvalError> {
-        let req = GenerateRequest::for_mode(self.mode, SamplerConfig { seed, ..self.sampler.clone() }, max_new_tokens);
         // AgentWrite plans for the length the request asks.
         let agent = AgentSpec { target_words: Some(required), retries: 1, ..Default::default() };
-        let prompt = TextPrompt { request: request.to_string(), mode: self.mode, continuation: None, agent };
-        let (think, answer, stats) = agentwrite::generate_text(&mut *self.model, &prompt, &req, &CancelToken::default())?;
+        let w = WriteRequest { request: request.to_string(), strategy: self.mode.strategy(agent), continuation: None };
+        let req = w.strategy.generate_request(SamplerConfig { seed, ..self.sampler.clone() }, max_new_tokens);
+        let (think, answer, stats) = crate::write::generate_text(&mut *self.model, &w, &req, &CancelToken::default())?;
         Ok(Written { think, answer, stop: stats.stop.describe(), truncated: !stats.stop.natural(), tokens: stats.generated_tokens })
     }
 }

@@ -24,7 +24,7 @@ fn raw_template(mode: TemplateMode) -> Option<String> {
         TemplateMode::Longwriter => Some(LONGWRITER_EN.replace("{question}", "{}")),
         TemplateMode::LongwriterPrimed => Some(format!("{}{}", LONGWRITER_EN.replace("{question}", "{}"), mode.prefill())),
         TemplateMode::Nothink => Some(NOTHINK_EN.replace("{question}", "{}")),
-        TemplateMode::Chat | TemplateMode::LongwriterChat | TemplateMode::Agentwrite => None,
+        TemplateMode::Chat | TemplateMode::LongwriterChat => None,
     }
 }
 

@@ -432,6 +432,7 @@ impl Trainer {
                 }
             }
         }
+        let flops: f64 = active.chunks(job.optim.micro_batch).map(|mb| super::grpo::loss_pass_flops(&self.dense.cfg, mb, job.optim.gradient_checkpointing)).sum::<f64>() * mu as f64;
         let mut grad_norm = 0.0;
         for it in 0..mu {
             let mut grads: Vec<candle_core::Tensor> = vars.iter().map(|v| v.as_tensor().zeros_like()).collect::<Result<_, _>>()?;
@@ -491,6 +492,9 @@ impl Trainer {
             "step_time/rollout": t_rollout,
             "step_time/reward": t_reward,
             "step_time/loss": t_loss,
+            // The loss passes' useful work (see `grpo::loss_pass_flops`) and its rate.
+            "loss_pass/gflop": flops / 1e9,
+            "loss_pass/gflop_per_s": if t_loss > 0.0 { flops / 1e9 / t_loss } else { 0.0 },
             "tokens_per_second/rollout": if t_rollout > 0.0 { gen_tokens / t_rollout } else { 0.0 },
         });
         if !all_len.is_empty() {

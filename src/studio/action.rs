@@ -3,7 +3,7 @@
 
 use crate::write::Event;
 
-use crate::engine::{SamplerConfig, StopReason, TemplateMode};
+use crate::engine::{SamplerConfig, StopReason};
 use crossterm::event::{KeyEvent, MouseEvent};
 
 #[derive(Debug, Clone)]
@@ -126,13 +126,12 @@ pub enum Effect {
     None,
     Start {
         prompt: String,
-        mode: TemplateMode,
+        /// One prompt in a template, or AgentWrite with its settings and resume point.
+        strategy: crate::write::Strategy,
         sampler: SamplerConfig,
         max_tokens: usize,
         /// Output so far and where it stopped, when continuing a draft.
         continuation: Option<(String, crate::engine::StartIn)>,
-        /// AgentWrite's settings and resume point (template `agentwrite`).
-        agent: crate::write::agentwrite::AgentSpec,
     },
     Cancel,
     Export,

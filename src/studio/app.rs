@@ -2,10 +2,12 @@
 //! workers (model loading, generation) send actions too. Drawing reads state only.
 
 use super::action::{Action, Effect, Focus, ModelRow, Phase, QualityView, SaveState, TraceView};
+use super::component::{Component, ConfirmQuit, Help, Picker};
 use super::draft::TextBuffer;
 use crate::write::Event;
 use crate::engine::{SamplerConfig, Stats, TemplateMode};
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
+use crate::write::{Strategy, WriteMode};
+use crossterm::event::{KeyEvent, MouseEvent, MouseEventKind};
 use ratatui_textarea::TextArea;
 use std::time::Instant;
 
@@ -16,7 +18,7 @@ pub struct App {
     pub trace: TraceView,
     pub focus: Focus,
     pub phase: Phase,
-    pub template: TemplateMode,
+    pub template: WriteMode,
     pub sampler: SamplerConfig,
     pub max_tokens: usize,
     pub model: String,
@@ -37,9 +39,9 @@ pub struct App {
     pub save: SaveState,
     pub note: Option<String>,
     /// The open model picker: registry entries and the selected row.
-    pub model_list: Option<(Vec<ModelRow>, usize)>,
+    pub model_list: Option<Picker<ModelRow>>,
     /// The open session list and its selected row.
-    pub session_list: Option<(Vec<crate::sessions::SessionSummary>, usize)>,
+    pub session_list: Option<Picker<crate::sessions::SessionSummary>>,
     /// The open settings dialog, if any.
     pub settings: Option<super::settings::SettingsDialog>,
     /// A length target set by the user, replacing the one read from the prompt.
@@ -65,7 +67,7 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(model: String, template: TemplateMode, sampler: SamplerConfig, max_tokens: usize) -> Self {
+    pub fn new(model: String, template: WriteMode, sampler: SamplerConfig, max_tokens: usize) -> Self {
         let prompt = new_prompt(Vec::new());
         Self {
             prompt,
@@ -128,37 +130,8 @@ impl App {
 
     /// Maps a key to an action; `None` means the key is ignored.
     pub fn handle_key(&self, k: KeyEvent) -> Option<Action> {
-        let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
-        if self.settings.is_some() {
-            return Some(Action::SettingsKey(k));
-        }
-        if let Some((rows, sel)) = &self.model_list {
-            return match k.code {
-                KeyCode::Up => Some(Action::ScrollModels(-1)),
-                KeyCode::Down => Some(Action::ScrollModels(1)),
-                KeyCode::Enter => rows.get(*sel).map(|r| Action::PickModel(r.name.clone())),
-                _ => Some(Action::CloseOverlay),
-            };
-        }
-        if let Some((rows, sel)) = &self.session_list {
-            return match k.code {
-                KeyCode::Up => Some(Action::ScrollSessions(-1)),
-                KeyCode::Down => Some(Action::ScrollSessions(1)),
-                KeyCode::Enter => rows.get(*sel).map(|r| Action::PickSession(r.id)),
-                _ => Some(Action::CloseOverlay),
-            };
-        }
-        if self.runs.is_some() && !self.confirm_quit {
-            return self.train_key(k, ctrl);
-        }
-        if self.evals.is_some() && !self.confirm_quit {
-            return self.eval_key(k, ctrl);
-        }
-        if self.confirm_quit {
-            return match k.code {
-                KeyCode::Char('y') | KeyCode::Char('Y') => Some(Action::Quit),
-                _ => Some(Action::Stop),
-            };
+        if let Some(c) = self.key_owner() {
+            return c.handle_key(&k);
         }
         // The main screen: the key table, else the prompt editor gets the key.
         match super::keymap::lookup(&k, self.focus) {
@@ -248,14 +221,7 @@ impl App {
                 Effect::None
             }
             Action::CycleTemplate => {
-                self.template = match self.template {
-                    TemplateMode::Longwriter => TemplateMode::LongwriterChat,
-                    TemplateMode::LongwriterChat => TemplateMode::Chat,
-                    TemplateMode::Chat => TemplateMode::Nothink,
-                    TemplateMode::Nothink => TemplateMode::LongwriterPrimed,
-                    TemplateMode::LongwriterPrimed => TemplateMode::Agentwrite,
-                    TemplateMode::Agentwrite => TemplateMode::Longwriter,
-                };
+                self.template = self.template.next();
                 Effect::None
             }
             Action::Focus(f) => {
@@ -283,9 +249,9 @@ impl App {
                 Effect::None
             }
             Action::Sessions => Effect::ListSessions,
-            Action::ScrollSessions(d) => {
-                if let Some((rows, sel)) = self.session_list.as_mut() {
-                    *sel = step(*sel, d, rows.len());
+            a @ Action::ScrollSessions(_) => {
+                if let Some(p) = self.session_list.as_mut() {
+                    p.update(&a);
                 }
                 Effect::None
             }
@@ -303,9 +269,9 @@ impl App {
                 Effect::None
             }
             Action::Models => Effect::ListModels,
-            Action::ScrollModels(d) => {
-                if let Some((rows, sel)) = self.model_list.as_mut() {
-                    *sel = step(*sel, d, rows.len());
+            a @ Action::ScrollModels(_) => {
+                if let Some(p) = self.model_list.as_mut() {
+                    p.update(&a);
                 }
                 Effect::None
             }
@@ -437,8 +403,8 @@ impl App {
         self.repetition = crate::reward::RepetitionCounter::new(self.reward_cfg.ngram);
         self.agent = Default::default();
         self.begin_run();
-        let agent = self.agent_spec();
-        Effect::Start { prompt, mode: self.template, sampler: self.sampler.clone(), max_tokens: self.max_tokens, continuation: None, agent }
+        let strategy = self.template.strategy(self.agent_spec());
+        Effect::Start { prompt, strategy, sampler: self.sampler.clone(), max_tokens: self.max_tokens, continuation: None }
     }
 
     /// Continues the current output: the prompt, then what was written so far, then more.
@@ -452,23 +418,26 @@ impl App {
         }
         let prompt = self.prompt.lines().join("\n");
         let (trace, draft) = (self.think.text(), self.draft.text());
-        if self.template == TemplateMode::Agentwrite {
-            // AgentWrite picks up at its current step with the same plan, or starts over.
-            let Some(agent) = self.agent.resume(&draft, &self.agent_spec()) else { return self.start() };
-            self.agent.notes.push(format!("resuming at step {}", agent.start_step + 1));
-            self.begin_run();
-            return Effect::Start { prompt, mode: self.template, sampler: self.sampler.clone(), max_tokens: self.max_tokens, continuation: None, agent };
-        }
+        let template = match self.template {
+            WriteMode::Template(t) => t,
+            WriteMode::AgentWrite => {
+                // AgentWrite picks up at its current step with the same plan, or starts over.
+                let Some(agent) = self.agent.resume(&draft, &self.agent_spec()) else { return self.start() };
+                self.agent.notes.push(format!("resuming at step {}", agent.start_step + 1));
+                self.begin_run();
+                return Effect::Start { prompt, strategy: Strategy::AgentWrite(agent), sampler: self.sampler.clone(), max_tokens: self.max_tokens, continuation: None };
+            }
+        };
         // A primed template's prompt already ends with the opening tag.
-        let open = if self.template.prefill().is_empty() { " <think>" } else { "" };
-        let continuation = match (self.template.expects_think(), self.template) {
+        let open = if template.prefill().is_empty() { " <think>" } else { "" };
+        let continuation = match (template.expects_think(), template) {
             (true, _) if draft.is_empty() => (format!("{open}{trace}"), StartIn::Think),
             (true, _) => (format!("{open}{trace}</think>\n<answer>{draft}"), StartIn::Answer),
             (false, TemplateMode::Nothink) => (format!(" <answer>{draft}"), StartIn::Answer),
             _ => (draft, StartIn::Answer),
         };
         self.begin_run();
-        Effect::Start { prompt, mode: self.template, sampler: self.sampler.clone(), max_tokens: self.max_tokens, continuation: Some(continuation), agent: Default::default() }
+        Effect::Start { prompt, strategy: Strategy::Single(template), sampler: self.sampler.clone(), max_tokens: self.max_tokens, continuation: Some(continuation) }
     }
 
     /// Resets what a run reports (stats, timing, scores) and marks it generating.
@@ -481,6 +450,43 @@ impl App {
         self.started = Some(Instant::now());
         self.finished_secs = None;
         self.phase = Phase::Generating;
+    }
+
+    /// The component that owns the keyboard: the topmost overlay, else the open tab;
+    /// `None` on the main screen.
+    pub fn key_owner(&self) -> Option<&dyn Component> {
+        let overlay = self.overlays().pop();
+        overlay.or_else(|| self.tab())
+    }
+
+    /// The open tab (Train or Eval), drawn in place of the writing panes.
+    pub fn tab(&self) -> Option<&dyn Component> {
+        match (&self.runs, &self.evals) {
+            (Some(v), _) => Some(v),
+            (None, Some(v)) => Some(v),
+            (None, None) => None,
+        }
+    }
+
+    /// The open overlays, bottom to top: the help, the quit question, then the dialogs.
+    pub fn overlays(&self) -> Vec<&dyn Component> {
+        let mut v: Vec<&dyn Component> = Vec::new();
+        if self.show_help {
+            v.push(&Help);
+        }
+        if self.confirm_quit {
+            v.push(&ConfirmQuit);
+        }
+        if let Some(d) = &self.settings {
+            v.push(d);
+        }
+        if let Some(p) = &self.session_list {
+            v.push(p);
+        }
+        if let Some(p) = &self.model_list {
+            v.push(p);
+        }
+        v
     }
 
     pub fn theme(&self) -> &super::theme::Theme {
@@ -530,7 +536,7 @@ impl App {
                 self.tokens = s.generated_tokens;
                 self.repetition.finish();
                 let (_, reasons) = crate::reward::format_reward(&s.format, self.repetition.share(), None, &self.reward_cfg);
-                self.format_note = Some(if matches!(self.template, TemplateMode::Chat | TemplateMode::Agentwrite) {
+                self.format_note = Some(if matches!(self.template, WriteMode::Template(TemplateMode::Chat) | WriteMode::AgentWrite) {
                     // The plain chat template and AgentWrite ask for no tags: no format to check.
                     format!("n/a ({})", self.template.label())
                 } else if reasons.is_empty() {

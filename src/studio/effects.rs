@@ -37,9 +37,9 @@ impl App {
         match done {
             Done::ModelsListed(Ok(rows)) => {
                 let sel = rows.iter().position(|r| r.name == self.model).unwrap_or(0);
-                self.model_list = Some((rows, sel));
+                self.model_list = Some(super::component::Picker::new(rows, sel));
             }
-            Done::SessionsListed(Ok(rows)) => self.session_list = Some((rows, 0)),
+            Done::SessionsListed(Ok(rows)) => self.session_list = Some(super::component::Picker::new(rows, 0)),
             Done::SessionOpened(Ok(s)) => self.load_session(&s),
             Done::ModelsListed(Err(e)) | Done::SessionsListed(Err(e)) | Done::SessionOpened(Err(e)) => self.note = Some(e),
             Done::SessionCreated(Ok(id)) => {

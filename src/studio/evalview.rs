@@ -3,6 +3,7 @@
 
 use super::action::{Action, Effect};
 use super::app::App;
+use super::component::{ctrl, Component};
 use super::listtab::{current, moved, TabKeys};
 use crate::eval::report::Summary;
 use crossterm::event::KeyEvent;
@@ -55,10 +56,19 @@ fn decades(lo: f64, hi: f64) -> Vec<Span<'static>> {
     (a..=b.max(a + 1)).map(|k| Span::raw(format!("{}", 10f64.powi(k) as u64))).collect()
 }
 
+impl Component for EvalView {
+    fn handle_key(&self, k: &KeyEvent) -> Option<Action> {
+        TabKeys { toggle_key: 9, toggle: Action::ToggleEval, select: Action::SelectEval, reload: Action::ReloadEvals }.action(k, ctrl(k))
+    }
+
+    fn draw(&self, f: &mut Frame, area: Rect, app: &App) {
+        draw(f, app, self, area)
+    }
+}
+
 /// Draws the Eval tab into `area`.
-pub fn draw(f: &mut Frame, app: &App, area: Rect) {
+fn draw(f: &mut Frame, app: &App, v: &EvalView, area: Rect) {
     let th = app.theme();
-    let Some(v) = &app.evals else { return };
     let name = v.evals.get(v.selected).cloned().unwrap_or_else(|| "no evals yet: run `longwriter eval longbench --data FILE`".into());
     let mut head = vec![Line::from(vec![Span::styled(format!(" {name} "), Style::default().add_modifier(Modifier::BOLD)), Span::raw(format!("({}/{})", (v.selected + 1).min(v.evals.len()), v.evals.len()))])];
     let [top, body] = Layout::vertical([Constraint::Length(3), Constraint::Min(6)]).areas(area);
@@ -111,11 +121,6 @@ pub fn draw(f: &mut Frame, app: &App, area: Rect) {
 }
 
 impl App {
-    /// Maps a key while the Eval tab is open.
-    pub(super) fn eval_key(&self, k: KeyEvent, ctrl: bool) -> Option<Action> {
-        TabKeys { toggle_key: 9, toggle: Action::ToggleEval, select: Action::SelectEval, reload: Action::ReloadEvals }.action(&k, ctrl)
-    }
-
     /// The Eval tab's share of [`App::update`].
     pub(super) fn update_eval(&mut self, action: Action) -> Effect {
         match action {

@@ -1,6 +1,7 @@
 //! The studio's key bindings as data. The key handler dispatches from [`BINDINGS`] and the
 //! help overlay (F1) is drawn from the same table, so what the help says is what the keys
-//! do. Dialogs, pickers and the Train and Eval tabs keep their own few keys.
+//! do. Dialogs, pickers and the Train and Eval tabs keep their own few keys (see
+//! `component.rs`).
 
 use super::action::{Action, Focus};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};

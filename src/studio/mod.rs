@@ -7,6 +7,7 @@
 mod action;
 mod agent;
 mod app;
+mod component;
 mod draft;
 mod effects;
 pub mod evalview;
@@ -21,11 +22,12 @@ mod ui;
 
 pub use action::{Action, Effect, Focus, ModelRow, Phase, QualityView, SaveState, TraceView};
 pub use app::App;
+pub use component::{Component, Picker};
 pub use draft::{wrap, TextBuffer};
 pub use effects::Done;
 pub use ui::draw;
 
-use crate::engine::{CancelToken, GenerateRequest, SamplerConfig, TemplateMode};
+use crate::engine::{CancelToken, SamplerConfig};
 use crate::write::Generator;
 use crate::models::{self, ModelEntry, Progress};
 use crate::sessions::Store;
@@ -40,7 +42,7 @@ const FRAME: Duration = Duration::from_millis(33);
 pub struct StudioOptions {
     pub entry: ModelEntry,
     pub device: String,
-    pub template: TemplateMode,
+    pub template: crate::write::WriteMode,
     pub sampler: SamplerConfig,
     pub max_tokens: usize,
     /// A saved session to reopen.
@@ -237,14 +239,14 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<Option<i32>> {
                     Effect::None => {}
                     Effect::Exit => break,
                     Effect::Cancel => { if let Some(c) = &cancel { c.cancel(); } }
-                    Effect::Start { prompt, mode, sampler, max_tokens, continuation, agent } => {
+                    Effect::Start { prompt, strategy, sampler, max_tokens, continuation } => {
                         if app.session_id.is_none() && store_ok && !session_requested {
                             session_requested = true;
-                            let (title, model, template) = (prompt.lines().next().unwrap_or("").to_string(), app.model.clone(), mode.label().to_string());
+                            let (title, model, template) = (prompt.lines().next().unwrap_or("").to_string(), app.model.clone(), strategy.mode().label().to_string());
                             effects::spawn_io(&tx, "session", move || effects::create_session(title, model, template));
                         }
                         let (continuation, start_in) = continuation.unzip();
-                        let text = crate::write::TextPrompt { request: prompt, mode, continuation, agent };
+                        let text = crate::write::WriteRequest { request: prompt, strategy, continuation };
                         cancel = start_generation(&generator, &tx, text, sampler, max_tokens, start_in);
                     }
                     // The two effects that need the terminal itself run here, in place.
@@ -360,7 +362,7 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<Option<i32>> {
 fn start_generation(
     generator: &Arc<std::sync::Mutex<Option<Generator>>>,
     tx: &UnboundedSender<Action>,
-    text: crate::write::TextPrompt,
+    text: crate::write::WriteRequest,
     sampler: SamplerConfig,
     max_tokens: usize,
     start_in: Option<crate::engine::StartIn>,
@@ -370,11 +372,11 @@ fn start_generation(
         let _ = tx.send(Action::Engine(crate::write::Event::Error("the model is not loaded yet".into())));
         return None;
     };
-    let mut req = GenerateRequest::for_mode(text.mode, sampler, max_tokens);
+    let mut req = text.strategy.generate_request(sampler, max_tokens);
     if let Some(s) = start_in {
         req.start_in = s;
     }
-    let (mut events, cancel) = g.submit_text(text, req);
+    let (mut events, cancel) = g.submit(text, req);
     let tx = tx.clone();
     tokio::spawn(async move {
         while let Some(ev) = events.recv().await {

@@ -5,6 +5,7 @@
 
 use super::action::{Action, Effect};
 use super::app::App;
+use super::component::{ctrl, Component};
 use super::listtab::{current, moved, TabKeys};
 use crossterm::event::{KeyCode, KeyEvent};
 use crate::rl::job::JobSpec;
@@ -129,10 +130,25 @@ fn chart<'a>(title: &'a str, sets: Vec<(&'a str, &'a [(f64, f64)], ratatui::styl
         .y_axis(Axis::default().bounds([lo, hi]).labels(vec![Span::raw(format!("{lo:.2}")), Span::raw(format!("{hi:.2}"))]))
 }
 
+impl Component for RunView {
+    fn handle_key(&self, k: &KeyEvent) -> Option<Action> {
+        let shared = TabKeys { toggle_key: 8, toggle: Action::ToggleTrain, select: Action::SelectRun, reload: Action::ReloadRuns };
+        shared.action(k, ctrl(k)).or(match k.code {
+            KeyCode::Char('n') => Some(Action::StartJob),
+            KeyCode::Char('p') => Some(Action::PauseJob),
+            KeyCode::Char('x') => Some(Action::CancelJob),
+            _ => None,
+        })
+    }
+
+    fn draw(&self, f: &mut Frame, area: Rect, app: &App) {
+        draw(f, app, self, area)
+    }
+}
+
 /// Draws the Train tab into `area`.
-pub fn draw(f: &mut Frame, app: &App, area: Rect) {
+fn draw(f: &mut Frame, app: &App, v: &RunView, area: Rect) {
     let th = app.theme();
-    let Some(v) = &app.runs else { return };
     let name = v.runs.get(v.selected).cloned().unwrap_or_else(|| "no runs yet".into());
     let done = v.metrics.len();
     let mean_step = if done > 0 { v.metrics.iter().filter_map(|m| m["step_time"].as_f64()).sum::<f64>() / done as f64 } else { 0.0 };
@@ -195,17 +211,6 @@ pub fn draw(f: &mut Frame, app: &App, area: Rect) {
 }
 
 impl App {
-    /// Maps a key while the Train tab is open.
-    pub(super) fn train_key(&self, k: KeyEvent, ctrl: bool) -> Option<Action> {
-        let shared = TabKeys { toggle_key: 8, toggle: Action::ToggleTrain, select: Action::SelectRun, reload: Action::ReloadRuns };
-        shared.action(&k, ctrl).or(match k.code {
-            KeyCode::Char('n') => Some(Action::StartJob),
-            KeyCode::Char('p') => Some(Action::PauseJob),
-            KeyCode::Char('x') => Some(Action::CancelJob),
-            _ => None,
-        })
-    }
-
     /// The Train tab's share of [`App::update`].
     pub(super) fn update_train(&mut self, action: Action) -> Effect {
         match action {

@@ -2,7 +2,7 @@
 
 use super::action::{Phase, SaveState};
 use super::app::{new_prompt, App};
-use crate::engine::TemplateMode;
+use crate::write::WriteMode;
 
 impl App {
     /// Everything a session stores, as of now.
@@ -48,7 +48,7 @@ impl App {
         self.repetition = crate::reward::RepetitionCounter::new(self.reward_cfg.ngram);
         self.repetition.push(&s.draft);
         self.target = crate::reward::extract_target(&s.prompt);
-        if let Some(t) = serde_json::from_value::<TemplateMode>(serde_json::Value::String(s.template.clone())).ok() {
+        if let Some(t) = WriteMode::parse(&s.template) {
             self.template = t;
         }
         self.save = SaveState::Saved;

@@ -2,18 +2,19 @@
 
 use super::action::{Focus, Phase, QualityView, SaveState, TraceView};
 use super::app::App;
-use crate::engine::{StopReason, TemplateMode};
+use crate::engine::StopReason;
+use crate::write::WriteMode;
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
 use super::theme::Theme;
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Gauge, Paragraph};
+use ratatui::widgets::{Block, Borders, Gauge, Paragraph};
 use ratatui::Frame;
 
 /// Below this width the panes stack vertically.
 pub const COMPACT_WIDTH: u16 = 100;
 
-fn block(t: &Theme, title: String, focused: bool) -> Block<'static> {
+pub(super) fn block(t: &Theme, title: String, focused: bool) -> Block<'static> {
     let style = Style::default().fg(if focused { t.border_focus } else { t.border });
     Block::default().borders(Borders::ALL).border_style(style).title(Span::styled(title, Style::default().fg(t.title)))
 }
@@ -65,10 +66,8 @@ pub fn focus_at(app: &App, area: Rect, x: u16, y: u16) -> Option<Focus> {
 pub fn draw(f: &mut Frame, app: &App) {
     let area = f.area();
     let Panes { prompt, trace, draft, rewards, status } = panes(app, area);
-    if app.runs.is_some() {
-        super::monitor::draw(f, app, Rect { height: area.height.saturating_sub(1), ..area });
-    } else if app.evals.is_some() {
-        super::evalview::draw(f, app, Rect { height: area.height.saturating_sub(1), ..area });
+    if let Some(tab) = app.tab() {
+        tab.draw(f, Rect { height: area.height.saturating_sub(1), ..area }, app);
     } else {
         draw_prompt(f, app, prompt);
         draw_trace(f, app, trace);
@@ -76,20 +75,8 @@ pub fn draw(f: &mut Frame, app: &App) {
         draw_rewards(f, app, rewards);
     }
     draw_status(f, app, status);
-    if app.show_help {
-        draw_help(f, app, area);
-    }
-    if app.confirm_quit {
-        draw_confirm(f, app, area);
-    }
-    if let Some(d) = &app.settings {
-        draw_settings(f, app, d, area);
-    }
-    if let Some((rows, sel)) = &app.session_list {
-        draw_sessions(f, app, rows, *sel, area);
-    }
-    if let Some((rows, sel)) = &app.model_list {
-        draw_models(f, app, rows, *sel, area);
+    for overlay in app.overlays() {
+        overlay.draw(f, area, app);
     }
 }
 
@@ -110,7 +97,7 @@ fn draw_trace(f: &mut Frame, app: &App, area: Rect) {
     let words = app.think.words();
     let label = match (&app.agent.plan, app.template) {
         (Some(plan), _) => format!("AgentWrite · step {} of {}", app.agent.step.map_or(0, |k| k + 1), plan.len()),
-        (None, TemplateMode::Agentwrite) if app.generating() => "AgentWrite · planning…".to_string(),
+        (None, WriteMode::AgentWrite) if app.generating() => "AgentWrite · planning…".to_string(),
         _ if app.generating() && app.draft.is_empty() => format!("Thinking… {words} words"),
         _ => format!("Planned in {words} words"),
     };
@@ -293,35 +280,14 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect) {
     f.render_widget(Paragraph::new(text).style(style), area);
 }
 
-fn centered(area: Rect, w: u16, h: u16) -> Rect {
+pub(super) fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let w = w.min(area.width);
     let h = h.min(area.height);
     Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h }
 }
 
-/// The key table, as wide as its longest row needs; on a narrower screen descriptions wrap
-/// under themselves instead of being cut.
-fn draw_help(f: &mut Frame, app: &App, area: Rect) {
-    let rows: Vec<(&str, &str)> = super::keymap::help_rows().collect();
-    let label_w = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0) + 2;
-    let desc_w = rows.iter().map(|(_, d)| d.chars().count()).max().unwrap_or(0);
-    let w = (label_w + desc_w + 2).min(area.width as usize);
-    let text_w = w.saturating_sub(label_w + 2).max(12);
-    let key = Style::default().fg(app.theme().key);
-    let mut lines = Vec::new();
-    for (k, d) in rows {
-        for (i, part) in wrap_words(d, text_w).into_iter().enumerate() {
-            let head = if i == 0 { Span::styled(format!("{k:<label_w$}"), key) } else { Span::raw(" ".repeat(label_w)) };
-            lines.push(Line::from(vec![head, Span::raw(part)]));
-        }
-    }
-    let r = centered(area, w as u16, lines.len() as u16 + 2);
-    f.render_widget(Clear, r);
-    f.render_widget(Paragraph::new(lines).block(block(app.theme(), " Keys ".into(), true)), r);
-}
-
 /// `text` in lines of at most `width` characters, broken at spaces where it can be.
-fn wrap_words(text: &str, width: usize) -> Vec<String> {
+pub(super) fn wrap_words(text: &str, width: usize) -> Vec<String> {
     let width = width.max(1);
     let (mut out, mut line) = (Vec::new(), String::new());
     for word in text.split(' ') {
@@ -343,74 +309,4 @@ fn wrap_words(text: &str, width: usize) -> Vec<String> {
     }
     out.push(line);
     out
-}
-
-fn draw_confirm(f: &mut Frame, app: &App, area: Rect) {
-    let r = centered(area, 44, 3);
-    f.render_widget(Clear, r);
-    f.render_widget(Paragraph::new("Still generating. Quit? (y / any key)").block(block(app.theme(), " Quit ".into(), true)), r);
-}
-
-fn draw_settings(f: &mut Frame, app: &App, d: &super::settings::SettingsDialog, area: Rect) {
-    let th = app.theme();
-    let r = centered(area, 64, super::settings::FIELDS.len() as u16 + 5);
-    let mut lines: Vec<Line> = super::settings::FIELDS
-        .iter()
-        .zip(&d.values)
-        .enumerate()
-        .map(|(i, (name, v))| {
-            let marker = if i == d.selected { "▶ " } else { "  " };
-            let style = if i == d.selected { Style::default().fg(th.key).add_modifier(Modifier::BOLD) } else { Style::default().fg(th.text) };
-            Line::from(vec![Span::styled(format!("{marker}{name:<30}"), style), Span::styled(v.clone(), style)])
-        })
-        .collect();
-    lines.push(Line::raw(""));
-    lines.push(match &d.error {
-        Some(e) => Line::styled(e.clone(), Style::default().fg(th.status_error_bg)),
-        None => Line::styled("↑↓ select · type to edit · Enter apply · Esc cancel", Style::default().fg(th.trace)),
-    });
-    f.render_widget(Clear, r);
-    f.render_widget(Paragraph::new(lines).block(block(th, " Settings ".into(), true)), r);
-}
-
-fn draw_sessions(f: &mut Frame, app: &App, rows: &[crate::sessions::SessionSummary], sel: usize, area: Rect) {
-    let th = app.theme();
-    let h = (rows.len() as u16 + 2).clamp(3, area.height.saturating_sub(2).max(3));
-    let r = centered(area, 90, h);
-    let visible = h.saturating_sub(2) as usize;
-    let first = sel.saturating_sub(visible.saturating_sub(1));
-    let lines: Vec<Line> = if rows.is_empty() {
-        vec![Line::styled("no saved sessions yet", Style::default().fg(th.trace))]
-    } else {
-        rows.iter()
-            .enumerate()
-            .skip(first)
-            .take(visible)
-            .map(|(i, s)| {
-                let style = if i == sel { Style::default().fg(th.key).add_modifier(Modifier::BOLD) } else { Style::default().fg(th.text) };
-                let title: String = s.title.chars().take(44).collect();
-                Line::styled(format!("{} {:>4}  {:<44} {:>6} words  {}", if i == sel { "▶" } else { " " }, s.id, title, s.words, &s.updated[..s.updated.len().min(16)]), style)
-            })
-            .collect()
-    };
-    f.render_widget(Clear, r);
-    f.render_widget(Paragraph::new(lines).block(block(th, " Sessions · Enter reopen · Esc close ".into(), true)), r);
-}
-
-fn draw_models(f: &mut Frame, app: &App, rows: &[super::action::ModelRow], sel: usize, area: Rect) {
-    let th = app.theme();
-    let r = centered(area, 100, rows.len() as u16 + 2);
-    let lines: Vec<Line> = rows
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let style = if i == sel { Style::default().fg(th.key).add_modifier(Modifier::BOLD) } else { Style::default().fg(th.text) };
-            let size = m.size.map(|b| format!("{:.0} MB", b as f64 / 1e6)).unwrap_or_else(|| "?".into());
-            let status = if m.name == app.model { "loaded" } else if m.present { "present" } else { "download" };
-            let desc: String = m.description.chars().take(50).collect();
-            Line::styled(format!("{} {:<22} {:>8} {:>9}  {}", if i == sel { "▶" } else { " " }, m.name, status, size, desc), style)
-        })
-        .collect();
-    f.render_widget(Clear, r);
-    f.render_widget(Paragraph::new(lines).block(block(th, " Models · Enter load · Esc close ".into(), true)), r);
 }

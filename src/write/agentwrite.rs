@@ -9,7 +9,7 @@
 //! text that fits.
 
 use super::{Event, TextModel, TextPrompt};
-use crate::engine::{derive_seed, CancelToken, EngineError, GenerateRequest, SamplerConfig, Stats, StopReason, TemplateMode};
+use crate::engine::{derive_seed, CancelToken, EngineError, GenerateRequest, SamplerConfig, Stats, StopReason};
 use crate::text::count_words;
 use serde::{Deserialize, Serialize};
 
@@ -160,9 +160,8 @@ impl Totals {
 
 /// Runs AgentWrite. Streams `Think` (plan lines as they are made), `Plan`, then per step
 /// `Step` and the paragraph as `Answer` text, `Note`s, and a final `Done`.
-pub fn run(model: &mut dyn TextModel, prompt: &TextPrompt, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Event)) -> Result<Stats, EngineError> {
-    let spec = &prompt.agent;
-    let request = prompt.request.trim();
+pub fn run(model: &mut dyn TextModel, request: &str, spec: &AgentSpec, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Event)) -> Result<Stats, EngineError> {
+    let request = request.trim();
     if request.is_empty() {
         return Err(EngineError::EmptyPrompt);
     }
@@ -184,7 +183,7 @@ pub fn run(model: &mut dyn TextModel, prompt: &TextPrompt, req: &GenerateRequest
             let mut point = (String::new(), None);
             for attempt in 0..3u64 {
                 let mut text = String::new();
-                let s = sub(model, &mut totals, req, cancel, TextPrompt { request: pp.clone(), mode, continuation: Some(lines.clone()), ..Default::default() }, PLAN_LINE_TOKENS, vec!["\n".into()], &[1, k as u64, attempt], &mut |e| {
+                let s = sub(model, &mut totals, req, cancel, TextPrompt { request: pp.clone(), mode, continuation: Some(lines.clone()) }, PLAN_LINE_TOKENS, vec!["\n".into()], &[1, k as u64, attempt], &mut |e| {
                     if let Event::Think(t) | Event::Answer(t) = e {
                         text.push_str(&t)
                     }
@@ -234,7 +233,7 @@ pub fn run(model: &mut dyn TextModel, prompt: &TextPrompt, req: &GenerateRequest
                     count_words(&so_far)
                 )));
             }
-            let text = TextPrompt { request: write_prompt(request, &plan, k, &so_far, trimmed), mode, continuation: (!para.is_empty()).then(|| para.clone()), ..Default::default() };
+            let text = TextPrompt { request: write_prompt(request, &plan, k, &so_far, trimmed), mode, continuation: (!para.is_empty()).then(|| para.clone()) };
             let r = sub(model, &mut totals, req, cancel, text, max_new, Vec::new(), &[2, k as u64, attempt as u64], &mut |e| match e {
                 Event::Answer(t) | Event::Think(t) => {
                     para.push_str(&t);
@@ -303,24 +302,10 @@ fn done(t: &Totals, stop: StopReason, emit: &mut dyn FnMut(Event)) -> Stats {
     stats
 }
 
-/// Runs `prompt` on `model`: AgentWrite's plan-then-write loop for that mode, one
-/// generation otherwise.
-pub fn generate(model: &mut dyn TextModel, prompt: &TextPrompt, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Event)) -> Result<Stats, EngineError> {
-    if prompt.mode == TemplateMode::Agentwrite {
-        run(model, prompt, req, cancel, emit)
-    } else {
-        model.generate_prompt(prompt, req, cancel, emit)
-    }
-}
-
-/// Like [`generate`], returning the think text, the answer text and the stats.
-pub fn generate_text(model: &mut dyn TextModel, prompt: &TextPrompt, req: &GenerateRequest, cancel: &CancelToken) -> Result<(String, String, Stats), EngineError> {
-    super::collect(|emit| generate(model, prompt, req, cancel, emit))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::write::{generate, generate_text, Strategy, WriteRequest};
 
     #[test]
     fn steps_follow_the_target_within_bounds() {
@@ -392,7 +377,7 @@ mod tests {
     #[test]
     fn a_failed_step_is_retried_by_continuing_its_text() {
         let mut m = Scripted { calls: vec![], broke: false };
-        let p = TextPrompt { request: "Write 1200 words.".into(), mode: TemplateMode::Agentwrite, agent: AgentSpec { target_words: Some(1200), retries: 1, ..Default::default() }, ..Default::default() };
+        let p = WriteRequest { request: "Write 1200 words.".into(), strategy: Strategy::AgentWrite(AgentSpec { target_words: Some(1200), retries: 1, ..Default::default() }), continuation: None };
         let mut events = Vec::new();
         let stats = generate(&mut m, &p, &GenerateRequest { max_new_tokens: 4000, ..Default::default() }, &CancelToken::default(), &mut |e| events.push(e)).unwrap();
         assert_eq!(stats.stop, StopReason::Eos);
@@ -411,13 +396,13 @@ mod tests {
     #[test]
     fn without_retries_a_failed_step_ends_the_run_resumably() {
         let mut m = Scripted { calls: vec![], broke: false };
-        let p = TextPrompt { request: "Write 1200 words.".into(), mode: TemplateMode::Agentwrite, agent: AgentSpec { target_words: Some(1200), ..Default::default() }, ..Default::default() };
+        let p = WriteRequest { request: "Write 1200 words.".into(), strategy: Strategy::AgentWrite(AgentSpec { target_words: Some(1200), ..Default::default() }), continuation: None };
         let (_, answer, stats) = generate_text(&mut m, &p, &GenerateRequest { max_new_tokens: 4000, ..Default::default() }, &CancelToken::default()).unwrap();
         assert!(matches!(&stats.stop, StopReason::Interrupted(w) if w.starts_with("step 2 of 3 failed")), "{:?}", stats.stop);
         assert_eq!(answer, "Text 1.\n\nHalf of two");
         // Resuming at step 2 with what it left continues it and writes step 3.
         let plan: Vec<PlanStep> = (1..=3).map(|k| PlanStep { point: format!("Point {k}."), words: 400 }).collect();
-        let p = TextPrompt { agent: AgentSpec { plan, start_step: 1, written: "Text 1.\n\n".into(), partial: "Half of two".into(), ..Default::default() }, ..p };
+        let p = WriteRequest { strategy: Strategy::AgentWrite(AgentSpec { plan, start_step: 1, written: "Text 1.\n\n".into(), partial: "Half of two".into(), ..Default::default() }), ..p };
         let (_, answer, stats) = generate_text(&mut m, &p, &GenerateRequest { max_new_tokens: 4000, ..Default::default() }, &CancelToken::default()).unwrap();
         assert_eq!((answer.as_str(), stats.stop), (" and the rest.\n\nText 3.", StopReason::Eos));
     }

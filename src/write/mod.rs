@@ -6,9 +6,11 @@
 
 pub mod agentwrite;
 pub mod complete;
+pub mod mode;
 pub mod open;
 
 pub use complete::{Complete, LocalComplete, OpenAiComplete};
+pub use mode::{Strategy, WriteMode, WriteRequest};
 pub use open::{open_completer, open_local, open_writer, resolve_model, OpenError};
 
 use crate::engine::{CancelToken, Engine, EngineError, GenerateRequest, Stats, TemplateMode};
@@ -137,19 +139,33 @@ pub(crate) fn collect(run: impl FnOnce(&mut dyn FnMut(Event)) -> Result<Stats, E
     })
 }
 
-/// A prompt to build on the engine thread (the tokenizer lives there).
+/// One prompt to build on the engine thread (the tokenizer lives there).
 #[derive(Debug, Clone, Default)]
 pub struct TextPrompt {
     pub request: String,
     pub mode: TemplateMode,
     /// Output so far, appended as plain text after the prompt (for "continue").
     pub continuation: Option<String>,
-    /// AgentWrite's settings and resume point (mode `agentwrite` only).
-    pub agent: agentwrite::AgentSpec,
+}
+
+/// Writes `w` on `model` by its strategy: one generation, or AgentWrite's plan-then-write.
+pub fn generate(model: &mut dyn TextModel, w: &WriteRequest, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Event)) -> Result<Stats, EngineError> {
+    match &w.strategy {
+        Strategy::Single(mode) => {
+            let prompt = TextPrompt { request: w.request.clone(), mode: *mode, continuation: w.continuation.clone() };
+            model.generate_prompt(&prompt, req, cancel, emit)
+        }
+        Strategy::AgentWrite(spec) => agentwrite::run(model, &w.request, spec, req, cancel, emit),
+    }
+}
+
+/// Like [`generate`], returning the think text, the answer text and the stats.
+pub fn generate_text(model: &mut dyn TextModel, w: &WriteRequest, req: &GenerateRequest, cancel: &CancelToken) -> Result<(String, String, Stats), EngineError> {
+    collect(|emit| generate(model, w, req, cancel, emit))
 }
 
 struct Job {
-    text: TextPrompt,
+    text: WriteRequest,
     req: GenerateRequest,
     cancel: CancelToken,
     events: tokio::sync::mpsc::UnboundedSender<Event>,
@@ -173,7 +189,7 @@ impl Generator {
                     let mut emit = |e: Event| {
                         let _ = events.send(e);
                     };
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| agentwrite::generate(&mut model, &job.text, &job.req, &job.cancel, &mut emit)));
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| generate(&mut model, &job.text, &job.req, &job.cancel, &mut emit)));
                     match result {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => emit(Event::Error(e.to_string())),
@@ -190,7 +206,7 @@ impl Generator {
 
     /// Queues a generation of `text`, whose prompt is built on the model's thread (the
     /// tokenizer lives there); `req.prompt_ids` is ignored. Events arrive on the receiver.
-    pub fn submit_text(&self, text: TextPrompt, req: GenerateRequest) -> (tokio::sync::mpsc::UnboundedReceiver<Event>, CancelToken) {
+    pub fn submit(&self, text: WriteRequest, req: GenerateRequest) -> (tokio::sync::mpsc::UnboundedReceiver<Event>, CancelToken) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let cancel = CancelToken::default();
         let job = Job { text, req, cancel: cancel.clone(), events: tx };

@@ -1,6 +1,8 @@
 //! `longwriter bench`: prefill and decode speed plus peak memory, optionally against
 //! llama.cpp's `llama-bench` on the same file and thread count in the same run.
 
+mod train;
+
 use super::load_engine;
 use crate::engine::sampler::argmax;
 use anyhow::{bail, Context, Result};
@@ -61,7 +63,7 @@ and listening to the sea. Storms came and went, ships passed in the night, and t
 
 pub fn run(a: BenchArgs, device: &str) -> Result<()> {
     if a.train {
-        return super::bench_train::run(&a, device);
+        return train::run(&a, device);
     }
     if a.prompt_tokens == 0 || a.gen_tokens == 0 || a.reps == 0 {
         bail!("--prompt-tokens, --gen-tokens and --reps must be positive");
@@ -102,7 +104,7 @@ pub fn run(a: BenchArgs, device: &str) -> Result<()> {
     }
     let ours = Speed { prefill_tok_s: pp / a.reps as f64, decode_tok_s: tg / a.reps as f64 };
     let rss = peak_rss_mb();
-    let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let threads = threads();
     let reference = match &a.llama_bench {
         Some(bin) => Some(llama_bench(bin, &choice.path, threads, &a)?),
         None => None,
@@ -121,6 +123,7 @@ pub fn run(a: BenchArgs, device: &str) -> Result<()> {
             "server": served,
             "model": choice.entry.name,
             "threads": threads,
+            "cpu": cpu_description(),
             "prompt_tokens": a.prompt_tokens,
             "gen_tokens": a.gen_tokens,
             "longwriter": ours,
@@ -134,6 +137,7 @@ pub fn run(a: BenchArgs, device: &str) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!("model {} | {threads} threads | pp{} tg{} | {} reps | {}", choice.entry.name, a.prompt_tokens, a.gen_tokens, a.reps, backend);
+        println!("{}", cpu_description());
         println!("longwriter  prefill {:8.1} tok/s  decode {:8.1} tok/s  peak RSS {:.0} MB", ours.prefill_tok_s, ours.decode_tok_s, rss);
         if let Some(r) = reference {
             println!("llama.cpp   prefill {:8.1} tok/s  decode {:8.1} tok/s", r.prefill_tok_s, r.decode_tok_s);
@@ -182,8 +186,8 @@ fn server_speed(url: &str, filler: &str, a: &BenchArgs) -> Result<Served> {
 fn synthetic_model(shape: &str) -> Result<PathBuf> {
     let path = crate::paths::cache_dir().join("synthetic").join(format!("llama-{shape}-q4_0.gguf"));
     if !path.exists() {
-        let entry = super::resolve_model(None)?;
-        let template = crate::models::ensure(&entry, &super::BarProgress::new())?;
+        let entry = crate::cli::resolve_model(None)?;
+        let template = crate::models::ensure(&entry, &crate::cli::BarProgress::new())?;
         eprintln!("writing a synthetic {shape} model (random Q4_0 weights) to {}", path.display());
         crate::convert::synth::write_synthetic(&template, crate::convert::synth::shape(shape).context("unknown shape")?, &path)?;
     }
@@ -223,4 +227,27 @@ pub fn peak_rss_mb() -> f64 {
         .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
+}
+
+/// The threads the engines use: `RAYON_NUM_THREADS`, else every core.
+fn threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}
+
+/// The CPU model and the widest x86 SIMD it offers, for the record of a measurement: the
+/// same code can run at 1.1× a reference on one CPU and 0.64× on another.
+fn cpu_description() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = info.lines().find_map(|l| l.strip_prefix("model name")).and_then(|l| l.split_once(':')).map_or("unknown CPU", |(_, m)| m.trim());
+    let flags: Vec<&str> = info.lines().find_map(|l| l.strip_prefix("flags")).and_then(|l| l.split_once(':')).map_or(Vec::new(), |(_, f)| f.split_whitespace().collect());
+    let has = |f: &str| flags.contains(&f);
+    let isa = if has("avx512f") {
+        let extra: Vec<&str> = ["avx512_vnni", "avx512_bf16"].into_iter().filter(|f| has(f)).collect();
+        if extra.is_empty() { "AVX-512".to_string() } else { format!("AVX-512 ({})", extra.join(", ")) }
+    } else if has("avx2") {
+        "AVX2, no AVX-512".to_string()
+    } else {
+        "no AVX2".to_string()
+    };
+    format!("{model} · {isa}")
 }

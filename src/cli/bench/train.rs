@@ -2,19 +2,19 @@
 //! the TRL reference (1 prompt × G=4 × 192 new tokens, LoRA r16 on q/v, f32).
 //! `scripts/bench-train-vs-trl.py` runs this and TRL's GRPOTrainer in one run for a ratio.
 
-use super::BarProgress;
+use crate::cli::BarProgress;
 use crate::rl::job::JobSpec;
 use crate::rl::trainer::Trainer;
 use anyhow::{bail, Context, Result};
 
 const PROMPT: &str = "Write a short story of about 150 words about a lighthouse keeper who finds a message in a bottle.";
 
-pub fn run(a: &super::bench::BenchArgs, device: &str) -> Result<()> {
+pub fn run(a: &super::BenchArgs, device: &str) -> Result<()> {
     let (model, steps, tokens, json, rollout_device) = (a.model.as_deref(), a.reps, a.train_tokens, a.json, a.rollout_device.as_str());
     if steps == 0 || tokens == 0 {
         bail!("--reps (steps) and --train-tokens must be positive");
     }
-    let entry = super::resolve_model(model)?;
+    let entry = crate::cli::resolve_model(model)?;
     let base = crate::models::ensure(&entry, &BarProgress::new())?;
     let tmp = tempfile::tempdir().context("creating a scratch directory")?;
     let prompts = tmp.path().join("prompt.jsonl");
@@ -42,6 +42,7 @@ pub fn run(a: &super::bench::BenchArgs, device: &str) -> Result<()> {
         let row = serde_json::json!({
             "step": m["step"], "step_time": f("step_time"), "rollout": f("step_time/rollout"), "reward": f("step_time/reward"),
             "loss": f("step_time/loss"), "completion_tokens": f("num_tokens"), "rollout_tok_s": f("tokens_per_second/rollout"),
+            "loss_tok_s": f("num_tokens") / f("step_time/loss"), "loss_gflop_s": f("loss_pass/gflop_per_s"),
             // Every group's rewards were equal: all advantages are 0 and (β = 0) the trainer
             // skips the loss passes, so this step did less work than a trainer that does not.
             "loss_skipped": f("frac_reward_zero_std") >= 1.0,
@@ -56,19 +57,55 @@ pub fn run(a: &super::bench::BenchArgs, device: &str) -> Result<()> {
     let full: Vec<serde_json::Value> = rows.iter().skip(1).filter(|r| r["loss_skipped"] != true).cloned().collect();
     let measured = if !full.is_empty() { &full[..] } else if rows.len() > 1 { &rows[1..] } else { &rows[..] };
     let mean = |k: &str| measured.iter().filter_map(|r| r[k].as_f64()).sum::<f64>() / measured.len() as f64;
-    let rss = super::bench::peak_rss_mb();
+    let rss = super::peak_rss_mb();
+    // The machine's f32 GEMM rate, measured now, after the steps, on the same threads.
+    let peak = if device.is_cpu() { Some(gemm_peak()?) } else { None };
+    let share = peak.as_ref().map(|(p, _)| mean("loss_gflop_s") / p);
     if json {
         let v = serde_json::json!({
             "model": entry.name, "model_path": base, "template": "longwriter", "device": device_name, "rollout_device": rollout_device, "gradient_checkpointing": a.gradient_checkpointing,
             "prompt_text": crate::engine::template::LONGWRITER_EN.replace("{question}", PROMPT), "prompts": 1, "group_size": 4, "max_new_tokens": tokens, "lora": "r16 q_proj,v_proj", "steps": rows,
             "measured_steps": measured.iter().map(|r| r["step"].clone()).collect::<Vec<_>>(),
-            "mean": { "step_time": mean("step_time"), "rollout": mean("rollout"), "reward": mean("reward"), "loss": mean("loss"), "completion_tokens": mean("completion_tokens") },
+            "mean": { "step_time": mean("step_time"), "rollout": mean("rollout"), "reward": mean("reward"), "loss": mean("loss"), "completion_tokens": mean("completion_tokens"),
+                      "loss_tok_s": mean("loss_tok_s"), "loss_gflop_s": mean("loss_gflop_s") },
+            "gemm_peak_gflop_s": peak.as_ref().map(|p| p.0), "gemm_peak_shape": peak.as_ref().map(|p| p.1.clone()), "loss_share_of_gemm_peak": share,
+            "cpu": super::cpu_description(), "threads": super::threads(),
             "peak_rss_mb": rss,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         let ckpt = if a.gradient_checkpointing { ", gradient checkpointing" } else { "" };
+        println!("{} · {} threads", super::cpu_description(), super::threads());
         println!("mean of {} step(s) on {device_name} (rollouts on {rollout_device}{ckpt}): {:.1} s  (rollout {:.1} s, reward {:.3} s, loss {:.1} s)  peak RSS {:.0} MB", measured.len(), mean("step_time"), mean("rollout"), mean("reward"), mean("loss"), rss);
+        print!("loss pass: {:.1} completion tokens/s, {:.1} GFLOP/s", mean("loss_tok_s"), mean("loss_gflop_s"));
+        match (&peak, share) {
+            (Some((p, shape)), Some(s)) => println!(" = {:.0}% of the f32 GEMM peak measured now ({p:.1} GFLOP/s, {shape})", s * 100.0),
+            _ => println!(),
+        }
     }
     Ok(())
+}
+
+/// The f32 GEMM rate of this machine through the matmul the loss pass itself uses
+/// (candle's CPU matmul, all threads), at the loss pass's shapes for SmolLM2: the best of
+/// several repetitions of the best shape, in GFLOP/s, and that shape.
+fn gemm_peak() -> Result<(f64, String)> {
+    use candle_core::{Device, Tensor};
+    let mut best = (0.0f64, String::new());
+    for (m, k, n) in [(512, 576, 1536), (512, 1536, 576), (512, 576, 576), (256, 576, 8192)] {
+        let a = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu)?;
+        let b = Tensor::randn(0f32, 1.0, (k, n), &Device::Cpu)?;
+        a.matmul(&b)?;
+        for _ in 0..8 {
+            let t = std::time::Instant::now();
+            let c = a.matmul(&b)?;
+            let secs = t.elapsed().as_secs_f64();
+            drop(c);
+            let rate = 2.0 * (m * k * n) as f64 / secs / 1e9;
+            if rate > best.0 {
+                best = (rate, format!("[{m}×{k}]·[{k}×{n}]"));
+            }
+        }
+    }
+    Ok(best)
 }

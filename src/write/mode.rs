@@ -1,0 +1,194 @@
+//! How a request is written. Users pick a [`WriteMode`] (`--template`, the config's
+//! `template`, the studio's F2): one of the engine's single-prompt templates, or
+//! AgentWrite. A request carries the resolved [`Strategy`], so a template that the engine
+//! cannot build from one prompt never reaches it.
+
+use super::agentwrite::AgentSpec;
+use crate::engine::{GenerateRequest, SamplerConfig, TemplateMode};
+
+/// What users choose: a template, or AgentWrite's plan-then-write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    Template(TemplateMode),
+    /// AgentWrite: plan the text as one line per paragraph, then write the paragraphs one
+    /// by one with the model's chat template (several prompts; see `write::agentwrite`).
+    AgentWrite,
+}
+
+impl Default for WriteMode {
+    fn default() -> Self {
+        WriteMode::Template(TemplateMode::default())
+    }
+}
+
+/// Every mode, in the order `--help` lists them and the studio cycles through them.
+const ALL: [WriteMode; 6] = [
+    WriteMode::Template(TemplateMode::Longwriter),
+    WriteMode::Template(TemplateMode::LongwriterChat),
+    WriteMode::Template(TemplateMode::Chat),
+    WriteMode::Template(TemplateMode::Nothink),
+    WriteMode::Template(TemplateMode::LongwriterPrimed),
+    WriteMode::AgentWrite,
+];
+
+const AGENTWRITE: &str = "agentwrite";
+
+impl WriteMode {
+    pub fn label(self) -> &'static str {
+        match self {
+            WriteMode::Template(t) => t.label(),
+            WriteMode::AgentWrite => AGENTWRITE,
+        }
+    }
+
+    /// The single-prompt template, if this is one.
+    pub fn template(self) -> Option<TemplateMode> {
+        match self {
+            WriteMode::Template(t) => Some(t),
+            WriteMode::AgentWrite => None,
+        }
+    }
+
+    /// Whether the output is expected to carry `<think>`/`<answer>` tags.
+    pub fn expects_think(self) -> bool {
+        self.template().is_some_and(TemplateMode::expects_think)
+    }
+
+    /// The mode after this one (the studio's F2 cycle).
+    pub fn next(self) -> Self {
+        let i = ALL.iter().position(|m| *m == self).unwrap_or(0);
+        ALL[(i + 1) % ALL.len()]
+    }
+
+    /// The mode labelled `label`.
+    pub fn parse(label: &str) -> Option<Self> {
+        ALL.into_iter().find(|m| m.label() == label)
+    }
+
+    /// The strategy for this mode; `agent` configures AgentWrite and is ignored otherwise.
+    pub fn strategy(self, agent: AgentSpec) -> Strategy {
+        match self {
+            WriteMode::Template(t) => Strategy::Single(t),
+            WriteMode::AgentWrite => Strategy::AgentWrite(agent),
+        }
+    }
+}
+
+impl From<TemplateMode> for WriteMode {
+    fn from(t: TemplateMode) -> Self {
+        WriteMode::Template(t)
+    }
+}
+
+impl clap::ValueEnum for WriteMode {
+    fn value_variants<'a>() -> &'a [Self] {
+        &ALL
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        match self {
+            WriteMode::Template(t) => t.to_possible_value(),
+            WriteMode::AgentWrite => Some(clap::builder::PossibleValue::new(AGENTWRITE).help(
+                "AgentWrite: plan the text as one line per paragraph, then write the paragraphs one by one with the model's chat template",
+            )),
+        }
+    }
+}
+
+impl serde::Serialize for WriteMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.label())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for WriteMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        WriteMode::parse(&s).ok_or_else(|| {
+            let known: Vec<&str> = ALL.iter().map(|m| m.label()).collect();
+            serde::de::Error::custom(format!("unknown template `{s}`, expected one of {}", known.join(", ")))
+        })
+    }
+}
+
+/// How one request becomes prompts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Strategy {
+    /// One prompt in one template.
+    Single(TemplateMode),
+    /// AgentWrite's plan-then-write, with its settings and resume point.
+    AgentWrite(AgentSpec),
+}
+
+impl Default for Strategy {
+    fn default() -> Self {
+        Strategy::Single(TemplateMode::default())
+    }
+}
+
+impl Strategy {
+    pub fn mode(&self) -> WriteMode {
+        match self {
+            Strategy::Single(t) => WriteMode::Template(*t),
+            Strategy::AgentWrite(_) => WriteMode::AgentWrite,
+        }
+    }
+
+    /// The decoding request of this strategy: a template's stop strings and start point;
+    /// AgentWrite sets each step's own (see `agentwrite::run`). The prompt ids are filled
+    /// in by whoever builds the prompt.
+    pub fn generate_request(&self, sampler: SamplerConfig, max_new_tokens: usize) -> GenerateRequest {
+        match self {
+            Strategy::Single(t) => GenerateRequest::for_mode(*t, sampler, max_new_tokens),
+            Strategy::AgentWrite(_) => GenerateRequest { sampler, max_new_tokens, ..Default::default() },
+        }
+    }
+}
+
+/// A request and how to write it: what a [`super::Generator`] runs.
+#[derive(Debug, Clone, Default)]
+pub struct WriteRequest {
+    pub request: String,
+    pub strategy: Strategy,
+    /// Output so far, appended as plain text after a single prompt (for "continue");
+    /// AgentWrite resumes from its [`AgentSpec`] instead.
+    pub continuation: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    #[test]
+    fn labels_parse_back_and_the_cycle_visits_every_mode_once() {
+        let mut m = WriteMode::default();
+        let mut seen = Vec::new();
+        for _ in 0..ALL.len() {
+            assert_eq!(WriteMode::parse(m.label()), Some(m));
+            assert_eq!(WriteMode::from_str(m.label(), false), Ok(m));
+            seen.push(m.label());
+            m = m.next();
+        }
+        assert_eq!(m, WriteMode::default());
+        assert_eq!(seen, ["longwriter", "longwriter-chat", "chat", "nothink", "longwriter-primed", "agentwrite"]);
+    }
+
+    #[test]
+    fn config_values_round_trip_and_unknown_ones_are_named() {
+        let m: WriteMode = serde_json::from_str("\"agentwrite\"").unwrap();
+        assert_eq!(m, WriteMode::AgentWrite);
+        assert_eq!(serde_json::to_string(&WriteMode::Template(TemplateMode::LongwriterPrimed)).unwrap(), "\"longwriter-primed\"");
+        let e = serde_json::from_str::<WriteMode>("\"agent-write\"").unwrap_err().to_string();
+        assert!(e.contains("unknown template `agent-write`") && e.contains("agentwrite"), "{e}");
+    }
+
+    #[test]
+    fn only_single_prompts_carry_a_templates_stops() {
+        let agent = WriteMode::AgentWrite.strategy(AgentSpec { target_words: Some(900), ..Default::default() });
+        assert!(matches!(&agent, Strategy::AgentWrite(s) if s.target_words == Some(900)));
+        assert!(agent.generate_request(SamplerConfig::default(), 10).stop_strings.is_empty());
+        let single = WriteMode::Template(TemplateMode::Longwriter).strategy(AgentSpec::default());
+        assert_eq!(single, Strategy::Single(TemplateMode::Longwriter));
+        assert!(single.generate_request(SamplerConfig::default(), 10).stop_strings.contains(&"</answer>".to_string()));
+    }
+}
