@@ -269,6 +269,21 @@ fn the_attention_memory_bound_rejects_a_long_sequence_and_passes_the_demo() {
     if cfg!(target_os = "linux") {
         assert!(available_memory().is_some_and(|m| m > 0));
     }
+    // What the trainer checks: with fused attention (f32 on the CPU) no maps are kept, so
+    // the long rollout fits in 2 GB (its logits are 3,073 × 49,152 floats, 0.6 GB); with the
+    // composed ops it needs the maps too, and checkpointing is the advice.
+    let cfg = longwriter::nn::dense::DenseConfig::parse(
+        r#"{"model_type":"llama","vocab_size":49152,"hidden_size":576,"intermediate_size":1536,"num_hidden_layers":30,"num_attention_heads":9,"num_key_value_heads":3}"#,
+        std::path::Path::new("config.json"),
+    )
+    .unwrap();
+    let optim = longwriter::rl::job::JobSpec::default().optim;
+    let check = longwriter::rl::grpo::check_memory;
+    assert_eq!(check(&cfg, &[r(200, 3073, 7)], &optim, true, 2_000_000_000), Ok(()));
+    let e = check(&cfg, &[r(200, 3073, 7)], &optim, false, 2_000_000_000).unwrap_err();
+    assert!(e.contains("attention maps and logits alone") && e.contains("gradient_checkpointing = true"), "{e}");
+    let e = check(&cfg, &[r(200, 3073, 7)], &optim, true, 500_000_000).unwrap_err();
+    assert!(e.contains("needs at least 0.6 GB for its logits alone") && !e.contains("gradient_checkpointing"), "{e}");
 }
 
 #[test]

@@ -161,6 +161,15 @@ fn dispatch(cli: Cli, cfg: &Settings) -> anyhow::Result<()> {
         // candle's CPU kernels size their pools from this variable.
         std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
     }
+    let trains = matches!(&cli.command, Some(Command::Train(_))) || matches!(&cli.command, Some(Command::Bench(a)) if a.train);
+    if trains && std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        // The loss pass alternates candle's element-wise ops (run on candle's own spinning
+        // pool) with GEMMs (on rayon's): a worker spinning 25,000 rounds after each op took
+        // a core from the next GEMM (10% of the loss pass's samples on 2 cores), and 1,000
+        // rounds made the pass about 10% faster (docs/training.md). Set before any thread
+        // starts, like the variable above.
+        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "1000");
+    }
     let device = cli.device.clone().or_else(|| cfg.device.clone()).unwrap_or_else(|| "cpu".into());
     // `longwriter -m X <command>`: the model reaches every command that writes with one,
     // and is refused where none applies, never silently ignored.

@@ -540,12 +540,17 @@ impl DenseModel {
             Some((pk, pv)) => (Tensor::cat(&[pk, &k], 1)?, Tensor::cat(&[pv, &v], 1)?),
             None => (k.clone(), v.clone()),
         };
-        // Grouped-query attention: each K/V head serves nh/nkv query heads.
-        let rep = nh / nkv;
-        let q = q.reshape((nkv, rep * s, hd))?;
-        let scores = (q.matmul(&ka.t()?)? / (hd as f64).sqrt())?.reshape((nkv, rep, s, t))?;
-        let probs = candle_nn::ops::softmax(&scores.broadcast_add(&pass.mask)?, D::Minus1)?;
-        let att = probs.reshape((nkv, rep * s, t))?.matmul(&va)?.reshape((nh, s, hd))?;
+        // Grouped-query attention: each K/V head serves nh/nkv query heads. On the CPU one
+        // fused op that keeps no n² maps (`nn::attention`); elsewhere candle's ops.
+        let att = if super::attention::fused_applies(&q) {
+            super::attention::causal_attention(&q, &ka, &va)?
+        } else {
+            let rep = nh / nkv;
+            let q = q.reshape((nkv, rep * s, hd))?;
+            let scores = (q.matmul(&ka.t()?)? / (hd as f64).sqrt())?.reshape((nkv, rep, s, t))?;
+            let probs = candle_nn::ops::softmax(&scores.broadcast_add(&pass.mask)?, D::Minus1)?;
+            probs.reshape((nkv, rep * s, t))?.matmul(&va)?.reshape((nh, s, hd))?
+        };
         let att = att.transpose(0, 1)?.reshape((s, nh * hd))?;
         let x = (x + b.o.forward(&att)?)?;
         let h = rms_norm(&x, &b.ffn_norm, eps)?;

@@ -1,6 +1,9 @@
-//! Gradient checkpointing for the loss pass. A long rollout's backward graph holds every
-//! layer's attention maps at once (layers × heads × length² floats: about 57 GB for one
-//! 3,000-token rollout of SmolLM2-135M), so long-form jobs cannot train without it.
+//! Gradient checkpointing for the loss pass. With candle's attention ops (on a GPU), a long
+//! rollout's backward graph holds every layer's attention maps at once (layers × heads ×
+//! length² floats: about 57 GB for one 3,000-token rollout of SmolLM2-135M), so long-form
+//! jobs cannot train there without it. On the CPU the fused attention (`nn::attention`)
+//! keeps no maps, and checkpointing only trades a second forward for holding one block's
+//! activations at a time.
 //!
 //! The forward pass runs without a graph and keeps only each block's input. The loss is
 //! then taken on the last block's output, and the gradient walks back one block at a

@@ -97,6 +97,12 @@ pub fn require_tokens(prompt: &[u32], mut completion_lens: impl Iterator<Item = 
 /// distribution sampled at `temperature` (with gradient), and the entropy of that
 /// distribution at each position (without). Greedy rollouts (T = 0) are scored at T = 1.
 pub fn token_logprobs(logits: &Tensor, completion: &[u32], temperature: f64) -> Result<(Tensor, Tensor), RlError> {
+    use crate::nn::logprob::{fused_applies, token_logprobs_fused};
+    if fused_applies(logits) {
+        let t = if temperature > 0.0 { temperature } else { 1.0 };
+        let both = token_logprobs_fused(logits, completion, t)?;
+        return Ok((both.narrow(1, 0, 1)?.squeeze(1)?, both.narrow(1, 1, 1)?.squeeze(1)?.detach()));
+    }
     let scaled = if temperature > 0.0 && temperature != 1.0 { (logits / temperature)? } else { logits.clone() };
     let lsm = candle_nn::ops::log_softmax(&scaled, D::Minus1)?;
     let idx = Tensor::new(completion, logits.device())?.unsqueeze(1)?;
@@ -153,6 +159,31 @@ pub fn loss_pass_flops(cfg: &crate::nn::dense::DenseConfig, micro_batch: &[Rollo
     let attention = 2.0 * 2.0 * nh * hd * layers * context;
     let extra = if checkpointing { 1.0 } else { 0.0 };
     linear * (2.0 + extra) + attention * (3.0 + extra)
+}
+
+/// Bytes the loss pass keeps for the head's backward: every completion row's logits
+/// (n × vocab f32), the input of the fused log-prob op.
+pub fn logits_bytes(vocab: usize, rollouts: &[Rollout]) -> u64 {
+    rollouts.iter().map(|r| (r.completion_ids.len() * vocab * 4) as u64).sum()
+}
+
+/// Refuses a loss pass whose lower bound of kept memory exceeds `avail` bytes: the logits,
+/// and, unless attention is fused (`nn::attention`, f32 on the CPU, which keeps no maps),
+/// the attention maps of the layers whose graphs exist at once.
+pub fn check_memory(cfg: &crate::nn::dense::DenseConfig, rollouts: &[Rollout], optim: &super::job::OptimSpec, fused: bool, avail: u64) -> Result<(), String> {
+    // With checkpointing one block's graph exists at a time.
+    let layers = if optim.gradient_checkpointing { 1 } else { cfg.num_hidden_layers };
+    for mb in rollouts.chunks(optim.micro_batch.max(1)) {
+        let maps = if fused { 0 } else { attention_bytes_lower_bound(layers, cfg.n_head(), mb) };
+        let need = maps + logits_bytes(cfg.vocab_size, mb);
+        if need > avail {
+            let longest = mb.iter().map(|r| r.prompt_ids.len() + r.completion_ids.len()).max().unwrap_or(0);
+            let what = if maps > 0 { "for its attention maps and logits alone" } else { "for its logits alone" };
+            let hint = if optim.gradient_checkpointing || fused { "Lower rollout.max_new_tokens or optim.micro_batch" } else { "Set optim.gradient_checkpointing = true, or lower rollout.max_new_tokens or optim.micro_batch" };
+            return Err(format!("the loss pass over sequences of up to {longest} tokens needs at least {:.1} GB {what}, and {:.1} GB are available. {hint}", need as f64 / 1e9, avail as f64 / 1e9));
+        }
+    }
+    Ok(())
 }
 
 /// The memory the system can still give (Linux `MemAvailable`), in bytes.

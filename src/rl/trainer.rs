@@ -135,6 +135,7 @@ impl Trainer {
     /// directory), trained on `device`. With `resume`, continues from the newest complete
     /// checkpoint in `dir`.
     pub fn new(job: JobSpec, base: &Path, dir: &Path, resume: bool, device: &Device) -> Result<Self, RlError> {
+        super::keep_freed_memory();
         Self::open(job, base, dir, if resume { Open::Resume } else { Open::Fresh }, device)
     }
 
@@ -416,21 +417,8 @@ impl Trainer {
         // a clear error instead. The checkpoints written so far are untouched. (On a GPU a
         // failed allocation is already an error, and system memory is not what runs out.)
         if let Some(avail) = super::grpo::available_memory().filter(|_| self.device.is_cpu()) {
-            let cfg = &self.dense.cfg;
-            // With checkpointing one block's graph exists at a time.
-            let layers = if job.optim.gradient_checkpointing { 1 } else { cfg.num_hidden_layers };
-            for mb in active.chunks(job.optim.micro_batch) {
-                let need = super::grpo::attention_bytes_lower_bound(layers, cfg.n_head(), mb);
-                if need > avail {
-                    let longest = mb.iter().map(|r| r.prompt_ids.len() + r.completion_ids.len()).max().unwrap_or(0);
-                    return Err(RlError::Config(format!(
-                        "step {k}: the loss pass over sequences of up to {longest} tokens needs at least {:.1} GB for its attention maps alone, and {:.1} GB are available. {}; `train --resume` continues from the last checkpoint",
-                        need as f64 / 1e9,
-                        avail as f64 / 1e9,
-                        if job.optim.gradient_checkpointing { "Lower rollout.max_new_tokens or optim.micro_batch" } else { "Set optim.gradient_checkpointing = true, or lower rollout.max_new_tokens or optim.micro_batch" }
-                    )));
-                }
-            }
+            let fused = self.dense.dtype() == candle_core::DType::F32;
+            super::grpo::check_memory(&self.dense.cfg, &active, &job.optim, fused, avail).map_err(|e| RlError::Config(format!("step {k}: {e}; `train --resume` continues from the last checkpoint")))?;
         }
         let flops: f64 = active.chunks(job.optim.micro_batch).map(|mb| super::grpo::loss_pass_flops(&self.dense.cfg, mb, job.optim.gradient_checkpointing)).sum::<f64>() * mu as f64;
         let mut grad_norm = 0.0;
@@ -492,9 +480,9 @@ impl Trainer {
             "step_time/rollout": t_rollout,
             "step_time/reward": t_reward,
             "step_time/loss": t_loss,
-            // The loss passes' useful work (see `grpo::loss_pass_flops`) and its rate.
+            "tokens_per_second/loss": if t_loss > 0.0 { total_tokens as f64 / t_loss } else { 0.0 },
+            // The loss passes' useful work (see `grpo::loss_pass_flops`).
             "loss_pass/gflop": flops / 1e9,
-            "loss_pass/gflop_per_s": if t_loss > 0.0 { flops / 1e9 / t_loss } else { 0.0 },
             "tokens_per_second/rollout": if t_rollout > 0.0 { gen_tokens / t_rollout } else { 0.0 },
         });
         if !all_len.is_empty() {

@@ -42,7 +42,7 @@ pub fn run(a: &super::BenchArgs, device: &str) -> Result<()> {
         let row = serde_json::json!({
             "step": m["step"], "step_time": f("step_time"), "rollout": f("step_time/rollout"), "reward": f("step_time/reward"),
             "loss": f("step_time/loss"), "completion_tokens": f("num_tokens"), "rollout_tok_s": f("tokens_per_second/rollout"),
-            "loss_tok_s": f("num_tokens") / f("step_time/loss"), "loss_gflop_s": f("loss_pass/gflop_per_s"),
+            "loss_tok_s": f("tokens_per_second/loss"), "loss_gflop_s": f("loss_pass/gflop") / f("step_time/loss"),
             // Every group's rewards were equal: all advantages are 0 and (β = 0) the trainer
             // skips the loss passes, so this step did less work than a trainer that does not.
             "loss_skipped": f("frac_reward_zero_std") >= 1.0,
@@ -87,16 +87,17 @@ pub fn run(a: &super::BenchArgs, device: &str) -> Result<()> {
 }
 
 /// The f32 GEMM rate of this machine through the matmul the loss pass itself uses
-/// (candle's CPU matmul, all threads), at the loss pass's shapes for SmolLM2: the best of
-/// several repetitions of the best shape, in GFLOP/s, and that shape.
+/// (candle's CPU matmul, all threads), at the loss pass's shapes for SmolLM2 and a larger
+/// square one: the best of many repetitions of the best shape, in GFLOP/s, and that shape.
+/// The best, not the mean, since anything else running only lowers it.
 fn gemm_peak() -> Result<(f64, String)> {
     use candle_core::{Device, Tensor};
     let mut best = (0.0f64, String::new());
-    for (m, k, n) in [(512, 576, 1536), (512, 1536, 576), (512, 576, 576), (256, 576, 8192)] {
+    for (m, k, n) in [(512, 576, 1536), (512, 1536, 576), (1024, 576, 576), (256, 576, 8192), (1024, 1024, 1024)] {
         let a = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu)?;
         let b = Tensor::randn(0f32, 1.0, (k, n), &Device::Cpu)?;
         a.matmul(&b)?;
-        for _ in 0..8 {
+        for _ in 0..20 {
             let t = std::time::Instant::now();
             let c = a.matmul(&b)?;
             let secs = t.elapsed().as_secs_f64();
