@@ -134,10 +134,10 @@ pub fn attention_bytes_lower_bound(layers: usize, heads: usize, rollouts: &[Roll
 /// figures: 2 FLOPs per multiply-add of every frozen matrix (layers, and the LM head on the
 /// completion rows), plus causal attention (QKᵀ and PV over the context each position
 /// sees). Backward costs one forward again for the frozen matrices (input gradients only)
-/// and two for attention (both operands are activations); gradient checkpointing adds a
-/// forward. LoRA's small matrices and the element-wise ops are left out, so this is what a
-/// pass must do, never more.
-pub fn loss_pass_flops(cfg: &crate::nn::dense::DenseConfig, micro_batch: &[Rollout], checkpointing: bool) -> f64 {
+/// and two for attention (both operands are activations). Work that is done again (the
+/// recomputed forward of gradient checkpointing) is not counted, nor LoRA's small matrices
+/// or the element-wise ops: this is what a pass must do, never more (MFU, not HFU).
+pub fn loss_pass_flops(cfg: &crate::nn::dense::DenseConfig, micro_batch: &[Rollout]) -> f64 {
     let (h, hd) = (cfg.hidden_size as f64, cfg.head_dim() as f64);
     let (nh, nkv) = (cfg.n_head() as f64, cfg.n_kv_head() as f64);
     let per_layer = h * nh * hd * 2.0 + h * nkv * hd * 2.0 + h * cfg.intermediate_size as f64 * 3.0;
@@ -157,8 +157,7 @@ pub fn loss_pass_flops(cfg: &crate::nn::dense::DenseConfig, micro_batch: &[Rollo
     }
     let linear = 2.0 * (per_layer * layers * layer_tokens + h * cfg.vocab_size as f64 * head_rows);
     let attention = 2.0 * 2.0 * nh * hd * layers * context;
-    let extra = if checkpointing { 1.0 } else { 0.0 };
-    linear * (2.0 + extra) + attention * (3.0 + extra)
+    linear * 2.0 + attention * 3.0
 }
 
 /// Bytes the loss pass keeps for the head's backward: every completion row's logits
@@ -279,13 +278,12 @@ mod tests {
         let one = [r(vec![1], vec![2, 3])];
         let linear = 2.0 * (3_538_944.0 * 30.0 * 2.0 + 576.0 * 49_152.0 * 2.0);
         let attention = 4.0 * 9.0 * 64.0 * 30.0 * 3.0;
-        assert_eq!(loss_pass_flops(&cfg, &one, false), 2.0 * linear + 3.0 * attention);
-        assert_eq!(loss_pass_flops(&cfg, &one, true), 3.0 * linear + 4.0 * attention);
+        assert_eq!(loss_pass_flops(&cfg, &one), 2.0 * linear + 3.0 * attention);
         // Two completions of one prompt pay for the prompt once; two prompts pay twice.
         let shared = [r(vec![1, 1, 1], vec![2, 3]), r(vec![1, 1, 1], vec![4, 5])];
         let apart = [r(vec![1, 1, 1], vec![2, 3]), r(vec![7, 7, 7], vec![4, 5])];
-        assert!(loss_pass_flops(&cfg, &shared, false) < loss_pass_flops(&cfg, &apart, false));
-        let per_token = loss_pass_flops(&cfg, &[r(vec![1], vec![2; 101])], false) / 101.0;
+        assert!(loss_pass_flops(&cfg, &shared) < loss_pass_flops(&cfg, &apart));
+        let per_token = loss_pass_flops(&cfg, &[r(vec![1], vec![2; 101])]) / 101.0;
         assert!((0.53e9..0.56e9).contains(&per_token), "{per_token}");
     }
 

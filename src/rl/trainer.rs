@@ -420,7 +420,7 @@ impl Trainer {
             let fused = self.dense.dtype() == candle_core::DType::F32;
             super::grpo::check_memory(&self.dense.cfg, &active, &job.optim, fused, avail).map_err(|e| RlError::Config(format!("step {k}: {e}; `train --resume` continues from the last checkpoint")))?;
         }
-        let flops: f64 = active.chunks(job.optim.micro_batch).map(|mb| super::grpo::loss_pass_flops(&self.dense.cfg, mb, job.optim.gradient_checkpointing)).sum::<f64>() * mu as f64;
+        let flops: f64 = active.chunks(job.optim.micro_batch).map(|mb| super::grpo::loss_pass_flops(&self.dense.cfg, mb)).sum::<f64>() * mu as f64;
         let mut grad_norm = 0.0;
         for it in 0..mu {
             let mut grads: Vec<candle_core::Tensor> = vars.iter().map(|v| v.as_tensor().zeros_like()).collect::<Result<_, _>>()?;
