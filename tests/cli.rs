@@ -72,6 +72,20 @@ fn malformed_user_models_toml() {
     assert_clean_failure(&e.run(&["models", "list"]), "invalid models.toml");
 }
 
+/// LONGWRITER_CPU_ISA forces a slower kernel path; a name that is none, or a path this
+/// CPU lacks, is an error before any work, never a silent fallback.
+#[test]
+fn a_bad_kernel_path_request_is_refused() {
+    let e = Env::new();
+    let isa = |v: &str| e.run_with(&["models", "list"], &[("LONGWRITER_CPU_ISA", v.to_string())]);
+    assert_clean_failure(&isa("sse9"), "LONGWRITER_CPU_ISA=sse9 names no kernel path (scalar, avx2, avx512-vnni)");
+    assert!(isa("scalar").status.success());
+    #[cfg(target_arch = "x86_64")]
+    if !std::arch::is_x86_feature_detected!("avx512vnni") {
+        assert_clean_failure(&isa("avx512-vnni"), "this CPU's best kernel path is");
+    }
+}
+
 #[test]
 fn empty_prompt() {
     let e = Env::new();

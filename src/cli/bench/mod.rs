@@ -124,6 +124,7 @@ pub fn run(a: BenchArgs, device: &str) -> Result<()> {
             "model": choice.entry.name,
             "threads": threads,
             "cpu": cpu_description(),
+            "kernels": crate::engine::cpu::kernels::simd().label(),
             "prompt_tokens": a.prompt_tokens,
             "gen_tokens": a.gen_tokens,
             "longwriter": ours,
@@ -137,7 +138,7 @@ pub fn run(a: BenchArgs, device: &str) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!("model {} | {threads} threads | pp{} tg{} | {} reps | {}", choice.entry.name, a.prompt_tokens, a.gen_tokens, a.reps, backend);
-        println!("{}", cpu_description());
+        println!("{} · longwriter kernels: {}", cpu_description(), crate::engine::cpu::kernels::simd().label());
         println!("longwriter  prefill {:8.1} tok/s  decode {:8.1} tok/s  peak RSS {:.0} MB", ours.prefill_tok_s, ours.decode_tok_s, rss);
         if let Some(r) = reference {
             println!("llama.cpp   prefill {:8.1} tok/s  decode {:8.1} tok/s", r.prefill_tok_s, r.decode_tok_s);

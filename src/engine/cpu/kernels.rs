@@ -124,29 +124,63 @@ pub enum Simd {
     Vnni,
 }
 
-pub fn simd() -> Simd {
+impl Simd {
+    pub fn label(self) -> &'static str {
+        match self {
+            Simd::Scalar => "scalar",
+            Simd::Avx2 => "avx2",
+            Simd::Vnni => "avx512-vnni",
+        }
+    }
+}
+
+/// The best path this CPU has.
+fn best() -> Simd {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::sync::OnceLock;
-        static S: OnceLock<Simd> = OnceLock::new();
-        *S.get_or_init(|| {
-            if std::env::var_os("LONGWRITER_NO_SIMD").is_some() {
-                return Simd::Scalar;
-            }
-            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
-            if avx2 && is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
-                Simd::Vnni
-            } else if avx2 {
-                Simd::Avx2
-            } else {
-                Simd::Scalar
-            }
-        })
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
+        if avx2 && is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
+            Simd::Vnni
+        } else if avx2 {
+            Simd::Avx2
+        } else {
+            Simd::Scalar
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
         Simd::Scalar
     }
+}
+
+/// The path `request` names (`LONGWRITER_CPU_ISA`: scalar, avx2 or avx512-vnni), given the
+/// best one the CPU has: a slower path may be forced (to measure an AVX2-only machine's
+/// kernels on an AVX-512 one), a faster one is refused.
+pub fn choose(request: Option<&str>, best: Simd) -> Result<Simd, String> {
+    let Some(r) = request.map(str::trim).filter(|r| !r.is_empty()) else { return Ok(best) };
+    let want = [Simd::Scalar, Simd::Avx2, Simd::Vnni].into_iter().find(|s| s.label() == r.to_ascii_lowercase()).ok_or_else(|| format!("LONGWRITER_CPU_ISA={r} names no kernel path (scalar, avx2, avx512-vnni)"))?;
+    let rank = |s: Simd| [Simd::Scalar, Simd::Avx2, Simd::Vnni].iter().position(|x| *x == s);
+    if rank(want) > rank(best) {
+        return Err(format!("LONGWRITER_CPU_ISA={r}: this CPU's best kernel path is {}", best.label()));
+    }
+    Ok(want)
+}
+
+/// The path the environment asks for: `LONGWRITER_CPU_ISA`, or scalar with
+/// `LONGWRITER_NO_SIMD`, else the best. The CLI checks it first and reports a bad value.
+pub fn requested() -> Result<Simd, String> {
+    if std::env::var_os("LONGWRITER_NO_SIMD").is_some() {
+        return Ok(Simd::Scalar);
+    }
+    choose(std::env::var("LONGWRITER_CPU_ISA").ok().as_deref(), best())
+}
+
+/// The path the kernels take (decided once; a bad request falls back to the best path,
+/// after the CLI has refused it).
+pub fn simd() -> Simd {
+    use std::sync::OnceLock;
+    static S: OnceLock<Simd> = OnceLock::new();
+    *S.get_or_init(|| requested().unwrap_or_else(|_| best()))
 }
 
 /// Whether a SIMD path exists (the fast decoder is only worth it with one).
@@ -309,6 +343,16 @@ mod tests {
                 assert!((exact - scalar).abs() <= 0.02 * scale.max(1e-3), "{t:?}: exact {exact} vs {scalar}");
             }
         }
+    }
+
+    #[test]
+    fn a_slower_kernel_path_may_be_forced_and_a_faster_one_is_refused() {
+        assert_eq!(choose(None, Simd::Vnni), Ok(Simd::Vnni));
+        assert_eq!(choose(Some("avx2"), Simd::Vnni), Ok(Simd::Avx2));
+        assert_eq!(choose(Some(" AVX2 "), Simd::Avx2), Ok(Simd::Avx2));
+        assert_eq!(choose(Some("scalar"), Simd::Avx2), Ok(Simd::Scalar));
+        assert!(choose(Some("avx512-vnni"), Simd::Avx2).unwrap_err().contains("best kernel path is avx2"));
+        assert!(choose(Some("sse"), Simd::Vnni).unwrap_err().contains("names no kernel path"));
     }
 
     #[test]
