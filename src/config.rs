@@ -69,7 +69,7 @@ pub const TEMPLATE: &str = r#"# longwriter settings. Flags and environment varia
 # top_k = 0                    # 0 = off
 # repetition_penalty = 1.0
 # max_tokens = 4096
-# seed = 299792458
+# seed = 299792458           # fixes every draft's seed; unset: a fresh seed per draft
 "#;
 
 impl Settings {

@@ -360,6 +360,30 @@ fn config_toml_sets_defaults_that_flags_override_and_a_broken_one_stops_with_its
     assert_eq!((v["template"].as_str(), v["stats"]["generated_tokens"].as_u64()), (Some("nothink"), Some(5)));
 }
 
+/// Without a seed each `write` draws a fresh one and reports it; the reported seed gives
+/// the same text again; `seed` in config.toml fixes it.
+#[test]
+fn each_write_takes_a_fresh_seed_that_reproduces_its_text() {
+    let e = Env::new();
+    let model = common::default_model_path();
+    let m = model.to_str().unwrap();
+    let write = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["write", "--model", m, "--template", "chat", "--temperature", "1.0", "--max-tokens", "12", "--json"];
+        args.extend_from_slice(extra);
+        args.push("Write a short poem about rain.");
+        let o = e.run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let (a, b) = (write(&[]), write(&[]));
+    assert_ne!(a["seed"], b["seed"], "two runs drew the same seed");
+    let again = write(&["--seed", &a["seed"].as_u64().unwrap().to_string()]);
+    assert_eq!((&again["seed"], &again["answer"], &again["think"]), (&a["seed"], &a["answer"], &a["think"]));
+    std::fs::write(e.path("config/config.toml"), "[sampling]\nseed = 42\n").unwrap();
+    assert_eq!(write(&[])["seed"], 42);
+    assert!(String::from_utf8_lossy(&e.run(&["config", "show"]).stdout).contains("sampling.seed          42  (config.toml)"));
+}
+
 #[test]
 fn import_brings_an_export_back_and_refuses_broken_files_without_touching_the_database() {
     let e = Env::new();

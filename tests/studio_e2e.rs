@@ -62,11 +62,12 @@ fn draft_words(screen: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// The studio on the default registry model (fetched into the user cache dir once).
+/// The studio on the default registry model (fetched into the user cache dir once), with
+/// a given seed, so each test's drafts are the same on every run.
 fn studio_cmd(dir: &std::path::Path, extra: &str) -> String {
     common::default_model_path();
     format!(
-        "exec env LONGWRITER_DATA_DIR={d}/data LONGWRITER_CONFIG_DIR={d}/config EDITOR={d}/editor.sh {bin} --model smollm2-135m --template chat --max-tokens 2000 {extra}",
+        "exec env LONGWRITER_DATA_DIR={d}/data LONGWRITER_CONFIG_DIR={d}/config EDITOR={d}/editor.sh {bin} --model smollm2-135m --template chat --max-tokens 2000 --seed 299792458 {extra}",
         d = dir.display(),
         bin = env!("CARGO_BIN_EXE_longwriter"),
     )
@@ -208,7 +209,7 @@ fn a_real_llama_server_streams_into_the_studio_and_its_death_keeps_the_draft() {
     std::fs::create_dir_all(dir.path().join("config")).unwrap();
     std::fs::write(dir.path().join("config/models.toml"), server.registry("lcpp", None)).unwrap();
     let cmd = format!(
-        "exec env LONGWRITER_DATA_DIR={d}/data LONGWRITER_CONFIG_DIR={d}/config {bin} --model lcpp --template longwriter-primed --max-tokens 3000",
+        "exec env LONGWRITER_DATA_DIR={d}/data LONGWRITER_CONFIG_DIR={d}/config {bin} --model lcpp --template longwriter-primed --max-tokens 3000 --seed 299792458",
         d = dir.path().display(),
         bin = env!("CARGO_BIN_EXE_longwriter"),
     );

@@ -522,3 +522,33 @@ fn the_component_on_top_owns_the_keys() {
     a.update(key(KeyCode::Esc));
     assert!(a.runs.is_none() && a.key_owner().is_none());
 }
+
+/// Without a given seed each draft (F5) takes a new one, shown in the status bar and saved
+/// with the session; Ctrl+N continues with the same seed; a given seed is kept.
+#[test]
+fn each_draft_takes_a_fresh_seed_unless_one_was_given() {
+    let seed_of = |e: Effect| match e {
+        Effect::Start { sampler, .. } => sampler.seed,
+        other => panic!("{other:?}"),
+    };
+    let mut a = app();
+    a.fresh_seed = true;
+    type_text(&mut a, "Write a 300-word story.");
+    let first = seed_of(a.update(key(KeyCode::F(5))));
+    assert!(render(&a, 140, 24).contains(&format!("seed {first}")));
+    a.update(Action::Engine(Event::Answer("Once.".into())));
+    a.update(Action::Engine(Event::Done(stats(StopReason::Eos))));
+    assert_eq!(a.snapshot().settings["sampling"]["seed"], first, "the session keeps the draft's seed");
+    let cont = seed_of(a.update(Action::Key(KeyEvent::new(KeyCode::Char('n'), KeyModifiers::CONTROL))));
+    assert_eq!(cont, first, "continuing a draft keeps its seed");
+    a.update(Action::Engine(Event::Done(stats(StopReason::Eos))));
+    let second = seed_of(a.update(key(KeyCode::F(5))));
+    assert_ne!(second, first);
+    a.update(Action::Engine(Event::Done(stats(StopReason::Eos))));
+    // A given seed (--seed, or `seed` in config.toml): every draft uses it.
+    a.fresh_seed = false;
+    let fixed = a.sampler.seed;
+    assert_eq!(seed_of(a.update(key(KeyCode::F(5)))), fixed);
+    a.update(Action::Engine(Event::Done(stats(StopReason::Eos))));
+    assert_eq!(seed_of(a.update(key(KeyCode::F(5)))), fixed);
+}

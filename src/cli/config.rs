@@ -79,7 +79,7 @@ fn show(cli: &Cli, path: &std::path::Path) -> Result<()> {
         ("top_k", pick(&[(file, s.top_k.map(|v| v.to_string())), (&reg, d.top_k.map(|v| v.to_string()))], &base.top_k.to_string())),
         ("repetition_penalty", pick(&[(file, s.repetition_penalty.map(|v| v.to_string())), (&reg, d.repetition_penalty.map(|v| v.to_string()))], &base.repetition_penalty.to_string())),
         ("max_tokens", pick(&[(flag, cli.max_tokens.map(|v| v.to_string())), (file, s.max_tokens.map(|v| v.to_string())), (&reg, d.max_tokens.map(|v| v.to_string()))], "2048")),
-        ("seed", pick(&[(file, s.seed.map(|v| v.to_string()))], &base.seed.to_string())),
+        ("seed", pick(&[(flag, cli.seed.map(|v| v.to_string())), (file, s.seed.map(|v| v.to_string()))], "a fresh one for each draft")),
     ];
     for (k, v) in sampling {
         println!("sampling.{k:<13} {v}");

@@ -42,6 +42,11 @@ pub struct Cli {
     /// Studio: maximum new tokens per generation (default: the model's registry setting).
     #[arg(long)]
     pub max_tokens: Option<usize>,
+    /// Studio: the seed of every draft, so drafts can be reproduced [default: a fresh seed
+    /// for each draft (F5), shown in the status bar and saved with the session; or `seed`
+    /// in config.toml].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Studio: reopen a saved session (see `longwriter sessions list`).
     #[arg(long)]
     pub session: Option<i64>,
@@ -67,7 +72,9 @@ pub struct Cli {
 
 fn studio(cli: &Cli, cfg: &Settings, device: String) -> anyhow::Result<()> {
     let entry = resolve_model(cli.model.as_deref().or(cfg.model.as_deref()))?;
-    let sampler = cfg.sampler(&crate::engine::SamplerConfig::from_defaults(&entry.sampling));
+    let mut sampler = cfg.sampler(&crate::engine::SamplerConfig::from_defaults(&entry.sampling));
+    let fixed_seed = cli.seed.or(cfg.sampling.seed);
+    sampler.seed = fixed_seed.unwrap_or_else(rand::random);
     let max_tokens = cli.max_tokens.or(cfg.sampling.max_tokens).or(entry.sampling.max_tokens).unwrap_or(2048);
     let train_job = cli.train_job.clone().or_else(|| cfg.train_job.clone()).unwrap_or_else(|| "examples/jobs/short-format-length.toml".into());
     crate::studio::run(crate::studio::StudioOptions {
@@ -83,6 +90,7 @@ fn studio(cli: &Cli, cfg: &Settings, device: String) -> anyhow::Result<()> {
         api_model: cli.server.api_model.clone(),
         api_key: cli.server.api_key.clone(),
         train_job: Some(train_job),
+        fresh_seed: fixed_seed.is_none(),
     })
 }
 

@@ -39,7 +39,9 @@ pub struct WriteArgs {
     /// Maximum new tokens (default: the model's registry setting).
     #[arg(long)]
     pub max_tokens: Option<usize>,
-    /// Random seed; the same seed gives the same text [default: 299792458, or config.toml].
+    /// Random seed; the same seed gives the same text [default: a fresh seed for each run,
+    /// printed with the stats (and in --json) so the text can be reproduced; or `seed` in
+    /// config.toml].
     #[arg(long)]
     pub seed: Option<u64>,
     /// Also write the answer to this markdown file.
@@ -78,9 +80,10 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
         top_p: a.top_p.unwrap_or(base.top_p),
         top_k: a.top_k.unwrap_or(base.top_k),
         repetition_penalty: a.repetition_penalty.unwrap_or(base.repetition_penalty),
-        seed: a.seed.unwrap_or(base.seed),
+        seed: a.seed.or(cfg.sampling.seed).unwrap_or_else(rand::random),
         ..base
     };
+    let seed = sampler.seed;
     let agent = AgentSpec {
         target_words: a.target_words.or_else(|| crate::reward::extract_target(&prompt).map(|t| (t.lo + t.hi) / 2)),
         context_limit: a.context,
@@ -164,6 +167,7 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
         let v = serde_json::json!({
             "model": entry.name,
             "template": template.label(),
+            "seed": seed,
             "think": think,
             "answer": answer,
             "words": words,
@@ -177,7 +181,7 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
     } else {
         println!();
         // The stop reason can quote a server's error message.
-        eprintln!("{}", crate::text::strip_controls(&stats_line(&stats, words, template)));
+        eprintln!("{}", crate::text::strip_controls(&stats_line(&stats, words, template, seed)));
     }
     Ok(())
 }
@@ -209,7 +213,7 @@ fn dim(text: &str) -> String {
 }
 
 /// The closing stats line of `write`.
-pub fn stats_line(s: &Stats, words: usize, mode: WriteMode) -> String {
+pub fn stats_line(s: &Stats, words: usize, mode: WriteMode, seed: u64) -> String {
     let format = if !mode.expects_think() && mode != WriteMode::Template(TemplateMode::Nothink) {
         // The chat template and AgentWrite's prompts ask for no tags.
         format!("n/a ({})", mode.label())
@@ -219,7 +223,7 @@ pub fn stats_line(s: &Stats, words: usize, mode: WriteMode) -> String {
         s.format.violations.iter().map(|v| v.describe()).collect::<Vec<_>>().join(", ")
     };
     format!(
-        "[{} words | {} prompt + {} generated tokens | prefill {:.1} tok/s | decode {:.1} tok/s | stopped: {} | format {}]",
+        "[{} words | {} prompt + {} generated tokens | prefill {:.1} tok/s | decode {:.1} tok/s | stopped: {} | format {} | seed {seed}]",
         words,
         s.prompt_tokens,
         s.generated_tokens,

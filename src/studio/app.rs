@@ -64,6 +64,9 @@ pub struct App {
     pub train_job: Option<std::path::PathBuf>,
     /// The plan and progress of an AgentWrite run.
     pub agent: super::agent::AgentView,
+    /// Each new draft (F5) takes the next seed; off when a seed was given, so every draft
+    /// uses it. The seed in use shows in the status bar and is saved with the session.
+    pub fresh_seed: bool,
 }
 
 impl App {
@@ -109,6 +112,7 @@ impl App {
             job: None,
             train_job: None,
             agent: Default::default(),
+            fresh_seed: false,
         }
     }
 
@@ -189,7 +193,13 @@ impl App {
                 self.sampler.seed = self.sampler.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 self.start()
             }
-            Action::Generate => self.start(),
+            Action::Generate => {
+                if self.fresh_seed && !self.generating() && !matches!(self.phase, Phase::Loading(_)) {
+                    // Drafts of one studio differ; so do those of a studio started with another seed.
+                    self.sampler.seed = crate::engine::derive_seed(self.sampler.seed, &[0x4635]);
+                }
+                self.start()
+            }
             Action::Continue => self.continue_draft(),
             Action::ScoreQuality => self.request_quality(),
             a @ (Action::ToggleTrain

@@ -58,6 +58,8 @@ pub struct StudioOptions {
     pub api_key: Option<String>,
     /// The job file the Train tab starts.
     pub train_job: Option<std::path::PathBuf>,
+    /// A fresh seed for each draft (no seed was given).
+    pub fresh_seed: bool,
 }
 
 type SharedScorer = Arc<std::sync::Mutex<Option<Arc<dyn crate::reward::quality::QualityScorer>>>>;
@@ -185,6 +187,7 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<Option<i32>> {
     let store = Store::open_default();
     let mut app = App::new(opts.entry.name.clone(), opts.template, opts.sampler.clone(), opts.max_tokens);
     app.auto_quality = true;
+    app.fresh_seed = opts.fresh_seed;
     app.train_job = opts.train_job.clone();
     let mut job_control: Option<crate::rl::trainer::JobControl> = None;
     let mut runs_loaded = std::time::Instant::now();

@@ -269,13 +269,14 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect) {
     };
     let note = app.note.as_ref().map(|n| format!(" │ {n}")).unwrap_or_default();
     let text = format!(
-        " {} │ {} │ {} │ {} tok │ {:.1} tok/s │ {:.1}s{save}{note} │ F1 help ",
+        " {} │ {} │ {} │ {} tok │ {:.1} tok/s │ {:.1}s │ seed {}{save}{note} │ F1 help ",
         app.model,
         app.template.label(),
         state,
         app.tokens,
         app.tok_per_s(),
-        app.elapsed()
+        app.elapsed(),
+        app.sampler.seed,
     );
     f.render_widget(Paragraph::new(text).style(style), area);
 }
