@@ -297,6 +297,8 @@ fn sessions_cli_on_empty_and_damaged_database() {
     let o = e.run(&["sessions", "list"]);
     assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("no sessions"));
     assert_clean_failure(&e.run(&["sessions", "show", "42"]), "no session 42");
+    assert_clean_failure(&e.run(&["sessions", "show", "--last"]), "no sessions yet");
+    assert_eq!(String::from_utf8_lossy(&e.run(&["sessions", "list", "--json"]).stdout).trim(), "[]");
     assert_clean_failure(&e.run(&["export", "42"]), "no session 42");
     std::fs::write(e.path("data/longwriter.db"), vec![b'x'; 8192]).unwrap();
     assert_clean_failure(&e.run(&["sessions", "list"]), "damaged");
@@ -446,6 +448,29 @@ fn imported_escape_sequences_never_reach_the_terminal() {
         assert_inert(&format!("{args:?}"), &o.stdout);
         assert_inert(&format!("{args:?} (stderr)"), &o.stderr);
     }
+    // --json keeps the text exactly, every control escaped, in documented shapes.
+    let json = |args: &[&str]| -> serde_json::Value {
+        let o = e.run(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        assert_inert(&format!("{args:?}"), &o.stdout);
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|err| panic!("{args:?}: {err}"))
+    };
+    for args in [&["sessions", "list", "--json"][..], &["sessions", "search", "tidal", "--json"]] {
+        let rows = json(args);
+        assert_eq!(rows[0]["id"], 1, "{args:?}");
+        assert!(rows[0]["title"].as_str().unwrap().contains("\x1b]0;owned\x07") && rows[0]["words"].as_u64().unwrap() > 0, "{args:?}: {rows}");
+    }
+    for args in [&["sessions", "show", "1", "--json"][..], &["sessions", "show", "--last", "--json"]] {
+        let s = json(args);
+        assert_eq!(s["id"], 1, "{args:?}");
+        assert!(s["draft"].as_str().unwrap().starts_with(HOSTILE) && s["model"] == "m\x1b[31m", "{args:?}: {s}");
+    }
+    assert!(String::from_utf8_lossy(&e.run(&["sessions", "show", "--last"]).stdout).contains("tidal words"));
+    assert!(!e.run(&["sessions", "show", "1", "--last"]).status.success(), "an id and --last conflict");
+    let models = json(&["models", "list", "--json"]);
+    let default: Vec<&serde_json::Value> = models.as_array().unwrap().iter().filter(|m| m["default"] == true).collect();
+    assert_eq!(default.len(), 1);
+    assert!(default[0]["name"].is_string() && ["present", "absent", "remote"].contains(&default[0]["status"].as_str().unwrap()), "{models}");
 }
 
 /// Run names are directory names and job files are anyone's text: `runs list` and `runs

@@ -155,6 +155,23 @@ pub(crate) fn color(stream: &impl std::io::IsTerminal) -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|x| x.is_empty()) && stream.is_terminal()
 }
 
+/// `v` as one line of JSON for stdout. JSON leaves C1 controls and bidi overrides raw, and a
+/// terminal may act on them (U+009B is CSI); text longwriter did not write (titles, drafts,
+/// model descriptions) can hold them, so they are escaped as `\uXXXX`, which any JSON
+/// reader decodes to the same string.
+pub(crate) fn json_line(v: &impl serde::Serialize) -> anyhow::Result<String> {
+    let s = serde_json::to_string(v)?;
+    let risky = |c: char| matches!(c, '\u{80}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    Ok(s.chars().fold(String::with_capacity(s.len()), |mut out, c| {
+        if risky(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+        out
+    }))
+}
+
 /// Whether `flag` (as `--flag VALUE` or `--flag=VALUE`) was typed on the command line,
 /// as opposed to coming from the environment.
 pub(crate) fn given_on_command_line(flag: &str) -> bool {

@@ -6,7 +6,11 @@ use clap::Subcommand;
 #[derive(Subcommand, Debug)]
 pub enum ModelsCmd {
     /// List registry entries and whether each is downloaded.
-    List,
+    List {
+        /// One JSON array: [{name, default, architecture, role, source, size, status, description}].
+        #[arg(long)]
+        json: bool,
+    },
     /// Download a model (default: the default model) and verify its checksum.
     Pull { name: Option<String> },
     /// Re-hash a downloaded model against the registry.
@@ -30,19 +34,31 @@ pub fn run(cmd: ModelsCmd) -> Result<()> {
         })
     };
     match cmd {
-        ModelsCmd::List => {
+        ModelsCmd::List { json: true } => {
+            let rows: Vec<serde_json::Value> = reg
+                .models
+                .iter()
+                .map(|(name, m)| {
+                    serde_json::json!({
+                        "name": name, "default": *name == reg.default, "architecture": m.architecture, "role": m.role,
+                        "source": source_kind(&m.source), "size": m.size, "status": status(m), "description": m.description,
+                    })
+                })
+                .collect();
+            println!("{}", super::json_line(&rows)?);
+        }
+        ModelsCmd::List { json: false } => {
             println!("{:<24} {:<6} {:<10} {:>9} {:>8}  {}", "NAME", "ARCH", "SOURCE", "SIZE", "STATUS", "DESCRIPTION");
             for (name, m) in &reg.models {
-                let src = match &m.source {
-                    Source::Pip { .. } => "pip",
-                    Source::Hf { .. } => "hf",
-                    Source::Local { .. } => "local",
-                    Source::Server { .. } => "server",
-                };
                 let size = m.size.map(|s| format!("{:.1} MB", s as f64 / 1e6)).unwrap_or_else(|| "?".into());
-                let status = if m.format == models::Format::Remote { "remote" } else if models::is_present(m) { "present" } else { "-" };
+                let status = match status(m) {
+                    "absent" => "-",
+                    s => s,
+                };
                 let star = if *name == reg.default { "*" } else { " " };
-                println!("{:<24} {:<6} {:<10} {:>9} {:>8}  {}", format!("{name}{star}"), m.architecture, src, size, status, m.description);
+                // A user's models.toml can hold any text.
+                let clean = crate::text::strip_controls;
+                println!("{:<24} {:<6} {:<10} {:>9} {:>8}  {}", clean(&format!("{name}{star}")), clean(&m.architecture), source_kind(&m.source), size, status, clean(&m.description));
             }
             println!("(* default; user registry: {})", crate::paths::config_dir().join("models.toml").display());
         }
@@ -82,4 +98,24 @@ pub fn run(cmd: ModelsCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn source_kind(s: &Source) -> &'static str {
+    match s {
+        Source::Pip { .. } => "pip",
+        Source::Hf { .. } => "hf",
+        Source::Local { .. } => "local",
+        Source::Server { .. } => "server",
+    }
+}
+
+/// `present`, `absent`, or `remote` (a server: nothing to download).
+fn status(m: &models::ModelEntry) -> &'static str {
+    if m.format == models::Format::Remote {
+        "remote"
+    } else if models::is_present(m) {
+        "present"
+    } else {
+        "absent"
+    }
 }

@@ -7,11 +7,31 @@ use std::path::PathBuf;
 #[derive(Subcommand, Debug)]
 pub enum SessionsCmd {
     /// List sessions, most recent first.
-    List,
+    List {
+        /// One JSON array: [{id, updated, title, model, words}].
+        #[arg(long)]
+        json: bool,
+    },
     /// Full-text search over prompts and drafts.
-    Search { query: Vec<String> },
+    Search {
+        query: Vec<String>,
+        /// One JSON array, as `list --json`.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a session's prompt, trace and draft.
-    Show { id: i64 },
+    Show {
+        /// The session (see `sessions list`).
+        #[arg(required_unless_present = "last", conflicts_with = "last")]
+        id: Option<i64>,
+        /// The most recently updated session.
+        #[arg(long)]
+        last: bool,
+        /// One JSON object: {id, created, updated, title, model, template, settings, prompt,
+        /// trace, draft, stats, rewards, state}; settings.sampling.seed is the draft's seed.
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete a session.
     Rm { id: i64 },
 }
@@ -51,11 +71,15 @@ pub fn import(a: ImportArgs) -> Result<()> {
 pub fn run(cmd: SessionsCmd) -> Result<()> {
     let store = Store::open_default()?;
     match cmd {
-        SessionsCmd::List | SessionsCmd::Search { .. } => {
+        SessionsCmd::List { json } | SessionsCmd::Search { json, .. } => {
             let rows = match &cmd {
-                SessionsCmd::Search { query } => store.search(&query.join(" "))?,
+                SessionsCmd::Search { query, .. } => store.search(&query.join(" "))?,
                 _ => store.list()?,
             };
+            if json {
+                println!("{}", super::json_line(&rows)?);
+                return Ok(());
+            }
             if rows.is_empty() {
                 println!("no sessions");
             }
@@ -64,8 +88,17 @@ pub fn run(cmd: SessionsCmd) -> Result<()> {
                 println!("{:>5}  {}  {:>7} words  {:<16} {}", r.id, clean(&r.updated), r.words, clean(&r.model), clean(&r.title));
             }
         }
-        SessionsCmd::Show { id } => {
+        // Without an id, clap has made sure --last was given.
+        SessionsCmd::Show { id, json, .. } => {
+            let id = match id {
+                Some(id) => id,
+                None => store.list()?.first().map(|r| r.id).context("no sessions yet. Hint: the studio saves each draft as a session")?,
+            };
             let s = store.get(id)?;
+            if json {
+                println!("{}", super::json_line(&s)?);
+                return Ok(());
+            }
             println!("# {}  (session {}, {}, {}, {})\n", clean(&s.title), s.id, clean(&s.model), clean(&s.template), clean(&s.state));
             println!("## Prompt\n\n{}\n", clean(&s.prompt));
             if !s.trace.is_empty() {

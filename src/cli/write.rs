@@ -177,7 +177,7 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
             "notes": notes,
             "stats": stats,
         });
-        println!("{}", serde_json::to_string(&v)?);
+        println!("{}", super::json_line(&v)?);
     } else {
         println!();
         // The stop reason can quote a server's error message.
