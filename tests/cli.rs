@@ -349,6 +349,10 @@ fn config_toml_sets_defaults_that_flags_override_and_a_broken_one_stops_with_its
     std::fs::write(&cfg, format!("model = {:?}\ntemplate = \"chat\"\n[sampling]\nmax_tokens = 7\ntemperature = 0\n", model.to_str().unwrap())).unwrap();
     let show = String::from_utf8_lossy(&e.run(&["config", "show"]).stdout).into_owned();
     assert!(show.contains("chat  (config.toml)") && show.contains("sampling.max_tokens    7  (config.toml)") && show.contains("device                 cpu  (default)"), "{show}");
+    let v: serde_json::Value = serde_json::from_slice(&e.run(&["config", "show", "--json"]).stdout).unwrap();
+    let setting = |k: &str| (v["settings"][k]["value"].as_str().unwrap().to_string(), v["settings"][k]["from"].as_str().unwrap().to_string());
+    assert_eq!((setting("template"), setting("sampling.max_tokens"), setting("device")), (("chat".into(), "config.toml".into()), ("7".into(), "config.toml".into()), ("cpu".into(), "default".into())));
+    assert_eq!(v["exists"], true);
     let show = String::from_utf8_lossy(&e.run(&["--template", "nothink", "config", "show"]).stdout).into_owned();
     assert!(show.contains("nothink  (flag or environment)"), "{show}");
 
@@ -488,6 +492,18 @@ fn run_names_and_job_files_never_reach_the_terminal_raw() {
         assert!(String::from_utf8_lossy(&o.stdout).contains('\u{FFFD}'), "{args:?}: {}", String::from_utf8_lossy(&o.stdout));
         assert_inert(&format!("{args:?}"), &o.stdout);
     }
+    // --json: the same runs, the text kept exactly and every control escaped.
+    std::fs::write(dir.join("metrics.jsonl"), "{\"step\":1,\"reward\":0.25}\n").unwrap();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let o = e.run(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        assert_inert(&format!("{args:?}"), &o.stdout);
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let list = json(&["runs", "list", "--json"]);
+    assert_eq!((list[0]["name"].as_str(), list[0]["steps_done"].as_u64(), list[0]["reward"].as_f64(), list[0]["live"].as_bool()), (Some(name), Some(1), Some(0.25), Some(false)));
+    let show = json(&["runs", "show", name, "--json"]);
+    assert!(show["job"].as_str().unwrap().contains(HOSTILE) && show["metrics"][0]["step"] == 1, "{show}");
 }
 
 /// A server's error text is quoted in the error line, neutralised.

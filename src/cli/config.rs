@@ -9,7 +9,13 @@ pub enum ConfigCmd {
     /// Print where config.toml lives.
     Path,
     /// Print the settings in effect and where each one comes from.
-    Show,
+    Show {
+        /// One JSON object: {config_file, settings: {KEY: {value, from}}}, the sampling keys
+        /// as `sampling.KEY`; `from` is "flag or environment", "config.toml", the models.toml
+        /// entry, or "default".
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a settings file (default: the user's config.toml) and report the first problem.
     Check { file: Option<PathBuf> },
     /// Write a commented config.toml with every key (never replaces an existing one).
@@ -35,22 +41,21 @@ pub fn run(cmd: &ConfigCmd, cli: &Cli) -> Result<()> {
             })?;
             println!("{}", path.display());
         }
-        ConfigCmd::Show => show(cli, &path)?,
+        ConfigCmd::Show { json } => show(cli, &path, *json)?,
     }
     Ok(())
 }
 
-/// The first value present, labelled with the layer it came from.
-fn pick(layers: &[(&str, Option<String>)], default: &str) -> String {
+/// The first value present, and the layer it came from.
+fn pick(layers: &[(&str, Option<String>)], default: &str) -> (String, String) {
     layers
         .iter()
-        .find_map(|(from, v)| v.as_ref().map(|v| format!("{v}  ({from})")))
-        .unwrap_or_else(|| format!("{default}  (default)"))
+        .find_map(|(from, v)| v.as_ref().map(|v| (v.clone(), from.to_string())))
+        .unwrap_or_else(|| (default.to_string(), "default".into()))
 }
 
-fn show(cli: &Cli, path: &std::path::Path) -> Result<()> {
+fn show(cli: &Cli, path: &std::path::Path, json: bool) -> Result<()> {
     let cfg = Settings::load()?;
-    println!("config file: {}{}", path.display(), if path.exists() { "" } else { " (absent)" });
     let flag = "flag or environment";
     let file = "config.toml";
     let entry = super::resolve_model(cli.model.as_deref().or(cfg.model.as_deref()))?;
@@ -65,9 +70,6 @@ fn show(cli: &Cli, path: &std::path::Path) -> Result<()> {
         ("judge", pick(&[(flag, cli.judge.clone()), (file, cfg.judge.clone())], "fluency proxy on the writing model")),
         ("train_job", pick(&[(flag, cli.train_job.as_ref().map(|p| p.display().to_string())), (file, cfg.train_job.as_ref().map(|p| p.display().to_string()))], "examples/jobs/short-format-length.toml")),
     ];
-    for (k, v) in rows {
-        println!("{k:<22} {v}");
-    }
     let reg = format!("models.toml entry {}", entry.name);
     let d = &entry.sampling;
     let base = crate::engine::SamplerConfig::default();
@@ -81,8 +83,16 @@ fn show(cli: &Cli, path: &std::path::Path) -> Result<()> {
         ("max_tokens", pick(&[(flag, cli.max_tokens.map(|v| v.to_string())), (file, s.max_tokens.map(|v| v.to_string())), (&reg, d.max_tokens.map(|v| v.to_string()))], "2048")),
         ("seed", pick(&[(flag, cli.seed.map(|v| v.to_string())), (file, s.seed.map(|v| v.to_string()))], "a fresh one for each draft")),
     ];
-    for (k, v) in sampling {
-        println!("sampling.{k:<13} {v}");
+    let all = rows.into_iter().map(|(k, v)| (k.to_string(), v)).chain(sampling.into_iter().map(|(k, v)| (format!("sampling.{k}"), v)));
+    if json {
+        let settings: serde_json::Map<String, serde_json::Value> = all.map(|(k, (value, from))| (k, serde_json::json!({ "value": value, "from": from }))).collect();
+        println!("{}", super::json_line(&serde_json::json!({ "config_file": path, "exists": path.exists(), "settings": settings }))?);
+        return Ok(());
+    }
+    println!("config file: {}{}", path.display(), if path.exists() { "" } else { " (absent)" });
+    for (k, (value, from)) in all {
+        // Values can come from a user's files; never raw to the terminal.
+        println!("{k:<22} {}  ({from})", crate::text::strip_controls(&value));
     }
     Ok(())
 }

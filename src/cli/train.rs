@@ -61,9 +61,19 @@ pub enum TrainCmd {
 #[derive(Subcommand, Debug)]
 pub enum RunsCmd {
     /// Every run with its progress and latest reward.
-    List,
+    List {
+        /// One JSON array: [{name, steps_done, steps_total, state, live, reward, checkpoints}].
+        #[arg(long)]
+        json: bool,
+    },
     /// A run's job and its metrics, one row per step.
-    Show { run: String },
+    Show {
+        run: String,
+        /// One JSON object: {name, job (the job.toml text), metrics (one object per step, as
+        /// metrics.jsonl), checkpoints}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Follow a run's metrics as steps finish (Ctrl+C stops watching, not the run).
     Watch { run: String },
     /// Pause a running job after its current step (from any terminal).
@@ -228,9 +238,23 @@ const HEADER: &str = " step reward length format  tokens clipped   loss   time";
 
 pub fn runs(cmd: RunsCmd) -> Result<()> {
     match cmd {
-        RunsCmd::List => {
+        RunsCmd::List { json } => {
             let mut runs = Run::list();
             runs.sort_by(|a, b| a.name.cmp(&b.name));
+            if json {
+                let rows: Vec<Value> = runs
+                    .iter()
+                    .map(|r| {
+                        let ms = r.metrics();
+                        serde_json::json!({
+                            "name": r.name, "steps_done": ms.len(), "steps_total": r.steps_total(), "state": r.state(), "live": r.is_live(),
+                            "reward": ms.last().and_then(|m| m["reward"].as_f64()), "checkpoints": r.checkpoints(),
+                        })
+                    })
+                    .collect();
+                println!("{}", super::json_line(&rows)?);
+                return Ok(());
+            }
             if runs.is_empty() {
                 println!("no runs yet (they live in {}). Start one: longwriter train --config examples/jobs/short-format-length.toml", crate::paths::runs_dir().display());
             }
@@ -250,8 +274,14 @@ pub fn runs(cmd: RunsCmd) -> Result<()> {
             let pid = crate::rl::control::request(&run_dir(run)?, v)?;
             println!("asked run {run} (process {pid}) to {what}");
         }
-        RunsCmd::Show { run } => {
+        RunsCmd::Show { run, json } => {
             let r = Run::open(&run)?;
+            if json {
+                let job = std::fs::read_to_string(r.dir.join("job.toml"))?;
+                let v = serde_json::json!({ "name": r.name, "job": job, "metrics": r.metrics(), "checkpoints": r.checkpoints() });
+                println!("{}", super::json_line(&v)?);
+                return Ok(());
+            }
             println!("{}", crate::text::strip_controls(&std::fs::read_to_string(r.dir.join("job.toml"))?));
             println!("{HEADER}");
             for m in r.metrics() {
