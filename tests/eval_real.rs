@@ -129,6 +129,13 @@ fn kill_9_at_a_random_point_then_the_rerun_skips_what_was_finished() {
     let all = lines(&results);
     assert_eq!(all.iter().map(|r| r["index"].as_u64().unwrap()).collect::<Vec<_>>(), vec![0, 1, 2], "each request once");
     assert!(out.join("report.md").exists());
+    // Once finished, --json gives the same summary as summary.json, for scripts.
+    let o = run(tmp.path(), &[&argv[..], &["--json"]].concat(), &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!((v["summary"]["done"].as_u64(), &v["summary"]), (Some(3), &saved));
+    assert_eq!(v["report"].as_str().map(std::path::PathBuf::from), Some(out.join("report.md")));
 }
 
 #[test]

@@ -82,6 +82,10 @@ pub struct LongbenchArgs {
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub judge: JudgeArgs,
+    /// Print one JSON object instead of the text summary: {settings, summary (as the eval
+    /// directory's summary.json), report (the report's path)}.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -150,7 +154,7 @@ fn answers(model: Option<&str>, g: &GenArgs, items: &[data::EvalItem], out: &Pat
         Progress::Resumed { done, total } => {
             if done > 0 {
                 // suspend, not println: the line must show when stderr is not a terminal.
-                bar.suspend(|| println!("resuming {}: {done} of {total} requests already done", out.display()));
+                bar.suspend(|| eprintln!("resuming {}: {done} of {total} requests already done", out.display()));
             }
             bar.set_position(done as u64);
             // The ETA counts only requests written in this run.
@@ -163,7 +167,7 @@ fn answers(model: Option<&str>, g: &GenArgs, items: &[data::EvalItem], out: &Pat
         Progress::Finished(r) => {
             bar.inc(1);
             // The stop reason can quote a server's error message.
-            bar.suspend(|| println!("#{:<3} {:>6} asked {:>6} written  S_l {:>5.1}  {}", r.index + 1, r.required, r.words, r.s_l, crate::text::strip_controls(&r.stop)));
+            bar.suspend(|| eprintln!("#{:<3} {:>6} asked {:>6} written  S_l {:>5.1}  {}", r.index + 1, r.required, r.words, r.s_l, crate::text::strip_controls(&r.stop)));
         }
     })?;
     bar.finish_and_clear();
@@ -189,6 +193,10 @@ fn longbench_cmd(a: LongbenchArgs, device: &str) -> Result<()> {
     let (settings, results) = answers(a.model.as_deref(), &a.gen, &items, &out, judge.as_ref().map(|(j, n)| (j, n.clone())), device)?;
     let summary = report::summarize(&settings, items.len(), &results);
     write_report(&out, &summary, &results)?;
+    if a.json {
+        println!("{}", super::json_line(&serde_json::json!({ "settings": settings, "summary": summary, "report": out.join("report.md") }))?);
+        return Ok(());
+    }
     // Model names and settings can come from files an earlier run (or anyone) wrote.
     println!("{} ({}): mean S_l {:.1} over {} requests", clean(&settings.model), clean(&settings.template), summary.s_l, summary.done);
     for b in &summary.buckets {
