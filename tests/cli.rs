@@ -86,6 +86,27 @@ fn a_bad_kernel_path_request_is_refused() {
     }
 }
 
+/// Completion scripts for every shell clap knows, the bash one valid to bash itself, and a
+/// man page in roff that names the subcommands.
+#[test]
+fn completions_and_man_page() {
+    let e = Env::new();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let o = e.run(&["completions", shell]);
+        assert!(o.status.success() && o.stdout.len() > 1000, "{shell}: {}", stderr(&o));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("sessions"), "{shell} completes no subcommands");
+    }
+    let script = e.path("longwriter.bash");
+    std::fs::write(&script, e.run(&["completions", "bash"]).stdout).unwrap();
+    let check = Command::new("bash").arg("-n").arg(&script).output().unwrap();
+    assert!(check.status.success(), "bash -n: {}", String::from_utf8_lossy(&check.stderr));
+    assert_clean_failure(&e.run(&["completions", "tcsh"]), "invalid value 'tcsh'");
+    let man = e.run(&["man"]);
+    let page = String::from_utf8_lossy(&man.stdout);
+    assert!(man.status.success() && page.contains(".TH longwriter 1"), "{page}");
+    assert!(page.contains("reward\\-serve") || page.contains("reward-serve"), "the man page lists the subcommands");
+}
+
 #[test]
 fn empty_prompt() {
     let e = Env::new();

@@ -124,6 +124,13 @@ pub enum Command {
     /// Show, check or create config.toml (standing defaults for model, template, sampling…).
     #[command(subcommand)]
     Config(config::ConfigCmd),
+    /// Print a shell completion script: `longwriter completions bash > ~/.local/share/bash-completion/completions/longwriter`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `longwriter man > ~/.local/share/man/man1/longwriter.1`.
+    Man,
     /// Import a markdown file (a longwriter export, or any text) as a new session.
     Import(sessions::ImportArgs),
 }
@@ -134,6 +141,12 @@ pub fn main() -> ExitCode {
     // The config command reports a broken file instead of failing on it.
     let result = match &cli.command {
         Some(Command::Config(c)) => config::run(c, &cli),
+        // Neither needs settings: they describe the command line itself.
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(*shell, &mut <Cli as clap::CommandFactory>::command(), "longwriter", &mut std::io::stdout());
+            Ok(())
+        }
+        Some(Command::Man) => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut std::io::stdout()).map_err(Into::into),
         _ => Settings::load().map_err(Into::into).and_then(|cfg| dispatch(cli, &cfg)),
     };
     match result {
@@ -228,7 +241,7 @@ fn dispatch(cli: Cli, cfg: &Settings) -> anyhow::Result<()> {
         Some(Command::Train(a)) => train::run(a, &device),
         Some(Command::Runs(c)) => train::runs(c),
         Some(Command::Eval(c)) => eval::run(c, &device),
-        Some(Command::Config(_)) => unreachable!("handled before settings load"),
+        Some(Command::Config(_) | Command::Completions { .. } | Command::Man) => unreachable!("handled before settings load"),
         None => studio(&cli, cfg, device),
     }
 }
