@@ -56,6 +56,7 @@ fn files(dir: &Path) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs root (it mounts a tmpfs); scripts/test.sh runs it"]
 fn a_full_disk_fails_the_write_clearly_and_keeps_what_was_there() {
     let fs = Tmpfs::mount(64);
     std::fs::write(fs.path.join("earlier.md"), "Written before the disk filled.").unwrap();
@@ -80,6 +81,7 @@ fn a_full_disk_fails_the_write_clearly_and_keeps_what_was_there() {
 }
 
 #[test]
+#[ignore = "needs root (it mounts a tmpfs); scripts/test.sh runs it"]
 fn a_read_only_config_dir_is_read_and_never_written() {
     let fs = Tmpfs::mount(64);
     std::fs::write(

@@ -78,6 +78,7 @@ fn cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
 }
 
 #[test]
+#[ignore = "needs tmux and a terminal; scripts/test.sh runs it"]
 fn type_generate_stream_stop_export_quit() {
     let dir = tempfile::tempdir().unwrap();
     // A stand-in editor that rewrites the file it is given.
@@ -127,6 +128,7 @@ fn type_generate_stream_stop_export_quit() {
 }
 
 #[test]
+#[ignore = "needs tmux and a terminal; scripts/test.sh runs it"]
 fn kill_9_while_streaming_then_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let t = Tmux::start(&studio_cmd(dir.path(), ""));
@@ -173,6 +175,7 @@ fn kill_9_while_streaming_then_reopen() {
 }
 
 #[test]
+#[ignore = "needs tmux and a terminal; scripts/test.sh runs it"]
 fn a_panic_leaves_the_terminal_usable() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
@@ -194,6 +197,7 @@ fn a_panic_leaves_the_terminal_usable() {
 }
 
 #[test]
+#[ignore = "needs tmux and a terminal; scripts/test.sh runs it"]
 fn a_worker_panic_does_not_disturb_the_screen() {
     let dir = tempfile::tempdir().unwrap();
     let t = Tmux::start(&studio_cmd(dir.path(), "--debug-panic worker"));
@@ -203,6 +207,7 @@ fn a_worker_panic_does_not_disturb_the_screen() {
 }
 
 #[test]
+#[ignore = "needs tmux and a terminal; scripts/test.sh runs it"]
 fn a_real_llama_server_streams_into_the_studio_and_its_death_keeps_the_draft() {
     let server = common::llama::LlamaServer::start(&[]);
     let dir = tempfile::tempdir().unwrap();
@@ -236,6 +241,7 @@ fn trace_words(screen: &str) -> usize {
 }
 
 #[test]
+#[ignore = "needs tmux and a terminal; scripts/test.sh runs it"]
 fn agentwrite_shows_its_plan_steps_through_it_and_resumes_after_a_stop() {
     let dir = tempfile::tempdir().unwrap();
     let t = Tmux::start(&studio_cmd(dir.path(), "").replace("--template chat", "--template agentwrite"));
@@ -266,6 +272,7 @@ fn agentwrite_shows_its_plan_steps_through_it_and_resumes_after_a_stop() {
 /// terminal (echo and canonical mode back, alternate screen left), saves the session, and
 /// exits with the shell's status for the signal, 143.
 #[test]
+#[ignore = "needs tmux and a terminal; scripts/test.sh runs it"]
 fn sigterm_restores_the_terminal_saves_the_session_and_exits_143() {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("run.sh");

