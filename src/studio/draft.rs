@@ -6,7 +6,15 @@ use unicode_width::UnicodeWidthChar;
 #[derive(Debug, Default, Clone)]
 pub struct TextBuffer {
     lines: Vec<String>,
+    /// Whether each line starts inside a markdown code block (an odd number of ``` fences
+    /// above it), kept as lines arrive so a frame need not scan the text above the pane.
+    in_code: Vec<bool>,
     words: crate::text::WordCounter,
+}
+
+/// Whether a line opens or closes a markdown code block.
+pub fn is_fence(line: &str) -> bool {
+    line.trim_start().starts_with("```")
 }
 
 impl TextBuffer {
@@ -16,11 +24,17 @@ impl TextBuffer {
         if let Some(first) = parts.next() {
             match self.lines.last_mut() {
                 Some(l) => l.push_str(&sanitize(first)),
-                None => self.lines.push(sanitize(first)),
+                None => {
+                    self.lines.push(sanitize(first));
+                    self.in_code.push(false);
+                }
             }
         }
         for p in parts {
+            // The line above is complete now: it decides where this one starts.
+            let (above, was) = (self.lines.last().map_or(false, |l| is_fence(l)), self.in_code.last().copied().unwrap_or(false));
             self.lines.push(sanitize(p));
+            self.in_code.push(was ^ above);
         }
     }
 
@@ -47,20 +61,26 @@ impl TextBuffer {
     /// The rows to show in a `width`×`height` pane whose bottom is `skip` logical lines
     /// above the end. Cost is O(visible rows), independent of the text's length.
     pub fn visible_rows(&self, width: usize, height: usize, skip: usize) -> Vec<String> {
+        self.visible_rows_in_code(width, height, skip).0
+    }
+
+    /// [`TextBuffer::visible_rows`], and whether the top row's line starts inside a code
+    /// block (its fence may be far above the pane).
+    pub fn visible_rows_in_code(&self, width: usize, height: usize, skip: usize) -> (Vec<String>, bool) {
         let mut rows: Vec<String> = Vec::with_capacity(height);
         let end = self.lines.len().saturating_sub(skip);
-        for line in self.lines[..end].iter().rev() {
-            let wrapped = wrap(line, width.max(1));
-            for r in wrapped.into_iter().rev() {
+        let mut top_line = end;
+        'lines: for (i, line) in self.lines[..end].iter().enumerate().rev() {
+            top_line = i;
+            for r in wrap(line, width.max(1)).into_iter().rev() {
                 rows.push(r);
                 if rows.len() == height {
-                    rows.reverse();
-                    return rows;
+                    break 'lines;
                 }
             }
         }
         rows.reverse();
-        rows
+        (rows, self.in_code.get(top_line).copied().unwrap_or(false))
     }
 }
 
@@ -119,6 +139,20 @@ mod tests {
         assert_eq!(b.visible_rows(7, 3, 0), vec!["two two", "two", "three"]);
         assert_eq!(b.visible_rows(20, 5, 1), vec!["one", "two two two"]);
         assert_eq!(b.words(), 5);
+    }
+
+    /// A pane scrolled into the middle of a code block knows it is inside one, though the
+    /// opening fence is above the pane; text streamed in pieces counts the same.
+    #[test]
+    fn the_code_block_state_survives_scrolling_past_its_fence() {
+        let mut b = TextBuffer::default();
+        for piece in ["Intro\n``", "`rust\nfn a() {}\nfn b() {}\n", "```\nAfter\n"] {
+            b.push(piece);
+        }
+        // Lines: Intro, ```rust, fn a, fn b, ```, After, "".
+        assert_eq!(b.visible_rows_in_code(40, 2, 3), (vec!["fn a() {}".to_string(), "fn b() {}".to_string()], true));
+        assert_eq!(b.visible_rows_in_code(40, 2, 0), (vec!["After".to_string(), "".to_string()], false));
+        assert_eq!(b.visible_rows_in_code(40, 7, 0).1, false, "from the top: outside");
     }
 
     #[test]

@@ -134,8 +134,7 @@ fn draw_draft(f: &mut Frame, app: &App, area: Rect) {
     let follow = if app.draft_scroll == 0 { "following" } else { "scrolled · End to follow" };
     let title = format!(" Draft · {} words · {follow} ", app.draft.words());
     let (w, h) = inner_rows(area);
-    let rows = app.draft.visible_rows(w, h, app.draft_scroll);
-    let mut in_code = false;
+    let (rows, mut in_code) = app.draft.visible_rows_in_code(w, h, app.draft_scroll);
     let text: Vec<Line> = rows.into_iter().map(|r| style_markdown(app.theme(), r, &mut in_code)).collect();
     f.render_widget(Paragraph::new(text).block(block(app.theme(), title, app.focus == Focus::Draft)), area);
 }
@@ -143,7 +142,7 @@ fn draw_draft(f: &mut Frame, app: &App, area: Rect) {
 /// Light markdown styling of one visible row.
 fn style_markdown(th: &Theme, row: String, in_code: &mut bool) -> Line<'static> {
     let t = row.trim_start();
-    if t.starts_with("```") {
+    if super::draft::is_fence(&row) {
         *in_code = !*in_code;
         return Line::styled(row, Style::default().fg(th.border));
     }
