@@ -516,8 +516,8 @@ fn the_component_on_top_owns_the_keys() {
     a.update(key(KeyCode::Down));
     assert_eq!(a.session_list.as_ref().map(|p| p.selected), Some(2), "the picker, not the tab, took the arrows, and stopped at the last row");
     assert!(render(&a, 120, 30).contains("▶    1  One"));
-    // Any other key closes the picker; Esc then belongs to the tab again and closes it.
-    assert_eq!(a.update(key(KeyCode::Char('z'))), Effect::None);
+    // Esc closes the picker; then it belongs to the tab again and closes that.
+    assert_eq!(a.update(key(KeyCode::Esc)), Effect::None);
     assert!(a.session_list.is_none() && a.runs.is_some());
     a.update(key(KeyCode::Esc));
     assert!(a.runs.is_none() && a.key_owner().is_none());
@@ -551,4 +551,27 @@ fn each_draft_takes_a_fresh_seed_unless_one_was_given() {
     assert_eq!(seed_of(a.update(key(KeyCode::F(5)))), fixed);
     a.update(Action::Engine(Event::Done(stats(StopReason::Eos))));
     assert_eq!(seed_of(a.update(key(KeyCode::F(5)))), fixed);
+}
+
+/// Typing in the session picker searches (FTS5, off the UI thread); a result for text the
+/// user has typed past is dropped; Backspace widens the search again.
+#[test]
+fn the_session_picker_searches_as_you_type() {
+    use longwriter::sessions::SessionSummary;
+    let row = |id, title: &str| SessionSummary { id, updated: "2026-11-25T10:00:00Z".into(), title: title.into(), model: "m".into(), words: 10 };
+    let mut a = app();
+    a.update(Action::Done(Done::SessionsListed(Ok(vec![row(3, "Lighthouse"), row(2, "Harbour"), row(1, "Lime tree")]))));
+    assert_eq!(a.update(key(KeyCode::Char('l'))), Effect::SearchSessions("l".into()));
+    assert_eq!(a.update(key(KeyCode::Char('i'))), Effect::SearchSessions("li".into()));
+    // The answer to "l" arrives after "li" was typed: dropped.
+    a.update(Action::Done(Done::SessionsFound { query: "l".into(), rows: Ok(vec![row(2, "Harbour")]) }));
+    assert_eq!(a.session_list.as_ref().unwrap().rows.len(), 3);
+    a.update(Action::Done(Done::SessionsFound { query: "li".into(), rows: Ok(vec![row(3, "Lighthouse"), row(1, "Lime tree")]) }));
+    let s = render(&a, 120, 24);
+    assert!(s.contains("search: li") && s.contains("Lime tree") && !s.contains("Harbour"), "{s}");
+    a.update(key(KeyCode::Down));
+    assert_eq!(a.update(key(KeyCode::Enter)), Effect::OpenSession(1));
+    a.update(Action::Done(Done::SessionsListed(Ok(vec![row(1, "Lime tree")]))));
+    a.update(key(KeyCode::Char('x')));
+    assert_eq!(a.update(key(KeyCode::Backspace)), Effect::SearchSessions(String::new()));
 }

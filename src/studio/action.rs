@@ -38,6 +38,8 @@ pub enum Action {
     /// A key for the open settings dialog.
     SettingsKey(KeyEvent),
     ScrollSessions(isize),
+    /// The session picker's search text changed to this.
+    SearchSessions(String),
     PickSession(i64),
     CloseOverlay,
     /// Copy the draft to the clipboard (OSC 52).
@@ -138,6 +140,8 @@ pub enum Effect {
     Copy,
     EditDraft,
     ListSessions,
+    /// Full-text search of the sessions (FTS5), off the UI thread.
+    SearchSessions(String),
     OpenSession(i64),
     ListModels,
     SwitchModel(String),

@@ -259,6 +259,13 @@ impl App {
                 Effect::None
             }
             Action::Sessions => Effect::ListSessions,
+            Action::SearchSessions(q) => match self.session_list.as_mut() {
+                Some(p) => {
+                    p.query = q.clone();
+                    Effect::SearchSessions(q)
+                }
+                None => Effect::None,
+            },
             a @ Action::ScrollSessions(_) => {
                 if let Some(p) = self.session_list.as_mut() {
                     p.update(&a);

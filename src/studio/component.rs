@@ -31,24 +31,33 @@ pub trait Component {
 /// A row of a [`Picker`]: what choosing it does and how it is shown.
 pub trait PickerRow {
     const TITLE: &'static str;
+    /// Typing searches (the picker asks for the rows that match), instead of closing it.
+    const SEARCH: bool = false;
     const EMPTY: &'static str;
     const WIDTH: u16;
     /// The action that moves the selection by `d` rows.
     fn scroll(d: isize) -> Action;
+    /// The action of a new search text (pickers that search).
+    fn search(_query: String) -> Action {
+        Action::CloseOverlay
+    }
     fn pick(&self) -> Action;
     fn line(&self, app: &App) -> String;
 }
 
-/// A list overlay: ↑↓ choose, Enter picks, any other key closes it.
+/// A list overlay: ↑↓ choose, Enter picks; typing searches where the rows allow it
+/// (Backspace edits, Esc closes), and otherwise any other key closes it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Picker<R> {
     pub rows: Vec<R>,
     pub selected: usize,
+    /// The search text typed so far.
+    pub query: String,
 }
 
 impl<R> Picker<R> {
     pub fn new(rows: Vec<R>, selected: usize) -> Self {
-        Self { rows, selected }
+        Self { rows, selected, query: String::new() }
     }
 }
 
@@ -58,6 +67,14 @@ impl<R: PickerRow> Component for Picker<R> {
             KeyCode::Up => Some(R::scroll(-1)),
             KeyCode::Down => Some(R::scroll(1)),
             KeyCode::Enter => self.rows.get(self.selected).map(R::pick),
+            KeyCode::Char(c) if R::SEARCH && !ctrl(k) => Some(R::search(format!("{}{c}", self.query))),
+            KeyCode::Backspace if R::SEARCH => {
+                let mut q = self.query.clone();
+                q.pop();
+                Some(R::search(q))
+            }
+            KeyCode::Esc => Some(Action::CloseOverlay),
+            _ if R::SEARCH => None,
             _ => Some(Action::CloseOverlay),
         }
     }
@@ -85,8 +102,9 @@ impl<R: PickerRow> Component for Picker<R> {
             })
             .collect()
         };
+        let title = if R::SEARCH { format!("{}· search: {}▏ ", R::TITLE, crate::text::strip_controls(&self.query)) } else { R::TITLE.to_string() };
         f.render_widget(Clear, r);
-        f.render_widget(Paragraph::new(lines).block(block(th, R::TITLE.into(), true)), r);
+        f.render_widget(Paragraph::new(lines).block(block(th, title, true)), r);
     }
 }
 
@@ -109,11 +127,15 @@ impl PickerRow for ModelRow {
 }
 
 impl PickerRow for SessionSummary {
-    const TITLE: &'static str = " Sessions · Enter reopen · Esc close ";
-    const EMPTY: &'static str = "no saved sessions yet";
+    const TITLE: &'static str = " Sessions · type to search · Enter reopen · Esc close ";
+    const EMPTY: &'static str = "no sessions";
+    const SEARCH: bool = true;
     const WIDTH: u16 = 90;
     fn scroll(d: isize) -> Action {
         Action::ScrollSessions(d)
+    }
+    fn search(query: String) -> Action {
+        Action::SearchSessions(query)
     }
     fn pick(&self) -> Action {
         Action::PickSession(self.id)

@@ -16,6 +16,8 @@ pub enum Done {
     ModelsListed(Result<Vec<ModelRow>, String>),
     /// The saved sessions, for the picker.
     SessionsListed(Result<Vec<crate::sessions::SessionSummary>, String>),
+    /// The sessions that match the picker's search `query`.
+    SessionsFound { query: String, rows: Result<Vec<crate::sessions::SessionSummary>, String> },
     SessionOpened(Result<Box<crate::sessions::Session>, String>),
     /// The session a generation is saved in.
     SessionCreated(Result<i64, String>),
@@ -40,6 +42,15 @@ impl App {
                 self.model_list = Some(super::component::Picker::new(rows, sel));
             }
             Done::SessionsListed(Ok(rows)) => self.session_list = Some(super::component::Picker::new(rows, 0)),
+            // A result for a search the user has typed past is dropped.
+            Done::SessionsFound { query, rows } => match (self.session_list.as_mut(), rows) {
+                (Some(p), Ok(rows)) if p.query == query => {
+                    p.rows = rows;
+                    p.selected = 0;
+                }
+                (Some(p), Err(e)) if p.query == query => self.note = Some(e),
+                _ => {}
+            },
             Done::SessionOpened(Ok(s)) => self.load_session(&s),
             Done::ModelsListed(Err(e)) | Done::SessionsListed(Err(e)) | Done::SessionOpened(Err(e)) => self.note = Some(e),
             Done::SessionCreated(Ok(id)) => {
@@ -111,6 +122,12 @@ fn store() -> Result<crate::sessions::Store, String> {
 
 pub(super) fn list_sessions() -> Done {
     Done::SessionsListed(store().and_then(|s| s.list().map_err(|e| e.to_string())))
+}
+
+/// The sessions matching `query` (every session for an empty one).
+pub(super) fn search_sessions(query: String) -> Done {
+    let rows = store().and_then(|s| if query.trim().is_empty() { s.list() } else { s.search(&query) }.map_err(|e| e.to_string()));
+    Done::SessionsFound { query, rows }
 }
 
 pub(super) fn open_session(id: i64) -> Done {

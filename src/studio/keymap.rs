@@ -72,7 +72,7 @@ pub static BINDINGS: &[Binding] = &[
     bind(&[Key::F(2)], Action::CycleTemplate, "F2", "cycle the prompt template (see README: Templates)"),
     bind(&[Key::F(3)], Action::CycleTheme, "F3", "switch colour theme"),
     bind(&[Key::F(4)], Action::Settings, "F4", "settings: sampling, max tokens, seed, length target"),
-    bind(&[Key::F(6)], Action::Sessions, "F6", "saved sessions: ↑↓ choose, Enter reopen"),
+    bind(&[Key::F(6)], Action::Sessions, "F6", "saved sessions: type to search, ↑↓ choose, Enter reopen"),
     bind(&[Key::F(7)], Action::Models, "F7", "model picker: ↑↓ choose, Enter load (downloads if missing)"),
     bind(&[Key::F(8)], Action::ToggleTrain, "F8", "training monitor: charts, rollouts, jobs"),
     bind(&[Key::F(9)], Action::ToggleEval, "F9", "eval reports: S_l / S_q tables, length chart"),

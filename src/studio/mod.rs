@@ -293,6 +293,7 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<Option<i32>> {
                         spawn_model_switch(name, opts.device.clone(), tx.clone(), generator.clone());
                     }
                     Effect::ListSessions => effects::spawn_io(&tx, "sessions", effects::list_sessions),
+                    Effect::SearchSessions(q) => effects::spawn_io(&tx, "sessions", move || effects::search_sessions(q)),
                     Effect::OpenSession(id) => {
                         // Keep what is on screen before switching: the saver's queue is in
                         // order, so this save lands before the other session is read back.
