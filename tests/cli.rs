@@ -412,6 +412,40 @@ fn each_write_takes_a_fresh_seed_that_reproduces_its_text() {
     assert!(String::from_utf8_lossy(&e.run(&["config", "show"]).stdout).contains("sampling.seed          42  (config.toml)"));
 }
 
+/// Every `write` is saved as a session (unless --no-save); `--continue` extends the most
+/// recent one the way the studio's Ctrl+N does (the same `write::continuation` rule), and
+/// `--session ID` a given one.
+#[test]
+fn write_saves_a_session_and_continue_extends_it() {
+    let e = Env::new();
+    let model = common::default_model_path();
+    let m = model.to_str().unwrap();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let o = e.run(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let first = json(&["write", "--model", m, "--template", "chat", "--temperature", "0", "--max-tokens", "8", "--json", "Write a story about a fox."]);
+    assert_eq!(first["session"], 1);
+    let saved = json(&["sessions", "show", "--last", "--json"]);
+    assert_eq!((&saved["draft"], &saved["prompt"], &saved["template"]), (&first["answer"], &serde_json::json!("Write a story about a fox."), &serde_json::json!("chat")));
+    assert_eq!(saved["settings"]["sampling"]["seed"], first["seed"]);
+    // --continue: no prompt, the session's template; the new text is appended.
+    let more = json(&["write", "--model", m, "--temperature", "0", "--max-tokens", "8", "--json", "--continue"]);
+    assert_eq!((more["session"].as_i64(), more["template"].as_str()), (Some(1), Some("chat")));
+    assert!(more["stats"]["generated_tokens"].as_u64().unwrap() > 0);
+    let saved = json(&["sessions", "show", "1", "--json"]);
+    assert_eq!(saved["draft"].as_str().unwrap(), format!("{}{}", first["answer"].as_str().unwrap(), more["answer"].as_str().unwrap()));
+    // --no-save leaves the sessions as they were; --session names one; mistakes are clear.
+    json(&["write", "--model", m, "--template", "chat", "--temperature", "0", "--max-tokens", "2", "--json", "--no-save", "Hi."]);
+    assert_eq!(json(&["sessions", "list", "--json"]).as_array().unwrap().len(), 1);
+    assert_eq!(json(&["write", "--model", m, "--temperature", "0", "--max-tokens", "2", "--json", "--session", "1"])["session"], 1);
+    assert_clean_failure(&e.run(&["write", "--continue", "A new prompt."]), "extend a saved draft with its own prompt");
+    assert_clean_failure(&e.run(&["write", "--session", "9"]), "no session 9");
+    let o = e.run(&["write", "--model", m, "--template", "chat", "--temperature", "0", "--max-tokens", "2", "Hi."]);
+    assert!(stderr(&o).contains("saved as session 2"), "{}", stderr(&o));
+}
+
 #[test]
 fn import_brings_an_export_back_and_refuses_broken_files_without_touching_the_database() {
     let e = Env::new();

@@ -64,17 +64,54 @@ pub struct WriteArgs {
     /// AgentWrite: further attempts at a step whose generation fails.
     #[arg(long, default_value_t = 1)]
     pub retries: usize,
+    /// Do not save the draft as a session (every draft is saved by default, as in the
+    /// studio: `longwriter sessions list`, `sessions show --last`).
+    #[arg(long)]
+    pub no_save: bool,
+    /// Extend the most recent session's draft, as the studio's Ctrl+N does. Takes no
+    /// prompt: the session's prompt, template and text so far are used.
+    #[arg(long = "continue", conflicts_with = "session")]
+    pub continue_last: bool,
+    /// Extend session ID's draft, as --continue does the most recent one.
+    #[arg(long)]
+    pub session: Option<i64>,
+}
+
+/// The saved session `--continue` or `--session ID` extends, if one was asked for.
+fn earlier_session(a: &WriteArgs) -> Result<Option<crate::sessions::Session>> {
+    if !a.continue_last && a.session.is_none() {
+        return Ok(None);
+    }
+    if a.prompt.is_some() {
+        bail!("--continue and --session extend a saved draft with its own prompt; drop the prompt, or start a new draft without them");
+    }
+    let store = crate::sessions::Store::open_default()?;
+    let id = match a.session {
+        Some(id) => id,
+        None => store.list()?.first().map(|r| r.id).context("no sessions to continue. Hint: longwriter write \"…\" saves one")?,
+    };
+    Ok(Some(store.get(id)?))
 }
 
 pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<()> {
-    let prompt = request(a.prompt.as_deref())?;
+    let earlier = earlier_session(&a)?;
+    let prompt = match &earlier {
+        Some(s) => s.prompt.clone(),
+        None => request(a.prompt.as_deref())?,
+    };
     if prompt.trim().is_empty() {
         bail!("the prompt is empty. Hint: longwriter write \"Write a 300-word story about a lighthouse keeper.\"");
     }
     let (entry, mut model) = load_writer(a.model.as_deref().or(cfg.model.as_deref()), device)?;
     let d = &entry.sampling;
     let base = cfg.sampler(&SamplerConfig::from_defaults(d));
-    let template = a.template.or(cfg.template).unwrap_or_default();
+    let template = a.template.or_else(|| earlier.as_ref().and_then(|s| WriteMode::parse(&s.template))).or(cfg.template).unwrap_or_default();
+    // Continuing: the output so far goes after the prompt, as the studio's Ctrl+N does.
+    let continuation = match (&earlier, template) {
+        (None, _) => None,
+        (Some(_), WriteMode::AgentWrite) => bail!("an AgentWrite draft is continued in the studio (Ctrl+N), which keeps its plan"),
+        (Some(s), WriteMode::Template(t)) => Some(crate::write::continuation(t, &s.trace, &s.draft)),
+    };
     let sampler = SamplerConfig {
         temperature: a.temperature.unwrap_or(base.temperature),
         top_p: a.top_p.unwrap_or(base.top_p),
@@ -90,8 +127,13 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
         retries: a.retries,
         ..Default::default()
     };
-    let text = WriteRequest { request: prompt, strategy: template.strategy(agent), continuation: None };
-    let req = text.strategy.generate_request(sampler, a.max_tokens.or(cfg.sampling.max_tokens).or(d.max_tokens).unwrap_or(2048));
+    let (continuation, start_in) = continuation.unzip();
+    let text = WriteRequest { request: prompt, strategy: template.strategy(agent), continuation };
+    let max_tokens = a.max_tokens.or(cfg.sampling.max_tokens).or(d.max_tokens).unwrap_or(2048);
+    let mut req = text.strategy.generate_request(sampler.clone(), max_tokens);
+    if let Some(s) = start_in {
+        req.start_in = s;
+    }
     let (mut think, mut answer) = (String::new(), String::new());
     let (mut plan, mut notes, mut paragraphs) = (Vec::new(), Vec::new(), Vec::<String>::new());
     let stdout = std::io::stdout();
@@ -158,6 +200,20 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
     };
     let stats = crate::write::generate(&mut model, &text, &req, &CancelToken::default(), &mut emit)?;
     let words = count_words(&answer);
+    // The draft is kept as a session, as the studio keeps its drafts. The text is on stdout
+    // already, so a store that cannot be written is a warning, not a lost draft.
+    let session = if a.no_save {
+        None
+    } else {
+        let draft = Draft { entry: &entry.name, mode: template, sampler: &sampler, max_tokens, request: &text.request, think: &think, answer: &answer, stats: &stats };
+        match save(earlier, &draft) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                eprintln!("warning: the draft was not saved as a session: {}", crate::text::strip_controls(&format!("{e:#}")));
+                None
+            }
+        }
+    };
     if let Some(out) = &a.out {
         // Nothing is lost when this fails: the answer went to stdout, and no partial file is left.
         crate::fsutil::atomic_write(out, answer.trim().as_bytes())
@@ -168,6 +224,7 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
             "model": entry.name,
             "template": template.label(),
             "seed": seed,
+            "session": session,
             "think": think,
             "answer": answer,
             "words": words,
@@ -182,8 +239,54 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
         println!();
         // The stop reason can quote a server's error message.
         eprintln!("{}", crate::text::strip_controls(&stats_line(&stats, words, template, seed)));
+        if let Some(id) = session {
+            eprintln!("saved as session {id} (longwriter write --continue extends it)");
+        }
     }
     Ok(())
+}
+
+/// What one `write` produced, for its session.
+struct Draft<'a> {
+    entry: &'a str,
+    mode: WriteMode,
+    sampler: &'a SamplerConfig,
+    max_tokens: usize,
+    request: &'a str,
+    think: &'a str,
+    answer: &'a str,
+    stats: &'a Stats,
+}
+
+/// Saves `d` as a new session, or appends it to `earlier`'s text; returns the session id.
+fn save(earlier: Option<crate::sessions::Session>, d: &Draft) -> Result<i64> {
+    let mut store = crate::sessions::Store::open_default()?;
+    let (id, trace, draft) = match &earlier {
+        Some(s) => (s.id, format!("{}{}", s.trace, d.think), format!("{}{}", s.draft, d.answer)),
+        None => (0, d.think.to_string(), d.answer.to_string()),
+    };
+    let session = crate::sessions::Session {
+        id,
+        title: d.request.lines().next().unwrap_or("").chars().take(80).collect(),
+        model: d.entry.to_string(),
+        template: d.mode.label().into(),
+        // The studio's shape: the seed is settings.sampling.seed.
+        settings: serde_json::json!({ "sampling": d.sampler, "max_tokens": d.max_tokens, "target": crate::reward::extract_target(d.request) }),
+        prompt: d.request.to_string(),
+        rewards: serde_json::json!({ "words": count_words(&draft) }),
+        trace,
+        draft,
+        stats: serde_json::to_value(d.stats)?,
+        state: format!("done: {}", d.stats.stop.describe()),
+        ..Default::default()
+    };
+    Ok(match earlier {
+        Some(_) => {
+            store.save(&session)?;
+            id
+        }
+        None => store.insert(&session)?,
+    })
 }
 
 /// The request: the argument, stdin when there is none (or it is `-`), or the argument

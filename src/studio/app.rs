@@ -426,7 +426,6 @@ impl App {
 
     /// Continues the current output: the prompt, then what was written so far, then more.
     fn continue_draft(&mut self) -> Effect {
-        use crate::engine::StartIn;
         if matches!(self.phase, Phase::Loading(_)) || self.generating() {
             return Effect::None;
         }
@@ -445,14 +444,7 @@ impl App {
                 return Effect::Start { prompt, strategy: Strategy::AgentWrite(agent), sampler: self.sampler.clone(), max_tokens: self.max_tokens, continuation: None };
             }
         };
-        // A primed template's prompt already ends with the opening tag.
-        let open = if template.prefill().is_empty() { " <think>" } else { "" };
-        let continuation = match (template.expects_think(), template) {
-            (true, _) if draft.is_empty() => (format!("{open}{trace}"), StartIn::Think),
-            (true, _) => (format!("{open}{trace}</think>\n<answer>{draft}"), StartIn::Answer),
-            (false, TemplateMode::Nothink) => (format!(" <answer>{draft}"), StartIn::Answer),
-            _ => (draft, StartIn::Answer),
-        };
+        let continuation = crate::write::continuation(template, &trace, &draft);
         self.begin_run();
         Effect::Start { prompt, strategy: Strategy::Single(template), sampler: self.sampler.clone(), max_tokens: self.max_tokens, continuation: Some(continuation) }
     }

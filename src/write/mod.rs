@@ -10,7 +10,7 @@ pub mod mode;
 pub mod open;
 
 pub use complete::{Complete, LocalComplete, OpenAiComplete};
-pub use mode::{Strategy, WriteMode, WriteRequest};
+pub use mode::{continuation, Strategy, WriteMode, WriteRequest};
 pub use open::{open_completer, open_local, open_writer, resolve_model, OpenError};
 
 use crate::engine::{CancelToken, Engine, EngineError, GenerateRequest, Stats, TemplateMode};

@@ -144,6 +144,21 @@ impl Strategy {
     }
 }
 
+/// How a single-prompt draft is continued (the studio's Ctrl+N, `write --continue`): the
+/// output so far as the model wrote it, tags included, to append after the prompt, and
+/// where the new text lands.
+pub fn continuation(template: TemplateMode, trace: &str, draft: &str) -> (String, crate::engine::StartIn) {
+    use crate::engine::StartIn;
+    // A primed template's prompt already ends with the opening tag.
+    let open = if template.prefill().is_empty() { " <think>" } else { "" };
+    match (template.expects_think(), template) {
+        (true, _) if draft.is_empty() => (format!("{open}{trace}"), StartIn::Think),
+        (true, _) => (format!("{open}{trace}</think>\n<answer>{draft}"), StartIn::Answer),
+        (false, TemplateMode::Nothink) => (format!(" <answer>{draft}"), StartIn::Answer),
+        _ => (draft.to_string(), StartIn::Answer),
+    }
+}
+
 /// A request and how to write it: what a [`super::Generator`] runs.
 #[derive(Debug, Clone, Default)]
 pub struct WriteRequest {
