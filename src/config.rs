@@ -61,7 +61,7 @@ pub const TEMPLATE: &str = r#"# longwriter settings. Flags and environment varia
 # device = "cpu"               # cpu, cuda or cuda:N
 # threads = 4                  # CPU inference threads (default: all cores)
 # judge = "qwen2.5-0.5b"       # the studio's quality judge
-# train_job = "examples/jobs/short-format-length.toml"
+# train_job = "short-format-length"   # a job file, or a shipped job's name
 
 [sampling]
 # temperature = 0.6
@@ -159,7 +159,7 @@ mod tests {
         let s = Settings::parse(&uncommented, "t").unwrap();
         assert_eq!(s.template, Some(WriteMode::default()));
         assert_eq!((s.threads, s.sampling.max_tokens, s.sampling.seed), (Some(4), Some(4096), Some(299792458)));
-        assert_eq!(s.train_job.as_deref(), Some(Path::new("examples/jobs/short-format-length.toml")));
+        assert_eq!(s.train_job.as_deref(), Some(Path::new("short-format-length")));
     }
 
     #[test]

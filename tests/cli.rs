@@ -347,6 +347,31 @@ fn train_convert_writes_other_trainers_configs() {
     assert_clean_failure(&e.run(&["train", "convert", other.to_str().unwrap(), "--to", "openrlhf"]), "needs --hf-model");
 }
 
+/// The shipped jobs and their prompt sets are inside the binary: named from any directory
+/// (here `/`, as an installed binary would be run), they are written under the data dir.
+#[test]
+fn shipped_jobs_are_found_by_name_from_any_directory() {
+    let e = Env::new();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_longwriter"))
+            .args(args)
+            .current_dir("/")
+            .env("LONGWRITER_CONFIG_DIR", e.path("config"))
+            .env("LONGWRITER_CACHE_DIR", e.path("cache"))
+            .env("LONGWRITER_DATA_DIR", e.path("data"))
+            .output()
+            .unwrap()
+    };
+    let o = run(&["train", "convert", "short-format-length", "--to", "verl"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("algorithm.adv_estimator=grpo"), "{}", stderr(&o));
+    let prompts = e.path("data/shipped/data/prompts/writing-short.jsonl");
+    let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/prompts/writing-short.jsonl")).unwrap();
+    assert_eq!(std::fs::read_to_string(&prompts).unwrap(), shipped);
+    // The source-tree path of a shipped job works from anywhere too (the studio's default).
+    assert!(run(&["train", "convert", "examples/jobs/long-length.toml", "--to", "openrlhf"]).status.success());
+    assert_clean_failure(&run(&["train", "convert", "writer-xl", "--to", "trl"]), "no shipped job of that name (shipped: short-format-length, long-length)");
+}
+
 #[test]
 fn config_toml_sets_defaults_that_flags_override_and_a_broken_one_stops_with_its_line() {
     let e = Env::new();

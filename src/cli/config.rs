@@ -68,7 +68,7 @@ fn show(cli: &Cli, path: &std::path::Path, json: bool) -> Result<()> {
         ("device", pick(&[(flag, cli.device.clone()), (file, cfg.device.clone())], "cpu")),
         ("threads", pick(&[(flag, cli.threads.map(|n| n.to_string())), (file, cfg.threads.map(|n| n.to_string()))], "all cores")),
         ("judge", pick(&[(flag, cli.judge.clone()), (file, cfg.judge.clone())], "fluency proxy on the writing model")),
-        ("train_job", pick(&[(flag, cli.train_job.as_ref().map(|p| p.display().to_string())), (file, cfg.train_job.as_ref().map(|p| p.display().to_string()))], "examples/jobs/short-format-length.toml")),
+        ("train_job", pick(&[(flag, cli.train_job.as_ref().map(|p| p.display().to_string())), (file, cfg.train_job.as_ref().map(|p| p.display().to_string()))], "short-format-length")),
     ];
     let reg = format!("models.toml entry {}", entry.name);
     let d = &entry.sampling;

@@ -60,7 +60,7 @@ pub struct Cli {
     #[command(flatten)]
     pub server: ServerArgs,
     /// Studio: the job file the Train tab (F8) starts with `n`
-    /// [default: examples/jobs/short-format-length.toml].
+    /// [default: the shipped job short-format-length].
     #[arg(long)]
     pub train_job: Option<std::path::PathBuf>,
     /// Forces a panic, for terminal-safety tests.
@@ -76,7 +76,7 @@ fn studio(cli: &Cli, cfg: &Settings, device: String) -> anyhow::Result<()> {
     let fixed_seed = cli.seed.or(cfg.sampling.seed);
     sampler.seed = fixed_seed.unwrap_or_else(rand::random);
     let max_tokens = cli.max_tokens.or(cfg.sampling.max_tokens).or(entry.sampling.max_tokens).unwrap_or(2048);
-    let train_job = cli.train_job.clone().or_else(|| cfg.train_job.clone()).unwrap_or_else(|| "examples/jobs/short-format-length.toml".into());
+    let train_job = cli.train_job.clone().or_else(|| cfg.train_job.clone()).unwrap_or_else(|| "short-format-length".into());
     crate::studio::run(crate::studio::StudioOptions {
         entry,
         device,

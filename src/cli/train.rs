@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 #[derive(Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct TrainArgs {
-    /// The job file (see examples/jobs/).
+    /// The job file, or the name of a shipped job: short-format-length, long-length
+    /// (examples/jobs/; an installed binary carries them).
     #[arg(long, conflicts_with = "resume")]
     pub config: Option<PathBuf>,
     /// Continue a run from its newest checkpoint (after a stop, a crash or kill -9).
@@ -89,7 +90,7 @@ fn run_dir(name: &str) -> Result<PathBuf> {
 }
 
 fn convert(path: &Path, to: crate::rl::convert::TrainerKind, hf_model: Option<String>, reward_url: &str, out: Option<PathBuf>) -> Result<()> {
-    let job = JobSpec::load(path)?;
+    let job = JobSpec::load(&crate::rl::job::resolve(path)?)?;
     // The shipped default entry is a GGUF of this checkpoint; others need --hf-model.
     let shipped = Registry::load_with(None)?.default_entry().name.clone();
     let model = match &job.model {
@@ -122,8 +123,9 @@ pub fn run(a: TrainArgs, device: &str) -> Result<()> {
     }
     let (job, dir, resume) = match (&a.config, &a.resume) {
         (Some(cfg), _) => {
-            let job = JobSpec::load(cfg)?;
-            (job, Run::create(cfg, a.name.as_deref())?.dir, false)
+            let cfg = crate::rl::job::resolve(cfg)?;
+            let job = JobSpec::load(&cfg)?;
+            (job, Run::create(&cfg, a.name.as_deref())?.dir, false)
         }
         (None, Some(r)) => {
             let dir = run_dir(r)?;
@@ -256,7 +258,7 @@ pub fn runs(cmd: RunsCmd) -> Result<()> {
                 return Ok(());
             }
             if runs.is_empty() {
-                println!("no runs yet (they live in {}). Start one: longwriter train --config examples/jobs/short-format-length.toml", crate::paths::runs_dir().display());
+                println!("no runs yet (they live in {}). Start one: longwriter train --config short-format-length", crate::paths::runs_dir().display());
             }
             for r in runs {
                 let ms = r.metrics();
