@@ -308,3 +308,34 @@ fn sigterm_restores_the_terminal_saves_the_session_and_exits_143() {
     let draft = text.split("## Draft\n\n").nth(1).unwrap_or("");
     assert!(longwriter::text::count_words(draft) >= seen, "saved {} words, {seen} were on screen:\n{text}", longwriter::text::count_words(draft));
 }
+
+/// Without a seed, each F5 takes a fresh one: two drafts of the same request differ, the
+/// status bar shows each draft's seed, and the session keeps the seed of the draft it holds.
+#[test]
+#[ignore = "needs tmux and a terminal; scripts/test.sh runs it"]
+fn two_drafts_of_one_request_take_fresh_seeds_and_the_session_keeps_each() {
+    let dir = tempfile::tempdir().unwrap();
+    common::default_model_path();
+    let cmd = format!(
+        "exec env LONGWRITER_DATA_DIR={d}/data LONGWRITER_CONFIG_DIR={d}/config {bin} --model smollm2-135m --template chat --max-tokens 48",
+        d = dir.path().display(),
+        bin = env!("CARGO_BIN_EXE_longwriter"),
+    );
+    let t = Tmux::start(&cmd);
+    t.wait_for("the model to load", 60, |s| s.contains("│ ready │"));
+    t.literal("Write a short poem about the sea.");
+    let seed_of = |s: &str| -> u64 { s.split("│ seed ").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok()).expect("a seed in the status bar") };
+    let mut drafts = Vec::new();
+    for _ in 0..2 {
+        t.keys(&["F5"]);
+        t.wait_for("generating", 30, |s| s.contains("│ generating │"));
+        let s = t.wait_for("the draft, saved", 90, |s| s.contains("│ done: ") && s.contains("│ session 1 saved"));
+        let saved = cli(dir.path(), &["sessions", "show", "--last", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&saved.stdout).unwrap();
+        assert_eq!(v["settings"]["sampling"]["seed"].as_u64(), Some(seed_of(&s)), "the session keeps the draft's seed:\n{s}");
+        drafts.push((seed_of(&s), v["draft"].as_str().unwrap().to_string()));
+    }
+    assert_ne!(drafts[0].0, drafts[1].0, "two drafts took the same seed");
+    assert_ne!(drafts[0].1, drafts[1].1, "two seeds wrote the same draft");
+    t.keys(&["C-q"]);
+}

@@ -238,10 +238,10 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
     } else {
         println!();
         // The stop reason can quote a server's error message.
-        eprintln!("{}", crate::text::strip_controls(&stats_line(&stats, words, template, seed)));
         if let Some(id) = session {
             eprintln!("saved as session {id} (longwriter write --continue extends it)");
         }
+        eprintln!("{}", crate::text::strip_controls(&stats_line(&stats, words, template, seed)));
     }
     Ok(())
 }
