@@ -35,6 +35,13 @@ impl Env {
             .output()
             .unwrap()
     }
+    /// Runs a command that must succeed and print one inert JSON value, and parses it.
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let o = self.run(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        assert_inert(&format!("{args:?}"), &o.stdout);
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|err| panic!("{args:?}: {err}"))
+    }
     fn user_models(&self, text: &str) {
         std::fs::write(self.path("config/models.toml"), text).unwrap();
     }
@@ -445,11 +452,7 @@ fn write_saves_a_session_and_continue_extends_it() {
     let e = Env::new();
     let model = common::default_model_path();
     let m = model.to_str().unwrap();
-    let json = |args: &[&str]| -> serde_json::Value {
-        let o = e.run(args);
-        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
-        serde_json::from_slice(&o.stdout).unwrap()
-    };
+    let json = |args: &[&str]| e.json(args);
     let first = json(&["write", "--model", m, "--template", "chat", "--temperature", "0", "--max-tokens", "8", "--json", "Write a story about a fox."]);
     assert_eq!(first["session"], 1);
     let saved = json(&["sessions", "show", "--last", "--json"]);
@@ -534,12 +537,7 @@ fn imported_escape_sequences_never_reach_the_terminal() {
         assert_inert(&format!("{args:?} (stderr)"), &o.stderr);
     }
     // --json keeps the text exactly, every control escaped, in documented shapes.
-    let json = |args: &[&str]| -> serde_json::Value {
-        let o = e.run(args);
-        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
-        assert_inert(&format!("{args:?}"), &o.stdout);
-        serde_json::from_slice(&o.stdout).unwrap_or_else(|err| panic!("{args:?}: {err}"))
-    };
+    let json = |args: &[&str]| e.json(args);
     for args in [&["sessions", "list", "--json"][..], &["sessions", "search", "tidal", "--json"]] {
         let rows = json(args);
         assert_eq!(rows[0]["id"], 1, "{args:?}");
@@ -575,12 +573,7 @@ fn run_names_and_job_files_never_reach_the_terminal_raw() {
     }
     // --json: the same runs, the text kept exactly and every control escaped.
     std::fs::write(dir.join("metrics.jsonl"), "{\"step\":1,\"reward\":0.25}\n").unwrap();
-    let json = |args: &[&str]| -> serde_json::Value {
-        let o = e.run(args);
-        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
-        assert_inert(&format!("{args:?}"), &o.stdout);
-        serde_json::from_slice(&o.stdout).unwrap()
-    };
+    let json = |args: &[&str]| e.json(args);
     let list = json(&["runs", "list", "--json"]);
     assert_eq!((list[0]["name"].as_str(), list[0]["steps_done"].as_u64(), list[0]["reward"].as_f64(), list[0]["live"].as_bool()), (Some(name), Some(1), Some(0.25), Some(false)));
     let show = json(&["runs", "show", name, "--json"]);
