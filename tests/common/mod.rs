@@ -1,6 +1,7 @@
 #![allow(dead_code)]
 //! Shared test setup: the real default model, fetched once into the user cache dir.
 
+pub mod cli;
 pub mod llama;
 pub mod tiny;
 
