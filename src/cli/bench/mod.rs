@@ -35,10 +35,14 @@ pub struct BenchArgs {
     /// remote backend and prints its speed beside the local engine's.
     #[arg(long)]
     pub server: Option<String>,
-    /// Time GRPO training steps instead (1 prompt × G=4, LoRA r16 on q/v): --reps steps,
-    /// each with its rollout / reward / loss parts.
+    /// Time GRPO training steps instead (1 prompt × G completions, LoRA r16 on q/v): --reps
+    /// steps, each with its rollout / reward / loss parts.
     #[arg(long)]
     pub train: bool,
+    /// With --train: G, the completions of the prompt (rollouts decode side by side; the
+    /// group is one loss pass).
+    #[arg(long, default_value_t = 4)]
+    pub group_size: usize,
     /// New tokens per rollout with --train.
     #[arg(long, default_value_t = 192)]
     pub train_tokens: usize,

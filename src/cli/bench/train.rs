@@ -1,5 +1,5 @@
 //! `longwriter bench --train`: the time of GRPO steps and their parts on the settings of
-//! the TRL reference (1 prompt × G=4 × 192 new tokens, LoRA r16 on q/v, f32).
+//! the TRL reference (1 prompt × G=4 × 192 new tokens, LoRA r16 on q/v, f32; `--group-size` changes G).
 //! `scripts/bench-train-vs-trl.py` runs this and TRL's GRPOTrainer in one run for a ratio.
 
 use crate::cli::BarProgress;
@@ -11,8 +11,9 @@ const PROMPT: &str = "Write a short story of about 150 words about a lighthouse 
 
 pub fn run(a: &super::BenchArgs, device: &str) -> Result<()> {
     let (model, steps, tokens, json, rollout_device) = (a.model.as_deref(), a.reps, a.train_tokens, a.json, a.rollout_device.as_str());
-    if steps == 0 || tokens == 0 {
-        bail!("--reps (steps) and --train-tokens must be positive");
+    let g = a.group_size;
+    if steps == 0 || tokens == 0 || g < 2 {
+        bail!("--reps (steps) and --train-tokens must be positive, and --group-size at least 2");
     }
     let entry = crate::cli::resolve_model(model)?;
     let base = crate::models::ensure(&entry, &BarProgress::new())?;
@@ -22,14 +23,14 @@ pub fn run(a: &super::BenchArgs, device: &str) -> Result<()> {
     let mut job = JobSpec::default();
     job.model = model.map(str::to_string);
     job.data.prompts = prompts;
-    job.rollout.group_size = 4;
+    job.rollout.group_size = g;
     job.rollout.prompts_per_step = 1;
     job.rollout.max_new_tokens = tokens;
     job.rollout.device = rollout_device.to_string();
     job.optim.gradient_checkpointing = a.gradient_checkpointing;
     // The group in one loss pass, as TRL's batch of G completions: the prompt is then
     // computed once for all four (`DenseModel::group_logits`).
-    job.optim.micro_batch = 4;
+    job.optim.micro_batch = g;
     job.run.steps = steps;
     job.run.checkpoint_every = steps;
     let device_name = device;
@@ -64,7 +65,7 @@ pub fn run(a: &super::BenchArgs, device: &str) -> Result<()> {
     if json {
         let v = serde_json::json!({
             "model": entry.name, "model_path": base, "template": "longwriter", "device": device_name, "rollout_device": rollout_device, "gradient_checkpointing": a.gradient_checkpointing,
-            "prompt_text": crate::engine::template::LONGWRITER_EN.replace("{question}", PROMPT), "prompts": 1, "group_size": 4, "max_new_tokens": tokens, "lora": "r16 q_proj,v_proj", "steps": rows,
+            "prompt_text": crate::engine::template::LONGWRITER_EN.replace("{question}", PROMPT), "prompts": 1, "group_size": g, "max_new_tokens": tokens, "lora": "r16 q_proj,v_proj", "steps": rows,
             "measured_steps": measured.iter().map(|r| r["step"].clone()).collect::<Vec<_>>(),
             "mean": { "step_time": mean("step_time"), "rollout": mean("rollout"), "reward": mean("reward"), "loss": mean("loss"), "completion_tokens": mean("completion_tokens"),
                       "loss_tok_s": mean("loss_tok_s"), "loss_gflop_s": mean("loss_gflop_s") },
