@@ -57,8 +57,9 @@ fn write_saves_a_session_and_continue_extends_it() {
     let saved = json(&["sessions", "show", "--last", "--json"]);
     assert_eq!((&saved["draft"], &saved["prompt"], &saved["template"]), (&first["answer"], &serde_json::json!("Write a story about a fox."), &serde_json::json!("chat")));
     assert_eq!(saved["settings"]["sampling"]["seed"], first["seed"]);
-    // --continue: no prompt, the session's template; the new text is appended.
-    let more = json(&["write", "--model", m, "--temperature", "0", "--max-tokens", "8", "--json", "--continue"]);
+    // --continue: no prompt, the session's model and template; the new text is appended.
+    let more = json(&["write", "--temperature", "0", "--max-tokens", "8", "--json", "--continue"]);
+    assert_eq!(more["model"], first["model"]);
     assert_eq!((more["session"].as_i64(), more["template"].as_str()), (Some(1), Some("chat")));
     assert!(more["stats"]["generated_tokens"].as_u64().unwrap() > 0);
     let saved = json(&["sessions", "show", "1", "--json"]);

@@ -102,7 +102,9 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
     if prompt.trim().is_empty() {
         bail!("the prompt is empty. Hint: longwriter write \"Write a 300-word story about a lighthouse keeper.\"");
     }
-    let (entry, mut model) = load_writer(a.model.as_deref().or(cfg.model.as_deref()), device)?;
+    // A continued draft is written on by the model that wrote it, unless one is named.
+    let model_name = a.model.clone().or_else(|| earlier.as_ref().map(|s| s.model.clone())).or_else(|| cfg.model.clone());
+    let (entry, mut model) = load_writer(model_name.as_deref(), device)?;
     let d = &entry.sampling;
     let base = cfg.sampler(&SamplerConfig::from_defaults(d));
     let template = a.template.or_else(|| earlier.as_ref().and_then(|s| WriteMode::parse(&s.template))).or(cfg.template).unwrap_or_default();
@@ -205,7 +207,9 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
     let session = if a.no_save {
         None
     } else {
-        let draft = Draft { entry: &entry.name, mode: template, sampler: &sampler, max_tokens, request: &text.request, think: &think, answer: &answer, stats: &stats };
+        // What the model was named by (a path stays a path), so --continue can load it again.
+        let named = model_name.clone().unwrap_or_else(|| entry.name.clone());
+        let draft = Draft { entry: &named, mode: template, sampler: &sampler, max_tokens, request: &text.request, think: &think, answer: &answer, stats: &stats };
         match save(earlier, &draft) {
             Ok(id) => Some(id),
             Err(e) => {
