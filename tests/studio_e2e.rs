@@ -14,9 +14,18 @@ impl Tmux {
     fn start(cmd: &str) -> Self {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let name = format!("lw-e2e-{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        let ok = Command::new("tmux").args(["new-session", "-d", "-s", &name, "-x", "140", "-y", "40", cmd]).status().expect("tmux is required (apt-get install tmux)");
-        assert!(ok.success());
-        Self { name }
+        // Tests start sessions in parallel, and the first ones race to start the tmux
+        // server: a start that loses the race is tried again.
+        let mut last = String::new();
+        for _ in 0..5 {
+            let o = Command::new("tmux").args(["new-session", "-d", "-s", &name, "-x", "140", "-y", "40", cmd]).output().expect("tmux is required (apt-get install tmux)");
+            if o.status.success() {
+                return Self { name };
+            }
+            last = String::from_utf8_lossy(&o.stderr).into_owned();
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        panic!("tmux new-session failed five times: {last}");
     }
     fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", &self.name];
