@@ -9,9 +9,8 @@
 #     package by scripts/llama-cpp.sh, about 12 minutes on 2 cores, cached in the user
 #     cache dir);
 #   - python3 with pip and setuptools (the TRL/verl shims, the sdist check);
-#   - root (the full-disk and read-only tests mount a tmpfs).
-# Here those are installed (with sudo when not root) and run. Without root the tmpfs
-# tests cannot pass: run this as root, or in a container, for the whole suite.
+#   - root, or passwordless sudo (the full-disk and read-only tests mount a tmpfs).
+# Here those are installed (with sudo when not root) and run.
 #
 # Usage: scripts/test.sh [extra cargo test arguments, e.g. a test name filter]
 set -euo pipefail
