@@ -175,10 +175,15 @@ fn kill_9_while_streaming_then_reopen() {
     assert_eq!(draft_words(&s), saved_words, "{s}");
     assert!(s.contains("Write a long essay about lighthouses."));
     t.keys(&["C-q"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while t.alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // Exports never overwrite.
     let out = dir.path().join("essay.md");
-    assert!(cli(dir.path(), &["export", "1", "--out", out.to_str().unwrap()]).status.success());
+    let o = cli(dir.path(), &["export", "1", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let again = cli(dir.path(), &["export", "1", "--out", out.to_str().unwrap()]);
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("never overwrite"));
 }
