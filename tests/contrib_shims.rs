@@ -4,7 +4,7 @@
 use std::process::Command;
 
 #[test]
-#[ignore = "needs python3; scripts/test.sh runs it"]
+#[ignore = "needs python3; scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn trl_and_verl_shims_score_like_the_server() {
     let root = env!("CARGO_MANIFEST_DIR");
     let out = match Command::new("python3")

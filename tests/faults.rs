@@ -74,7 +74,7 @@ fn files(dir: &Path) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "needs root or passwordless sudo (it mounts a tmpfs); scripts/test.sh runs it"]
+#[ignore = "needs root or passwordless sudo (it mounts a tmpfs); scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn a_full_disk_fails_the_write_clearly_and_keeps_what_was_there() {
     let fs = Tmpfs::mount(64);
     std::fs::write(fs.path.join("earlier.md"), "Written before the disk filled.").unwrap();
@@ -99,7 +99,7 @@ fn a_full_disk_fails_the_write_clearly_and_keeps_what_was_there() {
 }
 
 #[test]
-#[ignore = "needs root or passwordless sudo (it mounts a tmpfs); scripts/test.sh runs it"]
+#[ignore = "needs root or passwordless sudo (it mounts a tmpfs); scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn a_read_only_config_dir_is_read_and_never_written() {
     let fs = Tmpfs::mount(64);
     std::fs::write(

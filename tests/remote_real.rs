@@ -26,7 +26,7 @@ fn longwriter(registry: &str, args: &[&str], env: &[(&str, &str)]) -> std::proce
 }
 
 #[test]
-#[ignore = "needs a llama.cpp build (scripts/llama-cpp.sh); scripts/test.sh runs it"]
+#[ignore = "needs a llama.cpp build (scripts/llama-cpp.sh); scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn write_streams_a_real_server_generation_with_think_and_answer_routed() {
     let server = LlamaServer::shared();
     let out = longwriter(&server.registry("lcpp", None), &["write", "--model", "lcpp", "--template", "longwriter-primed", "--temperature", "0", "--max-tokens", "96", "--json", REQUEST], &[]);
@@ -55,7 +55,7 @@ fn write_streams_a_real_server_generation_with_think_and_answer_routed() {
 }
 
 #[test]
-#[ignore = "needs a llama.cpp build (scripts/llama-cpp.sh); scripts/test.sh runs it"]
+#[ignore = "needs a llama.cpp build (scripts/llama-cpp.sh); scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn api_keys_missing_wrong_and_right() {
     let server = LlamaServer::start(&["--api-key", "sekrit-key"]);
     let reg = server.registry("keyed", Some("LW_TEST_KEY"));
@@ -72,7 +72,7 @@ fn api_keys_missing_wrong_and_right() {
 }
 
 #[test]
-#[ignore = "needs a llama.cpp build (scripts/llama-cpp.sh); scripts/test.sh runs it"]
+#[ignore = "needs a llama.cpp build (scripts/llama-cpp.sh); scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn a_wrong_path_is_a_404_and_a_dead_port_is_refused() {
     let server = LlamaServer::shared();
     let reg = server.registry("lcpp", None).replace("/v1\"", "/nope/v1\"");
@@ -113,7 +113,7 @@ fn long_generation(server: &LlamaServer, on_text: impl FnOnce(&CancelToken)) -> 
 }
 
 #[test]
-#[ignore = "needs a llama.cpp build (scripts/llama-cpp.sh); scripts/test.sh runs it"]
+#[ignore = "needs a llama.cpp build (scripts/llama-cpp.sh); scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn a_server_killed_mid_stream_keeps_the_partial_draft_and_marks_it() {
     let server = LlamaServer::start(&[]);
     let pid = server.pid().to_string();
@@ -126,7 +126,7 @@ fn a_server_killed_mid_stream_keeps_the_partial_draft_and_marks_it() {
 }
 
 #[test]
-#[ignore = "needs a llama.cpp build (scripts/llama-cpp.sh); scripts/test.sh runs it"]
+#[ignore = "needs a llama.cpp build (scripts/llama-cpp.sh); scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn cancel_closes_the_connection_and_the_server_stops_generating() {
     let server = LlamaServer::start(&[]);
     let (draft, stop) = long_generation(&server, |c| c.cancel());
@@ -146,7 +146,7 @@ fn cancel_closes_the_connection_and_the_server_stops_generating() {
 }
 
 #[test]
-#[ignore = "needs a llama.cpp build (scripts/llama-cpp.sh); scripts/test.sh runs it"]
+#[ignore = "needs a llama.cpp build (scripts/llama-cpp.sh); scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn eval_writes_and_judges_with_a_server_entry() {
     let server = LlamaServer::shared();
     let dir = tempfile::tempdir().unwrap();
@@ -163,7 +163,7 @@ fn eval_writes_and_judges_with_a_server_entry() {
 }
 
 #[test]
-#[ignore = "needs a llama.cpp build (scripts/llama-cpp.sh); scripts/test.sh runs it"]
+#[ignore = "needs a llama.cpp build (scripts/llama-cpp.sh); scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn agentwrite_plans_and_writes_through_a_server() {
     let server = LlamaServer::shared();
     let out = longwriter(&server.registry("lcpp", None), &["write", "--model", "lcpp", "--template", "agentwrite", "--target-words", "600", "--max-tokens", "200", "--json", REQUEST], &[]);

@@ -87,7 +87,7 @@ fn cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
 }
 
 #[test]
-#[ignore = "needs tmux and a terminal; scripts/test.sh runs it"]
+#[ignore = "needs tmux and a terminal; scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn type_generate_stream_stop_export_quit() {
     let dir = tempfile::tempdir().unwrap();
     // A stand-in editor that rewrites the file it is given.
@@ -137,7 +137,7 @@ fn type_generate_stream_stop_export_quit() {
 }
 
 #[test]
-#[ignore = "needs tmux and a terminal; scripts/test.sh runs it"]
+#[ignore = "needs tmux and a terminal; scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn kill_9_while_streaming_then_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let t = Tmux::start(&studio_cmd(dir.path(), ""));
@@ -189,7 +189,7 @@ fn kill_9_while_streaming_then_reopen() {
 }
 
 #[test]
-#[ignore = "needs tmux and a terminal; scripts/test.sh runs it"]
+#[ignore = "needs tmux and a terminal; scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn a_panic_leaves_the_terminal_usable() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
@@ -211,7 +211,7 @@ fn a_panic_leaves_the_terminal_usable() {
 }
 
 #[test]
-#[ignore = "needs tmux and a terminal; scripts/test.sh runs it"]
+#[ignore = "needs tmux and a terminal; scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn a_worker_panic_does_not_disturb_the_screen() {
     let dir = tempfile::tempdir().unwrap();
     let t = Tmux::start(&studio_cmd(dir.path(), "--debug-panic worker"));
@@ -221,7 +221,7 @@ fn a_worker_panic_does_not_disturb_the_screen() {
 }
 
 #[test]
-#[ignore = "needs tmux and a terminal; scripts/test.sh runs it"]
+#[ignore = "needs tmux and a terminal; scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn a_real_llama_server_streams_into_the_studio_and_its_death_keeps_the_draft() {
     let server = common::llama::LlamaServer::start(&[]);
     let dir = tempfile::tempdir().unwrap();
@@ -255,7 +255,7 @@ fn trace_words(screen: &str) -> usize {
 }
 
 #[test]
-#[ignore = "needs tmux and a terminal; scripts/test.sh runs it"]
+#[ignore = "needs tmux and a terminal; scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn agentwrite_shows_its_plan_steps_through_it_and_resumes_after_a_stop() {
     let dir = tempfile::tempdir().unwrap();
     let t = Tmux::start(&studio_cmd(dir.path(), "").replace("--template chat", "--template agentwrite"));
@@ -286,7 +286,7 @@ fn agentwrite_shows_its_plan_steps_through_it_and_resumes_after_a_stop() {
 /// terminal (echo and canonical mode back, alternate screen left), saves the session, and
 /// exits with the shell's status for the signal, 143.
 #[test]
-#[ignore = "needs tmux and a terminal; scripts/test.sh runs it"]
+#[ignore = "needs tmux and a terminal; scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn sigterm_restores_the_terminal_saves_the_session_and_exits_143() {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("run.sh");
@@ -326,7 +326,7 @@ fn sigterm_restores_the_terminal_saves_the_session_and_exits_143() {
 /// Without a seed, each F5 takes a fresh one: two drafts of the same request differ, the
 /// status bar shows each draft's seed, and the session keeps the seed of the draft it holds.
 #[test]
-#[ignore = "needs tmux and a terminal; scripts/test.sh runs it"]
+#[ignore = "needs tmux and a terminal; scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn two_drafts_of_one_request_take_fresh_seeds_and_the_session_keeps_each() {
     let dir = tempfile::tempdir().unwrap();
     common::default_model_path();

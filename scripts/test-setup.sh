@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The full test suite, from a fresh machine: installs what the tests need, then runs every
-# test, the ignored ones included. This is the README's test command, and CI runs it.
+# Installs what the full test suite needs, on a fresh machine. The README's test command,
+# which CI runs, is this script followed by `cargo test -- --include-ignored`.
 #
 # Plain `cargo test` needs only cargo and pip (for the default model); it skips, and lists
 # as ignored, the tests that need more:
@@ -10,9 +10,9 @@
 #     cache dir);
 #   - python3 with pip and setuptools (the TRL/verl shims, the sdist check);
 #   - root, or passwordless sudo (the full-disk and read-only tests mount a tmpfs).
-# Here those are installed (with sudo when not root) and run.
+# Here those are installed (with sudo when not root), with the models and llama.cpp.
 #
-# Usage: scripts/test.sh [extra cargo test arguments, e.g. a test name filter]
+# Usage: scripts/test-setup.sh && cargo test -- --include-ignored
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,5 +41,3 @@ cargo build --tests
 ./target/debug/longwriter models pull all-minilm-l6-v2
 # The reference llama.cpp binaries (cached after the first build).
 scripts/llama-cpp.sh >/dev/null
-
-cargo test "$@" -- --include-ignored
