@@ -10,6 +10,7 @@
 //! computed. Heads are split across threads; heads that share a K/V head add their dK and
 //! dV into their own buffers, summed at the end, so no two threads write one row.
 
+use super::{cpu_f32, par_units};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 
 /// Attention of `q` [nh, s, hd] over `k`, `v` [nkv, t, hd] (t ≥ s): query row i sits at
@@ -90,31 +91,6 @@ impl Dims {
     }
 }
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s.as_slice::<f32>()?[a..b]),
-        None => candle_core::bail!("causal attention needs contiguous inputs"),
-    }
-}
-
-/// Runs `f(h, out_h)` for every head's block of `out` (heads of `per` floats), the heads
-/// split across threads.
-fn par_heads(out: &mut [f32], per: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    let nh = out.len() / per.max(1);
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(nh.max(1));
-    let mut blocks: Vec<Vec<(usize, &mut [f32])>> = (0..threads).map(|_| Vec::new()).collect();
-    // Heads dealt round-robin; each thread gets its own disjoint blocks.
-    for (h, block) in out.chunks_mut(per).enumerate() {
-        blocks[h % threads].push((h, block));
-    }
-    std::thread::scope(|s| {
-        for mine in blocks {
-            let f = &f;
-            s.spawn(move || mine.into_iter().for_each(|(h, b)| f(h, b)));
-        }
-    });
-}
-
 impl CustomOp3 for CausalAttention {
     fn name(&self) -> &'static str {
         "causal-attention"
@@ -122,9 +98,9 @@ impl CustomOp3 for CausalAttention {
 
     fn cpu_fwd(&self, qs: &CpuStorage, ql: &Layout, ks: &CpuStorage, kl: &Layout, vs: &CpuStorage, vl: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let d = Dims::of(ql, kl)?;
-        let (q, k, v) = (slice(qs, ql)?, slice(ks, kl)?, slice(vs, vl)?);
+        let (q, k, v) = (cpu_f32(qs, ql)?, cpu_f32(ks, kl)?, cpu_f32(vs, vl)?);
         let mut out = vec![0f32; d.nh * d.s * d.hd];
-        par_heads(&mut out, d.s * d.hd, |h, oh| {
+        par_units(&mut out, d.s * d.hd, |h, oh| {
             let mut p = vec![0f32; d.t];
             let vh = &v[(h / d.rep) * d.t * d.hd..];
             for (i, oi) in oh.chunks_exact_mut(d.hd).enumerate() {
@@ -146,7 +122,7 @@ impl CustomOp3 for CausalAttention {
         // Per head: dQ [s, hd], then its own dK and dV [t, hd] each.
         let per = s * hd + 2 * t * hd;
         let mut work = vec![0f32; nh * per];
-        par_heads(&mut work, per, |h, w| {
+        par_units(&mut work, per, |h, w| {
             let (dq, rest) = w.split_at_mut(s * hd);
             let (dk, dv) = rest.split_at_mut(t * hd);
             let kh = &kv[(h / d.rep) * t * hd..];

@@ -9,6 +9,7 @@
 //! `g · (onehot − p) / T`, recomputing `p` from the row's log-sum-exp. Rows are split
 //! across threads.
 
+use super::{cpu_f32, par_units, with_f32};
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 
 /// For logits [n, vocab] and one token id per row: [n, 2] of (log-prob of the id, entropy)
@@ -34,24 +35,11 @@ struct TokenLogprobs {
     inv_t: f32,
 }
 
-/// Runs `f(first_row, rows)` over `out` split into row blocks of `width`, one per thread.
-fn par_rows(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    let n = out.len() / width.max(1);
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(n.max(1));
-    let per = n.div_ceil(threads.max(1)).max(1);
-    std::thread::scope(|s| {
-        for (k, block) in out.chunks_mut(per * width).enumerate() {
-            let f = &f;
-            s.spawn(move || f(k * per, block));
-        }
-    });
-}
-
-/// The row's maximum of `x · inv_t` and its log-sum-exp.
-fn row_lse(row: &[f32], inv_t: f32) -> (f32, f32) {
+/// The log-sum-exp of the row's `x · inv_t` (shifted by its maximum, so nothing overflows).
+fn row_lse(row: &[f32], inv_t: f32) -> f32 {
     let m = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x * inv_t));
     let sum: f32 = row.iter().map(|&x| (x * inv_t - m).exp()).sum();
-    (m, m + sum.ln())
+    m + sum.ln()
 }
 
 impl CustomOp1 for TokenLogprobs {
@@ -61,35 +49,30 @@ impl CustomOp1 for TokenLogprobs {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, vocab) = layout.shape().dims2()?;
-        let Some((a, b)) = layout.contiguous_offsets() else { candle_core::bail!("token-logprobs needs contiguous logits") };
-        let x = &storage.as_slice::<f32>()?[a..b];
+        let x = cpu_f32(storage, layout)?;
         let mut out = vec![0f32; n * 2];
-        par_rows(&mut out, 2, |first, block| {
-            for (r, o) in block.chunks_exact_mut(2).enumerate() {
-                let i = first + r;
-                let row = &x[i * vocab..(i + 1) * vocab];
-                let (_, lse) = row_lse(row, self.inv_t);
-                // Entropy: lse − Σ p·z, with p = exp(z − lse).
-                let pz: f32 = row.iter().map(|&v| (v * self.inv_t - lse).exp() * v * self.inv_t).sum();
-                o[0] = row[self.ids[i] as usize] * self.inv_t - lse;
-                o[1] = lse - pz;
-            }
+        par_units(&mut out, 2, |i, o| {
+            let row = &x[i * vocab..(i + 1) * vocab];
+            let lse = row_lse(row, self.inv_t);
+            // Entropy: lse − Σ p·z, with p = exp(z − lse).
+            let pz: f32 = row.iter().map(|&v| (v * self.inv_t - lse).exp() * v * self.inv_t).sum();
+            o[0] = row[self.ids[i] as usize] * self.inv_t - lse;
+            o[1] = lse - pz;
         });
         Ok((CpuStorage::F32(out), Shape::from((n, 2))))
     }
 
     fn bwd(&self, arg: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let (n, vocab) = arg.dims2()?;
-        let x = arg.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
         let res = res.flatten_all()?.to_vec1::<f32>()?;
         let g = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
         let mut out = vec![0f32; n * vocab];
-        par_rows(&mut out, vocab, |first, block| {
-            for (r, o) in block.chunks_exact_mut(vocab).enumerate() {
-                let i = first + r;
+        // The logits are read in place: they are [n, vocab], as large as the result.
+        with_f32(arg, |x| {
+            par_units(&mut out, vocab, |i, o| {
                 let gi = g[i * 2];
                 if gi == 0.0 {
-                    continue;
+                    return;
                 }
                 let row = &x[i * vocab..(i + 1) * vocab];
                 let id = self.ids[i] as usize;
@@ -100,8 +83,9 @@ impl CustomOp1 for TokenLogprobs {
                     *d = scale * (v * self.inv_t - lse).exp();
                 }
                 o[id] += gi * self.inv_t;
-            }
-        });
+            });
+            Ok(())
+        })?;
         Ok(Some(Tensor::from_vec(out, (n, vocab), arg.device())?))
     }
 }

@@ -108,7 +108,7 @@ pub fn run(a: BenchArgs, device: &str) -> Result<()> {
     }
     let ours = Speed { prefill_tok_s: pp / a.reps as f64, decode_tok_s: tg / a.reps as f64 };
     let rss = peak_rss_mb();
-    let threads = threads();
+    let threads = crate::engine::cpu::pool::configured_threads();
     let reference = match &a.llama_bench {
         Some(bin) => Some(llama_bench(bin, &choice.path, threads, &a)?),
         None => None,
@@ -232,11 +232,6 @@ pub fn peak_rss_mb() -> f64 {
         .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
-}
-
-/// The threads the engines use: `RAYON_NUM_THREADS`, else every core.
-fn threads() -> usize {
-    std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
 }
 
 /// The CPU model and the widest x86 SIMD it offers, for the record of a measurement: the

@@ -96,17 +96,10 @@ impl Pool {
         Self { shared, threads, gate: Mutex::new(()) }
     }
 
-    /// The process-wide pool, sized by `--threads` or the core count. `--threads` travels as
-    /// `RAYON_NUM_THREADS` because candle's own CPU ops read that variable too.
+    /// The process-wide pool, sized by [`configured_threads`].
     pub fn global() -> &'static Pool {
         static POOL: OnceLock<Pool> = OnceLock::new();
-        POOL.get_or_init(|| {
-            let n = std::env::var("RAYON_NUM_THREADS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-            Pool::new(n)
-        })
+        POOL.get_or_init(|| Pool::new(configured_threads()))
     }
 
     pub fn threads(&self) -> usize {
@@ -149,6 +142,12 @@ impl Drop for Pool {
         self.shared.generation.fetch_add(1, Ordering::Release);
         self.shared.wake.notify_all();
     }
+}
+
+/// The threads the engines use: `--threads`, or the core count. `--threads` travels as
+/// `RAYON_NUM_THREADS` because candle's own CPU ops read that variable too.
+pub fn configured_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
 }
 
 fn worker(s: Arc<Shared>, mut seen: usize) {
