@@ -92,7 +92,7 @@ pub fn run(cmd: SessionsCmd) -> Result<()> {
         SessionsCmd::Show { id, json, .. } => {
             let id = match id {
                 Some(id) => id,
-                None => store.list()?.first().map(|r| r.id).context("no sessions yet. Hint: the studio saves each draft as a session")?,
+                None => store.latest()?.context("no sessions yet. Hint: the studio saves each draft as a session")?,
             };
             let s = store.get(id)?;
             if json {

@@ -88,7 +88,7 @@ fn earlier_session(a: &WriteArgs) -> Result<Option<crate::sessions::Session>> {
     let store = crate::sessions::Store::open_default()?;
     let id = match a.session {
         Some(id) => id,
-        None => store.list()?.first().map(|r| r.id).context("no sessions to continue. Hint: longwriter write \"…\" saves one")?,
+        None => store.latest()?.context("no sessions to continue. Hint: longwriter write \"…\" saves one")?,
     };
     Ok(Some(store.get(id)?))
 }

@@ -233,6 +233,12 @@ impl Store {
         self.summaries("SELECT id, updated, title, model, draft FROM sessions ORDER BY updated DESC, id DESC", None)
     }
 
+    /// The most recently updated session's id (the first of [`Store::list`]), if any.
+    pub fn latest(&self) -> Result<Option<i64>, StoreError> {
+        use rusqlite::OptionalExtension;
+        self.conn.query_row("SELECT id FROM sessions ORDER BY updated DESC, id DESC LIMIT 1", [], |r| r.get(0)).optional().map_err(|e| self.err(e))
+    }
+
     /// Full-text search over prompts and drafts. Words are matched as plain terms, so
     /// FTS syntax in the query cannot cause errors.
     pub fn search(&self, query: &str) -> Result<Vec<SessionSummary>, StoreError> {
@@ -285,6 +291,7 @@ mod tests {
         assert_eq!(got.stats["generated_tokens"], 12);
         let id2 = s.create("Other", "m", "chat").unwrap();
         assert_eq!(s.list().unwrap().len(), 2);
+        assert_eq!(s.latest().unwrap(), Some(s.list().unwrap()[0].id), "latest is the first of the list");
         assert_eq!(s.search("keeper").unwrap().iter().map(|x| x.id).collect::<Vec<_>>(), vec![id]);
         assert!(s.search("\"unbalanced AND (").unwrap().is_empty());
         assert!(s.remove(id).unwrap());
@@ -292,6 +299,8 @@ mod tests {
         assert!(matches!(s.get(id), Err(StoreError::NotFound(_))));
         assert!(!s.remove(id).unwrap());
         assert_eq!(s.list().unwrap()[0].id, id2);
+        assert!(s.remove(id2).unwrap());
+        assert_eq!(s.latest().unwrap(), None);
     }
 
     #[test]
