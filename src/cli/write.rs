@@ -271,11 +271,10 @@ fn save(earlier: Option<crate::sessions::Session>, d: &Draft) -> Result<i64> {
     };
     let session = crate::sessions::Session {
         id,
-        title: d.request.lines().next().unwrap_or("").chars().take(80).collect(),
+        title: crate::sessions::title_of(d.request),
         model: d.entry.to_string(),
         template: d.mode.label().into(),
-        // The studio's shape: the seed is settings.sampling.seed.
-        settings: serde_json::json!({ "sampling": d.sampler, "max_tokens": d.max_tokens, "target": crate::reward::extract_target(d.request) }),
+        settings: crate::sessions::settings_of(d.sampler, d.max_tokens, &crate::reward::extract_target(d.request)),
         prompt: d.request.to_string(),
         rewards: serde_json::json!({ "words": count_words(&draft) }),
         trace,

@@ -245,7 +245,7 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<Option<i32>> {
                     Effect::Start { prompt, strategy, sampler, max_tokens, continuation } => {
                         if app.session_id.is_none() && store_ok && !session_requested {
                             session_requested = true;
-                            let (title, model, template) = (prompt.lines().next().unwrap_or("").to_string(), app.model.clone(), strategy.mode().label().to_string());
+                            let (title, model, template) = (crate::sessions::title_of(&prompt), app.model.clone(), strategy.mode().label().to_string());
                             effects::spawn_io(&tx, "session", move || effects::create_session(title, model, template));
                         }
                         let (continuation, start_in) = continuation.unzip();

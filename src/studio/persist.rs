@@ -8,7 +8,6 @@ impl App {
     /// Everything a session stores, as of now.
     pub fn snapshot(&self) -> crate::sessions::Session {
         let prompt = self.prompt.lines().join("\n");
-        let title: String = prompt.lines().next().unwrap_or("").chars().take(80).collect();
         let rewards = serde_json::json!({
             "length": self.length_reward(),
             "format": self.format_note,
@@ -18,10 +17,10 @@ impl App {
         crate::sessions::Session {
             id: self.session_id.unwrap_or(0),
             updated: crate::sessions::now(),
-            title,
+            title: crate::sessions::title_of(&prompt),
             model: self.model.clone(),
             template: self.template.label().into(),
-            settings: serde_json::json!({ "sampling": self.sampler, "max_tokens": self.max_tokens, "target": self.target }),
+            settings: crate::sessions::settings_of(&self.sampler, self.max_tokens, &self.target),
             prompt,
             trace: self.think.text(),
             draft: self.draft.text(),
