@@ -168,11 +168,6 @@ const SHIPPED_FILES: [(&str, &str); 2] = [
     ("data/prompts/writing-long.jsonl", include_str!("../../data/prompts/writing-long.jsonl")),
 ];
 
-/// The names of the shipped jobs.
-pub fn shipped_jobs() -> impl Iterator<Item = &'static str> {
-    SHIPPED_JOBS.iter().map(|(n, _)| *n)
-}
-
 /// The job file `spec` names: a file that exists, or else a shipped job, by its name
 /// (`short-format-length`) or the path it has in the source tree
 /// (`examples/jobs/short-format-length.toml`). A shipped job is written, with the prompt
@@ -184,7 +179,7 @@ pub fn resolve(spec: &Path) -> Result<PathBuf, RlError> {
     }
     let name = spec.file_stem().and_then(|s| s.to_str()).unwrap_or("");
     let Some((_, text)) = SHIPPED_JOBS.iter().find(|(n, _)| *n == name) else {
-        let names: Vec<&str> = shipped_jobs().collect();
+        let names: Vec<&str> = SHIPPED_JOBS.iter().map(|(n, _)| *n).collect();
         return Err(RlError::Io { path: spec.display().to_string(), detail: format!("no such file, and no shipped job of that name (shipped: {})", names.join(", ")) });
     };
     let root = crate::paths::data_dir().join("shipped");

@@ -74,12 +74,6 @@ impl WriteMode {
     }
 }
 
-impl From<TemplateMode> for WriteMode {
-    fn from(t: TemplateMode) -> Self {
-        WriteMode::Template(t)
-    }
-}
-
 impl clap::ValueEnum for WriteMode {
     fn value_variants<'a>() -> &'a [Self] {
         &ALL

@@ -158,8 +158,10 @@ fn best() -> Simd {
 /// kernels on an AVX-512 one), a faster one is refused.
 pub fn choose(request: Option<&str>, best: Simd) -> Result<Simd, String> {
     let Some(r) = request.map(str::trim).filter(|r| !r.is_empty()) else { return Ok(best) };
-    let want = [Simd::Scalar, Simd::Avx2, Simd::Vnni].into_iter().find(|s| s.label() == r.to_ascii_lowercase()).ok_or_else(|| format!("LONGWRITER_CPU_ISA={r} names no kernel path (scalar, avx2, avx512-vnni)"))?;
-    let rank = |s: Simd| [Simd::Scalar, Simd::Avx2, Simd::Vnni].iter().position(|x| *x == s);
+    // Slowest first: a path may be forced only as far down as this order allows.
+    const ORDER: [Simd; 3] = [Simd::Scalar, Simd::Avx2, Simd::Vnni];
+    let want = ORDER.into_iter().find(|s| s.label() == r.to_ascii_lowercase()).ok_or_else(|| format!("LONGWRITER_CPU_ISA={r} names no kernel path (scalar, avx2, avx512-vnni)"))?;
+    let rank = |s: Simd| ORDER.iter().position(|x| *x == s);
     if rank(want) > rank(best) {
         return Err(format!("LONGWRITER_CPU_ISA={r}: this CPU's best kernel path is {}", best.label()));
     }
