@@ -11,7 +11,7 @@
 //! dV into their own buffers, summed at the end, so no two threads write one row.
 
 use super::{cpu_f32, par_units};
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
 /// Attention of `q` [nh, s, hd] over `k`, `v` [nkv, t, hd] (t ≥ s): query row i sits at
 /// position t − s + i and sees keys 0..=t − s + i. Scaled by 1/√hd. Output [nh, s, hd].
@@ -22,11 +22,6 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Resu
         candle_core::bail!("causal attention: q {:?}, k {:?}, v {:?} do not fit", q.dims(), k.dims(), v.dims());
     }
     q.contiguous()?.apply_op3(&k.contiguous()?, &v.contiguous()?, CausalAttention)
-}
-
-/// Whether [`causal_attention`] runs on these tensors (f32 on the CPU).
-pub fn fused_applies(q: &Tensor) -> bool {
-    q.device().is_cpu() && q.dtype() == DType::F32
 }
 
 struct CausalAttention;
@@ -162,7 +157,7 @@ impl CustomOp3 for CausalAttention {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var, D};
+    use candle_core::{DType, Device, Var, D};
 
     /// The composed reference: what `DenseModel::block` computed before (scores, an
     /// additive causal mask, softmax, weights · V), with grouped heads.

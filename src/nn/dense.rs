@@ -393,6 +393,12 @@ impl DenseModel {
         self.dtype
     }
 
+    /// Whether attention runs as the fused CPU op (`nn::attention`, f32 on the CPU), which
+    /// keeps no n² maps and needs no additive mask; elsewhere candle's ops do it.
+    pub fn fused_attention(&self) -> bool {
+        self.device.is_cpu() && self.dtype == DType::F32
+    }
+
     pub fn embeddings(&self) -> &Tensor {
         &self.embed
     }
@@ -504,14 +510,18 @@ impl DenseModel {
         rms_norm(x, &self.norm, self.cfg.rms_norm_eps)
     }
 
-    /// What every block of one pass shares: rope rows and the causal mask for `s` new
-    /// positions after `p` earlier ones.
+    /// What every block of one pass shares: rope rows and, where attention is not fused,
+    /// the causal mask for `s` new positions after `p` earlier ones.
     pub fn pass(&self, s: usize, p: usize) -> candle_core::Result<Pass> {
         let (cos, sin) = self.rope_tables(p + s)?;
         let (cos, sin) = (cos.narrow(0, p, s)?, sin.narrow(0, p, s)?);
         let t = p + s;
-        let mask: Vec<f32> = (0..s).flat_map(|i| (0..t).map(move |j| if j > p + i { f32::NEG_INFINITY } else { 0.0 })).collect();
-        let mask = Tensor::from_vec(mask, (s, t), &self.device)?.to_dtype(self.dtype)?;
+        let mask = if self.fused_attention() {
+            None
+        } else {
+            let mask: Vec<f32> = (0..s).flat_map(|i| (0..t).map(move |j| if j > p + i { f32::NEG_INFINITY } else { 0.0 })).collect();
+            Some(Tensor::from_vec(mask, (s, t), &self.device)?.to_dtype(self.dtype)?)
+        };
         Ok(Pass { cos, sin, mask, s, t })
     }
 
@@ -540,16 +550,17 @@ impl DenseModel {
             Some((pk, pv)) => (Tensor::cat(&[pk, &k], 1)?, Tensor::cat(&[pv, &v], 1)?),
             None => (k.clone(), v.clone()),
         };
-        // Grouped-query attention: each K/V head serves nh/nkv query heads. On the CPU one
-        // fused op that keeps no n² maps (`nn::attention`); elsewhere candle's ops.
-        let att = if super::attention::fused_applies(&q) {
-            super::attention::causal_attention(&q, &ka, &va)?
-        } else {
+        // Grouped-query attention: each K/V head serves nh/nkv query heads. candle's ops with
+        // the pass's mask, or, where there is none (f32 on the CPU), one fused op that keeps
+        // no n² maps (`nn::attention`).
+        let att = if let Some(mask) = &pass.mask {
             let rep = nh / nkv;
             let q = q.reshape((nkv, rep * s, hd))?;
             let scores = (q.matmul(&ka.t()?)? / (hd as f64).sqrt())?.reshape((nkv, rep, s, t))?;
-            let probs = candle_nn::ops::softmax(&scores.broadcast_add(&pass.mask)?, D::Minus1)?;
+            let probs = candle_nn::ops::softmax(&scores.broadcast_add(mask)?, D::Minus1)?;
             probs.reshape((nkv, rep * s, t))?.matmul(&va)?.reshape((nh, s, hd))?
+        } else {
+            super::attention::causal_attention(&q, &ka, &va)?
         };
         let att = att.transpose(0, 1)?.reshape((s, nh * hd))?;
         let x = (x + b.o.forward(&att)?)?;
@@ -560,11 +571,12 @@ impl DenseModel {
     }
 }
 
-/// Rope rows and the causal mask of one pass (see [`DenseModel::pass`]).
+/// Rope rows and the causal mask of one pass (see [`DenseModel::pass`]); no mask where
+/// attention is fused.
 pub struct Pass {
     cos: Tensor,
     sin: Tensor,
-    mask: Tensor,
+    mask: Option<Tensor>,
     s: usize,
     t: usize,
 }

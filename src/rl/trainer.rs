@@ -417,8 +417,7 @@ impl Trainer {
         // a clear error instead. The checkpoints written so far are untouched. (On a GPU a
         // failed allocation is already an error, and system memory is not what runs out.)
         if let Some(avail) = super::grpo::available_memory().filter(|_| self.device.is_cpu()) {
-            let fused = self.dense.dtype() == candle_core::DType::F32;
-            super::grpo::check_memory(&self.dense.cfg, &active, &job.optim, fused, avail).map_err(|e| RlError::Config(format!("step {k}: {e}; `train --resume` continues from the last checkpoint")))?;
+            super::grpo::check_memory(&self.dense.cfg, &active, &job.optim, self.dense.fused_attention(), avail).map_err(|e| RlError::Config(format!("step {k}: {e}; `train --resume` continues from the last checkpoint")))?;
         }
         let flops: f64 = active.chunks(job.optim.micro_batch).map(|mb| super::grpo::loss_pass_flops(&self.dense.cfg, mb)).sum::<f64>() * mu as f64;
         let mut grad_norm = 0.0;
