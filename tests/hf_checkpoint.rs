@@ -193,7 +193,7 @@ fn lora_merged_into_a_converted_checkpoint_decodes_like_the_f32_policy() {
     let want = last_row(&policy.logits_from(&ids, ids.len() - 1).unwrap());
     let changed = rel(&before, &want);
     assert!(changed > 0.1, "the adapters change the policy: {changed}");
-    let merged = longwriter::rl::merge::merged_tensors(&policy).unwrap();
+    let merged = longwriter::convert::merge::merged_tensors(&policy).unwrap();
     e.set_weights(&merged).unwrap();
     let got = e.model.forward(&ids).unwrap();
     eprintln!("merged: relative error {:.4}; without the merge {changed:.4}", rel(&got, &want));

@@ -229,10 +229,10 @@ fn weights_swapped_in_memory_decode_like_the_merged_file() {
     for (i, (_, v)) in ad.vars.iter().enumerate() {
         randomize(v, 400 + i as u64, 0.5);
     }
-    let merged = longwriter::rl::merge::merged_tensors(&dense).unwrap();
+    let merged = longwriter::convert::merge::merged_tensors(&dense).unwrap();
     assert_eq!(merged.len(), 2 * 3, "q, v and down of both layers");
     let file = dir.path().join("merged.gguf");
-    longwriter::rl::merge::write_merged_gguf(&base, &dense, &file).unwrap();
+    longwriter::convert::merge::write_merged_gguf(&base, &dense, &file).unwrap();
     // Both backends: the fast CPU decoder and candle's (the one CUDA rollouts use).
     for opts in [LoadOptions::default(), LoadOptions { force_candle: true, ..LoadOptions::default() }] {
         let mut from_file = Engine::load(&file, &Device::Cpu, opts, None).unwrap();
@@ -372,25 +372,26 @@ fn two_iterations_per_batch_clip_the_second_update_against_the_rollout_policy() 
     assert!(bad.validate().unwrap_err().to_string().contains("grpo.iterations"));
 }
 
-/// Relevance and diversity as training rewards: the job names them and weighs them, each
-/// step logs their means, samples carry them, and a weight of 0 keeps a reward out of the
-/// advantage while it is still measured. Unknown names and bad weights are refused.
+/// Relevance, diversity and fluency as training rewards: the job names them and weighs
+/// them, each step logs their means, samples carry them, and a weight of 0 keeps a reward
+/// out of the advantage while it is still measured. Unknown names and bad weights are
+/// refused.
 #[test]
-fn relevance_and_diversity_rewards_are_logged_and_weighted() {
+fn relevance_diversity_and_fluency_rewards_are_logged_and_weighted() {
     use longwriter::rl::{job::JobSpec, trainer::Trainer};
-    let toml = "[data]\nprompts = \"prompts.jsonl\"\ntemplate = \"nothink\"\n[rewards]\nuse_rewards = [\"length\", \"format\", \"relevance\", \"diversity\"]\nweights = { relevance = 2.0, diversity = 0.0 }\nl_max = 8\nformat = \"graded\"\n[rollout]\ngroup_size = 3\nprompts_per_step = 2\nmax_new_tokens = 8\n[optim]\nlr = 1e-2\nmicro_batch = 4\n[lora]\nrank = 4\ntargets = [\"q_proj\", \"v_proj\"]\n[run]\nsteps = 1\nseed = 5\n";
+    let toml = "[data]\nprompts = \"prompts.jsonl\"\ntemplate = \"nothink\"\n[rewards]\nuse_rewards = [\"length\", \"format\", \"relevance\", \"diversity\", \"fluency\"]\nweights = { relevance = 2.0, diversity = 0.0 }\nl_max = 8\nformat = \"graded\"\n[rollout]\ngroup_size = 3\nprompts_per_step = 2\nmax_new_tokens = 8\n[optim]\nlr = 1e-2\nmicro_batch = 4\n[lora]\nrank = 4\ntargets = [\"q_proj\", \"v_proj\"]\n[run]\nsteps = 1\nseed = 5\n";
     let (dir, base, job) = tiny_job(toml);
     assert_eq!((job.rewards.weight("relevance"), job.rewards.weight("diversity"), job.rewards.weight("length")), (2.0, 0.0, 1.0));
     let run = dir.path().join("run");
     let m = Trainer::new(job.clone(), &base, &run, false, &Device::Cpu).unwrap().run_step().unwrap();
-    for key in ["rewards/relevance/mean", "rewards/diversity/mean"] {
+    for key in ["rewards/relevance/mean", "rewards/diversity/mean", "rewards/fluency/mean"] {
         let v = m[key].as_f64().unwrap_or_else(|| panic!("{key} missing: {m}"));
         assert!((0.0..=1.0).contains(&v), "{key} = {v}");
     }
     let sample: serde_json::Value = serde_json::from_str(std::fs::read_to_string(run.join("samples.jsonl")).unwrap().lines().next().unwrap()).unwrap();
-    assert!(sample["relevance"].is_number() && sample["diversity"].is_number(), "{sample}");
+    assert!(sample["relevance"].is_number() && sample["diversity"].is_number() && sample["fluency"].is_number(), "{sample}");
     for (bad, needle) in [
-        (JobSpec { rewards: longwriter::rl::job::RewardSpec { use_rewards: vec!["length".into(), "fluency".into()], ..job.rewards.clone() }, ..job.clone() }, "use_rewards"),
+        (JobSpec { rewards: longwriter::rl::job::RewardSpec { use_rewards: vec!["length".into(), "coherence".into()], ..job.rewards.clone() }, ..job.clone() }, "use_rewards"),
         (JobSpec { rewards: longwriter::rl::job::RewardSpec { use_rewards: vec!["length".into()], ..job.rewards.clone() }, ..job.clone() }, "which rewards.use_rewards does not list"),
         (JobSpec { rewards: longwriter::rl::job::RewardSpec { weights: [("length".to_string(), -1.0)].into(), ..job.rewards.clone() }, ..job.clone() }, "finite number"),
         (JobSpec { rewards: longwriter::rl::job::RewardSpec { use_rewards: vec!["diversity".into()], weights: [("diversity".to_string(), 0.0)].into(), ..job.rewards.clone() }, ..job.clone() }, "at least one reward"),
@@ -398,6 +399,27 @@ fn relevance_and_diversity_rewards_are_logged_and_weighted() {
         let e = bad.validate().unwrap_err().to_string();
         assert!(e.contains(needle), "{e}");
     }
+}
+
+/// A curriculum: each step runs in its stage, with the stage's token budget, on the
+/// prompts up to the stage's length, and logs the stage's name; a stage that no prompt
+/// fits stops with an error that names it.
+#[test]
+fn staged_jobs_run_each_stage_with_its_budget_and_prompts() {
+    use longwriter::rl::trainer::Trainer;
+    let toml = "[data]\nprompts = \"prompts.jsonl\"\ntemplate = \"nothink\"\n[rewards]\nl_max = 8\n[rollout]\ngroup_size = 2\nprompts_per_step = 1\nmax_new_tokens = 12\n[lora]\nrank = 2\n[run]\nsteps = 2\nseed = 9\n\
+                [[stages]]\nname = \"short\"\nsteps = 1\nmax_target = 2\nmax_new_tokens = 3\n\
+                [[stages]]\nname = \"all\"\nsteps = 1\n";
+    let (dir, base, job) = tiny_job(toml);
+    let mut t = Trainer::new(job.clone(), &base, &dir.path().join("run"), false, &Device::Cpu).unwrap();
+    let (a, b) = (t.run_step().unwrap(), t.run_step().unwrap());
+    assert_eq!((a["stage"].as_str(), b["stage"].as_str()), (Some("short"), Some("all")));
+    assert!(a["completions/max_length"].as_f64().unwrap() <= 3.0, "the stage's budget: {a}");
+    assert!((4.0..=12.0).contains(&b["completions/max_length"].as_f64().unwrap()), "the job's budget again: {b}");
+    let mut none = job.clone();
+    none.stages[0].max_target = Some(1);
+    let e = Trainer::new(none, &base, &dir.path().join("none"), false, &Device::Cpu).unwrap().run_step().unwrap_err().to_string();
+    assert!(e.contains("stage 'short'") && e.contains("up to 1"), "{e}");
 }
 
 /// A tiny llama model, two prompts and the job `toml` (its prompts file is

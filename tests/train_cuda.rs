@@ -139,9 +139,9 @@ fn weights_swapped_into_the_cuda_engine_decode_like_the_merged_file() {
     for (i, (_, v)) in ad.vars.iter().enumerate() {
         randomize(v, 400 + i as u64, 0.5);
     }
-    let merged = longwriter::rl::merge::merged_tensors(&m).unwrap();
+    let merged = longwriter::convert::merge::merged_tensors(&m).unwrap();
     let file = dir.path().join("merged.gguf");
-    longwriter::rl::merge::write_merged_gguf(&base, &m, &file).unwrap();
+    longwriter::convert::merge::write_merged_gguf(&base, &m, &file).unwrap();
     let mut from_file = Engine::load(&file, &cuda(), LoadOptions::default(), None).unwrap();
     let mut swapped = Engine::load(&base, &cuda(), LoadOptions::default(), None).unwrap();
     assert_eq!(swapped.model.backend(), "candle");

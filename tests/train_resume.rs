@@ -160,6 +160,29 @@ fn killed_mid_step_then_resumed_matches_an_uninterrupted_run_and_exports() {
     assert!(o.status.success(), "{}", stderr(&o));
     let o = e.run(&["train", "export", "straight"], None);
     assert!(!o.status.success() && stderr(&o).contains("already registered"), "{}", stderr(&o));
+    let o = e.run(&["models", "list"], None);
+    assert!(String::from_utf8_lossy(&o.stdout).lines().any(|l| l.starts_with("straight-step4") && l.contains("[trained: job straight, step 4]")), "models list marks it as trained");
+
+    // The same checkpoint as a PEFT adapter, served by an adapter entry on the base model:
+    // it writes exactly what the exported model writes.
+    let peft = e.path("peft-straight");
+    let o = e.run(&["train", "export", "straight", "--peft", peft.to_str().unwrap()], None);
+    assert!(o.status.success() && peft.join("adapter_config.json").exists() && peft.join("adapter_model.safetensors").exists(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("kind = \"adapter\""), "prints the registry entry");
+    let user = e.path("config/models.toml");
+    let mut text = std::fs::read_to_string(&user).unwrap();
+    text.push_str(&format!(
+        "\n[models.tiny]\narchitecture = \"llama\"\nformat = \"gguf\"\nsource = {{ kind = \"local\", path = {:?} }}\ncontext_length = 512\n\n[models.straight-peft]\narchitecture = \"llama\"\nformat = \"gguf\"\nsource = {{ kind = \"adapter\", base = \"tiny\", path = {:?} }}\ncontext_length = 512\n",
+        e.path("model/tiny.gguf").display().to_string(),
+        peft.display().to_string()
+    ));
+    std::fs::write(&user, text).unwrap();
+    let write = |m: &str| {
+        let o = e.run(&["write", "--model", m, "--template", "nothink", "--max-tokens", "6", "--temperature", "0", "--no-save", "wh wi"], None);
+        assert!(o.status.success(), "{m}: {}", stderr(&o));
+        o.stdout
+    };
+    assert_eq!(write("straight-peft"), write("straight-step4"));
     let o = e.run(&["runs", "list"], None);
     let list = String::from_utf8_lossy(&o.stdout);
     assert!(list.contains("straight") && list.contains("killed") && list.contains("4/4"), "{list}");

@@ -42,6 +42,7 @@ pub fn run(cmd: ModelsCmd) -> Result<()> {
                     serde_json::json!({
                         "name": name, "default": *name == reg.default, "architecture": m.architecture, "role": m.role,
                         "source": source_kind(&m.source), "size": m.size, "status": status(m), "description": m.description,
+                        "trained": m.trained,
                     })
                 })
                 .collect();
@@ -58,13 +59,17 @@ pub fn run(cmd: ModelsCmd) -> Result<()> {
                 let star = if *name == reg.default { "*" } else { " " };
                 // A user's models.toml can hold any text.
                 let clean = crate::text::strip_controls;
-                println!("{:<24} {:<6} {:<10} {:>9} {:>8}  {}", clean(&format!("{name}{star}")), clean(&m.architecture), source_kind(&m.source), size, status, clean(&m.description));
+                let description = match &m.trained {
+                    Some(t) => format!("[trained: job {}, step {}] {}", t.job, t.step, m.description),
+                    None => m.description.clone(),
+                };
+                println!("{:<24} {:<6} {:<10} {:>9} {:>8}  {}", clean(&format!("{name}{star}")), clean(&m.architecture), source_kind(&m.source), size, status, clean(&description));
             }
             println!("(* default; user registry: {})", crate::paths::config_dir().join("models.toml").display());
         }
         ModelsCmd::Pull { name } => {
             let e = pick(&name)?;
-            let p = models::ensure(&e, &BarProgress::new())?;
+            let p = crate::write::ensure_file(&e, &BarProgress::new())?;
             println!("{}", p.display());
         }
         ModelsCmd::Verify { name } => {
@@ -106,6 +111,7 @@ fn source_kind(s: &Source) -> &'static str {
         Source::Hf { .. } => "hf",
         Source::Local { .. } => "local",
         Source::Server { .. } => "server",
+        Source::Adapter { .. } => "adapter",
     }
 }
 

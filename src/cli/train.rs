@@ -1,7 +1,7 @@
 //! `longwriter train` (start, resume, export) and `longwriter runs` (list, show, watch).
 
 use super::BarProgress;
-use crate::models::{self, Registry};
+use crate::models::Registry;
 use crate::rl::job::JobSpec;
 use crate::rl::runs::Run;
 use crate::rl::trainer::{Control, JobControl, Trainer};
@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 #[derive(Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct TrainArgs {
-    /// The job file, or the name of a shipped job: short-format-length, long-length
-    /// (examples/jobs/; an installed binary carries them).
+    /// The job file, or the name of a shipped job: short-format-length, long-length,
+    /// writer (examples/jobs/; an installed binary carries them).
     #[arg(long, conflicts_with = "resume")]
     pub config: Option<PathBuf>,
     /// Continue a run from its newest checkpoint (after a stop, a crash or kill -9).
@@ -56,6 +56,11 @@ pub enum TrainCmd {
         /// The registry name of the exported model (default: RUN-stepN).
         #[arg(long)]
         name: Option<String>,
+        /// Write the LoRA adapter in PEFT's layout (adapter_model.safetensors +
+        /// adapter_config.json) to DIR instead, for Hugging Face tools or a registry entry
+        /// with `source = { kind = "adapter", ... }`.
+        #[arg(long, value_name = "DIR")]
+        peft: Option<PathBuf>,
     },
 }
 
@@ -91,6 +96,9 @@ fn run_dir(name: &str) -> Result<PathBuf> {
 
 fn convert(path: &Path, to: crate::rl::convert::TrainerKind, hf_model: Option<String>, reward_url: &str, out: Option<PathBuf>) -> Result<()> {
     let job = JobSpec::load(&crate::rl::job::resolve(path)?)?;
+    if let Some(st) = job.stages.first() {
+        bail!("the job has stages ('{}' first), which only longwriter's own trainer runs; convert a job without [[stages]], one per stage, with that stage's settings", st.name);
+    }
     // The shipped default entry is a GGUF of this checkpoint; others need --hf-model.
     let shipped = Registry::load_with(None)?.default_entry().name.clone();
     let model = match &job.model {
@@ -112,12 +120,12 @@ fn convert(path: &Path, to: crate::rl::convert::TrainerKind, hf_model: Option<St
 
 fn base_model(job: &JobSpec) -> Result<PathBuf> {
     let entry = super::resolve_model(job.model.as_deref())?;
-    Ok(models::ensure(&entry, &BarProgress::new())?)
+    Ok(crate::write::ensure_file(&entry, &BarProgress::new())?)
 }
 
 pub fn run(a: TrainArgs, device: &str) -> Result<()> {
     match a.cmd {
-        Some(TrainCmd::Export { run, step, name }) => return export(&run, step, name),
+        Some(TrainCmd::Export { run, step, name, peft }) => return export(&run, step, name, peft),
         Some(TrainCmd::Convert { job, to, hf_model, reward_url, out }) => return convert(&job, to, hf_model, &reward_url, out),
         None => {}
     }
@@ -171,7 +179,7 @@ pub fn run(a: TrainArgs, device: &str) -> Result<()> {
     Ok(())
 }
 
-fn export(run: &str, step: Option<usize>, name: Option<String>) -> Result<()> {
+fn export(run: &str, step: Option<usize>, name: Option<String>, peft: Option<PathBuf>) -> Result<()> {
     let dir = run_dir(run)?;
     let job = JobSpec::load(&dir.join("job.toml"))?;
     let step = match step.or_else(|| Trainer::checkpoints(&dir).last().copied()) {
@@ -182,6 +190,15 @@ fn export(run: &str, step: Option<usize>, name: Option<String>) -> Result<()> {
     let mut t = Trainer::inspect(job.clone(), &base, &dir)?;
     t.load_checkpoint(step)?;
     let run_name = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| run.into());
+    let base_entry = super::resolve_model(job.model.as_deref())?;
+    if let Some(out) = peft {
+        // The shipped default entry is a GGUF of this checkpoint (as in `convert`).
+        let hf = (base_entry.name == Registry::load_with(None)?.default).then_some("HuggingFaceTB/SmolLM2-135M-Instruct");
+        let cfg = t.export_peft(&out, hf)?;
+        println!("wrote step {step} of {run_name} as a PEFT LoRA adapter (r {}, targets {:?}) to {}", cfg.r, cfg.target_modules, out.display());
+        println!("register it in models.toml:\n[models.{run_name}-step{step}]\narchitecture = \"{}\"\nformat = \"gguf\"\nsource = {{ kind = \"adapter\", base = \"{}\", path = {:?} }}\ncontext_length = {}\ntrained = {{ job = \"{run_name}\", step = {step} }}", base_entry.architecture, base_entry.name, out.display().to_string(), base_entry.context_length);
+        return Ok(());
+    }
     let name = name.unwrap_or_else(|| format!("{run_name}-step{step}"));
     if name.is_empty() || name.contains(['"', '\n', '\\']) {
         bail!("model name {name:?} is not usable in models.toml");
@@ -193,7 +210,6 @@ fn export(run: &str, step: Option<usize>, name: Option<String>) -> Result<()> {
     let out = crate::paths::models_dir().join(&name).join(format!("{name}.gguf"));
     std::fs::create_dir_all(out.parent().unwrap()).with_context(|| format!("creating {}", out.parent().unwrap().display()))?;
     t.export(&out)?;
-    let base_entry = super::resolve_model(job.model.as_deref())?;
     let user = crate::paths::config_dir().join("models.toml");
     let mut text = std::fs::read_to_string(&user).unwrap_or_default();
     if !text.is_empty() && !text.ends_with('\n') {
@@ -206,6 +222,7 @@ fn export(run: &str, step: Option<usize>, name: Option<String>) -> Result<()> {
         "source": { "kind": "local", "path": out },
         "context_length": base_entry.context_length,
         "license": base_entry.license,
+        "trained": { "job": run_name, "step": step },
     });
     if let Ok(s) = serde_json::to_value(&base_entry.sampling) {
         let s: serde_json::Map<String, Value> = s.as_object().into_iter().flatten().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect();

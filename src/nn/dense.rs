@@ -78,6 +78,10 @@ impl DenseConfig {
     }
 }
 
+/// The matrices a LoRA can adapt, by their Hugging Face names, in the order of a block's
+/// `linears`.
+pub const LORA_MODULES: &[&str] = &["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+
 /// A low-rank adapter on a linear layer: y += scale · (x Aᵀ) Bᵀ. A and B are the only
 /// trainable weights of the policy.
 #[derive(Clone)]

@@ -44,9 +44,37 @@ pub fn load_prompts(path: &Path, rules_unit: Option<usize>) -> Result<Vec<TrainP
     Ok(out)
 }
 
+/// The prompt index a step's `j`-th group trains on: `order` is the run's fixed shuffle of
+/// the training prompts; a stage takes, in that order, only the prompts up to its
+/// `max_target`, starting over when it has used them all.
+pub fn pick(order: &[usize], prompts: &[TrainPrompt], stage: Option<&super::job::StageAt>, k: usize, p: usize, j: usize) -> Option<usize> {
+    let Some(st) = stage else {
+        return order.get(((k - 1) * p + j) % order.len().max(1)).copied();
+    };
+    let fits = |i: &&usize| st.max_target.is_none_or(|m| prompts[**i].target.is_none_or(|t| t.hi <= m));
+    let eligible: Vec<usize> = order.iter().filter(fits).copied().collect();
+    (!eligible.is_empty()).then(|| eligible[(st.step_in_stage * p + j) % eligible.len()])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stages_pick_prompts_up_to_their_length_in_the_run_order() {
+        let tp = |hi| TrainPrompt { prompt: format!("p{hi}"), target: Some(TargetRange { lo: hi / 2, hi }) };
+        let prompts = vec![tp(100), tp(2000), tp(300), tp(800)];
+        let order = [3, 1, 0, 2];
+        // Without stages: the order, round and round.
+        let all: Vec<usize> = (1..=3).flat_map(|k| (0..2).map(move |j| (k, j))).map(|(k, j)| pick(&order, &prompts, None, k, 2, j).unwrap()).collect();
+        assert_eq!(all, [3, 1, 0, 2, 3, 1]);
+        let short = crate::rl::job::StageAt { name: "short".into(), step_in_stage: 0, max_target: Some(400) };
+        let at = |s: usize, j| pick(&order, &prompts, Some(&crate::rl::job::StageAt { step_in_stage: s, ..short.clone() }), 99, 2, j).unwrap();
+        // Only the two short prompts, in the run's order (0 before 2), wrapping around.
+        assert_eq!([at(0, 0), at(0, 1), at(1, 0)], [0, 2, 0]);
+        let none = crate::rl::job::StageAt { max_target: Some(50), ..short };
+        assert_eq!(pick(&order, &prompts, Some(&none), 1, 2, 0), None);
+    }
 
     #[test]
     fn reads_both_styles_and_reports_bad_lines() {

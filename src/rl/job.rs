@@ -17,6 +17,33 @@ pub struct JobSpec {
     pub optim: OptimSpec,
     pub lora: LoraConfig,
     pub run: RunSpec,
+    /// A curriculum: named stages run in order, each for its steps, on the prompts up to
+    /// its length, with its own token budget (empty: one stage, the whole job).
+    pub stages: Vec<StageSpec>,
+}
+
+/// One stage of a curriculum. Its fields override the job's for its steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageSpec {
+    pub name: String,
+    pub steps: usize,
+    /// Train only on prompts whose target's upper bound is at most this, in the prompt's
+    /// own unit (words; characters for Chinese). Prompts without a target always qualify.
+    pub max_target: Option<usize>,
+    /// The stage's `rollout.max_new_tokens`.
+    pub max_new_tokens: Option<usize>,
+    /// The stage's `optim.micro_batch` (longer rollouts want smaller passes).
+    pub micro_batch: Option<usize>,
+}
+
+/// Where a step falls in the curriculum.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageAt {
+    pub name: String,
+    /// The step's 0-based index within its stage (which prompts it takes).
+    pub step_in_stage: usize,
+    pub max_target: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,8 +71,9 @@ impl Default for DataSpec {
 #[serde(default, deny_unknown_fields)]
 pub struct RewardSpec {
     /// Which rewards form the advantage: any of "length", "format", "relevance" (MiniLM
-    /// cosine between request and answer) and "diversity" (the answer's moving-average
-    /// type-token ratio).
+    /// cosine between request and answer), "diversity" (the answer's moving-average
+    /// type-token ratio) and "fluency" (the frozen base model's per-token likelihood of the
+    /// answer's opening after the request).
     pub use_rewards: Vec<String>,
     /// Weights of the rewards' z-scores in the advantage, by name (missing: 1).
     pub weights: std::collections::BTreeMap<String, f64>,
@@ -153,19 +181,21 @@ impl Default for RunSpec {
 
 impl Default for JobSpec {
     fn default() -> Self {
-        Self { model: None, data: DataSpec::default(), rewards: RewardSpec::default(), rollout: RolloutSpec::default(), grpo: GrpoConfig::default(), optim: OptimSpec::default(), lora: LoraConfig::default(), run: RunSpec::default() }
+        Self { model: None, data: DataSpec::default(), rewards: RewardSpec::default(), rollout: RolloutSpec::default(), grpo: GrpoConfig::default(), optim: OptimSpec::default(), lora: LoraConfig::default(), run: RunSpec::default(), stages: Vec::new() }
     }
 }
 
 /// The jobs shipped inside the binary, by name, and the prompt sets they read (paths as in
 /// the source tree, which the jobs' relative `prompts` paths assume).
-const SHIPPED_JOBS: [(&str, &str); 2] = [
+const SHIPPED_JOBS: [(&str, &str); 3] = [
     ("short-format-length", include_str!("../../examples/jobs/short-format-length.toml")),
     ("long-length", include_str!("../../examples/jobs/long-length.toml")),
+    ("writer", include_str!("../../examples/jobs/writer.toml")),
 ];
-const SHIPPED_FILES: [(&str, &str); 2] = [
+const SHIPPED_FILES: [(&str, &str); 3] = [
     ("data/prompts/writing-short.jsonl", include_str!("../../data/prompts/writing-short.jsonl")),
     ("data/prompts/writing-long.jsonl", include_str!("../../data/prompts/writing-long.jsonl")),
+    ("data/prompts/writer.jsonl", include_str!("../../data/prompts/writer.jsonl")),
 ];
 
 /// The job file `spec` names: a file that exists, or else a shipped job, by its name
@@ -196,6 +226,22 @@ pub fn resolve(spec: &Path) -> Result<PathBuf, RlError> {
 }
 
 impl JobSpec {
+    /// The job as it runs at step `k` (1-based): the stage's overrides applied, and where
+    /// the step falls in the curriculum (None without stages).
+    pub fn at_step(&self, k: usize) -> (JobSpec, Option<StageAt>) {
+        let mut job = self.clone();
+        let mut first = 0;
+        for st in &self.stages {
+            if k <= first + st.steps || std::ptr::eq(st, self.stages.last().expect("non-empty")) {
+                job.rollout.max_new_tokens = st.max_new_tokens.unwrap_or(job.rollout.max_new_tokens);
+                job.optim.micro_batch = st.micro_batch.unwrap_or(job.optim.micro_batch);
+                return (job, Some(StageAt { name: st.name.clone(), step_in_stage: k.saturating_sub(first + 1), max_target: st.max_target }));
+            }
+            first += st.steps;
+        }
+        (job, None)
+    }
+
     /// Reads and checks a job file; the prompt path becomes absolute.
     pub fn load(path: &Path) -> Result<Self, RlError> {
         let p = path.display().to_string();
@@ -235,9 +281,9 @@ impl JobSpec {
         if !(self.grpo.epsilon > 0.0) || self.grpo.beta < 0.0 || self.grpo.iterations == 0 {
             return bad("grpo.epsilon must be > 0, grpo.beta ≥ 0 and grpo.iterations ≥ 1");
         }
-        const KNOWN: [&str; 4] = ["length", "format", "relevance", "diversity"];
+        const KNOWN: [&str; 5] = ["length", "format", "relevance", "diversity", "fluency"];
         if self.rewards.use_rewards.is_empty() || self.rewards.use_rewards.iter().any(|r| !KNOWN.contains(&r.as_str())) {
-            return bad("rewards.use_rewards must list some of \"length\", \"format\", \"relevance\" and \"diversity\"");
+            return bad("rewards.use_rewards must list some of \"length\", \"format\", \"relevance\", \"diversity\" and \"fluency\"");
         }
         for (name, w) in &self.rewards.weights {
             if !self.rewards.use_rewards.contains(name) {
@@ -258,6 +304,20 @@ impl JobSpec {
         }
         if self.rewards.l_max == 0 || self.rewards.target_unit == 0 {
             return bad("rewards.l_max and rewards.target_unit must be positive");
+        }
+        if !self.stages.is_empty() {
+            let total: usize = self.stages.iter().map(|s| s.steps).sum();
+            if total != self.run.steps {
+                return Err(RlError::Config(format!("run.steps ({}) must be the stages' total ({total})", self.run.steps)));
+            }
+            for (i, st) in self.stages.iter().enumerate() {
+                if st.name.trim().is_empty() || self.stages[..i].iter().any(|o| o.name == st.name) {
+                    return Err(RlError::Config(format!("stage {}: every stage needs a name of its own", i + 1)));
+                }
+                if st.steps == 0 || st.max_new_tokens == Some(0) || st.micro_batch == Some(0) || st.max_target == Some(0) {
+                    return Err(RlError::Config(format!("stage '{}': steps, max_new_tokens, micro_batch and max_target must be positive", st.name)));
+                }
+            }
         }
         self.lora.validate()
     }
@@ -292,5 +352,31 @@ mod tests {
         assert!(j.validate().is_ok() && j.optim.gradient_checkpointing && j.rollout.device == "cpu");
         let j: JobSpec = toml::from_str("[rollout]\ndevice = \"cuda\"").unwrap();
         assert!(j.validate().unwrap_err().to_string().contains("rollout.device"), "the training device is chosen with --device");
+    }
+
+    #[test]
+    fn stages_override_their_steps_and_must_add_up() {
+        let text = "[rollout]\nmax_new_tokens = 100\n[optim]\nmicro_batch = 4\n[run]\nsteps = 5\n\
+                    [[stages]]\nname = \"short\"\nsteps = 2\nmax_target = 400\n\
+                    [[stages]]\nname = \"long\"\nsteps = 3\nmax_new_tokens = 900\nmicro_batch = 1\n";
+        let j: JobSpec = toml::from_str(text).unwrap();
+        j.validate().unwrap();
+        let at = |k| {
+            let (job, st) = j.at_step(k);
+            let st = st.unwrap();
+            (st.name, st.step_in_stage, st.max_target, job.rollout.max_new_tokens, job.optim.micro_batch)
+        };
+        assert_eq!(at(1), ("short".into(), 0, Some(400), 100, 4));
+        assert_eq!(at(2), ("short".into(), 1, Some(400), 100, 4));
+        assert_eq!(at(3), ("long".into(), 0, None, 900, 1));
+        assert_eq!(at(5), ("long".into(), 2, None, 900, 1));
+        assert_eq!(JobSpec::default().at_step(3), (JobSpec::default(), None));
+        let mut bad = j.clone();
+        bad.run.steps = 6;
+        assert!(bad.validate().unwrap_err().to_string().contains("stages' total (5)"));
+        let mut bad = j.clone();
+        bad.stages[1].name = "short".into();
+        assert!(bad.validate().unwrap_err().to_string().contains("stage 2"));
+        assert!(toml::from_str::<JobSpec>(&text.replace("max_target", "max_tagret")).is_err(), "typos in a stage are errors");
     }
 }

@@ -10,7 +10,6 @@ pub mod data;
 pub mod grpo;
 pub mod job;
 pub mod lora;
-pub mod merge;
 pub mod optim;
 pub mod rewards;
 pub mod runs;

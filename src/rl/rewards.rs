@@ -1,8 +1,10 @@
 //! A step's rewards and advantages, group by group: the paper's length and format, and
-//! two that keep a policy on the request and off one canned reply: relevance (MiniLM
-//! cosine between request and answer) and diversity (the answer's moving-average type-token
-//! ratio). Each used reward is z-scored inside its group, and the z-scores are averaged
-//! with the job's weights.
+//! three that keep a policy on the request, readable and off one canned reply: relevance
+//! (MiniLM cosine between request and answer), diversity (the answer's moving-average
+//! type-token ratio) and fluency (how likely the frozen base model finds the answer after
+//! the request; the two together are the quality proxy of `reward::quality::proxy`, not a
+//! judgement of writing). Each used reward is z-scored inside its group, and the z-scores
+//! are averaged with the job's weights.
 
 use super::data::TrainPrompt;
 use super::job::JobSpec;
@@ -14,6 +16,9 @@ use crate::text::parse_all;
 
 /// MATTR's window: long enough to see repetition, short enough for short answers.
 const DIVERSITY_WINDOW: usize = 50;
+/// Answer tokens the fluency reward scores: the opening, where word salad shows first,
+/// at a bounded cost per rollout.
+const FLUENCY_TOKENS: usize = 256;
 
 /// What one group's rollouts scored.
 pub struct GroupScores {
@@ -22,6 +27,7 @@ pub struct GroupScores {
     pub format: Vec<f64>,
     pub relevance: Option<Vec<f64>>,
     pub diversity: Option<Vec<f64>>,
+    pub fluency: Option<Vec<f64>>,
     /// Whether every rollout had a length target (the length reward applies).
     pub has_length: bool,
     /// The weighted mean of the used rewards, per rollout (the logged "reward").
@@ -32,19 +38,25 @@ pub struct GroupScores {
 pub struct StepRewards {
     scorer: Scorer,
     embedder: Option<Embedder>,
+    /// The frozen base model, for fluency.
+    reference: Option<std::sync::Mutex<crate::engine::Engine>>,
     spec: super::job::RewardSpec,
 }
 
 impl StepRewards {
     /// The rewards of `job` for prompts in `mode`; loads (and fetches) the embedder when
-    /// relevance is used.
-    pub fn new(job: &JobSpec, mode: TemplateMode) -> Result<Self, RlError> {
+    /// relevance is used, and the base model `base` (on the CPU) when fluency is.
+    pub fn new(job: &JobSpec, mode: TemplateMode, base: &std::path::Path) -> Result<Self, RlError> {
         let scorer = Scorer { cfg: RewardConfig { l_max: job.rewards.l_max, max_repeated_share: job.rewards.max_repeated_share, require_think: mode.expects_think(), ..RewardConfig::default() }, ..Default::default() };
         let embedder = match job.rewards.uses("relevance") {
             true => Some(Embedder::from_registry(&job.rewards.embedder, &candle_core::Device::Cpu, &crate::models::Silent).map_err(|e| RlError::Config(format!("rewards.embedder '{}': {e}", job.rewards.embedder)))?),
             false => None,
         };
-        Ok(Self { scorer, embedder, spec: job.rewards.clone() })
+        let reference = match job.rewards.uses("fluency") {
+            true => Some(std::sync::Mutex::new(crate::engine::Engine::load(base, &candle_core::Device::Cpu, Default::default(), None)?)),
+            false => None,
+        };
+        Ok(Self { scorer, embedder, reference, spec: job.rewards.clone() })
     }
 
     /// Scores one prompt's rollouts (`text` is each whole output, `stats` how it ended).
@@ -60,6 +72,19 @@ impl StepRewards {
             None => None,
         };
         let diversity = self.spec.uses("diversity").then(|| answers.iter().map(|a| crate::reward::quality::mattr(a, DIVERSITY_WINDOW)).collect::<Vec<f64>>());
+        let fluency = match &self.reference {
+            // An empty answer reads as nothing: fluency 0, like the proxy's refusal to score it.
+            Some(e) => Some(
+                answers
+                    .iter()
+                    .map(|a| match a.trim().is_empty() {
+                        true => Ok(0.0),
+                        false => crate::reward::quality::fluency(&mut e.lock().unwrap_or_else(|p| p.into_inner()), &tp.prompt, a, FLUENCY_TOKENS).map(|f| f.value).map_err(|e| RlError::Config(format!("fluency reward: {e}"))),
+                    })
+                    .collect::<Result<Vec<f64>, _>>()?,
+            ),
+            None => None,
+        };
         let length: Option<Vec<f64>> = scores.iter().map(|s| s.rewards.length).collect();
         let mut per_reward = Vec::new();
         let mut weights = Vec::new();
@@ -73,9 +98,10 @@ impl StepRewards {
         add("format", Some(&format));
         add("relevance", relevance.as_ref());
         add("diversity", diversity.as_ref());
+        add("fluency", fluency.as_ref());
         let advantages = group_advantages_weighted(&per_reward, &weights);
         let total_w: f64 = weights.iter().sum::<f64>().max(1e-12);
         let totals = (0..outs.len()).map(|i| per_reward.iter().zip(&weights).map(|(r, w)| w * r[i]).sum::<f64>() / total_w).collect();
-        Ok(GroupScores { scores, format, relevance, diversity, has_length: length.is_some(), totals, advantages })
+        Ok(GroupScores { scores, format, relevance, diversity, fluency, has_length: length.is_some(), totals, advantages })
     }
 }

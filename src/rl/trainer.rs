@@ -6,7 +6,7 @@
 
 use super::data::{load_prompts, TrainPrompt};
 use super::job::JobSpec;
-use super::merge::write_merged_gguf;
+use crate::convert::merge::write_merged_gguf;
 use super::optim::{clip_grad_norm, AdamW};
 use super::{attach, grpo_loss, load_adapters, save_adapters, sequence_logprobs, Adapters, Rollout, RlError};
 use crate::nn::dense::DenseModel;
@@ -324,7 +324,7 @@ impl Trainer {
     /// One GRPO step; returns its metrics line.
     pub fn run_step(&mut self) -> Result<Value, RlError> {
         let k = self.step + 1;
-        let job = self.job.clone();
+        let (job, stage) = self.job.at_step(k);
         let (g, p) = (job.rollout.group_size, job.rollout.prompts_per_step);
         let t0 = Instant::now();
 
@@ -333,7 +333,8 @@ impl Trainer {
         let mode = job.data.template;
         let mut groups = Vec::with_capacity(p);
         for j in 0..p {
-            let idx = self.order[((k - 1) * p + j) % self.order.len()];
+            let idx = super::data::pick(&self.order, &self.prompts, stage.as_ref(), k, p, j)
+                .ok_or_else(|| RlError::Config(format!("stage '{}' has no training prompt with a target up to {}", stage.as_ref().map_or("", |s| &s.name), stage.as_ref().and_then(|s| s.max_target).unwrap_or(0))))?;
             let tp = self.prompts[idx].clone();
             let prompt_ids = engine.prompt_ids(mode, &tp.prompt)?;
             let samplers: Vec<SamplerConfig> = (0..g)
@@ -355,13 +356,13 @@ impl Trainer {
         // 2. Rewards and advantages (per-reward z-scores in each group, weighted and averaged).
         let t1 = Instant::now();
         if self.rewards.is_none() {
-            self.rewards = Some(super::rewards::StepRewards::new(&job, mode)?);
+            self.rewards = Some(super::rewards::StepRewards::new(&job, mode, &self.base)?);
         }
         let step_rewards = self.rewards.as_ref().expect("set above");
         let mut rollouts = Vec::new();
         let mut samples = Vec::new();
         let (mut all_len, mut all_fmt, mut all_total, mut lengths) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut all_strict, mut all_rel, mut all_div) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut all_strict, mut all_rel, mut all_div, mut all_flu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut zero_std_groups, mut clipped) = (0usize, 0usize);
         for (tp, prompt_ids, outs) in &groups {
             let g = step_rewards.score_group(tp, outs)?;
@@ -371,6 +372,7 @@ impl Trainer {
             }
             all_rel.extend(g.relevance.iter().flatten());
             all_div.extend(g.diversity.iter().flatten());
+            all_flu.extend(g.fluency.iter().flatten());
             for (i, ((st, text), s)) in outs.iter().zip(scores).enumerate() {
                 all_fmt.push(fmt[i]);
                 all_strict.push(s.rewards.format);
@@ -386,7 +388,7 @@ impl Trainer {
                         "step": k, "prompt": tp.prompt, "think": think, "answer": answer,
                         "target": s.rewards.target, "words": s.rewards.words, "length": s.rewards.length,
                         "format": fmt[i], "format_strict": s.rewards.format, "format_reasons": s.rewards.format_reasons,
-                        "relevance": g.relevance.as_ref().map(|v| v[i]), "diversity": g.diversity.as_ref().map(|v| v[i]),
+                        "relevance": g.relevance.as_ref().map(|v| v[i]), "diversity": g.diversity.as_ref().map(|v| v[i]), "fluency": g.fluency.as_ref().map(|v| v[i]),
                         "advantage": adv[i], "tokens": st.completion_ids.len(), "stop": st.stop.describe(),
                     }));
                 }
@@ -484,11 +486,14 @@ impl Trainer {
             "loss_pass/gflop": flops / 1e9,
             "tokens_per_second/rollout": if t_rollout > 0.0 { gen_tokens / t_rollout } else { 0.0 },
         });
+        if let Some(st) = &stage {
+            m["stage"] = json!(st.name);
+        }
         if !all_len.is_empty() {
             m["rewards/length/mean"] = json!(l_mean);
             m["rewards/length/std"] = json!(l_std);
         }
-        for (name, v) in [("relevance", &all_rel), ("diversity", &all_div)] {
+        for (name, v) in [("relevance", &all_rel), ("diversity", &all_div), ("fluency", &all_flu)] {
             if !v.is_empty() {
                 let (mean, std) = mean_std(v);
                 m[format!("rewards/{name}/mean")] = json!(mean);
@@ -522,7 +527,7 @@ impl Trainer {
     /// The engine with the current policy: the adapted matrices merged and swapped into
     /// the engine of the last step (no file written); the first step loads the base model.
     fn rollout_engine(&mut self) -> Result<Engine, RlError> {
-        let merged = super::merge::merged_tensors(&self.dense)?;
+        let merged = crate::convert::merge::merged_tensors(&self.dense)?;
         let mut e = match self.rollout.take() {
             Some(e) => e,
             None => {
@@ -577,6 +582,11 @@ impl Trainer {
 
     /// Writes the current policy, merged, as a GGUF file.
     pub fn export(&self, dest: &Path) -> Result<(), RlError> {
-        write_merged_gguf(&self.base, &self.dense, dest)
+        Ok(write_merged_gguf(&self.base, &self.dense, dest)?)
+    }
+
+    /// Writes the current adapters in PEFT's layout to `dir`.
+    pub fn export_peft(&self, dir: &Path, base_model: Option<&str>) -> Result<crate::convert::peft::PeftConfig, RlError> {
+        Ok(crate::convert::peft::write(&self.dense, dir, base_model)?)
     }
 }

@@ -60,9 +60,28 @@ pub fn resolve_model(spec: Option<&str>) -> Result<ModelEntry, OpenError> {
             license: String::new(),
             chat_template: None,
             sampling: Default::default(),
+            trained: None,
         });
     }
     Ok(reg.get(spec)?.clone())
+}
+
+/// The entry's model file on disk: fetched (reporting to `progress`), or for an adapter,
+/// its base fetched and the adapter merged into it (cached; merged again when either
+/// changes). Every command that needs a local model's file asks here.
+pub fn ensure_file(entry: &ModelEntry, progress: &dyn Progress) -> Result<PathBuf, OpenError> {
+    let Source::Adapter { base, path } = &entry.source else { return Ok(models::ensure(entry, progress)?) };
+    let reg = Registry::load()?;
+    let base_entry = reg.get(base)?;
+    let base_file = models::ensure(base_entry, progress)?;
+    let merged = models::local_path(entry)?;
+    if !merged.exists() {
+        progress.stage(&format!("merging the adapter of {} into {base}", entry.name), None);
+    }
+    // (write_merged_gguf copies a tokenizer.json beside the base along with it.)
+    let out = crate::convert::peft::ensure_merged(&base_file, path, &merged).map_err(|source| OpenError::Engine { what: "merging", name: entry.name.clone(), source })?;
+    progress.finish();
+    Ok(out)
 }
 
 /// Fetches (reporting to `progress`) and loads a local registry entry; returns the file it
@@ -71,7 +90,7 @@ pub fn open_local(entry: &ModelEntry, device: &str, progress: &dyn Progress) -> 
     if entry.format == Format::Remote {
         return Err(OpenError::NotLocal(entry.name.clone()));
     }
-    let path = models::ensure(entry, progress)?;
+    let path = ensure_file(entry, progress)?;
     let engine_err = |what, source| OpenError::Engine { what, name: entry.name.clone(), source };
     // A Hugging Face checkpoint decodes from its GGUF conversion (cached).
     let path = if hf_gguf::is_checkpoint(&path) { hf_gguf::ensure_gguf(&path).map_err(|e| engine_err("converting", e))? } else { path };

@@ -192,7 +192,7 @@ fn synthetic_model(shape: &str) -> Result<PathBuf> {
     let path = crate::paths::cache_dir().join("synthetic").join(format!("llama-{shape}-q4_0.gguf"));
     if !path.exists() {
         let entry = crate::cli::resolve_model(None)?;
-        let template = crate::models::ensure(&entry, &crate::cli::BarProgress::new())?;
+        let template = crate::write::ensure_file(&entry, &crate::cli::BarProgress::new())?;
         eprintln!("writing a synthetic {shape} model (random Q4_0 weights) to {}", path.display());
         crate::convert::synth::write_synthetic(&template, crate::convert::synth::shape(shape).context("unknown shape")?, &path)?;
     }

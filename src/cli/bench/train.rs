@@ -16,7 +16,7 @@ pub fn run(a: &super::BenchArgs, device: &str) -> Result<()> {
         bail!("--reps (steps) and --train-tokens must be positive, and --group-size at least 2");
     }
     let entry = crate::cli::resolve_model(model)?;
-    let base = crate::models::ensure(&entry, &BarProgress::new())?;
+    let base = crate::write::ensure_file(&entry, &BarProgress::new())?;
     let tmp = tempfile::tempdir().context("creating a scratch directory")?;
     let prompts = tmp.path().join("prompt.jsonl");
     std::fs::write(&prompts, format!("{}\n", serde_json::json!({ "prompt": PROMPT, "range": [100, 200] })))?;

@@ -61,6 +61,35 @@ pub fn mattr(text: &str, window: usize) -> f64 {
     sum / ((words.len() - w + 1) as f64 * w as f64)
 }
 
+/// How fluent an answer reads to a reference model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fluency {
+    /// clamp(1 + mean log p / 8, 0, 1).
+    pub value: f64,
+    /// Mean log-likelihood per scored token, in nats.
+    pub mean_nats: f64,
+    /// Tokens scored (the answer's first `max_tokens`), of `total`.
+    pub scored: usize,
+    pub total: usize,
+}
+
+/// The fluency of `answer` after `request` under `engine` (the reference model, in its
+/// plain prompt mode), scored on the answer's first `max_tokens` tokens.
+pub fn fluency(engine: &mut Engine, request: &str, answer: &str, max_tokens: usize) -> Result<Fluency, QualityError> {
+    let mode = engine.prompts.plain_mode();
+    let context = engine.prompt_ids(mode, request)?;
+    let mut cont = engine.tokenizer.encode_plain(answer)?;
+    let total = cont.len();
+    let limit = engine.model.config().context_length.saturating_sub(context.len()).min(max_tokens.max(1));
+    cont.truncate(limit);
+    if cont.is_empty() {
+        return Err(QualityError::Model("the request fills the reference model's context".into()));
+    }
+    let lps = engine.log_likelihood(&context, &cont)?;
+    let mean = lps.iter().map(|&x| x as f64).sum::<f64>() / lps.len() as f64;
+    Ok(Fluency { value: (1.0 + mean / FLOOR_NATS).clamp(0.0, 1.0), mean_nats: mean, scored: lps.len(), total })
+}
+
 impl QualityScorer for FluencyProxy {
     fn name(&self) -> String {
         format!("proxy: fluency under {} + diversity", self.name)
@@ -74,27 +103,19 @@ impl QualityScorer for FluencyProxy {
         if answer.trim().is_empty() {
             return Err(QualityError::EmptyAnswer);
         }
-        // A poisoned lock only means an earlier score panicked; the engine is reset below.
+        // A poisoned lock only means an earlier score panicked; `fluency` starts from a clean cache.
         let mut engine = self.engine.lock().unwrap_or_else(|p| p.into_inner());
-        let mode = engine.prompts.plain_mode();
-        let context = engine.prompt_ids(mode, request)?;
-        let mut cont = engine.tokenizer.encode_plain(answer)?;
-        let limit = engine.model.config().context_length.saturating_sub(context.len()).min(self.max_tokens);
-        let note = (cont.len() > limit).then(|| format!("fluency scored on the first {limit} of {} tokens", cont.len()));
-        cont.truncate(limit);
-        if cont.is_empty() {
-            return Err(QualityError::Model("the request fills the reference model's context".into()));
-        }
-        let lps = engine.log_likelihood(&context, &cont)?;
-        let mean = lps.iter().map(|&x| x as f64).sum::<f64>() / lps.len() as f64;
-        let fluency = (1.0 + mean / FLOOR_NATS).clamp(0.0, 1.0);
+        let f = fluency(&mut engine, request, answer, self.max_tokens)?;
+        let (mean, scored) = (f.mean_nats, f.scored);
+        let note = (f.total > scored).then(|| format!("fluency scored on the first {scored} of {} tokens", f.total));
+        let fluency = f.value;
         let diversity = mattr(answer, MATTR_WINDOW);
         Ok(QualityScore {
             value: 0.5 * fluency + 0.5 * diversity,
             kind: QualityKind::Proxy,
             scorer: self.name(),
             parts: vec![
-                QualityPart { name: "fluency".into(), value: fluency, reason: format!("{mean:.2} nats/token over {} tokens (perplexity {:.1})", lps.len(), (-mean).exp()) },
+                QualityPart { name: "fluency".into(), value: fluency, reason: format!("{mean:.2} nats/token over {scored} tokens (perplexity {:.1})", (-mean).exp()) },
                 QualityPart { name: "diversity".into(), value: diversity, reason: format!("MATTR over {MATTR_WINDOW}-word windows") },
             ],
             note,

@@ -3,7 +3,7 @@
 //! ([`merged_tensors`]); `train export` writes them into a GGUF with every other tensor
 //! and all metadata copied from the base file ([`write_merged_gguf`]).
 
-use super::RlError;
+use crate::engine::EngineError;
 use crate::nn::dense::{gguf_name, DenseModel};
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::Device;
@@ -11,7 +11,11 @@ use std::io::Write;
 use std::path::Path;
 
 /// Every adapted matrix merged and quantized to Q8_0, by GGUF tensor name.
-pub fn merged_tensors(dense: &DenseModel) -> Result<Vec<(String, QTensor)>, RlError> {
+pub fn merged_tensors(dense: &DenseModel) -> Result<Vec<(String, QTensor)>, EngineError> {
+    merge_each(dense).map_err(|e| EngineError::Model(format!("merging the adapters: {e}")))
+}
+
+fn merge_each(dense: &DenseModel) -> candle_core::Result<Vec<(String, QTensor)>> {
     let mut merged = Vec::new();
     // A policy read from a Hugging Face llama checkpoint rotates halves; its llama GGUF
     // (`convert::hf_gguf`) wants q and k rows interleaved.
@@ -35,8 +39,8 @@ pub fn merged_tensors(dense: &DenseModel) -> Result<Vec<(String, QTensor)>, RlEr
 }
 
 /// Writes the merged model to `dest` atomically.
-pub fn write_merged_gguf(base: &Path, dense: &DenseModel, dest: &Path) -> Result<(), RlError> {
-    let io = |p: &Path, e: &dyn std::fmt::Display| RlError::Io { path: p.display().to_string(), detail: e.to_string() };
+pub fn write_merged_gguf(base: &Path, dense: &DenseModel, dest: &Path) -> Result<(), EngineError> {
+    let io = |p: &Path, e: &dyn std::fmt::Display| EngineError::Open { path: p.display().to_string(), detail: e.to_string() };
     let mut r = std::io::BufReader::new(std::fs::File::open(base).map_err(|e| io(base, &crate::fsutil::describe_io(&e)))?);
     let ct = gguf_file::Content::read(&mut r).map_err(|e| io(base, &e))?;
     let mut merged: std::collections::HashMap<String, QTensor> = merged_tensors(dense)?.into_iter().collect();
@@ -50,7 +54,9 @@ pub fn write_merged_gguf(base: &Path, dense: &DenseModel, dest: &Path) -> Result
         };
         tensors.push((n.clone(), t));
     }
-    let md: Vec<(&str, &gguf_file::Value)> = ct.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    // Sorted like the tensors: the same model always makes the same bytes.
+    let mut md: Vec<(&str, &gguf_file::Value)> = ct.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    md.sort_by_key(|(k, _)| *k);
     let trefs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let mut out = crate::fsutil::AtomicFile::create(dest).map_err(|e| io(dest, &crate::fsutil::describe_io(&e)))?;
     {
