@@ -57,6 +57,43 @@ fn completions_and_man_page() {
     assert!(page.contains("reward\\-serve") || page.contains("reward-serve"), "the man page lists the subcommands");
 }
 
+/// `COMPLETE=bash longwriter`: the registration script is valid bash, and the binary
+/// answers with this machine's model names, runs and sessions, matched by prefix, with no
+/// control character from a description reaching the shell.
+#[test]
+fn dynamic_completion_knows_models_runs_and_sessions() {
+    let e = Env::new();
+    e.user_models("[models.zz-mine]\narchitecture = \"llama\"\nformat = \"gguf\"\nsource = { kind = \"local\", path = \"/x.gguf\" }\ncontext_length = 8\ndescription = \"mine \\u001b[31mred\"\n");
+    std::fs::create_dir_all(e.path("data/runs/zz-run")).unwrap();
+    std::fs::write(e.path("data/runs/zz-run/job.toml"), "").unwrap();
+    let store = longwriter::sessions::Store::open(&e.path("data/longwriter.db")).unwrap();
+    let id = store.create("a night-shift baker", "m", "longwriter").unwrap();
+    let complete = |shell: &str, words: &[&str]| -> String {
+        let mut args = vec!["--"];
+        args.extend_from_slice(words);
+        let env = [("COMPLETE", shell.to_string()), ("_CLAP_IFS", "\n".to_string()), ("_CLAP_COMPLETE_INDEX", (words.len() - 1).to_string())];
+        let o = e.run_with(&args, &env);
+        assert!(o.status.success(), "{words:?}: {}", stderr(&o));
+        assert_inert(&format!("{words:?}"), &o.stdout);
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let models = complete("bash", &["longwriter", "write", "--model", "zz"]);
+    assert_eq!(models.trim(), "zz-mine");
+    assert!(complete("bash", &["longwriter", "write", "--model", ""]).lines().any(|l| l == "smollm2-135m"), "shipped writers too");
+    assert!(!complete("bash", &["longwriter", "write", "--model", ""]).lines().any(|l| l == "all-minilm-l6-v2"), "an embedder does not write");
+    assert_eq!(complete("bash", &["longwriter", "train", "export", "zz"]).trim(), "zz-run");
+    let ids = complete("bash", &["longwriter", "sessions", "show", ""]);
+    assert_eq!(ids.lines().next(), Some(id.to_string().as_str()), "the session first, then the flags: {ids:?}");
+    // zsh shows descriptions: the escape in this one is gone.
+    let z = complete("zsh", &["longwriter", "models", "pull", "zz"]);
+    assert!(z.contains("zz-mine") && z.contains("red") && !z.contains('\u{1b}'), "{z:?}");
+    let reg = e.run_with(&[], &[("COMPLETE", "bash".to_string())]);
+    let script = e.path("dynamic.bash");
+    std::fs::write(&script, &reg.stdout).unwrap();
+    let check = Command::new("bash").arg("-n").arg(&script).output().unwrap();
+    assert!(reg.status.success() && check.status.success(), "bash -n: {}", String::from_utf8_lossy(&check.stderr));
+}
+
 #[test]
 fn empty_prompt() {
     let e = Env::new();
@@ -306,7 +343,9 @@ fn shipped_jobs_are_found_by_name_from_any_directory() {
     assert_eq!(std::fs::read_to_string(&prompts).unwrap(), shipped);
     // The source-tree path of a shipped job works from anywhere too (the studio's default).
     assert!(run(&["train", "convert", "examples/jobs/long-length.toml", "--to", "openrlhf"]).status.success());
-    assert_clean_failure(&run(&["train", "convert", "writer-xl", "--to", "trl"]), "no shipped job of that name (shipped: short-format-length, long-length)");
+    assert_clean_failure(&run(&["train", "convert", "writer-xl", "--to", "trl"]), "no shipped job of that name (shipped: short-format-length, long-length, writer)");
+    // The writer job is a curriculum of stages, which other trainers do not have.
+    assert_clean_failure(&run(&["train", "convert", "writer", "--to", "trl"]), "only longwriter's own trainer runs");
 }
 
 #[test]

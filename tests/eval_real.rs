@@ -72,6 +72,15 @@ fn longbench_resumes_after_a_crash_and_compare_reuses_answers() {
         assert!(std::fs::metadata(a.join(f)).unwrap().len() > 100, "{f}");
     }
     assert_eq!(&std::fs::read(a.join("length.png")).unwrap()[1..4], b"PNG");
+    // The format of each answer is recorded (the longwriter template asks for tags), and
+    // the summary carries the relevance, distinctness and fluency measures.
+    assert!(all.iter().all(|r| r["format_ok"].is_boolean()), "{all:?}");
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(a.join("summary.json")).unwrap()).unwrap();
+    let sem = &summary["semantic"];
+    assert_eq!(sem["embedder"], "all-minilm-l6-v2", "{summary}");
+    assert!((0.0..=1.0).contains(&sem["request_cosine"].as_f64().unwrap()), "{sem}");
+    assert!(summary["strict_format"].is_number() && summary["natural_stops"].is_number(), "{summary}");
+    assert!(report.contains("strict format:") && report.contains("request–answer cosine"), "{report}");
 
     // The same command with another template is refused in the same directory.
     let other = args(&a, "chat");
@@ -82,6 +91,7 @@ fn longbench_resumes_after_a_crash_and_compare_reuses_answers() {
     let argv = args(&b, "chat");
     let o = run(tmp.path(), &argv.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
     assert!(o.status.success(), "{}", text(&o));
+    assert!(lines(&b.join("results.jsonl")).iter().all(|r| r.get("format_ok").is_none()), "the chat template asks for no tags");
     let cmp = tmp.path().join("cmp");
     let o = run(tmp.path(), &["eval", "compare", a.to_str().unwrap(), b.to_str().unwrap(), "--data", d, "--judge", m, "--judge-max-tokens", "48", "--out", cmp.to_str().unwrap()], &[]);
     let out = text(&o);
@@ -136,6 +146,37 @@ fn kill_9_at_a_random_point_then_the_rerun_skips_what_was_finished() {
     let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!((v["summary"]["done"].as_u64(), &v["summary"]), (Some(3), &saved));
     assert_eq!(v["report"].as_str().map(std::path::PathBuf::from), Some(out.join("report.md")));
+}
+
+/// The measures that catch a policy collapsed to one canned reply, on the real MiniLM: the
+/// same answer to three different requests is close to itself and far from the requests;
+/// answers written for their requests are on topic and distinct.
+#[test]
+fn one_canned_reply_for_every_request_is_flagged() {
+    use longwriter::eval::{longbench::ResultLine, semantic::measure};
+    let line = |i: usize, prompt: &str, answer: &str| -> ResultLine {
+        serde_json::from_value(serde_json::json!({ "index": i, "prompt": prompt, "type": "", "required": 100, "words": 0, "s_l": 0.0, "think": "", "answer": answer, "stop": "", "truncated": false, "tokens": 0, "seconds": 0.0 })).unwrap()
+    };
+    let requests = [
+        ("Write a short story about a lighthouse keeper who finds a message in a bottle.", "The keeper climbed down to the rocks at dawn and found a green bottle wedged between two stones. Inside was a letter from a sailor lost forty years ago, asking whoever found it to light the lamp one more night for him."),
+        ("Explain how bread rises and what yeast does.", "Yeast is a living fungus. When it is mixed into dough it eats the sugars in the flour and releases carbon dioxide gas, which is trapped by the gluten network, so the dough swells and rises before it is baked."),
+        ("Write a persuasive essay arguing that cities should plant fruit trees along their streets.", "Cities should plant fruit trees on their streets because they give shade, feed neighbours for free, and teach children where food comes from. The cost of maintenance is small next to the benefits of fresh fruit within reach of everyone."),
+    ];
+    let canned = "The final written work after thorough optimization and refinement is presented here for your review.";
+    let emb = longwriter::nn::Embedder::from_registry("all-minilm-l6-v2", &candle_core::Device::Cpu, &longwriter::models::Silent).unwrap();
+    let fit: Vec<ResultLine> = requests.iter().enumerate().map(|(i, (p, a))| line(i, p, a)).collect();
+    let same: Vec<ResultLine> = requests.iter().enumerate().map(|(i, (p, _))| line(i, p, canned)).collect();
+    let (f, c) = (measure(&fit, (&emb, "minilm"), None).unwrap(), measure(&same, (&emb, "minilm"), None).unwrap());
+    assert!(c.answer_cosine.unwrap() > 0.99, "{c:?}");
+    assert!(f.answer_cosine.unwrap() < 0.5, "{f:?}");
+    assert!(f.request_cosine > c.request_cosine + 0.2, "{f:?} {c:?}");
+    assert_eq!((f.answers, f.fluency), (3, None));
+    // An empty answer counts 0 for relevance and stays out of the pairs.
+    let mut gap = fit.clone();
+    gap[1].answer.clear();
+    let g = measure(&gap, (&emb, "minilm"), None).unwrap();
+    assert_eq!(g.answers, 2);
+    assert!(g.request_cosine < f.request_cosine);
 }
 
 #[test]

@@ -75,7 +75,7 @@ pub struct LongbenchArgs {
     #[command(flatten)]
     pub gen: GenArgs,
     /// The model to evaluate: a registry name or a .gguf path (default: the default model).
-    #[arg(long, short)]
+    #[arg(long, short, add = super::complete::models())]
     pub model: Option<String>,
     /// The eval directory (default: <data dir>/evals/<data>-<model>-<template>).
     #[arg(long)]
@@ -86,6 +86,17 @@ pub struct LongbenchArgs {
     /// directory's summary.json), report (the report's path)}.
     #[arg(long)]
     pub json: bool,
+    /// The sentence embedder of the relevance and distinctness measures (a registry name;
+    /// fetched on first use).
+    #[arg(long, default_value = "all-minilm-l6-v2")]
+    pub embedder: String,
+    /// The reference model of the fluency measure (default: the shipped default model,
+    /// SmolLM2-135M, so every model is read by the same one).
+    #[arg(long)]
+    pub reference: Option<String>,
+    /// Skip the relevance, distinctness and fluency measures.
+    #[arg(long)]
+    pub no_semantic: bool,
 }
 
 #[derive(Args, Debug)]
@@ -191,7 +202,10 @@ fn longbench_cmd(a: LongbenchArgs, device: &str) -> Result<()> {
         (j, name)
     });
     let (settings, results) = answers(a.model.as_deref(), &a.gen, &items, &out, judge.as_ref().map(|(j, n)| (j, n.clone())), device)?;
-    let summary = report::summarize(&settings, items.len(), &results);
+    let mut summary = report::summarize(&settings, items.len(), &results);
+    if !a.no_semantic {
+        summary.semantic = Some(semantic(&a, &results)?);
+    }
     write_report(&out, &summary, &results)?;
     if a.json {
         println!("{}", super::json_line(&serde_json::json!({ "settings": settings, "summary": summary, "report": out.join("report.md") }))?);
@@ -203,12 +217,29 @@ fn longbench_cmd(a: LongbenchArgs, device: &str) -> Result<()> {
         println!("  required {:<14} {:>3} requests  S_l {:.1}", b.group, b.n, b.mean);
     }
     println!("  cut off by the token budget or the context: {} of {} ({} inside <think>, with no answer); think budget {} tokens", summary.truncated, summary.done, summary.cut_in_think, settings.think_budget);
+    let pct = |f: f64| format!("{:.0}%", f * 100.0);
+    println!("  strict format {}, natural stops {}, diversity {:.3}", summary.strict_format.map_or("n/a".into(), pct), pct(summary.natural_stops), summary.diversity);
+    if let Some(s) = &summary.semantic {
+        let opt = |v: Option<f64>| v.map_or("n/a".into(), |v| format!("{v:.3}"));
+        println!("  request-answer cosine {:.3}, answer-answer cosine {}, fluency {}", s.request_cosine, opt(s.answer_cosine), opt(s.fluency));
+    }
     if let Some(q) = &summary.quality {
         let total = q.total.map_or("n/a".into(), |t| format!("{t:.1}"));
         println!("S_q {total} ({} judged, {} failed; judge: {})", q.judged, q.failed, clean(settings.judge.as_deref().unwrap_or("")));
     }
     println!("report: {}", out.join("report.md").display());
     Ok(())
+}
+
+/// Relevance, distinctness and fluency of an eval's answers (on the CPU: small models).
+fn semantic(a: &LongbenchArgs, results: &[ResultLine]) -> Result<crate::eval::semantic::Semantic> {
+    let embedder = crate::nn::Embedder::from_registry(&a.embedder, &candle_core::Device::Cpu, &super::BarProgress::new()).with_context(|| format!("loading the embedder '{}' (--no-semantic skips these measures)", a.embedder))?;
+    let reference = match &a.reference {
+        Some(r) => super::resolve_model(Some(r))?,
+        None => crate::models::Registry::load_with(None)?.default_entry().clone(),
+    };
+    let (_, mut engine) = crate::write::open_local(&reference, "cpu", &super::BarProgress::new()).with_context(|| format!("loading the fluency reference '{}'", reference.name))?;
+    Ok(crate::eval::semantic::measure(results, (&embedder, &a.embedder), Some((&mut engine, &reference.name)))?)
 }
 
 fn compare_cmd(a: CompareArgs, device: &str) -> Result<()> {

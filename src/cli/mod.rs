@@ -2,6 +2,7 @@
 //! with a hint and a non-zero exit code.
 
 mod bench;
+mod complete;
 mod config;
 mod eval;
 mod load;
@@ -34,7 +35,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "LONGWRITER_THREADS")]
     pub threads: Option<usize>,
     /// Studio: the model to write with (registry name or .gguf path).
-    #[arg(long, short)]
+    #[arg(long, short, add = complete::models())]
     pub model: Option<String>,
     /// Studio: the prompt template [default: longwriter, or `template` in config.toml].
     #[arg(long, value_enum)]
@@ -48,7 +49,7 @@ pub struct Cli {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Studio: reopen a saved session (see `longwriter sessions list`).
-    #[arg(long)]
+    #[arg(long, add = complete::sessions())]
     pub session: Option<i64>,
     /// Studio: colour theme (dark, light, high-contrast, or one in <config>/themes/).
     #[arg(long, env = "LONGWRITER_THEME")]
@@ -136,6 +137,8 @@ pub enum Command {
 }
 
 pub fn main() -> ExitCode {
+    // `COMPLETE=bash longwriter …`: the shell asks for candidates; answer and exit.
+    clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command).complete();
     let cli = Cli::parse();
     init_logging(cli.command.is_none());
     // The config command reports a broken file instead of failing on it.

@@ -12,9 +12,15 @@ pub enum ModelsCmd {
         json: bool,
     },
     /// Download a model (default: the default model) and verify its checksum.
-    Pull { name: Option<String> },
+    Pull {
+        #[arg(add = super::complete::entries())]
+        name: Option<String>,
+    },
     /// Re-hash a downloaded model against the registry.
-    Verify { name: Option<String> },
+    Verify {
+        #[arg(add = super::complete::entries())]
+        name: Option<String>,
+    },
     /// Print where a model's file lives (or, with --config, the user models.toml path).
     Path {
         name: Option<String>,
@@ -22,7 +28,10 @@ pub enum ModelsCmd {
         config: bool,
     },
     /// Delete a downloaded model.
-    Rm { name: String },
+    Rm {
+        #[arg(add = super::complete::entries())]
+        name: String,
+    },
 }
 
 pub fn run(cmd: ModelsCmd) -> Result<()> {

@@ -23,6 +23,7 @@ pub enum SessionsCmd {
     Show {
         /// The session (see `sessions list`).
         #[arg(required_unless_present = "last", conflicts_with = "last")]
+        #[arg(add = super::complete::sessions())]
         id: Option<i64>,
         /// The most recently updated session.
         #[arg(long)]
@@ -33,11 +34,15 @@ pub enum SessionsCmd {
         json: bool,
     },
     /// Delete a session.
-    Rm { id: i64 },
+    Rm {
+        #[arg(add = super::complete::sessions())]
+        id: i64,
+    },
 }
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
+    #[arg(add = super::complete::sessions())]
     pub id: i64,
     /// Output file (default: <slug>-<id>.md in the current directory). Never overwritten.
     #[arg(long)]

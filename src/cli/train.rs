@@ -18,7 +18,7 @@ pub struct TrainArgs {
     #[arg(long, conflicts_with = "resume")]
     pub config: Option<PathBuf>,
     /// Continue a run from its newest checkpoint (after a stop, a crash or kill -9).
-    #[arg(long)]
+    #[arg(long, add = super::complete::runs())]
     pub resume: Option<String>,
     /// The run's name (default: the job file's name and the time).
     #[arg(long)]
@@ -49,6 +49,7 @@ pub enum TrainCmd {
     },
     /// Merge a run's LoRA into a GGUF model and register it in the user models.toml.
     Export {
+        #[arg(add = super::complete::runs())]
         run: String,
         /// The checkpoint (default: the newest).
         #[arg(long)]
@@ -74,6 +75,7 @@ pub enum RunsCmd {
     },
     /// A run's job and its metrics, one row per step.
     Show {
+        #[arg(add = super::complete::runs())]
         run: String,
         /// One JSON object: {name, job (the job.toml text), metrics (one object per step, as
         /// metrics.jsonl), checkpoints}.
@@ -81,13 +83,25 @@ pub enum RunsCmd {
         json: bool,
     },
     /// Follow a run's metrics as steps finish (Ctrl+C stops watching, not the run).
-    Watch { run: String },
+    Watch {
+        #[arg(add = super::complete::runs())]
+        run: String,
+    },
     /// Pause a running job after its current step (from any terminal).
-    Pause { run: String },
+    Pause {
+        #[arg(add = super::complete::runs())]
+        run: String,
+    },
     /// Let a paused job go on.
-    Resume { run: String },
+    Resume {
+        #[arg(add = super::complete::runs())]
+        run: String,
+    },
     /// Stop a running job after its current step, checkpointing it (`train --resume` goes on).
-    Cancel { run: String },
+    Cancel {
+        #[arg(add = super::complete::runs())]
+        run: String,
+    },
 }
 
 fn run_dir(name: &str) -> Result<PathBuf> {

@@ -15,7 +15,7 @@ pub struct WriteArgs {
     /// notes into an essay"`).
     pub prompt: Option<String>,
     /// A registry name (see `longwriter models list`) or a path to a .gguf file.
-    #[arg(long, short)]
+    #[arg(long, short, add = super::complete::models())]
     pub model: Option<String>,
     /// How the request becomes a prompt [default: longwriter, or `template` in config.toml].
     #[arg(long, value_enum)]
@@ -73,7 +73,7 @@ pub struct WriteArgs {
     #[arg(long = "continue", conflicts_with = "session")]
     pub continue_last: bool,
     /// Extend session ID's draft, as --continue does the most recent one.
-    #[arg(long)]
+    #[arg(long, add = super::complete::sessions())]
     pub session: Option<i64>,
 }
 

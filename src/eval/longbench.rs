@@ -23,6 +23,9 @@ pub struct Written {
     /// Cut off by the token budget or the context window.
     pub truncated: bool,
     pub tokens: usize,
+    /// Exactly one `<think>` then one `<answer>` and nothing else; None where the template
+    /// asks for no tags (chat, AgentWrite).
+    pub format_ok: Option<bool>,
 }
 
 /// Something that writes an answer to a request.
@@ -52,7 +55,8 @@ impl Writer for ModelWriter {
         let w = WriteRequest { request: request.to_string(), strategy: self.mode.strategy(agent), continuation: None };
         let req = w.strategy.generate_request(SamplerConfig { seed, ..self.sampler.clone() }, max_new_tokens);
         let (think, answer, stats) = crate::write::generate_text(&mut *self.model, &w, &req, &CancelToken::default())?;
-        Ok(Written { think, answer, stop: stats.stop.describe(), truncated: !stats.stop.natural(), tokens: stats.generated_tokens })
+        let tagged = matches!(self.mode, WriteMode::Template(m) if m.expects_think());
+        Ok(Written { think, answer, stop: stats.stop.describe(), truncated: !stats.stop.natural(), tokens: stats.generated_tokens, format_ok: tagged.then(|| stats.format.ok()) })
     }
 }
 
@@ -105,6 +109,9 @@ pub struct ResultLine {
     pub quality: Option<Vec<f64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality_error: Option<String>,
+    /// See [`Written::format_ok`] (None also in results written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format_ok: Option<bool>,
 }
 
 pub const RESULTS: &str = "results.jsonl";
@@ -247,6 +254,7 @@ pub fn run(items: &[EvalItem], out: &Path, settings: &EvalSettings, writer: &mut
             seconds,
             quality,
             quality_error,
+            format_ok: w.format_ok,
         };
         append_jsonl(&path, &r)?;
         report(Progress::Finished(&r));
@@ -372,7 +380,7 @@ mod tests {
         }
         fn write(&mut self, _request: &str, _required: usize, max_new_tokens: usize, _seed: u64) -> Result<Written, EvalError> {
             self.0.push(max_new_tokens);
-            Ok(Written { think: "a long plan".into(), answer: String::new(), stop: "max tokens reached (truncated)".into(), truncated: true, tokens: max_new_tokens })
+            Ok(Written { think: "a long plan".into(), answer: String::new(), stop: "max tokens reached (truncated)".into(), truncated: true, tokens: max_new_tokens, format_ok: Some(false) })
         }
     }
 

@@ -10,6 +10,7 @@ pub mod longbench;
 pub mod plot;
 pub mod report;
 pub mod score;
+pub mod semantic;
 
 use std::path::{Path, PathBuf};
 

@@ -12,6 +12,8 @@ pub const DECAY_SEGMENT: usize = 100;
 pub const DECAY_NGRAM: usize = 4;
 /// Overlap at which a text counts as repeating itself.
 pub const DECAY_ONSET: f64 = 0.5;
+/// MATTR's window, as the trainer's diversity reward.
+const DIVERSITY_WINDOW: usize = 50;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QualitySummary {
@@ -44,6 +46,19 @@ pub struct Summary {
     pub decay: Vec<ProfileRow>,
     /// Per request: the word where its answer starts repeating itself, if it does.
     pub onsets: Vec<Option<usize>>,
+    /// Share of answers in the strict format, of those whose template asks for it (None:
+    /// no such answer).
+    #[serde(default)]
+    pub strict_format: Option<f64>,
+    /// Share of answers that ended by themselves (end of sequence or a stop string).
+    #[serde(default)]
+    pub natural_stops: f64,
+    /// Mean MATTR (50-word windows) of the answers: the diversity half of the quality proxy.
+    #[serde(default)]
+    pub diversity: f64,
+    /// Relevance, distinctness and fluency, when an embedder was at hand (`eval::semantic`).
+    #[serde(default)]
+    pub semantic: Option<super::semantic::Semantic>,
 }
 
 pub fn summarize(settings: &EvalSettings, total: usize, results: &[ResultLine]) -> Summary {
@@ -71,6 +86,13 @@ pub fn summarize(settings: &EvalSettings, total: usize, results: &[ResultLine]) 
         points: results.iter().map(|r| (r.required, r.words)).collect(),
         decay: decay::profile(&segs),
         onsets: segs.iter().map(|s| decay::onset(s, DECAY_ONSET)).collect(),
+        strict_format: {
+            let tagged: Vec<bool> = results.iter().filter_map(|r| r.format_ok).collect();
+            (!tagged.is_empty()).then(|| tagged.iter().filter(|&&ok| ok).count() as f64 / tagged.len() as f64)
+        },
+        natural_stops: results.iter().filter(|r| !r.truncated).count() as f64 / n,
+        diversity: results.iter().map(|r| crate::reward::quality::mattr(&r.answer, DIVERSITY_WINDOW)).sum::<f64>() / n,
+        semantic: None,
     }
 }
 
@@ -85,7 +107,7 @@ pub fn markdown(s: &Summary, results: &[ResultLine], plots: Option<(&str, &str)>
     let st = &s.settings;
     m.push_str(&format!("# LongBench-Write eval: {} ({} template)\n\n", st.model, st.template));
     m.push_str(&format!(
-        "- data: `{}`, {} of {} requests done\n- sampling: temperature {}, top-p {}, seed {}; token budget {}\n- answers cut off by the budget or the context window: {} ({} inside `<think>`, with no answer)\n- mean answer length: {:.0} words\n\n",
+        "- data: `{}`, {} of {} requests done\n- sampling: temperature {}, top-p {}, seed {}; token budget {}\n- answers cut off by the budget or the context window: {} ({} inside `<think>`, with no answer)\n- mean answer length: {:.0} words\n",
         st.data,
         s.done,
         s.total,
@@ -97,7 +119,24 @@ pub fn markdown(s: &Summary, results: &[ResultLine], plots: Option<(&str, &str)>
         s.cut_in_think,
         s.mean_words
     ));
-    m.push_str("## Length score S_l\n\n| group | requests | S_l |\n|---|---:|---:|\n");
+    m.push_str(&format!(
+        "- strict format: {}; natural stops: {:.0}%; answers repeating themselves: {}\n- diversity (MATTR, 50-word windows): {:.3}\n",
+        s.strict_format.map_or("n/a (the template asks for no tags)".into(), |f| format!("{:.0}%", f * 100.0)),
+        s.natural_stops * 100.0,
+        s.onsets.iter().filter(|o| o.is_some()).count(),
+        s.diversity
+    ));
+    if let Some(sem) = &s.semantic {
+        m.push_str(&format!(
+            "- request–answer cosine ({}): {:.3}; mean cosine between answers to different requests: {} (one canned reply for every request would be near 1)\n- fluency under {}: {}\n",
+            sem.embedder,
+            sem.request_cosine,
+            sem.answer_cosine.map_or("n/a".into(), |c| format!("{c:.3}")),
+            sem.reference.as_deref().unwrap_or("no reference model"),
+            sem.fluency.map_or("n/a".into(), |f| format!("{f:.3}"))
+        ));
+    }
+    m.push_str("\n## Length score S_l\n\n| group | requests | S_l |\n|---|---:|---:|\n");
     m.push_str(&format!("| **all** | {} | **{:.1}** |\n", s.done, s.s_l));
     for g in &s.buckets {
         m.push_str(&format!("| required {} | {} | {:.1} |\n", g.group, g.n, g.mean));
@@ -154,6 +193,7 @@ mod tests {
             seconds: 1.0,
             quality: q,
             quality_error: None,
+            format_ok: None,
         }
     }
 
@@ -176,5 +216,17 @@ mod tests {
         assert!(md.contains("| **all** | 3 | **50.0** |") && md.contains("| **S_q** | **50.0** |") && md.contains("![required vs output length](length.png)"), "{md}");
         // "word word …" repeats its 4-grams from the start.
         assert_eq!(s.onsets[0], Some(0));
+        // No format recorded: no share made up; every answer here ended by itself.
+        assert_eq!((s.strict_format, s.natural_stops), (None, 1.0));
+        assert!(md.contains("strict format: n/a") && md.contains("natural stops: 100%"), "{md}");
+        let mut rs = rs;
+        rs[0].format_ok = Some(true);
+        rs[1].format_ok = Some(false);
+        rs[2].truncated = true;
+        let s = summarize(&st, 4, &rs);
+        assert_eq!(s.strict_format, Some(0.5), "of the two answers whose template asks for tags");
+        assert!((s.natural_stops - 2.0 / 3.0).abs() < 1e-12);
+        // One word over and over: the lowest diversity there is.
+        assert!(s.diversity < 0.05, "{}", s.diversity);
     }
 }

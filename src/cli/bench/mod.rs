@@ -13,7 +13,7 @@ use std::time::Instant;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    #[arg(long, short)]
+    #[arg(long, short, add = crate::cli::complete::models())]
     pub model: Option<String>,
     /// Measure a synthetic model instead: the default model's tokenizer with random Q4_0
     /// weights in a larger llama shape (`7b`: Llama-2-7B's; `1b`: TinyLlama's). Speed
