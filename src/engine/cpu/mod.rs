@@ -3,6 +3,7 @@
 //! rows are split across threads by a small spinning pool ([`pool`]). It avoids the per-op allocation and dispatch
 //! that dominate a 135M-parameter model's decode time in a general tensor library.
 
+mod attention;
 pub mod kernels;
 mod model;
 pub mod pool;

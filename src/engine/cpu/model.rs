@@ -2,7 +2,8 @@ use super::kernels::{dequantize_row, dot_many, quantize_act, ActBlock, WeightTyp
 use crate::engine::model::ModelConfig;
 use crate::engine::EngineError;
 use candle_core::quantized::{gguf_file, GgmlDType};
-use super::pool::Pool;
+use super::attention::attention;
+use super::pool::{OutPtr, Pool};
 use std::io::{Read, Seek, SeekFrom};
 
 /// A quantized weight matrix in its GGUF block layout, one row per output feature.
@@ -21,21 +22,6 @@ impl Matrix {
     fn row(&self, r: usize) -> &[u8] {
         let rb = self.row_bytes();
         &self.data[r * rb..(r + 1) * rb]
-    }
-}
-
-/// Disjoint output writes from pool tasks.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: every task writes a distinct set of indices, and `Pool::run` joins them all.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    /// Pointer to element `i` (a method, so closures capture the whole Sync wrapper).
-    fn at(self, i: usize) -> *mut f32 {
-        // SAFETY: callers stay inside the buffer this was made from.
-        unsafe { self.0.add(i) }
     }
 }
 
@@ -382,68 +368,6 @@ fn rope(head: &mut [f32], cos: &[f32], sin: &[f32], neox: bool) {
         head[a] = x0 * cos[i] - x1 * sin[i];
         head[b] = x0 * sin[i] + x1 * cos[i];
     }
-}
-
-/// Causal attention: row t (query `q[t]`) attends to positions 0..=p of its cache, where
-/// `rows[t]` = (keys, values, p).
-fn attention(q: &[f32], rows: &[(&[f32], &[f32], usize)], nh: usize, nkv: usize, hd: usize, out: &mut [f32]) {
-    let (qd, kvd) = (nh * hd, nkv * hd);
-    let s = rows.len();
-    let rep = nh / nkv;
-    let scale = 1.0 / (hd as f32).sqrt();
-    let outp = OutPtr(out.as_mut_ptr());
-    let work = |idx: usize| {
-        let (t, h) = (idx / nh, idx % nh);
-        let kvh = h / rep;
-        let qh = &q[t * qd + h * hd..t * qd + (h + 1) * hd];
-        let (kc, vc, p) = rows[t];
-        let n = p + 1;
-        SCORES.with(|cell| {
-            let mut scores = cell.borrow_mut();
-            scores.clear();
-            scores.extend((0..n).map(|j| dot_f32(qh, &kc[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd]) * scale));
-            let m = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-            let mut sum = 0.0;
-            for sc in scores.iter_mut() {
-                *sc = (*sc - m).exp();
-                sum += *sc;
-            }
-            // SAFETY: head `idx` owns out[idx*hd .. (idx+1)*hd].
-            let o = unsafe { std::slice::from_raw_parts_mut(outp.at(idx * hd), hd) };
-            o.fill(0.0);
-            for (j, &p) in scores.iter().enumerate() {
-                let w = p / sum;
-                for (ov, &vv) in o.iter_mut().zip(&vc[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd]) {
-                    *ov += w * vv;
-                }
-            }
-        });
-    };
-    debug_assert_eq!(out.len(), s * nh * hd);
-    // Splitting pays off only once the cache is long.
-    if s * nh * rows.iter().map(|r| r.2 + 1).max().unwrap_or(0) >= 2048 {
-        Pool::global().run(s * nh, &work);
-    } else {
-        (0..s * nh).for_each(work);
-    }
-}
-
-thread_local! {
-    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// f32 dot product in 8 independent lanes: a single running sum would pin the additions
-/// to one order and keep the compiler from vectorizing.
-fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 fn read_bytes<R: Read + Seek>(ct: &gguf_file::Content, r: &mut R, name: &str) -> Result<Option<(Vec<u8>, GgmlDType, Vec<usize>)>, EngineError> {

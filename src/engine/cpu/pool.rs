@@ -175,6 +175,21 @@ fn worker(s: Arc<Shared>, mut seen: usize) {
     }
 }
 
+/// Disjoint output writes from pool tasks.
+#[derive(Clone, Copy)]
+pub(super) struct OutPtr(pub(super) *mut f32);
+// SAFETY: every task writes a distinct set of indices, and `Pool::run` joins them all.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// Pointer to element `i` (a method, so closures capture the whole Sync wrapper).
+    pub(super) fn at(self, i: usize) -> *mut f32 {
+        // SAFETY: callers stay inside the buffer this was made from.
+        unsafe { self.0.add(i) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
