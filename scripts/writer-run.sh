@@ -24,7 +24,9 @@ case ${1:-} in
 save)
   ck=$(newest "$run")
   [ -n "$ck" ] || { echo "error: $run has no checkpoint yet" >&2; exit 1; }
+  mkdir -p "$root/training"
   tmp=$(mktemp -d "$root/training/.writer-XXXXXX")
+  chmod 755 "$tmp"
   mkdir -p "$tmp/checkpoints"
   cp -r "$ck" "$tmp/checkpoints/"
   cp "$run/job.toml" "$tmp/"
