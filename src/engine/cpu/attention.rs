@@ -59,19 +59,32 @@ fn blocks(rows: &[(&[f32], &[f32], usize)]) -> Vec<(usize, usize)> {
     out
 }
 
+/// What a block of query rows t0..t1 of head `h` reads: row widths, its key/value head,
+/// the score scale, its cache, the keys the last row sees (`n`) and the row count.
+struct Span<'a> {
+    qd: usize,
+    kvd: usize,
+    kvh: usize,
+    scale: f32,
+    kc: &'a [f32],
+    vc: &'a [f32],
+    n: usize,
+    r: usize,
+}
+
+impl<'a> Span<'a> {
+    fn new(rows: &[(&'a [f32], &'a [f32], usize)], t0: usize, t1: usize, h: usize, nh: usize, nkv: usize, hd: usize) -> Self {
+        let (kc, vc, _) = rows[t0];
+        Self { qd: nh * hd, kvd: nkv * hd, kvh: h / (nh / nkv), scale: 1.0 / (hd as f32).sqrt(), kc, vc, n: rows[t1 - 1].2 + 1, r: t1 - t0 }
+    }
+}
+
 /// Head `h` of query rows t0..t1 (one cache, consecutive positions): an online softmax
 /// over key tiles, each key and value row read once for the whole block.
 #[allow(clippy::too_many_arguments)]
 fn block<'o>(q: &[f32], rows: &[(&[f32], &[f32], usize)], t0: usize, t1: usize, h: usize, nh: usize, nkv: usize, hd: usize, mut out: impl FnMut(usize) -> &'o mut [f32]) {
-    let (qd, kvd) = (nh * hd, nkv * hd);
-    let kvh = h / (nh / nkv);
-    let scale = 1.0 / (hd as f32).sqrt();
-    let (kc, vc, _) = rows[t0];
-    let n = rows[t1 - 1].2 + 1;
-    let r = t1 - t0;
-    let mut m = [f32::NEG_INFINITY; ROWS];
-    let mut l = [0f32; ROWS];
-    let mut s = [[0f32; TILE]; ROWS];
+    let Span { qd, kvd, kvh, scale, kc, vc, n, r } = Span::new(rows, t0, t1, h, nh, nkv, hd);
+    let (mut m, mut l, mut s) = ([f32::NEG_INFINITY; ROWS], [0f32; ROWS], [[0f32; TILE]; ROWS]);
     STATE.with(|cell| {
         let mut acc = cell.borrow_mut();
         acc.clear();
@@ -130,15 +143,8 @@ fn block<'o>(q: &[f32], rows: &[(&[f32], &[f32], usize)], t0: usize, t1: usize, 
 /// added to it.
 #[allow(clippy::too_many_arguments)]
 fn block_fixed<'o, const HD: usize>(q: &[f32], rows: &[(&[f32], &[f32], usize)], t0: usize, t1: usize, h: usize, nh: usize, nkv: usize, mut out: impl FnMut(usize) -> &'o mut [f32]) {
-    let (qd, kvd) = (nh * HD, nkv * HD);
-    let kvh = h / (nh / nkv);
-    let scale = 1.0 / (HD as f32).sqrt();
-    let (kc, vc, _) = rows[t0];
-    let n = rows[t1 - 1].2 + 1;
-    let r = t1 - t0;
-    let mut m = [f32::NEG_INFINITY; ROWS];
-    let mut l = [0f32; ROWS];
-    let mut s = [[0f32; TILE]; ROWS];
+    let Span { qd, kvd, kvh, scale, kc, vc, n, r } = Span::new(rows, t0, t1, h, nh, nkv, HD);
+    let (mut m, mut l, mut s) = ([f32::NEG_INFINITY; ROWS], [0f32; ROWS], [[0f32; TILE]; ROWS]);
     let mut kt = vec![[0f32; TILE]; HD];
     let mut acc = vec![[0f32; HD]; r];
     for j0 in (0..n).step_by(TILE) {
