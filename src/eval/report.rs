@@ -12,8 +12,6 @@ pub const DECAY_SEGMENT: usize = 100;
 pub const DECAY_NGRAM: usize = 4;
 /// Overlap at which a text counts as repeating itself.
 pub const DECAY_ONSET: f64 = 0.5;
-/// MATTR's window, as the trainer's diversity reward.
-const DIVERSITY_WINDOW: usize = 50;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QualitySummary {
@@ -91,7 +89,7 @@ pub fn summarize(settings: &EvalSettings, total: usize, results: &[ResultLine]) 
             (!tagged.is_empty()).then(|| tagged.iter().filter(|&&ok| ok).count() as f64 / tagged.len() as f64)
         },
         natural_stops: results.iter().filter(|r| !r.truncated).count() as f64 / n,
-        diversity: results.iter().map(|r| crate::reward::quality::mattr(&r.answer, DIVERSITY_WINDOW)).sum::<f64>() / n,
+        diversity: results.iter().map(|r| crate::reward::quality::mattr(&r.answer, crate::reward::quality::MATTR_WINDOW)).sum::<f64>() / n,
         semantic: None,
     }
 }
@@ -120,10 +118,11 @@ pub fn markdown(s: &Summary, results: &[ResultLine], plots: Option<(&str, &str)>
         s.mean_words
     ));
     m.push_str(&format!(
-        "- strict format: {}; natural stops: {:.0}%; answers repeating themselves: {}\n- diversity (MATTR, 50-word windows): {:.3}\n",
+        "- strict format: {}; natural stops: {:.0}%; answers repeating themselves: {}\n- diversity (MATTR, {}-word windows): {:.3}\n",
         s.strict_format.map_or("n/a (the template asks for no tags)".into(), |f| format!("{:.0}%", f * 100.0)),
         s.natural_stops * 100.0,
         s.onsets.iter().filter(|o| o.is_some()).count(),
+        crate::reward::quality::MATTR_WINDOW,
         s.diversity
     ));
     if let Some(sem) = &s.semantic {

@@ -13,9 +13,6 @@ use crate::nn::Embedder;
 use crate::reward::relevance::answer_embedding;
 use serde::{Deserialize, Serialize};
 
-/// Answer tokens fluency scores (as the trainer's fluency reward).
-const FLUENCY_TOKENS: usize = 256;
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Semantic {
     /// The sentence embedder (a registry name).
@@ -56,7 +53,7 @@ pub fn measure(results: &[ResultLine], embedder: (&Embedder, &str), reference: O
             let mut sum = 0.0;
             let mut n = 0usize;
             for r in results.iter().filter(|r| !r.answer.trim().is_empty()) {
-                let f = crate::reward::quality::fluency(engine, &r.prompt, &r.answer, FLUENCY_TOKENS).map_err(|e| EvalError::Settings(format!("fluency of request {}: {e}", r.index + 1)))?;
+                let f = crate::reward::quality::fluency(engine, &r.prompt, &r.answer, crate::reward::quality::FLUENCY_TOKENS).map_err(|e| EvalError::Settings(format!("fluency of request {}: {e}", r.index + 1)))?;
                 sum += f.value;
                 n += 1;
             }

@@ -14,11 +14,6 @@ use crate::nn::Embedder;
 use crate::reward::{group_advantages_weighted, FullScore, RewardConfig, Scorer};
 use crate::text::parse_all;
 
-/// MATTR's window: long enough to see repetition, short enough for short answers.
-const DIVERSITY_WINDOW: usize = 50;
-/// Answer tokens the fluency reward scores: the opening, where word salad shows first,
-/// at a bounded cost per rollout.
-const FLUENCY_TOKENS: usize = 256;
 
 /// What one group's rollouts scored.
 pub struct GroupScores {
@@ -71,7 +66,7 @@ impl StepRewards {
             Some(e) => Some(answers.iter().map(|a| crate::reward::relevance::relevance(e, &tp.prompt, a)).collect::<Result<Vec<f64>, _>>()?),
             None => None,
         };
-        let diversity = self.spec.uses("diversity").then(|| answers.iter().map(|a| crate::reward::quality::mattr(a, DIVERSITY_WINDOW)).collect::<Vec<f64>>());
+        let diversity = self.spec.uses("diversity").then(|| answers.iter().map(|a| crate::reward::quality::mattr(a, crate::reward::quality::MATTR_WINDOW)).collect::<Vec<f64>>());
         let fluency = match &self.reference {
             // An empty answer reads as nothing: fluency 0, like the proxy's refusal to score it.
             Some(e) => Some(
@@ -79,7 +74,7 @@ impl StepRewards {
                     .iter()
                     .map(|a| match a.trim().is_empty() {
                         true => Ok(0.0),
-                        false => crate::reward::quality::fluency(&mut e.lock().unwrap_or_else(|p| p.into_inner()), &tp.prompt, a, FLUENCY_TOKENS).map(|f| f.value).map_err(|e| RlError::Config(format!("fluency reward: {e}"))),
+                        false => crate::reward::quality::fluency(&mut e.lock().unwrap_or_else(|p| p.into_inner()), &tp.prompt, a, crate::reward::quality::FLUENCY_TOKENS).map(|f| f.value).map_err(|e| RlError::Config(format!("fluency reward: {e}"))),
                     })
                     .collect::<Result<Vec<f64>, _>>()?,
             ),

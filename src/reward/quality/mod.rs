@@ -9,7 +9,7 @@ mod proxy;
 mod rm;
 
 pub use judge::{clip_middle, parse_judge_reply, Judge, JudgeReply, CRITERIA};
-pub use proxy::{fluency, mattr, Fluency, FluencyProxy};
+pub use proxy::{fluency, mattr, Fluency, FluencyProxy, FLUENCY_TOKENS, MATTR_WINDOW};
 pub use rm::{ScalarHeadRm, SCORE_HEAD};
 
 use serde::Serialize;

@@ -15,7 +15,12 @@ use std::sync::Mutex;
 
 /// Per-token log-likelihood at which fluency reaches 0 (perplexity e^8 ≈ 3000).
 const FLOOR_NATS: f64 = 8.0;
-const MATTR_WINDOW: usize = 50;
+/// Words per MATTR window: long enough to see repetition, short enough for short answers.
+/// The trainer's diversity reward and eval's diversity use it too.
+pub const MATTR_WINDOW: usize = 50;
+/// Answer tokens that the trainer's fluency reward and eval's fluency score: the opening,
+/// where word salad shows first, at a bounded cost per answer.
+pub const FLUENCY_TOKENS: usize = 256;
 
 pub struct FluencyProxy {
     engine: Mutex<Engine>,
