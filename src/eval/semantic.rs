@@ -10,7 +10,7 @@ use super::EvalError;
 use crate::engine::Engine;
 use crate::nn::embed::cosine;
 use crate::nn::Embedder;
-use crate::reward::relevance::answer_embedding;
+use crate::reward::relevance::{answer_embedding, relevance_to};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,9 +36,11 @@ pub fn measure(results: &[ResultLine], embedder: (&Embedder, &str), reference: O
     let mut answers = Vec::new();
     let mut request_sum = 0.0;
     for r in results {
-        // The relevance reward's own measure, so eval and training agree on it.
-        request_sum += crate::reward::relevance::relevance(emb, &r.prompt, &r.answer)?;
-        answers.extend(answer_embedding(emb, &r.answer)?);
+        // Each answer embedded once, for both measures; relevance is the reward's own, so
+        // eval and training agree on it.
+        let a = answer_embedding(emb, &r.answer)?;
+        request_sum += relevance_to(emb, &r.prompt, a.as_deref())?;
+        answers.extend(a);
     }
     let mut pair_sum = 0.0;
     let mut pairs = 0usize;

@@ -37,7 +37,12 @@ pub fn answer_embedding(embedder: &Embedder, answer: &str) -> Result<Option<Vec<
 /// The relevance reward on [0, 1]: the cosine between request and answer, floored at 0;
 /// an empty answer scores 0.
 pub fn relevance(embedder: &Embedder, request: &str, answer: &str) -> Result<f64, EngineError> {
-    let Some(a) = answer_embedding(embedder, answer)? else { return Ok(0.0) };
+    relevance_to(embedder, request, answer_embedding(embedder, answer)?.as_deref())
+}
+
+/// [`relevance`] for an answer already embedded ([`answer_embedding`]; None: empty).
+pub fn relevance_to(embedder: &Embedder, request: &str, answer: Option<&[f32]>) -> Result<f64, EngineError> {
+    let Some(a) = answer else { return Ok(0.0) };
     let r = embedder.embed(request)?;
-    Ok((cosine(&r, &a) as f64).max(0.0))
+    Ok((cosine(&r, a) as f64).max(0.0))
 }
