@@ -113,16 +113,14 @@ fn convert(path: &Path, to: crate::rl::convert::TrainerKind, hf_model: Option<St
     if let Some(st) = job.stages.first() {
         bail!("the job has stages ('{}' first), which only longwriter's own trainer runs; convert a job without [[stages]], one per stage, with that stage's settings", st.name);
     }
-    // The shipped default entry is a GGUF of this checkpoint; others need --hf-model.
-    let shipped = Registry::load_with(None)?.default_entry().name.clone();
     let model = match &job.model {
         Some(m) => m.clone(),
         None => Registry::load()?.default_entry().name.clone(),
     };
-    let hf = match hf_model {
-        Some(id) => id,
-        None if model == shipped => "HuggingFaceTB/SmolLM2-135M-Instruct".into(),
-        None => bail!("the job's model '{model}' needs --hf-model ID: the Hugging Face checkpoint the other trainer should load"),
+    let hf = match (hf_model, shipped_hf_id(&model)?) {
+        (Some(id), _) => id,
+        (None, Some(id)) => id.into(),
+        (None, None) => bail!("the job's model '{model}' needs --hf-model ID: the Hugging Face checkpoint the other trainer should load"),
     };
     let text = crate::rl::convert::convert(&job, to, &hf, reward_url);
     match out {
@@ -130,6 +128,12 @@ fn convert(path: &Path, to: crate::rl::convert::TrainerKind, hf_model: Option<St
         None => print!("{text}"),
     }
     Ok(())
+}
+
+/// The Hugging Face checkpoint of a registry model, where longwriter knows it: the shipped
+/// default entry is a GGUF of SmolLM2-135M-Instruct; others need `--hf-model`.
+fn shipped_hf_id(model: &str) -> Result<Option<&'static str>> {
+    Ok((model == Registry::load_with(None)?.default_entry().name).then_some("HuggingFaceTB/SmolLM2-135M-Instruct"))
 }
 
 fn base_model(job: &JobSpec) -> Result<PathBuf> {
@@ -200,15 +204,13 @@ fn export(run: &str, step: Option<usize>, name: Option<String>, peft: Option<Pat
         Some(s) => s,
         None => bail!("run '{run}' has no checkpoint yet"),
     };
-    let base = base_model(&job)?;
+    let base_entry = super::resolve_model(job.model.as_deref())?;
+    let base = crate::write::ensure_file(&base_entry, &BarProgress::new())?;
     let mut t = Trainer::inspect(job.clone(), &base, &dir)?;
     t.load_checkpoint(step)?;
     let run_name = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| run.into());
-    let base_entry = super::resolve_model(job.model.as_deref())?;
     if let Some(out) = peft {
-        // The shipped default entry is a GGUF of this checkpoint (as in `convert`).
-        let hf = (base_entry.name == Registry::load_with(None)?.default).then_some("HuggingFaceTB/SmolLM2-135M-Instruct");
-        let cfg = t.export_peft(&out, hf)?;
+        let cfg = t.export_peft(&out, shipped_hf_id(&base_entry.name)?)?;
         println!("wrote step {step} of {run_name} as a PEFT LoRA adapter (r {}, targets {:?}) to {}", cfg.r, cfg.target_modules, out.display());
         println!("register it in models.toml:\n[models.{run_name}-step{step}]\narchitecture = \"{}\"\nformat = \"gguf\"\nsource = {{ kind = \"adapter\", base = \"{}\", path = {:?} }}\ncontext_length = {}\ntrained = {{ job = \"{run_name}\", step = {step} }}", base_entry.architecture, base_entry.name, out.display().to_string(), base_entry.context_length);
         return Ok(());
