@@ -169,6 +169,19 @@ fn killed_mid_step_then_resumed_matches_an_uninterrupted_run_and_exports() {
     let o = e.run(&["train", "export", "straight", "--peft", peft.to_str().unwrap()], None);
     assert!(o.status.success() && peft.join("adapter_config.json").exists() && peft.join("adapter_model.safetensors").exists(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("kind = \"adapter\""), "prints the registry entry");
+    // The printed entry takes --name, and a path that works from the user's models.toml.
+    let o = Command::new(env!("CARGO_BIN_EXE_longwriter"))
+        .args(["train", "export", "straight", "--peft", "peft-rel", "--name", "mine"])
+        .current_dir(e.path(""))
+        .env("LONGWRITER_DATA_DIR", e.path("data"))
+        .env("LONGWRITER_CONFIG_DIR", e.path("config"))
+        .env("LONGWRITER_CACHE_DIR", e.path("cache"))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && out.contains("[models.\"mine\"]"), "{out}{}", stderr(&o));
+    let abs = std::fs::canonicalize(e.path("peft-rel")).unwrap();
+    assert!(out.contains(&format!("path = {:?}", abs.display().to_string())), "{out}");
     let user = e.path("config/models.toml");
     let mut text = std::fs::read_to_string(&user).unwrap();
     text.push_str(&format!(

@@ -209,15 +209,17 @@ fn export(run: &str, step: Option<usize>, name: Option<String>, peft: Option<Pat
     let mut t = Trainer::inspect(job.clone(), &base, &dir)?;
     t.load_checkpoint(step)?;
     let run_name = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| run.into());
-    if let Some(out) = peft {
-        let cfg = t.export_peft(&out, shipped_hf_id(&base_entry.name)?)?;
-        println!("wrote step {step} of {run_name} as a PEFT LoRA adapter (r {}, targets {:?}) to {}", cfg.r, cfg.target_modules, out.display());
-        println!("register it in models.toml:\n[models.{run_name}-step{step}]\narchitecture = \"{}\"\nformat = \"gguf\"\nsource = {{ kind = \"adapter\", base = \"{}\", path = {:?} }}\ncontext_length = {}\ntrained = {{ job = \"{run_name}\", step = {step} }}", base_entry.architecture, base_entry.name, out.display().to_string(), base_entry.context_length);
-        return Ok(());
-    }
     let name = name.unwrap_or_else(|| format!("{run_name}-step{step}"));
     if name.is_empty() || name.contains(['"', '\n', '\\']) {
         bail!("model name {name:?} is not usable in models.toml");
+    }
+    if let Some(out) = peft {
+        let cfg = t.export_peft(&out, shipped_hf_id(&base_entry.name)?)?;
+        // Absolute: a relative path in models.toml is taken from that file's directory.
+        let out = std::fs::canonicalize(&out).with_context(|| format!("resolving {}", out.display()))?;
+        println!("wrote step {step} of {run_name} as a PEFT LoRA adapter (r {}, targets {:?}) to {}", cfg.r, cfg.target_modules, out.display());
+        println!("register it in models.toml:\n[models.{name:?}]\narchitecture = \"{}\"\nformat = \"gguf\"\nsource = {{ kind = \"adapter\", base = \"{}\", path = {:?} }}\ncontext_length = {}\ntrained = {{ job = \"{run_name}\", step = {step} }}", base_entry.architecture, base_entry.name, out.display().to_string(), base_entry.context_length);
+        return Ok(());
     }
     let reg = Registry::load()?;
     if reg.models.contains_key(&name) {
