@@ -231,8 +231,9 @@ impl JobSpec {
     pub fn at_step(&self, k: usize) -> (JobSpec, Option<StageAt>) {
         let mut job = self.clone();
         let mut first = 0;
-        for st in &self.stages {
-            if k <= first + st.steps || std::ptr::eq(st, self.stages.last().expect("non-empty")) {
+        for (i, st) in self.stages.iter().enumerate() {
+            // A step past the total stays in the last stage.
+            if k <= first + st.steps || i + 1 == self.stages.len() {
                 job.rollout.max_new_tokens = st.max_new_tokens.unwrap_or(job.rollout.max_new_tokens);
                 job.optim.micro_batch = st.micro_batch.unwrap_or(job.optim.micro_batch);
                 return (job, Some(StageAt { name: st.name.clone(), step_in_stage: k.saturating_sub(first + 1), max_target: st.max_target }));
