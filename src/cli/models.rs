@@ -23,6 +23,7 @@ pub enum ModelsCmd {
     },
     /// Print where a model's file lives (or, with --config, the user models.toml path).
     Path {
+        #[arg(add = super::complete::entries())]
         name: Option<String>,
         #[arg(long)]
         config: bool,
