@@ -182,20 +182,19 @@ pub fn write(dense: &DenseModel, dir: &Path, base_model: Option<&str>) -> Result
     Ok(cfg)
 }
 
-/// Reads a PEFT adapter directory: its config and tensors, checked.
-pub fn read_config(dir: &Path) -> Result<PeftConfig, EngineError> {
+/// Reads and checks a PEFT adapter directory's config; returns it with the modules it adapts.
+fn read_config(dir: &Path) -> Result<(PeftConfig, Vec<String>), EngineError> {
     let config = dir.join(CONFIG);
     let text = std::fs::read_to_string(&config).map_err(|e| io(&config, &e))?;
     let cfg: PeftConfig = serde_json::from_str(&text).map_err(|e| bad(&config, format!("not a PEFT adapter config: {e}")))?;
-    cfg.check().map_err(|m| bad(&config, m))?;
-    Ok(cfg)
+    let modules = cfg.check().map_err(|m| bad(&config, m))?.to_vec();
+    Ok((cfg, modules))
 }
 
 /// Attaches the adapter in `dir` to `dense` (which must have none), as the trainer's LoRA
 /// would be: merged or trained further alike.
 pub fn attach(dense: &mut DenseModel, dir: &Path) -> Result<PeftConfig, EngineError> {
-    let cfg = read_config(dir)?;
-    let modules = cfg.check().map_err(|m| bad(&dir.join(CONFIG), m))?.to_vec();
+    let (cfg, modules) = read_config(dir)?;
     let weights = dir.join(WEIGHTS);
     let bytes = std::fs::read(&weights).map_err(|e| io(&weights, &e))?;
     let mut saved: HashMap<String, Tensor> = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| bad(&weights, e.to_string()))?;
