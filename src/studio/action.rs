@@ -47,8 +47,8 @@ pub enum Action {
     /// Open the draft in $EDITOR and reload it.
     EditDraft,
     Export,
-    /// The saver thread finished a save.
-    Saved(Result<(), String>),
+    /// The saver thread finished a save: which session, and how many draft words it holds.
+    Saved(Result<Saved, String>),
     /// An effect's I/O finished (see `effects`).
     Done(super::effects::Done),
     /// A one-line message for the status bar.
@@ -166,4 +166,11 @@ pub enum SaveState {
     /// A snapshot is on its way to the saver thread.
     Saving,
     Failed(String),
+}
+
+/// What a finished save committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Saved {
+    pub session: i64,
+    pub words: usize,
 }

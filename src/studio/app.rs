@@ -37,6 +37,9 @@ pub struct App {
     pub reward_cfg: crate::reward::RewardConfig,
     pub session_id: Option<i64>,
     pub save: SaveState,
+    /// The draft words the database holds for this session, as of the last save it
+    /// confirmed: what a crash now would keep. Shown while newer text is unsaved.
+    pub saved_words: Option<usize>,
     pub note: Option<String>,
     /// The open model picker: registry entries and the selected row.
     pub model_list: Option<Picker<ModelRow>>,
@@ -96,6 +99,7 @@ impl App {
             reward_cfg: crate::reward::RewardConfig::default(),
             session_id: None,
             save: SaveState::None,
+            saved_words: None,
             note: None,
             session_list: None,
             model_list: None,
@@ -344,9 +348,15 @@ impl App {
             Action::Saved(r) => {
                 match r {
                     Err(e) => self.save = SaveState::Failed(e),
-                    // Changes made while it was saving keep the session unsaved.
-                    Ok(()) if self.save == SaveState::Saving => self.save = SaveState::Saved,
-                    Ok(()) => {}
+                    // A late answer for the session open before a switch changes nothing.
+                    Ok(s) if Some(s.session) != self.session_id => {}
+                    Ok(s) => {
+                        self.saved_words = Some(s.words);
+                        // Changes made while it was saving keep the session unsaved.
+                        if self.save == SaveState::Saving {
+                            self.save = SaveState::Saved;
+                        }
+                    }
                 }
                 Effect::None
             }

@@ -55,6 +55,7 @@ impl App {
             Done::ModelsListed(Err(e)) | Done::SessionsListed(Err(e)) | Done::SessionOpened(Err(e)) => self.note = Some(e),
             Done::SessionCreated(Ok(id)) => {
                 self.session_id = Some(id);
+                self.saved_words = None;
                 self.touch();
             }
             Done::SessionCreated(Err(e)) => self.save = SaveState::Failed(e),

@@ -20,7 +20,7 @@ pub mod theme;
 mod tui;
 mod ui;
 
-pub use action::{Action, Effect, Focus, ModelRow, Phase, QualityView, SaveState, TraceView};
+pub use action::{Action, Effect, Focus, ModelRow, Phase, QualityView, SaveState, Saved, TraceView};
 pub use app::App;
 pub use component::{Component, Picker};
 pub use draft::{wrap, TextBuffer};
@@ -117,7 +117,8 @@ fn spawn_saver(tx: UnboundedSender<Action>) -> Option<std::sync::mpsc::Sender<cr
                 while let Ok(newer) = srx.try_recv() {
                     snap = newer;
                 }
-                let r = store.save(&snap).map_err(|e| e.to_string());
+                let saved = action::Saved { session: snap.id, words: snap.rewards["words"].as_u64().unwrap_or(0) as usize };
+                let r = store.save(&snap).map(|()| saved).map_err(|e| e.to_string());
                 if tx.send(Action::Saved(r)).is_err() {
                     break;
                 }

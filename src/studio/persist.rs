@@ -51,6 +51,7 @@ impl App {
             self.template = t;
         }
         self.save = SaveState::Saved;
+        self.saved_words = Some(self.draft.words());
         self.note = Some(format!("reopened session {} ({})", s.id, s.state));
     }
 }

@@ -263,7 +263,10 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect) {
     let save = match &app.save {
         SaveState::None => String::new(),
         SaveState::Saved => format!(" │ session {} saved", app.session_id.unwrap_or(0)),
-        SaveState::Unsaved | SaveState::Saving => format!(" │ session {} unsaved", app.session_id.unwrap_or(0)),
+        SaveState::Unsaved | SaveState::Saving => match app.saved_words {
+            Some(n) => format!(" │ session {} · {n} words saved", app.session_id.unwrap_or(0)),
+            None => format!(" │ session {} unsaved", app.session_id.unwrap_or(0)),
+        },
         SaveState::Failed(e) => format!(" │ SAVE FAILED: {e}"),
     };
     let note = app.note.as_ref().map(|n| format!(" │ {n}")).unwrap_or_default();
