@@ -2,7 +2,7 @@
 //! 1k, 10k and 100k words and prints time per frame and the ratio to the 1k frame.
 //! Run: `cargo bench --bench studio_frames`.
 
-use longwriter::write::Event;
+use longwriter::write::{Event, WriteMode};
 
 use longwriter::engine::{SamplerConfig, TemplateMode};
 use longwriter::studio::{draw, Action, App};
@@ -11,7 +11,7 @@ use ratatui::Terminal;
 use std::time::Instant;
 
 fn app_with_words(n: usize) -> App {
-    let mut a = App::new("bench".into(), TemplateMode::Longwriter, SamplerConfig::default(), 0);
+    let mut a = App::new("bench".into(), WriteMode::Template(TemplateMode::Longwriter), SamplerConfig::default(), 0);
     a.update(Action::ModelReady { name: "bench".into(), context: 8192 });
     let para = "The keeper climbed the stairs and watched the **sea** turn grey under the storm. ";
     let words_per_para = longwriter::text::count_words(para);

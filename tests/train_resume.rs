@@ -243,6 +243,26 @@ fn a_kill_while_a_checkpoint_replaces_another_loses_no_whole_checkpoint() {
     assert_eq!(e.metrics("r").len(), 4);
 }
 
+/// `run.keep_checkpoints` removes older checkpoints once a newer one is whole, and the run
+/// still resumes from the newest.
+#[test]
+fn keep_checkpoints_keeps_only_the_newest() {
+    let e = Env::new();
+    let job = e.path("job.toml");
+    let mut text = std::fs::read_to_string(&job).unwrap();
+    assert!(text.trim_end().ends_with("seed = 11"), "the [run] table is last: {text}");
+    text.push_str("keep_checkpoints = 1\n");
+    std::fs::write(&job, text).unwrap();
+    let o = e.run(&["train", "--config", job.to_str().unwrap(), "--name", "k"], Some(3));
+    assert!(!o.status.success(), "the abort hook did not fire: {}", stderr(&o));
+    let run = e.path("data/runs/k");
+    assert_eq!(checkpoint_dirs(&run), vec!["step-000002"]);
+    let o = e.run(&["train", "--resume", "k"], None);
+    assert!(o.status.success() && stderr(&o).contains("resuming after step 2"), "{}", stderr(&o));
+    assert_eq!(checkpoint_dirs(&run), vec!["step-000004"]);
+    assert_eq!(e.metrics("k").len(), 4);
+}
+
 #[test]
 fn bench_train_times_steps_and_their_parts() {
     let e = Env::new();

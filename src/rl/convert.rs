@@ -120,6 +120,7 @@ config = GRPOConfig(
     gradient_checkpointing={ckpt},
     max_steps={steps},
     save_steps={save},
+    save_total_limit={keep},
     seed={seed},
     logging_steps=1,
 )
@@ -152,6 +153,10 @@ trainer.train()
                 clip = o.grad_clip,
                 steps = job.run.steps,
                 save = job.run.checkpoint_every,
+                keep = match job.run.keep_checkpoints {
+                    0 => "None".to_string(),
+                    n => n.to_string(),
+                },
                 seed = job.run.seed,
                 rank = l.rank,
                 alpha = l.alpha,
@@ -191,6 +196,11 @@ trainer.train()
                 ("--max_samples".into(), "100000000".into()),
                 ("--num_episodes".into(), "1".into()),
                 ("--save_steps".into(), job.run.checkpoint_every.to_string()),
+                // OpenRLHF keeps 3 unless told; 0 here means all.
+                ("--max_ckpt_num".into(), match job.run.keep_checkpoints {
+                    0 => "1000000".to_string(),
+                    n => n.to_string(),
+                }),
                 ("--seed".into(), job.run.seed.to_string()),
             ];
             if o.gradient_checkpointing {
@@ -244,6 +254,10 @@ trainer.train()
                 "custom_reward_function.name=compute_score".into(),
                 format!("trainer.total_training_steps={}", job.run.steps),
                 format!("trainer.save_freq={}", job.run.checkpoint_every),
+                format!("trainer.max_actor_ckpt_to_keep={}", match job.run.keep_checkpoints {
+                    0 => "null".to_string(),
+                    n => n.to_string(),
+                }),
             ];
             o_.push(format!("data.seed={}", job.run.seed));
             let prefix = raw_template(mode).map(|t| format!("{}", py_str(&t))).unwrap_or_else(|| "None".into());
@@ -319,5 +333,18 @@ mod tests {
         assert!(trl.contains("gradient_checkpointing=True,"), "{trl}");
         assert!(convert(&j, TrainerKind::Openrlhf, "m", "u").contains("  --gradient_checkpointing \\\n"));
         assert!(convert(&j, TrainerKind::Verl, "m", "u").contains("actor_rollout_ref.model.enable_gradient_checkpointing=true"));
+    }
+
+    #[test]
+    fn kept_checkpoints_carry_over() {
+        let mut j = job();
+        assert!(convert(&j, TrainerKind::Trl, "m", "u").contains("save_total_limit=None,"));
+        assert!(convert(&j, TrainerKind::Verl, "m", "u").contains("trainer.max_actor_ckpt_to_keep=null"));
+        j.run.keep_checkpoints = 3;
+        let trl = convert(&j, TrainerKind::Trl, "m", "u");
+        assert_python(&trl);
+        assert!(trl.contains("save_total_limit=3,"), "{trl}");
+        assert!(convert(&j, TrainerKind::Openrlhf, "m", "u").contains("--max_ckpt_num '3'"));
+        assert!(convert(&j, TrainerKind::Verl, "m", "u").contains("trainer.max_actor_ckpt_to_keep=3"));
     }
 }

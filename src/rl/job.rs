@@ -168,6 +168,8 @@ pub struct RunSpec {
     pub steps: usize,
     /// Save adapters and optimizer state every N steps (and at the end).
     pub checkpoint_every: usize,
+    /// Keep only the newest N checkpoints (0: all), as TRL's `save_total_limit`.
+    pub keep_checkpoints: usize,
     pub seed: u64,
     /// Rollouts saved per step for the monitor.
     pub samples_per_step: usize,
@@ -175,7 +177,7 @@ pub struct RunSpec {
 
 impl Default for RunSpec {
     fn default() -> Self {
-        Self { steps: 30, checkpoint_every: 5, seed: 42, samples_per_step: 4 }
+        Self { steps: 30, checkpoint_every: 5, keep_checkpoints: 0, seed: 42, samples_per_step: 4 }
     }
 }
 

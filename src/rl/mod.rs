@@ -13,6 +13,7 @@ pub mod lora;
 pub mod optim;
 pub mod rewards;
 pub mod runs;
+pub mod saves;
 pub mod trainer;
 
 pub use grpo::{group_logprobs, grpo_loss, sequence_logprobs, GrpoConfig, LossStats, Rollout};

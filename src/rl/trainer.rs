@@ -181,20 +181,12 @@ impl Trainer {
 
     /// Steps with a complete checkpoint, ascending.
     pub fn checkpoints(dir: &Path) -> Vec<usize> {
-        let mut v: Vec<usize> = std::fs::read_dir(dir.join("checkpoints"))
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str()?.strip_prefix("step-")?.parse().ok())
-            .filter(|k: &usize| dir.join("checkpoints").join(format!("step-{k:06}")).join("state.json").exists())
-            .collect();
-        v.sort_unstable();
-        v
+        super::saves::steps(dir)
     }
 
     /// Loads the adapters of checkpoint `step` (for export), leaving the run's files alone.
     pub fn load_checkpoint(&mut self, step: usize) -> Result<(), RlError> {
-        let ck = self.dir.join("checkpoints").join(format!("step-{step:06}"));
+        let ck = super::saves::path(&self.dir, step);
         if !ck.join("state.json").exists() {
             return Err(RlError::Config(format!("run {} has no checkpoint at step {step} (have: {:?})", self.dir.display(), Self::checkpoints(&self.dir))));
         }
@@ -206,25 +198,8 @@ impl Trainer {
     fn resume(&mut self) -> Result<(), RlError> {
         // A kill during a checkpoint or a metrics rewrite leaves temps; the last whole
         // checkpoint is what counts.
-        let ck_dir = self.dir.join("checkpoints");
         crate::fsutil::sweep_stale(&self.dir);
-        for e in std::fs::read_dir(&ck_dir).into_iter().flatten().filter_map(|e| e.ok()) {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".step-") && name.ends_with(".tmp") {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-            // Killed between moving a checkpoint aside and moving its replacement in: the
-            // one moved aside comes back if it was whole and nothing took its place.
-            if let Some(step) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".old")) {
-                let dest = ck_dir.join(step);
-                if !dest.join("state.json").exists() && e.path().join("state.json").exists() {
-                    let _ = std::fs::remove_dir_all(&dest);
-                    std::fs::rename(e.path(), &dest).map_err(|err| io(&dest, &err))?;
-                } else {
-                    let _ = std::fs::remove_dir_all(e.path());
-                }
-            }
-        }
+        super::saves::recover(&self.dir)?;
         let Some(&k) = Self::checkpoints(&self.dir).last() else {
             // Killed before the first checkpoint: start over.
             for f in ["metrics.jsonl", "samples.jsonl"] {
@@ -232,7 +207,7 @@ impl Trainer {
             }
             return Ok(());
         };
-        let ck = self.dir.join("checkpoints").join(format!("step-{k:06}"));
+        let ck = super::saves::path(&self.dir, k);
         load_adapters(&self.adapters, &ck.join("adapter.safetensors"))?;
         self.opt.load(&ck.join("optimizer.safetensors"))?;
         self.step = k;
@@ -251,35 +226,13 @@ impl Trainer {
     }
 
     fn checkpoint(&self) -> Result<(), RlError> {
-        let ck = self.dir.join("checkpoints");
-        let tmp = ck.join(format!(".step-{:06}.tmp", self.step));
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, &e))?;
-        save_adapters(&self.adapters, &tmp.join("adapter.safetensors"))?;
-        self.opt.save(&tmp.join("optimizer.safetensors"))?;
-        let state = json!({ "step": self.step, "seed": self.job.run.seed, "lora": self.job.lora });
-        crate::fsutil::atomic_write(tmp.join("state.json"), state.to_string().as_bytes()).map_err(|e| io(&tmp, &e))?;
-        let dest = ck.join(format!("step-{:06}", self.step));
-        // A directory cannot be renamed over a non-empty one: one already there is moved
-        // aside first and removed last, so a kill at any point leaves a whole checkpoint
-        // under one of the two names (resume puts it back), never neither.
-        let aside = ck.join(format!(".step-{:06}.old", self.step));
-        let replacing = dest.exists();
-        if replacing {
-            let _ = std::fs::remove_dir_all(&aside);
-            std::fs::rename(&dest, &aside).map_err(|e| io(&dest, &e))?;
-            if std::env::var("LONGWRITER_TEST_ABORT_IN_CHECKPOINT").ok().and_then(|v| v.parse::<usize>().ok()) == Some(self.step) {
-                std::process::abort();
-            }
-        }
-        // The rename makes the checkpoint appear whole or not at all.
-        std::fs::rename(&tmp, &dest).map_err(|e| io(&dest, &e))?;
-        if replacing {
-            let _ = std::fs::remove_dir_all(&aside);
-        }
-        if let Ok(d) = std::fs::File::open(&ck) {
-            let _ = d.sync_all();
-        }
+        super::saves::write(&self.dir, self.step, |tmp| {
+            save_adapters(&self.adapters, &tmp.join("adapter.safetensors"))?;
+            self.opt.save(&tmp.join("optimizer.safetensors"))?;
+            let state = json!({ "step": self.step, "seed": self.job.run.seed, "lora": self.job.lora });
+            crate::fsutil::atomic_write(tmp.join("state.json"), state.to_string().as_bytes()).map_err(|e| io(tmp, &e))
+        })?;
+        super::saves::prune(&self.dir, self.job.run.keep_checkpoints)?;
         Ok(())
     }
 
