@@ -114,8 +114,9 @@ pub fn dot_scalar(t: WeightType, row: &[u8], act: &[ActBlock]) -> f32 {
     acc
 }
 
-/// Which SIMD path this CPU takes (checked once).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which SIMD path this CPU takes (checked once). Ordered slowest first: a CPU with a
+/// path has every path before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Simd {
     Scalar,
     /// AVX2 + FMA + F16C: u8×i8 products via `maddubs` + `madd`.
@@ -135,7 +136,7 @@ impl Simd {
 }
 
 /// The best path this CPU has.
-fn best() -> Simd {
+pub fn best() -> Simd {
     #[cfg(target_arch = "x86_64")]
     {
         let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
@@ -158,11 +159,9 @@ fn best() -> Simd {
 /// kernels on an AVX-512 one), a faster one is refused.
 pub fn choose(request: Option<&str>, best: Simd) -> Result<Simd, String> {
     let Some(r) = request.map(str::trim).filter(|r| !r.is_empty()) else { return Ok(best) };
-    // Slowest first: a path may be forced only as far down as this order allows.
-    const ORDER: [Simd; 3] = [Simd::Scalar, Simd::Avx2, Simd::Vnni];
-    let want = ORDER.into_iter().find(|s| s.label() == r.to_ascii_lowercase()).ok_or_else(|| format!("LONGWRITER_CPU_ISA={r} names no kernel path (scalar, avx2, avx512-vnni)"))?;
-    let rank = |s: Simd| ORDER.iter().position(|x| *x == s);
-    if rank(want) > rank(best) {
+    let want = [Simd::Scalar, Simd::Avx2, Simd::Vnni].into_iter().find(|s| s.label() == r.to_ascii_lowercase()).ok_or_else(|| format!("LONGWRITER_CPU_ISA={r} names no kernel path (scalar, avx2, avx512-vnni)"))?;
+    // A path may be forced only as far down as the CPU's best.
+    if want > best {
         return Err(format!("LONGWRITER_CPU_ISA={r}: this CPU's best kernel path is {}", best.label()));
     }
     Ok(want)
@@ -204,15 +203,94 @@ pub const MAX_TOKENS: usize = 4;
 
 #[inline]
 pub fn dot_many(t: WeightType, row: &[u8], acts: &[&[ActBlock]], out: &mut [f32]) {
+    dispatch(simd(), t, row, acts, out)
+}
+
+/// Rows that [`dot_rows`] takes at once.
+pub const MAX_ROWS: usize = 4;
+
+/// Dot products of `out.len()` (up to [`MAX_ROWS`]) consecutive weight rows, each `rb`
+/// bytes, with one token's activations: decode's shape, where one row at a time leaves
+/// the core waiting on each row's FMA chain and reloads the activations for every row.
+#[inline]
+pub fn dot_rows(t: WeightType, rows: &[u8], rb: usize, act: &[ActBlock], out: &mut [f32]) {
+    rows_on(simd(), t, rows, rb, act, out)
+}
+
+/// [`dot_rows`] on a given path (see [`dot_many_on`]).
+pub fn dot_rows_on(path: Simd, t: WeightType, rows: &[u8], rb: usize, act: &[ActBlock], out: &mut [f32]) {
+    assert!(path <= best(), "this CPU has no {} kernels", path.label());
+    rows_on(path, t, rows, rb, act, out)
+}
+
+#[inline]
+fn rows_on(path: Simd, t: WeightType, rows: &[u8], rb: usize, act: &[ActBlock], out: &mut [f32]) {
+    let n = out.len();
+    assert!(n <= MAX_ROWS && rows.len() >= n * rb && rb % t.block_bytes() == 0 && act.len() >= rb / t.block_bytes(), "dot_rows: bad shapes");
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! by_rows {
+            ($kernel:ident) => {
+                // SAFETY: the path's CPU features were detected (simd() or dot_rows_on's
+                // check); shapes were checked above.
+                unsafe {
+                    match n {
+                        1 => simd_x86::$kernel::<1>(t, rows, rb, act, out),
+                        2 => simd_x86::$kernel::<2>(t, rows, rb, act, out),
+                        3 => simd_x86::$kernel::<3>(t, rows, rb, act, out),
+                        _ => simd_x86::$kernel::<4>(t, rows, rb, act, out),
+                    }
+                }
+            };
+        }
+        match path {
+            Simd::Vnni => return by_rows!(rows_vnni),
+            Simd::Avx2 => return by_rows!(rows_avx2),
+            Simd::Scalar => {}
+        }
+    }
+    for (r, o) in out.iter_mut().enumerate() {
+        *o = dot_scalar(t, &rows[r * rb..(r + 1) * rb], act);
+    }
+}
+
+/// [`dot_many`] on a given path, for benchmarks and tests that compare paths. Panics if
+/// this CPU lacks the path's features.
+pub fn dot_many_on(path: Simd, t: WeightType, row: &[u8], acts: &[&[ActBlock]], out: &mut [f32]) {
+    assert!(path <= best(), "this CPU has no {} kernels", path.label());
+    dispatch(path, t, row, acts, out)
+}
+
+/// `path` must be one this CPU has (`simd()` or a slower one).
+#[inline]
+fn dispatch(path: Simd, t: WeightType, row: &[u8], acts: &[&[ActBlock]], out: &mut [f32]) {
     debug_assert!(acts.len() <= MAX_TOKENS && out.len() >= acts.len());
     let nb = row.len() / t.block_bytes();
     assert!(acts.iter().all(|a| a.len() >= nb), "activation shorter than weight row");
     #[cfg(target_arch = "x86_64")]
-    match simd() {
-        // SAFETY: the CPU features were detected; lengths were checked above.
-        Simd::Vnni => return unsafe { simd_x86::dot_vnni(t, row, acts, out) },
-        Simd::Avx2 => return unsafe { simd_x86::dot_avx2(t, row, acts, out) },
-        Simd::Scalar => {}
+    {
+        // The token count is a constant in each kernel, so its accumulators stay in
+        // registers (indexed by a run-time count they live on the stack, and every
+        // block's FMA waits on a store and a reload).
+        macro_rules! by_tokens {
+            ($kernel:ident) => {
+                // SAFETY: the path's CPU features were detected (simd() or
+                // dot_many_on's check); lengths were checked above.
+                unsafe {
+                    match acts.len() {
+                        1 => simd_x86::$kernel::<1>(t, row, acts, out),
+                        2 => simd_x86::$kernel::<2>(t, row, acts, out),
+                        3 => simd_x86::$kernel::<3>(t, row, acts, out),
+                        _ => simd_x86::$kernel::<4>(t, row, acts, out),
+                    }
+                }
+            };
+        }
+        match path {
+            Simd::Vnni => return by_tokens!(dot_vnni),
+            Simd::Avx2 => return by_tokens!(dot_avx2),
+            Simd::Scalar => {}
+        }
     }
     for (o, a) in out.iter_mut().zip(acts) {
         *o = dot_scalar(t, row, a);
@@ -221,7 +299,7 @@ pub fn dot_many(t: WeightType, row: &[u8], acts: &[&[ActBlock]], out: &mut [f32]
 
 #[cfg(target_arch = "x86_64")]
 mod simd_x86 {
-    use super::{ActBlock, WeightType, MAX_TOKENS};
+    use super::{ActBlock, WeightType};
     use std::arch::x86_64::*;
 
     #[inline(always)]
@@ -246,38 +324,93 @@ mod simd_x86 {
 
     macro_rules! dot_kernel {
         ($name:ident, $features:literal, $dot_u8_i8:expr) => {
+            /// `N` tokens (1..=MAX_TOKENS): `acts.len() == N`.
             #[target_feature(enable = $features)]
-            pub unsafe fn $name(t: WeightType, row: &[u8], acts: &[&[ActBlock]], out: &mut [f32]) {
+            pub unsafe fn $name<const N: usize>(t: WeightType, row: &[u8], acts: &[&[ActBlock]], out: &mut [f32]) {
                 let bb = t.block_bytes();
                 let nb = row.len() / bb;
-                let n = acts.len();
-                let mut acc = [_mm256_setzero_ps(); MAX_TOKENS];
-                let mut offset = [0f32; MAX_TOKENS];
+                // Even and odd blocks add into separate accumulators: with one, each
+                // block's FMA waits for the last one's result, and a single token (decode)
+                // has no other chain to fill that wait.
+                let mut acc = [[_mm256_setzero_ps(); N]; 2];
+                let mut offset = [[0f32; N]; 2];
                 let base = row.as_ptr();
-                for i in 0..nb {
-                    let b = base.add(i * bb);
-                    let d = half(b);
-                    // Unsigned weights (u8) for the u8×i8 product; Q8_0 moves its sign onto x.
-                    let (w, m, signed) = match t {
-                        WeightType::Q8_0 => {
-                            let w = _mm256_loadu_si256(b.add(2) as *const __m256i);
-                            (w, 0.0, true)
+                let mut i = 0;
+                while i < nb {
+                    for lane in 0..2 {
+                        let j = i + lane;
+                        if j == nb {
+                            break;
                         }
-                        WeightType::Q4_1 => (unpack_nibbles(b.add(4)), half(b.add(2)), false),
-                        WeightType::Q4_0 => (unpack_nibbles(b.add(2)), -8.0 * d, false),
-                    };
-                    let uw = if signed { _mm256_sign_epi8(w, w) } else { w };
-                    for k in 0..n {
-                        let a = acts.get_unchecked(k).get_unchecked(i);
-                        let x = _mm256_load_si256(a.qs.as_ptr() as *const __m256i);
-                        let x = if signed { _mm256_sign_epi8(x, w) } else { x };
-                        let p = _mm256_cvtepi32_ps($dot_u8_i8(uw, x));
-                        acc[k] = _mm256_fmadd_ps(p, _mm256_set1_ps(d * a.d), acc[k]);
-                        offset[k] += m * a.s;
+                        let b = base.add(j * bb);
+                        let d = half(b);
+                        // Unsigned weights (u8) for the u8×i8 product; Q8_0 moves its sign onto x.
+                        let (w, m, signed) = match t {
+                            WeightType::Q8_0 => (_mm256_loadu_si256(b.add(2) as *const __m256i), 0.0, true),
+                            WeightType::Q4_1 => (unpack_nibbles(b.add(4)), half(b.add(2)), false),
+                            WeightType::Q4_0 => (unpack_nibbles(b.add(2)), -8.0 * d, false),
+                        };
+                        let uw = if signed { _mm256_sign_epi8(w, w) } else { w };
+                        for k in 0..N {
+                            let a = acts.get_unchecked(k).get_unchecked(j);
+                            let x = _mm256_load_si256(a.qs.as_ptr() as *const __m256i);
+                            let x = if signed { _mm256_sign_epi8(x, w) } else { x };
+                            let p = _mm256_cvtepi32_ps($dot_u8_i8(uw, x));
+                            acc[lane][k] = _mm256_fmadd_ps(p, _mm256_set1_ps(d * a.d), acc[lane][k]);
+                            offset[lane][k] += m * a.s;
+                        }
                     }
+                    i += 2;
                 }
-                for k in 0..n {
-                    out[k] = hsum(acc[k]) + offset[k];
+                for k in 0..N {
+                    out[k] = hsum(_mm256_add_ps(acc[0][k], acc[1][k])) + offset[0][k] + offset[1][k];
+                }
+            }
+        };
+    }
+
+    macro_rules! rows_kernel {
+        ($name:ident, $features:literal, $dot_u8_i8:expr) => {
+            /// `R` consecutive rows (each `rb` bytes from `rows`) against one token: each
+            /// activation block is loaded once for all of them, and the rows' FMA chains
+            /// overlap (decode's matrix-vector product). Each row's arithmetic is the
+            /// one-row kernel's, in the same order (even and odd blocks apart), so a row
+            /// gives the same bits whichever kernel computes it: a prompt prefilled in
+            /// tiles and one decoded token by token stay identical.
+            #[target_feature(enable = $features)]
+            pub unsafe fn $name<const R: usize>(t: WeightType, rows: &[u8], rb: usize, act: &[ActBlock], out: &mut [f32]) {
+                let bb = t.block_bytes();
+                let nb = rb / bb;
+                let mut acc = [[_mm256_setzero_ps(); R]; 2];
+                let mut offset = [[0f32; R]; 2];
+                let base = rows.as_ptr();
+                let mut i = 0;
+                while i < nb {
+                    for lane in 0..2 {
+                        let j = i + lane;
+                        if j == nb {
+                            break;
+                        }
+                        let a = act.get_unchecked(j);
+                        let x = _mm256_load_si256(a.qs.as_ptr() as *const __m256i);
+                        for r in 0..R {
+                            let b = base.add(r * rb + j * bb);
+                            let d = half(b);
+                            let (w, m, signed) = match t {
+                                WeightType::Q8_0 => (_mm256_loadu_si256(b.add(2) as *const __m256i), 0.0, true),
+                                WeightType::Q4_1 => (unpack_nibbles(b.add(4)), half(b.add(2)), false),
+                                WeightType::Q4_0 => (unpack_nibbles(b.add(2)), -8.0 * d, false),
+                            };
+                            let (uw, xs) = if signed { (_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)) } else { (w, x) };
+                            let p = _mm256_cvtepi32_ps($dot_u8_i8(uw, xs));
+                            acc[lane][r] = _mm256_fmadd_ps(p, _mm256_set1_ps(d * a.d), acc[lane][r]);
+                            offset[lane][r] += m * a.s;
+                        }
+                    }
+                    i += 2;
+                }
+                for r in 0..R {
+                    out[r] = hsum(_mm256_add_ps(acc[0][r], acc[1][r])) + offset[0][r] + offset[1][r];
                 }
             }
         };
@@ -285,6 +418,8 @@ mod simd_x86 {
 
     dot_kernel!(dot_avx2, "avx2,fma,f16c", |w, x| _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
     dot_kernel!(dot_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", |w, x| _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, x));
+    rows_kernel!(rows_avx2, "avx2,fma,f16c", |w, x| _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
+    rows_kernel!(rows_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", |w, x| _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, x));
 }
 
 #[cfg(test)]
@@ -313,7 +448,7 @@ mod tests {
     fn simd_matches_scalar_and_dequantized_dot() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
         for t in [WeightType::Q4_0, WeightType::Q4_1, WeightType::Q8_0] {
-            for blocks in [1, 18, 48] {
+            for blocks in [1, 3, 18, 48] {
                 let row = random_row(t, blocks, &mut rng);
                 let x: Vec<f32> = (0..blocks * QK).map(|_| rng.random_range(-2.0..2.0)).collect();
                 let mut act = vec![ActBlock::default(); blocks];
@@ -330,12 +465,37 @@ mod tests {
                 assert!((many[0] - fast).abs() < 1e-5 * fast.abs().max(1.0) && (many[2] - fast).abs() < 1e-5 * fast.abs().max(1.0));
                 let s2 = dot_scalar(t, &row, &act2);
                 assert!((many[1] - s2).abs() <= 1e-4 * s2.abs().max(1.0), "{t:?}: {} vs {s2}", many[1]);
-                #[cfg(target_arch = "x86_64")]
-                if simd() == Simd::Vnni {
-                    let mut a2 = [0f32; 1];
-                    // SAFETY: simd() == Vnni implies AVX2/FMA/F16C as well.
-                    unsafe { simd_x86::dot_avx2(t, &row, &[&act], &mut a2) };
-                    assert!((a2[0] - fast).abs() <= 1e-4 * fast.abs().max(1.0), "avx2 vs vnni");
+                // Every path this CPU has, at every token count, against the scalar one.
+                for path in [Simd::Avx2, Simd::Vnni].into_iter().filter(|p| *p <= best()) {
+                    let all = [&act[..], &act2[..], &act2[..], &act[..]];
+                    for n in 1..=MAX_TOKENS {
+                        let mut got = [0f32; MAX_TOKENS];
+                        dot_many_on(path, t, &row, &all[..n], &mut got);
+                        for (k, a) in all[..n].iter().enumerate() {
+                            let mut one = [0f32; 1];
+                            dot_many_on(path, t, &row, &[a], &mut one);
+                            assert_eq!(got[k].to_bits(), one[0].to_bits(), "{path:?} {t:?}: token {k} of {n} differs from it alone");
+                            let want = dot_scalar(t, &row, a);
+                            assert!((got[k] - want).abs() <= 1e-4 * want.abs().max(1.0), "{path:?} {t:?} {blocks} blocks, token {k} of {n}: {} vs {want}", got[k]);
+                        }
+                    }
+                }
+                // Consecutive rows against one token, every row count, every path.
+                let more: Vec<u8> = (0..MAX_ROWS).flat_map(|_| random_row(t, blocks, &mut rng)).collect();
+                let rb = row.len();
+                for path in [Simd::Scalar, Simd::Avx2, Simd::Vnni].into_iter().filter(|p| *p <= best()) {
+                    for n in 1..=MAX_ROWS {
+                        let mut got = [0f32; MAX_ROWS];
+                        dot_rows_on(path, t, &more, rb, &act, &mut got[..n]);
+                        for (r, g) in got[..n].iter().enumerate() {
+                            let want = dot_scalar(t, &more[r * rb..(r + 1) * rb], &act);
+                            assert!((g - want).abs() <= 1e-4 * want.abs().max(1.0), "rows {path:?} {t:?} {blocks} blocks, row {r} of {n}: {g} vs {want}");
+                            // The same bits as the one-row kernel: batching must not change tokens.
+                            let mut one = [0f32; 1];
+                            dot_many_on(path, t, &more[r * rb..(r + 1) * rb], &[&act], &mut one);
+                            assert_eq!(g.to_bits(), one[0].to_bits(), "rows {path:?} {t:?} {blocks} blocks, row {r} of {n}");
+                        }
+                    }
                 }
                 // Against the exact f32 dot: only activation rounding separates them.
                 let mut w = vec![0f32; blocks * QK];

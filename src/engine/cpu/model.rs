@@ -1,4 +1,4 @@
-use super::kernels::{dequantize_row, dot_many, quantize_act, ActBlock, WeightType, MAX_TOKENS, QK};
+use super::kernels::{dequantize_row, dot_many, dot_rows, quantize_act, ActBlock, WeightType, MAX_ROWS, MAX_TOKENS, QK};
 use crate::engine::model::ModelConfig;
 use crate::engine::EngineError;
 use candle_core::quantized::{gguf_file, GgmlDType};
@@ -47,6 +47,22 @@ fn matmul(jobs: &mut [(&Matrix, &mut [f32])], acts: &[ActBlock], n_tok: usize) {
         let (m, out) = outs[j];
         let nb = m.cols / QK;
         let mut res = [0f32; MAX_TOKENS];
+        // Decode: rows a few at a time against the one token (Q8_0 rows stay one at a
+        // time: the 4-row kernel measured slower for them, `cargo bench --bench kernels`).
+        if n_tok == 1 && m.t != WeightType::Q8_0 {
+            let rb = m.row_bytes();
+            let mut r = r0;
+            while r < r1 {
+                let k = (r1 - r).min(MAX_ROWS);
+                dot_rows(m.t, &m.data[r * rb..(r + k) * rb], rb, &acts[..nb], &mut res[..k]);
+                for (j, &v) in res.iter().enumerate().take(k) {
+                    // SAFETY: row r + j is unique to this task and inside `out`.
+                    unsafe { *out.at(r + j) = v };
+                }
+                r += k;
+            }
+            return;
+        }
         for r in r0..r1 {
             let row = m.row(r);
             for t0 in (0..n_tok).step_by(MAX_TOKENS) {

@@ -36,8 +36,11 @@ impl FluencyProxy {
     }
 }
 
-/// Moving-average type/token ratio over `window`-word windows (the plain type/token ratio
-/// for shorter texts), on lowercased words stripped of punctuation.
+/// Moving-average type/token ratio over `window`-word windows, on lowercased words
+/// stripped of punctuation. A text shorter than the window is one window whose missing
+/// words count as repeats (types / window): a dozen distinct words are not evidence of a
+/// diverse text, and scoring them 1.0 made the trainer's diversity reward pay for short
+/// answers (the writer run drifted to 13-word replies for 300-word requests).
 pub fn mattr(text: &str, window: usize) -> f64 {
     let words: Vec<String> = text
         .split_whitespace()
@@ -47,7 +50,8 @@ pub fn mattr(text: &str, window: usize) -> f64 {
     if words.is_empty() {
         return 0.0;
     }
-    let w = window.clamp(1, words.len());
+    let window = window.max(1);
+    let w = window.min(words.len());
     let mut counts = std::collections::HashMap::<&str, usize>::new();
     for x in &words[..w] {
         *counts.entry(x).or_default() += 1;
@@ -63,7 +67,7 @@ pub fn mattr(text: &str, window: usize) -> f64 {
         *counts.entry(&words[i]).or_default() += 1;
         sum += counts.len() as f64;
     }
-    sum / ((words.len() - w + 1) as f64 * w as f64)
+    sum / ((words.len() - w + 1) as f64 * window as f64)
 }
 
 /// How fluent an answer reads to a reference model.
@@ -135,8 +139,13 @@ mod tests {
     #[test]
     fn mattr_by_hand() {
         assert_eq!(mattr("", 50), 0.0);
-        // Fewer words than the window: the plain type/token ratio, case and punctuation folded.
-        assert_eq!(mattr("The cat, the CAT.", 50), 0.5);
+        // Fewer words than the window: types over the window, case and punctuation folded.
+        assert_eq!(mattr("The cat, the CAT.", 4), 0.5);
+        assert_eq!(mattr("The cat, the CAT.", 50), 2.0 / 50.0);
+        // A short reply of distinct words is no match for a longer varied text.
+        let short = "A lesson that can be used by many people to improve every skill.";
+        let long = "The keeper climbed the stairs at dusk, trimmed the wick and wound the clockwork that turned the great lens. Outside, gulls argued over the rocks while a freighter crept north through fog. He logged the wind, the swell and a single light far to the east, then brewed tea and listened to the foghorn answer itself across the bay until morning.";
+        assert!(mattr(short, 50) < 0.3 && mattr(long, 50) > 0.7, "{} {}", mattr(short, 50), mattr(long, 50));
         // Window 2 over a b a b: every window holds 2 types.
         assert_eq!(mattr("a b a b", 2), 1.0);
         // Window 2 over a a b b: windows {a a} {a b} {b b} hold 1, 2, 1 types → 4/6.

@@ -1,0 +1,90 @@
+//! The quantized dot-product kernels against their scalar reference: one thread computes
+//! every row of a matrix shaped like SmolLM2-135M's output layer (49,152 × 576) against 1
+//! token (decode) and 4 tokens (prefill's tile), on each SIMD path this CPU has. Prints
+//! weights/s per path and the ratio to scalar, with the CPU named.
+//! Run: `cargo bench --bench kernels` (`LONGWRITER_CPU_ISA` does not matter here: every
+//! path the CPU has is measured).
+
+use longwriter::engine::cpu::kernels::{best, dot_many_on, dot_rows_on, MAX_ROWS, quantize_act, ActBlock, Simd, WeightType, MAX_TOKENS, QK};
+use std::time::Instant;
+
+const ROWS: usize = 49_152;
+const COLS: usize = 576;
+
+fn matrix(t: WeightType) -> Vec<u8> {
+    // A fixed xorshift stream: the values do not matter for speed, only the layout; the
+    // scales stay small and positive, as in real files.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let blocks = ROWS * COLS / QK;
+    let mut out = Vec::with_capacity(blocks * t.block_bytes());
+    for _ in 0..blocks {
+        out.extend(half::f16::from_f32(0.01).to_bits().to_le_bytes());
+        if t == WeightType::Q4_1 {
+            out.extend(half::f16::from_f32(-0.1).to_bits().to_le_bytes());
+        }
+        let payload = if t == WeightType::Q8_0 { 32 } else { 16 };
+        out.extend((0..payload).map(|_| next() as u8));
+    }
+    out
+}
+
+fn main() {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())).unwrap_or_else(|| "unknown CPU".into());
+    println!("{cpu} · best path {} · 1 thread · {ROWS}×{COLS}", best().label());
+    let x: Vec<f32> = (0..COLS * MAX_TOKENS).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+    let mut acts = vec![ActBlock::default(); COLS / QK * MAX_TOKENS];
+    quantize_act(&x, &mut acts);
+    let nb = COLS / QK;
+    let tokens: Vec<&[ActBlock]> = acts.chunks(nb).collect();
+    let paths: Vec<Simd> = [Simd::Scalar, Simd::Avx2, Simd::Vnni].into_iter().filter(|p| *p <= best()).collect();
+    for t in [WeightType::Q4_0, WeightType::Q4_1, WeightType::Q8_0] {
+        let m = matrix(t);
+        let rb = nb * t.block_bytes();
+        for n in [1, MAX_TOKENS] {
+            let mut scalar = 0.0;
+            for &p in &paths {
+                let mut out = [0f32; MAX_TOKENS];
+                let mut sink = 0f32;
+                let best_s = best_of_5(|| {
+                    for r in m.chunks_exact(rb) {
+                        dot_many_on(p, t, r, &tokens[..n], &mut out);
+                        sink += out[0];
+                    }
+                });
+                if n == 1 {
+                    let s4 = best_of_5(|| {
+                        for r in m.chunks_exact(rb * MAX_ROWS) {
+                            dot_rows_on(p, t, r, rb, tokens[0], &mut out[..MAX_ROWS]);
+                            sink += out[0];
+                        }
+                    });
+                    println!("{t:?} · {MAX_ROWS} rows × 1 token · {:<11} {:8.2} G weight·token/s", p.label(), (ROWS * COLS) as f64 / s4 / 1e9);
+                }
+                std::hint::black_box(sink);
+                let gw = (ROWS * COLS * n) as f64 / best_s / 1e9;
+                if p == Simd::Scalar {
+                    scalar = gw;
+                }
+                println!("{t:?} · {n} token(s) · {:<11} {:8.2} G weight·token/s  {:5.1}× scalar", p.label(), gw, gw / scalar);
+            }
+        }
+    }
+}
+
+/// The best time of 5 passes after a warm-up: the one least disturbed by other work.
+fn best_of_5(mut f: impl FnMut()) -> f64 {
+    f();
+    (0..5)
+        .map(|_| {
+            let t0 = Instant::now();
+            f();
+            t0.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
