@@ -234,18 +234,19 @@ fn rows_on(path: Simd, t: WeightType, rows: &[u8], rb: usize, act: &[ActBlock], 
                 // SAFETY: the path's CPU features were detected (simd() or dot_rows_on's
                 // check); shapes were checked above.
                 unsafe {
+                    let one = [act];
                     match n {
-                        1 => simd_x86::$kernel::<1>(t, rows, rb, act, out),
-                        2 => simd_x86::$kernel::<2>(t, rows, rb, act, out),
-                        3 => simd_x86::$kernel::<3>(t, rows, rb, act, out),
-                        _ => simd_x86::$kernel::<4>(t, rows, rb, act, out),
+                        1 => simd_x86::$kernel::<1, 1>(t, rows, rb, &one, out),
+                        2 => simd_x86::$kernel::<2, 1>(t, rows, rb, &one, out),
+                        3 => simd_x86::$kernel::<3, 1>(t, rows, rb, &one, out),
+                        _ => simd_x86::$kernel::<4, 1>(t, rows, rb, &one, out),
                     }
                 }
             };
         }
         match path {
-            Simd::Vnni => return by_rows!(rows_vnni),
-            Simd::Avx2 => return by_rows!(rows_avx2),
+            Simd::Vnni => return by_rows!(tile_vnni),
+            Simd::Avx2 => return by_rows!(tile_avx2),
             Simd::Scalar => {}
         }
     }
@@ -277,18 +278,19 @@ fn dispatch(path: Simd, t: WeightType, row: &[u8], acts: &[&[ActBlock]], out: &m
                 // SAFETY: the path's CPU features were detected (simd() or
                 // dot_many_on's check); lengths were checked above.
                 unsafe {
+                    let rb = row.len();
                     match acts.len() {
-                        1 => simd_x86::$kernel::<1>(t, row, acts, out),
-                        2 => simd_x86::$kernel::<2>(t, row, acts, out),
-                        3 => simd_x86::$kernel::<3>(t, row, acts, out),
-                        _ => simd_x86::$kernel::<4>(t, row, acts, out),
+                        1 => simd_x86::$kernel::<1, 1>(t, row, rb, acts, out),
+                        2 => simd_x86::$kernel::<1, 2>(t, row, rb, acts, out),
+                        3 => simd_x86::$kernel::<1, 3>(t, row, rb, acts, out),
+                        _ => simd_x86::$kernel::<1, 4>(t, row, rb, acts, out),
                     }
                 }
             };
         }
         match path {
-            Simd::Vnni => return by_tokens!(dot_vnni),
-            Simd::Avx2 => return by_tokens!(dot_avx2),
+            Simd::Vnni => return by_tokens!(tile_vnni),
+            Simd::Avx2 => return by_tokens!(tile_avx2),
             Simd::Scalar => {}
         }
     }
@@ -322,67 +324,36 @@ mod simd_x86 {
         _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m))
     }
 
-    macro_rules! dot_kernel {
-        ($name:ident, $features:literal, $dot_u8_i8:expr) => {
-            /// `N` tokens (1..=MAX_TOKENS): `acts.len() == N`.
-            #[target_feature(enable = $features)]
-            pub unsafe fn $name<const N: usize>(t: WeightType, row: &[u8], acts: &[&[ActBlock]], out: &mut [f32]) {
-                let bb = t.block_bytes();
-                let nb = row.len() / bb;
-                // Even and odd blocks add into separate accumulators: with one, each
-                // block's FMA waits for the last one's result, and a single token (decode)
-                // has no other chain to fill that wait.
-                let mut acc = [[_mm256_setzero_ps(); N]; 2];
-                let mut offset = [[0f32; N]; 2];
-                let base = row.as_ptr();
-                let mut i = 0;
-                while i < nb {
-                    for lane in 0..2 {
-                        let j = i + lane;
-                        if j == nb {
-                            break;
-                        }
-                        let b = base.add(j * bb);
-                        let d = half(b);
-                        // Unsigned weights (u8) for the u8×i8 product; Q8_0 moves its sign onto x.
-                        let (w, m, signed) = match t {
-                            WeightType::Q8_0 => (_mm256_loadu_si256(b.add(2) as *const __m256i), 0.0, true),
-                            WeightType::Q4_1 => (unpack_nibbles(b.add(4)), half(b.add(2)), false),
-                            WeightType::Q4_0 => (unpack_nibbles(b.add(2)), -8.0 * d, false),
-                        };
-                        let uw = if signed { _mm256_sign_epi8(w, w) } else { w };
-                        for k in 0..N {
-                            let a = acts.get_unchecked(k).get_unchecked(j);
-                            let x = _mm256_load_si256(a.qs.as_ptr() as *const __m256i);
-                            let x = if signed { _mm256_sign_epi8(x, w) } else { x };
-                            let p = _mm256_cvtepi32_ps($dot_u8_i8(uw, x));
-                            acc[lane][k] = _mm256_fmadd_ps(p, _mm256_set1_ps(d * a.d), acc[lane][k]);
-                            offset[lane][k] += m * a.s;
-                        }
-                    }
-                    i += 2;
-                }
-                for k in 0..N {
-                    out[k] = hsum(_mm256_add_ps(acc[0][k], acc[1][k])) + offset[0][k] + offset[1][k];
-                }
-            }
-        };
+    /// One weight block at `b`: its scale d, its 32 weights as bytes, the offset m that
+    /// multiplies the activations' sum, and whether the bytes are signed (Q8_0, whose sign
+    /// the u8×i8 product moves onto x) rather than unsigned nibbles.
+    #[inline(always)]
+    unsafe fn weights(t: WeightType, b: *const u8) -> (f32, __m256i, f32, bool) {
+        let d = half(b);
+        match t {
+            WeightType::Q8_0 => (d, _mm256_loadu_si256(b.add(2) as *const __m256i), 0.0, true),
+            WeightType::Q4_1 => (d, unpack_nibbles(b.add(4)), half(b.add(2)), false),
+            WeightType::Q4_0 => (d, unpack_nibbles(b.add(2)), -8.0 * d, false),
+        }
     }
 
-    macro_rules! rows_kernel {
+    macro_rules! tile_kernel {
         ($name:ident, $features:literal, $dot_u8_i8:expr) => {
-            /// `R` consecutive rows (each `rb` bytes from `rows`) against one token: each
-            /// activation block is loaded once for all of them, and the rows' FMA chains
-            /// overlap (decode's matrix-vector product). Each row's arithmetic is the
-            /// one-row kernel's, in the same order (even and odd blocks apart), so a row
-            /// gives the same bits whichever kernel computes it: a prompt prefilled in
-            /// tiles and one decoded token by token stay identical.
+            /// `R` consecutive rows (each `rb` bytes from `rows`) against `N` tokens
+            /// (`acts.len() == N`), into `out[r * N + k]`. R and N are constants, so the
+            /// accumulators stay in registers (indexed by a run-time count they live on
+            /// the stack, and each block's FMA waits on a store and a reload). Even and odd
+            /// blocks accumulate apart: a single chain would make each block's FMA wait for
+            /// the last one's. A (row, token) pair gets the same arithmetic in the same
+            /// order whatever R and N are, so results do not depend on how a product is
+            /// tiled: a prompt prefilled four tokens at a time and the same tokens decoded
+            /// one by one give the same bits.
             #[target_feature(enable = $features)]
-            pub unsafe fn $name<const R: usize>(t: WeightType, rows: &[u8], rb: usize, act: &[ActBlock], out: &mut [f32]) {
+            pub unsafe fn $name<const R: usize, const N: usize>(t: WeightType, rows: &[u8], rb: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
                 let bb = t.block_bytes();
                 let nb = rb / bb;
-                let mut acc = [[_mm256_setzero_ps(); R]; 2];
-                let mut offset = [[0f32; R]; 2];
+                let mut acc = [[[_mm256_setzero_ps(); N]; R]; 2];
+                let mut offset = [[[0f32; N]; R]; 2];
                 let base = rows.as_ptr();
                 let mut i = 0;
                 while i < nb {
@@ -391,35 +362,33 @@ mod simd_x86 {
                         if j == nb {
                             break;
                         }
-                        let a = act.get_unchecked(j);
-                        let x = _mm256_load_si256(a.qs.as_ptr() as *const __m256i);
+                        // Each token's block is loaded once for all R rows.
+                        let xs: [__m256i; N] = std::array::from_fn(|k| _mm256_load_si256(acts.get_unchecked(k).get_unchecked(j).qs.as_ptr() as *const __m256i));
                         for r in 0..R {
-                            let b = base.add(r * rb + j * bb);
-                            let d = half(b);
-                            let (w, m, signed) = match t {
-                                WeightType::Q8_0 => (_mm256_loadu_si256(b.add(2) as *const __m256i), 0.0, true),
-                                WeightType::Q4_1 => (unpack_nibbles(b.add(4)), half(b.add(2)), false),
-                                WeightType::Q4_0 => (unpack_nibbles(b.add(2)), -8.0 * d, false),
-                            };
-                            let (uw, xs) = if signed { (_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)) } else { (w, x) };
-                            let p = _mm256_cvtepi32_ps($dot_u8_i8(uw, xs));
-                            acc[lane][r] = _mm256_fmadd_ps(p, _mm256_set1_ps(d * a.d), acc[lane][r]);
-                            offset[lane][r] += m * a.s;
+                            let (d, w, m, signed) = weights(t, base.add(r * rb + j * bb));
+                            let uw = if signed { _mm256_sign_epi8(w, w) } else { w };
+                            for k in 0..N {
+                                let a = acts.get_unchecked(k).get_unchecked(j);
+                                let x = if signed { _mm256_sign_epi8(xs[k], w) } else { xs[k] };
+                                let p = _mm256_cvtepi32_ps($dot_u8_i8(uw, x));
+                                acc[lane][r][k] = _mm256_fmadd_ps(p, _mm256_set1_ps(d * a.d), acc[lane][r][k]);
+                                offset[lane][r][k] += m * a.s;
+                            }
                         }
                     }
                     i += 2;
                 }
                 for r in 0..R {
-                    out[r] = hsum(_mm256_add_ps(acc[0][r], acc[1][r])) + offset[0][r] + offset[1][r];
+                    for k in 0..N {
+                        out[r * N + k] = hsum(_mm256_add_ps(acc[0][r][k], acc[1][r][k])) + offset[0][r][k] + offset[1][r][k];
+                    }
                 }
             }
         };
     }
 
-    dot_kernel!(dot_avx2, "avx2,fma,f16c", |w, x| _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
-    dot_kernel!(dot_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", |w, x| _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, x));
-    rows_kernel!(rows_avx2, "avx2,fma,f16c", |w, x| _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
-    rows_kernel!(rows_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", |w, x| _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, x));
+    tile_kernel!(tile_avx2, "avx2,fma,f16c", |w, x| _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
+    tile_kernel!(tile_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", |w, x| _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, x));
 }
 
 #[cfg(test)]
