@@ -226,7 +226,7 @@ pub fn dot_rows_on(path: Simd, t: WeightType, rows: &[u8], rb: usize, act: &[Act
 #[inline]
 fn rows_on(path: Simd, t: WeightType, rows: &[u8], rb: usize, act: &[ActBlock], out: &mut [f32]) {
     let n = out.len();
-    assert!(n <= MAX_ROWS && rows.len() >= n * rb && rb % t.block_bytes() == 0 && act.len() >= rb / t.block_bytes(), "dot_rows: bad shapes");
+    assert!((1..=MAX_ROWS).contains(&n) && rows.len() >= n * rb && rb % t.block_bytes() == 0 && act.len() >= rb / t.block_bytes(), "dot_rows: bad shapes");
     #[cfg(target_arch = "x86_64")]
     {
         macro_rules! by_rows {
@@ -265,7 +265,8 @@ pub fn dot_many_on(path: Simd, t: WeightType, row: &[u8], acts: &[&[ActBlock]], 
 /// `path` must be one this CPU has (`simd()` or a slower one).
 #[inline]
 fn dispatch(path: Simd, t: WeightType, row: &[u8], acts: &[&[ActBlock]], out: &mut [f32]) {
-    debug_assert!(acts.len() <= MAX_TOKENS && out.len() >= acts.len());
+    // The kernels read exactly acts.len() tokens without bounds checks: 1 to MAX_TOKENS.
+    assert!((1..=MAX_TOKENS).contains(&acts.len()) && out.len() >= acts.len(), "dot_many: 1 to {MAX_TOKENS} tokens, and as many outputs");
     let nb = row.len() / t.block_bytes();
     assert!(acts.iter().all(|a| a.len() >= nb), "activation shorter than weight row");
     #[cfg(target_arch = "x86_64")]
@@ -474,6 +475,16 @@ mod tests {
                 assert!((exact - scalar).abs() <= 0.02 * scale.max(1e-3), "{t:?}: exact {exact} vs {scalar}");
             }
         }
+    }
+
+    #[test]
+    fn no_tokens_or_no_rows_is_refused_not_read_past() {
+        let row = vec![0u8; WeightType::Q4_1.block_bytes()];
+        let act = [ActBlock::default()];
+        assert!(std::panic::catch_unwind(|| dot_many(WeightType::Q4_1, &row, &[], &mut [0f32; 1])).is_err());
+        assert!(std::panic::catch_unwind(|| dot_many(WeightType::Q4_1, &row, &[&act[..]; 5], &mut [0f32; 5])).is_err());
+        assert!(std::panic::catch_unwind(|| dot_rows(WeightType::Q4_1, &row, row.len(), &act, &mut [])).is_err());
+        assert!(std::panic::catch_unwind(|| dot_rows(WeightType::Q4_1, &row, row.len(), &act, &mut [0f32; 2])).is_err());
     }
 
     #[test]

@@ -51,6 +51,7 @@ fn matmul(jobs: &mut [(&Matrix, &mut [f32])], acts: &[ActBlock], n_tok: usize) {
         // time: the 4-row kernel measured slower for them, `cargo bench --bench kernels`).
         if n_tok == 1 && m.t != WeightType::Q8_0 {
             let rb = m.row_bytes();
+            let mut res = [0f32; MAX_ROWS];
             let mut r = r0;
             while r < r1 {
                 let k = (r1 - r).min(MAX_ROWS);
