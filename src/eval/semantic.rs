@@ -10,7 +10,7 @@ use super::EvalError;
 use crate::engine::Engine;
 use crate::nn::embed::cosine;
 use crate::nn::Embedder;
-use crate::reward::relevance::{answer_embedding, relevance_to};
+use crate::reward::relevance::{answer_embedding, relevance_between};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,9 +38,11 @@ pub fn measure(results: &[ResultLine], embedder: (&Embedder, &str), reference: O
     for r in results {
         // Each answer embedded once, for both measures; relevance is the reward's own, so
         // eval and training agree on it.
-        let a = answer_embedding(emb, &r.answer)?;
-        request_sum += relevance_to(emb, &r.prompt, a.as_deref())?;
-        answers.extend(a);
+        // (An empty answer scores 0.)
+        if let Some(a) = answer_embedding(emb, &r.answer)? {
+            request_sum += relevance_between(&emb.embed(&r.prompt)?, &a);
+            answers.push(a);
+        }
     }
     let mut pair_sum = 0.0;
     let mut pairs = 0usize;

@@ -37,12 +37,13 @@ pub fn answer_embedding(embedder: &Embedder, answer: &str) -> Result<Option<Vec<
 /// The relevance reward on [0, 1]: the cosine between request and answer, floored at 0;
 /// an empty answer scores 0.
 pub fn relevance(embedder: &Embedder, request: &str, answer: &str) -> Result<f64, EngineError> {
-    relevance_to(embedder, request, answer_embedding(embedder, answer)?.as_deref())
+    let Some(a) = answer_embedding(embedder, answer)? else { return Ok(0.0) };
+    Ok(relevance_between(&embedder.embed(request)?, &a))
 }
 
-/// [`relevance`] for an answer already embedded ([`answer_embedding`]; None: empty).
-pub fn relevance_to(embedder: &Embedder, request: &str, answer: Option<&[f32]>) -> Result<f64, EngineError> {
-    let Some(a) = answer else { return Ok(0.0) };
-    let r = embedder.embed(request)?;
-    Ok((cosine(&r, a) as f64).max(0.0))
+/// [`relevance`] of a non-empty answer from embeddings already made: the request's
+/// (`Embedder::embed`) and the answer's ([`answer_embedding`]). A group's answers share
+/// one request embedding.
+pub fn relevance_between(request: &[f32], answer: &[f32]) -> f64 {
+    (cosine(request, answer) as f64).max(0.0)
 }

@@ -14,7 +14,6 @@ use crate::nn::Embedder;
 use crate::reward::{group_advantages_weighted, FullScore, RewardConfig, Scorer};
 use crate::text::parse_all;
 
-
 /// What one group's rollouts scored.
 pub struct GroupScores {
     pub scores: Vec<FullScore>,
@@ -63,7 +62,11 @@ impl StepRewards {
         let format: Vec<f64> = scores.iter().zip(&parsed).map(|(s, p)| if graded { crate::reward::format_graded(&p.2, s.rewards.format) } else { s.rewards.format }).collect();
         let answers: Vec<&str> = parsed.iter().map(|p| p.1.as_str()).collect();
         let relevance = match &self.embedder {
-            Some(e) => Some(answers.iter().map(|a| crate::reward::relevance::relevance(e, &tp.prompt, a)).collect::<Result<Vec<f64>, _>>()?),
+            Some(e) => {
+                // The request is embedded once for its group; an empty answer scores 0.
+                let request = e.embed(&tp.prompt)?;
+                Some(answers.iter().map(|a| Ok(crate::reward::relevance::answer_embedding(e, a)?.map_or(0.0, |v| crate::reward::relevance::relevance_between(&request, &v)))).collect::<Result<Vec<f64>, RlError>>()?)
+            }
             None => None,
         };
         let diversity = self.spec.uses("diversity").then(|| answers.iter().map(|a| crate::reward::quality::mattr(a, crate::reward::quality::MATTR_WINDOW)).collect::<Vec<f64>>());

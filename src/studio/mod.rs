@@ -117,7 +117,8 @@ fn spawn_saver(tx: UnboundedSender<Action>) -> Option<std::sync::mpsc::Sender<cr
                 while let Ok(newer) = srx.try_recv() {
                     snap = newer;
                 }
-                let saved = action::Saved { session: snap.id, words: snap.rewards["words"].as_u64().unwrap_or(0) as usize };
+                // Counted off the draft it writes (off the UI thread).
+                let saved = action::Saved { session: snap.id, words: crate::text::count_words(&snap.draft) };
                 let r = store.save(&snap).map(|()| saved).map_err(|e| e.to_string());
                 if tx.send(Action::Saved(r)).is_err() {
                     break;

@@ -46,7 +46,6 @@ fn matmul(jobs: &mut [(&Matrix, &mut [f32])], acts: &[ActBlock], n_tok: usize) {
         let (j, r0, r1) = chunks[c];
         let (m, out) = outs[j];
         let nb = m.cols / QK;
-        let mut res = [0f32; MAX_TOKENS];
         // Decode: rows a few at a time against the one token (Q8_0 rows stay one at a
         // time: the 4-row kernel measured slower for them, `cargo bench --bench kernels`).
         if n_tok == 1 && m.t != WeightType::Q8_0 {
@@ -64,6 +63,7 @@ fn matmul(jobs: &mut [(&Matrix, &mut [f32])], acts: &[ActBlock], n_tok: usize) {
             }
             return;
         }
+        let mut res = [0f32; MAX_TOKENS];
         for r in r0..r1 {
             let row = m.row(r);
             for t0 in (0..n_tok).step_by(MAX_TOKENS) {
