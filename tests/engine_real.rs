@@ -263,20 +263,31 @@ proptest::proptest! {
 
 #[test]
 fn a_synthetic_model_keeps_the_tokenizer_and_runs_on_both_backends() {
+    use longwriter::engine::cpu::kernels::WeightType;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tiny.gguf");
     let shape = longwriter::convert::synth::shape("tiny").unwrap();
-    longwriter::convert::synth::write_synthetic(&common::default_model_path(), shape, &path).unwrap();
-    for force_candle in [false, true] {
-        let mut e = longwriter::engine::Engine::load(&path, &candle_core::Device::Cpu, longwriter::engine::LoadOptions { force_candle, ..Default::default() }, None).unwrap();
-        assert_eq!((e.model.config().n_layer, e.model.backend()), (shape.layers, if force_candle { "candle" } else { "cpu-fast" }));
-        let ids = e.tokenizer.encode_plain("The lighthouse").unwrap();
-        assert_eq!(ids, common::engine().tokenizer.encode_plain("The lighthouse").unwrap(), "the real tokenizer travels");
-        let logits = e.model.forward(&ids).unwrap();
-        assert_eq!(logits.len(), 49152);
-        assert!(logits.iter().all(|v| v.is_finite()));
+    // Every format of the fast decoder, against candle's own kernels for it: the two
+    // backends' logits must agree (each quantizes activations its own way, so closely,
+    // not exactly).
+    for t in WeightType::ALL {
+        let path = dir.path().join(format!("tiny-{}.gguf", t.label()));
+        longwriter::convert::synth::write_synthetic(&common::default_model_path(), shape, t, &path).unwrap();
+        let mut both = Vec::new();
+        for force_candle in [false, true] {
+            let mut e = longwriter::engine::Engine::load(&path, &candle_core::Device::Cpu, longwriter::engine::LoadOptions { force_candle, ..Default::default() }, None).unwrap();
+            assert_eq!((e.model.config().n_layer, e.model.backend()), (shape.layers, if force_candle { "candle" } else { "cpu-fast" }), "{t:?}");
+            let ids = e.tokenizer.encode_plain("The lighthouse").unwrap();
+            assert_eq!(ids, common::engine().tokenizer.encode_plain("The lighthouse").unwrap(), "the real tokenizer travels");
+            let logits = e.model.forward(&ids).unwrap();
+            assert_eq!(logits.len(), 49152);
+            assert!(logits.iter().all(|v| v.is_finite()));
+            both.push(logits);
+        }
+        let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (*x as f64) * (*y as f64)).sum::<f64>();
+        let cos = dot(&both[0], &both[1]) / (dot(&both[0], &both[0]) * dot(&both[1], &both[1])).sqrt();
+        assert!(cos > 0.99, "{t:?}: the fast decoder's logits are off candle's (cosine {cos})");
     }
-    let err = longwriter::convert::synth::write_synthetic(&path.with_file_name("missing.gguf"), shape, &dir.path().join("x.gguf")).unwrap_err();
+    let err = longwriter::convert::synth::write_synthetic(&dir.path().join("missing.gguf"), shape, WeightType::Q4_0, &dir.path().join("x.gguf")).unwrap_err();
     assert!(err.to_string().contains("missing.gguf"), "{err}");
 }
 

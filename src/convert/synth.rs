@@ -1,8 +1,10 @@
 //! Synthetic models for speed measurements: a real model's tokenizer and metadata with
-//! random Q4_0 weights in a larger llama shape. Decode speed depends on shapes and
+//! random weights of one block type (Q4_0, or a K-quant to measure those kernels) in a
+//! larger llama shape. Decode speed depends on shapes and
 //! formats, not on weight values, so a 7B-class file can be measured where no 7B file
 //! can be downloaded (an offline GPU machine). Its text is noise; it is never a writer.
 
+use crate::engine::cpu::kernels::{random_blocks, WeightType};
 use crate::engine::EngineError;
 use candle_core::quantized::{gguf_file, GgmlDType, QStorage, QTensor};
 use candle_core::Device;
@@ -29,23 +31,20 @@ pub fn shape(name: &str) -> Option<Shape> {
     })
 }
 
-/// Random Q4_0 blocks: a small scale, then uniformly random nibbles.
-fn q4_0(rows: usize, cols: usize, seed: &mut u64) -> Result<QTensor, EngineError> {
-    const BLOCK: usize = 32;
-    let scale = half::f16::from_f32(0.002).to_le_bytes();
-    let blocks = rows * cols / BLOCK;
-    let mut bytes = Vec::with_capacity(blocks * 18);
-    for _ in 0..blocks {
-        bytes.extend_from_slice(&scale);
-        for _ in 0..2 {
-            // xorshift64*: fast, and good enough for weights nobody reads.
-            *seed ^= *seed >> 12;
-            *seed ^= *seed << 25;
-            *seed ^= *seed >> 27;
-            bytes.extend_from_slice(&seed.wrapping_mul(0x2545F4914F6CDD1D).to_le_bytes());
-        }
+/// Random blocks of `t`: small scales, then uniformly random bits.
+fn random(t: WeightType, rows: usize, cols: usize, seed: &mut u64) -> Result<QTensor, EngineError> {
+    if cols % t.block_values() != 0 {
+        return Err(EngineError::Unsupported(format!("{cols}-wide rows do not split into {} blocks", t.label())));
     }
-    tensor(&bytes, GgmlDType::Q4_0, &[rows, cols])
+    // xorshift64*: fast, and good enough for weights nobody reads.
+    let mut next = || {
+        *seed ^= *seed >> 12;
+        *seed ^= *seed << 25;
+        *seed ^= *seed >> 27;
+        seed.wrapping_mul(0x2545F4914F6CDD1D)
+    };
+    let bytes = random_blocks(t, rows * cols / t.block_values(), &mut next);
+    tensor(&bytes, t.ggml(), &[rows, cols])
 }
 
 fn tensor(bytes: &[u8], dtype: GgmlDType, dims: &[usize]) -> Result<QTensor, EngineError> {
@@ -53,9 +52,9 @@ fn tensor(bytes: &[u8], dtype: GgmlDType, dims: &[usize]) -> Result<QTensor, Eng
     QTensor::new(QStorage::from_data(Cow::Borrowed(bytes), &Device::Cpu, dtype).map_err(e)?, dims).map_err(e)
 }
 
-/// Writes a `shape` llama GGUF at `out` with `template`'s tokenizer and metadata (the
-/// template must be a llama-architecture GGUF).
-pub fn write_synthetic(template: &Path, shape: Shape, out: &Path) -> Result<(), EngineError> {
+/// Writes a `shape` llama GGUF of random `t` weights at `out` with `template`'s tokenizer
+/// and metadata (the template must be a llama-architecture GGUF).
+pub fn write_synthetic(template: &Path, shape: Shape, t: WeightType, out: &Path) -> Result<(), EngineError> {
     let mut f = std::fs::File::open(template).map_err(|e| EngineError::Open { path: template.display().to_string(), detail: e.to_string() })?;
     let ct = gguf_file::Content::read(&mut f).map_err(|e| EngineError::NotGguf { path: template.display().to_string(), detail: e.to_string() })?;
     let arch = ct.metadata.get("general.architecture").and_then(|v| v.to_string().ok()).cloned().unwrap_or_default();
@@ -77,24 +76,24 @@ pub fn write_synthetic(template: &Path, shape: Shape, out: &Path) -> Result<(), 
         ("llama.context_length".into(), U32(4096)),
         ("llama.rope.freq_base".into(), F32(10000.0)),
         ("llama.attention.layer_norm_rms_epsilon".into(), F32(1e-5)),
-        ("general.file_type".into(), U32(2)),
-        ("general.name".into(), gguf_file::Value::String(format!("synthetic llama {}x{} (random Q4_0 weights)", s.layers, s.hidden))),
+        ("general.file_type".into(), U32(t.file_type())),
+        ("general.name".into(), gguf_file::Value::String(format!("synthetic llama {}x{} (random {} weights)", s.layers, s.hidden, t.label()))),
     ]);
     let ones: Vec<u8> = std::iter::repeat_n(1.0f32.to_le_bytes(), s.hidden).flatten().collect();
     let norm = || tensor(&ones, GgmlDType::F32, &[s.hidden]);
     let mut seed = 0x9E3779B97F4A7C15u64;
-    let mut tensors: Vec<(String, QTensor)> = vec![("token_embd.weight".into(), q4_0(vocab, s.hidden, &mut seed)?), ("output_norm.weight".into(), norm()?)];
+    let mut tensors: Vec<(String, QTensor)> = vec![("token_embd.weight".into(), random(t, vocab, s.hidden, &mut seed)?), ("output_norm.weight".into(), norm()?)];
     for i in 0..s.layers {
         let p = |n: &str| format!("blk.{i}.{n}");
         tensors.push((p("attn_norm.weight"), norm()?));
         tensors.push((p("ffn_norm.weight"), norm()?));
-        tensors.push((p("attn_q.weight"), q4_0(s.heads * hd, s.hidden, &mut seed)?));
-        tensors.push((p("attn_k.weight"), q4_0(s.kv_heads * hd, s.hidden, &mut seed)?));
-        tensors.push((p("attn_v.weight"), q4_0(s.kv_heads * hd, s.hidden, &mut seed)?));
-        tensors.push((p("attn_output.weight"), q4_0(s.hidden, s.heads * hd, &mut seed)?));
-        tensors.push((p("ffn_gate.weight"), q4_0(s.ffn, s.hidden, &mut seed)?));
-        tensors.push((p("ffn_up.weight"), q4_0(s.ffn, s.hidden, &mut seed)?));
-        tensors.push((p("ffn_down.weight"), q4_0(s.hidden, s.ffn, &mut seed)?));
+        tensors.push((p("attn_q.weight"), random(t, s.heads * hd, s.hidden, &mut seed)?));
+        tensors.push((p("attn_k.weight"), random(t, s.kv_heads * hd, s.hidden, &mut seed)?));
+        tensors.push((p("attn_v.weight"), random(t, s.kv_heads * hd, s.hidden, &mut seed)?));
+        tensors.push((p("attn_output.weight"), random(t, s.hidden, s.heads * hd, &mut seed)?));
+        tensors.push((p("ffn_gate.weight"), random(t, s.ffn, s.hidden, &mut seed)?));
+        tensors.push((p("ffn_up.weight"), random(t, s.ffn, s.hidden, &mut seed)?));
+        tensors.push((p("ffn_down.weight"), random(t, s.hidden, s.ffn, &mut seed)?));
     }
     let md_refs: Vec<(&str, &gguf_file::Value)> = md.iter().map(|(a, b)| (a.as_str(), b)).collect();
     let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(a, b)| (a.as_str(), b)).collect();

@@ -31,9 +31,14 @@ fn free_port() -> u16 {
 }
 
 impl LlamaServer {
-    /// Starts the server and waits until it answers /health (loading takes a second or two).
+    /// Starts the server on the default model and waits until it answers /health (loading
+    /// takes a second or two).
     pub fn start(extra: &[&str]) -> Self {
-        let model = super::default_model_path();
+        Self::start_model(&super::default_model_path(), extra)
+    }
+
+    /// [`LlamaServer::start`] on another GGUF file.
+    pub fn start_model(model: &std::path::Path, extra: &[&str]) -> Self {
         let port = free_port();
         let mut keeper = Command::new("sh")
             .arg("-c")

@@ -15,11 +15,14 @@ use std::time::Instant;
 pub struct BenchArgs {
     #[arg(long, short, add = crate::cli::complete::models())]
     pub model: Option<String>,
-    /// Measure a synthetic model instead: the default model's tokenizer with random Q4_0
+    /// Measure a synthetic model instead: the default model's tokenizer with random
     /// weights in a larger llama shape (`7b`: Llama-2-7B's; `1b`: TinyLlama's). Speed
-    /// depends on shapes, not weight values; the file is kept in the cache dir.
+    /// depends on shapes and formats, not weight values; the file is kept in the cache dir.
     #[arg(long, value_parser = ["7b", "1b", "tiny"], conflicts_with = "model")]
     pub synthetic: Option<String>,
+    /// The synthetic model's weight format (`q4_K` measures the K-quant kernels).
+    #[arg(long, default_value = "q4_0", requires = "synthetic", value_parser = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_K", "q5_K", "q6_K"], ignore_case = true)]
+    pub synthetic_type: String,
     #[arg(long, default_value_t = 128)]
     pub prompt_tokens: usize,
     #[arg(long, default_value_t = 256)]
@@ -72,7 +75,7 @@ pub fn run(a: BenchArgs, device: &str) -> Result<()> {
     if a.prompt_tokens == 0 || a.gen_tokens == 0 || a.reps == 0 {
         bail!("--prompt-tokens, --gen-tokens and --reps must be positive");
     }
-    let synthetic = a.synthetic.as_deref().map(synthetic_model).transpose()?;
+    let synthetic = a.synthetic.as_deref().map(|shape| synthetic_model(shape, &a.synthetic_type)).transpose()?;
     let spec = synthetic.as_ref().map(|p| p.display().to_string()).or(a.model.clone());
     let (choice, mut engine) = load_engine(spec.as_deref(), device)?;
     let ctx = engine.model.config().context_length;
@@ -187,14 +190,16 @@ fn server_speed(url: &str, filler: &str, a: &BenchArgs) -> Result<Served> {
     Ok(Served { decode_tok_s: tg / a.reps as f64, server_decode_tok_s: (n_own > 0).then(|| own / n_own as f64) })
 }
 
-/// The synthetic model file of `shape`, written on first use (a 7B one is about 3.8 GB).
-fn synthetic_model(shape: &str) -> Result<PathBuf> {
-    let path = crate::paths::cache_dir().join("synthetic").join(format!("llama-{shape}-q4_0.gguf"));
+/// The synthetic model file of `shape` in `format`, written on first use (a 7B Q4_0 one is
+/// about 3.8 GB).
+fn synthetic_model(shape: &str, format: &str) -> Result<PathBuf> {
+    let t = crate::engine::cpu::kernels::WeightType::parse(format).with_context(|| format!("unknown weight format {format}"))?;
+    let path = crate::paths::cache_dir().join("synthetic").join(format!("llama-{shape}-{}.gguf", t.label().to_ascii_lowercase()));
     if !path.exists() {
         let entry = crate::cli::resolve_model(None)?;
         let template = crate::write::ensure_file(&entry, &crate::cli::BarProgress::new())?;
-        eprintln!("writing a synthetic {shape} model (random Q4_0 weights) to {}", path.display());
-        crate::convert::synth::write_synthetic(&template, crate::convert::synth::shape(shape).context("unknown shape")?, &path)?;
+        eprintln!("writing a synthetic {shape} model (random {} weights) to {}", t.label(), path.display());
+        crate::convert::synth::write_synthetic(&template, crate::convert::synth::shape(shape).context("unknown shape")?, t, &path)?;
     }
     Ok(path)
 }

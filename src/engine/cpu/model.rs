@@ -1,4 +1,4 @@
-use super::kernels::{dequantize_row, dot_many, dot_rows, quantize_act, ActBlock, WeightType, MAX_ROWS, MAX_TOKENS, QK};
+use super::kernels::{dequantize_row, dot_many, dot_rows, quantize_act, quantize_act_k, ActBlock, WeightType, MAX_ROWS, MAX_TOKENS, QK};
 use crate::engine::model::ModelConfig;
 use crate::engine::EngineError;
 use candle_core::quantized::{gguf_file, GgmlDType};
@@ -16,7 +16,7 @@ struct Matrix {
 
 impl Matrix {
     fn row_bytes(&self) -> usize {
-        self.cols / QK * self.t.block_bytes()
+        self.t.row_bytes(self.cols)
     }
 
     fn row(&self, r: usize) -> &[u8] {
@@ -25,16 +25,40 @@ impl Matrix {
     }
 }
 
-/// Computes `out_i[t][r] = row_r(m_i) · acts[t]` for several matrices sharing one input,
-/// as one parallel job; each weight row is read once for all tokens.
-fn matmul(jobs: &mut [(&Matrix, &mut [f32])], acts: &[ActBlock], n_tok: usize) {
+/// A matmul input, quantized as llama.cpp quantizes it for each weight format: per 32
+/// values for the 32-value formats, per 256 for the K-quants (kept apart because a layer's
+/// matrices may mix both).
+#[derive(Default)]
+struct Acts {
+    per32: Vec<ActBlock>,
+    per256: Vec<ActBlock>,
+}
+
+/// Computes `out_i[t][r] = row_r(m_i) · x[t]` for several matrices sharing one input `x`
+/// (`n_tok` rows), as one parallel job; each weight row is read once for all tokens.
+fn matmul(jobs: &mut [(&Matrix, &mut [f32])], x: &[f32], n_tok: usize, scratch: &mut Acts) {
+    let width = x.len() / n_tok;
+    for k in [false, true] {
+        if jobs.iter().any(|(m, _)| m.t.is_k() == k) {
+            let acts = if k { &mut scratch.per256 } else { &mut scratch.per32 };
+            acts.resize(x.len() / QK, ActBlock::default());
+            for (xr, ar) in x.chunks_exact(width).zip(acts.chunks_exact_mut(width / QK)) {
+                if k {
+                    quantize_act_k(xr, ar)
+                } else {
+                    quantize_act(xr, ar)
+                }
+            }
+        }
+    }
+    let scratch = &*scratch;
     let pool = Pool::global();
     let mut chunks = Vec::new();
     let total_rows: usize = jobs.iter().map(|(m, _)| m.rows).sum();
     let per = total_rows.div_ceil(pool.threads() * 4).max(16);
     for (j, (m, out)) in jobs.iter_mut().enumerate() {
         debug_assert_eq!(out.len(), n_tok * m.rows);
-        debug_assert_eq!(acts.len(), n_tok * (m.cols / QK));
+        debug_assert_eq!(width, m.cols);
         let mut r = 0;
         while r < m.rows {
             chunks.push((j, r, (r + per).min(m.rows)));
@@ -46,6 +70,7 @@ fn matmul(jobs: &mut [(&Matrix, &mut [f32])], acts: &[ActBlock], n_tok: usize) {
         let (j, r0, r1) = chunks[c];
         let (m, out) = outs[j];
         let nb = m.cols / QK;
+        let acts = if m.t.is_k() { &scratch.per256[..] } else { &scratch.per32[..] };
         // Decode: rows a few at a time against the one token (Q8_0 rows stay one at a
         // time: the 4-row kernel measured slower for them, `cargo bench --bench kernels`).
         if n_tok == 1 && m.t != WeightType::Q8_0 {
@@ -136,15 +161,6 @@ pub struct CpuModel {
     caches: Vec<Cache>,
 }
 
-fn weight_type(d: GgmlDType) -> Option<WeightType> {
-    match d {
-        GgmlDType::Q4_0 => Some(WeightType::Q4_0),
-        GgmlDType::Q4_1 => Some(WeightType::Q4_1),
-        GgmlDType::Q8_0 => Some(WeightType::Q8_0),
-        _ => None,
-    }
-}
-
 impl CpuModel {
     /// Whether this file can run on the fast path: supported block types and dimensions
     /// that are multiples of 32. Anything else runs on the general path.
@@ -154,7 +170,7 @@ impl CpuModel {
         }
         ct.tensor_infos.iter().all(|(name, t)| {
             let is_matrix = name.ends_with(".weight") && t.shape.dims().len() == 2;
-            !is_matrix || (weight_type(t.ggml_dtype).is_some() && t.shape.dims()[1] % QK == 0)
+            !is_matrix || WeightType::from_ggml(t.ggml_dtype).is_some_and(|w| t.shape.dims()[1] % w.block_values() == 0)
         })
     }
 
@@ -203,11 +219,11 @@ impl CpuModel {
     /// Replaces a weight matrix (by its GGUF name) with new quantized bytes of the same
     /// shape, and forgets every cached position (they were computed with the old weights).
     pub fn set_matrix(&mut self, name: &str, dtype: GgmlDType, rows: usize, cols: usize, data: Vec<u8>) -> Result<(), EngineError> {
-        let t = weight_type(dtype).ok_or_else(|| EngineError::Unsupported(format!("{name} has type {dtype:?}")))?;
+        let t = WeightType::from_ggml(dtype).ok_or_else(|| EngineError::Unsupported(format!("{name} has type {dtype:?}")))?;
         let (i, kind) = crate::engine::block_matrix(name)?;
         let l = self.layers.get_mut(i).ok_or_else(|| EngineError::Model(format!("no weight matrix {name}")))?;
         let m = [&mut l.wq, &mut l.wk, &mut l.wv, &mut l.wo, &mut l.gate, &mut l.up, &mut l.down].into_iter().nth(kind).expect("seven block matrices");
-        if (m.rows, m.cols) != (rows, cols) || data.len() != rows * (cols / QK) * t.block_bytes() {
+        if (m.rows, m.cols) != (rows, cols) || cols % t.block_values() != 0 || data.len() != rows * t.row_bytes(cols) {
             return Err(EngineError::Model(format!("{name}: new weights are {rows}×{cols} in {} bytes, the model's are {}×{}", data.len(), m.rows, m.cols)));
         }
         *m = Matrix { t, rows, cols, data };
@@ -286,7 +302,7 @@ impl CpuModel {
             dequantize_row(self.embed.t, self.embed.row(id as usize), &mut x[t * hid..(t + 1) * hid]);
         }
         let mut h = vec![0f32; s * hid];
-        let mut acts = Vec::new();
+        let mut acts = Acts::default();
         let (mut q, mut k, mut v) = (vec![0f32; s * qd], vec![0f32; s * kvd], vec![0f32; s * kvd]);
         let mut att = vec![0f32; s * qd];
         let mut proj = vec![0f32; s * hid];
@@ -294,8 +310,7 @@ impl CpuModel {
         let (mut g, mut u) = (vec![0f32; s * ffn], vec![0f32; s * ffn]);
         for (li, l) in self.layers.iter().enumerate() {
             rms_norm(&x, &l.attn_norm, eps, &mut h);
-            quantize(&h, hid, &mut acts);
-            matmul(&mut [(&l.wq, &mut q), (&l.wk, &mut k), (&l.wv, &mut v)], &acts, s);
+            matmul(&mut [(&l.wq, &mut q), (&l.wk, &mut k), (&l.wv, &mut v)], &h, s, &mut acts);
             add_bias(&mut q, l.bq.as_deref());
             add_bias(&mut k, l.bk.as_deref());
             add_bias(&mut v, l.bv.as_deref());
@@ -316,36 +331,25 @@ impl CpuModel {
             }
             let views: Vec<(&[f32], &[f32], usize)> = rows.iter().map(|&(slot, p)| (&self.caches[slot].k[li][..], &self.caches[slot].v[li][..], p)).collect();
             attention(&q, &views, nh, nkv, hd, &mut att);
-            quantize(&att, qd, &mut acts);
-            matmul(&mut [(&l.wo, &mut proj)], &acts, s);
+            matmul(&mut [(&l.wo, &mut proj)], &att, s, &mut acts);
             add(&mut x, &proj);
 
             rms_norm(&x, &l.ffn_norm, eps, &mut h);
-            quantize(&h, hid, &mut acts);
-            matmul(&mut [(&l.gate, &mut g), (&l.up, &mut u)], &acts, s);
+            matmul(&mut [(&l.gate, &mut g), (&l.up, &mut u)], &h, s, &mut acts);
             for (a, b) in g.iter_mut().zip(&u) {
                 *a = *a / (1.0 + (-*a).exp()) * b;
             }
-            quantize(&g, ffn, &mut acts);
-            matmul(&mut [(&l.down, &mut proj)], &acts, s);
+            matmul(&mut [(&l.down, &mut proj)], &g, s, &mut acts);
             add(&mut x, &proj);
         }
         let rows = if all { s } else { 1 };
         let last = &x[(s - rows) * hid..];
         let mut normed = vec![0f32; rows * hid];
         rms_norm(last, &self.norm, eps, &mut normed);
-        quantize(&normed, hid, &mut acts);
         let out = self.output.as_ref().unwrap_or(&self.embed);
         let mut logits = vec![0f32; rows * out.rows];
-        matmul(&mut [(out, &mut logits)], &acts, rows);
+        matmul(&mut [(out, &mut logits)], &normed, rows, &mut acts);
         logits
-    }
-}
-
-fn quantize(x: &[f32], width: usize, acts: &mut Vec<ActBlock>) {
-    acts.resize(x.len() / QK, ActBlock::default());
-    for (xr, ar) in x.chunks_exact(width).zip(acts.chunks_exact_mut(width / QK)) {
-        quantize_act(xr, ar);
     }
 }
 
@@ -398,7 +402,7 @@ fn read_bytes<R: Read + Seek>(ct: &gguf_file::Content, r: &mut R, name: &str) ->
 
 fn matrix<R: Read + Seek>(ct: &gguf_file::Content, r: &mut R, name: &str) -> Result<Matrix, EngineError> {
     let (data, dt, dims) = read_bytes(ct, r, name)?.ok_or_else(|| EngineError::Format(format!("missing tensor {name}")))?;
-    let t = weight_type(dt).ok_or_else(|| EngineError::Unsupported(format!("{name} has type {dt:?}")))?;
+    let t = WeightType::from_ggml(dt).ok_or_else(|| EngineError::Unsupported(format!("{name} has type {dt:?}")))?;
     // candle reports GGUF shapes outermost first: (rows, cols).
     let (rows, cols) = (dims[0], dims[1]);
     Ok(Matrix { t, rows, cols, data })

@@ -1,0 +1,261 @@
+//! Quantized dot products on raw GGUF blocks, with AVX2/FMA/F16C paths chosen at run time
+//! and scalar reference versions that the tests hold the SIMD ones to.
+//!
+//! Activations are quantized once per matrix-vector product into 32-value [`ActBlock`]s
+//! (int8 with an f32 scale and the scaled sum). Every weight format is read as 32-value
+//! sub-blocks of small integers with a scale (two for Q6_K's 16-value halves) and an
+//! offset ([`formats`]), so each reduces to integer dot products:
+//! - Q4_0 (`w = (q-8)·d`):        d·dₓ·Σq·x − 8·d·sₓ
+//! - Q4_1 (`w = q·d + m`):        d·dₓ·Σq·x + m·sₓ
+//! - Q5_0, Q5_1: the same with a fifth bit (offset −16·d, or m)
+//! - Q8_0 (`w = q·d`):            d·dₓ·Σq·x
+//! - Q4_K, Q5_K (`w = d·sc·q − dmin·m` per sub-block): d·sc·dₓ·Σq·x − dmin·m·sₓ
+//! - Q6_K (`w = d·sc·(q−32)` per 16 values): d·dₓ·(sc₀·Σ₀ + sc₁·Σ₁), signed
+//!
+//! The activations keep one scale per 32 values for every format (ggml quantizes them per
+//! 256 for the K-quants): finer, and one layout for all.
+
+mod formats;
+#[cfg(test)]
+mod tests;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+pub use formats::{dequantize_row, dot_scalar, random_blocks, sub_block, Sub, WeightType, QK};
+
+/// One block of 32 quantized activations.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+pub struct ActBlock {
+    pub qs: [i8; QK],
+    pub d: f32,
+    /// d · Σqs: what a weight offset multiplies.
+    pub s: f32,
+}
+
+impl Default for ActBlock {
+    fn default() -> Self {
+        Self { qs: [0; QK], d: 0.0, s: 0.0 }
+    }
+}
+
+/// Quantizes `x` (a multiple of 32 long) into `out`, one scale per 32 values (ggml's q8_0
+/// and q8_1, which the 32-value weight formats meet in llama.cpp).
+pub fn quantize_act(x: &[f32], out: &mut [ActBlock]) {
+    debug_assert_eq!(x.len(), out.len() * QK);
+    for (xb, ob) in x.chunks_exact(QK).zip(out.iter_mut()) {
+        let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+        let mut sum = 0i32;
+        for (q, &v) in ob.qs.iter_mut().zip(xb) {
+            let r = (v * id).round() as i32;
+            *q = r as i8;
+            sum += r;
+        }
+        ob.d = d;
+        ob.s = d * sum as f32;
+    }
+}
+
+/// Quantizes `x` (a multiple of 256 long) into `out` with one scale per 256 values, as
+/// ggml's q8_K, which the K-quant weight formats meet in llama.cpp: the value of largest
+/// magnitude becomes ∓127 and the rest round half to even. A K-quant matrix fed these
+/// gives llama.cpp's greedy tokens; fed 32-value scales (finer), it drifts from them at
+/// near-ties.
+pub fn quantize_act_k(x: &[f32], out: &mut [ActBlock]) {
+    const QK_K: usize = 256;
+    debug_assert_eq!(x.len(), out.len() * QK);
+    for (xb, ob) in x.chunks_exact(QK_K).zip(out.chunks_exact_mut(QK_K / QK)) {
+        // The first value of largest magnitude, with its sign.
+        let max = xb.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+        let id = if max == 0.0 { 0.0 } else { -127.0 / max };
+        let d = if max == 0.0 { 0.0 } else { 1.0 / id };
+        for (xs, b) in xb.chunks_exact(QK).zip(ob.iter_mut()) {
+            let mut sum = 0i32;
+            for (q, &v) in b.qs.iter_mut().zip(xs) {
+                let r = ((v * id).round_ties_even() as i32).min(127);
+                *q = r as i8;
+                sum += r;
+            }
+            b.d = d;
+            b.s = d * sum as f32;
+        }
+    }
+}
+
+/// Which SIMD path this CPU takes (checked once). Ordered slowest first: a CPU with a
+/// path has every path before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Simd {
+    Scalar,
+    /// AVX2 + FMA + F16C: u8×i8 products via `maddubs` + `madd`.
+    Avx2,
+    /// AVX-512 VNNI on 256-bit vectors: one `vpdpbusd` per block.
+    Vnni,
+}
+
+impl Simd {
+    pub fn label(self) -> &'static str {
+        match self {
+            Simd::Scalar => "scalar",
+            Simd::Avx2 => "avx2",
+            Simd::Vnni => "avx512-vnni",
+        }
+    }
+}
+
+/// The best path this CPU has.
+pub fn best() -> Simd {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
+        if avx2 && is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
+            Simd::Vnni
+        } else if avx2 {
+            Simd::Avx2
+        } else {
+            Simd::Scalar
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        Simd::Scalar
+    }
+}
+
+/// The path `request` names (`LONGWRITER_CPU_ISA`: scalar, avx2 or avx512-vnni), given the
+/// best one the CPU has: a slower path may be forced (to measure an AVX2-only machine's
+/// kernels on an AVX-512 one), a faster one is refused.
+pub fn choose(request: Option<&str>, best: Simd) -> Result<Simd, String> {
+    let Some(r) = request.map(str::trim).filter(|r| !r.is_empty()) else { return Ok(best) };
+    let want = [Simd::Scalar, Simd::Avx2, Simd::Vnni].into_iter().find(|s| s.label() == r.to_ascii_lowercase()).ok_or_else(|| format!("LONGWRITER_CPU_ISA={r} names no kernel path (scalar, avx2, avx512-vnni)"))?;
+    // A path may be forced only as far down as the CPU's best.
+    if want > best {
+        return Err(format!("LONGWRITER_CPU_ISA={r}: this CPU's best kernel path is {}", best.label()));
+    }
+    Ok(want)
+}
+
+/// The path the environment asks for: `LONGWRITER_CPU_ISA`, or scalar with
+/// `LONGWRITER_NO_SIMD`, else the best. The CLI checks it first and reports a bad value.
+pub fn requested() -> Result<Simd, String> {
+    if std::env::var_os("LONGWRITER_NO_SIMD").is_some() {
+        return Ok(Simd::Scalar);
+    }
+    choose(std::env::var("LONGWRITER_CPU_ISA").ok().as_deref(), best())
+}
+
+/// The path the kernels take (decided once; a bad request falls back to the best path,
+/// after the CLI has refused it).
+pub fn simd() -> Simd {
+    use std::sync::OnceLock;
+    static S: OnceLock<Simd> = OnceLock::new();
+    *S.get_or_init(|| requested().unwrap_or_else(|_| best()))
+}
+
+/// Whether a SIMD path exists (the fast decoder is only worth it with one).
+pub fn has_avx2() -> bool {
+    simd() != Simd::Scalar
+}
+
+/// Dot product of one weight row with quantized activations, on the fastest path.
+#[inline]
+pub fn dot(t: WeightType, row: &[u8], act: &[ActBlock]) -> f32 {
+    let mut out = [0f32; 1];
+    dot_many(t, row, &[act], &mut out);
+    out[0]
+}
+
+/// Dot products of one weight row with up to [`MAX_TOKENS`] activation vectors at once:
+/// each weight block is loaded and unpacked once for all of them (prefill's win).
+pub const MAX_TOKENS: usize = 4;
+
+#[inline]
+pub fn dot_many(t: WeightType, row: &[u8], acts: &[&[ActBlock]], out: &mut [f32]) {
+    dispatch(simd(), t, row, acts, out)
+}
+
+/// Rows that [`dot_rows`] takes at once.
+pub const MAX_ROWS: usize = 4;
+
+/// Dot products of `out.len()` (up to [`MAX_ROWS`]) consecutive weight rows, each `rb`
+/// bytes, with one token's activations: decode's shape, where one row at a time leaves
+/// the core waiting on each row's FMA chain and reloads the activations for every row.
+#[inline]
+pub fn dot_rows(t: WeightType, rows: &[u8], rb: usize, act: &[ActBlock], out: &mut [f32]) {
+    rows_on(simd(), t, rows, rb, act, out)
+}
+
+/// [`dot_rows`] on a given path (see [`dot_many_on`]).
+pub fn dot_rows_on(path: Simd, t: WeightType, rows: &[u8], rb: usize, act: &[ActBlock], out: &mut [f32]) {
+    assert!(path <= best(), "this CPU has no {} kernels", path.label());
+    rows_on(path, t, rows, rb, act, out)
+}
+
+#[inline]
+fn rows_on(path: Simd, t: WeightType, rows: &[u8], rb: usize, act: &[ActBlock], out: &mut [f32]) {
+    let n = out.len();
+    assert!((1..=MAX_ROWS).contains(&n) && rows.len() >= n * rb && rb % t.block_bytes() == 0 && act.len() >= t.sub_blocks(rb), "dot_rows: bad shapes");
+    #[cfg(target_arch = "x86_64")]
+    {
+        if path != Simd::Scalar {
+            let vnni = path == Simd::Vnni;
+            let one = [act];
+            // SAFETY: the path's CPU features were detected (simd() or dot_rows_on's
+            // check); shapes were checked above.
+            unsafe {
+                match n {
+                    1 => x86::tile::<1, 1>(vnni, t, rows, rb, &one, out),
+                    2 => x86::tile::<2, 1>(vnni, t, rows, rb, &one, out),
+                    3 => x86::tile::<3, 1>(vnni, t, rows, rb, &one, out),
+                    _ => x86::tile::<4, 1>(vnni, t, rows, rb, &one, out),
+                }
+            }
+            return;
+        }
+    }
+    for (r, o) in out.iter_mut().enumerate() {
+        *o = dot_scalar(t, &rows[r * rb..(r + 1) * rb], act);
+    }
+}
+
+/// [`dot_many`] on a given path, for benchmarks and tests that compare paths. Panics if
+/// this CPU lacks the path's features.
+pub fn dot_many_on(path: Simd, t: WeightType, row: &[u8], acts: &[&[ActBlock]], out: &mut [f32]) {
+    assert!(path <= best(), "this CPU has no {} kernels", path.label());
+    dispatch(path, t, row, acts, out)
+}
+
+/// `path` must be one this CPU has (`simd()` or a slower one).
+#[inline]
+fn dispatch(path: Simd, t: WeightType, row: &[u8], acts: &[&[ActBlock]], out: &mut [f32]) {
+    // The kernels read exactly acts.len() tokens without bounds checks: 1 to MAX_TOKENS.
+    assert!((1..=MAX_TOKENS).contains(&acts.len()) && out.len() >= acts.len(), "dot_many: 1 to {MAX_TOKENS} tokens, and as many outputs");
+    let nb = t.sub_blocks(row.len());
+    assert!(row.len() % t.block_bytes() == 0 && acts.iter().all(|a| a.len() >= nb), "activation shorter than weight row");
+    #[cfg(target_arch = "x86_64")]
+    {
+        // The token count is a constant in each kernel, so its accumulators stay in
+        // registers (indexed by a run-time count they live on the stack, and every
+        // block's FMA waits on a store and a reload).
+        if path != Simd::Scalar {
+            let (vnni, rb) = (path == Simd::Vnni, row.len());
+            // SAFETY: the path's CPU features were detected (simd() or dot_many_on's
+            // check); lengths were checked above.
+            unsafe {
+                match acts.len() {
+                    1 => x86::tile::<1, 1>(vnni, t, row, rb, acts, out),
+                    2 => x86::tile::<1, 2>(vnni, t, row, rb, acts, out),
+                    3 => x86::tile::<1, 3>(vnni, t, row, rb, acts, out),
+                    _ => x86::tile::<1, 4>(vnni, t, row, rb, acts, out),
+                }
+            }
+            return;
+        }
+    }
+    for (o, a) in out.iter_mut().zip(acts) {
+        *o = dot_scalar(t, row, a);
+    }
+}
+

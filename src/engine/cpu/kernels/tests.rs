@@ -1,0 +1,134 @@
+//! The SIMD kernels against the scalar reference, for every format, path, token count and
+//! row count.
+
+use super::*;
+use rand::{Rng, SeedableRng};
+
+fn random_row(t: WeightType, blocks: usize, rng: &mut rand::rngs::StdRng) -> Vec<u8> {
+    random_blocks(t, blocks, &mut || rng.random::<u64>())
+}
+
+#[test]
+fn simd_matches_scalar_and_dequantized_dot() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    for t in WeightType::ALL {
+        // Rows of 1 to 48 sub-blocks (odd counts too, for the 32-value formats).
+        for blocks in [1usize, 3, 18, 48].map(|b| if t.block_values() == QK { b } else { b.div_ceil(8) }) {
+            let row = random_row(t, blocks, &mut rng);
+            let n = blocks * t.block_values();
+            let x: Vec<f32> = (0..n).map(|_| rng.random_range(-2.0..2.0)).collect();
+            let mut act = vec![ActBlock::default(); n / QK];
+            quantize_act(&x, &mut act);
+            let scalar = dot_scalar(t, &row, &act);
+            let fast = dot(t, &row, &act);
+            assert!((scalar - fast).abs() <= 1e-4 * scalar.abs().max(1.0), "{t:?} {blocks}: {scalar} vs {fast}");
+            // Several tokens at once give each token's single result.
+            let x2: Vec<f32> = x.iter().map(|v| -0.5 * v + 0.1).collect();
+            let mut act2 = vec![ActBlock::default(); n / QK];
+            quantize_act(&x2, &mut act2);
+            let mut many = [0f32; 3];
+            dot_many(t, &row, &[&act, &act2, &act], &mut many);
+            assert!((many[0] - fast).abs() < 1e-5 * fast.abs().max(1.0) && (many[2] - fast).abs() < 1e-5 * fast.abs().max(1.0));
+            let s2 = dot_scalar(t, &row, &act2);
+            assert!((many[1] - s2).abs() <= 1e-4 * s2.abs().max(1.0), "{t:?}: {} vs {s2}", many[1]);
+            // Every path this CPU has, at every token count, against the scalar one.
+            for path in [Simd::Avx2, Simd::Vnni].into_iter().filter(|p| *p <= best()) {
+                let all = [&act[..], &act2[..], &act2[..], &act[..]];
+                for n in 1..=MAX_TOKENS {
+                    let mut got = [0f32; MAX_TOKENS];
+                    dot_many_on(path, t, &row, &all[..n], &mut got);
+                    for (k, a) in all[..n].iter().enumerate() {
+                        let mut one = [0f32; 1];
+                        dot_many_on(path, t, &row, &[a], &mut one);
+                        assert_eq!(got[k].to_bits(), one[0].to_bits(), "{path:?} {t:?}: token {k} of {n} differs from it alone");
+                        let want = dot_scalar(t, &row, a);
+                        assert!((got[k] - want).abs() <= 1e-4 * want.abs().max(1.0), "{path:?} {t:?} {blocks} blocks, token {k} of {n}: {} vs {want}", got[k]);
+                    }
+                }
+            }
+            // Consecutive rows against one token, every row count, every path.
+            let more: Vec<u8> = (0..MAX_ROWS).flat_map(|_| random_row(t, blocks, &mut rng)).collect();
+            let rb = row.len();
+            for path in [Simd::Scalar, Simd::Avx2, Simd::Vnni].into_iter().filter(|p| *p <= best()) {
+                for n in 1..=MAX_ROWS {
+                    let mut got = [0f32; MAX_ROWS];
+                    dot_rows_on(path, t, &more, rb, &act, &mut got[..n]);
+                    for (r, g) in got[..n].iter().enumerate() {
+                        let want = dot_scalar(t, &more[r * rb..(r + 1) * rb], &act);
+                        assert!((g - want).abs() <= 1e-4 * want.abs().max(1.0), "rows {path:?} {t:?} {blocks} blocks, row {r} of {n}: {g} vs {want}");
+                        // The same bits as the one-row kernel: batching must not change tokens.
+                        let mut one = [0f32; 1];
+                        dot_many_on(path, t, &more[r * rb..(r + 1) * rb], &[&act], &mut one);
+                        assert_eq!(g.to_bits(), one[0].to_bits(), "rows {path:?} {t:?} {blocks} blocks, row {r} of {n}");
+                    }
+                }
+            }
+            // Against the exact f32 dot: only activation rounding separates them.
+            let mut w = vec![0f32; n];
+            dequantize_row(t, &row, &mut w);
+            let exact: f32 = w.iter().zip(&x).map(|(a, b)| a * b).sum();
+            let scale: f32 = w.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum();
+            assert!((exact - scalar).abs() <= 0.02 * scale.max(1e-3), "{t:?}: exact {exact} vs {scalar}");
+        }
+    }
+}
+
+#[test]
+fn no_tokens_or_no_rows_is_refused_not_read_past() {
+    let row = vec![0u8; WeightType::Q4_1.block_bytes()];
+    let act = [ActBlock::default()];
+    assert!(std::panic::catch_unwind(|| dot_many(WeightType::Q4_1, &row, &[], &mut [0f32; 1])).is_err());
+    assert!(std::panic::catch_unwind(|| dot_many(WeightType::Q4_1, &row, &[&act[..]; 5], &mut [0f32; 5])).is_err());
+    assert!(std::panic::catch_unwind(|| dot_rows(WeightType::Q4_1, &row, row.len(), &act, &mut [])).is_err());
+    assert!(std::panic::catch_unwind(|| dot_rows(WeightType::Q4_1, &row, row.len(), &act, &mut [0f32; 2])).is_err());
+}
+
+#[test]
+fn a_slower_kernel_path_may_be_forced_and_a_faster_one_is_refused() {
+    assert_eq!(choose(None, Simd::Vnni), Ok(Simd::Vnni));
+    assert_eq!(choose(Some("avx2"), Simd::Vnni), Ok(Simd::Avx2));
+    assert_eq!(choose(Some(" AVX2 "), Simd::Avx2), Ok(Simd::Avx2));
+    assert_eq!(choose(Some("scalar"), Simd::Avx2), Ok(Simd::Scalar));
+    assert!(choose(Some("avx512-vnni"), Simd::Avx2).unwrap_err().contains("best kernel path is avx2"));
+    assert!(choose(Some("sse"), Simd::Vnni).unwrap_err().contains("names no kernel path"));
+}
+
+#[test]
+fn quantize_act_roundtrips_within_half_a_step() {
+    let x: Vec<f32> = (0..64).map(|i| ((i * 37 % 23) as f32 - 11.0) / 3.0).collect();
+    let mut a = vec![ActBlock::default(); 2];
+    quantize_act(&x, &mut a);
+    for (b, xb) in a.iter().zip(x.chunks(32)) {
+        let sum: i32 = b.qs.iter().map(|&q| q as i32).sum();
+        assert!((b.s - b.d * sum as f32).abs() < 1e-5);
+        for (q, v) in b.qs.iter().zip(xb) {
+            assert!((*q as f32 * b.d - v).abs() <= b.d / 2.0 + 1e-6);
+        }
+    }
+}
+
+#[test]
+fn k_activations_share_one_scale_per_256_values_as_ggml_q8_k() {
+    let x: Vec<f32> = (0..512).map(|i| ((i * 53 % 97) as f32 - 48.0) / 7.0).collect();
+    let mut a = vec![ActBlock::default(); 16];
+    quantize_act_k(&x, &mut a);
+    for (sb, xs) in a.chunks(8).zip(x.chunks(256)) {
+        let max = xs.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+        assert!(sb.iter().all(|b| b.d == sb[0].d), "one scale for the 256 values");
+        // The largest value lands on ∓127 exactly; the scale's sign is the opposite of its.
+        assert!(sb[0].d * max < 0.0);
+        let at = xs.iter().position(|&v| v == max).unwrap();
+        assert_eq!(sb[at / QK].qs[at % QK], -127);
+        for (b, xb) in sb.iter().zip(xs.chunks(QK)) {
+            let sum: i32 = b.qs.iter().map(|&q| q as i32).sum();
+            assert_eq!(b.s, b.d * sum as f32);
+            for (q, v) in b.qs.iter().zip(xb) {
+                assert!((*q as f32 * b.d - v).abs() <= b.d.abs() / 2.0 + 1e-6);
+            }
+        }
+    }
+    // A zero block stays zero (no division by zero).
+    let mut z = vec![ActBlock::default(); 8];
+    quantize_act_k(&[0.0; 256], &mut z);
+    assert!(z.iter().all(|b| b.d == 0.0 && b.qs == [0; QK]));
+}

@@ -1,0 +1,271 @@
+//! The AVX2 and AVX-512 VNNI kernels: one tile kernel, compiled for each format, which
+//! differ only in how a block's scales are decoded and a 32-value sub-block's weights are
+//! unpacked into bytes ([`Format`]).
+
+use super::formats::scale_min_k4;
+use super::{ActBlock, WeightType};
+use std::arch::x86_64::*;
+
+#[inline(always)]
+unsafe fn half(p: *const u8) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(p as *const u16) as i32)))
+}
+
+#[inline(always)]
+unsafe fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+}
+
+/// 32 nibbles (16 bytes) → 32 unsigned bytes: low nibbles first, then high nibbles.
+#[inline(always)]
+unsafe fn unpack_nibbles(p: *const u8) -> __m256i {
+    let q = _mm_loadu_si128(p as *const __m128i);
+    let m = _mm_set1_epi8(0x0F);
+    _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m))
+}
+
+/// The low (`high == false`) or high nibbles of 32 bytes.
+#[inline(always)]
+unsafe fn nibbles_of(p: *const u8, high: bool) -> __m256i {
+    let q = _mm256_loadu_si256(p as *const __m256i);
+    let q = if high { _mm256_srli_epi16(q, 4) } else { q };
+    _mm256_and_si256(q, _mm256_set1_epi8(0x0F))
+}
+
+/// A Q5_0/Q5_1 block's 32 fifth bits (a little-endian u32 at `p`) → 0x10 in each byte
+/// whose bit is set: byte i takes the byte i/8 of the word, then tests bit i%8.
+#[inline(always)]
+unsafe fn fifth_bits(p: *const u8) -> __m256i {
+    let x = _mm256_set1_epi32(std::ptr::read_unaligned(p as *const i32));
+    let spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let set = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(x, spread), bit), bit);
+    _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+}
+
+/// Bits `shift..shift+width` of each of 32 bytes at `p`, moved to bit 4 up (a K-quant's
+/// high bits; the 16-bit shift cannot carry between bytes for shift + width <= 8).
+#[inline(always)]
+unsafe fn high_bits(p: *const u8, shift: i32, mask: i8) -> __m256i {
+    let q = _mm256_srl_epi16(_mm256_loadu_si256(p as *const __m256i), _mm_cvtsi32_si128(shift));
+    _mm256_slli_epi16(_mm256_and_si256(q, _mm256_set1_epi8(mask)), 4)
+}
+
+/// A weight format's layout, as the tile kernel reads it: each block's scales and offsets
+/// are decoded once ([`Format::head`]), then each of its `PER` 32-value sub-blocks is
+/// unpacked into bytes ([`Format::bytes`]). Each format gets its own kernel, so neither
+/// the layout nor the sub-block count is decided per block at run time.
+trait Format {
+    /// 32-value sub-blocks per block (1, or 8 for a K-quant super-block).
+    const PER: usize;
+    const BYTES: usize;
+    /// Signed weight bytes (Q8_0, Q6_K): the u8×i8 product then takes |w| and moves the
+    /// sign onto x. Otherwise they are unsigned.
+    const SIGNED: bool;
+    /// The block at `b`: per sub-block, the scale of each i32 product lane (lanes 0..4
+    /// hold values 0..16) and the offset that multiplies the activations' sum. Only the
+    /// first `PER` entries are meaningful.
+    unsafe fn head(b: *const u8) -> ([__m256; 8], [f32; 8]);
+    /// Sub-block `s`'s 32 weights as bytes.
+    unsafe fn bytes(b: *const u8, s: usize) -> __m256i;
+}
+
+/// A 32-value format: one scale (f16 at 0), an optional min (`MIN`: f16 at 2) or a fixed
+/// offset of `-ZERO · d`, optional fifth bits (at `HIGH`), and nibbles at `QS`.
+macro_rules! small_format {
+    ($name:ident, $bytes:expr, min: $min:expr, zero: $zero:expr, high: $high:expr, qs: $qs:expr) => {
+        struct $name;
+        impl Format for $name {
+            const PER: usize = 1;
+            const BYTES: usize = $bytes;
+            const SIGNED: bool = false;
+            #[inline(always)]
+            unsafe fn head(b: *const u8) -> ([__m256; 8], [f32; 8]) {
+                let d = half(b);
+                let m = if $min { half(b.add(2)) } else { -($zero as f32) * d };
+                ([_mm256_set1_ps(d); 8], [m; 8])
+            }
+            #[inline(always)]
+            unsafe fn bytes(b: *const u8, _: usize) -> __m256i {
+                let q = unpack_nibbles(b.add($qs));
+                match $high {
+                    Some(at) => _mm256_or_si256(q, fifth_bits(b.add(at))),
+                    None => q,
+                }
+            }
+        }
+    };
+}
+
+small_format!(Q4_0, 18, min: false, zero: 8, high: None::<usize>, qs: 2);
+small_format!(Q4_1, 20, min: true, zero: 0, high: None::<usize>, qs: 4);
+small_format!(Q5_0, 22, min: false, zero: 16, high: Some(2), qs: 6);
+small_format!(Q5_1, 24, min: true, zero: 0, high: Some(4), qs: 8);
+
+struct Q8_0;
+impl Format for Q8_0 {
+    const PER: usize = 1;
+    const BYTES: usize = 34;
+    const SIGNED: bool = true;
+    #[inline(always)]
+    unsafe fn head(b: *const u8) -> ([__m256; 8], [f32; 8]) {
+        ([_mm256_set1_ps(half(b)); 8], [0.0; 8])
+    }
+    #[inline(always)]
+    unsafe fn bytes(b: *const u8, _: usize) -> __m256i {
+        _mm256_loadu_si256(b.add(2) as *const __m256i)
+    }
+}
+
+/// Q4_K (`FIFTH` false) and Q5_K: d, dmin, 12 bytes of 6-bit scales and mins, [32 bytes of
+/// fifth bits,] then 128 bytes of nibbles, sub-blocks 2c and 2c+1 in the low and high
+/// nibbles of the same 32 bytes.
+struct QK4<const FIFTH: bool>;
+impl<const FIFTH: bool> Format for QK4<FIFTH> {
+    const PER: usize = 8;
+    const BYTES: usize = if FIFTH { 176 } else { 144 };
+    const SIGNED: bool = false;
+    #[inline(always)]
+    unsafe fn head(b: *const u8) -> ([__m256; 8], [f32; 8]) {
+        let (d, dmin) = (half(b), half(b.add(2)));
+        let packed = std::slice::from_raw_parts(b.add(4), 12);
+        let mut scales = [_mm256_setzero_ps(); 8];
+        let mut mins = [0f32; 8];
+        for k in 0..8 {
+            let (sc, m) = scale_min_k4(k, packed);
+            scales[k] = _mm256_set1_ps(d * sc as f32);
+            mins[k] = -dmin * m as f32;
+        }
+        (scales, mins)
+    }
+    #[inline(always)]
+    unsafe fn bytes(b: *const u8, k: usize) -> __m256i {
+        let w = nibbles_of(b.add(if FIFTH { 48 } else { 16 } + k / 2 * 32), k % 2 == 1);
+        if FIFTH {
+            _mm256_or_si256(w, high_bits(b.add(16), k as i32, 1))
+        } else {
+            w
+        }
+    }
+}
+
+/// Q6_K: 128 bytes of low nibbles, 64 of 2-bit highs, 16 signed 8-bit scales (one per 16
+/// values), then d. Two 128-value halves; in each, sub-block m takes the low (m < 2) or
+/// high nibbles of ql[(m % 2) * 32..] and bits 2m, 2m+1 of the half's 32 qh bytes.
+struct Q6K;
+impl Format for Q6K {
+    const PER: usize = 8;
+    const BYTES: usize = 210;
+    const SIGNED: bool = true;
+    #[inline(always)]
+    unsafe fn head(b: *const u8) -> ([__m256; 8], [f32; 8]) {
+        let d = half(b.add(208));
+        let sc = b.add(192) as *const i8;
+        let scales = std::array::from_fn(|k| _mm256_set_m128(_mm_set1_ps(*sc.add(2 * k + 1) as f32 * d), _mm_set1_ps(*sc.add(2 * k) as f32 * d)));
+        (scales, [0.0; 8])
+    }
+    #[inline(always)]
+    unsafe fn bytes(b: *const u8, k: usize) -> __m256i {
+        let (n, m) = (k / 4, k % 4);
+        let lo = nibbles_of(b.add(n * 64 + m % 2 * 32), m >= 2);
+        let q = _mm256_or_si256(lo, high_bits(b.add(128 + n * 32), 2 * m as i32, 3));
+        _mm256_sub_epi8(q, _mm256_set1_epi8(32))
+    }
+}
+
+macro_rules! tile_kernel {
+    ($name:ident, $features:literal, $dot_u8_i8:expr) => {
+        /// `R` consecutive rows (each `rb` bytes from `rows`) against `N` tokens
+        /// (`acts.len() == N`), into `out[r * N + k]`. R and N are constants, so the
+        /// accumulators stay in registers (indexed by a run-time count they live on
+        /// the stack, and each block's FMA waits on a store and a reload). Even and odd
+        /// sub-blocks accumulate apart: a single chain would make each one's FMA wait for
+        /// the last one's. A (row, token) pair gets the same arithmetic in the same
+        /// order whatever R and N are, so results do not depend on how a product is
+        /// tiled: a prompt prefilled four tokens at a time and the same tokens decoded
+        /// one by one give the same bits.
+        #[target_feature(enable = $features)]
+        unsafe fn $name<F: Format, const R: usize, const N: usize>(rows: &[u8], rb: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
+            let blocks = rb / F::BYTES;
+            let nb = blocks * F::PER;
+            let mut acc = [[[_mm256_setzero_ps(); N]; R]; 2];
+            let mut offset = [[[0f32; N]; R]; 2];
+            let base = rows.as_ptr();
+            // Sub-blocks i and i+1 (one lane each), from the same block when PER is even.
+            let mut i = 0;
+            let mut heads: [([__m256; 8], [f32; 8]); R] = [([_mm256_setzero_ps(); 8], [0.0; 8]); R];
+            while i < nb {
+                if F::PER > 1 && i % F::PER == 0 {
+                    heads = std::array::from_fn(|r| F::head(base.add(r * rb + i / F::PER * F::BYTES)));
+                }
+                for lane in 0..2 {
+                    let j = i + lane;
+                    if j == nb {
+                        break;
+                    }
+                    let (blk, s) = (j / F::PER, j % F::PER);
+                    // Each token's block is loaded once for all R rows.
+                    let xs: [__m256i; N] = std::array::from_fn(|k| _mm256_load_si256(acts.get_unchecked(k).get_unchecked(j).qs.as_ptr() as *const __m256i));
+                    for r in 0..R {
+                        let b = base.add(r * rb + blk * F::BYTES);
+                        let (scale, m) = if F::PER == 1 {
+                            let (sc, mn) = F::head(b);
+                            (sc[0], mn[0])
+                        } else {
+                            (heads[r].0[s], heads[r].1[s])
+                        };
+                        let w = F::bytes(b, s);
+                        let uw = if F::SIGNED { _mm256_sign_epi8(w, w) } else { w };
+                        for k in 0..N {
+                            let a = acts.get_unchecked(k).get_unchecked(j);
+                            let x = if F::SIGNED { _mm256_sign_epi8(xs[k], w) } else { xs[k] };
+                            let p = _mm256_cvtepi32_ps($dot_u8_i8(uw, x));
+                            acc[lane][r][k] = _mm256_fmadd_ps(p, _mm256_mul_ps(scale, _mm256_set1_ps(a.d)), acc[lane][r][k]);
+                            offset[lane][r][k] += m * a.s;
+                        }
+                    }
+                }
+                i += 2;
+            }
+            for r in 0..R {
+                for k in 0..N {
+                    out[r * N + k] = hsum(_mm256_add_ps(acc[0][r][k], acc[1][r][k])) + offset[0][r][k] + offset[1][r][k];
+                }
+            }
+        }
+    };
+}
+
+tile_kernel!(tile_avx2, "avx2,fma,f16c", |w, x| _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
+tile_kernel!(tile_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", |w, x| _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, x));
+
+/// `R` rows against `N` tokens of format `t` (see the tile kernels), on the VNNI kernels
+/// or the AVX2 ones.
+///
+/// # Safety
+/// The CPU must have the chosen path's features; `rows` must hold `R` rows of `rb` bytes
+/// (whole blocks), `acts` exactly `N` tokens each covering a row, `out` `R · N` values.
+#[inline]
+pub unsafe fn tile<const R: usize, const N: usize>(vnni: bool, t: WeightType, rows: &[u8], rb: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
+    macro_rules! on {
+        ($f:ty) => {
+            if vnni {
+                tile_vnni::<$f, R, N>(rows, rb, acts, out)
+            } else {
+                tile_avx2::<$f, R, N>(rows, rb, acts, out)
+            }
+        };
+    }
+    match t {
+        WeightType::Q4_0 => on!(Q4_0),
+        WeightType::Q4_1 => on!(Q4_1),
+        WeightType::Q5_0 => on!(Q5_0),
+        WeightType::Q5_1 => on!(Q5_1),
+        WeightType::Q8_0 => on!(Q8_0),
+        WeightType::Q4K => on!(QK4<false>),
+        WeightType::Q5K => on!(QK4<true>),
+        WeightType::Q6K => on!(Q6K),
+    }
+}
