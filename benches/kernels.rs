@@ -3,7 +3,7 @@
 //! rows wide enough for the K-quants' 256-value blocks) against 1 token (decode) and 4
 //! tokens (prefill's tile), in every weight format, on each SIMD path this CPU has. Prints
 //! weights/s per path and the ratio to scalar, with the CPU named.
-//! Run: `cargo bench --bench kernels` (`LONGWRITER_CPU_ISA` does not matter here: every
+//! Run: `cargo bench --bench kernels [FORMAT…]` (`LONGWRITER_CPU_ISA` does not matter here: every
 //! path the CPU has is measured).
 
 use longwriter::engine::cpu::kernels::{best, dot_many_on, dot_rows_on, quantize_act, random_blocks, ActBlock, Simd, WeightType, MAX_ROWS, MAX_TOKENS, QK};
@@ -33,7 +33,9 @@ fn main() {
     let nb = COLS / QK;
     let tokens: Vec<&[ActBlock]> = acts.chunks(nb).collect();
     let paths: Vec<Simd> = [Simd::Scalar, Simd::Avx2, Simd::Vnni].into_iter().filter(|p| *p <= best()).collect();
-    for t in WeightType::ALL {
+    // `cargo bench --bench kernels -- q4_1 q6_K` measures only those formats.
+    let only: Vec<WeightType> = std::env::args().skip(1).filter_map(|a| WeightType::parse(&a)).collect();
+    for t in WeightType::ALL.into_iter().filter(|t| only.is_empty() || only.contains(t)) {
         let m = matrix(t);
         let rb = t.row_bytes(COLS);
         for n in [1, MAX_TOKENS] {

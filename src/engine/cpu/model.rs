@@ -71,9 +71,12 @@ fn matmul(jobs: &mut [(&Matrix, &mut [f32])], x: &[f32], n_tok: usize, scratch: 
         let (m, out) = outs[j];
         let nb = m.cols / QK;
         let acts = if m.t.is_k() { &scratch.per256[..] } else { &scratch.per32[..] };
-        // Decode: rows a few at a time against the one token (Q8_0 rows stay one at a
-        // time: the 4-row kernel measured slower for them, `cargo bench --bench kernels`).
-        if n_tok == 1 && m.t != WeightType::Q8_0 {
+        // Decode: short rows a few at a time against the one token. Measured one thread at
+        // a time (`cargo bench --bench kernels`, EPYC): four Q4_1 rows at once beat one
+        // while the four span at most about 2 KB (240-480-byte rows: 1.2-1.7x), and run at
+        // half speed beyond (612-960-byte rows: 0.45-0.5x); Q8_0 rows lose even at 408
+        // bytes (0.8x). Wider models' rows, and Q8_0's, go one at a time.
+        if n_tok == 1 && m.t != WeightType::Q8_0 && m.row_bytes() * MAX_ROWS <= 2048 {
             let rb = m.row_bytes();
             let mut res = [0f32; MAX_ROWS];
             let mut r = r0;

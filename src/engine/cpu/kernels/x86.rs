@@ -68,6 +68,12 @@ trait Format {
     /// hold values 0..16) and the offset that multiplies the activations' sum. Only the
     /// first `PER` entries are meaningful.
     unsafe fn head(b: *const u8) -> ([__m256; 8], [f32; 8]);
+    /// A one-sub-block format's scale and offset (`head`'s first entries, without the rest).
+    #[inline(always)]
+    unsafe fn scale(b: *const u8) -> (__m256, f32) {
+        let (s, m) = Self::head(b);
+        (s[0], m[0])
+    }
     /// Sub-block `s`'s 32 weights as bytes.
     unsafe fn bytes(b: *const u8, s: usize) -> __m256i;
 }
@@ -83,9 +89,13 @@ macro_rules! small_format {
             const SIGNED: bool = false;
             #[inline(always)]
             unsafe fn head(b: *const u8) -> ([__m256; 8], [f32; 8]) {
+                let (s, m) = Self::scale(b);
+                ([s; 8], [m; 8])
+            }
+            #[inline(always)]
+            unsafe fn scale(b: *const u8) -> (__m256, f32) {
                 let d = half(b);
-                let m = if $min { half(b.add(2)) } else { -($zero as f32) * d };
-                ([_mm256_set1_ps(d); 8], [m; 8])
+                (_mm256_set1_ps(d), if $min { half(b.add(2)) } else { -($zero as f32) * d })
             }
             #[inline(always)]
             unsafe fn bytes(b: *const u8, _: usize) -> __m256i {
@@ -112,6 +122,10 @@ impl Format for Q8_0 {
     #[inline(always)]
     unsafe fn head(b: *const u8) -> ([__m256; 8], [f32; 8]) {
         ([_mm256_set1_ps(half(b)); 8], [0.0; 8])
+    }
+    #[inline(always)]
+    unsafe fn scale(b: *const u8) -> (__m256, f32) {
+        (_mm256_set1_ps(half(b)), 0.0)
     }
     #[inline(always)]
     unsafe fn bytes(b: *const u8, _: usize) -> __m256i {
@@ -193,9 +207,10 @@ macro_rules! tile_kernel {
             let mut acc = [[[_mm256_setzero_ps(); N]; R]; 2];
             let mut offset = [[[0f32; N]; R]; 2];
             let base = rows.as_ptr();
-            // Sub-blocks i and i+1 (one lane each), from the same block when PER is even.
-            let mut i = 0;
+            // Sub-blocks i and i+1 (one lane each); a K-quant's pair comes from one block,
+            // whose scales are decoded at its first sub-block.
             let mut heads: [([__m256; 8], [f32; 8]); R] = [([_mm256_setzero_ps(); 8], [0.0; 8]); R];
+            let mut i = 0;
             while i < nb {
                 if F::PER > 1 && i % F::PER == 0 {
                     heads = std::array::from_fn(|r| F::head(base.add(r * rb + i / F::PER * F::BYTES)));
@@ -210,12 +225,7 @@ macro_rules! tile_kernel {
                     let xs: [__m256i; N] = std::array::from_fn(|k| _mm256_load_si256(acts.get_unchecked(k).get_unchecked(j).qs.as_ptr() as *const __m256i));
                     for r in 0..R {
                         let b = base.add(r * rb + blk * F::BYTES);
-                        let (scale, m) = if F::PER == 1 {
-                            let (sc, mn) = F::head(b);
-                            (sc[0], mn[0])
-                        } else {
-                            (heads[r].0[s], heads[r].1[s])
-                        };
+                        let (scale, m) = if F::PER == 1 { F::scale(b) } else { (heads[r].0[s], heads[r].1[s]) };
                         let w = F::bytes(b, s);
                         let uw = if F::SIGNED { _mm256_sign_epi8(w, w) } else { w };
                         for k in 0..N {
