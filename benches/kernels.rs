@@ -6,7 +6,7 @@
 //! Run: `cargo bench --bench kernels [FORMAT…]` (`LONGWRITER_CPU_ISA` does not matter here: every
 //! path the CPU has is measured).
 
-use longwriter::engine::cpu::kernels::{best, dot_many_on, dot_rows_on, quantize_act, random_blocks, ActBlock, Simd, WeightType, MAX_ROWS, MAX_TOKENS, QK};
+use longwriter::engine::cpu::kernels::{best, dot_many_on, dot_rows_on, quantize_act, quantize_act_k, random_blocks, ActBlock, Simd, WeightType, MAX_ROWS, MAX_TOKENS, QK};
 use std::time::Instant;
 
 const ROWS: usize = 18_432;
@@ -28,16 +28,18 @@ fn main() {
     let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())).unwrap_or_else(|| "unknown CPU".into());
     println!("{cpu} · best path {} · 1 thread · {ROWS}×{COLS}", best().label());
     let x: Vec<f32> = (0..COLS * MAX_TOKENS).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
-    let mut acts = vec![ActBlock::default(); COLS / QK * MAX_TOKENS];
+    // As the matmul quantizes them: per 32 values, or per 256 for the K-quants.
+    let (mut acts, mut acts_k) = (vec![ActBlock::default(); COLS / QK * MAX_TOKENS], vec![ActBlock::default(); COLS / QK * MAX_TOKENS]);
     quantize_act(&x, &mut acts);
+    quantize_act_k(&x, &mut acts_k);
     let nb = COLS / QK;
-    let tokens: Vec<&[ActBlock]> = acts.chunks(nb).collect();
     let paths: Vec<Simd> = [Simd::Scalar, Simd::Avx2, Simd::Vnni].into_iter().filter(|p| *p <= best()).collect();
     // `cargo bench --bench kernels -- q4_1 q6_K` measures only those formats.
     let only: Vec<WeightType> = std::env::args().skip(1).filter_map(|a| WeightType::parse(&a)).collect();
     for t in WeightType::ALL.into_iter().filter(|t| only.is_empty() || only.contains(t)) {
         let m = matrix(t);
         let rb = t.row_bytes(COLS);
+        let tokens: Vec<&[ActBlock]> = if t.is_k() { &acts_k } else { &acts }.chunks(nb).collect();
         for n in [1, MAX_TOKENS] {
             let mut scalar = 0.0;
             for &p in &paths {

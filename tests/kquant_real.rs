@@ -9,7 +9,8 @@
 //! continuation (teacher-forced, from `llama-server` with its top-2 logprobs):
 //! - wherever llama.cpp's top token leads its runner-up by at least [`MARGIN`] nats, ours
 //!   is the same token;
-//! - our log-probability of llama.cpp's token is within [`TOLERANCE`] of its own.
+//! - our log-probability of llama.cpp's token is within [`TOLERANCE`] of its own, and
+//!   within [`MEAN_TOLERANCE`] on average.
 //!
 //! Why not free-running greedy text: llama.cpp keeps its KV cache and attention inputs in
 //! f16 and ours in f32, so two correct engines part at near-ties. On these files llama.cpp's
@@ -44,15 +45,19 @@ fn formats(path: &PathBuf) -> BTreeSet<&'static str> {
 }
 
 /// The largest difference allowed between the two engines' log-probabilities of a token,
-/// and their mean difference. Measured: on the default Q4_1 file, where the free-running
-/// greedy fixtures agree, 0.03 nats on average and at most 0.15 (96 positions); on the
-/// K-quant files 0.03–0.05 on average and at most 0.31, at a position where llama.cpp's
-/// top two were 0.08 apart. A wrong block layout moves them by whole nats.
-const TOLERANCE: f32 = 0.4;
+/// and their mean difference. Measured (teacher-forced, 3 prompts × 32 tokens): on the
+/// default Q4_1 file, where the free-running greedy fixtures agree, 0.033 nats on average
+/// and 0.15 at most; on the K-quant files 0.050–0.054 on average and 0.27–0.39 at most, at
+/// positions where the model hesitates. The floor is set by activation rounding, not by
+/// the kernels: two versions of ours that compute the same sums in a different float order
+/// (per sub-block, or integer per super-block) differ from each other by 0.25 nats at one
+/// such position, as a value rounded to the other int8 cascades. A wrong block layout
+/// moves log-probabilities by whole nats (a Q6_K scale swap: 19 nats at the first token).
+const TOLERANCE: f32 = 0.5;
 const MEAN_TOLERANCE: f32 = 0.08;
-/// Positions where llama.cpp's top-2 gap is below this are ties: with each engine off by
-/// up to [`TOLERANCE`]-ish amounts, either token is right.
-const MARGIN: f32 = 0.3;
+/// Positions where llama.cpp's top-2 gap is below this are ties: with each engine that far
+/// from the other, either token is right.
+const MARGIN: f32 = 0.6;
 
 fn log_softmax(logits: &[f32]) -> Vec<f32> {
     let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
@@ -94,7 +99,7 @@ fn agrees_with_llama_cpp(kind: &str, want_formats: &[&str]) {
     }
     eprintln!("{kind}: {checked} positions past the tie margin agree; log-probabilities differ by {:.4} on average, {worst:.4} at most ({n} positions)", total / n as f32);
     assert!(total / n as f32 <= MEAN_TOLERANCE, "{kind}: log-probabilities differ by {} on average", total / n as f32);
-    assert!(checked >= 48, "too few decisive positions ({checked}) to say anything");
+    assert!(checked >= 40, "too few decisive positions ({checked}) to say anything");
 }
 
 /// The yardstick: the default file, whose free-running greedy tokens equal llama.cpp's
@@ -115,4 +120,37 @@ fn q4_k_m_agrees_with_llama_cpp() {
 #[ignore = "needs a llama.cpp build (scripts/llama-cpp.sh); scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn q5_k_m_agrees_with_llama_cpp() {
     agrees_with_llama_cpp("Q5_K_M", &["q5_1", "q5_K", "q6_K", "q8_0"]);
+}
+
+/// Every weight matrix of the real re-quantized files, a row at a time, against the scalar
+/// reference: real scales and real activation outliers, which random blocks lack.
+#[test]
+#[ignore = "needs a llama.cpp build (scripts/llama-cpp.sh); scripts/test-setup.sh, then cargo test -- --include-ignored"]
+fn real_blocks_dot_as_the_scalar_reference() {
+    use longwriter::engine::cpu::kernels::{dot_many, dot_scalar, quantize_act, quantize_act_k, ActBlock, QK};
+    use std::io::{Read, Seek, SeekFrom};
+    for kind in ["Q4_K_M", "Q5_K_M"] {
+        let path = requantized(kind);
+        let mut f = std::fs::File::open(&path).unwrap();
+        let ct = gguf_file::Content::read(&mut f).unwrap();
+        for (name, info) in ct.tensor_infos.iter().filter(|(n, t)| t.shape.dims().len() == 2 && (n.starts_with("blk.0.") || n.starts_with("blk.29."))) {
+            let t = WeightType::from_ggml(info.ggml_dtype).unwrap();
+            let cols = info.shape.dims()[1];
+            let rb = t.row_bytes(cols);
+            let mut rows = vec![0u8; rb * 8];
+            f.seek(SeekFrom::Start(ct.tensor_data_offset + info.offset)).unwrap();
+            f.read_exact(&mut rows).unwrap();
+            // Activations with a few large outliers, as SwiGLU outputs have.
+            let x: Vec<f32> = (0..cols).map(|i| if i % 97 == 5 { 40.0 } else { ((i * 7919 % 1000) as f32 / 500.0) - 1.0 }).collect();
+            let mut act = vec![ActBlock::default(); cols / QK];
+            if t.is_k() { quantize_act_k(&x, &mut act) } else { quantize_act(&x, &mut act) }
+            for row in rows.chunks(rb) {
+                let want = dot_scalar(t, row, &act);
+                let mut got = [0f32; 1];
+                dot_many(t, row, &[&act], &mut got);
+                let scale: f32 = want.abs().max(1e-3);
+                assert!((got[0] - want).abs() <= 1e-4 * scale.max(1.0), "{kind} {name} ({t:?}): {} vs scalar {want}", got[0]);
+            }
+        }
+    }
 }

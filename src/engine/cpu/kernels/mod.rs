@@ -84,6 +84,12 @@ pub fn quantize_act_k(x: &[f32], out: &mut [ActBlock]) {
     }
 }
 
+/// Whether each 256 values of `act` share one scale, as [`quantize_act_k`] makes them: the
+/// K-quant kernels add a super-block's products as integers before scaling.
+fn shares_k_scales(act: &[ActBlock]) -> bool {
+    act.chunks(256 / QK).all(|c| c.iter().all(|b| b.d == c[0].d))
+}
+
 /// Which SIMD path this CPU takes (checked once). Ordered slowest first: a CPU with a
 /// path has every path before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -168,7 +174,8 @@ pub fn dot(t: WeightType, row: &[u8], act: &[ActBlock]) -> f32 {
 }
 
 /// Dot products of one weight row with up to [`MAX_TOKENS`] activation vectors at once:
-/// each weight block is loaded and unpacked once for all of them (prefill's win).
+/// each weight block is loaded and unpacked once for all of them (prefill's win). A
+/// K-quant row needs activations from [`quantize_act_k`], the others from [`quantize_act`].
 pub const MAX_TOKENS: usize = 4;
 
 #[inline]
@@ -197,6 +204,7 @@ pub fn dot_rows_on(path: Simd, t: WeightType, rows: &[u8], rb: usize, act: &[Act
 fn rows_on(path: Simd, t: WeightType, rows: &[u8], rb: usize, act: &[ActBlock], out: &mut [f32]) {
     let n = out.len();
     assert!((1..=MAX_ROWS).contains(&n) && rows.len() >= n * rb && rb % t.block_bytes() == 0 && act.len() >= t.sub_blocks(rb), "dot_rows: bad shapes");
+    debug_assert!(!t.is_k() || shares_k_scales(act), "K-quant rows need quantize_act_k's activations");
     #[cfg(target_arch = "x86_64")]
     {
         if path != Simd::Scalar {
@@ -234,6 +242,7 @@ fn dispatch(path: Simd, t: WeightType, row: &[u8], acts: &[&[ActBlock]], out: &m
     assert!((1..=MAX_TOKENS).contains(&acts.len()) && out.len() >= acts.len(), "dot_many: 1 to {MAX_TOKENS} tokens, and as many outputs");
     let nb = t.sub_blocks(row.len());
     assert!(row.len() % t.block_bytes() == 0 && acts.iter().all(|a| a.len() >= nb), "activation shorter than weight row");
+    debug_assert!(!t.is_k() || acts.iter().all(|a| shares_k_scales(a)), "K-quant rows need quantize_act_k's activations");
     #[cfg(target_arch = "x86_64")]
     {
         // The token count is a constant in each kernel, so its accumulators stay in

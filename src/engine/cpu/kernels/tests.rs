@@ -4,6 +4,15 @@
 use super::*;
 use rand::{Rng, SeedableRng};
 
+/// Activations as the matmul makes them for `t`: per 256 values for a K-quant.
+fn quant(t: WeightType, x: &[f32], out: &mut [ActBlock]) {
+    if t.is_k() {
+        quantize_act_k(x, out)
+    } else {
+        quantize_act(x, out)
+    }
+}
+
 fn random_row(t: WeightType, blocks: usize, rng: &mut rand::rngs::StdRng) -> Vec<u8> {
     random_blocks(t, blocks, &mut || rng.random::<u64>())
 }
@@ -18,14 +27,14 @@ fn simd_matches_scalar_and_dequantized_dot() {
             let n = blocks * t.block_values();
             let x: Vec<f32> = (0..n).map(|_| rng.random_range(-2.0..2.0)).collect();
             let mut act = vec![ActBlock::default(); n / QK];
-            quantize_act(&x, &mut act);
+            quant(t, &x, &mut act);
             let scalar = dot_scalar(t, &row, &act);
             let fast = dot(t, &row, &act);
             assert!((scalar - fast).abs() <= 1e-4 * scalar.abs().max(1.0), "{t:?} {blocks}: {scalar} vs {fast}");
             // Several tokens at once give each token's single result.
             let x2: Vec<f32> = x.iter().map(|v| -0.5 * v + 0.1).collect();
             let mut act2 = vec![ActBlock::default(); n / QK];
-            quantize_act(&x2, &mut act2);
+            quant(t, &x2, &mut act2);
             let mut many = [0f32; 3];
             dot_many(t, &row, &[&act, &act2, &act], &mut many);
             assert!((many[0] - fast).abs() < 1e-5 * fast.abs().max(1.0) && (many[2] - fast).abs() < 1e-5 * fast.abs().max(1.0));

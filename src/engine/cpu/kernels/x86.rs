@@ -1,6 +1,7 @@
-//! The AVX2 and AVX-512 VNNI kernels: one tile kernel, compiled for each format, which
-//! differ only in how a block's scales are decoded and a 32-value sub-block's weights are
-//! unpacked into bytes ([`Format`]).
+//! The AVX2 and AVX-512 VNNI kernels: one tile kernel for the 32-value formats and one
+//! for the K-quants' super-blocks, each compiled per format, which differ only in how a
+//! block's scales are decoded and its weights unpacked into bytes ([`Format`],
+//! [`SuperFormat`]).
 
 use super::formats::scale_min_k4;
 use super::{ActBlock, WeightType};
@@ -53,29 +54,16 @@ unsafe fn high_bits(p: *const u8, shift: i32, mask: i8) -> __m256i {
     _mm256_slli_epi16(_mm256_and_si256(q, _mm256_set1_epi8(mask)), 4)
 }
 
-/// A weight format's layout, as the tile kernel reads it: each block's scales and offsets
-/// are decoded once ([`Format::head`]), then each of its `PER` 32-value sub-blocks is
-/// unpacked into bytes ([`Format::bytes`]). Each format gets its own kernel, so neither
-/// the layout nor the sub-block count is decided per block at run time.
+/// A 32-value block format, as the tile kernel reads it.
 trait Format {
-    /// 32-value sub-blocks per block (1, or 8 for a K-quant super-block).
-    const PER: usize;
     const BYTES: usize;
-    /// Signed weight bytes (Q8_0, Q6_K): the u8×i8 product then takes |w| and moves the
-    /// sign onto x. Otherwise they are unsigned.
+    /// Signed weight bytes (Q8_0): the u8×i8 product then takes |w| and moves the sign
+    /// onto x. Otherwise they are unsigned.
     const SIGNED: bool;
-    /// The block at `b`: per sub-block, the scale of each i32 product lane (lanes 0..4
-    /// hold values 0..16) and the offset that multiplies the activations' sum. Only the
-    /// first `PER` entries are meaningful.
-    unsafe fn head(b: *const u8) -> ([__m256; 8], [f32; 8]);
-    /// A one-sub-block format's scale and offset (`head`'s first entries, without the rest).
-    #[inline(always)]
-    unsafe fn scale(b: *const u8) -> (__m256, f32) {
-        let (s, m) = Self::head(b);
-        (s[0], m[0])
-    }
-    /// Sub-block `s`'s 32 weights as bytes.
-    unsafe fn bytes(b: *const u8, s: usize) -> __m256i;
+    /// The block's scale d and the offset that multiplies the activations' sum.
+    unsafe fn scale(b: *const u8) -> (f32, f32);
+    /// Its 32 weights as bytes.
+    unsafe fn bytes(b: *const u8) -> __m256i;
 }
 
 /// A 32-value format: one scale (f16 at 0), an optional min (`MIN`: f16 at 2) or a fixed
@@ -84,21 +72,15 @@ macro_rules! small_format {
     ($name:ident, $bytes:expr, min: $min:expr, zero: $zero:expr, high: $high:expr, qs: $qs:expr) => {
         struct $name;
         impl Format for $name {
-            const PER: usize = 1;
             const BYTES: usize = $bytes;
             const SIGNED: bool = false;
             #[inline(always)]
-            unsafe fn head(b: *const u8) -> ([__m256; 8], [f32; 8]) {
-                let (s, m) = Self::scale(b);
-                ([s; 8], [m; 8])
-            }
-            #[inline(always)]
-            unsafe fn scale(b: *const u8) -> (__m256, f32) {
+            unsafe fn scale(b: *const u8) -> (f32, f32) {
                 let d = half(b);
-                (_mm256_set1_ps(d), if $min { half(b.add(2)) } else { -($zero as f32) * d })
+                (d, if $min { half(b.add(2)) } else { -($zero as f32) * d })
             }
             #[inline(always)]
-            unsafe fn bytes(b: *const u8, _: usize) -> __m256i {
+            unsafe fn bytes(b: *const u8) -> __m256i {
                 let q = unpack_nibbles(b.add($qs));
                 match $high {
                     Some(at) => _mm256_or_si256(q, fifth_bits(b.add(at))),
@@ -116,43 +98,48 @@ small_format!(Q5_1, 24, min: true, zero: 0, high: Some(4), qs: 8);
 
 struct Q8_0;
 impl Format for Q8_0 {
-    const PER: usize = 1;
     const BYTES: usize = 34;
     const SIGNED: bool = true;
     #[inline(always)]
-    unsafe fn head(b: *const u8) -> ([__m256; 8], [f32; 8]) {
-        ([_mm256_set1_ps(half(b)); 8], [0.0; 8])
+    unsafe fn scale(b: *const u8) -> (f32, f32) {
+        (half(b), 0.0)
     }
     #[inline(always)]
-    unsafe fn scale(b: *const u8) -> (__m256, f32) {
-        (_mm256_set1_ps(half(b)), 0.0)
-    }
-    #[inline(always)]
-    unsafe fn bytes(b: *const u8, _: usize) -> __m256i {
+    unsafe fn bytes(b: *const u8) -> __m256i {
         _mm256_loadu_si256(b.add(2) as *const __m256i)
     }
+}
+
+/// A K-quant's 256-value super-block: eight 32-value sub-blocks with small integer scales
+/// (per 16 values for Q6_K) and mins, times the block's f16 d and dmin.
+trait SuperFormat {
+    const BYTES: usize;
+    const SIGNED: bool;
+    /// The block's d, its −dmin, per sub-block its integer scale in each i16 lane of a
+    /// `maddubs` product (lanes 0..8 hold values 0..16), and its integer min.
+    unsafe fn head(b: *const u8) -> (f32, f32, [__m256i; 8], [f32; 8]);
+    /// Sub-block `s`'s 32 weights as bytes.
+    unsafe fn bytes(b: *const u8, s: usize) -> __m256i;
 }
 
 /// Q4_K (`FIFTH` false) and Q5_K: d, dmin, 12 bytes of 6-bit scales and mins, [32 bytes of
 /// fifth bits,] then 128 bytes of nibbles, sub-blocks 2c and 2c+1 in the low and high
 /// nibbles of the same 32 bytes.
 struct QK4<const FIFTH: bool>;
-impl<const FIFTH: bool> Format for QK4<FIFTH> {
-    const PER: usize = 8;
+impl<const FIFTH: bool> SuperFormat for QK4<FIFTH> {
     const BYTES: usize = if FIFTH { 176 } else { 144 };
     const SIGNED: bool = false;
     #[inline(always)]
-    unsafe fn head(b: *const u8) -> ([__m256; 8], [f32; 8]) {
-        let (d, dmin) = (half(b), half(b.add(2)));
+    unsafe fn head(b: *const u8) -> (f32, f32, [__m256i; 8], [f32; 8]) {
         let packed = std::slice::from_raw_parts(b.add(4), 12);
-        let mut scales = [_mm256_setzero_ps(); 8];
+        let mut scales = [_mm256_setzero_si256(); 8];
         let mut mins = [0f32; 8];
         for k in 0..8 {
             let (sc, m) = scale_min_k4(k, packed);
-            scales[k] = _mm256_set1_ps(d * sc as f32);
-            mins[k] = -dmin * m as f32;
+            scales[k] = _mm256_set1_epi16(sc as i16);
+            mins[k] = m as f32;
         }
-        (scales, mins)
+        (half(b), -half(b.add(2)), scales, mins)
     }
     #[inline(always)]
     unsafe fn bytes(b: *const u8, k: usize) -> __m256i {
@@ -169,16 +156,14 @@ impl<const FIFTH: bool> Format for QK4<FIFTH> {
 /// values), then d. Two 128-value halves; in each, sub-block m takes the low (m < 2) or
 /// high nibbles of ql[(m % 2) * 32..] and bits 2m, 2m+1 of the half's 32 qh bytes.
 struct Q6K;
-impl Format for Q6K {
-    const PER: usize = 8;
+impl SuperFormat for Q6K {
     const BYTES: usize = 210;
     const SIGNED: bool = true;
     #[inline(always)]
-    unsafe fn head(b: *const u8) -> ([__m256; 8], [f32; 8]) {
-        let d = half(b.add(208));
+    unsafe fn head(b: *const u8) -> (f32, f32, [__m256i; 8], [f32; 8]) {
         let sc = b.add(192) as *const i8;
-        let scales = std::array::from_fn(|k| _mm256_set_m128(_mm_set1_ps(*sc.add(2 * k + 1) as f32 * d), _mm_set1_ps(*sc.add(2 * k) as f32 * d)));
-        (scales, [0.0; 8])
+        let scales = std::array::from_fn(|k| _mm256_set_m128i(_mm_set1_epi16(*sc.add(2 * k + 1) as i16), _mm_set1_epi16(*sc.add(2 * k) as i16)));
+        (half(b.add(208)), 0.0, scales, [0.0; 8])
     }
     #[inline(always)]
     unsafe fn bytes(b: *const u8, k: usize) -> __m256i {
@@ -191,48 +176,40 @@ impl Format for Q6K {
 
 macro_rules! tile_kernel {
     ($name:ident, $features:literal, $dot_u8_i8:expr) => {
-        /// `R` consecutive rows (each `rb` bytes from `rows`) against `N` tokens
-        /// (`acts.len() == N`), into `out[r * N + k]`. R and N are constants, so the
-        /// accumulators stay in registers (indexed by a run-time count they live on
+        /// `R` consecutive rows (each `rb` bytes from `rows`) of a 32-value format against
+        /// `N` tokens (`acts.len() == N`), into `out[r * N + k]`. R and N are constants,
+        /// so the accumulators stay in registers (indexed by a run-time count they live on
         /// the stack, and each block's FMA waits on a store and a reload). Even and odd
-        /// sub-blocks accumulate apart: a single chain would make each one's FMA wait for
-        /// the last one's. A (row, token) pair gets the same arithmetic in the same
-        /// order whatever R and N are, so results do not depend on how a product is
-        /// tiled: a prompt prefilled four tokens at a time and the same tokens decoded
-        /// one by one give the same bits.
+        /// blocks accumulate apart: a single chain would make each one's FMA wait for the
+        /// last one's. A (row, token) pair gets the same arithmetic in the same order
+        /// whatever R and N are, so results do not depend on how a product is tiled: a
+        /// prompt prefilled four tokens at a time and the same tokens decoded one by one
+        /// give the same bits.
         #[target_feature(enable = $features)]
         unsafe fn $name<F: Format, const R: usize, const N: usize>(rows: &[u8], rb: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
-            let blocks = rb / F::BYTES;
-            let nb = blocks * F::PER;
+            let nb = rb / F::BYTES;
             let mut acc = [[[_mm256_setzero_ps(); N]; R]; 2];
             let mut offset = [[[0f32; N]; R]; 2];
             let base = rows.as_ptr();
-            // Sub-blocks i and i+1 (one lane each); a K-quant's pair comes from one block,
-            // whose scales are decoded at its first sub-block.
-            let mut heads: [([__m256; 8], [f32; 8]); R] = [([_mm256_setzero_ps(); 8], [0.0; 8]); R];
             let mut i = 0;
             while i < nb {
-                if F::PER > 1 && i % F::PER == 0 {
-                    heads = std::array::from_fn(|r| F::head(base.add(r * rb + i / F::PER * F::BYTES)));
-                }
                 for lane in 0..2 {
                     let j = i + lane;
                     if j == nb {
                         break;
                     }
-                    let (blk, s) = (j / F::PER, j % F::PER);
                     // Each token's block is loaded once for all R rows.
                     let xs: [__m256i; N] = std::array::from_fn(|k| _mm256_load_si256(acts.get_unchecked(k).get_unchecked(j).qs.as_ptr() as *const __m256i));
                     for r in 0..R {
-                        let b = base.add(r * rb + blk * F::BYTES);
-                        let (scale, m) = if F::PER == 1 { F::scale(b) } else { (heads[r].0[s], heads[r].1[s]) };
-                        let w = F::bytes(b, s);
+                        let b = base.add(r * rb + j * F::BYTES);
+                        let (d, m) = F::scale(b);
+                        let w = F::bytes(b);
                         let uw = if F::SIGNED { _mm256_sign_epi8(w, w) } else { w };
                         for k in 0..N {
                             let a = acts.get_unchecked(k).get_unchecked(j);
                             let x = if F::SIGNED { _mm256_sign_epi8(xs[k], w) } else { xs[k] };
                             let p = _mm256_cvtepi32_ps($dot_u8_i8(uw, x));
-                            acc[lane][r][k] = _mm256_fmadd_ps(p, _mm256_mul_ps(scale, _mm256_set1_ps(a.d)), acc[lane][r][k]);
+                            acc[lane][r][k] = _mm256_fmadd_ps(p, _mm256_set1_ps(d * a.d), acc[lane][r][k]);
                             offset[lane][r][k] += m * a.s;
                         }
                     }
@@ -251,12 +228,66 @@ macro_rules! tile_kernel {
 tile_kernel!(tile_avx2, "avx2,fma,f16c", |w, x| _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
 tile_kernel!(tile_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", |w, x| _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, x));
 
+/// [`tile_kernel`] for a K-quant, whose activations share one scale per 256 values
+/// (`quantize_act_k`): a super-block's eight sub-blocks accumulate as integers, each
+/// product weighted by its integer scale in the same `madd` that widens it, and meet the
+/// floats once per super-block (as ggml's K-quant dot products do), instead of once per
+/// sub-block. `vpdpbusd` cannot weight its products, so both paths use `maddubs` + `madd`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_super<F: SuperFormat, const R: usize, const N: usize>(rows: &[u8], rb: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
+    let nb = rb / F::BYTES;
+    let mut acc = [[[_mm256_setzero_ps(); N]; R]; 2];
+    let mut offset = [[[0f32; N]; R]; 2];
+    let base = rows.as_ptr();
+    let mut i = 0;
+    while i < nb {
+        for lane in 0..2 {
+            let blk = i + lane;
+            if blk == nb {
+                break;
+            }
+            let heads: [_; R] = std::array::from_fn(|r| F::head(base.add(r * rb + blk * F::BYTES)));
+            let mut isum = [[_mm256_setzero_si256(); N]; R];
+            let mut msum = [[0f32; N]; R];
+            for s in 0..8 {
+                let j = blk * 8 + s;
+                let xs: [__m256i; N] = std::array::from_fn(|k| _mm256_load_si256(acts.get_unchecked(k).get_unchecked(j).qs.as_ptr() as *const __m256i));
+                for r in 0..R {
+                    let w = F::bytes(base.add(r * rb + blk * F::BYTES), s);
+                    let uw = if F::SIGNED { _mm256_sign_epi8(w, w) } else { w };
+                    for k in 0..N {
+                        let x = if F::SIGNED { _mm256_sign_epi8(xs[k], w) } else { xs[k] };
+                        isum[r][k] = _mm256_add_epi32(isum[r][k], _mm256_madd_epi16(_mm256_maddubs_epi16(uw, x), heads[r].2[s]));
+                        if !F::SIGNED {
+                            msum[r][k] += heads[r].3[s] * acts.get_unchecked(k).get_unchecked(j).s;
+                        }
+                    }
+                }
+            }
+            for r in 0..R {
+                for k in 0..N {
+                    let dx = acts.get_unchecked(k).get_unchecked(blk * 8).d;
+                    acc[lane][r][k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][k]), _mm256_set1_ps(heads[r].0 * dx), acc[lane][r][k]);
+                    offset[lane][r][k] += heads[r].1 * msum[r][k];
+                }
+            }
+        }
+        i += 2;
+    }
+    for r in 0..R {
+        for k in 0..N {
+            out[r * N + k] = hsum(_mm256_add_ps(acc[0][r][k], acc[1][r][k])) + offset[0][r][k] + offset[1][r][k];
+        }
+    }
+}
+
 /// `R` rows against `N` tokens of format `t` (see the tile kernels), on the VNNI kernels
 /// or the AVX2 ones.
 ///
 /// # Safety
 /// The CPU must have the chosen path's features; `rows` must hold `R` rows of `rb` bytes
-/// (whole blocks), `acts` exactly `N` tokens each covering a row, `out` `R · N` values.
+/// (whole blocks), `acts` exactly `N` tokens each covering a row (for a K-quant, quantized
+/// by `quantize_act_k`), `out` `R · N` values.
 #[inline]
 pub unsafe fn tile<const R: usize, const N: usize>(vnni: bool, t: WeightType, rows: &[u8], rb: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
     macro_rules! on {
@@ -274,8 +305,8 @@ pub unsafe fn tile<const R: usize, const N: usize>(vnni: bool, t: WeightType, ro
         WeightType::Q5_0 => on!(Q5_0),
         WeightType::Q5_1 => on!(Q5_1),
         WeightType::Q8_0 => on!(Q8_0),
-        WeightType::Q4K => on!(QK4<false>),
-        WeightType::Q5K => on!(QK4<true>),
-        WeightType::Q6K => on!(Q6K),
+        WeightType::Q4K => tile_super::<QK4<false>, R, N>(rows, rb, acts, out),
+        WeightType::Q5K => tile_super::<QK4<true>, R, N>(rows, rb, acts, out),
+        WeightType::Q6K => tile_super::<Q6K, R, N>(rows, rb, acts, out),
     }
 }
