@@ -159,7 +159,7 @@ fn answers(model: Option<&str>, g: &GenArgs, items: &[data::EvalItem], out: &Pat
     let think_budget = if g.template.expects_think() { g.think_budget.or(entry.sampling.max_tokens).unwrap_or(0) } else { 0 };
     let settings = EvalSettings { data, model: entry.name.clone(), template: g.template.label().into(), max_tokens: g.max_tokens, think_budget, seed: g.seed, temperature: sampler.temperature, top_p: sampler.top_p, judge: judge.as_ref().map(|j| j.1.clone()) };
     let mut writer = ModelWriter { model, mode: g.template, sampler, name: entry.name.clone() };
-    let bar = ProgressBar::new(items.len() as u64).with_style(ProgressStyle::with_template("{msg:40!} [{bar:30}] {pos}/{len} {elapsed} eta {eta}").unwrap().progress_chars("=> "));
+    let bar = super::count_bar("", items.len() as u64);
     let name = entry.name.clone();
     let results = longbench::run(items, out, &settings, &mut writer, judge.map(|j| j.0), &mut |p| match p {
         Progress::Resumed { done, total } => {

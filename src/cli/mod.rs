@@ -21,12 +21,16 @@ use std::process::ExitCode;
 
 pub use crate::write::{open_completer, open_local, open_writer, resolve_model};
 pub use load::{load_engine, load_writer, ModelChoice};
-pub use progress::BarProgress;
+pub use progress::{count_bar, BarProgress};
+
+/// This build: the crate version and the commit it was built from (see `build.rs`), as
+/// `--version` and `bench --json` print it.
+pub const BUILD: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("LONGWRITER_COMMIT"), ")");
 pub use rewards::{QualityChoice, RewardArgs, ServerArgs};
 
 #[derive(Parser, Debug)]
 #[command(after_help = "With no subcommand, opens the writing studio.")]
-#[command(name = "longwriter", version, about = "A terminal writing studio for ultra-long-form text", long_about = None)]
+#[command(name = "longwriter", version = BUILD, about = "A terminal writing studio for ultra-long-form text", long_about = None)]
 pub struct Cli {
     /// Compute device: cpu, cuda or cuda:N [default: cpu, or `device` in config.toml].
     #[arg(long, global = true, env = "LONGWRITER_DEVICE")]

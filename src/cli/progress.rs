@@ -53,3 +53,11 @@ impl Progress for BarProgress {
         }
     }
 }
+
+/// A bar over `len` counted items (prompts, tokens) on stderr: the message, the bar,
+/// position/length, elapsed time and ETA. Hidden when stderr is not a terminal.
+pub fn count_bar(message: &str, len: u64) -> ProgressBar {
+    let b = ProgressBar::new(len).with_style(ProgressStyle::with_template("{msg:40!} [{bar:30}] {pos}/{len} {elapsed} eta {eta}").unwrap().progress_chars("=> "));
+    b.set_message(message.to_string());
+    b
+}

@@ -27,6 +27,10 @@ pub struct BenchArgs {
     pub prompt_tokens: usize,
     #[arg(long, default_value_t = 256)]
     pub gen_tokens: usize,
+    /// Tokens already in the context before each timed prefill and decode (llama-bench's
+    /// `-d`, passed on to it): speed at long context. Filled once, untimed.
+    #[arg(long, default_value_t = 0)]
+    pub depth: usize,
     /// Repetitions; the mean is reported.
     #[arg(long, default_value_t = 3)]
     pub reps: usize,
@@ -79,29 +83,40 @@ pub fn run(a: BenchArgs, device: &str) -> Result<()> {
     let spec = synthetic.as_ref().map(|p| p.display().to_string()).or(a.model.clone());
     let (choice, mut engine) = load_engine(spec.as_deref(), device)?;
     let ctx = engine.model.config().context_length;
-    if a.prompt_tokens + a.gen_tokens > ctx {
-        bail!("--prompt-tokens + --gen-tokens exceed the model's context ({ctx})");
+    if a.depth + a.prompt_tokens + a.gen_tokens > ctx {
+        bail!("--depth + --prompt-tokens + --gen-tokens = {} exceed the model's context ({ctx})", a.depth + a.prompt_tokens + a.gen_tokens);
     }
     let mut ids = Vec::new();
-    while ids.len() < a.prompt_tokens {
+    while ids.len() < a.depth + a.prompt_tokens {
         ids.extend(engine.tokenizer.encode_plain(FILLER)?);
     }
-    ids.truncate(a.prompt_tokens);
-    // Warm-up touches every weight page once.
+    ids.truncate(a.depth + a.prompt_tokens);
+    let prompt = &ids[a.depth..];
+    // Warm-up touches every weight page once; then the context is filled to --depth once,
+    // and each timed part starts from it.
     engine.model.clear();
     engine.model.forward(&ids[..ids.len().min(8)])?;
+    engine.model.clear();
+    if a.depth > 0 {
+        let bar = crate::cli::count_bar("filling the context (tokens)", a.depth as u64);
+        for c in ids[..a.depth].chunks(256) {
+            engine.model.forward(c)?;
+            bar.inc(c.len() as u64);
+        }
+        bar.finish_and_clear();
+    }
 
     let (mut pp, mut tg) = (0.0, 0.0);
     for _ in 0..a.reps {
-        engine.model.clear();
+        engine.model.truncate(a.depth);
         let t = Instant::now();
-        for c in ids.chunks(256) {
+        for c in prompt.chunks(256) {
             engine.model.forward(c)?;
         }
         pp += a.prompt_tokens as f64 / t.elapsed().as_secs_f64();
 
-        engine.model.clear();
-        let mut tok = ids[0];
+        engine.model.truncate(a.depth);
+        let mut tok = prompt[0];
         let t = Instant::now();
         for _ in 0..a.gen_tokens {
             let logits = engine.model.forward(&[tok])?;
@@ -124,30 +139,45 @@ pub fn run(a: BenchArgs, device: &str) -> Result<()> {
         Some(url) => Some(server_speed(url, &engine.tokenizer.decode(&ids)?, &a)?),
         None => None,
     };
+    let (cpu, isa) = cpu_description();
+    let kernels = crate::engine::cpu::kernels::simd().label();
     if a.json {
         let v = serde_json::json!({
-            "backend": backend,
-            "server": served,
             "model": choice.entry.name,
-            "threads": threads,
-            "cpu": cpu_description(),
-            "kernels": crate::engine::cpu::kernels::simd().label(),
+            "file": choice.path,
+            "backend": backend,
+            "machine": { "cpu": cpu, "isa": isa, "threads": threads },
             "prompt_tokens": a.prompt_tokens,
             "gen_tokens": a.gen_tokens,
-            "longwriter": ours,
-            "peak_rss_mb": rss,
+            "depth": a.depth,
+            "context_length": ctx,
+            "reps": a.reps,
+            "longwriter": {
+                "build": crate::cli::BUILD,
+                "kernels": kernels,
+                "prefill_tok_s": ours.prefill_tok_s,
+                "decode_tok_s": ours.decode_tok_s,
+                "peak_rss_mb": rss,
+            },
             "llama_cpp": reference,
-            "ratio": reference.map(|r| serde_json::json!({
-                "prefill": ours.prefill_tok_s / r.prefill_tok_s,
-                "decode": ours.decode_tok_s / r.decode_tok_s,
+            "ratio": reference.as_ref().map(|r| serde_json::json!({
+                "prefill": ours.prefill_tok_s / r.speed.prefill_tok_s,
+                "decode": ours.decode_tok_s / r.speed.decode_tok_s,
             })),
+            "server": served,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("model {} | {threads} threads | pp{} tg{} | {} reps | {}", choice.entry.name, a.prompt_tokens, a.gen_tokens, a.reps, backend);
-        println!("{} · longwriter kernels: {}", cpu_description(), crate::engine::cpu::kernels::simd().label());
+        let depth = if a.depth > 0 { format!(" @ depth {}", a.depth) } else { String::new() };
+        println!("model {} | {threads} threads | pp{} tg{}{depth} | {} reps | {}", choice.entry.name, a.prompt_tokens, a.gen_tokens, a.reps, backend);
+        println!("{cpu} · {isa}");
+        println!("longwriter {} · kernels: {kernels}", crate::cli::BUILD);
+        if let Some(r) = &reference {
+            println!("llama.cpp build {} ({}) · {} · {} threads · KV {}", r.build_number, r.build_commit, r.backends, r.threads, r.kv_type);
+        }
         println!("longwriter  prefill {:8.1} tok/s  decode {:8.1} tok/s  peak RSS {:.0} MB", ours.prefill_tok_s, ours.decode_tok_s, rss);
-        if let Some(r) = reference {
+        if let Some(r) = &reference {
+            let r = r.speed;
             println!("llama.cpp   prefill {:8.1} tok/s  decode {:8.1} tok/s", r.prefill_tok_s, r.decode_tok_s);
             println!("ratio       prefill {:8.2}x       decode {:8.2}x", ours.prefill_tok_s / r.prefill_tok_s, ours.decode_tok_s / r.decode_tok_s);
         }
@@ -204,29 +234,61 @@ fn synthetic_model(shape: &str, format: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn llama_bench(bin: &PathBuf, model: &std::path::Path, threads: usize, a: &BenchArgs) -> Result<Speed> {
+/// What `llama-bench` measured, with the build and settings it reported.
+#[derive(Serialize, Debug, Clone)]
+struct LlamaBench {
+    #[serde(flatten)]
+    speed: Speed,
+    build_number: u64,
+    build_commit: String,
+    /// The binary that ran.
+    path: PathBuf,
+    cpu_info: String,
+    backends: String,
+    threads: u64,
+    /// Tokens of context before the timed parts (`-d`).
+    depth: u64,
+    /// The KV cache's type (llama.cpp's default is f16; ours keeps f32).
+    kv_type: String,
+}
+
+fn llama_bench(bin: &PathBuf, model: &std::path::Path, threads: usize, a: &BenchArgs) -> Result<LlamaBench> {
     let out = std::process::Command::new(bin)
         .arg("-m")
         .arg(model)
-        .args(["-t", &threads.to_string(), "-p", &a.prompt_tokens.to_string(), "-n", &a.gen_tokens.to_string(), "-r", &a.reps.to_string(), "-o", "json"])
+        .args(["-t", &threads.to_string(), "-p", &a.prompt_tokens.to_string(), "-n", &a.gen_tokens.to_string(), "-r", &a.reps.to_string(), "-d", &a.depth.to_string(), "-o", "json"])
         .output()
         .with_context(|| format!("running {}", bin.display()))?;
     if !out.status.success() {
         bail!("llama-bench failed: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""));
     }
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).context("parsing llama-bench JSON")?;
+    parse_llama_bench(&out.stdout, bin)
+}
+
+fn parse_llama_bench(stdout: &[u8], bin: &std::path::Path) -> Result<LlamaBench> {
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(stdout).context("parsing llama-bench JSON")?;
     let pick = |prompt: bool| {
-        rows.iter()
-            .find(|r| {
-                let np = r["n_prompt"].as_u64().unwrap_or(0);
-                let ng = r["n_gen"].as_u64().unwrap_or(0);
-                if prompt { np > 0 && ng == 0 } else { ng > 0 && np == 0 }
-            })
-            .and_then(|r| r["avg_ts"].as_f64())
+        rows.iter().find(|r| {
+            let np = r["n_prompt"].as_u64().unwrap_or(0);
+            let ng = r["n_gen"].as_u64().unwrap_or(0);
+            if prompt { np > 0 && ng == 0 } else { ng > 0 && np == 0 }
+        })
     };
-    Ok(Speed {
-        prefill_tok_s: pick(true).context("llama-bench printed no prompt test")?,
-        decode_tok_s: pick(false).context("llama-bench printed no generation test")?,
+    let (pp, tg) = (pick(true).context("llama-bench printed no prompt test")?, pick(false).context("llama-bench printed no generation test")?);
+    let text = |k: &str| pp[k].as_str().unwrap_or("unknown").to_string();
+    Ok(LlamaBench {
+        speed: Speed {
+            prefill_tok_s: pp["avg_ts"].as_f64().context("llama-bench's prompt test has no avg_ts")?,
+            decode_tok_s: tg["avg_ts"].as_f64().context("llama-bench's generation test has no avg_ts")?,
+        },
+        build_number: pp["build_number"].as_u64().unwrap_or(0),
+        build_commit: text("build_commit"),
+        path: bin.to_path_buf(),
+        cpu_info: text("cpu_info"),
+        backends: text("backends"),
+        threads: pp["n_threads"].as_u64().unwrap_or(0),
+        depth: pp["n_depth"].as_u64().unwrap_or(0),
+        kv_type: format!("{}/{}", text("type_k"), text("type_v")),
     })
 }
 
@@ -241,7 +303,7 @@ pub fn peak_rss_mb() -> f64 {
 
 /// The CPU model and the widest x86 SIMD it offers, for the record of a measurement: the
 /// same code can run at 1.1× a reference on one CPU and 0.64× on another.
-fn cpu_description() -> String {
+pub(crate) fn cpu_description() -> (String, String) {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = info.lines().find_map(|l| l.strip_prefix("model name")).and_then(|l| l.split_once(':')).map_or("unknown CPU", |(_, m)| m.trim());
     let flags: Vec<&str> = info.lines().find_map(|l| l.strip_prefix("flags")).and_then(|l| l.split_once(':')).map_or(Vec::new(), |(_, f)| f.split_whitespace().collect());
@@ -254,5 +316,5 @@ fn cpu_description() -> String {
     } else {
         "no AVX2".to_string()
     };
-    format!("{model} · {isa}")
+    (model.to_string(), isa)
 }

@@ -62,6 +62,7 @@ pub fn run(a: &super::BenchArgs, device: &str) -> Result<()> {
     // The machine's f32 GEMM rate, measured now, after the steps, on the same threads.
     let peak = if device.is_cpu() { Some(gemm_peak()?) } else { None };
     let share = peak.as_ref().map(|(p, _)| mean("loss_gflop_s") / p);
+    let (cpu, isa) = super::cpu_description();
     if json {
         let v = serde_json::json!({
             "model": entry.name, "model_path": base, "template": "longwriter", "device": device_name, "rollout_device": rollout_device, "gradient_checkpointing": a.gradient_checkpointing,
@@ -70,13 +71,13 @@ pub fn run(a: &super::BenchArgs, device: &str) -> Result<()> {
             "mean": { "step_time": mean("step_time"), "rollout": mean("rollout"), "reward": mean("reward"), "loss": mean("loss"), "completion_tokens": mean("completion_tokens"),
                       "loss_tok_s": mean("loss_tok_s"), "loss_gflop_s": mean("loss_gflop_s") },
             "gemm_peak_gflop_s": peak.as_ref().map(|p| p.0), "gemm_peak_shape": peak.as_ref().map(|p| p.1.clone()), "loss_share_of_gemm_peak": share,
-            "cpu": super::cpu_description(), "threads": crate::engine::cpu::pool::configured_threads(),
+            "machine": { "cpu": cpu, "isa": isa, "threads": crate::engine::cpu::pool::configured_threads() }, "longwriter_build": crate::cli::BUILD,
             "peak_rss_mb": rss,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         let ckpt = if a.gradient_checkpointing { ", gradient checkpointing" } else { "" };
-        println!("{} · {} threads", super::cpu_description(), crate::engine::cpu::pool::configured_threads());
+        println!("{cpu} · {isa} · {} threads · longwriter {}", crate::engine::cpu::pool::configured_threads(), crate::cli::BUILD);
         println!("mean of {} step(s) on {device_name} (rollouts on {rollout_device}{ckpt}): {:.1} s  (rollout {:.1} s, reward {:.3} s, loss {:.1} s)  peak RSS {:.0} MB", measured.len(), mean("step_time"), mean("rollout"), mean("reward"), mean("loss"), rss);
         print!("loss pass: {:.1} completion tokens/s, {:.1} GFLOP/s", mean("loss_tok_s"), mean("loss_gflop_s"));
         match (&peak, share) {

@@ -19,6 +19,34 @@ unsafe fn hsum(v: __m256) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
 }
 
+/// The accumulators of an `R`-row × `N`-token tile, in two sets that even and odd blocks
+/// take in turn: with a single chain each block's FMA would wait for the last one's.
+/// [`Acc::run`] walks the `nb` blocks in pairs and sums the two sets into `out[r * N + k]`;
+/// `block(v, offset, j)` adds block `j` into one set (`v` the vector sums, `offset` the
+/// scalar ones of formats with a minimum). Inlined, so the kernels keep their registers.
+struct Acc;
+
+impl Acc {
+    #[inline(always)]
+    unsafe fn run<const R: usize, const N: usize>(nb: usize, out: &mut [f32], mut block: impl FnMut(&mut [[__m256; N]; R], &mut [[f32; N]; R], usize)) {
+        let mut v = [[[_mm256_setzero_ps(); N]; R]; 2];
+        let mut offset = [[[0f32; N]; R]; 2];
+        let mut i = 0;
+        while i < nb {
+            block(&mut v[0], &mut offset[0], i);
+            if i + 1 < nb {
+                block(&mut v[1], &mut offset[1], i + 1);
+            }
+            i += 2;
+        }
+        for r in 0..R {
+            for k in 0..N {
+                out[r * N + k] = hsum(_mm256_add_ps(v[0][r][k], v[1][r][k])) + offset[0][r][k] + offset[1][r][k];
+            }
+        }
+    }
+}
+
 /// 32 nibbles (16 bytes) → 32 unsigned bytes: low nibbles first, then high nibbles.
 #[inline(always)]
 unsafe fn unpack_nibbles(p: *const u8) -> __m256i {
@@ -187,40 +215,24 @@ macro_rules! tile_kernel {
         /// give the same bits.
         #[target_feature(enable = $features)]
         unsafe fn $name<F: Format, const R: usize, const N: usize>(rows: &[u8], rb: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
-            let nb = rb / F::BYTES;
-            let mut acc = [[[_mm256_setzero_ps(); N]; R]; 2];
-            let mut offset = [[[0f32; N]; R]; 2];
             let base = rows.as_ptr();
-            let mut i = 0;
-            while i < nb {
-                for lane in 0..2 {
-                    let j = i + lane;
-                    if j == nb {
-                        break;
-                    }
-                    // Each token's block is loaded once for all R rows.
-                    let xs: [__m256i; N] = std::array::from_fn(|k| _mm256_load_si256(acts.get_unchecked(k).get_unchecked(j).qs.as_ptr() as *const __m256i));
-                    for r in 0..R {
-                        let b = base.add(r * rb + j * F::BYTES);
-                        let (d, m) = F::scale(b);
-                        let w = F::bytes(b);
-                        let uw = if F::SIGNED { _mm256_sign_epi8(w, w) } else { w };
-                        for k in 0..N {
-                            let a = acts.get_unchecked(k).get_unchecked(j);
-                            let x = if F::SIGNED { _mm256_sign_epi8(xs[k], w) } else { xs[k] };
-                            let p = _mm256_cvtepi32_ps($dot_u8_i8(uw, x));
-                            acc[lane][r][k] = _mm256_fmadd_ps(p, _mm256_set1_ps(d * a.d), acc[lane][r][k]);
-                            offset[lane][r][k] += m * a.s;
-                        }
+            Acc::run::<R, N>(rb / F::BYTES, out, |acc, offset, j| {
+                // Each token's block is loaded once for all R rows.
+                let xs: [__m256i; N] = std::array::from_fn(|k| _mm256_load_si256(acts.get_unchecked(k).get_unchecked(j).qs.as_ptr() as *const __m256i));
+                for r in 0..R {
+                    let b = base.add(r * rb + j * F::BYTES);
+                    let (d, m) = F::scale(b);
+                    let w = F::bytes(b);
+                    let uw = if F::SIGNED { _mm256_sign_epi8(w, w) } else { w };
+                    for k in 0..N {
+                        let a = acts.get_unchecked(k).get_unchecked(j);
+                        let x = if F::SIGNED { _mm256_sign_epi8(xs[k], w) } else { xs[k] };
+                        let p = _mm256_cvtepi32_ps($dot_u8_i8(uw, x));
+                        acc[r][k] = _mm256_fmadd_ps(p, _mm256_set1_ps(d * a.d), acc[r][k]);
+                        offset[r][k] += m * a.s;
                     }
                 }
-                i += 2;
-            }
-            for r in 0..R {
-                for k in 0..N {
-                    out[r * N + k] = hsum(_mm256_add_ps(acc[0][r][k], acc[1][r][k])) + offset[0][r][k] + offset[1][r][k];
-                }
-            }
+            });
         }
     };
 }
@@ -235,50 +247,34 @@ tile_kernel!(tile_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", |w, x| _mm256_dpbus
 /// sub-block. `vpdpbusd` cannot weight its products, so both paths use `maddubs` + `madd`.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn tile_super<F: SuperFormat, const R: usize, const N: usize>(rows: &[u8], rb: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
-    let nb = rb / F::BYTES;
-    let mut acc = [[[_mm256_setzero_ps(); N]; R]; 2];
-    let mut offset = [[[0f32; N]; R]; 2];
     let base = rows.as_ptr();
-    let mut i = 0;
-    while i < nb {
-        for lane in 0..2 {
-            let blk = i + lane;
-            if blk == nb {
-                break;
-            }
-            let heads: [_; R] = std::array::from_fn(|r| F::head(base.add(r * rb + blk * F::BYTES)));
-            let mut isum = [[_mm256_setzero_si256(); N]; R];
-            let mut msum = [[0f32; N]; R];
-            for s in 0..8 {
-                let j = blk * 8 + s;
-                let xs: [__m256i; N] = std::array::from_fn(|k| _mm256_load_si256(acts.get_unchecked(k).get_unchecked(j).qs.as_ptr() as *const __m256i));
-                for r in 0..R {
-                    let w = F::bytes(base.add(r * rb + blk * F::BYTES), s);
-                    let uw = if F::SIGNED { _mm256_sign_epi8(w, w) } else { w };
-                    for k in 0..N {
-                        let x = if F::SIGNED { _mm256_sign_epi8(xs[k], w) } else { xs[k] };
-                        isum[r][k] = _mm256_add_epi32(isum[r][k], _mm256_madd_epi16(_mm256_maddubs_epi16(uw, x), heads[r].2[s]));
-                        if !F::SIGNED {
-                            msum[r][k] += heads[r].3[s] * acts.get_unchecked(k).get_unchecked(j).s;
-                        }
+    Acc::run::<R, N>(rb / F::BYTES, out, |acc, offset, blk| {
+        let heads: [_; R] = std::array::from_fn(|r| F::head(base.add(r * rb + blk * F::BYTES)));
+        let mut isum = [[_mm256_setzero_si256(); N]; R];
+        let mut msum = [[0f32; N]; R];
+        for s in 0..8 {
+            let j = blk * 8 + s;
+            let xs: [__m256i; N] = std::array::from_fn(|k| _mm256_load_si256(acts.get_unchecked(k).get_unchecked(j).qs.as_ptr() as *const __m256i));
+            for r in 0..R {
+                let w = F::bytes(base.add(r * rb + blk * F::BYTES), s);
+                let uw = if F::SIGNED { _mm256_sign_epi8(w, w) } else { w };
+                for k in 0..N {
+                    let x = if F::SIGNED { _mm256_sign_epi8(xs[k], w) } else { xs[k] };
+                    isum[r][k] = _mm256_add_epi32(isum[r][k], _mm256_madd_epi16(_mm256_maddubs_epi16(uw, x), heads[r].2[s]));
+                    if !F::SIGNED {
+                        msum[r][k] += heads[r].3[s] * acts.get_unchecked(k).get_unchecked(j).s;
                     }
                 }
             }
-            for r in 0..R {
-                for k in 0..N {
-                    let dx = acts.get_unchecked(k).get_unchecked(blk * 8).d;
-                    acc[lane][r][k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][k]), _mm256_set1_ps(heads[r].0 * dx), acc[lane][r][k]);
-                    offset[lane][r][k] += heads[r].1 * msum[r][k];
-                }
+        }
+        for r in 0..R {
+            for k in 0..N {
+                let dx = acts.get_unchecked(k).get_unchecked(blk * 8).d;
+                acc[r][k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][k]), _mm256_set1_ps(heads[r].0 * dx), acc[r][k]);
+                offset[r][k] += heads[r].1 * msum[r][k];
             }
         }
-        i += 2;
-    }
-    for r in 0..R {
-        for k in 0..N {
-            out[r * N + k] = hsum(_mm256_add_ps(acc[0][r][k], acc[1][r][k])) + offset[0][r][k] + offset[1][r][k];
-        }
-    }
+    });
 }
 
 /// `R` rows against `N` tokens of format `t` (see the tile kernels), on the VNNI kernels
