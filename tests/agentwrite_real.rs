@@ -42,14 +42,17 @@ fn a_1200_word_request_gets_a_plan_and_a_draft_built_from_it() {
 
 #[test]
 fn a_draft_longer_than_the_context_keeps_the_most_recent_text_and_says_so() {
-    let v = write_json(&["--context", "1280", "--target-words", "1000", "--seed", "7", "Write an essay about the history of lighthouses."]);
+    // A context the seeded draft outgrows by its second step (the request and the plan
+    // alone take about 1,000 tokens of it); at 1,280 whether it does depends on how long
+    // the small model's paragraphs run, which moves with any change to its arithmetic.
+    let v = write_json(&["--context", "1152", "--target-words", "1000", "--seed", "7", "Write an essay about the history of lighthouses."]);
     let notes: Vec<&str> = v["notes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
-    let trimmed: Vec<&&str> = notes.iter().filter(|n| n.contains("no longer fits the 1280-token context")).collect();
+    let trimmed: Vec<&&str> = notes.iter().filter(|n| n.contains("no longer fits the 1152-token context")).collect();
     assert!(!trimmed.is_empty(), "{v}");
     // "the text so far (N words) … the last M words": M < N.
     let nums: Vec<usize> = trimmed[0].split(|c: char| !c.is_ascii_digit()).filter_map(|d| d.parse().ok()).collect();
     let (so_far, kept) = (nums[2], nums[4]);
-    assert!(kept < so_far, "{}", trimmed[0]);
+    assert!(kept < so_far && kept > 0, "{}", trimmed[0]);
     assert_eq!(v["paragraphs"].as_array().unwrap().len(), v["plan"].as_array().unwrap().len(), "every step was written: {v}");
     assert_eq!(v["stats"]["stop"]["kind"].as_str().map(|k| k != "interrupted"), Some(true), "{v}");
 }

@@ -168,12 +168,15 @@ fn prompt_longer_than_context_is_a_clear_error() {
 
 #[test]
 fn multibyte_text_streams_whole_characters() {
-    let (_, a, _, events) = run(TemplateMode::Chat, "请用中文写一句话介绍你自己。", SamplerConfig::greedy(), 30, vec![]);
-    for ev in &events {
-        if let Event::Answer(t) = ev {
-            assert!(!t.contains('\u{FFFD}'), "partial character streamed: {t:?}");
-        }
+    let (_, a, stats, events) = run(TemplateMode::Chat, "请用中文写一句话介绍你自己。", SamplerConfig::greedy(), 30, vec![]);
+    let texts: Vec<&String> = events.iter().filter_map(|ev| if let Event::Answer(t) = ev { Some(t) } else { None }).collect();
+    let (last, before) = texts.split_last().expect("some answer text");
+    for t in before {
+        assert!(!t.contains('\u{FFFD}'), "partial character streamed: {t:?}");
     }
+    // The token limit may cut the last character: the held-back bytes are flushed at the
+    // end, and only then, as U+FFFD (the ids keep them).
+    assert!(!last.contains('\u{FFFD}') || (stats.stop == longwriter::engine::StopReason::MaxTokens && last.trim_end_matches('\u{FFFD}').chars().all(|c| c != '\u{FFFD}')), "{last:?}");
     assert!(!a.is_empty());
 }
 

@@ -114,6 +114,18 @@ fn rel(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
 }
 
+/// [`rel`] averaged over every position of a prompt: engine rows (all logits, row after
+/// row) against the reference's [n, vocab] tensor. One position's largest difference
+/// swings with where the int8 activation rounding cascades (the same engine measured 0.032
+/// and 0.026 on the last row after an f32-exact change to attention); the mean over 50
+/// positions holds still.
+fn mean_rel(got: &[f32], want: &Tensor) -> f32 {
+    let n = want.dim(0).unwrap();
+    let rows: Vec<Vec<f32>> = want.to_vec2().unwrap();
+    let v = got.len() / n;
+    rows.iter().enumerate().map(|(i, w)| rel(&got[i * v..(i + 1) * v], w)).sum::<f32>() / n as f32
+}
+
 fn argmax(v: &[f32]) -> usize {
     v.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) }).0
 }
@@ -147,8 +159,9 @@ fn a_converted_checkpoint_decodes_like_the_gguf_it_came_from_and_the_wrong_layou
     };
     let mut original = Engine::load(&common::default_model_path(), &Device::Cpu, LoadOptions::default(), None).unwrap();
     let ids = prompt(&original);
-    let want = last_row(&reference.logits_from(&ids, ids.len() - 1).unwrap());
-    let base_err = rel(&original.model.forward(&ids).unwrap(), &want);
+    let want_all = reference.logits_from(&ids, 0).unwrap();
+    let want = last_row(&want_all);
+    let base_err = mean_rel(&original.model.forward_all(&ids).unwrap(), &want_all);
 
     let out = tmp.path().join("conv/model.gguf");
     hf_gguf::write_gguf(&checkpoint(), &out).unwrap();
@@ -158,9 +171,10 @@ fn a_converted_checkpoint_decodes_like_the_gguf_it_came_from_and_the_wrong_layou
     assert_eq!(prompt(&conv), ids, "same tokens and chat template");
     assert!(original.tokenizer.eos.is_some());
     assert_eq!((conv.tokenizer.bos, conv.tokenizer.eos), (original.tokenizer.bos, original.tokenizer.eos), "bos/eos ids from config.json");
-    let got = conv.model.forward(&ids).unwrap();
-    let err = rel(&got, &want);
-    eprintln!("relative logit error against f32: original Q4_1 {base_err:.4}, converted Q8_0 {err:.4}");
+    let all = conv.model.forward_all(&ids).unwrap();
+    let got = all[all.len() - want.len()..].to_vec();
+    let err = mean_rel(&all, &want_all);
+    eprintln!("relative logit error against f32, mean over {} positions: original Q4_1 {base_err:.4}, converted Q8_0 {err:.4}", ids.len());
     // Q8_0 of already-rounded Q4_1 values adds a little to the activation rounding.
     assert!(err <= 2.0 * base_err.max(0.01), "the conversion adds too much error: {err} against {base_err}");
     assert_eq!(argmax(&got), argmax(&want));
@@ -189,18 +203,21 @@ fn lora_merged_into_a_converted_checkpoint_decodes_like_the_f32_policy() {
     }
     let mut e = Engine::load(&out, &Device::Cpu, LoadOptions::default(), None).unwrap();
     let ids = prompt(&e);
-    let before = e.model.forward(&ids).unwrap();
-    let want = last_row(&policy.logits_from(&ids, ids.len() - 1).unwrap());
-    let changed = rel(&before, &want);
+    let before = e.model.forward_all(&ids).unwrap();
+    let want_all = policy.logits_from(&ids, 0).unwrap();
+    let want = last_row(&want_all);
+    let changed = mean_rel(&before, &want_all);
     assert!(changed > 0.1, "the adapters change the policy: {changed}");
     let merged = longwriter::convert::merge::merged_tensors(&policy).unwrap();
     e.set_weights(&merged).unwrap();
-    let got = e.model.forward(&ids).unwrap();
-    eprintln!("merged: relative error {:.4}; without the merge {changed:.4}", rel(&got, &want));
+    e.model.clear();
+    let all = e.model.forward_all(&ids).unwrap();
+    let err = mean_rel(&all, &want_all);
+    eprintln!("merged: relative error {err:.4} (mean over {} positions); without the merge {changed:.4}", ids.len());
     // Within the quantization noise (a few percent), far below what the adapters change;
     // merged q/k rows in the wrong order leave the error about as large as no merge.
-    assert!(rel(&got, &want) < 0.06 && rel(&got, &want) < changed / 3.0, "merged q/k rows must be in the GGUF's order: error {}", rel(&got, &want));
-    assert_eq!(argmax(&got), argmax(&want));
+    assert!(err < 0.06 && err < changed / 3.0, "merged q/k rows must be in the GGUF's order: error {err}");
+    assert_eq!(argmax(&all[all.len() - want.len()..]), argmax(&want));
 }
 
 #[test]

@@ -7,21 +7,36 @@
 //! short-prompt speed. Here a block of consecutive query rows of one head walks the keys
 //! once, in tiles, with an online softmax (FlashAttention's forward): each key and value
 //! row is read once per block, and the scores, running maxima and outputs stay in cache.
-//! Decode (one row per sequence) gets blocks of one row: the same arithmetic as before.
+//!
+//! For the common head sizes (64, 128, 256) this runs in [`tiled`], which also shares each
+//! key tile between the query heads of a group and splits long caches into key ranges
+//! across threads, so decode (one row per sequence) keeps every thread on the cache; the
+//! blocked kernels below remain for other head sizes and groups.
+
+mod tiled;
 
 use super::pool::{OutPtr, Pool};
+use tiled::GROUP_MAX;
 
 /// Query rows per block: enough to reuse each loaded key row, few enough that the block's
 /// scores and outputs stay in L1.
-const ROWS: usize = 16;
+pub(super) const ROWS: usize = 16;
 /// Keys per tile of the online softmax.
-const TILE: usize = 64;
+pub(super) const TILE: usize = 64;
 
 /// Causal attention: row t (query `q[t]`) attends to positions 0..=p of its cache, where
 /// `rows[t]` = (keys, values, p).
 pub(super) fn attention(q: &[f32], rows: &[(&[f32], &[f32], usize)], nh: usize, nkv: usize, hd: usize, out: &mut [f32]) {
     debug_assert_eq!(out.len(), rows.len() * nh * hd);
     let blocks = blocks(rows);
+    if nh % nkv == 0 && nh / nkv <= GROUP_MAX {
+        match hd {
+            64 => return tiled::attention::<64>(q, rows, &blocks, nh, nkv, out),
+            128 => return tiled::attention::<128>(q, rows, &blocks, nh, nkv, out),
+            256 => return tiled::attention::<256>(q, rows, &blocks, nh, nkv, out),
+            _ => {}
+        }
+    }
     let outp = OutPtr(out.as_mut_ptr());
     let work = |idx: usize| {
         let (b, h) = (idx / nh, idx % nh);
@@ -220,7 +235,7 @@ thread_local! {
 /// polynomial, and 2^i set in the exponent bits: within a few float roundings of e^x.
 /// Below −87 (e^x under f32's normal range) it is 0, so masked scores (−∞) weigh nothing.
 #[inline(always)]
-fn exp_approx(x: f32) -> f32 {
+pub(super) fn exp_approx(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4; // ln 2 to 12 bits: i · LN2_HI is exact
     const LN2_LO: f32 = -2.121_944_4e-4; // ln 2 − LN2_HI
@@ -253,11 +268,11 @@ fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// The textbook definition, in f64: softmax(q·k / √d) · v over positions 0..=p.
-    fn reference(q: &[f32], rows: &[(&[f32], &[f32], usize)], nh: usize, nkv: usize, hd: usize) -> Vec<f32> {
+    pub(super) fn reference(q: &[f32], rows: &[(&[f32], &[f32], usize)], nh: usize, nkv: usize, hd: usize) -> Vec<f32> {
         let (qd, kvd, rep) = (nh * hd, nkv * hd, nh / nkv);
         let mut out = vec![0f32; rows.len() * qd];
         for (t, &(k, v, p)) in rows.iter().enumerate() {
@@ -275,8 +290,18 @@ mod tests {
         out
     }
 
-    fn noise(n: usize, seed: u32) -> Vec<f32> {
+    pub(super) fn noise(n: usize, seed: u32) -> Vec<f32> {
         (0..n as u32).map(|i| ((i.wrapping_mul(2654435761) ^ seed.wrapping_mul(40503)) >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0).collect()
+    }
+
+    /// The largest absolute difference between `attention` and the definition, for
+    /// query vectors drawn from `qseed`.
+    pub(super) fn worst_against_reference(rows: &[(&[f32], &[f32], usize)], nh: usize, nkv: usize, hd: usize, qseed: u32) -> f32 {
+        let q = noise(rows.len() * nh * hd, qseed);
+        let mut out = vec![f32::NAN; rows.len() * nh * hd];
+        attention(&q, rows, nh, nkv, hd, &mut out);
+        let want = reference(&q, rows, nh, nkv, hd);
+        out.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max)
     }
 
     /// A prefill chunk continuing a cache (positions 100..150: blocks, several key tiles,
@@ -291,11 +316,7 @@ mod tests {
         let cases: Vec<Vec<(usize, usize)>> = vec![(100..150).map(|p| (0, p)).collect(), vec![(0, 5), (1, 140), (2, 299)], vec![(2, 0)], (0..40).map(|p| (1, p)).collect()];
         for (ci, case) in cases.iter().enumerate() {
             let rows: Vec<(&[f32], &[f32], usize)> = case.iter().map(|&(c, p)| (&caches[c].0[..], &caches[c].1[..], p)).collect();
-            let q = noise(rows.len() * nh * hd, 99 + ci as u32);
-            let mut out = vec![f32::NAN; rows.len() * nh * hd];
-            attention(&q, &rows, nh, nkv, hd, &mut out);
-            let want = reference(&q, &rows, nh, nkv, hd);
-            let worst = out.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            let worst = worst_against_reference(&rows, nh, nkv, hd, 99 + ci as u32);
             assert!(worst < 1e-4, "case {ci}: off by {worst}");
         }
         assert_eq!(blocks(&[(&[0.0][..], &[0.0][..], 3)]), vec![(0, 1)]);
@@ -304,11 +325,7 @@ mod tests {
             let kvd = nkv * hd;
             let (k, v) = (noise(200 * kvd, 5), noise(200 * kvd, 6));
             let rows: Vec<(&[f32], &[f32], usize)> = (60..130).map(|p| (&k[..], &v[..], p)).collect();
-            let q = noise(rows.len() * nh * hd, 8);
-            let mut out = vec![f32::NAN; rows.len() * nh * hd];
-            attention(&q, &rows, nh, nkv, hd, &mut out);
-            let want = reference(&q, &rows, nh, nkv, hd);
-            let worst = out.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            let worst = worst_against_reference(&rows, nh, nkv, hd, 8);
             assert!(worst < 1e-4, "head size {hd}: off by {worst}");
         }
     }
