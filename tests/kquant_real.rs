@@ -22,6 +22,7 @@ mod common;
 
 use candle_core::quantized::gguf_file;
 use longwriter::engine::cpu::kernels::WeightType;
+use longwriter::engine::KvType;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
@@ -65,10 +66,10 @@ fn log_softmax(logits: &[f32]) -> Vec<f32> {
     logits.iter().map(|v| v - lse).collect()
 }
 
-fn agrees_with_llama_cpp(kind: &str, want_formats: &[&str]) {
+fn agrees_with_llama_cpp(kind: &str, want_formats: &[&str], kv_cache: longwriter::engine::KvType) {
     let path = if kind == "Q4_1" { common::default_model_path() } else { requantized(kind) };
     assert_eq!(formats(&path), want_formats.iter().copied().collect(), "{kind}: the formats in the file");
-    let mut e = longwriter::engine::Engine::load(&path, &candle_core::Device::Cpu, Default::default(), None).unwrap();
+    let mut e = longwriter::engine::Engine::load(&path, &candle_core::Device::Cpu, longwriter::engine::LoadOptions { kv_cache, ..Default::default() }, None).unwrap();
     assert_eq!(e.model.backend(), "cpu-fast", "{kind} must run on the fast decoder");
     let server = common::llama::LlamaServer::start_model(&path, &[]);
     let (mut checked, mut worst, mut total, mut n) = (0, 0f32, 0f32, 0);
@@ -97,7 +98,7 @@ fn agrees_with_llama_cpp(kind: &str, want_formats: &[&str]) {
             logits = e.model.forward(&[id as u32]).unwrap();
         }
     }
-    eprintln!("{kind}: {checked} positions past the tie margin agree; log-probabilities differ by {:.4} on average, {worst:.4} at most ({n} positions)", total / n as f32);
+    eprintln!("{kind}, {kv_cache:?} cache: {checked} positions past the tie margin agree; log-probabilities differ by {:.4} on average, {worst:.4} at most ({n} positions)", total / n as f32);
     assert!(total / n as f32 <= MEAN_TOLERANCE, "{kind}: log-probabilities differ by {} on average", total / n as f32);
     assert!(checked >= 40, "too few decisive positions ({checked}) to say anything");
 }
@@ -107,19 +108,27 @@ fn agrees_with_llama_cpp(kind: &str, want_formats: &[&str]) {
 #[test]
 #[ignore = "needs a llama.cpp build (scripts/llama-cpp.sh); scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn the_default_q4_1_file_agrees_with_llama_cpp() {
-    agrees_with_llama_cpp("Q4_1", &["q4_1", "q8_0"]);
+    agrees_with_llama_cpp("Q4_1", &["q4_1", "q8_0"], KvType::F32);
+}
+
+/// The f16 cache (llama.cpp's own default, which its server uses here) within the same
+/// tolerances.
+#[test]
+#[ignore = "needs a llama.cpp build (scripts/llama-cpp.sh); scripts/test-setup.sh, then cargo test -- --include-ignored"]
+fn the_default_file_with_an_f16_cache_agrees_with_llama_cpp() {
+    agrees_with_llama_cpp("Q4_1", &["q4_1", "q8_0"], KvType::F16);
 }
 
 #[test]
 #[ignore = "needs a llama.cpp build (scripts/llama-cpp.sh); scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn q4_k_m_agrees_with_llama_cpp() {
-    agrees_with_llama_cpp("Q4_K_M", &["q4_K", "q5_0", "q6_K", "q8_0"]);
+    agrees_with_llama_cpp("Q4_K_M", &["q4_K", "q5_0", "q6_K", "q8_0"], KvType::F32);
 }
 
 #[test]
 #[ignore = "needs a llama.cpp build (scripts/llama-cpp.sh); scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn q5_k_m_agrees_with_llama_cpp() {
-    agrees_with_llama_cpp("Q5_K_M", &["q5_1", "q5_K", "q6_K", "q8_0"]);
+    agrees_with_llama_cpp("Q5_K_M", &["q5_1", "q5_K", "q6_K", "q8_0"], KvType::F32);
 }
 
 /// Every weight matrix of the real re-quantized files, a row at a time, against the scalar

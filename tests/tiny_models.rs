@@ -5,7 +5,7 @@ use candle_core::quantized::gguf_file;
 use candle_core::quantized::GgmlDType;
 use candle_core::Device;
 use longwriter::engine::cpu::CpuModel;
-use longwriter::engine::{LoadOptions, ModelConfig, QuantModel};
+use longwriter::engine::{KvType, LoadOptions, ModelConfig, QuantModel};
 
 mod common;
 use common::tiny::{write_gguf, VOCAB};
@@ -23,7 +23,7 @@ fn logits_both(arch: &str, wtype: GgmlDType, ids: &[u32], then: &[u32]) -> (Vec<
     let cfg = ModelConfig::from_gguf(&ct).unwrap();
     assert_eq!(cfg.rope_neox, arch != "llama");
     assert!(CpuModel::supports(&ct, &cfg) || !longwriter::engine::cpu::kernels::has_avx2());
-    let mut fast = CpuModel::load(&ct, &mut r, cfg).unwrap();
+    let mut fast = CpuModel::load(&ct, &mut r, cfg, KvType::F32).unwrap();
     let mut slow = QuantModel::load(&ct, &mut r, &Device::Cpu, LoadOptions::default()).unwrap();
     let mut a = vec![fast.forward(ids, false).unwrap()];
     let mut b = vec![slow.forward(ids, false).unwrap()];
@@ -55,13 +55,20 @@ fn llama_qwen2_qwen3_fast_decoder_matches_candle() {
     }
 }
 
+/// With either cache type.
 #[test]
 fn chunked_prefill_equals_one_shot_and_token_by_token() {
+    chunked_prefill(KvType::F32);
+    chunked_prefill(KvType::F16);
+}
+
+fn chunked_prefill(kv: KvType) {
     let f = write_model("qwen2", GgmlDType::Q8_0);
     let mut r = std::fs::File::open(f.path()).unwrap();
     let ct = gguf_file::Content::read(&mut r).unwrap();
     let cfg = ModelConfig::from_gguf(&ct).unwrap();
-    let mut m = CpuModel::load(&ct, &mut r, cfg).unwrap();
+    let mut m = CpuModel::load(&ct, &mut r, cfg, kv).unwrap();
+    assert_eq!(m.kv_type(), kv);
     let ids = [4u32, 8, 15, 16, 23, 42, 7];
     let whole = m.forward(&ids, false).unwrap();
     m.clear();

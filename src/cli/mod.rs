@@ -202,6 +202,7 @@ fn dispatch(cli: Cli, cfg: &Settings) -> anyhow::Result<()> {
     // A kernel path asked for by LONGWRITER_CPU_ISA that does not exist here is an error,
     // not a silent fallback.
     crate::engine::cpu::kernels::requested().map_err(anyhow::Error::msg)?;
+    crate::engine::KvType::requested().map_err(anyhow::Error::msg)?;
     if cli.server.api_key.is_some() && given_on_command_line("--api-key") {
         eprintln!("warning: a key given with --api-key is visible to every user of this machine (ps); set LONGWRITER_API_KEY instead");
     }

@@ -118,6 +118,7 @@ pub fn run(cmd: ModelsCmd) -> Result<()> {
 fn source_kind(s: &Source) -> &'static str {
     match s {
         Source::Pip { .. } => "pip",
+        Source::PipParts { .. } => "pip-parts",
         Source::Hf { .. } => "hf",
         Source::Local { .. } => "local",
         Source::Server { .. } => "server",

@@ -11,13 +11,14 @@ pub mod cpu;
 mod generate;
 mod gguf_check;
 mod model;
+mod spm;
 pub mod sampler;
 mod stream;
 pub mod template;
 pub mod tokenizer;
 
 pub use generate::{collect, CancelToken, GenerateRequest, StartIn, Stats, StopReason, TextSink};
-pub use model::{check_extent, LoadOptions, ModelConfig, QuantModel};
+pub use model::{check_extent, KvType, LoadOptions, ModelConfig, QuantModel};
 pub use sampler::{derive_seed, Sampler, SamplerConfig};
 pub use stream::{StopMatcher, StopScan, TokenDecoder};
 pub use template::{Piece, PromptBuilder, TemplateMode};
@@ -145,6 +146,13 @@ impl Model {
             Model::Candle(_) => "candle",
         }
     }
+    /// How the K/V cache stores values (the candle path keeps f32).
+    pub fn kv_type(&self) -> KvType {
+        match self {
+            Model::Cpu(m) => m.kv_type(),
+            Model::Candle(_) => KvType::F32,
+        }
+    }
 }
 
 /// Reads a GGUF file's header the way [`Engine::load`] does, from bytes: the bounds-checked
@@ -205,7 +213,7 @@ impl Engine {
         };
         let cfg = ModelConfig::from_gguf(&ct)?;
         let model = if device.is_cpu() && !opts.force_candle && cpu::CpuModel::supports(&ct, &cfg) {
-            Model::Cpu(cpu::CpuModel::load(&ct, &mut r, cfg)?)
+            Model::Cpu(cpu::CpuModel::load(&ct, &mut r, cfg, opts.kv_cache)?)
         } else {
             Model::Candle(QuantModel::load(&ct, &mut r, device, opts)?)
         };

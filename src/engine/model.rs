@@ -149,6 +149,42 @@ pub struct LoadOptions {
     pub requantize_q4_1: bool,
     /// Use the general candle implementation even where the fast CPU decoder applies.
     pub force_candle: bool,
+    /// How the fast CPU decoder stores its K/V cache (the candle path keeps f32).
+    pub kv_cache: KvType,
+}
+
+/// The K/V cache's value type.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum KvType {
+    /// Exact: greedy decoding gives llama.cpp's tokens with an f32 cache.
+    #[default]
+    F32,
+    /// Half the memory and half the bytes read per token at long contexts, as llama.cpp's
+    /// default cache; keys and values rounded to 11 significant bits.
+    F16,
+}
+
+impl KvType {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+        }
+    }
+
+    /// The type `LONGWRITER_KV_CACHE` names (f32 or f16; unset or empty: f32).
+    pub fn parse(request: Option<&str>) -> Result<Self, String> {
+        match request.map(|r| r.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("") | Some("f32") => Ok(Self::F32),
+            Some("f16") => Ok(Self::F16),
+            Some(_) => Err(format!("LONGWRITER_KV_CACHE={} names no cache type (f32, f16)", request.unwrap_or_default().trim())),
+        }
+    }
+
+    /// The type the environment asks for. The CLI checks it first and reports a bad value.
+    pub fn requested() -> Result<Self, String> {
+        Self::parse(std::env::var("LONGWRITER_KV_CACHE").ok().as_deref())
+    }
 }
 
 pub struct QuantModel {
@@ -453,7 +489,7 @@ pub fn check_extent(ct: &gguf_file::Content, file_len: u64) -> Result<(), Engine
 }
 
 #[cfg(test)]
-mod kernel_tests {
+mod tests {
     use super::*;
 
     #[test]
@@ -467,5 +503,14 @@ mod kernel_tests {
         // A kernel that computes with other weights is what a broken one looks like.
         let other = QMatMul::from_qtensor(QTensor::quantize(&Tensor::randn(0f32, 1f32, (96, 576), &dev).unwrap(), GgmlDType::Q8_0).unwrap()).unwrap();
         assert!(kernel_error(&other, &deq).unwrap() > 0.5);
+    }
+
+    #[test]
+    fn the_cache_type_is_parsed_from_its_name_and_an_unknown_one_is_refused() {
+        assert_eq!(KvType::parse(None), Ok(KvType::F32));
+        assert_eq!(KvType::parse(Some(" ")), Ok(KvType::F32));
+        assert_eq!(KvType::parse(Some("F16")), Ok(KvType::F16));
+        assert_eq!(KvType::parse(Some("f32")), Ok(KvType::F32));
+        assert_eq!(KvType::parse(Some(" q8 ")), Err("LONGWRITER_KV_CACHE=q8 names no cache type (f32, f16)".into()));
     }
 }

@@ -1,5 +1,6 @@
 //! The model's tokenizer: a `tokenizer.json` when one sits next to the model, otherwise
-//! rebuilt from the GGUF metadata (`tokenizer.ggml.*`).
+//! rebuilt from the GGUF metadata (`tokenizer.ggml.*`): byte-level BPE (`gpt2`: SmolLM2,
+//! Qwen, Llama 3) or SentencePiece (`llama`: Gemma, Llama 2).
 //!
 //! Two encoders are kept: one that recognises special-token strings (used only for text
 //! produced by the chat template) and one that treats them as plain text (used for anything
@@ -63,46 +64,34 @@ impl TextTokenizer {
         let get_str = |k: &str| md.get(k).and_then(|v| v.to_string().ok()).cloned();
         let get_u32 = |k: &str| md.get(k).and_then(|v| v.to_u32().ok());
         let model = get_str("tokenizer.ggml.model").ok_or_else(|| EngineError::Tokenizer("GGUF has no tokenizer.ggml.model; put a tokenizer.json next to the model".into()))?;
-        if model != "gpt2" {
+        if model != "gpt2" && model != "llama" {
             return Err(EngineError::Tokenizer(format!(
-                "tokenizer type '{model}' is not supported from GGUF metadata yet (only byte-level BPE 'gpt2'); put the model's tokenizer.json next to the .gguf file"
+                "tokenizer type '{model}' is not supported from GGUF metadata (byte-level BPE 'gpt2' and SentencePiece 'llama' are); put the model's tokenizer.json next to the .gguf file"
             )));
         }
         let tokens = string_array(md.get("tokenizer.ggml.tokens"), "tokenizer.ggml.tokens")?;
-        let merges_raw = string_array(md.get("tokenizer.ggml.merges"), "tokenizer.ggml.merges")?;
         let types: Vec<i32> = match md.get("tokenizer.ggml.token_type") {
             Some(Value::Array(a)) => a.iter().map(|v| v.to_i32().unwrap_or(1)).collect(),
             _ => vec![1; tokens.len()],
         };
-        let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
-        let mut merges = Vec::with_capacity(merges_raw.len());
-        for m in &merges_raw {
-            let (a, b) = m.split_once(' ').ok_or_else(|| EngineError::Tokenizer(format!("malformed merge '{m}' in GGUF metadata")))?;
-            merges.push((a.to_string(), b.to_string()));
+        if types.len() != tokens.len() {
+            return Err(EngineError::Tokenizer(format!("GGUF metadata has {} token types for {} tokens", types.len(), tokens.len())));
         }
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .build()
-            .map_err(|e| EngineError::Tokenizer(format!("cannot build BPE from GGUF metadata: {e}")))?;
-        let mut tok = Tokenizer::new(bpe);
-        let pre = get_str("tokenizer.ggml.pre").unwrap_or_else(|| "default".into());
-        tok.with_pre_tokenizer(Some(pre_tokenizer(&pre)?));
-        tok.with_decoder(Some(ByteLevel::default()));
-        let added: Vec<AddedToken> = tokens
-            .iter()
-            .zip(&types)
-            .filter(|(_, &t)| t == 3 || t == 4)
-            // Special, both: the plain encoder then leaves their text alone.
-            .map(|(s, _)| AddedToken::from(s.clone(), true))
-            .collect();
-        tok.add_special_tokens(added).map_err(|e| EngineError::Tokenizer(format!("cannot register special tokens: {e}")))?;
-        let mut out = Self::from_tokenizer(tok);
+        let mut out = if model == "llama" {
+            let scores: Vec<f32> = match md.get("tokenizer.ggml.scores") {
+                Some(Value::Array(a)) => a.iter().map(|v| v.to_f32().unwrap_or(0.0)).collect(),
+                _ => return Err(EngineError::Tokenizer("GGUF metadata lacks tokenizer.ggml.scores, which a SentencePiece vocabulary needs".into())),
+            };
+            let space_prefix = md.get("tokenizer.ggml.add_space_prefix").and_then(|v| v.to_bool().ok()).unwrap_or(true);
+            Self::from_tokenizer(super::spm::tokenizer(&tokens, &scores, &types, space_prefix)?)
+        } else {
+            Self::from_tokenizer(byte_level_bpe(md, &tokens, &types)?)
+        };
         out.bos = get_u32("tokenizer.ggml.bos_token_id");
         out.eos = get_u32("tokenizer.ggml.eos_token_id");
         out.add_bos = md.get("tokenizer.ggml.add_bos_token").and_then(|v| v.to_bool().ok()).unwrap_or(false);
         Ok(out)
     }
-
     /// Encodes text as plain text: special-token strings stay ordinary characters.
     pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>, EngineError> {
         encode(&self.plain, text)
@@ -124,6 +113,34 @@ impl TextTokenizer {
     pub fn id_of(&self, token: &str) -> Option<u32> {
         self.plain.token_to_id(token)
     }
+}
+
+/// Byte-level BPE (`gpt2`) from its vocabulary, merges and pre-tokenizer name.
+fn byte_level_bpe(md: &HashMap<String, Value>, tokens: &[String], types: &[i32]) -> Result<Tokenizer, EngineError> {
+    let merges_raw = string_array(md.get("tokenizer.ggml.merges"), "tokenizer.ggml.merges")?;
+    let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+    let mut merges = Vec::with_capacity(merges_raw.len());
+    for m in &merges_raw {
+        let (a, b) = m.split_once(' ').ok_or_else(|| EngineError::Tokenizer(format!("malformed merge '{m}' in GGUF metadata")))?;
+        merges.push((a.to_string(), b.to_string()));
+    }
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .build()
+        .map_err(|e| EngineError::Tokenizer(format!("cannot build BPE from GGUF metadata: {e}")))?;
+    let mut tok = Tokenizer::new(bpe);
+    let pre = md.get("tokenizer.ggml.pre").and_then(|v| v.to_string().ok()).cloned().unwrap_or_else(|| "default".into());
+    tok.with_pre_tokenizer(Some(pre_tokenizer(&pre)?));
+    tok.with_decoder(Some(ByteLevel::default()));
+    let added: Vec<AddedToken> = tokens
+        .iter()
+        .zip(types)
+        .filter(|(_, &t)| t == 3 || t == 4)
+        // Special, both: the plain encoder then leaves their text alone.
+        .map(|(s, _)| AddedToken::from(s.clone(), true))
+        .collect();
+    tok.add_special_tokens(added).map_err(|e| EngineError::Tokenizer(format!("cannot register special tokens: {e}")))?;
+    Ok(tok)
 }
 
 fn encode(tok: &Tokenizer, text: &str) -> Result<Vec<u32>, EngineError> {
@@ -148,7 +165,7 @@ fn pre_tokenizer(pre: &str) -> Result<PreTokenizerWrapper, EngineError> {
     }
 }
 
-fn string_array(v: Option<&Value>, key: &str) -> Result<Vec<String>, EngineError> {
+pub(super) fn string_array(v: Option<&Value>, key: &str) -> Result<Vec<String>, EngineError> {
     match v {
         Some(Value::Array(a)) => a
             .iter()

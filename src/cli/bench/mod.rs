@@ -141,6 +141,7 @@ pub fn run(a: BenchArgs, device: &str) -> Result<()> {
     };
     let (cpu, isa) = cpu_description();
     let kernels = crate::engine::cpu::kernels::simd().label();
+    let kv = engine.model.kv_type().label();
     if a.json {
         let v = serde_json::json!({
             "model": choice.entry.name,
@@ -155,6 +156,7 @@ pub fn run(a: BenchArgs, device: &str) -> Result<()> {
             "longwriter": {
                 "build": crate::cli::BUILD,
                 "kernels": kernels,
+                "kv_type": kv,
                 "prefill_tok_s": ours.prefill_tok_s,
                 "decode_tok_s": ours.decode_tok_s,
                 "peak_rss_mb": rss,
@@ -171,7 +173,7 @@ pub fn run(a: BenchArgs, device: &str) -> Result<()> {
         let depth = if a.depth > 0 { format!(" @ depth {}", a.depth) } else { String::new() };
         println!("model {} | {threads} threads | pp{} tg{}{depth} | {} reps | {}", choice.entry.name, a.prompt_tokens, a.gen_tokens, a.reps, backend);
         println!("{cpu} · {isa}");
-        println!("longwriter {} · kernels: {kernels}", crate::cli::BUILD);
+        println!("longwriter {} · kernels: {kernels} · KV {kv}", crate::cli::BUILD);
         if let Some(r) = &reference {
             println!("llama.cpp build {} ({}) · {} · {} threads · KV {}", r.build_number, r.build_commit, r.backends, r.threads, r.kv_type);
         }
@@ -248,10 +250,14 @@ struct LlamaBench {
     threads: u64,
     /// Tokens of context before the timed parts (`-d`).
     depth: u64,
-    /// The KV cache's type (llama.cpp's default is f16; ours keeps f32).
+    /// The KV cache's type, as `keys/values`.
     kv_type: String,
 }
 
+/// Runs llama-bench on the same file, threads, sizes and depth. Its K/V cache is f16 (its
+/// default; llama-bench b11434 refuses `-ctk f32`), which ours matches with
+/// `LONGWRITER_KV_CACHE=f16`: at long contexts the cache is most of what a token reads, so
+/// the JSON records both types.
 fn llama_bench(bin: &PathBuf, model: &std::path::Path, threads: usize, a: &BenchArgs) -> Result<LlamaBench> {
     let out = std::process::Command::new(bin)
         .arg("-m")

@@ -4,6 +4,7 @@
 //! that dominate a 135M-parameter model's decode time in a general tensor library.
 
 mod attention;
+mod cache;
 pub mod kernels;
 mod model;
 pub mod pool;

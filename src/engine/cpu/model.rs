@@ -1,8 +1,9 @@
 use super::kernels::{dequantize_row, dot_many, dot_rows, quantize_act, quantize_act_k, ActBlock, WeightType, MAX_ROWS, MAX_TOKENS, QK};
-use crate::engine::model::ModelConfig;
+use crate::engine::model::{KvType, ModelConfig};
 use crate::engine::EngineError;
 use candle_core::quantized::{gguf_file, GgmlDType};
 use super::attention::attention;
+use super::cache::{Cache, KvElem};
 use super::pool::{OutPtr, Pool};
 use std::io::{Read, Seek, SeekFrom};
 
@@ -127,30 +128,6 @@ struct Layer {
     down: Matrix,
 }
 
-/// One sequence's K/V state: per layer, `[pos][kv_heads * head_dim]`, grown by doubling.
-#[derive(Default, Clone)]
-struct Cache {
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
-    pos: usize,
-}
-
-impl Cache {
-    /// Makes room for `len` positions in every layer.
-    fn reserve(&mut self, layers: usize, len: usize, kvd: usize, context: usize) {
-        self.k.resize_with(layers, Vec::new);
-        self.v.resize_with(layers, Vec::new);
-        let need = len * kvd;
-        for (k, v) in self.k.iter_mut().zip(self.v.iter_mut()) {
-            if k.len() < need {
-                let cap = len.next_power_of_two().max(256).min(context) * kvd;
-                k.resize(cap.max(need), 0.0);
-                v.resize(cap.max(need), 0.0);
-            }
-        }
-    }
-}
-
 pub struct CpuModel {
     pub cfg: ModelConfig,
     embed: Matrix,
@@ -162,6 +139,7 @@ pub struct CpuModel {
     /// Sequence slots: 0 is the main sequence; [`CpuModel::fork`] adds copies of it that
     /// decode side by side ([`CpuModel::forward_slots`]).
     caches: Vec<Cache>,
+    kv: KvType,
 }
 
 impl CpuModel {
@@ -177,7 +155,7 @@ impl CpuModel {
         })
     }
 
-    pub fn load<R: Read + Seek>(ct: &gguf_file::Content, r: &mut R, cfg: ModelConfig) -> Result<Self, EngineError> {
+    pub fn load<R: Read + Seek>(ct: &gguf_file::Content, r: &mut R, cfg: ModelConfig, kv: KvType) -> Result<Self, EngineError> {
         let embed = matrix(ct, r, "token_embd.weight")?;
         let output = if ct.tensor_infos.contains_key("output.weight") { Some(matrix(ct, r, "output.weight")?) } else { None };
         let norm = vector(ct, r, "output_norm.weight")?.ok_or_else(|| EngineError::Format("missing output_norm.weight".into()))?;
@@ -203,7 +181,12 @@ impl CpuModel {
             });
         }
         let (cos, sin) = crate::engine::model::rope_table(&cfg);
-        Ok(Self { cfg, embed, output, norm, layers, cos, sin, caches: vec![Cache::default()] })
+        Ok(Self { cfg, embed, output, norm, layers, cos, sin, caches: vec![Cache::new(kv)], kv })
+    }
+
+    /// How this model stores its K/V cache.
+    pub fn kv_type(&self) -> KvType {
+        self.kv
     }
 
     pub fn position(&self) -> usize {
@@ -236,10 +219,7 @@ impl CpuModel {
 
     /// Makes slots 1..=n copies of the main sequence (slot 0), which stays as it is.
     pub fn fork(&mut self, n: usize) {
-        let kvd = self.cfg.n_kv_head * self.cfg.head_dim;
-        let main = &self.caches[0];
-        let used = main.pos * kvd;
-        let copy = Cache { k: main.k.iter().map(|k| k[..used].to_vec()).collect(), v: main.v.iter().map(|v| v[..used].to_vec()).collect(), pos: main.pos };
+        let copy = self.caches[0].used(self.cfg.n_kv_head * self.cfg.head_dim);
         self.caches.truncate(1);
         self.caches.extend(std::iter::repeat_n(copy, n));
     }
@@ -329,11 +309,13 @@ impl CpuModel {
                     rope(head, c, sn, cfg.rope_neox);
                 }
                 let cache = &mut self.caches[slot];
-                cache.k[li][p * kvd..(p + 1) * kvd].copy_from_slice(&k[t * kvd..(t + 1) * kvd]);
-                cache.v[li][p * kvd..(p + 1) * kvd].copy_from_slice(&v[t * kvd..(t + 1) * kvd]);
+                cache.k[li].write(p * kvd, &k[t * kvd..(t + 1) * kvd]);
+                cache.v[li].write(p * kvd, &v[t * kvd..(t + 1) * kvd]);
             }
-            let views: Vec<(&[f32], &[f32], usize)> = rows.iter().map(|&(slot, p)| (&self.caches[slot].k[li][..], &self.caches[slot].v[li][..], p)).collect();
-            attention(&q, &views, nh, nkv, hd, &mut att);
+            match self.kv {
+                KvType::F32 => attend::<f32>(&self.caches, li, &q, rows, &cfg, &mut att),
+                KvType::F16 => attend::<half::f16>(&self.caches, li, &q, rows, &cfg, &mut att),
+            }
             matmul(&mut [(&l.wo, &mut proj)], &att, s, &mut acts);
             add(&mut x, &proj);
 
@@ -354,6 +336,13 @@ impl CpuModel {
         matmul(&mut [(out, &mut logits)], &normed, rows, &mut acts);
         logits
     }
+}
+
+/// Layer `li`'s attention for `rows` ((slot, position) each) over their slots' caches,
+/// which hold `T`.
+fn attend<T: KvElem>(caches: &[Cache], li: usize, q: &[f32], rows: &[(usize, usize)], cfg: &ModelConfig, out: &mut [f32]) {
+    let views: Vec<(&[T], &[T], usize)> = rows.iter().map(|&(slot, p)| (caches[slot].k[li].of::<T>(), caches[slot].v[li].of::<T>(), p)).collect();
+    attention(q, &views, cfg.n_head, cfg.n_kv_head, cfg.head_dim, out);
 }
 
 /// RMS norm of each `w.len()`-wide row of `x` into `out`.

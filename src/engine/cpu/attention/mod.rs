@@ -15,6 +15,7 @@
 
 mod tiled;
 
+use super::cache::KvElem;
 use super::pool::{OutPtr, Pool};
 use tiled::GROUP_MAX;
 
@@ -26,14 +27,14 @@ pub(super) const TILE: usize = 64;
 
 /// Causal attention: row t (query `q[t]`) attends to positions 0..=p of its cache, where
 /// `rows[t]` = (keys, values, p).
-pub(super) fn attention(q: &[f32], rows: &[(&[f32], &[f32], usize)], nh: usize, nkv: usize, hd: usize, out: &mut [f32]) {
+pub(super) fn attention<T: KvElem>(q: &[f32], rows: &[(&[T], &[T], usize)], nh: usize, nkv: usize, hd: usize, out: &mut [f32]) {
     debug_assert_eq!(out.len(), rows.len() * nh * hd);
     let blocks = blocks(rows);
     if nh % nkv == 0 && nh / nkv <= GROUP_MAX {
         match hd {
-            64 => return tiled::attention::<64>(q, rows, &blocks, nh, nkv, out),
-            128 => return tiled::attention::<128>(q, rows, &blocks, nh, nkv, out),
-            256 => return tiled::attention::<256>(q, rows, &blocks, nh, nkv, out),
+            64 => return tiled::attention::<64, T>(q, rows, &blocks, nh, nkv, out),
+            128 => return tiled::attention::<128, T>(q, rows, &blocks, nh, nkv, out),
+            256 => return tiled::attention::<256, T>(q, rows, &blocks, nh, nkv, out),
             _ => {}
         }
     }
@@ -45,9 +46,9 @@ pub(super) fn attention(q: &[f32], rows: &[(&[f32], &[f32], usize)], nh: usize, 
         // heads are hd-wide pieces of its nh * hd output row.
         let out = |t: usize| unsafe { std::slice::from_raw_parts_mut(outp.at((t * nh + h) * hd), hd) };
         match hd {
-            64 => block_fixed::<64>(q, rows, t0, t1, h, nh, nkv, out),
-            128 => block_fixed::<128>(q, rows, t0, t1, h, nh, nkv, out),
-            256 => block_fixed::<256>(q, rows, t0, t1, h, nh, nkv, out),
+            64 => block_fixed::<64, T>(q, rows, t0, t1, h, nh, nkv, out),
+            128 => block_fixed::<128, T>(q, rows, t0, t1, h, nh, nkv, out),
+            256 => block_fixed::<256, T>(q, rows, t0, t1, h, nh, nkv, out),
             _ => block(q, rows, t0, t1, h, nh, nkv, hd, out),
         }
     };
@@ -64,7 +65,7 @@ pub(super) fn attention(q: &[f32], rows: &[(&[f32], &[f32], usize)], nh: usize, 
 
 /// Runs of at most [`ROWS`] consecutive rows that share one cache at consecutive
 /// positions (a prefill chunk); rows of different sequences are blocks of one.
-fn blocks(rows: &[(&[f32], &[f32], usize)]) -> Vec<(usize, usize)> {
+fn blocks<T>(rows: &[(&[T], &[T], usize)]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut t0 = 0;
     for t in 1..=rows.len() {
@@ -79,19 +80,19 @@ fn blocks(rows: &[(&[f32], &[f32], usize)]) -> Vec<(usize, usize)> {
 
 /// What a block of query rows t0..t1 of head `h` reads: row widths, its key/value head,
 /// the score scale, its cache, the keys the last row sees (`n`) and the row count.
-struct Span<'a> {
+struct Span<'a, T> {
     qd: usize,
     kvd: usize,
     kvh: usize,
     scale: f32,
-    kc: &'a [f32],
-    vc: &'a [f32],
+    kc: &'a [T],
+    vc: &'a [T],
     n: usize,
     r: usize,
 }
 
-impl<'a> Span<'a> {
-    fn new(rows: &[(&'a [f32], &'a [f32], usize)], t0: usize, t1: usize, h: usize, nh: usize, nkv: usize, hd: usize) -> Self {
+impl<'a, T> Span<'a, T> {
+    fn new(rows: &[(&'a [T], &'a [T], usize)], t0: usize, t1: usize, h: usize, nh: usize, nkv: usize, hd: usize) -> Self {
         let (kc, vc, _) = rows[t0];
         Self { qd: nh * hd, kvd: nkv * hd, kvh: h / (nh / nkv), scale: 1.0 / (hd as f32).sqrt(), kc, vc, n: rows[t1 - 1].2 + 1, r: t1 - t0 }
     }
@@ -100,7 +101,7 @@ impl<'a> Span<'a> {
 /// Head `h` of query rows t0..t1 (one cache, consecutive positions): an online softmax
 /// over key tiles, each key and value row read once for the whole block.
 #[allow(clippy::too_many_arguments)]
-fn block<'o>(q: &[f32], rows: &[(&[f32], &[f32], usize)], t0: usize, t1: usize, h: usize, nh: usize, nkv: usize, hd: usize, mut out: impl FnMut(usize) -> &'o mut [f32]) {
+fn block<'o, T: KvElem>(q: &[f32], rows: &[(&[T], &[T], usize)], t0: usize, t1: usize, h: usize, nh: usize, nkv: usize, hd: usize, mut out: impl FnMut(usize) -> &'o mut [f32]) {
     let Span { qd, kvd, kvh, scale, kc, vc, n, r } = Span::new(rows, t0, t1, h, nh, nkv, hd);
     let (mut m, mut l, mut s) = ([f32::NEG_INFINITY; ROWS], [0f32; ROWS], [[0f32; TILE]; ROWS]);
     STATE.with(|cell| {
@@ -113,7 +114,7 @@ fn block<'o>(q: &[f32], rows: &[(&[f32], &[f32], usize)], t0: usize, t1: usize, 
                 let qh = &q[t * qd + h * hd..t * qd + (h + 1) * hd];
                 let p = rows[t].2;
                 for j in j0..j1 {
-                    s[i][j - j0] = if j <= p { dot_f32(qh, &kc[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd]) * scale } else { f32::NEG_INFINITY };
+                    s[i][j - j0] = if j <= p { dot(qh, &kc[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd]) * scale } else { f32::NEG_INFINITY };
                 }
                 let tile_max = s[i][..j1 - j0].iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
                 let m_new = m[i].max(tile_max);
@@ -139,7 +140,7 @@ fn block<'o>(q: &[f32], rows: &[(&[f32], &[f32], usize)], t0: usize, t1: usize, 
                     let w = s[i][j - j0];
                     if w != 0.0 {
                         for (a, &v) in acc[i * hd..(i + 1) * hd].iter_mut().zip(vj) {
-                            *a += w * v;
+                            *a += w * v.to_f32();
                         }
                     }
                 }
@@ -160,7 +161,7 @@ fn block<'o>(q: &[f32], rows: &[(&[f32], &[f32], usize)], t0: usize, t1: usize, 
 /// (q[d] · Kᵀ[d][..]), and a row's output stays in registers while the tile's values are
 /// added to it.
 #[allow(clippy::too_many_arguments)]
-fn block_fixed<'o, const HD: usize>(q: &[f32], rows: &[(&[f32], &[f32], usize)], t0: usize, t1: usize, h: usize, nh: usize, nkv: usize, mut out: impl FnMut(usize) -> &'o mut [f32]) {
+fn block_fixed<'o, const HD: usize, T: KvElem>(q: &[f32], rows: &[(&[T], &[T], usize)], t0: usize, t1: usize, h: usize, nh: usize, nkv: usize, mut out: impl FnMut(usize) -> &'o mut [f32]) {
     let Span { qd, kvd, kvh, scale, kc, vc, n, r } = Span::new(rows, t0, t1, h, nh, nkv, HD);
     let (mut m, mut l, mut s) = ([f32::NEG_INFINITY; ROWS], [0f32; ROWS], [[0f32; TILE]; ROWS]);
     let mut kt = vec![[0f32; TILE]; HD];
@@ -168,9 +169,9 @@ fn block_fixed<'o, const HD: usize>(q: &[f32], rows: &[(&[f32], &[f32], usize)],
     for j0 in (0..n).step_by(TILE) {
         let w = (n - j0).min(TILE);
         for jj in 0..w {
-            let k: &[f32; HD] = kc[(j0 + jj) * kvd + kvh * HD..][..HD].try_into().expect("HD floats");
+            let k: &[T; HD] = kc[(j0 + jj) * kvd + kvh * HD..][..HD].try_into().expect("HD values");
             for d in 0..HD {
-                kt[d][jj] = k[d];
+                kt[d][jj] = k[d].to_f32();
             }
         }
         for i in 0..r {
@@ -208,9 +209,9 @@ fn block_fixed<'o, const HD: usize>(q: &[f32], rows: &[(&[f32], &[f32], usize)],
             let mut a = acc[i];
             for jj in 0..w {
                 let wgt = s[i][jj];
-                let v: &[f32; HD] = vc[(j0 + jj) * kvd + kvh * HD..][..HD].try_into().expect("HD floats");
+                let v: &[T; HD] = vc[(j0 + jj) * kvd + kvh * HD..][..HD].try_into().expect("HD values");
                 for d in 0..HD {
-                    a[d] += wgt * v[d];
+                    a[d] += wgt * v[d].to_f32();
                 }
             }
             acc[i] = a;
@@ -253,15 +254,15 @@ pub(super) fn exp_approx(x: f32) -> f32 {
     }
 }
 
-/// f32 dot product in 8 independent lanes: a single running sum would pin the additions
+/// Dot product in 8 independent f32 lanes: a single running sum would pin the additions
 /// to one order and keep the compiler from vectorizing.
-fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+fn dot<T: KvElem>(a: &[f32], b: &[T]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y.to_f32()).sum();
     for (x, y) in ca.zip(cb) {
         for i in 0..8 {
-            acc[i] += x[i] * y[i];
+            acc[i] += x[i] * y[i].to_f32();
         }
     }
     acc.iter().sum::<f32>() + tail
@@ -294,13 +295,21 @@ pub(super) mod tests {
         (0..n as u32).map(|i| ((i.wrapping_mul(2654435761) ^ seed.wrapping_mul(40503)) >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0).collect()
     }
 
-    /// The largest absolute difference between `attention` and the definition, for
-    /// query vectors drawn from `qseed`.
-    pub(super) fn worst_against_reference(rows: &[(&[f32], &[f32], usize)], nh: usize, nkv: usize, hd: usize, qseed: u32) -> f32 {
+    /// `v` as a cache of `T` holds it.
+    pub(super) fn stored<T: KvElem>(v: &[f32]) -> Vec<T> {
+        v.iter().map(|&x| T::from_f32(x)).collect()
+    }
+
+    /// The largest absolute difference between `attention` and the definition (on the
+    /// values the cache holds), for query vectors drawn from `qseed`.
+    pub(super) fn worst_against_reference<T: KvElem>(rows: &[(&[T], &[T], usize)], nh: usize, nkv: usize, hd: usize, qseed: u32) -> f32 {
         let q = noise(rows.len() * nh * hd, qseed);
         let mut out = vec![f32::NAN; rows.len() * nh * hd];
         attention(&q, rows, nh, nkv, hd, &mut out);
-        let want = reference(&q, rows, nh, nkv, hd);
+        let n = |p: usize| (p + 1) * nkv * hd;
+        let wide: Vec<(Vec<f32>, Vec<f32>, usize)> = rows.iter().map(|&(k, v, p)| (k[..n(p)].iter().map(|x| x.to_f32()).collect(), v[..n(p)].iter().map(|x| x.to_f32()).collect(), p)).collect();
+        let wide: Vec<(&[f32], &[f32], usize)> = wide.iter().map(|(k, v, p)| (&k[..], &v[..], *p)).collect();
+        let want = reference(&q, &wide, nh, nkv, hd);
         out.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max)
     }
 
@@ -308,14 +317,20 @@ pub(super) mod tests {
     /// rows that see different numbers of keys), a decode batch of three sequences at
     /// different lengths, and a lone row: all within float rounding of the definition,
     /// with grouped-query heads (9 query heads on 3 key/value heads, as SmolLM2).
+    /// Both cache types.
     #[test]
     fn blocked_attention_matches_the_definition() {
+        check::<f32>();
+        check::<half::f16>();
+    }
+
+    fn check<T: KvElem>() {
         let (nh, nkv, hd) = (9, 3, 64);
         let kvd = nkv * hd;
-        let caches: Vec<(Vec<f32>, Vec<f32>)> = (0..3).map(|c| (noise(300 * kvd, 7 + c), noise(300 * kvd, 70 + c))).collect();
+        let caches: Vec<(Vec<T>, Vec<T>)> = (0..3).map(|c| (stored(&noise(300 * kvd, 7 + c)), stored(&noise(300 * kvd, 70 + c)))).collect();
         let cases: Vec<Vec<(usize, usize)>> = vec![(100..150).map(|p| (0, p)).collect(), vec![(0, 5), (1, 140), (2, 299)], vec![(2, 0)], (0..40).map(|p| (1, p)).collect()];
         for (ci, case) in cases.iter().enumerate() {
-            let rows: Vec<(&[f32], &[f32], usize)> = case.iter().map(|&(c, p)| (&caches[c].0[..], &caches[c].1[..], p)).collect();
+            let rows: Vec<(&[T], &[T], usize)> = case.iter().map(|&(c, p)| (&caches[c].0[..], &caches[c].1[..], p)).collect();
             let worst = worst_against_reference(&rows, nh, nkv, hd, 99 + ci as u32);
             assert!(worst < 1e-4, "case {ci}: off by {worst}");
         }
@@ -323,8 +338,8 @@ pub(super) mod tests {
         // The other head sizes: 128 (fixed), 32 and 80 (the generic block).
         for (hd, nh, nkv) in [(128, 4, 2), (32, 6, 2), (80, 2, 1)] {
             let kvd = nkv * hd;
-            let (k, v) = (noise(200 * kvd, 5), noise(200 * kvd, 6));
-            let rows: Vec<(&[f32], &[f32], usize)> = (60..130).map(|p| (&k[..], &v[..], p)).collect();
+            let (k, v) = (stored::<T>(&noise(200 * kvd, 5)), stored::<T>(&noise(200 * kvd, 6)));
+            let rows: Vec<(&[T], &[T], usize)> = (60..130).map(|p| (&k[..], &v[..], p)).collect();
             let worst = worst_against_reference(&rows, nh, nkv, hd, 8);
             assert!(worst < 1e-4, "head size {hd}: off by {worst}");
         }

@@ -22,6 +22,7 @@
 //! transposed per head, decode after 4,000 tokens of context ran at 14.7 tok/s against
 //! llama.cpp's 39.9 (2-core EPYC).
 
+use super::super::cache::KvElem;
 use super::super::pool::{OutPtr, Pool};
 use super::{exp_approx, ROWS, TILE};
 
@@ -34,7 +35,7 @@ const QMAX: usize = ROWS * GROUP_MAX;
 
 /// Causal attention for `blocks` of rows (see `blocks`): row t attends to positions
 /// 0..=p of its cache, `rows[t]` = (keys, values, p).
-pub(super) fn attention<const HD: usize>(q: &[f32], rows: &[(&[f32], &[f32], usize)], blocks: &[(usize, usize)], nh: usize, nkv: usize, out: &mut [f32]) {
+pub(super) fn attention<const HD: usize, T: KvElem>(q: &[f32], rows: &[(&[T], &[T], usize)], blocks: &[(usize, usize)], nh: usize, nkv: usize, out: &mut [f32]) {
     let (g, qd, width) = (nh / nkv, nh * HD, HD + 2);
     // (block, first key, row offset of its partials) for each task.
     let mut tasks = Vec::new();
@@ -85,12 +86,12 @@ pub(super) fn attention<const HD: usize>(q: &[f32], rows: &[(&[f32], &[f32], usi
                     let state = &mut part[kvh * r * g * width..][..r * g * width];
                     #[cfg(target_arch = "x86_64")]
                     if simd {
-                        // SAFETY: simd() is not Scalar only where AVX2 and FMA were detected.
-                        unsafe { tile_avx2::<HD>(qs, vis, kc, vc, nkv * HD, kvh, k0, w, s, state) };
+                        // SAFETY: simd() is not Scalar only where AVX2, FMA and F16C were detected.
+                        unsafe { tile_avx2::<HD, T>(qs, vis, kc, vc, nkv * HD, kvh, k0, w, s, state) };
                         continue;
                     }
                     let _ = simd;
-                    tile::<HD>(qs, vis, kc, vc, nkv * HD, kvh, k0, w, s, state);
+                    tile::<HD, T>(qs, vis, kc, vc, nkv * HD, kvh, k0, w, s, state);
                 }
             }
         });
@@ -164,11 +165,11 @@ thread_local! {
 /// scaled by 1/√HD), of which vector i sees keys below `vis[i]`: updates each vector's
 /// `state`, [max, sum, HD weighted values], as an online softmax does.
 #[allow(clippy::too_many_arguments)]
-fn tile<const HD: usize>(qs: &[f32], vis: &[usize], kc: &[f32], vc: &[f32], kvd: usize, kvh: usize, k0: usize, w: usize, s: &mut [[f32; TILE]; QMAX], state: &mut [f32]) {
+fn tile<const HD: usize, T: KvElem>(qs: &[f32], vis: &[usize], kc: &[T], vc: &[T], kvd: usize, kvh: usize, k0: usize, w: usize, s: &mut [[f32; TILE]; QMAX], state: &mut [f32]) {
     for (qi, q) in qs.chunks_exact(HD).enumerate() {
         let v = vis[qi].saturating_sub(k0).min(w);
         for jj in 0..v {
-            let k: &[f32; HD] = kc[(k0 + jj) * kvd + kvh * HD..][..HD].try_into().expect("HD floats");
+            let k: &[T; HD] = kc[(k0 + jj) * kvd + kvh * HD..][..HD].try_into().expect("HD values");
             s[qi][jj] = dot_fixed(q.try_into().expect("HD floats"), k);
         }
     }
@@ -181,7 +182,7 @@ fn tile<const HD: usize>(qs: &[f32], vis: &[usize], kc: &[f32], vc: &[f32], kvd:
         for (jj, &wgt) in s[qi][..v].iter().enumerate() {
             let val = &vc[(k0 + jj) * kvd + kvh * HD..][..HD];
             for (a, &x) in acc.iter_mut().zip(val) {
-                *a += wgt * x;
+                *a += wgt * x.to_f32();
             }
         }
     }
@@ -213,9 +214,9 @@ fn softmax_step<'a>(sc: &mut [f32], st: &'a mut [f32]) -> &'a mut [f32] {
 /// is the same bits whichever keys share its eight. A vector's weighted values stay in
 /// registers across the tile.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_avx2<const HD: usize>(qs: &[f32], vis: &[usize], kc: &[f32], vc: &[f32], kvd: usize, kvh: usize, k0: usize, w: usize, s: &mut [[f32; TILE]; QMAX], state: &mut [f32]) {
+unsafe fn tile_avx2<const HD: usize, T: KvElem>(qs: &[f32], vis: &[usize], kc: &[T], vc: &[T], kvd: usize, kvh: usize, k0: usize, w: usize, s: &mut [[f32; TILE]; QMAX], state: &mut [f32]) {
     use std::arch::x86_64::*;
     let nq = qs.len() / HD;
     // The raw loads below stay inside these rows.
@@ -237,7 +238,7 @@ unsafe fn tile_avx2<const HD: usize>(qs: &[f32], vis: &[usize], kc: &[f32], vc: 
             for (r, ar) in a.iter_mut().enumerate().take(n) {
                 let k = kb.add((jj + r) * kvd);
                 for c in 0..HD / 8 {
-                    *ar = _mm256_fmadd_ps(_mm256_loadu_ps(q.add(c * 8)), _mm256_loadu_ps(k.add(c * 8)), *ar);
+                    *ar = _mm256_fmadd_ps(_mm256_loadu_ps(q.add(c * 8)), T::load8(k.add(c * 8)), *ar);
                 }
             }
             // s rows are TILE wide and jj < v ≤ TILE with TILE a multiple of 8: the
@@ -259,7 +260,7 @@ unsafe fn tile_avx2<const HD: usize>(qs: &[f32], vis: &[usize], kc: &[f32], vc: 
         for (jj, &wgt) in s[qi][..v].iter().enumerate() {
             let (wv, val) = (_mm256_set1_ps(wgt), vb.add(jj * kvd));
             for c in 0..HD / 8 {
-                a[c] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(val.add(c * 8)), a[c]);
+                a[c] = _mm256_fmadd_ps(wv, T::load8(val.add(c * 8)), a[c]);
             }
         }
         for c in 0..HD / 8 {
@@ -285,11 +286,11 @@ unsafe fn sums8(a: &[std::arch::x86_64::__m256; 8]) -> std::arch::x86_64::__m256
 /// q · k for a fixed head size: 16 independent lanes, then halves added pairwise, so the
 /// compiler keeps it in vector registers to the last add.
 #[inline(always)]
-fn dot_fixed<const HD: usize>(q: &[f32; HD], k: &[f32; HD]) -> f32 {
+fn dot_fixed<const HD: usize, T: KvElem>(q: &[f32; HD], k: &[T; HD]) -> f32 {
     let mut acc = [0f32; 16];
     for c in 0..HD / 16 {
         for i in 0..16 {
-            acc[i] += q[c * 16 + i] * k[c * 16 + i];
+            acc[i] += q[c * 16 + i] * k[c * 16 + i].to_f32();
         }
     }
     let mut w = 8;
@@ -304,7 +305,7 @@ fn dot_fixed<const HD: usize>(q: &[f32; HD], k: &[f32; HD]) -> f32 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{noise, worst_against_reference};
+    use super::super::tests::{noise, stored, worst_against_reference};
     use super::super::{attention as attend, blocks};
     use super::*;
 
@@ -317,40 +318,47 @@ mod tests {
         if crate::engine::cpu::kernels::best() == crate::engine::cpu::kernels::Simd::Scalar {
             return;
         }
-        fn check<const HD: usize>() {
+        fn check<const HD: usize, T: KvElem>() {
             let nkv = 2;
             let kvd = nkv * HD;
             let vis = [500, 500, 500, 140, 131, 203];
-            let (k, v, q) = (noise(500 * kvd, 21), noise(500 * kvd, 22), noise(vis.len() * HD, 23));
-            let k: Vec<f32> = k.iter().map(|x| x * 3.0).collect();
+            let (k, v, q) = (noise(500 * kvd, 21), stored::<T>(&noise(500 * kvd, 22)), noise(vis.len() * HD, 23));
+            let k: Vec<T> = stored(&k.iter().map(|x| x * 3.0).collect::<Vec<f32>>());
             let fresh = || (0..vis.len()).flat_map(|_| std::iter::once(f32::NEG_INFINITY).chain(std::iter::repeat_n(0.0, HD + 1))).collect::<Vec<f32>>();
             let (mut a, mut b) = (fresh(), fresh());
             let mut s = Box::new([[0f32; TILE]; QMAX]);
             for (k0, w) in [(0, 64), (64, 64), (128, 64), (192, 13), (205, 61), (436, 64)] {
-                tile::<HD>(&q, &vis, &k, &v, kvd, 1, k0, w, &mut s, &mut a);
-                // SAFETY: best() found AVX2 and FMA.
-                unsafe { tile_avx2::<HD>(&q, &vis, &k, &v, kvd, 1, k0, w, &mut s, &mut b) };
+                tile::<HD, T>(&q, &vis, &k, &v, kvd, 1, k0, w, &mut s, &mut a);
+                // SAFETY: best() found AVX2, FMA and F16C.
+                unsafe { tile_avx2::<HD, T>(&q, &vis, &k, &v, kvd, 1, k0, w, &mut s, &mut b) };
                 let worst = a.iter().zip(&b).map(|(x, y)| if x == y { 0.0 } else { (x - y).abs() / x.abs().max(1.0) }).fold(0f32, f32::max);
                 // Two summation orders of scores near ±15, through exp: a few 1e-5.
                 assert!(worst < 5e-4, "HD {HD}, keys {k0}..{}: off by {worst}", k0 + w);
             }
         }
-        check::<64>();
-        check::<128>();
-        check::<256>();
+        check::<64, f32>();
+        check::<128, f32>();
+        check::<256, f32>();
+        check::<64, half::f16>();
+        check::<256, half::f16>();
     }
 
     /// Rows over long caches, split into ranges across tasks and merged: one decoded row,
     /// several of different lengths, a prefill block that spans ranges, group sizes from 1
-    /// to 8 (GROUP_MAX) plus one above it (the blocked path).
+    /// to 8 (GROUP_MAX) plus one above it (the blocked path); both cache types.
     #[test]
     fn ranged_attention_matches_the_definition() {
+        check::<f32>();
+        check::<half::f16>();
+    }
+
+    fn check<T: KvElem>() {
         for (hd, nh, nkv, ps) in [(64, 9, 3, vec![2000]), (64, 9, 3, vec![1999, 3, 700]), (64, 9, 3, (240..300).collect()), (128, 8, 1, vec![1500]), (64, 4, 4, vec![1100, 257]), (256, 2, 1, vec![900]), (64, 16, 1, vec![1200])] {
             let kvd = nkv * hd;
-            let (k, v) = (noise(2001 * kvd, 11), noise(2001 * kvd, 12));
+            let (k, v) = (noise(2001 * kvd, 11), stored::<T>(&noise(2001 * kvd, 12)));
             // Spread the scores, so a wrong rescaling of a range's partial shows.
-            let k: Vec<f32> = k.iter().map(|x| x * 3.0).collect();
-            let rows: Vec<(&[f32], &[f32], usize)> = ps.iter().map(|&p| (&k[..], &v[..], p)).collect();
+            let k: Vec<T> = stored(&k.iter().map(|x| x * 3.0).collect::<Vec<f32>>());
+            let rows: Vec<(&[T], &[T], usize)> = ps.iter().map(|&p| (&k[..], &v[..], p)).collect();
             let worst = worst_against_reference(&rows, nh, nkv, hd, 13);
             assert!(worst < 1e-4, "hd {hd}, {nh}/{nkv} heads, positions {ps:?}: off by {worst}");
         }
@@ -358,17 +366,22 @@ mod tests {
 
     /// A row's bits do not depend on the rows it is computed with: each row of a prefill
     /// chunk (positions 230..300: blocks of 16 across tiles and the range boundary at 256)
-    /// and of a decode batch equals the same row computed alone.
+    /// and of a decode batch equals the same row computed alone; both cache types.
     #[test]
     fn a_row_gets_the_same_bits_alone_as_in_a_block_or_batch() {
+        same_bits::<f32>();
+        same_bits::<half::f16>();
+    }
+
+    fn same_bits<T: KvElem>() {
         let (nh, nkv, hd) = (9, 3, 64);
         let kvd = nkv * hd;
-        let (k, v) = (noise(700 * kvd, 31), noise(700 * kvd, 32));
-        let k: Vec<f32> = k.iter().map(|x| x * 3.0).collect();
-        let (k2, v2) = (noise(700 * kvd, 33), noise(700 * kvd, 34));
+        let (k, v) = (noise(700 * kvd, 31), stored::<T>(&noise(700 * kvd, 32)));
+        let k: Vec<T> = stored(&k.iter().map(|x| x * 3.0).collect::<Vec<f32>>());
+        let (k2, v2) = (stored::<T>(&noise(700 * kvd, 33)), stored::<T>(&noise(700 * kvd, 34)));
         let cases: Vec<Vec<(usize, usize)>> = vec![(230..300).map(|p| (0, p)).collect(), vec![(0, 699), (1, 5), (1, 600)], (500..520).map(|p| (1, p)).collect()];
         for case in cases {
-            let rows: Vec<(&[f32], &[f32], usize)> = case.iter().map(|&(c, p)| if c == 0 { (&k[..], &v[..], p) } else { (&k2[..], &v2[..], p) }).collect();
+            let rows: Vec<(&[T], &[T], usize)> = case.iter().map(|&(c, p)| if c == 0 { (&k[..], &v[..], p) } else { (&k2[..], &v2[..], p) }).collect();
             let q = noise(rows.len() * nh * hd, 35);
             let mut together = vec![0f32; rows.len() * nh * hd];
             attend(&q, &rows, nh, nkv, hd, &mut together);
