@@ -60,12 +60,6 @@ const MEAN_TOLERANCE: f32 = 0.08;
 /// from the other, either token is right.
 const MARGIN: f32 = 0.6;
 
-fn log_softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let lse = max + logits.iter().map(|v| (v - max).exp()).sum::<f32>().ln();
-    logits.iter().map(|v| v - lse).collect()
-}
-
 fn agrees_with_llama_cpp(kind: &str, want_formats: &[&str], kv_cache: longwriter::engine::KvType) {
     let path = if kind == "Q4_1" { common::default_model_path() } else { requantized(kind) };
     assert_eq!(formats(&path), want_formats.iter().copied().collect(), "{kind}: the formats in the file");
@@ -75,27 +69,18 @@ fn agrees_with_llama_cpp(kind: &str, want_formats: &[&str], kv_cache: longwriter
     let (mut checked, mut worst, mut total, mut n) = (0, 0f32, 0f32, 0);
     for case in common::fixture("greedy.json").as_array().unwrap() {
         let prompt: Vec<u32> = case["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-        let body = serde_json::json!({"prompt": prompt, "n_predict": 32, "temperature": 0, "top_k": 1, "samplers": ["top_k"], "return_tokens": true, "cache_prompt": false, "n_probs": 2});
-        let r: serde_json::Value = ureq::post(&format!("{}/completion", server.root())).send_json(body).unwrap().into_json().unwrap();
-        let steps = r["completion_probabilities"].as_array().unwrap();
-        assert!(steps.len() >= 8, "{r}");
-        e.model.clear();
-        let mut logits = e.model.forward(&prompt).unwrap();
-        for (i, step) in steps.iter().enumerate() {
-            let top = &step["top_logprobs"];
-            let (id, lp, lp2) = (top[0]["id"].as_u64().unwrap() as usize, top[0]["logprob"].as_f64().unwrap() as f32, top[1]["logprob"].as_f64().unwrap() as f32);
-            let ours = log_softmax(&logits);
-            let argmax = longwriter::engine::sampler::argmax(&logits) as usize;
-            if lp - lp2 >= MARGIN {
-                assert_eq!(argmax, id, "{kind}, {:?}, token {i}: llama.cpp's {:?} leads by {:.3} nats, ours is {argmax}", case["prompt_text"], top[0]["token"], lp - lp2);
+        let steps = server.teacher_forced(&mut e, &prompt, 32);
+        assert!(steps.len() >= 8, "{case}");
+        for (i, s) in steps.iter().enumerate() {
+            if s.lp - s.lp2 >= MARGIN {
+                assert_eq!(s.argmax, s.id, "{kind}, {:?}, token {i}: llama.cpp's {} leads by {:.3} nats, ours is {}", case["prompt_text"], s.token, s.lp - s.lp2, s.argmax);
                 checked += 1;
             }
-            let diff = (ours[id] - lp).abs();
-            assert!(diff <= TOLERANCE, "{kind}, {:?}, token {i} {:?}: log-probability {} here, {lp} in llama.cpp", case["prompt_text"], top[0]["token"], ours[id]);
+            let diff = (s.ours - s.lp).abs();
+            assert!(diff <= TOLERANCE, "{kind}, {:?}, token {i} {}: log-probability {} here, {} in llama.cpp", case["prompt_text"], s.token, s.ours, s.lp);
             worst = worst.max(diff);
             total += diff;
             n += 1;
-            logits = e.model.forward(&[id as u32]).unwrap();
         }
     }
     eprintln!("{kind}, {kv_cache:?} cache: {checked} positions past the tie margin agree; log-probabilities differ by {:.4} on average, {worst:.4} at most ({n} positions)", total / n as f32);

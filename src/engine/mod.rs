@@ -222,7 +222,7 @@ impl Engine {
         let prompts = PromptBuilder::new(tpl, name_of(tokenizer.bos), name_of(tokenizer.eos));
         let mut eos_ids: Vec<u32> = tokenizer.eos.into_iter().collect();
         // Chat models end turns with these even when metadata names another EOS.
-        for s in ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>"] {
+        for s in ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>"] {
             if let Some(&id) = tokenizer.special.get(s) {
                 if !eos_ids.contains(&id) {
                     eos_ids.push(id);

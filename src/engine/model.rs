@@ -27,6 +27,27 @@ pub struct ModelConfig {
     pub rms_eps: f64,
     /// NeoX-style rope (pairs i, i+d/2) as Qwen uses; llama GGUFs use interleaved pairs.
     pub rope_neox: bool,
+    /// Gemma 3's shape, where it differs from the llama family (see [`Gemma`]).
+    pub gemma: Option<Gemma>,
+}
+
+/// What Gemma 3 adds to the llama graph, as llama.cpp's gemma3 graph runs it: embeddings
+/// scaled by √hidden, an RMS norm after attention and after the FFN (before each residual
+/// add), a GELU-gated FFN (GeGLU, tanh GELU) instead of SwiGLU, and sliding-window
+/// attention: every layer but each `global_every`-th sees only the last `window` positions
+/// (itself included), with rope base `rope_base_local` instead of the model's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gemma {
+    pub window: usize,
+    pub global_every: usize,
+    pub rope_base_local: f32,
+}
+
+impl Gemma {
+    /// Whether layer `il` attends through the sliding window.
+    pub fn is_local(&self, il: usize) -> bool {
+        (il + 1) % self.global_every != 0
+    }
 }
 
 impl ModelConfig {
@@ -37,8 +58,8 @@ impl ModelConfig {
             .and_then(|v| v.to_string().ok())
             .cloned()
             .ok_or_else(|| EngineError::Format("GGUF metadata has no general.architecture".into()))?;
-        if !matches!(arch.as_str(), "llama" | "qwen2" | "qwen3") {
-            return Err(EngineError::Unsupported(format!("architecture '{arch}' (supported: llama, qwen2, qwen3)")));
+        if !matches!(arch.as_str(), "llama" | "qwen2" | "qwen3" | "gemma3") {
+            return Err(EngineError::Unsupported(format!("architecture '{arch}' (supported: llama, qwen2, qwen3, gemma3)")));
         }
         let get = |k: &str| -> Result<u32, EngineError> {
             md.get(&format!("{arch}.{k}"))
@@ -68,6 +89,9 @@ impl ModelConfig {
             rope_base: getf("rope.freq_base").unwrap_or(10000.0),
             rms_eps: getf("attention.layer_norm_rms_epsilon").unwrap_or(1e-5) as f64,
             rope_neox: arch != "llama",
+            // llama.cpp's gemma3 loader fixes the pattern (5 local layers, then a global
+            // one) and the local rope base; the window is in the metadata.
+            gemma: if arch == "gemma3" { Some(Gemma { window: get("attention.sliding_window")? as usize, global_every: 6, rope_base_local: 10_000.0 }) } else { None },
             architecture: arch,
         };
         if cfg.n_head == 0 || cfg.n_kv_head == 0 || cfg.n_head % cfg.n_kv_head != 0 || cfg.head_dim % 2 != 0 {
@@ -260,6 +284,9 @@ impl QuantModel {
             candle_core::quantized::cuda::set_force_dmmv(true);
         }
         let cfg = ModelConfig::from_gguf(ct)?;
+        if cfg.gemma.is_some() {
+            return Err(EngineError::Unsupported(format!("{} on this path: Gemma 3 runs on the fast CPU decoder only (a CPU with AVX2 and --device cpu)", cfg.architecture)));
+        }
         let embed = Arc::new(qtensor(ct, r, device, "token_embd.weight")?);
         let mut fallbacks = (0, 0);
         let mut mm = |name: &str| -> Result<QMatMul, EngineError> {
@@ -432,10 +459,11 @@ fn causal_mask(s: usize, pos: usize, device: &Device) -> candle_core::Result<Ten
     Tensor::from_vec(data, (s, kv), device)
 }
 
-/// Rope cos/sin tables, `[position][head_dim / 2]`, for the model's whole context.
-pub(crate) fn rope_table(cfg: &ModelConfig) -> (Vec<f32>, Vec<f32>) {
+/// Rope cos/sin tables, `[position][head_dim / 2]`, for the model's whole context, with
+/// rope base `base` (the model's, or a Gemma's local layers').
+pub(crate) fn rope_table(cfg: &ModelConfig, base: f32) -> (Vec<f32>, Vec<f32>) {
     let half = cfg.head_dim / 2;
-    let inv: Vec<f32> = (0..half).map(|i| 1.0 / cfg.rope_base.powf(2.0 * i as f32 / cfg.head_dim as f32)).collect();
+    let inv: Vec<f32> = (0..half).map(|i| 1.0 / base.powf(2.0 * i as f32 / cfg.head_dim as f32)).collect();
     let n = cfg.context_length;
     let (mut cos, mut sin) = (Vec::with_capacity(n * half), Vec::with_capacity(n * half));
     for p in 0..n {
@@ -449,7 +477,7 @@ pub(crate) fn rope_table(cfg: &ModelConfig) -> (Vec<f32>, Vec<f32>) {
 }
 
 fn rope_tables(cfg: &ModelConfig, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
-    let (cos, sin) = rope_table(cfg);
+    let (cos, sin) = rope_table(cfg, cfg.rope_base);
     let shape = (cfg.context_length, cfg.head_dim / 2);
     Ok((Tensor::from_vec(cos, shape, device)?, Tensor::from_vec(sin, shape, device)?))
 }

@@ -318,6 +318,9 @@ impl DenseModel {
     /// training.
     pub fn from_gguf<R: std::io::Read + std::io::Seek>(ct: &candle_core::quantized::gguf_file::Content, r: &mut R, device: &Device) -> Result<Self, EngineError> {
         let mc = crate::engine::ModelConfig::from_gguf(ct)?;
+        if mc.gemma.is_some() {
+            return Err(EngineError::Unsupported(format!("training {}: the f32 policy has no Gemma 3 graph yet", mc.architecture)));
+        }
         let ffn = ct.tensor_infos.get("blk.0.ffn_gate.weight").map(|t| t.shape.dims()[0]).ok_or_else(|| EngineError::Format("missing blk.0.ffn_gate.weight".into()))?;
         let cfg = DenseConfig {
             model_type: mc.architecture.clone(),

@@ -101,3 +101,42 @@ impl Drop for LlamaServer {
         let _ = self.keeper.wait();
     }
 }
+
+/// One position of llama.cpp's greedy continuation, teacher-forced through our engine:
+/// llama.cpp's token, its log-probability and its runner-up's, ours of the same token, and
+/// our likeliest token.
+pub struct Step {
+    pub id: usize,
+    pub token: String,
+    pub lp: f32,
+    pub lp2: f32,
+    pub ours: f32,
+    pub argmax: usize,
+}
+
+fn log_softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let lse = max + logits.iter().map(|v| (v - max).exp()).sum::<f32>().ln();
+    logits.iter().map(|v| v - lse).collect()
+}
+
+impl LlamaServer {
+    /// llama.cpp's greedy continuation of `prompt` (up to `n` tokens, with its top-2
+    /// log-probabilities), fed token by token to `e` after the same prompt.
+    pub fn teacher_forced(&self, e: &mut longwriter::engine::Engine, prompt: &[u32], n: usize) -> Vec<Step> {
+        let body = serde_json::json!({"prompt": prompt, "n_predict": n, "temperature": 0, "top_k": 1, "samplers": ["top_k"], "return_tokens": true, "cache_prompt": false, "n_probs": 2});
+        let r: serde_json::Value = ureq::post(&format!("{}/completion", self.root())).send_json(body).unwrap().into_json().unwrap();
+        assert_eq!(r["tokens_evaluated"].as_u64(), Some(prompt.len() as u64), "llama.cpp changed the prompt: {r}");
+        e.model.clear();
+        let mut logits = e.model.forward(prompt).unwrap();
+        let mut steps = Vec::new();
+        for step in r["completion_probabilities"].as_array().unwrap() {
+            let top = &step["top_logprobs"];
+            let id = top[0]["id"].as_u64().unwrap() as usize;
+            let ours = log_softmax(&logits)[id];
+            steps.push(Step { id, token: top[0]["token"].to_string(), lp: top[0]["logprob"].as_f64().unwrap() as f32, lp2: top[1]["logprob"].as_f64().unwrap() as f32, ours, argmax: longwriter::engine::sampler::argmax(&logits) as usize });
+            logits = e.model.forward(&[id as u32]).unwrap();
+        }
+        steps
+    }
+}

@@ -123,6 +123,9 @@ struct Layer {
     q_norm: Option<Vec<f32>>,
     k_norm: Option<Vec<f32>>,
     ffn_norm: Vec<f32>,
+    /// Gemma's norms of the attention and FFN outputs, before each residual add.
+    post_attn_norm: Option<Vec<f32>>,
+    post_ffn_norm: Option<Vec<f32>>,
     gate: Matrix,
     up: Matrix,
     down: Matrix,
@@ -136,6 +139,9 @@ pub struct CpuModel {
     layers: Vec<Layer>,
     cos: Vec<f32>,
     sin: Vec<f32>,
+    /// A Gemma's local (sliding-window) layers' rope tables; empty otherwise.
+    cos_local: Vec<f32>,
+    sin_local: Vec<f32>,
     /// Sequence slots: 0 is the main sequence; [`CpuModel::fork`] adds copies of it that
     /// decode side by side ([`CpuModel::forward_slots`]).
     caches: Vec<Cache>,
@@ -175,13 +181,22 @@ impl CpuModel {
                 q_norm: vector(ct, r, &n("attn_q_norm.weight"))?,
                 k_norm: vector(ct, r, &n("attn_k_norm.weight"))?,
                 ffn_norm: req(vector(ct, r, &n("ffn_norm.weight"))?, "ffn_norm.weight")?,
+                post_attn_norm: vector(ct, r, &n("post_attention_norm.weight"))?,
+                post_ffn_norm: vector(ct, r, &n("post_ffw_norm.weight"))?,
                 gate: matrix(ct, r, &n("ffn_gate.weight"))?,
                 up: matrix(ct, r, &n("ffn_up.weight"))?,
                 down: matrix(ct, r, &n("ffn_down.weight"))?,
             });
         }
-        let (cos, sin) = crate::engine::model::rope_table(&cfg);
-        Ok(Self { cfg, embed, output, norm, layers, cos, sin, caches: vec![Cache::new(kv)], kv })
+        let (cos, sin) = crate::engine::model::rope_table(&cfg, cfg.rope_base);
+        let (cos_local, sin_local) = match &cfg.gemma {
+            Some(g) => crate::engine::model::rope_table(&cfg, g.rope_base_local),
+            None => (Vec::new(), Vec::new()),
+        };
+        if cfg.gemma.is_some() && layers.iter().any(|l| l.post_attn_norm.is_none() || l.post_ffn_norm.is_none()) {
+            return Err(EngineError::Format("a gemma3 layer lacks post_attention_norm or post_ffw_norm".into()));
+        }
+        Ok(Self { cfg, embed, output, norm, layers, cos, sin, cos_local, sin_local, caches: vec![Cache::new(kv)], kv })
     }
 
     /// How this model stores its K/V cache.
@@ -284,6 +299,10 @@ impl CpuModel {
         for (t, &id) in ids.iter().enumerate() {
             dequantize_row(self.embed.t, self.embed.row(id as usize), &mut x[t * hid..(t + 1) * hid]);
         }
+        if cfg.gemma.is_some() {
+            let scale = (hid as f32).sqrt();
+            x.iter_mut().for_each(|v| *v *= scale);
+        }
         let mut h = vec![0f32; s * hid];
         let mut acts = Acts::default();
         let (mut q, mut k, mut v) = (vec![0f32; s * qd], vec![0f32; s * kvd], vec![0f32; s * kvd]);
@@ -292,6 +311,10 @@ impl CpuModel {
         let ffn = self.layers[0].gate.rows;
         let (mut g, mut u) = (vec![0f32; s * ffn], vec![0f32; s * ffn]);
         for (li, l) in self.layers.iter().enumerate() {
+            // A Gemma's local layers: their own rope base, and a window over the cache.
+            let local = cfg.gemma.filter(|g| g.is_local(li));
+            let (cos, sin) = if local.is_some() { (&self.cos_local, &self.sin_local) } else { (&self.cos, &self.sin) };
+            let window = local.map_or(0, |g| g.window);
             rms_norm(&x, &l.attn_norm, eps, &mut h);
             matmul(&mut [(&l.wq, &mut q), (&l.wk, &mut k), (&l.wv, &mut v)], &h, s, &mut acts);
             add_bias(&mut q, l.bq.as_deref());
@@ -304,7 +327,7 @@ impl CpuModel {
                 rms_norm(&k.clone(), w, eps, &mut k);
             }
             for (t, &(slot, p)) in rows.iter().enumerate() {
-                let (c, sn) = (&self.cos[p * hd / 2..(p + 1) * hd / 2], &self.sin[p * hd / 2..(p + 1) * hd / 2]);
+                let (c, sn) = (&cos[p * hd / 2..(p + 1) * hd / 2], &sin[p * hd / 2..(p + 1) * hd / 2]);
                 for head in q[t * qd..(t + 1) * qd].chunks_exact_mut(hd).chain(k[t * kvd..(t + 1) * kvd].chunks_exact_mut(hd)) {
                     rope(head, c, sn, cfg.rope_neox);
                 }
@@ -313,18 +336,30 @@ impl CpuModel {
                 cache.v[li].write(p * kvd, &v[t * kvd..(t + 1) * kvd]);
             }
             match self.kv {
-                KvType::F32 => attend::<f32>(&self.caches, li, &q, rows, &cfg, &mut att),
-                KvType::F16 => attend::<half::f16>(&self.caches, li, &q, rows, &cfg, &mut att),
+                KvType::F32 => attend::<f32>(&self.caches, li, &q, rows, window, &cfg, &mut att),
+                KvType::F16 => attend::<half::f16>(&self.caches, li, &q, rows, window, &cfg, &mut att),
             }
             matmul(&mut [(&l.wo, &mut proj)], &att, s, &mut acts);
+            if let Some(w) = &l.post_attn_norm {
+                rms_norm(&proj.clone(), w, eps, &mut proj);
+            }
             add(&mut x, &proj);
 
             rms_norm(&x, &l.ffn_norm, eps, &mut h);
             matmul(&mut [(&l.gate, &mut g), (&l.up, &mut u)], &h, s, &mut acts);
-            for (a, b) in g.iter_mut().zip(&u) {
-                *a = *a / (1.0 + (-*a).exp()) * b;
+            if cfg.gemma.is_some() {
+                for (a, b) in g.iter_mut().zip(&u) {
+                    *a = gelu(*a) * b;
+                }
+            } else {
+                for (a, b) in g.iter_mut().zip(&u) {
+                    *a = *a / (1.0 + (-*a).exp()) * b;
+                }
             }
             matmul(&mut [(&l.down, &mut proj)], &g, s, &mut acts);
+            if let Some(w) = &l.post_ffn_norm {
+                rms_norm(&proj.clone(), w, eps, &mut proj);
+            }
             add(&mut x, &proj);
         }
         let rows = if all { s } else { 1 };
@@ -339,10 +374,17 @@ impl CpuModel {
 }
 
 /// Layer `li`'s attention for `rows` ((slot, position) each) over their slots' caches,
-/// which hold `T`.
-fn attend<T: KvElem>(caches: &[Cache], li: usize, q: &[f32], rows: &[(usize, usize)], cfg: &ModelConfig, out: &mut [f32]) {
+/// which hold `T`; with a `window`, over the last `window` positions only.
+#[allow(clippy::too_many_arguments)]
+fn attend<T: KvElem>(caches: &[Cache], li: usize, q: &[f32], rows: &[(usize, usize)], window: usize, cfg: &ModelConfig, out: &mut [f32]) {
     let views: Vec<(&[T], &[T], usize)> = rows.iter().map(|&(slot, p)| (caches[slot].k[li].of::<T>(), caches[slot].v[li].of::<T>(), p)).collect();
-    attention(q, &views, cfg.n_head, cfg.n_kv_head, cfg.head_dim, out);
+    attention(q, &views, window, cfg.n_head, cfg.n_kv_head, cfg.head_dim, out);
+}
+
+/// GELU, tanh form (Gemma's `gelu_pytorch_tanh`, ggml's `gelu`).
+fn gelu(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044_715 * x * x)).tanh())
 }
 
 /// RMS norm of each `w.len()`-wide row of `x` into `out`.

@@ -26,15 +26,16 @@ pub(super) const ROWS: usize = 16;
 pub(super) const TILE: usize = 64;
 
 /// Causal attention: row t (query `q[t]`) attends to positions 0..=p of its cache, where
-/// `rows[t]` = (keys, values, p).
-pub(super) fn attention<T: KvElem>(q: &[f32], rows: &[(&[T], &[T], usize)], nh: usize, nkv: usize, hd: usize, out: &mut [f32]) {
+/// `rows[t]` = (keys, values, p); with a `window` (not 0), to its last `window` positions
+/// only (Gemma's sliding-window layers).
+pub(super) fn attention<T: KvElem>(q: &[f32], rows: &[(&[T], &[T], usize)], window: usize, nh: usize, nkv: usize, hd: usize, out: &mut [f32]) {
     debug_assert_eq!(out.len(), rows.len() * nh * hd);
     let blocks = blocks(rows);
     if nh % nkv == 0 && nh / nkv <= GROUP_MAX {
         match hd {
-            64 => return tiled::attention::<64, T>(q, rows, &blocks, nh, nkv, out),
-            128 => return tiled::attention::<128, T>(q, rows, &blocks, nh, nkv, out),
-            256 => return tiled::attention::<256, T>(q, rows, &blocks, nh, nkv, out),
+            64 => return tiled::attention::<64, T>(q, rows, &blocks, window, nh, nkv, out),
+            128 => return tiled::attention::<128, T>(q, rows, &blocks, window, nh, nkv, out),
+            256 => return tiled::attention::<256, T>(q, rows, &blocks, window, nh, nkv, out),
             _ => {}
         }
     }
@@ -45,11 +46,12 @@ pub(super) fn attention<T: KvElem>(q: &[f32], rows: &[(&[T], &[T], usize)], nh: 
         // SAFETY: the rows of block b, head h, are written by this task only: a row's
         // heads are hd-wide pieces of its nh * hd output row.
         let out = |t: usize| unsafe { std::slice::from_raw_parts_mut(outp.at((t * nh + h) * hd), hd) };
+        let span = Span::new(rows, t0, t1, h, nh, nkv, hd, window);
         match hd {
-            64 => block_fixed::<64, T>(q, rows, t0, t1, h, nh, nkv, out),
-            128 => block_fixed::<128, T>(q, rows, t0, t1, h, nh, nkv, out),
-            256 => block_fixed::<256, T>(q, rows, t0, t1, h, nh, nkv, out),
-            _ => block(q, rows, t0, t1, h, nh, nkv, hd, out),
+            64 => block_fixed::<64, T>(q, rows, &span, t0, h, out),
+            128 => block_fixed::<128, T>(q, rows, &span, t0, h, out),
+            256 => block_fixed::<256, T>(q, rows, &span, t0, h, out),
+            _ => block(q, rows, &span, t0, t1, h, hd, out),
         }
     };
     // Heads (and blocks) go to the pool once there are a few hundred (row, head, key)
@@ -78,8 +80,18 @@ fn blocks<T>(rows: &[(&[T], &[T], usize)]) -> Vec<(usize, usize)> {
     out
 }
 
+/// The first key a row at position `p` sees: 0, or with a `window`, `window` keys back.
+pub(super) fn first_key(p: usize, window: usize) -> usize {
+    if window == 0 {
+        0
+    } else {
+        (p + 1).saturating_sub(window)
+    }
+}
+
 /// What a block of query rows t0..t1 of head `h` reads: row widths, its key/value head,
-/// the score scale, its cache, the keys the last row sees (`n`) and the row count.
+/// the score scale, its cache, the keys the last row sees (`n`), the row count, the
+/// window (0: none) and the first tile any row of the block sees.
 struct Span<'a, T> {
     qd: usize,
     kvd: usize,
@@ -89,37 +101,44 @@ struct Span<'a, T> {
     vc: &'a [T],
     n: usize,
     r: usize,
+    window: usize,
+    start: usize,
 }
 
 impl<'a, T> Span<'a, T> {
-    fn new(rows: &[(&'a [T], &'a [T], usize)], t0: usize, t1: usize, h: usize, nh: usize, nkv: usize, hd: usize) -> Self {
-        let (kc, vc, _) = rows[t0];
-        Self { qd: nh * hd, kvd: nkv * hd, kvh: h / (nh / nkv), scale: 1.0 / (hd as f32).sqrt(), kc, vc, n: rows[t1 - 1].2 + 1, r: t1 - t0 }
+    #[allow(clippy::too_many_arguments)]
+    fn new(rows: &[(&'a [T], &'a [T], usize)], t0: usize, t1: usize, h: usize, nh: usize, nkv: usize, hd: usize, window: usize) -> Self {
+        let (kc, vc, p0) = rows[t0];
+        // Tiles wholly before every row's window change nothing: a row's softmax starts
+        // at its first visible key either way.
+        let start = first_key(p0, window) / TILE * TILE;
+        Self { qd: nh * hd, kvd: nkv * hd, kvh: h / (nh / nkv), scale: 1.0 / (hd as f32).sqrt(), kc, vc, n: rows[t1 - 1].2 + 1, r: t1 - t0, window, start }
     }
 }
 
 /// Head `h` of query rows t0..t1 (one cache, consecutive positions): an online softmax
 /// over key tiles, each key and value row read once for the whole block.
 #[allow(clippy::too_many_arguments)]
-fn block<'o, T: KvElem>(q: &[f32], rows: &[(&[T], &[T], usize)], t0: usize, t1: usize, h: usize, nh: usize, nkv: usize, hd: usize, mut out: impl FnMut(usize) -> &'o mut [f32]) {
-    let Span { qd, kvd, kvh, scale, kc, vc, n, r } = Span::new(rows, t0, t1, h, nh, nkv, hd);
+fn block<'o, T: KvElem>(q: &[f32], rows: &[(&[T], &[T], usize)], span: &Span<T>, t0: usize, t1: usize, h: usize, hd: usize, mut out: impl FnMut(usize) -> &'o mut [f32]) {
+    let &Span { qd, kvd, kvh, scale, kc, vc, n, r, window, start } = span;
     let (mut m, mut l, mut s) = ([f32::NEG_INFINITY; ROWS], [0f32; ROWS], [[0f32; TILE]; ROWS]);
     STATE.with(|cell| {
         let mut acc = cell.borrow_mut();
         acc.clear();
         acc.resize(r * hd, 0.0);
-        for j0 in (0..n).step_by(TILE) {
+        for j0 in (start..n).step_by(TILE) {
             let j1 = (j0 + TILE).min(n);
             for (i, t) in (t0..t1).enumerate() {
                 let qh = &q[t * qd + h * hd..t * qd + (h + 1) * hd];
-                let p = rows[t].2;
+                let (lo, p) = (first_key(rows[t].2, window), rows[t].2);
                 for j in j0..j1 {
-                    s[i][j - j0] = if j <= p { dot(qh, &kc[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd]) * scale } else { f32::NEG_INFINITY };
+                    s[i][j - j0] = if j <= p && j >= lo { dot(qh, &kc[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd]) * scale } else { f32::NEG_INFINITY };
                 }
                 let tile_max = s[i][..j1 - j0].iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
                 let m_new = m[i].max(tile_max);
                 if m_new == f32::NEG_INFINITY {
-                    // Every key of this tile is in the row's future (and so were all before).
+                    // Every key of this tile is in the row's future or before its window
+                    // (and so were all before).
                     s[i][..j1 - j0].fill(0.0);
                     continue;
                 }
@@ -161,12 +180,12 @@ fn block<'o, T: KvElem>(q: &[f32], rows: &[(&[T], &[T], usize)], t0: usize, t1: 
 /// (q[d] · Kᵀ[d][..]), and a row's output stays in registers while the tile's values are
 /// added to it.
 #[allow(clippy::too_many_arguments)]
-fn block_fixed<'o, const HD: usize, T: KvElem>(q: &[f32], rows: &[(&[T], &[T], usize)], t0: usize, t1: usize, h: usize, nh: usize, nkv: usize, mut out: impl FnMut(usize) -> &'o mut [f32]) {
-    let Span { qd, kvd, kvh, scale, kc, vc, n, r } = Span::new(rows, t0, t1, h, nh, nkv, HD);
+fn block_fixed<'o, const HD: usize, T: KvElem>(q: &[f32], rows: &[(&[T], &[T], usize)], span: &Span<T>, t0: usize, h: usize, mut out: impl FnMut(usize) -> &'o mut [f32]) {
+    let &Span { qd, kvd, kvh, scale, kc, vc, n, r, window, start } = span;
     let (mut m, mut l, mut s) = ([f32::NEG_INFINITY; ROWS], [0f32; ROWS], [[0f32; TILE]; ROWS]);
     let mut kt = vec![[0f32; TILE]; HD];
     let mut acc = vec![[0f32; HD]; r];
-    for j0 in (0..n).step_by(TILE) {
+    for j0 in (start..n).step_by(TILE) {
         let w = (n - j0).min(TILE);
         for jj in 0..w {
             let k: &[T; HD] = kc[(j0 + jj) * kvd + kvh * HD..][..HD].try_into().expect("HD values");
@@ -184,9 +203,11 @@ fn block_fixed<'o, const HD: usize, T: KvElem>(q: &[f32], rows: &[(&[T], &[T], u
                     *a += qv * k;
                 }
             }
-            // Keys past the tile's end or in the row's future weigh nothing.
+            // Keys past the tile's end, in the row's future or before its window weigh
+            // nothing.
             let visible = (rows[t].2 + 1).saturating_sub(j0).min(w);
             sc[visible..].fill(f32::NEG_INFINITY);
+            sc[..first_key(rows[t].2, window).saturating_sub(j0).min(visible)].fill(f32::NEG_INFINITY);
             let tile_max = sc.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
             let m_new = m[i].max(tile_max);
             if m_new == f32::NEG_INFINITY {
@@ -272,19 +293,21 @@ fn dot<T: KvElem>(a: &[f32], b: &[T]) -> f32 {
 pub(super) mod tests {
     use super::*;
 
-    /// The textbook definition, in f64: softmax(q·k / √d) · v over positions 0..=p.
-    pub(super) fn reference(q: &[f32], rows: &[(&[f32], &[f32], usize)], nh: usize, nkv: usize, hd: usize) -> Vec<f32> {
+    /// The textbook definition, in f64: softmax(q·k / √d) · v over positions 0..=p (with a
+    /// window, the last `window` of them).
+    pub(super) fn reference(q: &[f32], rows: &[(&[f32], &[f32], usize)], window: usize, nh: usize, nkv: usize, hd: usize) -> Vec<f32> {
         let (qd, kvd, rep) = (nh * hd, nkv * hd, nh / nkv);
         let mut out = vec![0f32; rows.len() * qd];
         for (t, &(k, v, p)) in rows.iter().enumerate() {
             for h in 0..nh {
                 let kvh = h / rep;
                 let qh = &q[t * qd + h * hd..][..hd];
-                let sc: Vec<f64> = (0..=p).map(|j| qh.iter().zip(&k[j * kvd + kvh * hd..][..hd]).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() / (hd as f64).sqrt()).collect();
+                let j0 = first_key(p, window);
+                let sc: Vec<f64> = (j0..=p).map(|j| qh.iter().zip(&k[j * kvd + kvh * hd..][..hd]).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() / (hd as f64).sqrt()).collect();
                 let m = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let z: f64 = sc.iter().map(|x| (x - m).exp()).sum();
                 for d in 0..hd {
-                    out[t * qd + h * hd + d] = sc.iter().enumerate().map(|(j, x)| (x - m).exp() / z * v[j * kvd + kvh * hd + d] as f64).sum::<f64>() as f32;
+                    out[t * qd + h * hd + d] = sc.iter().enumerate().map(|(j, x)| (x - m).exp() / z * v[(j0 + j) * kvd + kvh * hd + d] as f64).sum::<f64>() as f32;
                 }
             }
         }
@@ -302,22 +325,22 @@ pub(super) mod tests {
 
     /// The largest absolute difference between `attention` and the definition (on the
     /// values the cache holds), for query vectors drawn from `qseed`.
-    pub(super) fn worst_against_reference<T: KvElem>(rows: &[(&[T], &[T], usize)], nh: usize, nkv: usize, hd: usize, qseed: u32) -> f32 {
+    pub(super) fn worst_against_reference<T: KvElem>(rows: &[(&[T], &[T], usize)], window: usize, nh: usize, nkv: usize, hd: usize, qseed: u32) -> f32 {
         let q = noise(rows.len() * nh * hd, qseed);
         let mut out = vec![f32::NAN; rows.len() * nh * hd];
-        attention(&q, rows, nh, nkv, hd, &mut out);
+        attention(&q, rows, window, nh, nkv, hd, &mut out);
         let n = |p: usize| (p + 1) * nkv * hd;
         let wide: Vec<(Vec<f32>, Vec<f32>, usize)> = rows.iter().map(|&(k, v, p)| (k[..n(p)].iter().map(|x| x.to_f32()).collect(), v[..n(p)].iter().map(|x| x.to_f32()).collect(), p)).collect();
         let wide: Vec<(&[f32], &[f32], usize)> = wide.iter().map(|(k, v, p)| (&k[..], &v[..], *p)).collect();
-        let want = reference(&q, &wide, nh, nkv, hd);
+        let want = reference(&q, &wide, window, nh, nkv, hd);
         out.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max)
     }
 
     /// A prefill chunk continuing a cache (positions 100..150: blocks, several key tiles,
     /// rows that see different numbers of keys), a decode batch of three sequences at
     /// different lengths, and a lone row: all within float rounding of the definition,
-    /// with grouped-query heads (9 query heads on 3 key/value heads, as SmolLM2).
-    /// Both cache types.
+    /// with grouped-query heads (9 query heads on 3 key/value heads, as SmolLM2), with
+    /// and without a sliding window. Both cache types.
     #[test]
     fn blocked_attention_matches_the_definition() {
         check::<f32>();
@@ -331,17 +354,23 @@ pub(super) mod tests {
         let cases: Vec<Vec<(usize, usize)>> = vec![(100..150).map(|p| (0, p)).collect(), vec![(0, 5), (1, 140), (2, 299)], vec![(2, 0)], (0..40).map(|p| (1, p)).collect()];
         for (ci, case) in cases.iter().enumerate() {
             let rows: Vec<(&[T], &[T], usize)> = case.iter().map(|&(c, p)| (&caches[c].0[..], &caches[c].1[..], p)).collect();
-            let worst = worst_against_reference(&rows, nh, nkv, hd, 99 + ci as u32);
-            assert!(worst < 1e-4, "case {ci}: off by {worst}");
+            for window in [0, 37] {
+                let worst = worst_against_reference(&rows, window, nh, nkv, hd, 99 + ci as u32);
+                assert!(worst < 1e-4, "case {ci}, window {window}: off by {worst}");
+            }
         }
         assert_eq!(blocks(&[(&[0.0][..], &[0.0][..], 3)]), vec![(0, 1)]);
-        // The other head sizes: 128 (fixed), 32 and 80 (the generic block).
-        for (hd, nh, nkv) in [(128, 4, 2), (32, 6, 2), (80, 2, 1)] {
+        // The other head sizes: 128 (tiled), 32 and 80 (the generic block), and 64 with
+        // a group above GROUP_MAX (the fixed block); windows shorter than a tile, a tile
+        // long, and longer.
+        for (hd, nh, nkv) in [(128, 4, 2), (32, 6, 2), (80, 2, 1), (64, 10, 1)] {
             let kvd = nkv * hd;
             let (k, v) = (stored::<T>(&noise(200 * kvd, 5)), stored::<T>(&noise(200 * kvd, 6)));
             let rows: Vec<(&[T], &[T], usize)> = (60..130).map(|p| (&k[..], &v[..], p)).collect();
-            let worst = worst_against_reference(&rows, nh, nkv, hd, 8);
-            assert!(worst < 1e-4, "head size {hd}: off by {worst}");
+            for window in [0, 17, 64, 100] {
+                let worst = worst_against_reference(&rows, window, nh, nkv, hd, 8);
+                assert!(worst < 1e-4, "head size {hd}, window {window}: off by {worst}");
+            }
         }
     }
 

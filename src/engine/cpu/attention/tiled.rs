@@ -24,7 +24,7 @@
 
 use super::super::cache::KvElem;
 use super::super::pool::{OutPtr, Pool};
-use super::{exp_approx, ROWS, TILE};
+use super::{exp_approx, first_key, ROWS, TILE};
 
 /// The most query heads per key/value head taken here (TinyLlama has 8).
 pub(super) const GROUP_MAX: usize = 8;
@@ -34,15 +34,21 @@ pub(super) const SPAN: usize = 256;
 const QMAX: usize = ROWS * GROUP_MAX;
 
 /// Causal attention for `blocks` of rows (see `blocks`): row t attends to positions
-/// 0..=p of its cache, `rows[t]` = (keys, values, p).
-pub(super) fn attention<const HD: usize, T: KvElem>(q: &[f32], rows: &[(&[T], &[T], usize)], blocks: &[(usize, usize)], nh: usize, nkv: usize, out: &mut [f32]) {
+/// 0..=p of its cache, `rows[t]` = (keys, values, p), or with a `window` to its last
+/// `window` positions.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn attention<const HD: usize, T: KvElem>(q: &[f32], rows: &[(&[T], &[T], usize)], blocks: &[(usize, usize)], window: usize, nh: usize, nkv: usize, out: &mut [f32]) {
     let (g, qd, width) = (nh / nkv, nh * HD, HD + 2);
     // (block, first key, row offset of its partials) for each task.
     let mut tasks = Vec::new();
     let mut slots = 0;
     for (b, &(t0, t1)) in blocks.iter().enumerate() {
         let n = rows[t1 - 1].2 + 1;
-        for j0 in (0..n).step_by(SPAN) {
+        // Ranges wholly before the first row's window (the block's earliest) are no
+        // row's: a row's result merges only ranges it sees keys of, and merging one it
+        // sees none of adds exact zeros, so skipping them keeps every row's bits.
+        let j_first = first_key(rows[t0].2, window) / SPAN * SPAN;
+        for j0 in (j_first..n).step_by(SPAN) {
             tasks.push((b, j0, slots));
             slots += (t1 - t0) * nh;
         }
@@ -73,12 +79,14 @@ pub(super) fn attention<const HD: usize, T: KvElem>(q: &[f32], rows: &[(&[T], &[
                     }
                 }
             }
-            // How many keys each query vector sees (its row's position + 1).
-            let mut vis = [0usize; QMAX];
+            // The keys each query vector sees: from its row's first key (0, or the start
+            // of its window) to its position + 1.
+            let (mut vis, mut lo) = ([0usize; QMAX], [0usize; QMAX]);
             for ri in 0..r {
                 vis[ri * g..(ri + 1) * g].fill(rows[t0 + ri].2 + 1);
+                lo[ri * g..(ri + 1) * g].fill(first_key(rows[t0 + ri].2, window));
             }
-            let vis = &vis[..r * g];
+            let (vis, lo) = (&vis[..r * g], &lo[..r * g]);
             for k0 in (j0..j1).step_by(TILE) {
                 let w = (j1 - k0).min(TILE);
                 for kvh in 0..nkv {
@@ -87,11 +95,11 @@ pub(super) fn attention<const HD: usize, T: KvElem>(q: &[f32], rows: &[(&[T], &[
                     #[cfg(target_arch = "x86_64")]
                     if simd {
                         // SAFETY: simd() is not Scalar only where AVX2, FMA and F16C were detected.
-                        unsafe { tile_avx2::<HD, T>(qs, vis, kc, vc, nkv * HD, kvh, k0, w, s, state) };
+                        unsafe { tile_avx2::<HD, T>(qs, (lo, vis), kc, vc, nkv * HD, kvh, k0, w, s, state) };
                         continue;
                     }
                     let _ = simd;
-                    tile::<HD, T>(qs, vis, kc, vc, nkv * HD, kvh, k0, w, s, state);
+                    tile::<HD, T>(qs, (lo, vis), kc, vc, nkv * HD, kvh, k0, w, s, state);
                 }
             }
         });
@@ -105,8 +113,8 @@ pub(super) fn attention<const HD: usize, T: KvElem>(q: &[f32], rows: &[(&[T], &[
     } else {
         (0..tasks.len()).for_each(work);
     }
-    // Merge each row's ranges in order. A range past a row's position left its partial at
-    // max −∞ and sum 0: it adds exact zeros.
+    // Merge each row's ranges in order. A range past a row's position or before its
+    // window left its partial at max −∞ and sum 0: it adds exact zeros.
     let mut i = 0;
     while i < tasks.len() {
         let b = tasks[i].0;
@@ -161,25 +169,33 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = const { std::cell::RefCell::new(Scratch(Vec::new())) };
 }
 
+/// The keys of the tile k0..k0+w that query vector i sees, as offsets into the tile:
+/// a..v, from `lo[i]` to below `vis[i]` (empty when a == v).
+#[inline(always)]
+fn seen((lo, vis): (&[usize], &[usize]), i: usize, k0: usize, w: usize) -> (usize, usize) {
+    let v = vis[i].saturating_sub(k0).min(w);
+    (lo[i].saturating_sub(k0).min(v), v)
+}
+
 /// One tile, keys k0..k0+w of key/value head `kvh`, for the query vectors `qs` (already
-/// scaled by 1/√HD), of which vector i sees keys below `vis[i]`: updates each vector's
-/// `state`, [max, sum, HD weighted values], as an online softmax does.
+/// scaled by 1/√HD), of which vector i sees keys `lo[i]` to below `vis[i]`: updates each
+/// vector's `state`, [max, sum, HD weighted values], as an online softmax does.
 #[allow(clippy::too_many_arguments)]
-fn tile<const HD: usize, T: KvElem>(qs: &[f32], vis: &[usize], kc: &[T], vc: &[T], kvd: usize, kvh: usize, k0: usize, w: usize, s: &mut [[f32; TILE]; QMAX], state: &mut [f32]) {
+fn tile<const HD: usize, T: KvElem>(qs: &[f32], bounds: (&[usize], &[usize]), kc: &[T], vc: &[T], kvd: usize, kvh: usize, k0: usize, w: usize, s: &mut [[f32; TILE]; QMAX], state: &mut [f32]) {
     for (qi, q) in qs.chunks_exact(HD).enumerate() {
-        let v = vis[qi].saturating_sub(k0).min(w);
-        for jj in 0..v {
+        let (a, v) = seen(bounds, qi, k0, w);
+        for jj in a..v {
             let k: &[T; HD] = kc[(k0 + jj) * kvd + kvh * HD..][..HD].try_into().expect("HD values");
             s[qi][jj] = dot_fixed(q.try_into().expect("HD floats"), k);
         }
     }
     for (qi, st) in state.chunks_exact_mut(HD + 2).enumerate() {
-        let v = vis[qi].saturating_sub(k0).min(w);
-        if v == 0 {
+        let (a, v) = seen(bounds, qi, k0, w);
+        if a == v {
             continue;
         }
-        let acc = softmax_step(&mut s[qi][..v], st);
-        for (jj, &wgt) in s[qi][..v].iter().enumerate() {
+        let acc = softmax_step(&mut s[qi][a..v], st);
+        for (jj, &wgt) in s[qi][a..v].iter().enumerate().map(|(j, x)| (a + j, x)) {
             let val = &vc[(k0 + jj) * kvd + kvh * HD..][..HD];
             for (a, &x) in acc.iter_mut().zip(val) {
                 *a += wgt * x.to_f32();
@@ -216,11 +232,12 @@ fn softmax_step<'a>(sc: &mut [f32], st: &'a mut [f32]) -> &'a mut [f32] {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_avx2<const HD: usize, T: KvElem>(qs: &[f32], vis: &[usize], kc: &[T], vc: &[T], kvd: usize, kvh: usize, k0: usize, w: usize, s: &mut [[f32; TILE]; QMAX], state: &mut [f32]) {
+unsafe fn tile_avx2<const HD: usize, T: KvElem>(qs: &[f32], bounds: (&[usize], &[usize]), kc: &[T], vc: &[T], kvd: usize, kvh: usize, k0: usize, w: usize, s: &mut [[f32; TILE]; QMAX], state: &mut [f32]) {
     use std::arch::x86_64::*;
     let nq = qs.len() / HD;
+    let vis = bounds.1;
     // The raw loads below stay inside these rows.
-    assert!(HD % 8 == 0 && w > 0 && w <= TILE && nq <= QMAX && vis.len() == nq && state.len() == nq * (HD + 2));
+    assert!(HD % 8 == 0 && w > 0 && w <= TILE && nq <= QMAX && vis.len() == nq && bounds.0.len() == nq && state.len() == nq * (HD + 2));
     let v_max = vis.iter().map(|&n| n.saturating_sub(k0).min(w)).max().unwrap_or(0);
     if v_max == 0 {
         return;
@@ -229,9 +246,11 @@ unsafe fn tile_avx2<const HD: usize, T: KvElem>(qs: &[f32], vis: &[usize], kc: &
     let kb = kc.as_ptr().add(k0 * kvd + kvh * HD);
     let vb = vc.as_ptr().add(k0 * kvd + kvh * HD);
     for (qi, qh) in qs.chunks_exact(HD).enumerate() {
-        let v = vis[qi].saturating_sub(k0).min(w);
+        let (first, v) = seen(bounds, qi, k0, w);
         let q = qh.as_ptr();
-        let mut jj = 0;
+        // From the eight holding the first key seen: a key's score does not depend on
+        // which keys share its eight.
+        let mut jj = first / 8 * 8;
         while jj < v {
             let n = (v - jj).min(8);
             let mut a = [_mm256_setzero_ps(); 8];
@@ -248,16 +267,16 @@ unsafe fn tile_avx2<const HD: usize, T: KvElem>(qs: &[f32], vis: &[usize], kc: &
         }
     }
     for (qi, st) in state.chunks_exact_mut(HD + 2).enumerate() {
-        let v = vis[qi].saturating_sub(k0).min(w);
-        if v == 0 {
+        let (first, v) = seen(bounds, qi, k0, w);
+        if first == v {
             continue;
         }
-        let acc = softmax_step(&mut s[qi][..v], st);
+        let acc = softmax_step(&mut s[qi][first..v], st);
         let mut a = [_mm256_setzero_ps(); 32];
         for c in 0..HD / 8 {
             a[c] = _mm256_loadu_ps(acc.as_ptr().add(c * 8));
         }
-        for (jj, &wgt) in s[qi][..v].iter().enumerate() {
+        for (jj, &wgt) in s[qi][first..v].iter().enumerate().map(|(j, x)| (first + j, x)) {
             let (wv, val) = (_mm256_set1_ps(wgt), vb.add(jj * kvd));
             for c in 0..HD / 8 {
                 a[c] = _mm256_fmadd_ps(wv, T::load8(val.add(c * 8)), a[c]);
@@ -322,15 +341,17 @@ mod tests {
             let nkv = 2;
             let kvd = nkv * HD;
             let vis = [500, 500, 500, 140, 131, 203];
+            // First keys: none, inside a tile, on its edges, past some tiles.
+            let lo = [0, 70, 200, 64, 5, 190];
             let (k, v, q) = (noise(500 * kvd, 21), stored::<T>(&noise(500 * kvd, 22)), noise(vis.len() * HD, 23));
             let k: Vec<T> = stored(&k.iter().map(|x| x * 3.0).collect::<Vec<f32>>());
             let fresh = || (0..vis.len()).flat_map(|_| std::iter::once(f32::NEG_INFINITY).chain(std::iter::repeat_n(0.0, HD + 1))).collect::<Vec<f32>>();
             let (mut a, mut b) = (fresh(), fresh());
             let mut s = Box::new([[0f32; TILE]; QMAX]);
             for (k0, w) in [(0, 64), (64, 64), (128, 64), (192, 13), (205, 61), (436, 64)] {
-                tile::<HD, T>(&q, &vis, &k, &v, kvd, 1, k0, w, &mut s, &mut a);
+                tile::<HD, T>(&q, (&lo, &vis), &k, &v, kvd, 1, k0, w, &mut s, &mut a);
                 // SAFETY: best() found AVX2, FMA and F16C.
-                unsafe { tile_avx2::<HD, T>(&q, &vis, &k, &v, kvd, 1, k0, w, &mut s, &mut b) };
+                unsafe { tile_avx2::<HD, T>(&q, (&lo, &vis), &k, &v, kvd, 1, k0, w, &mut s, &mut b) };
                 let worst = a.iter().zip(&b).map(|(x, y)| if x == y { 0.0 } else { (x - y).abs() / x.abs().max(1.0) }).fold(0f32, f32::max);
                 // Two summation orders of scores near ±15, through exp: a few 1e-5.
                 assert!(worst < 5e-4, "HD {HD}, keys {k0}..{}: off by {worst}", k0 + w);
@@ -359,8 +380,11 @@ mod tests {
             // Spread the scores, so a wrong rescaling of a range's partial shows.
             let k: Vec<T> = stored(&k.iter().map(|x| x * 3.0).collect::<Vec<f32>>());
             let rows: Vec<(&[T], &[T], usize)> = ps.iter().map(|&p| (&k[..], &v[..], p)).collect();
-            let worst = worst_against_reference(&rows, nh, nkv, hd, 13);
-            assert!(worst < 1e-4, "hd {hd}, {nh}/{nkv} heads, positions {ps:?}: off by {worst}");
+            // No window, Gemma's 512 (across a range boundary), and one shorter than a tile.
+            for window in [0, 512, 41] {
+                let worst = worst_against_reference(&rows, window, nh, nkv, hd, 13);
+                assert!(worst < 1e-4, "hd {hd}, {nh}/{nkv} heads, positions {ps:?}, window {window}: off by {worst}");
+            }
         }
     }
 
@@ -383,13 +407,15 @@ mod tests {
         for case in cases {
             let rows: Vec<(&[T], &[T], usize)> = case.iter().map(|&(c, p)| if c == 0 { (&k[..], &v[..], p) } else { (&k2[..], &v2[..], p) }).collect();
             let q = noise(rows.len() * nh * hd, 35);
-            let mut together = vec![0f32; rows.len() * nh * hd];
-            attend(&q, &rows, nh, nkv, hd, &mut together);
             assert!(blocks(&rows).len() < rows.len() || rows.len() == 3);
-            for (t, row) in rows.iter().enumerate() {
-                let mut alone = vec![0f32; nh * hd];
-                attend(&q[t * nh * hd..][..nh * hd], &[*row], nh, nkv, hd, &mut alone);
-                assert_eq!(alone, together[t * nh * hd..][..nh * hd], "row {t} at position {}", row.2);
+            for window in [0, 100, 300] {
+                let mut together = vec![0f32; rows.len() * nh * hd];
+                attend(&q, &rows, window, nh, nkv, hd, &mut together);
+                for (t, row) in rows.iter().enumerate() {
+                    let mut alone = vec![0f32; nh * hd];
+                    attend(&q[t * nh * hd..][..nh * hd], &[*row], window, nh, nkv, hd, &mut alone);
+                    assert_eq!(alone, together[t * nh * hd..][..nh * hd], "row {t} at position {}, window {window}", row.2);
+                }
             }
         }
     }
