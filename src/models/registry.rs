@@ -238,6 +238,9 @@ impl Registry {
                 if parts.is_empty() || m.sha256.is_none() || file.is_empty() || file.contains('/') {
                     return Err(RegistryError::Parse { path: origin.into(), msg: format!("model '{name}': a pip-parts source needs at least one part, a plain file name, and the joined file's sha256") });
                 }
+                if !m.companions.is_empty() {
+                    return Err(RegistryError::Parse { path: origin.into(), msg: format!("model '{name}': a pip-parts source takes no companion files") });
+                }
             }
             if let Source::Adapter { base, .. } = &m.source {
                 let ok = self.models.get(base).is_some_and(|b| b.format == Format::Gguf && !matches!(b.source, Source::Adapter { .. }));
@@ -377,6 +380,14 @@ context_length = 2048
     fn bad_sha_rejected() {
         let t = "default = \"x\"\n[models.x]\narchitecture = \"llama\"\nformat = \"gguf\"\nsource = { kind = \"local\", path = \"a\" }\ncontext_length = 1\nsha256 = \"abc\"\n";
         assert!(Registry::parse(t, "t").unwrap_err().to_string().contains("64 hex"));
+    }
+
+    #[test]
+    fn pip_parts_entries_take_no_companions() {
+        let t = "default = \"x\"\n[models.x]\narchitecture = \"llama\"\nformat = \"gguf\"\nsource = { kind = \"pip-parts\", version = \"1\", file = \"x.gguf\", parts = [{ package = \"p\", member = \"p/x.part00\" }] }\ncontext_length = 1\nsha256 = \"".to_string() + &"a".repeat(64) + "\"\n";
+        assert!(Registry::parse(&t, "t").is_ok());
+        let with = t + "companions = [{ file = \"p/tokenizer.json\" }]\n";
+        assert!(Registry::parse(&with, "t").unwrap_err().to_string().contains("a pip-parts source takes no companion files"));
     }
 
     #[test]
