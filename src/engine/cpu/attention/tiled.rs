@@ -12,8 +12,8 @@
 //! Why one path for both: a row's result depends only on its query, its cache and its
 //! position, never on which rows it was computed with. Ranges start at multiples of
 //! [`SPAN`] and tiles at multiples of [`TILE`] from there, whatever the batch; a score is
-//! the same sum whichever eight keys it was computed beside; keys past a row's position
-//! never enter its sums. So a prompt prefilled in one go, a draft continued later, and a
+//! the same sum whichever eight keys it was computed beside; keys past a row's position,
+//! or before its sliding window (Gemma's local layers), never enter its sums. So a prompt prefilled in one go, a draft continued later, and a
 //! group of rollouts decoded side by side all give the bits each row gets alone, which the
 //! engine's tests hold it to.
 //!
