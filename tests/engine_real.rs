@@ -343,14 +343,9 @@ fn an_f16_cache_moves_log_probabilities_only_at_the_rounding_floor() {
     a.model.clear();
     let (la, lb) = (a.model.forward_all(&ids).unwrap(), b.model.forward_all(&ids).unwrap());
     let v = la.len() / ids.len();
-    let log_softmax = |l: &[f32]| {
-        let m = l.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-        let lse = m + l.iter().map(|x| (x - m).exp()).sum::<f32>().ln();
-        l.iter().map(|x| x - lse).collect::<Vec<f32>>()
-    };
     let (mut worst, mut total, mut flips, mut widest) = (0f32, 0f32, 0, 0f32);
     for (k, (ra, rb)) in la.chunks_exact(v).zip(lb.chunks_exact(v)).enumerate().skip(prompt - 1).take(400) {
-        let (pa, pb) = (log_softmax(ra), log_softmax(rb));
+        let (pa, pb) = (common::log_softmax(ra), common::log_softmax(rb));
         let next = ids[k + 1] as usize;
         let d = (pa[next] - pb[next]).abs();
         worst = worst.max(d);

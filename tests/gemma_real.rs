@@ -79,27 +79,17 @@ fn the_gemma3_graph_computes_what_llama_cpp_computes() {
     let server = common::llama::LlamaServer::start_model(&path, &[]);
     let prompts = prompts(&e.tokenizer);
     assert!(prompts[3].len() > 600, "the long prompt must pass the window: {} tokens", prompts[3].len());
-    let (mut checked, mut worst, mut total, mut n) = (0, 0f32, 0f32, 0);
+    let mut a = common::llama::Agreement::default();
     for (pi, prompt) in prompts.iter().enumerate() {
         let steps = server.teacher_forced(&mut e, prompt, 32);
         assert!(steps.len() >= 16, "prompt {pi}: {} steps", steps.len());
         let same = steps.iter().take_while(|s| s.argmax == s.id).count();
         eprintln!("prompt {pi} ({} tokens): our greedy token equals llama.cpp's for the first {same} of {}", prompt.len(), steps.len());
-        for (i, s) in steps.iter().enumerate() {
-            if s.lp - s.lp2 >= 0.6 {
-                assert_eq!(s.argmax, s.id, "prompt {pi}, token {i}: llama.cpp's {} leads by {:.3} nats, ours is {}", s.token, s.lp - s.lp2, s.argmax);
-                checked += 1;
-            }
-            let diff = (s.ours - s.lp).abs();
-            assert!(diff <= 0.5, "prompt {pi}, token {i} {}: log-probability {} here, {} in llama.cpp", s.token, s.ours, s.lp);
-            worst = worst.max(diff);
-            total += diff;
-            n += 1;
-        }
+        a.add(&format!("prompt {pi}"), &steps, 0.6, 0.5);
     }
-    eprintln!("gemma3: {checked} positions past the tie margin agree; log-probabilities differ by {:.4} on average, {worst:.4} at most ({n} positions)", total / n as f32);
-    assert!(total / n as f32 <= 0.08, "log-probabilities differ by {} on average", total / n as f32);
-    assert!(checked >= 40, "too few decisive positions ({checked})");
+    eprintln!("gemma3: {} positions past the tie margin agree; log-probabilities differ by {:.4} on average, {:.4} at most ({} positions)", a.checked, a.mean(), a.worst, a.n);
+    assert!(a.mean() <= 0.08, "log-probabilities differ by {} on average", a.mean());
+    assert!(a.checked >= 40, "too few decisive positions ({})", a.checked);
 }
 
 /// The trainer's f32 policy has no gemma3 graph: loading the file for training is refused

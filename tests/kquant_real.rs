@@ -66,26 +66,16 @@ fn agrees_with_llama_cpp(kind: &str, want_formats: &[&str], kv_cache: longwriter
     let mut e = longwriter::engine::Engine::load(&path, &candle_core::Device::Cpu, longwriter::engine::LoadOptions { kv_cache, ..Default::default() }, None).unwrap();
     assert_eq!(e.model.backend(), "cpu-fast", "{kind} must run on the fast decoder");
     let server = common::llama::LlamaServer::start_model(&path, &[]);
-    let (mut checked, mut worst, mut total, mut n) = (0, 0f32, 0f32, 0);
+    let mut a = common::llama::Agreement::default();
     for case in common::fixture("greedy.json").as_array().unwrap() {
         let prompt: Vec<u32> = case["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
         let steps = server.teacher_forced(&mut e, &prompt, 32);
         assert!(steps.len() >= 8, "{case}");
-        for (i, s) in steps.iter().enumerate() {
-            if s.lp - s.lp2 >= MARGIN {
-                assert_eq!(s.argmax, s.id, "{kind}, {:?}, token {i}: llama.cpp's {} leads by {:.3} nats, ours is {}", case["prompt_text"], s.token, s.lp - s.lp2, s.argmax);
-                checked += 1;
-            }
-            let diff = (s.ours - s.lp).abs();
-            assert!(diff <= TOLERANCE, "{kind}, {:?}, token {i} {}: log-probability {} here, {} in llama.cpp", case["prompt_text"], s.token, s.ours, s.lp);
-            worst = worst.max(diff);
-            total += diff;
-            n += 1;
-        }
+        a.add(&format!("{kind}, {:?}", case["prompt_text"]), &steps, MARGIN, TOLERANCE);
     }
-    eprintln!("{kind}, {kv_cache:?} cache: {checked} positions past the tie margin agree; log-probabilities differ by {:.4} on average, {worst:.4} at most ({n} positions)", total / n as f32);
-    assert!(total / n as f32 <= MEAN_TOLERANCE, "{kind}: log-probabilities differ by {} on average", total / n as f32);
-    assert!(checked >= 40, "too few decisive positions ({checked}) to say anything");
+    eprintln!("{kind}, {kv_cache:?} cache: {} positions past the tie margin agree; log-probabilities differ by {:.4} on average, {:.4} at most ({} positions)", a.checked, a.mean(), a.worst, a.n);
+    assert!(a.mean() <= MEAN_TOLERANCE, "{kind}: log-probabilities differ by {} on average", a.mean());
+    assert!(a.checked >= 40, "too few decisive positions ({}) to say anything", a.checked);
 }
 
 /// The yardstick: the default file, whose free-running greedy tokens equal llama.cpp's

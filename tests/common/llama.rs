@@ -114,12 +114,6 @@ pub struct Step {
     pub argmax: usize,
 }
 
-fn log_softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let lse = max + logits.iter().map(|v| (v - max).exp()).sum::<f32>().ln();
-    logits.iter().map(|v| v - lse).collect()
-}
-
 impl LlamaServer {
     /// llama.cpp's greedy continuation of `prompt` (up to `n` tokens, with its top-2
     /// log-probabilities), fed token by token to `e` after the same prompt.
@@ -133,10 +127,43 @@ impl LlamaServer {
         for step in r["completion_probabilities"].as_array().unwrap() {
             let top = &step["top_logprobs"];
             let id = top[0]["id"].as_u64().unwrap() as usize;
-            let ours = log_softmax(&logits)[id];
+            let ours = super::log_softmax(&logits)[id];
             steps.push(Step { id, token: top[0]["token"].to_string(), lp: top[0]["logprob"].as_f64().unwrap() as f32, lp2: top[1]["logprob"].as_f64().unwrap() as f32, ours, argmax: longwriter::engine::sampler::argmax(&logits) as usize });
             logits = e.model.forward(&[id as u32]).unwrap();
         }
         steps
+    }
+}
+
+/// Positions of teacher-forced runs against llama.cpp, checked and summed.
+#[derive(Default)]
+pub struct Agreement {
+    /// Positions where llama.cpp's top token led by the margin (ours agreed at each).
+    pub checked: usize,
+    pub worst: f32,
+    pub total: f32,
+    pub n: usize,
+}
+
+impl Agreement {
+    /// Checks `steps` (labelled `what` in failures): wherever llama.cpp's top token leads
+    /// its runner-up by `margin` nats, ours is the same token; our log-probability of its
+    /// token is within `tolerance` of its own.
+    pub fn add(&mut self, what: &str, steps: &[Step], margin: f32, tolerance: f32) {
+        for (i, s) in steps.iter().enumerate() {
+            if s.lp - s.lp2 >= margin {
+                assert_eq!(s.argmax, s.id, "{what}, token {i}: llama.cpp's {} leads by {:.3} nats, ours is {}", s.token, s.lp - s.lp2, s.argmax);
+                self.checked += 1;
+            }
+            let diff = (s.ours - s.lp).abs();
+            assert!(diff <= tolerance, "{what}, token {i} {}: log-probability {} here, {} in llama.cpp", s.token, s.ours, s.lp);
+            self.worst = self.worst.max(diff);
+            self.total += diff;
+            self.n += 1;
+        }
+    }
+
+    pub fn mean(&self) -> f32 {
+        self.total / self.n as f32
     }
 }

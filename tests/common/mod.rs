@@ -89,3 +89,11 @@ pub fn kill_when(child: &mut std::process::Child, mut ready: impl FnMut() -> boo
         std::thread::sleep(std::time::Duration::from_micros(200));
     }
 }
+
+/// Log-probabilities from logits.
+#[allow(dead_code)]
+pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let lse = max + logits.iter().map(|v| (v - max).exp()).sum::<f32>().ln();
+    logits.iter().map(|v| v - lse).collect()
+}

@@ -134,6 +134,10 @@ impl Cache {
         Self { k: Vec::new(), v: Vec::new(), pos: 0, t }
     }
 
+    pub(super) fn kv_type(&self) -> KvType {
+        self.t
+    }
+
     /// Makes room for `len` positions in every layer.
     pub(super) fn reserve(&mut self, layers: usize, len: usize, kvd: usize, context: usize) {
         let t = self.t;

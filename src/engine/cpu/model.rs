@@ -145,7 +145,6 @@ pub struct CpuModel {
     /// Sequence slots: 0 is the main sequence; [`CpuModel::fork`] adds copies of it that
     /// decode side by side ([`CpuModel::forward_slots`]).
     caches: Vec<Cache>,
-    kv: KvType,
 }
 
 impl CpuModel {
@@ -196,12 +195,12 @@ impl CpuModel {
         if cfg.gemma.is_some() && layers.iter().any(|l| l.post_attn_norm.is_none() || l.post_ffn_norm.is_none()) {
             return Err(EngineError::Format("a gemma3 layer lacks post_attention_norm or post_ffw_norm".into()));
         }
-        Ok(Self { cfg, embed, output, norm, layers, cos, sin, cos_local, sin_local, caches: vec![Cache::new(kv)], kv })
+        Ok(Self { cfg, embed, output, norm, layers, cos, sin, cos_local, sin_local, caches: vec![Cache::new(kv)] })
     }
 
     /// How this model stores its K/V cache.
     pub fn kv_type(&self) -> KvType {
-        self.kv
+        self.caches[0].kv_type()
     }
 
     pub fn position(&self) -> usize {
@@ -321,10 +320,10 @@ impl CpuModel {
             add_bias(&mut k, l.bk.as_deref());
             add_bias(&mut v, l.bv.as_deref());
             if let Some(w) = &l.q_norm {
-                rms_norm(&q.clone(), w, eps, &mut q);
+                rms_norm_in_place(&mut q, w, eps);
             }
             if let Some(w) = &l.k_norm {
-                rms_norm(&k.clone(), w, eps, &mut k);
+                rms_norm_in_place(&mut k, w, eps);
             }
             for (t, &(slot, p)) in rows.iter().enumerate() {
                 let (c, sn) = (&cos[p * hd / 2..(p + 1) * hd / 2], &sin[p * hd / 2..(p + 1) * hd / 2]);
@@ -335,13 +334,13 @@ impl CpuModel {
                 cache.k[li].write(p * kvd, &k[t * kvd..(t + 1) * kvd]);
                 cache.v[li].write(p * kvd, &v[t * kvd..(t + 1) * kvd]);
             }
-            match self.kv {
+            match self.kv_type() {
                 KvType::F32 => attend::<f32>(&self.caches, li, &q, rows, window, &cfg, &mut att),
                 KvType::F16 => attend::<half::f16>(&self.caches, li, &q, rows, window, &cfg, &mut att),
             }
             matmul(&mut [(&l.wo, &mut proj)], &att, s, &mut acts);
             if let Some(w) = &l.post_attn_norm {
-                rms_norm(&proj.clone(), w, eps, &mut proj);
+                rms_norm_in_place(&mut proj, w, eps);
             }
             add(&mut x, &proj);
 
@@ -358,7 +357,7 @@ impl CpuModel {
             }
             matmul(&mut [(&l.down, &mut proj)], &g, s, &mut acts);
             if let Some(w) = &l.post_ffn_norm {
-                rms_norm(&proj.clone(), w, eps, &mut proj);
+                rms_norm_in_place(&mut proj, w, eps);
             }
             add(&mut x, &proj);
         }
@@ -389,14 +388,28 @@ fn gelu(x: f32) -> f32 {
 
 /// RMS norm of each `w.len()`-wide row of `x` into `out`.
 fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
-    let n = w.len();
-    for (xr, or) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
-        let ms = xr.iter().map(|v| v * v).sum::<f32>() / n as f32;
-        let scale = 1.0 / (ms + eps).sqrt();
+    for (xr, or) in x.chunks_exact(w.len()).zip(out.chunks_exact_mut(w.len())) {
+        let scale = rms_scale(xr, eps);
         for ((o, &xv), &wv) in or.iter_mut().zip(xr).zip(w) {
             *o = xv * scale * wv;
         }
     }
+}
+
+/// [`rms_norm`] of `x` into itself (per-head q/k norms, Gemma's output norms), the same
+/// arithmetic without a copy of the rows.
+fn rms_norm_in_place(x: &mut [f32], w: &[f32], eps: f32) {
+    for xr in x.chunks_exact_mut(w.len()) {
+        let scale = rms_scale(xr, eps);
+        for (xv, &wv) in xr.iter_mut().zip(w) {
+            *xv = *xv * scale * wv;
+        }
+    }
+}
+
+/// 1 / √(mean square + eps) of one row.
+fn rms_scale(xr: &[f32], eps: f32) -> f32 {
+    1.0 / (xr.iter().map(|v| v * v).sum::<f32>() / xr.len() as f32 + eps).sqrt()
 }
 
 fn add(x: &mut [f32], y: &[f32]) {

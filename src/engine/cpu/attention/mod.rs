@@ -54,14 +54,19 @@ pub(super) fn attention<T: KvElem>(q: &[f32], rows: &[(&[T], &[T], usize)], wind
             _ => block(q, rows, &span, t0, t1, h, hd, out),
         }
     };
-    // Heads (and blocks) go to the pool once there are a few hundred (row, head, key)
-    // scores: from about 30 cached positions for one decoded row of a 9-head model. Left
-    // on the calling thread up to 2,048 of them, decode's attention ran serially while the
-    // other threads waited, and decode measured 10% slower (bench, 2-core EPYC).
-    if rows.len() * nh * rows.iter().map(|r| r.2 + 1).max().unwrap_or(0) >= 256 {
-        Pool::global().run(blocks.len() * nh, &work);
+    run_tasks(blocks.len() * nh, rows.len() * nh * rows.iter().map(|r| r.2 + 1).max().unwrap_or(0), &work);
+}
+
+/// Runs `tasks` tasks of an attention call that computes about `scores` (row, head, key)
+/// scores: on the pool from a few hundred, which one decoded row of a 9-head model reaches
+/// at about 30 cached positions. Left on the calling thread up to 2,048 of them, decode's
+/// attention ran serially while the other threads waited, and decode measured 10% slower
+/// (bench, 2-core EPYC).
+fn run_tasks(tasks: usize, scores: usize, work: &(dyn Fn(usize) + Sync)) {
+    if scores >= 256 {
+        Pool::global().run(tasks, work);
     } else {
-        (0..blocks.len() * nh).for_each(work);
+        (0..tasks).for_each(work);
     }
 }
 

@@ -23,8 +23,8 @@
 //! llama.cpp's 39.9 (2-core EPYC).
 
 use super::super::cache::KvElem;
-use super::super::pool::{OutPtr, Pool};
-use super::{exp_approx, first_key, ROWS, TILE};
+use super::super::pool::OutPtr;
+use super::{exp_approx, first_key, run_tasks, ROWS, TILE};
 
 /// The most query heads per key/value head taken here (TinyLlama has 8).
 pub(super) const GROUP_MAX: usize = 8;
@@ -104,15 +104,7 @@ pub(super) fn attention<const HD: usize, T: KvElem>(q: &[f32], rows: &[(&[T], &[
             }
         });
     };
-    let keys: usize = rows.iter().map(|r| r.2 + 1).sum();
-    // To the pool from a few hundred (row, head, key) scores: from about 30 cached
-    // positions for one decoded row of a 9-head model. Left on the calling thread up to
-    // 2,048 of them, decode measured 10% slower (bench, 2-core EPYC).
-    if keys * nh >= 256 {
-        Pool::global().run(tasks.len(), &work);
-    } else {
-        (0..tasks.len()).for_each(work);
-    }
+    run_tasks(tasks.len(), rows.iter().map(|r| r.2 + 1).sum::<usize>() * nh, &work);
     // Merge each row's ranges in order. A range past a row's position or before its
     // window left its partial at max −∞ and sum 0: it adds exact zeros.
     let mut i = 0;
