@@ -41,8 +41,9 @@ pub(super) fn tokenizer(tokens: &[String], scores: &[f32], types: &[i32], space_
     if vocab.len() != tokens.len() {
         return Err(EngineError::Tokenizer("GGUF metadata lists a token twice".into()));
     }
+    let merges = merges(tokens, scores, types, &vocab);
     let bpe = BPE::builder()
-        .vocab_and_merges(vocab.clone(), merges(tokens, scores, types, &vocab))
+        .vocab_and_merges(vocab, merges)
         .byte_fallback(true)
         .build()
         .map_err(|e| EngineError::Tokenizer(format!("cannot build the SentencePiece vocabulary from GGUF metadata: {e}")))?;

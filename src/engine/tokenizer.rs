@@ -165,7 +165,7 @@ fn pre_tokenizer(pre: &str) -> Result<PreTokenizerWrapper, EngineError> {
     }
 }
 
-pub(super) fn string_array(v: Option<&Value>, key: &str) -> Result<Vec<String>, EngineError> {
+fn string_array(v: Option<&Value>, key: &str) -> Result<Vec<String>, EngineError> {
     match v {
         Some(Value::Array(a)) => a
             .iter()
