@@ -48,3 +48,29 @@ pub(crate) fn par_units(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f
         }
     });
 }
+
+/// The f32 GEMM rate of this machine through the matmul the loss pass itself uses
+/// (candle's CPU matmul, all threads), at the loss pass's shapes for SmolLM2 and a larger
+/// square one: the best of many repetitions of the best shape, in GFLOP/s, and that shape.
+/// The best, not the mean, since anything else running only lowers it. The reference that
+/// `bench --train` and `cargo bench --bench attention` state their rates against.
+pub fn gemm_peak() -> candle_core::Result<(f64, String)> {
+    use candle_core::Device;
+    let mut best = (0.0f64, String::new());
+    for (m, k, n) in [(512, 576, 1536), (512, 1536, 576), (1024, 576, 576), (256, 576, 8192), (1024, 1024, 1024)] {
+        let a = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu)?;
+        let b = Tensor::randn(0f32, 1.0, (k, n), &Device::Cpu)?;
+        a.matmul(&b)?;
+        for _ in 0..20 {
+            let t = std::time::Instant::now();
+            let c = a.matmul(&b)?;
+            let secs = t.elapsed().as_secs_f64();
+            drop(c);
+            let rate = 2.0 * (m * k * n) as f64 / secs / 1e9;
+            if rate > best.0 {
+                best = (rate, format!("[{m}×{k}]·[{k}×{n}]"));
+            }
+        }
+    }
+    Ok(best)
+}
