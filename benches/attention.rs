@@ -37,7 +37,7 @@ fn main() -> candle_core::Result<()> {
         let (mut fwd, mut all) = (f64::MAX, f64::MAX);
         for _ in 0..3 {
             let t0 = Instant::now();
-            let o = causal_attention(q.as_tensor(), k.as_tensor(), v.as_tensor())?;
+            let o = causal_attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), 0)?;
             fwd = fwd.min(t0.elapsed().as_secs_f64());
             let loss = (o * &w)?.sum_all()?;
             let g = loss.backward()?;

@@ -567,7 +567,7 @@ impl DenseModel {
             let probs = candle_nn::ops::softmax(&scores.broadcast_add(mask)?, D::Minus1)?;
             probs.reshape((nkv, rep * s, t))?.matmul(&va)?.reshape((nh, s, hd))?
         } else {
-            super::attention::causal_attention(&q, &ka, &va)?
+            super::attention::causal_attention(&q, &ka, &va, 0)?
         };
         let att = att.transpose(0, 1)?.reshape((s, nh * hd))?;
         let x = (x + b.o.forward(&att)?)?;

@@ -30,20 +30,21 @@ const BR: usize = 32;
 const BC: usize = 64;
 
 /// Attention of `q` [nh, s, hd] over `k`, `v` [nkv, t, hd] (t ≥ s): query row i sits at
-/// position t − s + i and sees keys 0..=t − s + i. Scaled by 1/√hd. Output [nh, s, hd].
-pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Result<Tensor> {
+/// position t − s + i and sees keys 0..=t − s + i, or with a `window` (not 0) only the last
+/// `window` of those (Gemma's sliding-window layers). Scaled by 1/√hd. Output [nh, s, hd].
+pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, window: usize) -> candle_core::Result<Tensor> {
     let (nh, s, hd) = q.dims3()?;
     let (nkv, t, hd_k) = k.dims3()?;
     if v.dims3()? != (nkv, t, hd_k) || hd_k != hd || t < s || nkv == 0 || nh % nkv != 0 || hd == 0 {
         candle_core::bail!("causal attention: q {:?}, k {:?}, v {:?} do not fit", q.dims(), k.dims(), v.dims());
     }
-    q.contiguous()?.apply_op3(&k.contiguous()?, &v.contiguous()?, CausalAttention::default())
+    q.contiguous()?.apply_op3(&k.contiguous()?, &v.contiguous()?, CausalAttention { window, lse: Mutex::default() })
 }
 
-/// The op; its forward leaves each query row's log-sum-exp of scaled scores here for the
-/// backward (the same instance runs both).
-#[derive(Default)]
+/// The op; its forward leaves each query row's log-sum-exp of scaled scores in `lse` for
+/// the backward (the same instance runs both).
 struct CausalAttention {
+    window: usize,
     lse: Mutex<Vec<f32>>,
 }
 
@@ -55,16 +56,26 @@ struct Dims {
     t: usize,
     hd: usize,
     scale: f32,
+    window: usize,
 }
 
 impl Dims {
-    fn new(nh: usize, nkv: usize, s: usize, t: usize, hd: usize) -> Self {
-        Self { nh, rep: nh / nkv, s, t, hd, scale: 1.0 / (hd as f32).sqrt() }
+    fn new(nh: usize, nkv: usize, s: usize, t: usize, hd: usize, window: usize) -> Self {
+        Self { nh, rep: nh / nkv, s, t, hd, scale: 1.0 / (hd as f32).sqrt(), window }
     }
 
     /// The last key query row i sees.
     fn last_key(&self, i: usize) -> usize {
         self.t - self.s + i
+    }
+
+    /// The first key query row i sees: 0, or with a window, `window` keys back.
+    fn first_key(&self, i: usize) -> usize {
+        if self.window == 0 {
+            0
+        } else {
+            (self.last_key(i) + 1).saturating_sub(self.window)
+        }
     }
 }
 
@@ -101,17 +112,19 @@ unsafe impl Send for Shared {}
 unsafe impl Sync for Shared {}
 
 /// Scaled scores of query rows `q` (`rows` × hd, contiguous) against the `bc` keys of key
-/// block `kb` (from [`blocked_t`]: [hd, BC], contiguous) into `out` (`rows` × BC); a key
-/// past row r's `last(r)` is −∞.
+/// block `kb` (from [`blocked_t`]: [hd, BC], contiguous) into `out` (`rows` × BC), for
+/// query rows `r0..r0 + rows`; a key row r does not see is −∞.
 #[allow(clippy::too_many_arguments)]
-fn scores(d: &Dims, q: &[f32], rows: usize, kb: &[f32], j0: usize, bc: usize, last: impl Fn(usize) -> usize, out: &mut [f32]) {
+fn scores(d: &Dims, q: &[f32], r0: usize, rows: usize, kb: &[f32], j0: usize, bc: usize, out: &mut [f32]) {
     for r in 0..rows {
         let o = &mut out[r * BC..r * BC + bc];
         o.fill(0.0);
         lincomb(o, &q[r * d.hd..], 1, kb, BC, d.hd);
-        let seen = (last(r) + 1).saturating_sub(j0).min(bc);
-        o[..seen].iter_mut().for_each(|x| *x *= d.scale);
-        o[seen..].fill(f32::NEG_INFINITY);
+        let from = d.first_key(r0 + r).saturating_sub(j0).min(bc);
+        let to = (d.last_key(r0 + r) + 1).saturating_sub(j0).min(bc);
+        o[..from].fill(f32::NEG_INFINITY);
+        o[from..to].iter_mut().for_each(|x| *x *= d.scale);
+        o[to..].fill(f32::NEG_INFINITY);
     }
 }
 
@@ -130,14 +143,17 @@ fn forward_rows(d: &Dims, q: &[f32], kt: &[f32], v: &[f32], h: usize, i0: usize,
         m.fill(f32::NEG_INFINITY);
         l.fill(0.0);
         let end = d.last_key(r0 + rows - 1) + 1;
-        for j0 in (0..end).step_by(BC) {
+        for j0 in (d.first_key(r0) / BC * BC..end).step_by(BC) {
             let bc = (end - j0).min(BC);
-            scores(d, qb, rows, block_of(kt, d, h / d.rep, j0), j0, bc, |r| d.last_key(r0 + r), &mut sc);
+            scores(d, qb, r0, rows, block_of(kt, d, h / d.rep, j0), j0, bc, &mut sc);
             for r in 0..rows {
                 let p = &mut sc[r * BC..r * BC + bc];
-                // Key 0 is visible to every row, so the running max is finite after the
-                // first block (and exp(−∞ − max) = 0 there).
                 let mx = p.iter().fold(m[r], |a, &x| a.max(x));
+                if mx == f32::NEG_INFINITY {
+                    // No key of this row yet (a window starts later): nothing to add, and
+                    // exp(−∞ − (−∞)) would be NaN.
+                    continue;
+                }
                 let corr = exp(m[r] - mx);
                 let mut sum = 0.0;
                 for x in p.iter_mut() {
@@ -221,12 +237,17 @@ fn backward_head(d: &Dims, h: usize, q: &[f32], k: &[f32], kt: &[f32], vt: &[f32
     for j0 in (0..t).step_by(BC) {
         let bc = (t - j0).min(BC);
         let (dkb, dvb) = (&mut dk[j0 * hd..(j0 + bc) * hd], &mut dv[j0 * hd..(j0 + bc) * hd]);
-        // The first query row that sees key j0.
+        // The query rows that see a key of this block: from the first whose last key
+        // reaches j0 to the last whose window starts before j0 + bc.
         let first = (j0 + s).saturating_sub(t);
-        for r0 in (first..s).step_by(BR) {
-            let rows = (s - r0).min(BR);
+        let mut end = s;
+        while end > first && d.first_key(end - 1) >= j0 + bc {
+            end -= 1;
+        }
+        for r0 in (first..end).step_by(BR) {
+            let rows = (end - r0).min(BR);
             let (qb, gb) = (&qh[r0 * hd..(r0 + rows) * hd], &goh[r0 * hd..(r0 + rows) * hd]);
-            scores(d, qb, rows, block_of(kt, d, g, j0), j0, bc, |r| d.last_key(r0 + r), &mut p);
+            scores(d, qb, r0, rows, block_of(kt, d, g, j0), j0, bc, &mut p);
             for r in 0..rows {
                 let pr = &mut p[r * BC..r * BC + bc];
                 pr.iter_mut().for_each(|x| *x = exp(*x - lse[r0 + r]));
@@ -256,7 +277,7 @@ impl CustomOp3 for CausalAttention {
     fn cpu_fwd(&self, qs: &CpuStorage, ql: &Layout, ks: &CpuStorage, kl: &Layout, vs: &CpuStorage, vl: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let (nh, s, hd) = ql.shape().dims3()?;
         let (nkv, t, _) = kl.shape().dims3()?;
-        let d = Dims::new(nh, nkv, s, t, hd);
+        let d = Dims::new(nh, nkv, s, t, hd, self.window);
         let (out, lse) = forward(&d, cpu_f32(qs, ql)?, cpu_f32(ks, kl)?, cpu_f32(vs, vl)?);
         *self.lse.lock().unwrap_or_else(|p| p.into_inner()) = lse;
         Ok((CpuStorage::F32(out), Shape::from((nh, s, hd))))
@@ -265,7 +286,7 @@ impl CustomOp3 for CausalAttention {
     fn bwd(&self, q: &Tensor, k: &Tensor, v: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (nh, s, hd) = q.dims3()?;
         let (nkv, t, _) = k.dims3()?;
-        let d = Dims::new(nh, nkv, s, t, hd);
+        let d = Dims::new(nh, nkv, s, t, hd, self.window);
         let flat = |x: &Tensor| x.contiguous()?.flatten_all()?.to_vec1::<f32>();
         let (qv, kv, vv, go, o) = (flat(q)?, flat(k)?, flat(v)?, flat(grad)?, flat(res)?);
         let mut lse = std::mem::take(&mut *self.lse.lock().unwrap_or_else(|p| p.into_inner()));
@@ -314,12 +335,12 @@ mod tests {
 
     /// The composed reference: what `DenseModel::block` computed before (scores, an
     /// additive causal mask, softmax, weights · V), with grouped heads.
-    fn reference(q: &Tensor, k: &Tensor, v: &Tensor) -> Tensor {
+    fn reference(q: &Tensor, k: &Tensor, v: &Tensor, window: usize) -> Tensor {
         let (nh, s, hd) = q.dims3().unwrap();
         let (nkv, t, _) = k.dims3().unwrap();
         let rep = nh / nkv;
         let p = t - s;
-        let mask: Vec<f32> = (0..s).flat_map(|i| (0..t).map(move |j| if j > p + i { f32::NEG_INFINITY } else { 0.0 })).collect();
+        let mask: Vec<f32> = (0..s).flat_map(|i| (0..t).map(move |j| if j > p + i || (window > 0 && j + window <= p + i) { f32::NEG_INFINITY } else { 0.0 })).collect();
         let mask = Tensor::from_vec(mask, (s, t), q.device()).unwrap();
         let qg = q.reshape((nkv, rep * s, hd)).unwrap();
         let scores = (qg.matmul(&k.t().unwrap()).unwrap() / (hd as f64).sqrt()).unwrap().reshape((nkv, rep, s, t)).unwrap();
@@ -337,21 +358,24 @@ mod tests {
 
     /// Output and all three gradients against the composed ops: grouped heads (6 query
     /// heads on 2 K/V heads), a head size that is not a multiple of 16, and queries placed
-    /// after earlier positions (t > s), as a group's completions sit after their prompt.
+    /// after earlier positions (t > s), as a group's completions sit after their prompt;
+    /// shapes past one block of rows (32) and of keys (64), a row that sees exactly one key
+    /// block's first key; and sliding windows: inside one key block, across blocks, one
+    /// that leaves whole key blocks unseen by some rows of a block, one longer than t.
     #[test]
     fn matches_the_composed_ops_in_value_and_gradient() {
         let dev = Device::Cpu;
-        // Shapes past one block of rows (32) and of keys (64), and a row that sees exactly one
-        // key block's first key.
-        for (nh, nkv, s, t, hd) in [(6, 2, 7, 7, 20), (6, 2, 5, 13, 20), (3, 3, 1, 9, 64), (4, 1, 33, 40, 32), (3, 1, 70, 150, 64), (2, 2, 100, 100, 16), (2, 1, 1, 65, 8)] {
+        let shapes = [(6, 2, 7, 7, 20, 0), (6, 2, 5, 13, 20, 0), (3, 3, 1, 9, 64, 0), (4, 1, 33, 40, 32, 0), (3, 1, 70, 150, 64, 0), (2, 2, 100, 100, 16, 0), (2, 1, 1, 65, 8, 0)];
+        let windows = [(3, 1, 70, 150, 64, 40), (2, 2, 100, 100, 16, 5), (2, 1, 40, 200, 32, 70), (2, 1, 10, 30, 16, 100), (4, 2, 130, 130, 8, 64)];
+        for (nh, nkv, s, t, hd, window) in shapes.into_iter().chain(windows) {
             let gen = |n: usize, seed: usize| (0..n).map(|k| (((k * 2654435761 + seed * 97) % 1000) as f32 / 1000.0 - 0.5) * 3.0).collect::<Vec<f32>>();
             let (qd, kd, vd) = (gen(nh * s * hd, 1), gen(nkv * t * hd, 2), gen(nkv * t * hd, 3));
             let w = Tensor::from_vec(gen(nh * s * hd, 4), (nh, s, hd), &dev).unwrap();
             let vars = |d: &Vec<f32>, shape: (usize, usize, usize)| Var::from_vec(d.clone(), shape, &dev).unwrap();
             let (q1, k1, v1) = (vars(&qd, (nh, s, hd)), vars(&kd, (nkv, t, hd)), vars(&vd, (nkv, t, hd)));
             let (q2, k2, v2) = (vars(&qd, (nh, s, hd)), vars(&kd, (nkv, t, hd)), vars(&vd, (nkv, t, hd)));
-            let fused = causal_attention(q1.as_tensor(), k1.as_tensor(), v1.as_tensor()).unwrap();
-            let want = reference(q2.as_tensor(), k2.as_tensor(), v2.as_tensor());
+            let fused = causal_attention(q1.as_tensor(), k1.as_tensor(), v1.as_tensor(), window).unwrap();
+            let want = reference(q2.as_tensor(), k2.as_tensor(), v2.as_tensor(), window);
             close(&fused, &want, "output");
             let g1 = (fused * &w).unwrap().sum_all().unwrap().backward().unwrap();
             let g2 = (want * &w).unwrap().sum_all().unwrap().backward().unwrap();
@@ -364,7 +388,7 @@ mod tests {
     #[test]
     fn shapes_that_do_not_fit_are_errors() {
         let z = |d: (usize, usize, usize)| Tensor::zeros(d, DType::F32, &Device::Cpu).unwrap();
-        assert!(causal_attention(&z((4, 5, 8)), &z((3, 5, 8)), &z((3, 5, 8))).is_err(), "4 heads on 3 K/V heads");
-        assert!(causal_attention(&z((2, 6, 8)), &z((1, 5, 8)), &z((1, 5, 8))).is_err(), "more queries than keys");
+        assert!(causal_attention(&z((4, 5, 8)), &z((3, 5, 8)), &z((3, 5, 8)), 0).is_err(), "4 heads on 3 K/V heads");
+        assert!(causal_attention(&z((2, 6, 8)), &z((1, 5, 8)), &z((1, 5, 8)), 0).is_err(), "more queries than keys");
     }
 }
