@@ -29,6 +29,8 @@ pub fn gguf_arch(model_type: &str) -> (&'static str, bool) {
     match model_type {
         "qwen2" => ("qwen2", false),
         "qwen3" => ("qwen3", false),
+        // Only from its own GGUF file, whose q/k rows are already in the rope's order.
+        "gemma3" => ("gemma3", false),
         _ => ("llama", true),
     }
 }

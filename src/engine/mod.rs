@@ -18,7 +18,7 @@ pub mod template;
 pub mod tokenizer;
 
 pub use generate::{collect, CancelToken, GenerateRequest, StartIn, Stats, StopReason, TextSink};
-pub use model::{check_extent, KvType, LoadOptions, ModelConfig, QuantModel};
+pub use model::{check_extent, Gemma, KvType, LoadOptions, ModelConfig, QuantModel};
 pub use sampler::{derive_seed, Sampler, SamplerConfig};
 pub use stream::{StopMatcher, StopScan, TokenDecoder};
 pub use template::{Piece, PromptBuilder, TemplateMode};

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use std::path::Path;
 
 pub use super::hf_files::{check_safetensors, safetensors_files, var_builder};
+pub use super::linear::{frozen_matmul, Linear, Lora};
 
 /// The fields of a Hugging Face `config.json` this model reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -38,6 +39,11 @@ pub struct DenseConfig {
     /// checkpoints rotate halves.
     #[serde(default)]
     pub rope_interleaved: bool,
+    /// A Gemma 3's graph (from its GGUF file only): embeddings scaled by √hidden, norms
+    /// after attention and after the FFN, GeGLU, and sliding-window local layers with their
+    /// own rope base.
+    #[serde(skip)]
+    pub gemma: Option<crate::engine::Gemma>,
 }
 
 fn default_eps() -> f64 {
@@ -82,123 +88,21 @@ impl DenseConfig {
 /// `linears`.
 pub const LORA_MODULES: &[&str] = &["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
 
-/// A low-rank adapter on a linear layer: y += scale · (x Aᵀ) Bᵀ. A and B are the only
-/// trainable weights of the policy.
-#[derive(Clone)]
-pub struct Lora {
-    pub a: candle_core::Var,
-    pub b: candle_core::Var,
-    pub scale: f64,
-    /// Dropout on the adapter's input (PEFT's `lora_dropout`). It only acts while a mask
-    /// generator is set ([`DenseModel::seed_lora_dropout`]): the trainer sets one per
-    /// micro-batch, seeded from (run seed, step, micro-batch) so a resumed run draws the
-    /// same masks; scoring, merging and reference passes run without it.
-    pub dropout: f64,
-    pub masks: std::sync::Arc<std::sync::Mutex<Option<rand::rngs::StdRng>>>,
-}
-
-impl Lora {
-    pub fn new(a: candle_core::Var, b: candle_core::Var, scale: f64, dropout: f64) -> Self {
-        Self { a, b, scale, dropout, masks: Default::default() }
-    }
-
-    /// `x` with inverted dropout applied (kept values scaled by 1 / (1 − p)), or `x` itself.
-    fn drop_input(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        use rand::Rng;
-        let mut guard = self.masks.lock().unwrap_or_else(|p| p.into_inner());
-        let (Some(rng), true) = (guard.as_mut(), self.dropout > 0.0) else { return Ok(x.clone()) };
-        let keep = 1.0 - self.dropout;
-        let mask: Vec<f32> = (0..x.elem_count()).map(|_| if rng.random::<f64>() < keep { (1.0 / keep) as f32 } else { 0.0 }).collect();
-        x * Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?
-    }
-}
-
-/// A linear layer with an optional bias (qwen2's q/k/v have one) and an optional adapter.
-pub struct Linear {
-    pub weight: Tensor,
-    pub bias: Option<Tensor>,
-    pub lora: Option<Lora>,
-}
-
-impl Linear {
-    fn load(get: &Getter, name: &str, out_dim: usize, in_dim: usize) -> candle_core::Result<Self> {
-        let weight = get.req(&format!("{name}.weight"), &[out_dim, in_dim])?;
-        let bias = get.opt(&format!("{name}.bias"), &[out_dim])?;
-        Ok(Self { weight, bias, lora: None })
-    }
-
-    pub fn out_dim(&self) -> usize {
-        self.weight.dims()[0]
-    }
-    pub fn in_dim(&self) -> usize {
-        self.weight.dims()[1]
-    }
-}
-
-impl Module for Linear {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mut y = frozen_matmul(x, &self.weight)?;
-        if let Some(b) = &self.bias {
-            y = y.broadcast_add(b)?;
-        }
-        if let Some(l) = &self.lora {
-            let d = l.drop_input(x)?.broadcast_matmul(&l.a.as_tensor().t()?)?.broadcast_matmul(&l.b.as_tensor().t()?)?;
-            y = (y + (d * l.scale)?)?;
-        }
-        Ok(y)
-    }
-}
-
-/// x · wᵀ for a frozen `w`. candle's matmul backward always computes the gradient of both
-/// sides; for a frozen weight that is wasted work and memory (a 49,152 × 576 gradient for a
-/// tied LM head), so on CPU a custom op returns only dL/dx.
-pub fn frozen_matmul(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == DType::F32 && x.rank() >= 2 {
-        x.contiguous()?.apply_op1(FrozenMatmul(w.clone()))
-    } else {
-        x.broadcast_matmul(&w.t()?)
-    }
-}
-
-struct FrozenMatmul(Tensor);
-
-impl candle_core::CustomOp1 for FrozenMatmul {
-    fn name(&self) -> &'static str {
-        "frozen-matmul"
-    }
-
-    fn cpu_fwd(&self, storage: &candle_core::CpuStorage, layout: &candle_core::Layout) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let data = storage.as_slice::<f32>()?;
-        let x: Vec<f32> = match layout.contiguous_offsets() {
-            Some((a, b)) => data[a..b].to_vec(),
-            None => candle_core::bail!("frozen-matmul needs a contiguous input"),
-        };
-        let x = Tensor::from_vec(x, layout.shape(), &Device::Cpu)?;
-        let y = x.broadcast_matmul(&self.0.t()?)?;
-        let shape = y.shape().clone();
-        Ok((candle_core::CpuStorage::F32(y.flatten_all()?.to_vec1::<f32>()?), shape))
-    }
-
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(grad.broadcast_matmul(&self.0)?))
-    }
-}
-
 /// Looks weights up by their Hugging Face names, wherever they come from.
-struct Getter<'a> {
+pub(super) struct Getter<'a> {
     find: Box<dyn Fn(&str) -> candle_core::Result<Option<Tensor>> + 'a>,
     dtype: DType,
 }
 
 impl Getter<'_> {
-    fn opt(&self, name: &str, shape: &[usize]) -> candle_core::Result<Option<Tensor>> {
+    pub(super) fn opt(&self, name: &str, shape: &[usize]) -> candle_core::Result<Option<Tensor>> {
         match (self.find)(name)? {
             Some(t) if t.dims() != shape => candle_core::bail!("{name} has shape {:?}, expected {shape:?}", t.dims()),
             Some(t) => Ok(Some(t.to_dtype(self.dtype)?)),
             None => Ok(None),
         }
     }
-    fn req(&self, name: &str, shape: &[usize]) -> candle_core::Result<Tensor> {
+    pub(super) fn req(&self, name: &str, shape: &[usize]) -> candle_core::Result<Tensor> {
         self.opt(name, shape)?.ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {name}")))
     }
 }
@@ -266,6 +170,8 @@ pub struct Block {
     pub gate: Linear,
     pub up: Linear,
     pub down: Linear,
+    post_attn_norm: Option<Tensor>,
+    post_ffn_norm: Option<Tensor>,
 }
 
 impl Block {
@@ -318,9 +224,6 @@ impl DenseModel {
     /// training.
     pub fn from_gguf<R: std::io::Read + std::io::Seek>(ct: &candle_core::quantized::gguf_file::Content, r: &mut R, device: &Device) -> Result<Self, EngineError> {
         let mc = crate::engine::ModelConfig::from_gguf(ct)?;
-        if mc.gemma.is_some() {
-            return Err(EngineError::Unsupported(format!("training {}: the f32 policy has no Gemma 3 graph yet", mc.architecture)));
-        }
         let ffn = ct.tensor_infos.get("blk.0.ffn_gate.weight").map(|t| t.shape.dims()[0]).ok_or_else(|| EngineError::Format("missing blk.0.ffn_gate.weight".into()))?;
         let cfg = DenseConfig {
             model_type: mc.architecture.clone(),
@@ -336,6 +239,7 @@ impl DenseModel {
             tie_word_embeddings: !ct.tensor_infos.contains_key("output.weight"),
             pad_token_id: None,
             rope_interleaved: !mc.rope_neox,
+            gemma: mc.gemma,
         };
         let reader = std::cell::RefCell::new(r);
         let get = Getter {
@@ -372,7 +276,14 @@ impl DenseModel {
                 gate: Linear::load(get, &p("mlp.gate_proj"), ffn, h)?,
                 up: Linear::load(get, &p("mlp.up_proj"), ffn, h)?,
                 down: Linear::load(get, &p("mlp.down_proj"), h, ffn)?,
+                // GGUF names (gguf_name keeps them): a Gemma's norms of the attention and
+                // FFN outputs.
+                post_attn_norm: get.opt(&p("post_attention_norm.weight"), &[h])?,
+                post_ffn_norm: get.opt(&p("post_ffw_norm.weight"), &[h])?,
             });
+        }
+        if cfg.gemma.is_some() && blocks.iter().any(|b| b.post_attn_norm.is_none() || b.post_ffn_norm.is_none()) {
+            candle_core::bail!("a gemma3 layer lacks post_attention_norm or post_ffw_norm");
         }
         let norm = get.req("model.norm.weight", &[h])?;
         let head = if cfg.tie_word_embeddings { None } else { get.opt("lm_head.weight", &[cfg.vocab_size, h])? };
@@ -415,9 +326,9 @@ impl DenseModel {
         self.head.as_ref().unwrap_or(&self.embed)
     }
 
-    fn rope_tables(&self, s: usize) -> candle_core::Result<(Tensor, Tensor)> {
+    fn rope_tables(&self, s: usize, theta: f64) -> candle_core::Result<(Tensor, Tensor)> {
         let hd = self.cfg.head_dim();
-        let inv: Vec<f32> = (0..hd / 2).map(|i| (1.0 / self.cfg.rope_theta.powf(2.0 * i as f64 / hd as f64)) as f32).collect();
+        let inv: Vec<f32> = (0..hd / 2).map(|i| (1.0 / theta.powf(2.0 * i as f64 / hd as f64)) as f32).collect();
         // Interleaved rope pairs (2i, 2i+1) with frequency i; rotate-half repeats the
         // frequencies for both halves.
         let reps = if self.cfg.rope_interleaved { 1 } else { 2 };
@@ -509,7 +420,12 @@ impl DenseModel {
 
     /// The embeddings of `ids` [s, hidden] (the input of block 0).
     pub fn embed_ids(&self, ids: &[u32]) -> candle_core::Result<Tensor> {
-        self.embed.index_select(&Tensor::new(ids, &self.device)?, 0)
+        let x = self.embed.index_select(&Tensor::new(ids, &self.device)?, 0)?;
+        match self.cfg.gemma {
+            // As llama.cpp's gemma3 graph: √hidden, rounded to f32.
+            Some(_) => x * (self.cfg.hidden_size as f32).sqrt() as f64,
+            None => Ok(x),
+        }
     }
 
     /// The final RMS norm, applied to the last block's output.
@@ -520,16 +436,24 @@ impl DenseModel {
     /// What every block of one pass shares: rope rows and, where attention is not fused,
     /// the causal mask for `s` new positions after `p` earlier ones.
     pub fn pass(&self, s: usize, p: usize) -> candle_core::Result<Pass> {
-        let (cos, sin) = self.rope_tables(p + s)?;
-        let (cos, sin) = (cos.narrow(0, p, s)?, sin.narrow(0, p, s)?);
         let t = p + s;
-        let mask = if self.fused_attention() {
-            None
-        } else {
-            let mask: Vec<f32> = (0..s).flat_map(|i| (0..t).map(move |j| if j > p + i { f32::NEG_INFINITY } else { 0.0 })).collect();
-            Some(Tensor::from_vec(mask, (s, t), &self.device)?.to_dtype(self.dtype)?)
+        let rope = |theta: f64| -> candle_core::Result<(Tensor, Tensor)> {
+            let (cos, sin) = self.rope_tables(t, theta)?;
+            Ok((cos.narrow(0, p, s)?, sin.narrow(0, p, s)?))
         };
-        Ok(Pass { cos, sin, mask, s, t })
+        let mask = |window: usize| -> candle_core::Result<Option<Tensor>> {
+            if self.fused_attention() {
+                return Ok(None);
+            }
+            let hidden = |i: usize, j: usize| j > p + i || (window > 0 && j + window <= p + i);
+            let mask: Vec<f32> = (0..s).flat_map(|i| (0..t).map(move |j| if hidden(i, j) { f32::NEG_INFINITY } else { 0.0 })).collect();
+            Ok(Some(Tensor::from_vec(mask, (s, t), &self.device)?.to_dtype(self.dtype)?))
+        };
+        let local = match self.cfg.gemma {
+            Some(g) => Some(Local { rope: rope(g.rope_base_local as f64)?, mask: mask(g.window)?, window: g.window }),
+            None => None,
+        };
+        Ok(Pass { rope: rope(self.cfg.rope_theta)?, mask: mask(0)?, local, s, t })
     }
 
     /// Block `l` on `x` [s, hidden]: its output, and its keys and values (after rope). With
@@ -539,7 +463,13 @@ impl DenseModel {
         let b = &self.blocks[l];
         let (nh, nkv, hd, eps) = (cfg.n_head(), cfg.n_kv_head(), cfg.head_dim(), cfg.rms_norm_eps);
         let (s, t) = (pass.s, pass.t);
-        let rot = |x: &Tensor| if cfg.rope_interleaved { rope_interleaved(x, &pass.cos, &pass.sin) } else { rope(x, &pass.cos, &pass.sin) };
+        // A Gemma's local layers: their own rope base, mask and window.
+        let local = pass.local.as_ref().filter(|_| cfg.gemma.is_some_and(|g| g.is_local(l)));
+        let ((cos, sin), mask, window) = match local {
+            Some(lc) => (&lc.rope, &lc.mask, lc.window),
+            None => (&pass.rope, &pass.mask, 0),
+        };
+        let rot = |x: &Tensor| if cfg.rope_interleaved { rope_interleaved(x, cos, sin) } else { rope(x, cos, sin) };
         let h = rms_norm(x, &b.attn_norm, eps)?;
         let heads = |t: Tensor, n: usize| t.reshape((s, n, hd))?.transpose(0, 1);
         let mut q = heads(b.q.forward(&h)?, nh)?;
@@ -560,31 +490,44 @@ impl DenseModel {
         // Grouped-query attention: each K/V head serves nh/nkv query heads. candle's ops with
         // the pass's mask, or, where there is none (f32 on the CPU), one fused op that keeps
         // no n² maps (`nn::attention`).
-        let att = if let Some(mask) = &pass.mask {
+        let att = if let Some(mask) = mask {
             let rep = nh / nkv;
             let q = q.reshape((nkv, rep * s, hd))?;
             let scores = (q.matmul(&ka.t()?)? / (hd as f64).sqrt())?.reshape((nkv, rep, s, t))?;
             let probs = candle_nn::ops::softmax(&scores.broadcast_add(mask)?, D::Minus1)?;
             probs.reshape((nkv, rep * s, t))?.matmul(&va)?.reshape((nh, s, hd))?
         } else {
-            super::attention::causal_attention(&q, &ka, &va, 0)?
+            super::attention::causal_attention(&q, &ka, &va, window)?
         };
         let att = att.transpose(0, 1)?.reshape((s, nh * hd))?;
-        let x = (x + b.o.forward(&att)?)?;
+        let post = |y: Tensor, w: &Option<Tensor>| match w {
+            Some(w) => rms_norm(&y, w, eps),
+            None => Ok(y),
+        };
+        let x = (x + post(b.o.forward(&att)?, &b.post_attn_norm)?)?;
         let h = rms_norm(&x, &b.ffn_norm, eps)?;
-        let g = candle_nn::ops::silu(&b.gate.forward(&h)?)?;
-        let y = (&x + b.down.forward(&(g * b.up.forward(&h)?)?)?)?;
+        let gate = b.gate.forward(&h)?;
+        // Gemma: GeGLU with the tanh GELU (candle's `gelu`); the rest: SwiGLU.
+        let g = if cfg.gemma.is_some() { gate.gelu()? } else { candle_nn::ops::silu(&gate)? };
+        let y = (&x + post(b.down.forward(&(g * b.up.forward(&h)?)?)?, &b.post_ffn_norm)?)?;
         Ok((y, (k, v)))
     }
 }
 
-/// Rope rows and the causal mask of one pass (see [`DenseModel::pass`]); no mask where
-/// attention is fused.
+/// Rope rows (cos, sin) and the causal mask of one pass (see [`DenseModel::pass`]); no mask
+/// where attention is fused. A Gemma's local layers have their own.
 pub struct Pass {
-    cos: Tensor,
-    sin: Tensor,
+    rope: (Tensor, Tensor),
     mask: Option<Tensor>,
+    local: Option<Local>,
     s: usize,
     t: usize,
+}
+
+/// A Gemma's sliding-window layers' rope rows, mask and window.
+struct Local {
+    rope: (Tensor, Tensor),
+    mask: Option<Tensor>,
+    window: usize,
 }
 

@@ -8,6 +8,7 @@ pub mod attention;
 pub mod dense;
 pub mod embed;
 mod hf_files;
+mod linear;
 pub mod logprob;
 
 pub use embed::Embedder;
