@@ -128,8 +128,8 @@ fn scores(d: &Dims, q: &[f32], r0: usize, rows: usize, kb: &[f32], j0: usize, bc
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 /// The forward for query rows `i0..i1` of head `h` into `out` (their rows) and `lse`.
+#[allow(clippy::too_many_arguments)]
 fn forward_rows(d: &Dims, q: &[f32], kt: &[f32], v: &[f32], h: usize, i0: usize, i1: usize, out: &mut [f32], lse: &mut [f32]) {
     let hd = d.hd;
     let vh = &v[(h / d.rep) * d.t * hd..][..d.t * hd];
@@ -178,7 +178,7 @@ fn forward_rows(d: &Dims, q: &[f32], kt: &[f32], v: &[f32], h: usize, i0: usize,
 }
 
 /// Each K/V head as key blocks transposed: [nkv, t / BC (rounded up), hd, BC], the last
-/// block padded with zeros, so a block's scores read one contiguous 16 KB run.
+/// block padded with zeros, so a block's scores read one contiguous run (16 KB at hd 64).
 fn blocked_t(x: &[f32], nkv: usize, t: usize, hd: usize) -> Vec<f32> {
     let nb = t.div_ceil(BC);
     let mut out = vec![0f32; nkv * nb * hd * BC];
