@@ -20,7 +20,7 @@
 mod blocks;
 
 use super::cpu_f32;
-use blocks::{exp, lincomb, transpose};
+use blocks::{exp, lincomb, lincomb2, transpose};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use std::sync::Mutex;
 
@@ -116,10 +116,22 @@ unsafe impl Sync for Shared {}
 /// query rows `r0..r0 + rows`; a key row r does not see is −∞.
 #[allow(clippy::too_many_arguments)]
 fn scores(d: &Dims, q: &[f32], r0: usize, rows: usize, kb: &[f32], j0: usize, bc: usize, out: &mut [f32]) {
+    let hd = d.hd;
+    let mut r = 0;
+    while r < rows {
+        let (a, b) = out[r * BC..].split_at_mut(BC);
+        a[..bc].fill(0.0);
+        if r + 1 < rows {
+            b[..bc].fill(0.0);
+            lincomb2(&mut a[..bc], &mut b[..bc], &q[r * hd..], &q[(r + 1) * hd..], 1, kb, BC, hd);
+            r += 2;
+        } else {
+            lincomb(&mut a[..bc], &q[r * hd..], 1, kb, BC, hd);
+            r += 1;
+        }
+    }
     for r in 0..rows {
         let o = &mut out[r * BC..r * BC + bc];
-        o.fill(0.0);
-        lincomb(o, &q[r * d.hd..], 1, kb, BC, d.hd);
         let from = d.first_key(r0 + r).saturating_sub(j0).min(bc);
         let to = (d.last_key(r0 + r) + 1).saturating_sub(j0).min(bc);
         o[..from].fill(f32::NEG_INFINITY);
@@ -260,10 +272,20 @@ fn backward_head(d: &Dims, h: usize, q: &[f32], k: &[f32], kt: &[f32], vt: &[f32
                 }
                 lincomb(&mut dq[(r0 + r) * hd..(r0 + r + 1) * hd], dsr, 1, &kh[j0 * hd..], hd, bc);
             }
-            // dV += Pᵀ · dO and dK += dSᵀ · Q over this block's rows.
-            for c in 0..bc {
-                lincomb(&mut dvb[c * hd..(c + 1) * hd], &p[c..], BC, gb, hd, rows);
-                lincomb(&mut dkb[c * hd..(c + 1) * hd], &ds[c..], BC, qb, hd, rows);
+            // dV += Pᵀ · dO and dK += dSᵀ · Q over this block's rows, two keys at a time.
+            let mut c = 0;
+            while c < bc {
+                if c + 1 < bc {
+                    let (v0, v1) = dvb[c * hd..(c + 2) * hd].split_at_mut(hd);
+                    lincomb2(v0, v1, &p[c..], &p[c + 1..], BC, gb, hd, rows);
+                    let (k0, k1) = dkb[c * hd..(c + 2) * hd].split_at_mut(hd);
+                    lincomb2(k0, k1, &ds[c..], &ds[c + 1..], BC, qb, hd, rows);
+                    c += 2;
+                } else {
+                    lincomb(&mut dvb[c * hd..(c + 1) * hd], &p[c..], BC, gb, hd, rows);
+                    lincomb(&mut dkb[c * hd..(c + 1) * hd], &ds[c..], BC, qb, hd, rows);
+                    c += 1;
+                }
             }
         }
     }
