@@ -92,20 +92,25 @@ fn the_gemma3_graph_computes_what_llama_cpp_computes() {
     assert!(a.checked >= 40, "too few decisive positions ({})", a.checked);
 }
 
+/// The fast decoder and the trainer's f32 policy on the Gemma file.
+fn decoder_and_policy() -> (longwriter::engine::Engine, longwriter::nn::dense::DenseModel) {
+    let path = common::gemma_model_path();
+    let e = longwriter::engine::Engine::load(&path, &candle_core::Device::Cpu, Default::default(), None).unwrap();
+    let mut f = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
+    let ct = gguf_file::Content::read(&mut f).unwrap();
+    (e, longwriter::nn::dense::DenseModel::from_gguf(&ct, &mut f, &candle_core::Device::Cpu).unwrap())
+}
+
 /// The trainer's f32 policy (`nn::dense`, the weights dequantized) runs the gemma3 graph:
-/// teacher-forced over the last 32 tokens of each prompt (all but the first of shorter ones), its log-probabilities match the
-/// fast decoder's, which the test above holds to llama.cpp's (the two differ by the
-/// decoder's 8-bit activations). With the window switched off the long prompt's are far
+/// teacher-forced over the last 32 tokens of each prompt (all but the first of shorter
+/// ones), its log-probabilities match the fast decoder's, which the test above holds to
+/// llama.cpp's (the two differ by the decoder's 8-bit activations). With the window switched off the long prompt's are far
 /// off, so the check sees the local layers' windows. The candle path (GPUs) still refuses
 /// Gemma, saying where it runs.
 #[test]
 #[ignore = "fetches Gemma 3 270M (253 MB); scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn the_training_policy_runs_the_gemma3_graph() {
-    let path = common::gemma_model_path();
-    let mut e = longwriter::engine::Engine::load(&path, &candle_core::Device::Cpu, Default::default(), None).unwrap();
-    let mut f = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
-    let ct = gguf_file::Content::read(&mut f).unwrap();
-    let mut dense = longwriter::nn::dense::DenseModel::from_gguf(&ct, &mut f, &candle_core::Device::Cpu).unwrap();
+    let (mut e, mut dense) = decoder_and_policy();
     let last = |ids: &[u32]| (ids.len() - 1).min(32);
     let policy = |dense: &longwriter::nn::dense::DenseModel, ids: &[u32]| -> Vec<f32> {
         let k = last(ids);
@@ -139,6 +144,9 @@ fn the_training_policy_runs_the_gemma3_graph() {
     let moved = with.iter().zip(&without).map(|(a, b)| (a - b).abs()).sum::<f32>() / with.len() as f32;
     eprintln!("the long prompt without the window: {moved:.3} nats from the windowed policy");
     assert!(moved > 0.3, "switching the window off moved the long prompt's log-probabilities by only {moved}");
+    let path = common::gemma_model_path();
+    let mut f = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
+    let ct = gguf_file::Content::read(&mut f).unwrap();
     let err = longwriter::engine::QuantModel::load(&ct, &mut f, &candle_core::Device::Cpu, Default::default()).err().expect("refused");
     assert!(err.to_string().contains("Gemma 3 runs on the fast CPU decoder only"), "{err}");
 }
@@ -150,11 +158,7 @@ fn the_training_policy_runs_the_gemma3_graph() {
 #[ignore = "fetches Gemma 3 270M (253 MB); scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn adapters_on_gemma3_train_and_merge_into_the_decoder() {
     use longwriter::rl::grpo::{grpo_loss, GrpoConfig, Rollout};
-    let path = common::gemma_model_path();
-    let mut e = longwriter::engine::Engine::load(&path, &candle_core::Device::Cpu, Default::default(), None).unwrap();
-    let mut f = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
-    let ct = gguf_file::Content::read(&mut f).unwrap();
-    let mut dense = longwriter::nn::dense::DenseModel::from_gguf(&ct, &mut f, &candle_core::Device::Cpu).unwrap();
+    let (mut e, mut dense) = decoder_and_policy();
     let adapters = longwriter::rl::lora::attach(&mut dense, &Default::default(), 7).unwrap();
     let ids = &prompts(&e.tokenizer)[0];
     let (prompt, completion) = ids.split_at(4);
