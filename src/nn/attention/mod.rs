@@ -79,7 +79,7 @@ impl Dims {
     }
 }
 
-/// Runs `f(worker, units)` on `n` units split into one contiguous run per thread so that
+/// Runs `f(units)` on `n` units split into one contiguous run per thread so that
 /// each run's `cost` adds up to about the same (the causal triangle makes later query rows
 /// dearer).
 fn par_runs(n: usize, cost: impl Fn(usize) -> f64, f: impl Fn(std::ops::Range<usize>) + Sync) {
