@@ -102,49 +102,51 @@ fn decoder_and_policy() -> (longwriter::engine::Engine, longwriter::nn::dense::D
 }
 
 /// The trainer's f32 policy (`nn::dense`, the weights dequantized) runs the gemma3 graph:
-/// teacher-forced over the last 32 tokens of each prompt (all but the first of shorter
-/// ones), its log-probabilities match the fast decoder's, which the test above holds to
-/// llama.cpp's (the two differ by the decoder's 8-bit activations). With the window switched off the long prompt's are far
-/// off, so the check sees the local layers' windows. The candle path (GPUs) still refuses
-/// Gemma, saying where it runs.
+/// along llama.cpp's greedy continuation of each prompt (32 tokens), its log-probabilities
+/// meet llama-server's on the same file with the tolerances the decoder meets above. With
+/// the window switched off the long prompt's are far off, so the check sees the local
+/// layers' windows. The candle path (GPUs) still refuses Gemma, saying where it runs.
 #[test]
-#[ignore = "fetches Gemma 3 270M (253 MB); scripts/test-setup.sh, then cargo test -- --include-ignored"]
+#[ignore = "needs a llama.cpp build and Gemma 3 270M (253 MB); scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn the_training_policy_runs_the_gemma3_graph() {
     let (mut e, mut dense) = decoder_and_policy();
-    let last = |ids: &[u32]| (ids.len() - 1).min(32);
-    let policy = |dense: &longwriter::nn::dense::DenseModel, ids: &[u32]| -> Vec<f32> {
-        let k = last(ids);
-        let logits = dense.logits_from(ids, ids.len() - k - 1).unwrap().narrow(0, 0, k).unwrap();
-        let rows = logits.to_vec2::<f32>().unwrap();
-        rows.iter().enumerate().map(|(t, r)| common::log_softmax(r)[ids[ids.len() - k + t] as usize]).collect()
+    let path = common::gemma_model_path();
+    let server = common::llama::LlamaServer::start_model(&path, &[]);
+    // The policy's logits at each step of llama.cpp's continuation after `prompt`.
+    let policy = |dense: &longwriter::nn::dense::DenseModel, prompt: &[u32], steps: &[common::llama::Step]| -> Vec<Vec<f32>> {
+        let ids: Vec<u32> = prompt.iter().copied().chain(steps.iter().map(|s| s.id as u32)).collect();
+        dense.logits_from(&ids[..ids.len() - 1], prompt.len() - 1).unwrap().to_vec2::<f32>().unwrap()
     };
-    let mut diffs = Vec::new();
     let prompts = prompts(&e.tokenizer);
-    let mut with = Vec::new();
-    for (pi, ids) in prompts.iter().enumerate() {
-        let (ctx, cont) = ids.split_at(ids.len() - last(ids));
-        let want = e.log_likelihood(ctx, cont).unwrap();
-        let got = policy(&dense, ids);
-        if pi == 3 {
-            with = got.clone();
+    let mut a = common::llama::Agreement::default();
+    let mut long = (Vec::new(), Vec::new());
+    for (pi, prompt) in prompts.iter().enumerate() {
+        let mut steps = server.teacher_forced(&mut e, prompt, 32);
+        let decoder = steps.iter().map(|s| (s.ours - s.lp).abs()).sum::<f32>() / steps.len() as f32;
+        let logits = policy(&dense, prompt, &steps);
+        for (s, row) in steps.iter_mut().zip(&logits) {
+            s.ours = common::log_softmax(row)[s.id];
+            s.argmax = longwriter::engine::sampler::argmax(row) as usize;
         }
-        let d: Vec<f32> = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).collect();
-        let mean = d.iter().sum::<f32>() / d.len() as f32;
-        eprintln!("prompt {pi} ({} tokens): policy against decoder {mean:.4} nats on average, {:.4} at most", ids.len(), d.iter().fold(0f32, |m, &x| m.max(x)));
-        diffs.extend(d);
+        let ours = steps.iter().map(|s| (s.ours - s.lp).abs()).sum::<f32>() / steps.len() as f32;
+        eprintln!("prompt {pi} ({} tokens): the policy is {ours:.4} nats from llama.cpp on average (the fast decoder {decoder:.4})", prompt.len());
+        a.add(&format!("prompt {pi}"), &steps, 0.6, 0.5);
+        if pi == 3 {
+            long = (steps.iter().map(|s| s.ours).collect(), steps.iter().map(|s| s.id).collect());
+        }
     }
-    let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
-    assert!(mean <= 0.1, "the policy's log-probabilities differ from the decoder's by {mean} on average");
-    assert!(diffs.iter().all(|&x| x <= 1.0), "{diffs:?}");
+    eprintln!("policy: {} positions past the tie margin agree; log-probabilities differ by {:.4} on average, {:.4} at most", a.checked, a.mean(), a.worst);
+    assert!(a.mean() <= 0.08, "log-probabilities differ by {} on average", a.mean());
+    assert!(a.checked >= 40, "too few decisive positions ({})", a.checked);
     // The window matters on the long prompt (past 512 tokens).
-    let long = &prompts[3];
-    assert!(long.len() > 600);
+    let prompt = &prompts[3];
+    assert!(prompt.len() > 600);
     dense.cfg.gemma.as_mut().unwrap().window = 0;
-    let without = policy(&dense, long);
-    let moved = with.iter().zip(&without).map(|(a, b)| (a - b).abs()).sum::<f32>() / with.len() as f32;
+    let steps: Vec<common::llama::Step> = long.1.iter().map(|&id| common::llama::Step { id, token: String::new(), lp: 0.0, lp2: 0.0, ours: 0.0, argmax: 0 }).collect();
+    let without: Vec<f32> = policy(&dense, prompt, &steps).iter().zip(&long.1).map(|(r, &id)| common::log_softmax(r)[id]).collect();
+    let moved = long.0.iter().zip(&without).map(|(a, b)| (a - b).abs()).sum::<f32>() / without.len() as f32;
     eprintln!("the long prompt without the window: {moved:.3} nats from the windowed policy");
     assert!(moved > 0.3, "switching the window off moved the long prompt's log-probabilities by only {moved}");
-    let path = common::gemma_model_path();
     let mut f = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
     let ct = gguf_file::Content::read(&mut f).unwrap();
     let err = longwriter::engine::QuantModel::load(&ct, &mut f, &candle_core::Device::Cpu, Default::default()).err().expect("refused");
