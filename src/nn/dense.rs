@@ -1,5 +1,6 @@
-//! A llama-family transformer (llama, qwen2, qwen3) over Hugging Face safetensors, in f32,
-//! built only from candle ops that carry gradients: composite RMS norm, rotate-half rope
+//! A llama-family transformer (llama, qwen2, qwen3 from Hugging Face safetensors or GGUF;
+//! Gemma 3 from GGUF), in f32, built only from candle ops that carry gradients (and the
+//! fused ops of [`super::attention`] and [`super::logprob`]): composite RMS norm, rotate-half rope
 //! and `ops::softmax` (candle's fused rms_norm, rope and softmax_last_dim have no backward
 //! and would silently drop gradients). It returns final hidden states, so a head on top
 //! decides what it is: a scalar reward head here, an LM head for training.
