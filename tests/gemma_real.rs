@@ -112,9 +112,9 @@ fn the_training_policy_runs_the_gemma3_graph() {
     let (mut e, mut dense) = decoder_and_policy();
     let path = common::gemma_model_path();
     let server = common::llama::LlamaServer::start_model(&path, &[]);
-    // The policy's logits at each step of llama.cpp's continuation after `prompt`.
-    let policy = |dense: &longwriter::nn::dense::DenseModel, prompt: &[u32], steps: &[common::llama::Step]| -> Vec<Vec<f32>> {
-        let ids: Vec<u32> = prompt.iter().copied().chain(steps.iter().map(|s| s.id as u32)).collect();
+    // The policy's logits at each token of a continuation `cont` after `prompt`.
+    let policy = |dense: &longwriter::nn::dense::DenseModel, prompt: &[u32], cont: &[u32]| -> Vec<Vec<f32>> {
+        let ids: Vec<u32> = prompt.iter().chain(cont).copied().collect();
         dense.logits_from(&ids[..ids.len() - 1], prompt.len() - 1).unwrap().to_vec2::<f32>().unwrap()
     };
     let prompts = prompts(&e.tokenizer);
@@ -123,7 +123,8 @@ fn the_training_policy_runs_the_gemma3_graph() {
     for (pi, prompt) in prompts.iter().enumerate() {
         let mut steps = server.teacher_forced(&mut e, prompt, 32);
         let decoder = steps.iter().map(|s| (s.ours - s.lp).abs()).sum::<f32>() / steps.len() as f32;
-        let logits = policy(&dense, prompt, &steps);
+        let cont: Vec<u32> = steps.iter().map(|s| s.id as u32).collect();
+        let logits = policy(&dense, prompt, &cont);
         for (s, row) in steps.iter_mut().zip(&logits) {
             s.ours = common::log_softmax(row)[s.id];
             s.argmax = longwriter::engine::sampler::argmax(row) as usize;
@@ -132,7 +133,7 @@ fn the_training_policy_runs_the_gemma3_graph() {
         eprintln!("prompt {pi} ({} tokens): the policy is {ours:.4} nats from llama.cpp on average (the fast decoder {decoder:.4})", prompt.len());
         a.add(&format!("prompt {pi}"), &steps, 0.6, 0.5);
         if pi == 3 {
-            long = (steps.iter().map(|s| s.ours).collect(), steps.iter().map(|s| s.id).collect());
+            long = (steps.iter().map(|s| s.ours).collect(), cont);
         }
     }
     eprintln!("policy: {} positions past the tie margin agree; log-probabilities differ by {:.4} on average, {:.4} at most", a.checked, a.mean(), a.worst);
@@ -142,8 +143,7 @@ fn the_training_policy_runs_the_gemma3_graph() {
     let prompt = &prompts[3];
     assert!(prompt.len() > 600);
     dense.cfg.gemma.as_mut().unwrap().window = 0;
-    let steps: Vec<common::llama::Step> = long.1.iter().map(|&id| common::llama::Step { id, token: String::new(), lp: 0.0, lp2: 0.0, ours: 0.0, argmax: 0 }).collect();
-    let without: Vec<f32> = policy(&dense, prompt, &steps).iter().zip(&long.1).map(|(r, &id)| common::log_softmax(r)[id]).collect();
+    let without: Vec<f32> = policy(&dense, prompt, &long.1).iter().zip(&long.1).map(|(r, &id)| common::log_softmax(r)[id as usize]).collect();
     let moved = long.0.iter().zip(&without).map(|(a, b)| (a - b).abs()).sum::<f32>() / without.len() as f32;
     eprintln!("the long prompt without the window: {moved:.3} nats from the windowed policy");
     assert!(moved > 0.3, "switching the window off moved the long prompt's log-probabilities by only {moved}");

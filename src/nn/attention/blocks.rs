@@ -87,15 +87,16 @@ pub fn lincomb2(out0: &mut [f32], out1: &mut [f32], a0: &[f32], a1: &[f32], a_st
     }
 }
 
-/// `x` [rows, cols] transposed into `out` [cols, rows].
-pub fn transpose(x: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
-    debug_assert!(x.len() >= rows * cols && out.len() >= rows * cols);
+/// `x` [rows, cols] transposed into `out` [cols, out_stride ≥ rows]: `x[r][c]` goes to
+/// `out[c · out_stride + r]`.
+pub fn transpose(x: &[f32], rows: usize, cols: usize, out: &mut [f32], out_stride: usize) {
+    debug_assert!(x.len() >= rows * cols && out_stride >= rows && (cols == 0 || out.len() >= (cols - 1) * out_stride + rows));
     const B: usize = 16;
     for r0 in (0..rows).step_by(B) {
         for c0 in (0..cols).step_by(B) {
             for r in r0..(r0 + B).min(rows) {
                 for c in c0..(c0 + B).min(cols) {
-                    out[c * rows + r] = x[r * cols + c];
+                    out[c * out_stride + r] = x[r * cols + c];
                 }
             }
         }
@@ -177,11 +178,13 @@ mod tests {
             assert_eq!((o0, o1), (e0, e1), "w {w}");
         }
         let x: Vec<f32> = (0..37 * 21).map(|i| i as f32).collect();
-        let mut t = vec![0f32; 37 * 21];
-        transpose(&x, 37, 21, &mut t);
-        for r in 0..37 {
+        for stride in [37, 40] {
+            let mut t = vec![-1f32; 21 * stride];
+            transpose(&x, 37, 21, &mut t, stride);
             for c in 0..21 {
-                assert_eq!(t[c * 37 + r], x[r * 21 + c]);
+                for r in 0..stride {
+                    assert_eq!(t[c * stride + r], if r < 37 { x[r * 21 + c] } else { -1.0 }, "stride {stride}");
+                }
             }
         }
     }

@@ -194,15 +194,10 @@ fn forward_rows(d: &Dims, q: &[f32], kt: &[f32], v: &[f32], h: usize, i0: usize,
 fn blocked_t(x: &[f32], nkv: usize, t: usize, hd: usize) -> Vec<f32> {
     let nb = t.div_ceil(BC);
     let mut out = vec![0f32; nkv * nb * hd * BC];
-    let mut tmp = vec![0f32; hd * BC];
     for g in 0..nkv {
         for b in 0..nb {
             let bc = (t - b * BC).min(BC);
-            transpose(&x[(g * t + b * BC) * hd..][..bc * hd], bc, hd, &mut tmp[..bc * hd]);
-            let blk = &mut out[(g * nb + b) * hd * BC..][..hd * BC];
-            for dd in 0..hd {
-                blk[dd * BC..dd * BC + bc].copy_from_slice(&tmp[dd * bc..(dd + 1) * bc]);
-            }
+            transpose(&x[(g * t + b * BC) * hd..][..bc * hd], bc, hd, &mut out[(g * nb + b) * hd * BC..][..hd * BC], BC);
         }
     }
     out
@@ -311,11 +306,16 @@ impl CustomOp3 for CausalAttention {
         let d = Dims::new(nh, nkv, s, t, hd, self.window);
         let flat = |x: &Tensor| x.contiguous()?.flatten_all()?.to_vec1::<f32>();
         let (qv, kv, vv, go, o) = (flat(q)?, flat(k)?, flat(v)?, flat(grad)?, flat(res)?);
-        let mut lse = std::mem::take(&mut *self.lse.lock().unwrap_or_else(|p| p.into_inner()));
-        if lse.len() != nh * s {
-            // Not this instance's forward (never expected): recompute it.
-            lse = forward(&d, &qv, &kv, &vv).1;
-        }
+        // Left by this instance's forward; read, not taken, so a second backward of the
+        // same graph finds it too. Recomputed only if it is missing.
+        let stash = self.lse.lock().unwrap_or_else(|p| p.into_inner());
+        let recomputed;
+        let lse: &[f32] = if stash.len() == nh * s {
+            &stash
+        } else {
+            recomputed = forward(&d, &qv, &kv, &vv).1;
+            &recomputed
+        };
         // Δᵢ = dOᵢ · Oᵢ = Σⱼ Pᵢⱼ dPᵢⱼ: what the softmax's backward subtracts.
         let delta: Vec<f32> = go.chunks_exact(hd).zip(o.chunks_exact(hd)).map(|(a, b)| a.iter().zip(b).map(|(x, y)| x * y).sum()).collect();
         let (kt, vt) = (blocked_t(&kv, nkv, t, hd), blocked_t(&vv, nkv, t, hd));
@@ -330,7 +330,7 @@ impl CustomOp3 for CausalAttention {
                 let w = unsafe { std::slice::from_raw_parts_mut(wp.0.add(h * per), per) };
                 let (dq, rest) = w.split_at_mut(s * hd);
                 let (dk, dv) = rest.split_at_mut(t * hd);
-                backward_head(&d, h, &qv, &kv, &kt, &vt, &go, &delta, &lse, dq, dk, dv);
+                backward_head(&d, h, &qv, &kv, &kt, &vt, &go, &delta, lse, dq, dk, dv);
             }
         });
         let mut dq = Vec::with_capacity(nh * s * hd);
