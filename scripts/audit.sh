@@ -7,7 +7,6 @@
 # cannot reach it: clone it elsewhere and copy it over).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v cargo-audit >/dev/null || cargo install cargo-audit --locked
 DB="${LONGWRITER_ADVISORY_DB:-${XDG_CACHE_HOME:-$HOME/.cache}/longwriter/advisory-db}"
 if [ ! -d "$DB/.git" ]; then
     git clone -q --depth 1 https://github.com/rustsec/advisory-db.git "$DB" || {
@@ -23,5 +22,7 @@ if [ ! -d "$DB/.git" ]; then
 elif ! timeout 20 git -C "$DB" pull -q --ff-only 2>/dev/null; then
     echo "advisory database not updated (unreachable); using the copy of $(git -C "$DB" log -1 --format=%cs)" >&2
 fi
+# Installed only once there is a database to check against: building it takes minutes.
+command -v cargo-audit >/dev/null || cargo install cargo-audit --locked
 echo "advisory database of $(git -C "$DB" log -1 --format=%cs)" >&2
 cargo audit --db "$DB" --no-fetch --stale -D warnings
