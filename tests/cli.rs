@@ -535,3 +535,25 @@ fn the_global_model_flag_reaches_write_or_is_refused() {
     assert_clean_failure(&e.run(&["-m", "smollm2-135m", "sessions", "list"]), "takes no model");
     assert_clean_failure(&e.run(&["-m", "a", "write", "--model", "b", "Write a haiku."]), "two models");
 }
+
+/// A model's `template` in models.toml is how it writes when neither the flag nor
+/// config.toml names one; a label that is no template is refused with the ones there are.
+#[test]
+fn a_models_own_template_is_its_default() {
+    let e = Env::new();
+    let model = common::default_model_path();
+    let entry = |name: &str, template: &str| format!("[models.{name}]\narchitecture = \"llama\"\nformat = \"gguf\"\nsource = {{ kind = \"local\", path = {:?} }}\ncontext_length = 8192\ntemplate = \"{template}\"\n", model.to_str().unwrap());
+    e.user_models(&format!("{}\n{}", entry("mine", "nothink"), entry("bad", "sonnet")));
+    let show = String::from_utf8_lossy(&e.run(&["--model", "mine", "config", "show"]).stdout).into_owned();
+    assert!(show.contains("nothink  (models.toml entry mine)"), "{show}");
+    let json = |o: Output| -> serde_json::Value {
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let v = json(e.run(&["write", "--model", "mine", "--json", "--max-tokens", "2", "Write a poem."]));
+    assert_eq!(v["template"].as_str(), Some("nothink"));
+    let v = json(e.run(&["write", "--model", "mine", "--json", "--max-tokens", "2", "--template", "chat", "Write a poem."]));
+    assert_eq!(v["template"].as_str(), Some("chat"), "the flag wins");
+    let o = e.run(&["write", "--model", "bad", "hi"]);
+    assert_clean_failure(&o, "models.toml: model 'bad' has template = \"sonnet\", which is none of longwriter, longwriter-chat, chat, nothink, longwriter-primed, agentwrite");
+}

@@ -252,6 +252,9 @@ fn the_cli_writes_with_trains_and_exports_a_checkpoint_directory() {
     assert!(m["num_tokens"].as_u64().unwrap() > 0 && m["grad_norm"].as_f64().unwrap().is_finite(), "{m}");
     let out = run(&["train", "export", "hf", "--name", "hf-step1"]);
     assert!(out.contains("hf-step1"), "{out}");
+    // It is registered to write the way it was trained.
+    let show = run(&["--model", "hf-step1", "config", "show"]);
+    assert!(show.contains("longwriter-primed  (models.toml entry hf-step1)"), "{show}");
     let text = run(&["write", "--model", "hf-step1", "--max-tokens", "12", "--temperature", "0", "--template", "chat", "Name three colours."]);
     assert!(!text.trim().is_empty());
 }

@@ -61,16 +61,16 @@ fn show(cli: &Cli, path: &std::path::Path, json: bool) -> Result<()> {
     let entry = super::resolve_model(cli.model.as_deref().or(cfg.model.as_deref()))?;
     // With neither layer set, the entry is the registry's default.
     let model = pick(&[(flag, cli.model.clone()), (file, cfg.model.clone())], &entry.name);
+    let reg = format!("models.toml entry {}", entry.name);
     let rows = [
         ("model", model),
-        ("template", pick(&[(flag, cli.template.map(|t| t.label().to_string())), (file, cfg.template.map(|t| t.label().to_string()))], "longwriter")),
+        ("template", pick(&[(flag, cli.template.map(|t| t.label().to_string())), (file, cfg.template.map(|t| t.label().to_string())), (&reg, entry.template.clone())], crate::write::WriteMode::default().label())),
         ("theme", pick(&[(flag, cli.theme.clone()), (file, cfg.theme.clone())], "dark")),
         ("device", pick(&[(flag, cli.device.clone()), (file, cfg.device.clone())], "cpu")),
         ("threads", pick(&[(flag, cli.threads.map(|n| n.to_string())), (file, cfg.threads.map(|n| n.to_string()))], "all cores")),
         ("judge", pick(&[(flag, cli.judge.clone()), (file, cfg.judge.clone())], "fluency proxy on the writing model")),
         ("train_job", pick(&[(flag, cli.train_job.as_ref().map(|p| p.display().to_string())), (file, cfg.train_job.as_ref().map(|p| p.display().to_string()))], "short-format-length")),
     ];
-    let reg = format!("models.toml entry {}", entry.name);
     let d = &entry.sampling;
     let base = crate::engine::SamplerConfig::default();
     let s = &cfg.sampling;

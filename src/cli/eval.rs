@@ -1,7 +1,8 @@
 //! `longwriter eval`: LongBench-Write scores, pairwise comparison, quality decay.
 
 use super::ServerArgs;
-use crate::engine::{SamplerConfig, TemplateMode};
+use crate::engine::SamplerConfig;
+use crate::models::ModelEntry;
 use crate::write::WriteMode;
 use crate::eval::longbench::{self, EvalSettings, ModelWriter, Progress, ResultLine};
 use crate::eval::{compare, data, decay, evals_dir, report, slug, write_report};
@@ -35,9 +36,10 @@ pub struct GenArgs {
     /// Only the first N requests.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// How a request becomes a prompt.
-    #[arg(long, value_enum, default_value_t = WriteMode::Template(TemplateMode::Longwriter))]
-    pub template: WriteMode,
+    /// How a request becomes a prompt [default: the model's `template` in models.toml, else
+    /// longwriter].
+    #[arg(long, value_enum)]
+    pub template: Option<WriteMode>,
     /// Token budget per answer (default: enough for 4× the required length, where S_l is
     /// 0, plus the think budget).
     #[arg(long)]
@@ -144,6 +146,13 @@ fn load_items(g: &GenArgs) -> Result<Vec<data::EvalItem>> {
     Ok(items)
 }
 
+impl GenArgs {
+    /// The template for `entry`: the flag's, else the model's own.
+    fn mode(&self, entry: &ModelEntry) -> WriteMode {
+        self.template.or(WriteMode::of_entry(entry)).unwrap_or_default()
+    }
+}
+
 fn data_stem(g: &GenArgs) -> String {
     g.data.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "data".into())
 }
@@ -156,9 +165,10 @@ fn answers(model: Option<&str>, g: &GenArgs, items: &[data::EvalItem], out: &Pat
     let sampler = SamplerConfig { temperature: g.temperature.unwrap_or(base.temperature), top_p: g.top_p.unwrap_or(base.top_p), ..base };
     let data = std::fs::canonicalize(&g.data).unwrap_or_else(|_| g.data.clone()).display().to_string();
     // A model that plans at length gets the plan's tokens on top of the answer's.
-    let think_budget = if g.template.expects_think() { g.think_budget.or(entry.sampling.max_tokens).unwrap_or(0) } else { 0 };
-    let settings = EvalSettings { data, model: entry.name.clone(), template: g.template.label().into(), max_tokens: g.max_tokens, think_budget, seed: g.seed, temperature: sampler.temperature, top_p: sampler.top_p, judge: judge.as_ref().map(|j| j.1.clone()) };
-    let mut writer = ModelWriter { model, mode: g.template, sampler, name: entry.name.clone() };
+    let mode = g.mode(&entry);
+    let think_budget = if mode.expects_think() { g.think_budget.or(entry.sampling.max_tokens).unwrap_or(0) } else { 0 };
+    let settings = EvalSettings { data, model: entry.name.clone(), template: mode.label().into(), max_tokens: g.max_tokens, think_budget, seed: g.seed, temperature: sampler.temperature, top_p: sampler.top_p, judge: judge.as_ref().map(|j| j.1.clone()) };
+    let mut writer = ModelWriter { model, mode, sampler, name: entry.name.clone() };
     let bar = super::count_bar("", items.len() as u64);
     let name = entry.name.clone();
     let results = longbench::run(items, out, &settings, &mut writer, judge.map(|j| j.0), &mut |p| match p {
@@ -194,8 +204,8 @@ fn judge_model(j: &JudgeArgs, device: &str) -> Result<Option<(std::sync::Arc<dyn
 
 fn longbench_cmd(a: LongbenchArgs, device: &str) -> Result<()> {
     let items = load_items(&a.gen)?;
-    let model_name = super::resolve_model(a.model.as_deref())?.name;
-    let out = a.out.clone().unwrap_or_else(|| evals_dir().join(slug(&format!("{}-{}-{}", data_stem(&a.gen), model_name, a.gen.template.label()))));
+    let entry = super::resolve_model(a.model.as_deref())?;
+    let out = a.out.clone().unwrap_or_else(|| evals_dir().join(slug(&format!("{}-{}-{}", data_stem(&a.gen), entry.name, a.gen.mode(&entry).label()))));
     let judge = judge_model(&a.judge, device)?.map(|(c, name)| {
         let mut j = Judge::five_point(c);
         j.max_tokens = a.judge.judge_max_tokens;

@@ -218,7 +218,7 @@ fn export(run: &str, step: Option<usize>, name: Option<String>, peft: Option<Pat
         // Absolute: a relative path in models.toml is taken from that file's directory.
         let out = std::fs::canonicalize(&out).with_context(|| format!("resolving {}", out.display()))?;
         println!("wrote step {step} of {run_name} as a PEFT LoRA adapter (r {}, targets {:?}) to {}", cfg.r, cfg.target_modules, out.display());
-        println!("register it in models.toml:\n[models.{name:?}]\narchitecture = \"{}\"\nformat = \"gguf\"\nsource = {{ kind = \"adapter\", base = \"{}\", path = {:?} }}\ncontext_length = {}\ntrained = {{ job = \"{run_name}\", step = {step} }}", base_entry.architecture, base_entry.name, out.display().to_string(), base_entry.context_length);
+        println!("register it in models.toml:\n[models.{name:?}]\narchitecture = \"{}\"\nformat = \"gguf\"\nsource = {{ kind = \"adapter\", base = \"{}\", path = {:?} }}\ncontext_length = {}\ntemplate = \"{}\"\ntrained = {{ job = \"{run_name}\", step = {step} }}", base_entry.architecture, base_entry.name, out.display().to_string(), base_entry.context_length, job.data.template.label());
         return Ok(());
     }
     let reg = Registry::load()?;
@@ -241,6 +241,8 @@ fn export(run: &str, step: Option<usize>, name: Option<String>, peft: Option<Pat
         "context_length": base_entry.context_length,
         "license": base_entry.license,
         "trained": { "job": run_name, "step": step },
+        // It writes best the way it was trained to.
+        "template": job.data.template.label(),
     });
     if let Ok(s) = serde_json::to_value(&base_entry.sampling) {
         let s: serde_json::Map<String, Value> = s.as_object().into_iter().flatten().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect();

@@ -149,6 +149,12 @@ pub struct ModelEntry {
     /// A minijinja chat template that replaces the one in the model's metadata.
     #[serde(default)]
     pub chat_template: Option<String>,
+    /// The template this model writes with when neither `--template` nor config.toml's
+    /// `template` names one: its best on the held-out evaluation, or for a model longwriter
+    /// trained, the one it was trained with. A `--template` label, checked when the entry
+    /// is resolved (`write::resolve_model`), since the registry sits below the templates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
     #[serde(default)]
     pub sampling: SamplingDefaults,
     /// Set on models longwriter trained: the job and where it stopped.

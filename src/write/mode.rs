@@ -65,6 +65,17 @@ impl WriteMode {
         ALL.into_iter().find(|m| m.label() == label)
     }
 
+    /// Every label, in `--help`'s order.
+    pub fn labels() -> Vec<&'static str> {
+        ALL.iter().map(|m| m.label()).collect()
+    }
+
+    /// The mode a model's registry entry names (`template = ...`), if any; an entry from
+    /// `resolve_model` names a valid one or none.
+    pub fn of_entry(entry: &crate::models::ModelEntry) -> Option<Self> {
+        entry.template.as_deref().and_then(Self::parse)
+    }
+
     /// The strategy for this mode; `agent` configures AgentWrite and is ignored otherwise.
     pub fn strategy(self, agent: AgentSpec) -> Strategy {
         match self {

@@ -3,7 +3,7 @@
 //! local engine, fetched and loaded, or a server, checked first) or that answers helper
 //! prompts ([`open_completer`]). The CLI and the studio both open models here.
 
-use super::{Complete, LocalComplete, OpenAiComplete, TextModel};
+use super::{Complete, LocalComplete, OpenAiComplete, TextModel, WriteMode};
 use crate::convert::hf_gguf;
 use crate::engine::{parse_device, Engine, EngineError, KvType, LoadOptions};
 use crate::models::{self, FetchError, Format, ModelEntry, Progress, Registry, RegistryError, Role, Source};
@@ -31,11 +31,21 @@ pub enum OpenError {
     },
     #[error(transparent)]
     Device(EngineError),
+    #[error("models.toml: model '{name}' has template = {template:?}, which is none of {expected}")]
+    Template { name: String, template: String, expected: String },
 }
 
 /// A registry name, or a path to a model file or a Hugging Face checkpoint directory (which
 /// gets an ad-hoc entry); `None` is the default model.
 pub fn resolve_model(spec: Option<&str>) -> Result<ModelEntry, OpenError> {
+    let entry = resolve_entry(spec)?;
+    if let Some(t) = entry.template.as_deref().filter(|t| WriteMode::parse(t).is_none()) {
+        return Err(OpenError::Template { name: entry.name.clone(), template: t.into(), expected: WriteMode::labels().join(", ") });
+    }
+    Ok(entry)
+}
+
+fn resolve_entry(spec: Option<&str>) -> Result<ModelEntry, OpenError> {
     let reg = Registry::load()?;
     let Some(spec) = spec else { return Ok(reg.default_entry().clone()) };
     if let Some(e) = reg.models.get(spec) {
@@ -59,6 +69,7 @@ pub fn resolve_model(spec: Option<&str>) -> Result<ModelEntry, OpenError> {
             context_length: 0,
             license: String::new(),
             chat_template: None,
+            template: None,
             sampling: Default::default(),
             trained: None,
         });
