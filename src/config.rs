@@ -56,7 +56,8 @@ pub const TEMPLATE: &str = r#"# longwriter settings. Flags and environment varia
 # these override the model's entry in models.toml. Uncomment what you want to change.
 
 # model = "smollm2-135m"       # registry name (longwriter models list) or a .gguf path
-# template = "longwriter"      # longwriter, longwriter-chat, longwriter-primed, chat, nothink, agentwrite
+# template = "chat"            # longwriter, longwriter-chat, longwriter-primed, chat, nothink, agentwrite
+#                              # (unset: the model's own from models.toml, else longwriter)
 # theme = "dark"               # dark, light, high-contrast, or a file in <config>/themes/
 # device = "cpu"               # cpu, cuda or cuda:N
 # threads = 4                  # CPU inference threads (default: all cores)
@@ -157,7 +158,7 @@ mod tests {
         assert_eq!(Settings::parse(TEMPLATE, "t").unwrap(), Settings::default());
         let uncommented: String = TEMPLATE.lines().map(|l| l.strip_prefix("# ").filter(|l| l.contains(" = ")).unwrap_or(l)).collect::<Vec<_>>().join("\n");
         let s = Settings::parse(&uncommented, "t").unwrap();
-        assert_eq!(s.template, Some(WriteMode::default()));
+        assert_eq!(s.template, WriteMode::parse("chat"));
         assert_eq!((s.threads, s.sampling.max_tokens, s.sampling.seed), (Some(4), Some(4096), Some(299792458)));
         assert_eq!(s.train_job.as_deref(), Some(Path::new("short-format-length")));
     }
