@@ -20,6 +20,7 @@
 #
 # Usage: scripts/cuda-check.sh
 set -euo pipefail
+self=$(realpath "$0")
 cd "$(dirname "$0")/.."
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/longwriter/cuda-check"
 mkdir -p "$CACHE"
@@ -31,7 +32,9 @@ m = json.load(sys.stdin)
 print(next(p["manifest_path"] for p in m["packages"] if p["name"] == "candle-kernels"))')
 real=$(dirname "$manifest")
 stub="$CACHE/$(basename "$real")-no-nvcc"
-if [[ ! -f "$stub/.done" ]]; then
+# Made again when this script changes, so a cached stub never outlives the code that wrote it.
+stamp=$(sha256sum "$self" | cut -c1-16)
+if [[ "$(cat "$stub/.done" 2>/dev/null)" != "$stamp" ]]; then
     rm -rf "$stub"
     mkdir -p "$stub/src"
     cp "$real"/src/*.rs "$stub/src/"
@@ -59,7 +62,7 @@ EOF
         echo '    std::fs::write(out, text).unwrap();'
         echo '}'
     } > "$stub/build.rs"
-    touch "$stub/.done"
+    echo "$stamp" > "$stub/.done"
 fi
 
 # A copy of the working tree; tar keeps modification times, so unchanged files do not

@@ -121,6 +121,12 @@ impl Settings {
         Ok(s)
     }
 
+    /// The template when no flag names one: this file's, else the model's own from its
+    /// registry entry, else the default.
+    pub fn template_for(&self, entry: &crate::models::ModelEntry) -> WriteMode {
+        self.template.or(WriteMode::of_entry(entry)).unwrap_or_default()
+    }
+
     /// `base` (the registry's defaults) with this file's sampling keys laid over it.
     pub fn sampler(&self, base: &SamplerConfig) -> SamplerConfig {
         let o = &self.sampling;

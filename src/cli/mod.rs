@@ -82,7 +82,7 @@ fn studio(cli: &Cli, cfg: &Settings, device: String) -> anyhow::Result<()> {
     sampler.seed = fixed_seed.unwrap_or_else(rand::random);
     let max_tokens = cli.max_tokens.or(cfg.sampling.max_tokens).or(entry.sampling.max_tokens).unwrap_or(2048);
     let train_job = cli.train_job.clone().or_else(|| cfg.train_job.clone()).unwrap_or_else(|| "short-format-length".into());
-    let template = cli.template.or(cfg.template).or(crate::write::WriteMode::of_entry(&entry)).unwrap_or_default();
+    let template = cli.template.unwrap_or_else(|| cfg.template_for(&entry));
     crate::studio::run(crate::studio::StudioOptions {
         entry,
         device,

@@ -107,7 +107,7 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
     let (entry, mut model) = load_writer(model_name.as_deref(), device)?;
     let d = &entry.sampling;
     let base = cfg.sampler(&SamplerConfig::from_defaults(d));
-    let template = a.template.or_else(|| earlier.as_ref().and_then(|s| WriteMode::parse(&s.template))).or(cfg.template).or(WriteMode::of_entry(&entry)).unwrap_or_default();
+    let template = a.template.or_else(|| earlier.as_ref().and_then(|s| WriteMode::parse(&s.template))).unwrap_or_else(|| cfg.template_for(&entry));
     // Continuing: the output so far goes after the prompt, as the studio's Ctrl+N does.
     let continuation = match (&earlier, template) {
         (None, _) => None,
