@@ -422,6 +422,39 @@ fn staged_jobs_run_each_stage_with_its_budget_and_prompts() {
     assert!(e.contains("stage 'short'") && e.contains("up to 1"), "{e}");
 }
 
+/// A supervised stage fits its demonstrations (their negative log-likelihood falls step
+/// by step on a fixed batch), logs as a step of the run, and hands the same adapters to
+/// the GRPO stage after it; a bad demonstrations file stops the run before its first step.
+#[test]
+fn a_supervised_stage_fits_its_demonstrations_then_grpo_goes_on() {
+    use longwriter::rl::trainer::Trainer;
+    let toml = "[data]\nprompts = \"prompts.jsonl\"\ntemplate = \"nothink\"\n[rewards]\nl_max = 8\n[rollout]\ngroup_size = 2\nprompts_per_step = 1\nmax_new_tokens = 6\n[optim]\nlr = 0.01\nmicro_batch = 2\n[lora]\nrank = 4\n[run]\nsteps = 5\nseed = 3\n\
+                [[stages]]\nname = \"cold\"\nsteps = 4\nprompts_per_step = 2\ndemonstrations = \"demos.jsonl\"\n\
+                [[stages]]\nname = \"rl\"\nsteps = 1\n";
+    let (dir, base, _) = tiny_job(toml);
+    let demos = [("wh wi wj", "wk wl wm wn wk wl"), ("wk wl wm wn", "wh wh wi wi wj")];
+    let lines: Vec<String> = demos.iter().map(|(p, c)| serde_json::json!({ "prompt": p, "completion": c }).to_string()).collect();
+    std::fs::write(dir.path().join("demos.jsonl"), lines.join("\n")).unwrap();
+    let job = longwriter::rl::job::JobSpec::load(&dir.path().join("job.toml")).unwrap();
+    assert!(job.stages[0].demonstrations.as_ref().unwrap().is_absolute());
+    let run = dir.path().join("run");
+    let mut t = Trainer::new(job.clone(), &base, &run, false, &Device::Cpu).unwrap();
+    let sup: Vec<serde_json::Value> = (0..4).map(|_| t.run_step().unwrap()).collect();
+    let nll: Vec<f64> = sup.iter().map(|m| m["supervised/nll"].as_f64().unwrap()).collect();
+    assert!(sup.iter().all(|m| m["stage"] == "cold" && m["supervised/demonstrations"] == 2 && m.get("reward").is_none()), "{sup:?}");
+    // Both demonstrations, every step.
+    assert!(sup[0]["num_tokens"].as_u64().unwrap() >= 11 && sup.iter().all(|m| m["num_tokens"] == sup[0]["num_tokens"]), "{sup:?}");
+    assert!(nll.windows(2).all(|w| w[1] < w[0]) && nll[3] < nll[0] - 0.1, "the NLL falls: {nll:?}");
+    let rl = t.run_step().unwrap();
+    assert_eq!(rl["stage"], "rl");
+    assert!(rl["reward"].is_number() && rl["completions/max_length"].as_f64().unwrap() >= 1.0, "{rl}");
+    let logged = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(logged.lines().count(), 5);
+    std::fs::write(dir.path().join("demos.jsonl"), "{\"prompt\": \"wh\"}\n").unwrap();
+    let e = Trainer::new(job, &base, &dir.path().join("bad"), false, &Device::Cpu).err().unwrap().to_string();
+    assert!(e.contains("demos.jsonl:1") && e.contains("completion"), "{e}");
+}
+
 /// A tiny llama model, two prompts and the job `toml` (its prompts file is
 /// `prompts.jsonl`) in a temp dir: the dir, the model file and the loaded job.
 fn tiny_job(toml: &str) -> (tempfile::TempDir, std::path::PathBuf, longwriter::rl::job::JobSpec) {

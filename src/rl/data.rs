@@ -44,6 +44,34 @@ pub fn load_prompts(path: &Path, rules_unit: Option<usize>) -> Result<Vec<TrainP
     Ok(out)
 }
 
+/// One demonstration of a supervised stage: a request and the whole output for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Demonstration {
+    pub prompt: String,
+    pub completion: String,
+}
+
+/// Loads a supervised stage's demonstrations: JSONL with non-empty `prompt` and
+/// `completion` strings. Errors name the line.
+pub fn load_demonstrations(path: &Path) -> Result<Vec<Demonstration>, RlError> {
+    let p = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| RlError::Io { path: p.clone(), detail: crate::fsutil::describe_io(&e) })?;
+    let text = String::from_utf8(bytes).map_err(|e| RlError::Io { path: p.clone(), detail: format!("not valid UTF-8 (byte {})", e.utf8_error().valid_up_to()) })?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let err = |d: &str| RlError::Io { path: format!("{p}:{}", n + 1), detail: d.to_string() };
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| err(&format!("not JSON: {e}")))?;
+        let field = |k: &str| v[k].as_str().filter(|s| !s.trim().is_empty()).map(str::to_string);
+        let prompt = field("prompt").ok_or_else(|| err("no non-empty \"prompt\" string"))?;
+        let completion = field("completion").ok_or_else(|| err("no non-empty \"completion\" string"))?;
+        out.push(Demonstration { prompt, completion });
+    }
+    if out.is_empty() {
+        return Err(RlError::Io { path: p, detail: "no demonstrations".into() });
+    }
+    Ok(out)
+}
+
 /// The prompt index a step's `j`-th group trains on: `order` is the run's fixed shuffle of
 /// the training prompts; a stage takes, in that order, only the prompts up to its
 /// `max_target`, starting over when it has used them all.
@@ -68,12 +96,26 @@ mod tests {
         // Without stages: the order, round and round.
         let all: Vec<usize> = (1..=3).flat_map(|k| (0..2).map(move |j| (k, j))).map(|(k, j)| pick(&order, &prompts, None, k, 2, j).unwrap()).collect();
         assert_eq!(all, [3, 1, 0, 2, 3, 1]);
-        let short = crate::rl::job::StageAt { name: "short".into(), step_in_stage: 0, max_target: Some(400) };
+        let short = crate::rl::job::StageAt { name: "short".into(), step_in_stage: 0, max_target: Some(400), demonstrations: None };
         let at = |s: usize, j| pick(&order, &prompts, Some(&crate::rl::job::StageAt { step_in_stage: s, ..short.clone() }), 99, 2, j).unwrap();
         // Only the two short prompts, in the run's order (0 before 2), wrapping around.
         assert_eq!([at(0, 0), at(0, 1), at(1, 0)], [0, 2, 0]);
         let none = crate::rl::job::StageAt { max_target: Some(50), ..short };
         assert_eq!(pick(&order, &prompts, Some(&none), 1, 2, 0), None);
+    }
+
+    #[test]
+    fn demonstrations_need_a_prompt_and_a_completion() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("d.jsonl");
+        std::fs::write(&f, "{\"prompt\": \"Write a poem.\", \"completion\": \"<think>x</think>\\n<answer>y</answer>\"}\n\n").unwrap();
+        let d = load_demonstrations(&f).unwrap();
+        assert_eq!((d.len(), d[0].completion.as_str()), (1, "<think>x</think>\n<answer>y</answer>"));
+        std::fs::write(&f, "{\"prompt\": \"a\", \"completion\": \"b\"}\n{\"prompt\": \"a\", \"completion\": \" \"}\n").unwrap();
+        let e = load_demonstrations(&f).unwrap_err().to_string();
+        assert!(e.contains("d.jsonl:2") && e.contains("completion"), "{e}");
+        std::fs::write(&f, "\n").unwrap();
+        assert!(load_demonstrations(&f).unwrap_err().to_string().contains("no demonstrations"));
     }
 
     #[test]

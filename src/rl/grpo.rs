@@ -59,6 +59,9 @@ pub struct LossStats {
     pub clipped_high: usize,
     pub entropy_sum: f64,
     pub kl_sum: f64,
+    /// The completions' log-probs (at the loss's temperature), summed: a supervised
+    /// stage's negative log-likelihood is its negation over `tokens`.
+    pub logprob_sum: f64,
 }
 
 impl LossStats {
@@ -68,6 +71,7 @@ impl LossStats {
         self.clipped_high += o.clipped_high;
         self.entropy_sum += o.entropy_sum;
         self.kl_sum += o.kl_sum;
+        self.logprob_sum += o.logprob_sum;
     }
 }
 
@@ -245,6 +249,7 @@ pub fn rollout_loss(r: &Rollout, lp: &Tensor, entropy: &Tensor, cfg: &GrpoConfig
         per_tok = (per_tok + (kl * cfg.beta)?)?;
     }
     stats.entropy_sum += entropy.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
+    stats.logprob_sum += lp.detach().to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
     stats.tokens += n;
     Ok(per_tok.sum_all()?)
 }

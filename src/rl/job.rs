@@ -35,6 +35,17 @@ pub struct StageSpec {
     pub max_new_tokens: Option<usize>,
     /// The stage's `optim.micro_batch` (longer rollouts want smaller passes).
     pub micro_batch: Option<usize>,
+    /// The stage's `optim.lr` (a supervised stage can take larger steps than RL).
+    pub lr: Option<f64>,
+    /// The stage's `rollout.prompts_per_step`; in a supervised stage, the demonstrations
+    /// a step fits.
+    pub prompts_per_step: Option<usize>,
+    /// Makes the stage supervised: a JSONL of `prompt` and `completion` (the whole output
+    /// the policy should write, e.g. `<think>…</think>\n<answer>…</answer>`), relative to
+    /// the job file. Its steps lower the demonstrations' negative log-likelihood under the
+    /// job's template instead of sampling and rewarding rollouts: a cold start, as
+    /// DeepSeek-R1's before its RL, for a model that never writes the format by itself.
+    pub demonstrations: Option<PathBuf>,
 }
 
 /// Where a step falls in the curriculum.
@@ -44,6 +55,8 @@ pub struct StageAt {
     /// The step's 0-based index within its stage (which prompts it takes).
     pub step_in_stage: usize,
     pub max_target: Option<usize>,
+    /// Set for a supervised stage: its demonstrations file.
+    pub demonstrations: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -194,10 +207,11 @@ const SHIPPED_JOBS: [(&str, &str); 3] = [
     ("long-length", include_str!("../../examples/jobs/long-length.toml")),
     ("writer", include_str!("../../examples/jobs/writer.toml")),
 ];
-const SHIPPED_FILES: [(&str, &str); 3] = [
+const SHIPPED_FILES: [(&str, &str); 4] = [
     ("data/prompts/writing-short.jsonl", include_str!("../../data/prompts/writing-short.jsonl")),
     ("data/prompts/writing-long.jsonl", include_str!("../../data/prompts/writing-long.jsonl")),
     ("data/prompts/writer.jsonl", include_str!("../../data/prompts/writer.jsonl")),
+    ("data/sft/writer-cold-start.jsonl", include_str!("../../data/sft/writer-cold-start.jsonl")),
 ];
 
 /// The job file `spec` names: a file that exists, or else a shipped job, by its name
@@ -238,7 +252,10 @@ impl JobSpec {
             if k <= first + st.steps || i + 1 == self.stages.len() {
                 job.rollout.max_new_tokens = st.max_new_tokens.unwrap_or(job.rollout.max_new_tokens);
                 job.optim.micro_batch = st.micro_batch.unwrap_or(job.optim.micro_batch);
-                return (job, Some(StageAt { name: st.name.clone(), step_in_stage: k.saturating_sub(first + 1), max_target: st.max_target }));
+                job.rollout.prompts_per_step = st.prompts_per_step.unwrap_or(job.rollout.prompts_per_step);
+                job.optim.lr = st.lr.unwrap_or(job.optim.lr);
+                let at = StageAt { name: st.name.clone(), step_in_stage: k.saturating_sub(first + 1), max_target: st.max_target, demonstrations: st.demonstrations.clone() };
+                return (job, Some(at));
             }
             first += st.steps;
         }
@@ -251,13 +268,16 @@ impl JobSpec {
         let text = std::fs::read(path).map_err(|e| RlError::Io { path: p.clone(), detail: crate::fsutil::describe_io(&e) })?;
         let text = String::from_utf8(text).map_err(|_| RlError::Io { path: p.clone(), detail: "not valid UTF-8".into() })?;
         let mut job: JobSpec = toml::from_str(&text).map_err(|e| RlError::Config(format!("{p}: {}", e.to_string().trim().replace('\n', " "))))?;
-        if job.data.prompts.is_relative() {
-            job.data.prompts = path.parent().unwrap_or(Path::new(".")).join(&job.data.prompts);
-        }
         // Absolute, because a run saves its job.toml in its own directory and is resumed
         // or exported from anywhere.
-        if let Ok(abs) = std::fs::canonicalize(&job.data.prompts) {
-            job.data.prompts = abs;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let absolute = |p: &Path| {
+            let p = if p.is_relative() { dir.join(p) } else { p.to_path_buf() };
+            std::fs::canonicalize(&p).unwrap_or(p)
+        };
+        job.data.prompts = absolute(&job.data.prompts);
+        for st in &mut job.stages {
+            st.demonstrations = st.demonstrations.as_deref().map(absolute);
         }
         job.validate()?;
         Ok(job)
@@ -317,8 +337,11 @@ impl JobSpec {
                 if st.name.trim().is_empty() || self.stages[..i].iter().any(|o| o.name == st.name) {
                     return Err(RlError::Config(format!("stage {}: every stage needs a name of its own", i + 1)));
                 }
-                if st.steps == 0 || st.max_new_tokens == Some(0) || st.micro_batch == Some(0) || st.max_target == Some(0) {
-                    return Err(RlError::Config(format!("stage '{}': steps, max_new_tokens, micro_batch and max_target must be positive", st.name)));
+                if st.steps == 0 || [st.max_new_tokens, st.micro_batch, st.max_target, st.prompts_per_step].contains(&Some(0)) {
+                    return Err(RlError::Config(format!("stage '{}': steps, max_new_tokens, micro_batch, max_target and prompts_per_step must be positive", st.name)));
+                }
+                if st.lr.is_some_and(|lr| !(lr > 0.0)) {
+                    return Err(RlError::Config(format!("stage '{}': lr must be positive", st.name)));
                 }
             }
         }
@@ -357,11 +380,25 @@ mod tests {
         assert!(j.validate().unwrap_err().to_string().contains("rollout.device"), "the training device is chosen with --device");
     }
 
+    /// A shipped job must run from an installed binary: it parses, validates, and every
+    /// file it names (relative to examples/jobs/) is shipped with it.
+    #[test]
+    fn shipped_jobs_are_valid_and_name_only_shipped_files() {
+        for (name, text) in SHIPPED_JOBS {
+            let j: JobSpec = toml::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            j.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+            for f in std::iter::once(&j.data.prompts).chain(j.stages.iter().filter_map(|s| s.demonstrations.as_ref())) {
+                let rel = f.strip_prefix("../../").unwrap_or_else(|_| panic!("{name}: {} is not under the source tree's root", f.display()));
+                assert!(SHIPPED_FILES.iter().any(|(p, _)| Path::new(p) == rel), "{name}: {} is not shipped", rel.display());
+            }
+        }
+    }
+
     #[test]
     fn stages_override_their_steps_and_must_add_up() {
         let text = "[rollout]\nmax_new_tokens = 100\n[optim]\nmicro_batch = 4\n[run]\nsteps = 5\n\
                     [[stages]]\nname = \"short\"\nsteps = 2\nmax_target = 400\n\
-                    [[stages]]\nname = \"long\"\nsteps = 3\nmax_new_tokens = 900\nmicro_batch = 1\n";
+                    [[stages]]\nname = \"long\"\nsteps = 3\nmax_new_tokens = 900\nmicro_batch = 1\nlr = 0.5\nprompts_per_step = 7\n";
         let j: JobSpec = toml::from_str(text).unwrap();
         j.validate().unwrap();
         let at = |k| {
@@ -374,6 +411,12 @@ mod tests {
         assert_eq!(at(3), ("long".into(), 0, None, 900, 1));
         assert_eq!(at(5), ("long".into(), 2, None, 900, 1));
         assert_eq!(JobSpec::default().at_step(3), (JobSpec::default(), None));
+        let (short, long) = (j.at_step(1).0, j.at_step(3).0);
+        assert_eq!((short.optim.lr, short.rollout.prompts_per_step), (j.optim.lr, j.rollout.prompts_per_step));
+        assert_eq!((long.optim.lr, long.rollout.prompts_per_step), (0.5, 7));
+        let mut bad = j.clone();
+        bad.stages[0].lr = Some(0.0);
+        assert!(bad.validate().unwrap_err().to_string().contains("lr must be positive"));
         let mut bad = j.clone();
         bad.run.steps = 6;
         assert!(bad.validate().unwrap_err().to_string().contains("stages' total (5)"));

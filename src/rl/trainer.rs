@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+mod supervised;
+
 /// What a training job is asked to do; it looks between steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Control {
@@ -72,6 +74,16 @@ enum Open {
     Fresh,
     Resume,
     Inspect,
+}
+
+/// What one step's update did.
+#[derive(Default)]
+struct Update {
+    loss: f64,
+    grad_norm: f64,
+    stats: super::LossStats,
+    /// The loss passes' useful work (see `grpo::loss_pass_flops`).
+    flops: f64,
 }
 
 /// What a finished step reports to a progress display.
@@ -157,6 +169,11 @@ impl Trainer {
             return Err(RlError::Config(format!("data.holdout ({}) leaves no training prompts of {}", job.data.holdout, prompts.len())));
         }
         prompts.truncate(prompts.len() - job.data.holdout);
+        // A supervised stage's file is read at each of its steps; a bad one fails now, not
+        // hours into the run.
+        for path in job.stages.iter().filter_map(|st| st.demonstrations.as_deref()) {
+            super::data::load_demonstrations(path)?;
+        }
         let mut order: Vec<usize> = (0..prompts.len()).collect();
         // Fisher–Yates with the mixed seed, so the order is fixed by the job alone.
         for i in (1..order.len()).rev() {
@@ -274,10 +291,15 @@ impl Trainer {
         Ok(())
     }
 
-    /// One GRPO step; returns its metrics line.
+    /// One step, GRPO or (in a supervised stage) fitting demonstrations; returns its
+    /// metrics line.
     pub fn run_step(&mut self) -> Result<Value, RlError> {
         let k = self.step + 1;
         let (job, stage) = self.job.at_step(k);
+        if let Some((st, path)) = stage.as_ref().and_then(|st| Some((st, st.demonstrations.as_deref()?))) {
+            let m = self.supervised_step(k, &job, st, path)?;
+            return self.finish_step(k, &[], m);
+        }
         let (g, p) = (job.rollout.group_size, job.rollout.prompts_per_step);
         let t0 = Instant::now();
 
@@ -358,51 +380,14 @@ impl Trainer {
         if job.grpo.beta > 0.0 {
             self.reference_logprobs(&mut rollouts)?;
         }
-        let vars = self.adapters.all_vars();
-        let mut stats = super::LossStats::default();
-        let mut loss_sum = 0.0;
         // Rollouts with zero advantage add nothing to the gradient (β = 0): skip their passes.
         let mut active: Vec<Rollout> = rollouts.iter().filter(|r| r.advantage != 0.0 || job.grpo.beta > 0.0).cloned().collect();
-        let mu = job.grpo.iterations.max(1);
-        if mu > 1 {
+        if job.grpo.iterations > 1 {
             // Later updates weigh their tokens against the policy that sampled them.
             self.policy_logprobs(&mut active)?;
         }
-        // A pass that cannot fit would end in an allocation failure (an abort); stop with
-        // a clear error instead. The checkpoints written so far are untouched. (On a GPU a
-        // failed allocation is already an error, and system memory is not what runs out.)
-        if let Some(avail) = super::grpo::available_memory().filter(|_| self.device.is_cpu()) {
-            super::grpo::check_memory(&self.dense.cfg, &active, &job.optim, self.dense.fused_attention(), avail).map_err(|e| RlError::Config(format!("step {k}: {e}; `train --resume` continues from the last checkpoint")))?;
-        }
-        let flops: f64 = active.chunks(job.optim.micro_batch).map(|mb| super::grpo::loss_pass_flops(&self.dense.cfg, mb)).sum::<f64>() * mu as f64;
-        let mut grad_norm = 0.0;
-        for it in 0..mu {
-            let mut grads: Vec<candle_core::Tensor> = vars.iter().map(|v| v.as_tensor().zeros_like()).collect::<Result<_, _>>()?;
-            for (i, mb) in active.chunks(job.optim.micro_batch).enumerate() {
-                if job.lora.dropout > 0.0 {
-                    // The first update keeps the mask streams it always had.
-                    let salt: &[u64] = if it == 0 { &[0x4452_4f50, k as u64, i as u64] } else { &[0x4452_4f50, k as u64, i as u64, it as u64] };
-                    self.dense.seed_lora_dropout(Some(crate::engine::derive_seed(job.run.seed, salt)));
-                }
-                let pass = self.loss_pass(mb, total_tokens, &vars);
-                self.dense.seed_lora_dropout(None);
-                let (loss, gs, st) = pass?;
-                loss_sum += loss / mu as f64;
-                for (acc, gv) in grads.iter_mut().zip(gs) {
-                    if let Some(gv) = gv {
-                        *acc = (&*acc + gv)?;
-                    }
-                }
-                stats.add(&st);
-            }
-            // Test hook: die like kill -9 in the middle of a step (rollouts and gradients
-            // done, no update written), so resume tests need no timing.
-            if std::env::var("LONGWRITER_TEST_ABORT_AT_STEP").ok().and_then(|v| v.parse::<usize>().ok()) == Some(k) {
-                std::process::abort();
-            }
-            grad_norm = clip_grad_norm(&mut grads, job.optim.grad_clip)?;
-            self.opt.step(&vars, &grads)?;
-        }
+        let u = self.update(k, &job, &active, total_tokens, &self.grpo(), job.grpo.iterations.max(1))?;
+        let (loss_sum, grad_norm, stats, flops) = (u.loss, u.grad_norm, u.stats, u.flops);
         let t_loss = t2.elapsed().as_secs_f64();
         self.step = k;
 
@@ -456,22 +441,70 @@ impl Trainer {
         if job.grpo.beta > 0.0 {
             m["kl"] = json!(if stats.tokens > 0 { stats.kl_sum / stats.tokens as f64 } else { 0.0 });
         }
-        self.append("samples.jsonl", &samples)?;
+        self.finish_step(k, &samples, m)
+    }
+
+    /// Logs a finished step's samples and metrics, and checkpoints when it is time.
+    fn finish_step(&mut self, k: usize, samples: &[Value], m: Value) -> Result<Value, RlError> {
+        self.append("samples.jsonl", samples)?;
         self.append("metrics.jsonl", std::slice::from_ref(&m))?;
-        if k % job.run.checkpoint_every == 0 || k == job.run.steps {
+        if k % self.job.run.checkpoint_every == 0 || k == self.job.run.steps {
             self.checkpoint()?;
         }
         Ok(m)
     }
 
+    /// Step `k`'s update: the loss over `active` (divided by `total_tokens`), its
+    /// gradients accumulated over micro-batches, clipped, then AdamW; `mu` times.
+    fn update(&mut self, k: usize, job: &JobSpec, active: &[Rollout], total_tokens: usize, grpo: &super::GrpoConfig, mu: usize) -> Result<Update, RlError> {
+        // A pass that cannot fit would end in an allocation failure (an abort); stop with
+        // a clear error instead. The checkpoints written so far are untouched. (On a GPU a
+        // failed allocation is already an error, and system memory is not what runs out.)
+        if let Some(avail) = super::grpo::available_memory().filter(|_| self.device.is_cpu()) {
+            super::grpo::check_memory(&self.dense.cfg, active, &job.optim, self.dense.fused_attention(), avail).map_err(|e| RlError::Config(format!("step {k}: {e}; `train --resume` continues from the last checkpoint")))?;
+        }
+        let flops: f64 = active.chunks(job.optim.micro_batch).map(|mb| super::grpo::loss_pass_flops(&self.dense.cfg, mb)).sum::<f64>() * mu as f64;
+        let vars = self.adapters.all_vars();
+        // A stage may set its own rate.
+        self.opt.lr = job.optim.lr;
+        let mut u = Update { flops, ..Update::default() };
+        for it in 0..mu {
+            let mut grads: Vec<candle_core::Tensor> = vars.iter().map(|v| v.as_tensor().zeros_like()).collect::<Result<_, _>>()?;
+            for (i, mb) in active.chunks(job.optim.micro_batch).enumerate() {
+                if job.lora.dropout > 0.0 {
+                    // The first update keeps the mask streams it always had.
+                    let salt: &[u64] = if it == 0 { &[0x4452_4f50, k as u64, i as u64] } else { &[0x4452_4f50, k as u64, i as u64, it as u64] };
+                    self.dense.seed_lora_dropout(Some(crate::engine::derive_seed(job.run.seed, salt)));
+                }
+                let pass = self.loss_pass(mb, total_tokens, &vars, grpo);
+                self.dense.seed_lora_dropout(None);
+                let (loss, gs, st) = pass?;
+                u.loss += loss / mu as f64;
+                for (acc, gv) in grads.iter_mut().zip(gs) {
+                    if let Some(gv) = gv {
+                        *acc = (&*acc + gv)?;
+                    }
+                }
+                u.stats.add(&st);
+            }
+            // Test hook: die like kill -9 in the middle of a step (rollouts and gradients
+            // done, no update written), so resume tests need no timing.
+            if std::env::var("LONGWRITER_TEST_ABORT_AT_STEP").ok().and_then(|v| v.parse::<usize>().ok()) == Some(k) {
+                std::process::abort();
+            }
+            u.grad_norm = clip_grad_norm(&mut grads, job.optim.grad_clip)?;
+            self.opt.step(&vars, &grads)?;
+        }
+        Ok(u)
+    }
+
     /// One micro-batch's loss value, its gradients for `vars` and its stats: the whole
     /// graph at once, or one block at a time with gradient checkpointing.
-    fn loss_pass(&self, mb: &[Rollout], total_tokens: usize, vars: &[candle_core::Var]) -> Result<(f64, Vec<Option<candle_core::Tensor>>, super::LossStats), RlError> {
-        let grpo = self.grpo();
+    fn loss_pass(&self, mb: &[Rollout], total_tokens: usize, vars: &[candle_core::Var], grpo: &super::GrpoConfig) -> Result<(f64, Vec<Option<candle_core::Tensor>>, super::LossStats), RlError> {
         if self.job.optim.gradient_checkpointing {
-            return super::checkpoint::checkpointed_gradients(&self.dense, mb, &grpo, total_tokens, vars);
+            return super::checkpoint::checkpointed_gradients(&self.dense, mb, grpo, total_tokens, vars);
         }
-        let (loss, st) = grpo_loss(&self.dense, mb, &grpo, total_tokens)?;
+        let (loss, st) = grpo_loss(&self.dense, mb, grpo, total_tokens)?;
         let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
         let gs = loss.backward()?;
         Ok((value, vars.iter().map(|v| gs.get(v.as_tensor()).cloned()).collect(), st))
@@ -483,13 +516,16 @@ impl Trainer {
         let merged = crate::convert::merge::merged_tensors(&self.dense)?;
         let mut e = match self.rollout.take() {
             Some(e) => e,
-            None => {
-                let device = if self.job.rollout.device == "cpu" { Device::Cpu } else { self.device.clone() };
-                Engine::load(&self.base, &device, LoadOptions::default(), None)?
-            }
+            None => self.load_engine()?,
         };
         e.set_weights(&merged)?;
         Ok(e)
+    }
+
+    /// The base model's engine on the rollout device.
+    fn load_engine(&self) -> Result<Engine, RlError> {
+        let device = if self.job.rollout.device == "cpu" { Device::Cpu } else { self.device.clone() };
+        Ok(Engine::load(&self.base, &device, LoadOptions::default(), None)?)
     }
 
     /// The job's GRPO settings, with log-probs taken at the rollouts' temperature.

@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""The writer job's cold-start demonstrations: the base model's own answers on its chat
+template, given the LongWriter-Zero structure.
+
+Why: SmolLM2-135M-Instruct writes on topic at about the asked length on its chat template,
+but never writes <think>/<answer>, and priming it into them costs it the request
+(docs/training.md, "Held-out, at step 130"). So its own chat answers to the training
+prompts are wrapped in the structure, and a supervised stage teaches the structure
+before GRPO takes over (examples/jobs/writer.toml).
+
+    scripts/make-cold-start.py OUT EVAL_DIR...
+
+data/sft/writer-cold-start.jsonl (126 demonstrations) came from one seed over the 219
+English training prompts, in three files by asked length (up to 300 words, 301-800,
+above), each with a token cap that cuts runaways:
+
+    longwriter eval longbench --data train-en-a.jsonl --model smollm2-135m --template chat \
+        --seed 1 --max-tokens 800 --out chat-a-s1           # b: 2000, c: 4000
+
+(the train-en files are the training split's English rows in eval form: prompt, type,
+and the length make-writer-prompts.py reads from the prompt.) 126 of 219 were kept: 38
+near the asked length, 88 relabelled; 16 were cut off, 3 had tags or repeats, 74 were
+off length with no "about N words" to relabel.
+
+EVAL_DIRs are `longwriter eval longbench --template chat` runs over training prompts
+(never the held-out ones: every prompt is checked against data/prompts/writer.jsonl's
+training split). Each answer is kept when:
+- it stopped by itself (not cut by the token budget), with no tags or chat tokens in it,
+  and without repeated sentences taking over (at most a fifth of its sentences repeat);
+- it is near the asked length: between 4/5 and 5/4 of it. An answer off that length,
+  to a prompt that asks for "about N words" in so many words, is kept with N replaced by
+  the length it has, rounded to ten (hindsight relabelling): it is an answer of that
+  length, and the demonstration teaches the model to match the number it is given.
+
+The plan is the answer's own outline, so it never claims what the answer does not do:
+one line per paragraph with its opening words and its word count, and the total. At
+most one demonstration per prompt and seed, and the prompts' order is kept (by file).
+"""
+import json
+import re
+import sys
+
+ROOT = __file__.rsplit("/scripts/", 1)[0]
+HOLDOUT = 129
+MAX_PLAN_LINES = 24
+
+
+def words(text):
+    return len(text.split())
+
+
+ABBREVIATIONS = {"mr.", "mrs.", "ms.", "dr.", "st.", "prof.", "jr.", "sr.", "e.g.", "i.e.", "etc.", "vs."}
+
+
+def sentences(text):
+    out, cur = [], []
+    for w in text.split():
+        cur.append(w)
+        # "1." opens a list item; "Mrs." is not an end either.
+        if w[-1] in ".!?" and w.lower() not in ABBREVIATIONS and not re.fullmatch(r"\d+\.", w):
+            out.append(" ".join(cur))
+            cur = []
+    return out + ([" ".join(cur)] if cur else [])
+
+
+def opening(paragraph, n=14):
+    first = sentences(paragraph)[0] if sentences(paragraph) else paragraph
+    w = first.replace("**", "").replace("#", "").split()
+    return " ".join(w[:n]) + ("…" if len(w) > n else "")
+
+
+def plan(answer):
+    paras = [p.strip() for p in re.split(r"\n\s*\n", answer) if p.strip()]
+    # Long answers are outlined by groups of paragraphs, so the plan stays a plan.
+    per = -(-len(paras) // MAX_PLAN_LINES)
+    groups = ["\n\n".join(paras[i:i + per]) for i in range(0, len(paras), per)]
+    lines = [f"{k}. {opening(g)} (about {max(10, round(words(g), -1))} words)" for k, g in enumerate(groups, 1)]
+    total = max(10, round(words(answer), -1))
+    return f"Plan: {len(groups)} parts, about {total} words in all.\n" + "\n".join(lines)
+
+
+def relabel(prompt, required, written):
+    """The prompt with its stated length replaced by `written` (rounded), or None."""
+    forms = {f"{required:,}", str(required)}
+    hits = [f for f in forms if re.search(rf"(?<![\d,]){re.escape(f)}(?![\d,])", prompt)]
+    if len(hits) != 1 or len(re.findall(rf"(?<![\d,]){re.escape(hits[0])}(?![\d,])", prompt)) != 1:
+        return None
+    new = max(50, round(written, -1))
+    return re.sub(rf"(?<![\d,]){re.escape(hits[0])}(?![\d,])", f"{new:,}", prompt)
+
+
+def clean(answer):
+    if any(t in answer for t in ("<think", "</think", "<answer", "</answer", "<|im_", "<|endoftext|>")):
+        return False
+    s = [x.strip().lower() for x in sentences(answer)]
+    return len(s) > 0 and (len(s) - len(set(s))) <= len(s) / 5
+
+
+def main():
+    out, dirs = sys.argv[1], sys.argv[2:]
+    if not dirs:
+        sys.exit(__doc__)
+    rows = [json.loads(line) for line in open(f"{ROOT}/data/prompts/writer.jsonl", encoding="utf-8")]
+    train = {r["prompt"]: r for r in rows[:-HOLDOUT]}
+    kept, why = [], {"cut off": 0, "tags or repeats": 0, "off length": 0, "relabelled": 0, "near": 0}
+    for d in dirs:
+        for line in open(f"{d}/results.jsonl", encoding="utf-8"):
+            r = json.loads(line)
+            if r["prompt"] not in train:
+                sys.exit(f"{d}: {r['prompt'][:60]!r} is not a training prompt")
+            answer = r["answer"].strip()
+            if r["truncated"] or not answer:
+                why["cut off"] += 1
+                continue
+            if not clean(answer):
+                why["tags or repeats"] += 1
+                continue
+            n, req = words(answer), r["required"]
+            prompt = r["prompt"]
+            if not 0.8 <= n / req <= 1.25:
+                prompt = relabel(prompt, req, n) if train[prompt]["length_rule"] == "about" and n >= 60 else None
+                if prompt is None:
+                    why["off length"] += 1
+                    continue
+                why["relabelled"] += 1
+            else:
+                why["near"] += 1
+            completion = f"<think>\n{plan(answer)}\n</think>\n<answer>\n{answer}\n</answer>"
+            kept.append({"prompt": prompt, "completion": completion, "words": n, "source": r["prompt"]})
+    with open(out + ".tmp", "w", encoding="utf-8") as f:
+        for k in kept:
+            f.write(json.dumps(k, ensure_ascii=False) + "\n")
+    import os
+
+    os.replace(out + ".tmp", out)
+    lens = sorted(k["words"] for k in kept)
+    print(f"{out}: {len(kept)} demonstrations; {why}; answer words median {lens[len(lens) // 2] if lens else 0}, max {lens[-1] if lens else 0}")
+
+
+if __name__ == "__main__":
+    main()
