@@ -178,7 +178,7 @@ pub fn run(a: TrainArgs, device: &str) -> Result<()> {
     t.train(&control, &mut |r| {
         let m = &r.metrics;
         bar.set_position(r.step as u64);
-        bar.set_message(format!("{} · {:.0} tok · {:.0}s", headline(m), m["completions/mean_length"].as_f64().unwrap_or(0.0), m["step_time"].as_f64().unwrap_or(0.0)));
+        bar.set_message(format!("{} · {:.0} tok · {:.0}s", crate::rl::runs::headline(m), m["completions/mean_length"].as_f64().unwrap_or(0.0), m["step_time"].as_f64().unwrap_or(0.0)));
         bar.println(m.to_string());
     })?;
     bar.finish();
@@ -261,19 +261,6 @@ fn export(run: &str, step: Option<usize>, name: Option<String>, peft: Option<Pat
     Ok(())
 }
 
-/// What a step achieved, in a few words: its rewards, or a supervised step's NLL.
-fn headline(m: &Value) -> String {
-    match m["supervised/nll"].as_f64() {
-        Some(nll) => format!("supervised · NLL {nll:.3}"),
-        None => format!(
-            "reward {:.3} · length {} · format {:.2}",
-            m["reward"].as_f64().unwrap_or(0.0),
-            m["rewards/length/mean"].as_f64().map_or("n/a".into(), |v| format!("{v:.2}")),
-            m["rewards/format/mean"].as_f64().unwrap_or(0.0)
-        ),
-    }
-}
-
 fn row(m: &Value) -> String {
     let f = |k: &str| m[k].as_f64().map_or("   -  ".to_string(), |v| format!("{v:>6.3}"));
     format!("{:>5} {} {} {} {:>7.0} {:>6.2} {} {:>6.1}s", m["step"], f("reward"), f("rewards/length/mean"), f("rewards/format/mean"), m["completions/mean_length"].as_f64().unwrap_or(0.0), m["completions/clipped_ratio"].as_f64().unwrap_or(0.0), f("loss"), m["step_time"].as_f64().unwrap_or(0.0))
@@ -305,7 +292,7 @@ pub fn runs(cmd: RunsCmd) -> Result<()> {
             }
             for r in runs {
                 let ms = r.metrics();
-                let last = ms.last().map(headline).unwrap_or_else(|| "no steps yet".into());
+                let last = ms.last().map(crate::rl::runs::headline).unwrap_or_else(|| "no steps yet".into());
                 // Run names are directory names, and states come from files: never raw.
                 println!("{:<40} {:>4}/{:<4} steps  {:<24} {}  checkpoints {:?}", crate::text::strip_controls(&r.name), ms.len(), r.steps_total(), crate::text::strip_controls(&r.state()), last, r.checkpoints());
             }

@@ -107,6 +107,19 @@ impl Run {
     }
 }
 
+/// What a step's metrics line says in a few words: its rewards, or a supervised step's NLL.
+pub fn headline(m: &Value) -> String {
+    match m["supervised/nll"].as_f64() {
+        Some(nll) => format!("supervised · NLL {nll:.3}"),
+        None => format!(
+            "reward {:.3} · length {} · format {:.2}",
+            m["reward"].as_f64().unwrap_or(0.0),
+            m["rewards/length/mean"].as_f64().map_or("n/a".into(), |v| format!("{v:.2}")),
+            m["rewards/format/mean"].as_f64().unwrap_or(0.0)
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +145,13 @@ mod tests {
         assert!(!b.is_live());
         let e = Run::open(tmp.path().join("nope").to_str().unwrap()).unwrap_err().to_string();
         assert!(e.contains("no run") && e.contains("runs list"), "{e}");
+    }
+
+    #[test]
+    fn a_supervised_step_reports_its_nll_and_a_grpo_step_its_rewards() {
+        let sup = serde_json::json!({ "step": 1, "supervised/nll": 1.2345, "loss": 1.2345 });
+        assert_eq!(headline(&sup), "supervised · NLL 1.234");
+        let rl = serde_json::json!({ "step": 2, "reward": 0.5, "rewards/format/mean": 1.0 });
+        assert_eq!(headline(&rl), "reward 0.500 · length n/a · format 1.00");
     }
 }

@@ -92,7 +92,7 @@ pub fn spawn_job(tx: UnboundedSender<Action>, job_path: PathBuf, device: String)
             let mut t = Trainer::new(job, &base, &dir, false, &dev).map_err(|e| e.to_string())?;
             let _ = tx.send(Action::RunStarted(name.clone()));
             t.train(&c, &mut |r| {
-                send(JobState::Running(format!("{name}: step {} done, reward {:.3}", r.step, r.metrics["reward"].as_f64().unwrap_or(0.0))));
+                send(JobState::Running(format!("{name}: step {} done, {}", r.step, crate::rl::runs::headline(&r.metrics))));
                 let _ = tx.send(Action::RunStarted(name.clone()));
             })
             .map_err(|e| e.to_string())?;
