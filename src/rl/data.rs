@@ -16,12 +16,9 @@ pub struct TrainPrompt {
 /// rounded to that unit, otherwise the dataset's target wins and the rules fill gaps.
 pub fn load_prompts(path: &Path, rules_unit: Option<usize>) -> Result<Vec<TrainPrompt>, RlError> {
     let p = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| RlError::Io { path: p.clone(), detail: crate::fsutil::describe_io(&e) })?;
-    let text = String::from_utf8(bytes).map_err(|e| RlError::Io { path: p.clone(), detail: format!("not valid UTF-8 (byte {})", e.utf8_error().valid_up_to()) })?;
     let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let err = |d: String| RlError::Io { path: format!("{p}:{}", n + 1), detail: d };
-        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| err(format!("not JSON: {e}")))?;
+    for (n, v) in read_jsonl(path)? {
+        let err = |d: String| RlError::Io { path: format!("{p}:{n}"), detail: d };
         let prompt = ["prompt", "question", "instruction"].iter().find_map(|k| v[*k].as_str()).ok_or_else(|| err("no \"prompt\" (or \"question\" / \"instruction\") string".into()))?;
         if prompt.trim().is_empty() {
             return Err(err("empty prompt".into()));
@@ -44,6 +41,16 @@ pub fn load_prompts(path: &Path, rules_unit: Option<usize>) -> Result<Vec<TrainP
     Ok(out)
 }
 
+/// The JSON values of a JSONL file's non-blank lines, with their 1-based line numbers.
+/// Errors name the file, or the line that is not JSON.
+fn read_jsonl(path: &Path) -> Result<Vec<(usize, serde_json::Value)>, RlError> {
+    let p = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| RlError::Io { path: p.clone(), detail: crate::fsutil::describe_io(&e) })?;
+    let text = String::from_utf8(bytes).map_err(|e| RlError::Io { path: p.clone(), detail: format!("not valid UTF-8 (byte {})", e.utf8_error().valid_up_to()) })?;
+    let lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    lines.map(|(n, line)| serde_json::from_str(line).map(|v| (n + 1, v)).map_err(|e| RlError::Io { path: format!("{p}:{}", n + 1), detail: format!("not JSON: {e}") })).collect()
+}
+
 /// One demonstration of a supervised stage: a request and the whole output for it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Demonstration {
@@ -55,12 +62,9 @@ pub struct Demonstration {
 /// `completion` strings. Errors name the line.
 pub fn load_demonstrations(path: &Path) -> Result<Vec<Demonstration>, RlError> {
     let p = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| RlError::Io { path: p.clone(), detail: crate::fsutil::describe_io(&e) })?;
-    let text = String::from_utf8(bytes).map_err(|e| RlError::Io { path: p.clone(), detail: format!("not valid UTF-8 (byte {})", e.utf8_error().valid_up_to()) })?;
     let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let err = |d: &str| RlError::Io { path: format!("{p}:{}", n + 1), detail: d.to_string() };
-        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| err(&format!("not JSON: {e}")))?;
+    for (n, v) in read_jsonl(path)? {
+        let err = |d: &str| RlError::Io { path: format!("{p}:{n}"), detail: d.to_string() };
         let field = |k: &str| v[k].as_str().filter(|s| !s.trim().is_empty()).map(str::to_string);
         let prompt = field("prompt").ok_or_else(|| err("no non-empty \"prompt\" string"))?;
         let completion = field("completion").ok_or_else(|| err("no non-empty \"completion\" string"))?;

@@ -104,6 +104,9 @@ pub struct Trainer {
     opt: AdamW,
     prompts: Vec<TrainPrompt>,
     order: Vec<usize>,
+    /// Each supervised stage's demonstrations file, what it holds, and the run's fixed
+    /// order of them.
+    demonstrations: Vec<(PathBuf, Vec<super::data::Demonstration>, Vec<usize>)>,
     /// Steps completed.
     pub step: usize,
     /// The rollout engine, kept between steps (its weights are swapped, not reloaded).
@@ -116,7 +119,17 @@ fn io(p: &Path, e: &std::io::Error) -> RlError {
     RlError::Io { path: p.display().to_string(), detail: crate::fsutil::describe_io(e) }
 }
 
-/// A seed for one rollout, mixed from the run seed and its coordinates (SplitMix64).
+/// 0..len in a Fisher–Yates shuffle drawn from the run seed and `salt`, so an order is
+/// fixed by the job alone and a resumed run takes the same one.
+fn shuffled(len: usize, seed: u64, salt: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..len).collect();
+    for i in (1..len).rev() {
+        let j = (crate::engine::derive_seed(seed, &[salt, i as u64]) % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    order
+}
+
 fn mean_std(xs: &[f64]) -> (f64, f64) {
     if xs.is_empty() {
         return (0.0, 0.0);
@@ -169,18 +182,15 @@ impl Trainer {
             return Err(RlError::Config(format!("data.holdout ({}) leaves no training prompts of {}", job.data.holdout, prompts.len())));
         }
         prompts.truncate(prompts.len() - job.data.holdout);
-        // A supervised stage's file is read at each of its steps; a bad one fails now, not
-        // hours into the run.
-        for path in job.stages.iter().filter_map(|st| st.demonstrations.as_deref()) {
-            super::data::load_demonstrations(path)?;
+        let order = shuffled(prompts.len(), job.run.seed, 0x5348_5546);
+        // Read when the run opens: a bad file fails now, not hours into the run.
+        let mut demonstrations = Vec::new();
+        for path in job.stages.iter().filter_map(|st| st.demonstrations.clone()) {
+            let demos = super::data::load_demonstrations(&path)?;
+            let order = shuffled(demos.len(), job.run.seed, 0x5346_5444);
+            demonstrations.push((path, demos, order));
         }
-        let mut order: Vec<usize> = (0..prompts.len()).collect();
-        // Fisher–Yates with the mixed seed, so the order is fixed by the job alone.
-        for i in (1..order.len()).rev() {
-            let j = (crate::engine::derive_seed(job.run.seed, &[0x5348_5546, i as u64]) % (i as u64 + 1)) as usize;
-            order.swap(i, j);
-        }
-        let mut t = Self { job, dir: dir.to_path_buf(), base: base.to_path_buf(), device: device.clone(), dense, adapters, opt, prompts, order, step: 0, rollout: None, rewards: None };
+        let mut t = Self { job, dir: dir.to_path_buf(), base: base.to_path_buf(), device: device.clone(), dense, adapters, opt, prompts, order, demonstrations, step: 0, rollout: None, rewards: None };
         if how == Open::Resume {
             t.resume()?;
         } else if how == Open::Fresh {

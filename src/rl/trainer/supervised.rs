@@ -14,7 +14,7 @@
 //! negative log-likelihood's.
 
 use super::{Trainer, Update};
-use crate::rl::data::load_demonstrations;
+use crate::rl::data::Demonstration;
 use crate::rl::job::{JobSpec, StageAt};
 use crate::rl::{GrpoConfig, RlError, Rollout};
 use serde_json::{json, Value};
@@ -23,21 +23,19 @@ use std::time::Instant;
 
 impl Trainer {
     /// Step `k` of a supervised stage: `job.rollout.prompts_per_step` demonstrations from
-    /// `path`, taken in a fixed shuffle of the file (fixed by the seed), wrapping around.
+    /// `path` (read when the run opened), in the run's fixed shuffle of them, wrapping
+    /// around.
     pub(super) fn supervised_step(&mut self, k: usize, job: &JobSpec, stage: &StageAt, path: &Path) -> Result<Value, RlError> {
         let t0 = Instant::now();
-        let demos = load_demonstrations(path)?;
-        let mut order: Vec<usize> = (0..demos.len()).collect();
-        for i in (1..order.len()).rev() {
-            let j = (crate::engine::derive_seed(job.run.seed, &[0x5346_5444, i as u64]) % (i as u64 + 1)) as usize;
-            order.swap(i, j);
-        }
+        let p = job.rollout.prompts_per_step;
+        let picked: Vec<Demonstration> = {
+            let (_, demos, order) = self.demonstrations.iter().find(|(f, _, _)| f == path).expect("every stage's demonstrations are read when the run opens");
+            (0..p).map(|j| demos[order[(stage.step_in_stage * p + j) % order.len()]].clone()).collect()
+        };
         let engine = self.tokenizer_engine()?;
         let mode = job.data.template;
-        let p = job.rollout.prompts_per_step;
         let mut rollouts = Vec::with_capacity(p);
-        for j in 0..p {
-            let d = &demos[order[(stage.step_in_stage * p + j) % order.len()]];
+        for d in &picked {
             let prompt_ids = engine.prompt_ids(mode, &d.prompt)?;
             // The output as the model would write it: a template's prefill is in the prompt.
             let completion = d.completion.strip_prefix(mode.prefill()).unwrap_or(&d.completion);
