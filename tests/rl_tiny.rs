@@ -428,9 +428,9 @@ fn staged_jobs_run_each_stage_with_its_budget_and_prompts() {
 #[test]
 fn a_supervised_stage_fits_its_demonstrations_then_grpo_goes_on() {
     use longwriter::rl::trainer::Trainer;
-    let toml = "[data]\nprompts = \"prompts.jsonl\"\ntemplate = \"nothink\"\n[rewards]\nl_max = 8\n[rollout]\ngroup_size = 2\nprompts_per_step = 1\nmax_new_tokens = 6\n[optim]\nlr = 0.01\nmicro_batch = 2\n[lora]\nrank = 4\n[run]\nsteps = 5\nseed = 3\n\
+    let toml = "[data]\nprompts = \"prompts.jsonl\"\ntemplate = \"nothink\"\n[rewards]\nl_max = 8\n[rollout]\ngroup_size = 2\nprompts_per_step = 1\nmax_new_tokens = 6\n[grpo]\nbeta = 0.04\n[optim]\nlr = 0.01\nmicro_batch = 2\n[lora]\nrank = 4\n[run]\nsteps = 6\nseed = 3\ncheckpoint_every = 1\n\
                 [[stages]]\nname = \"cold\"\nsteps = 4\nprompts_per_step = 2\ndemonstrations = \"demos.jsonl\"\n\
-                [[stages]]\nname = \"rl\"\nsteps = 1\n";
+                [[stages]]\nname = \"rl\"\nsteps = 2\n";
     let (dir, base, _) = tiny_job(toml);
     let demos = [("wh wi wj", "wk wl wm wn wk wl"), ("wk wl wm wn", "wh wh wi wi wj")];
     let lines: Vec<String> = demos.iter().map(|(p, c)| serde_json::json!({ "prompt": p, "completion": c }).to_string()).collect();
@@ -448,10 +448,35 @@ fn a_supervised_stage_fits_its_demonstrations_then_grpo_goes_on() {
     let rl = t.run_step().unwrap();
     assert_eq!(rl["stage"], "rl");
     assert!(rl["reward"].is_number() && rl["completions/max_length"].as_f64().unwrap() >= 1.0, "{rl}");
+    // The KL reference is the policy the cold start left, not the base model: the first
+    // GRPO step samples from the reference itself, the next from a policy one update away.
+    let kl = |m: &serde_json::Value| m["kl"].as_f64().unwrap();
+    assert!(kl(&rl).abs() < 1e-7, "{rl}");
+    let reference = run.join("reference-step-000004.safetensors");
+    assert!(reference.exists());
+    let rl2 = t.run_step().unwrap();
+    assert!(kl(&rl2) > 1e-9, "{rl2}");
     let logged = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
-    assert_eq!(logged.lines().count(), 5);
+    assert_eq!(logged.lines().count(), 6);
+    // A run resumed after the cold start weighs against the same reference, also when it
+    // began before references were kept (the checkpoint of the stage's last step serves).
+    drop(t);
+    std::fs::remove_file(&reference).unwrap();
+    let replay = || {
+        std::fs::remove_dir_all(longwriter::rl::saves::path(&run, 6)).unwrap();
+        let mut t = Trainer::new(job.clone(), &base, &run, true, &Device::Cpu).unwrap();
+        assert_eq!(t.step, 5);
+        t.run_step()
+    };
+    let again = replay().unwrap();
+    assert!((kl(&again) - kl(&rl2)).abs() <= 1e-6 * kl(&rl2), "{again} vs {rl2}");
+    assert!(reference.exists(), "the checkpoint's adapters become the reference file");
+    std::fs::remove_file(&reference).unwrap();
+    std::fs::remove_dir_all(longwriter::rl::saves::path(&run, 4)).unwrap();
+    let e = replay().err().unwrap().to_string();
+    assert!(e.contains("KL reference") && e.contains("grpo.beta = 0"), "{e}");
     std::fs::write(dir.path().join("demos.jsonl"), "{\"prompt\": \"wh\"}\n").unwrap();
-    let e = Trainer::new(job, &base, &dir.path().join("bad"), false, &Device::Cpu).err().unwrap().to_string();
+    let e = Trainer::new(job.clone(), &base, &dir.path().join("bad"), false, &Device::Cpu).err().unwrap().to_string();
     assert!(e.contains("demos.jsonl:1") && e.contains("completion"), "{e}");
 }
 

@@ -262,6 +262,25 @@ impl JobSpec {
         (job, None)
     }
 
+    /// The KL reference of GRPO step `k`: the last step of the latest supervised stage
+    /// that ended before it (the policy the cold start left), or None for the base model.
+    /// Against the base, the KL term would pull the policy back out of the format the
+    /// cold start taught; DeepSeek-R1 and TRL take the fine-tuned model as the reference.
+    pub fn reference_step(&self, k: usize) -> Option<usize> {
+        let mut end = 0;
+        let mut reference = None;
+        for st in &self.stages {
+            end += st.steps;
+            if end >= k {
+                break;
+            }
+            if st.demonstrations.is_some() {
+                reference = Some(end);
+            }
+        }
+        reference
+    }
+
     /// Reads and checks a job file; the prompt path becomes absolute.
     pub fn load(path: &Path) -> Result<Self, RlError> {
         let p = path.display().to_string();
@@ -392,6 +411,16 @@ mod tests {
                 assert!(SHIPPED_FILES.iter().any(|(p, _)| Path::new(p) == rel), "{name}: {} is not shipped", rel.display());
             }
         }
+    }
+
+    #[test]
+    fn the_kl_reference_is_the_policy_the_latest_supervised_stage_left() {
+        let stage = |name: &str, steps, sup: bool| format!("[[stages]]\nname = \"{name}\"\nsteps = {steps}\n{}", if sup { "demonstrations = \"d.jsonl\"\n" } else { "" });
+        let j: JobSpec = toml::from_str(&format!("{}{}{}{}{}", stage("rl0", 2, false), stage("sft1", 3, true), stage("rl1", 2, false), stage("sft2", 1, true), stage("rl2", 2, false))).unwrap();
+        let refs: Vec<Option<usize>> = (1..=10).map(|k| j.reference_step(k)).collect();
+        // Steps 1–2: the base; 6–7 after the first cold start (steps 3–5); 9–10 after the second.
+        assert_eq!(refs, [None, None, None, None, None, Some(5), Some(5), Some(5), Some(8), Some(8)]);
+        assert_eq!(JobSpec::default().reference_step(3), None, "a job without stages keeps the base");
     }
 
     #[test]

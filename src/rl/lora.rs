@@ -95,15 +95,25 @@ pub fn save_adapters(adapters: &Adapters, path: &Path) -> Result<(), RlError> {
 
 /// Loads saved adapter values into `adapters` (names and shapes must match).
 pub fn load_adapters(adapters: &Adapters, path: &Path) -> Result<(), RlError> {
+    for ((_, var), t) in adapters.vars.iter().zip(read_adapters(adapters, path)?) {
+        var.set(&t)?;
+    }
+    Ok(())
+}
+
+/// Saved adapter values for `adapters`, in their order and dtype, without setting them
+/// (names and shapes must match).
+pub fn read_adapters(adapters: &Adapters, path: &Path) -> Result<Vec<Tensor>, RlError> {
     let p = path.display().to_string();
     crate::nn::dense::check_safetensors(path)?;
     let mut saved: HashMap<String, Tensor> = candle_core::safetensors::load(path, adapters.vars.first().map_or(&candle_core::Device::Cpu, |v| v.1.device())).map_err(|e| RlError::Io { path: p.clone(), detail: e.to_string() })?;
+    let mut out = Vec::with_capacity(adapters.vars.len());
     for (name, var) in &adapters.vars {
         let t = saved.remove(name).ok_or_else(|| RlError::Io { path: p.clone(), detail: format!("no tensor {name}: the adapters do not match this job's LoRA settings") })?;
         if t.dims() != var.dims() {
             return Err(RlError::Io { path: p.clone(), detail: format!("{name} has shape {:?}, expected {:?}", t.dims(), var.dims()) });
         }
-        var.set(&t.to_dtype(var.dtype())?)?;
+        out.push(t.to_dtype(var.dtype())?);
     }
-    Ok(())
+    Ok(out)
 }

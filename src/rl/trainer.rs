@@ -8,7 +8,7 @@ use super::data::{load_prompts, TrainPrompt};
 use super::job::JobSpec;
 use crate::convert::merge::write_merged_gguf;
 use super::optim::{clip_grad_norm, AdamW};
-use super::{attach, grpo_loss, load_adapters, save_adapters, sequence_logprobs, Adapters, Rollout, RlError};
+use super::{attach, grpo_loss, load_adapters, save_adapters, Adapters, Rollout, RlError};
 use crate::nn::dense::DenseModel;
 use crate::engine::{CancelToken, Engine, GenerateRequest, LoadOptions, SamplerConfig};
 use crate::text::parse_all;
@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+mod logprobs;
 mod supervised;
 
 /// What a training job is asked to do; it looks between steps.
@@ -113,6 +114,9 @@ pub struct Trainer {
     rollout: Option<Engine>,
     /// The rewards, with their embedder, loaded at the first step.
     rewards: Option<super::rewards::StepRewards>,
+    /// The KL reference's adapter values when it is not the base model, and the step
+    /// they are from (see [`JobSpec::reference_step`]).
+    reference: Option<(usize, Vec<candle_core::Tensor>)>,
 }
 
 fn io(p: &Path, e: &std::io::Error) -> RlError {
@@ -190,7 +194,7 @@ impl Trainer {
             let order = shuffled(demos.len(), job.run.seed, 0x5346_5444);
             demonstrations.push((path, demos, order));
         }
-        let mut t = Self { job, dir: dir.to_path_buf(), base: base.to_path_buf(), device: device.clone(), dense, adapters, opt, prompts, order, demonstrations, step: 0, rollout: None, rewards: None };
+        let mut t = Self { job, dir: dir.to_path_buf(), base: base.to_path_buf(), device: device.clone(), dense, adapters, opt, prompts, order, demonstrations, step: 0, rollout: None, rewards: None, reference: None };
         if how == Open::Resume {
             t.resume()?;
         } else if how == Open::Fresh {
@@ -388,7 +392,7 @@ impl Trainer {
         let t2 = Instant::now();
         let total_tokens: usize = rollouts.iter().map(|r| r.completion_ids.len()).sum();
         if job.grpo.beta > 0.0 {
-            self.reference_logprobs(&mut rollouts)?;
+            self.reference_logprobs(k, &mut rollouts)?;
         }
         // Rollouts with zero advantage add nothing to the gradient (β = 0): skip their passes.
         let mut active: Vec<Rollout> = rollouts.iter().filter(|r| r.advantage != 0.0 || job.grpo.beta > 0.0).cloned().collect();
@@ -458,6 +462,9 @@ impl Trainer {
     fn finish_step(&mut self, k: usize, samples: &[Value], m: Value) -> Result<Value, RlError> {
         self.append("samples.jsonl", samples)?;
         self.append("metrics.jsonl", std::slice::from_ref(&m))?;
+        if self.job.reference_step(k + 1) == Some(k) && k < self.job.run.steps {
+            self.keep_reference(k)?;
+        }
         if k % self.job.run.checkpoint_every == 0 || k == self.job.run.steps {
             self.checkpoint()?;
         }
@@ -541,42 +548,6 @@ impl Trainer {
     /// The job's GRPO settings, with log-probs taken at the rollouts' temperature.
     fn grpo(&self) -> super::GrpoConfig {
         super::GrpoConfig { temperature: self.job.rollout.temperature, ..self.job.grpo }
-    }
-
-    /// Each completion's log-probs under `self.dense` as it is now (no dropout, no graph).
-    fn logprobs_now(&self, r: &Rollout) -> Result<Vec<f32>, RlError> {
-        let (lp, _) = sequence_logprobs(&self.dense, &r.prompt_ids, &r.completion_ids, self.job.rollout.temperature)?;
-        Ok(lp.detach().to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?)
-    }
-
-    /// Log-probs of each completion under the policy that sampled it (the current one,
-    /// before this step's updates), for the ratio of updates 2..μ.
-    fn policy_logprobs(&self, rollouts: &mut [Rollout]) -> Result<(), RlError> {
-        for r in rollouts.iter_mut() {
-            r.old_logprobs = Some(self.logprobs_now(r)?);
-        }
-        Ok(())
-    }
-
-    /// Log-probs of each completion under the base model (adapters switched off).
-    fn reference_logprobs(&mut self, rollouts: &mut [Rollout]) -> Result<(), RlError> {
-        let saved: Vec<Vec<Option<crate::nn::dense::Lora>>> = self.dense.blocks.iter_mut().map(|b| b.linears_mut().into_iter().map(|(_, l)| l.lora.take()).collect()).collect();
-        let mut result = Ok(());
-        for r in rollouts.iter_mut() {
-            match self.logprobs_now(r) {
-                Ok(v) => r.ref_logprobs = Some(v),
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
-        for (b, ls) in self.dense.blocks.iter_mut().zip(saved) {
-            for ((_, l), s) in b.linears_mut().into_iter().zip(ls) {
-                l.lora = s;
-            }
-        }
-        result
     }
 
     /// Writes the current policy, merged, as a GGUF file.
