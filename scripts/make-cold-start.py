@@ -17,8 +17,8 @@ above), each with a token cap that cuts runaways:
     longwriter eval longbench --data train-en-a.jsonl --model smollm2-135m --template chat \
         --seed 1 --max-tokens 800 --out chat-a-s1           # b: 2000, c: 4000
 
-(the train-en files are the training split's English rows in eval form: prompt, type,
-and the length make-writer-prompts.py reads from the prompt.) 126 of 219 were kept: 38
+(the train-en files are the training split's English rows in eval form, written by
+`scripts/make-writer-prompts.py --train-eval DIR`.) 126 of 219 were kept: 38
 near the asked length, 88 relabelled; 16 were cut off, 3 had tags or repeats, 74 were
 off length with no "about N words" to relabel.
 

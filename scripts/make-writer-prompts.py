@@ -24,6 +24,13 @@ format ({"prompt", "type", "length"}), for `longwriter eval longbench --data`, w
 required length read from the prompt (a range's midpoint for "between" and implied ones).
 
 Usage: python3 scripts/make-writer-prompts.py [OUT]   (default: data/prompts/writer.jsonl)
+
+       python3 scripts/make-writer-prompts.py --train-eval DIR
+
+The second form writes only the training split's English prompts in the same eval format,
+as DIR/train-en.jsonl and, by asked length, DIR/train-en-a.jsonl (up to 300 words),
+-b (301-800) and -c (above), in a fixed shuffle: the inputs of scripts/make-cold-start.py's
+chat runs, each run with its own token cap.
 """
 import json
 import random
@@ -369,10 +376,30 @@ def write_atomic(path, lines):
     os.replace(path + ".tmp", path)
 
 
+def eval_form(r):
+    return {"prompt": r["prompt"], "type": f'{r["genre"]} ({r["lang"]})', "length": r["required"]}
+
+
+def write_train_eval(out_dir):
+    import os
+
+    rows, _ = build()
+    train = [eval_form(r) for r in rows if "split" not in r and r["lang"] == "en"]
+    # The order data/sft/writer-cold-start.jsonl was made in (an eval run's seeds follow
+    # its rows' order).
+    random.Random(7).shuffle(train)
+    parts = {"": train, "-a": [r for r in train if r["length"] <= 300], "-b": [r for r in train if 300 < r["length"] <= 800], "-c": [r for r in train if r["length"] > 800]}
+    for suffix, part in parts.items():
+        write_atomic(os.path.join(out_dir, f"train-en{suffix}.jsonl"), part)
+    print(f"{out_dir}: {len(train)} English training prompts in eval form (a/b/c: {len(parts['-a'])}/{len(parts['-b'])}/{len(parts['-c'])})")
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--train-eval":
+        return write_train_eval(sys.argv[2])
     out = sys.argv[1] if len(sys.argv) > 1 else "data/prompts/writer.jsonl"
     rows, n_held = build()
-    evals = [{"prompt": r["prompt"], "type": f'{r["genre"]} ({r["lang"]})', "length": r["required"]} for r in rows if r.get("split") == "eval"]
+    evals = [eval_form(r) for r in rows if r.get("split") == "eval"]
     for r in rows:
         del r["required"]
     write_atomic(out, rows)
