@@ -201,7 +201,13 @@ pub fn run(model: &mut dyn TextModel, request: &str, spec: &AgentSpec, req: &Gen
                 emit(Event::Note(format!("plan line {} came back empty three times; used a generic step", k + 1)));
             }
             let step = PlanStep { point: point.0, words: point.1.unwrap_or(0) };
-            emit(Event::Think(format!("{}\n", PlanStep { words: step.words.max(1), ..step.clone() }.line(k + 1))));
+            // The line as the model gave it: a count it did not write is not shown (the
+            // fitted counts come with the plan, below).
+            let shown = match point.1 {
+                Some(_) => step.line(k + 1),
+                None => format!("Paragraph {} - Main Point: {}", k + 1, step.point),
+            };
+            emit(Event::Think(format!("{shown}\n")));
             plan.push(step);
         }
         fit_counts(&mut plan, target);
@@ -359,7 +365,9 @@ mod tests {
             let cont = p.continuation.clone().unwrap_or_default();
             let (text, stop) = if p.request.starts_with("Break the writing request") {
                 let k = cont.matches("Paragraph ").count();
-                (format!(" Point {k}. - Word Count: {} words", 100 * k + 200), StopReason::StopString("\n".into()))
+                // The second line comes without a count.
+                let count = if k == 2 { String::new() } else { format!(" - Word Count: {} words", 100 * k + 200) };
+                (format!(" Point {k}.{count}"), StopReason::StopString("\n".into()))
             } else if p.request.contains("Now write paragraph 2 of") && !self.broke {
                 self.broke = true;
                 ("Half of two".to_string(), StopReason::Interrupted("the connection broke".into()))
@@ -384,6 +392,8 @@ mod tests {
         let plan = events.iter().find_map(|e| if let Event::Plan(p) = e { Some(p.clone()) } else { None }).unwrap();
         assert_eq!(plan.iter().map(|s| s.point.as_str()).collect::<Vec<_>>(), ["Point 1.", "Point 2.", "Point 3."]);
         assert_eq!(plan.iter().map(|s| s.words).sum::<usize>(), 1200);
+        let think: String = events.iter().filter_map(|e| if let Event::Think(t) = e { Some(t.as_str()) } else { None }).collect();
+        assert_eq!(think, "Paragraph 1 - Main Point: Point 1. - Word Count: 300 words\nParagraph 2 - Main Point: Point 2.\nParagraph 3 - Main Point: Point 3. - Word Count: 500 words\n");
         let draft: String = events.iter().filter_map(|e| if let Event::Answer(t) = e { Some(t.as_str()) } else { None }).collect();
         assert_eq!(draft, "Text 1.\n\nHalf of two and the rest.\n\nText 3.");
         // The retry continued the broken paragraph instead of starting it over.
