@@ -59,7 +59,9 @@ pub fn run(cmd: ModelsCmd) -> Result<()> {
             println!("{}", super::json_line(&rows)?);
         }
         ModelsCmd::List { json: false } => {
-            println!("{:<24} {:<6} {:<10} {:>9} {:>8}  {}", "NAME", "ARCH", "SOURCE", "SIZE", "STATUS", "DESCRIPTION");
+            // Exported models get long names ("writer-v2-step48"): the column fits the longest.
+            let w = reg.models.keys().map(|n| n.chars().count() + 1).max().unwrap_or(0).max(24);
+            println!("{:<w$} {:<6} {:<10} {:>9} {:>8}  {}", "NAME", "ARCH", "SOURCE", "SIZE", "STATUS", "DESCRIPTION");
             for (name, m) in &reg.models {
                 let size = m.size.map(|s| format!("{:.1} MB", s as f64 / 1e6)).unwrap_or_else(|| "?".into());
                 let status = match status(m) {
@@ -73,7 +75,7 @@ pub fn run(cmd: ModelsCmd) -> Result<()> {
                     Some(t) => format!("[trained: job {}, step {}] {}", t.job, t.step, m.description),
                     None => m.description.clone(),
                 };
-                println!("{:<24} {:<6} {:<10} {:>9} {:>8}  {}", clean(&format!("{name}{star}")), clean(&m.architecture), source_kind(&m.source), size, status, clean(&description));
+                println!("{:<w$} {:<6} {:<10} {:>9} {:>8}  {}", clean(&format!("{name}{star}")), clean(&m.architecture), source_kind(&m.source), size, status, clean(&description));
             }
             println!("(* default; user registry: {})", crate::paths::config_dir().join("models.toml").display());
         }
