@@ -292,7 +292,10 @@ fn models_list_and_path() {
     // A name longer than the default column (an exported run's) keeps the columns aligned.
     e.user_models("[models.writer-v2-kl-base-ref-step48]\narchitecture = \"llama\"\nformat = \"gguf\"\nsource = { kind = \"local\", path = \"/x.gguf\" }\ncontext_length = 8\n");
     let s = String::from_utf8_lossy(&e.run(&["models", "list"]).stdout).into_owned();
-    let arch_at: Vec<usize> = s.lines().filter(|l| !l.starts_with('(')).map(|l| l.find(|c: char| c == ' ').unwrap() + l[l.find(' ').unwrap()..].find(|c: char| c != ' ').unwrap()).collect();
+    let arch_at: Vec<usize> = s.lines().filter(|l| !l.starts_with('(')).map(|l| {
+        let gap = l.find(' ').unwrap();
+        gap + l[gap..].find(|c: char| c != ' ').unwrap()
+    }).collect();
     assert!(arch_at.len() > 3 && arch_at.iter().all(|&a| a == arch_at[0]), "{s}");
     let o = e.run(&["models", "path"]);
     let p = String::from_utf8_lossy(&o.stdout);

@@ -31,6 +31,10 @@ pub struct StageSpec {
     /// Train only on prompts whose target's upper bound is at most this, in the prompt's
     /// own unit (words; characters for Chinese). Prompts without a target always qualify.
     pub max_target: Option<usize>,
+    /// Train only on prompts in these languages: "zh" for prompts with a CJK ideograph
+    /// (the rule that picks LongWriter-Zero's Chinese template), "en" for the others.
+    /// A small model that writes no usable Chinese spends its Chinese steps on runaways.
+    pub languages: Option<Vec<String>>,
     /// The stage's `rollout.max_new_tokens`.
     pub max_new_tokens: Option<usize>,
     /// The stage's `optim.micro_batch` (longer rollouts want smaller passes).
@@ -48,6 +52,18 @@ pub struct StageSpec {
     pub demonstrations: Option<PathBuf>,
 }
 
+/// The languages a stage can pick prompts by (see [`StageSpec::languages`]).
+pub const LANGUAGES: [&str; 2] = ["en", "zh"];
+
+/// A prompt's language in a stage's terms: "zh" with a CJK ideograph, else "en".
+pub fn language_of(prompt: &str) -> &'static str {
+    if crate::engine::template::has_cjk(prompt) {
+        "zh"
+    } else {
+        "en"
+    }
+}
+
 /// Where a step falls in the curriculum.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StageAt {
@@ -55,6 +71,7 @@ pub struct StageAt {
     /// The step's 0-based index within its stage (which prompts it takes).
     pub step_in_stage: usize,
     pub max_target: Option<usize>,
+    pub languages: Option<Vec<String>>,
     /// Set for a supervised stage: its demonstrations file.
     pub demonstrations: Option<PathBuf>,
 }
@@ -254,7 +271,7 @@ impl JobSpec {
                 job.optim.micro_batch = st.micro_batch.unwrap_or(job.optim.micro_batch);
                 job.rollout.prompts_per_step = st.prompts_per_step.unwrap_or(job.rollout.prompts_per_step);
                 job.optim.lr = st.lr.unwrap_or(job.optim.lr);
-                let at = StageAt { name: st.name.clone(), step_in_stage: k.saturating_sub(first + 1), max_target: st.max_target, demonstrations: st.demonstrations.clone() };
+                let at = StageAt { name: st.name.clone(), step_in_stage: k.saturating_sub(first + 1), max_target: st.max_target, languages: st.languages.clone(), demonstrations: st.demonstrations.clone() };
                 return (job, Some(at));
             }
             first += st.steps;
@@ -359,6 +376,12 @@ impl JobSpec {
                 if st.steps == 0 || [st.max_new_tokens, st.micro_batch, st.max_target, st.prompts_per_step].contains(&Some(0)) {
                     return Err(RlError::Config(format!("stage '{}': steps, max_new_tokens, micro_batch, max_target and prompts_per_step must be positive", st.name)));
                 }
+                if let Some(bad) = st.languages.iter().flatten().find(|l| !LANGUAGES.contains(&l.as_str())) {
+                    return Err(RlError::Config(format!("stage '{}': unknown language '{bad}' (known: {})", st.name, LANGUAGES.join(", "))));
+                }
+                if st.languages.as_ref().is_some_and(|l| l.is_empty()) {
+                    return Err(RlError::Config(format!("stage '{}': languages is empty", st.name)));
+                }
                 if st.lr.is_some_and(|lr| !(lr > 0.0)) {
                     return Err(RlError::Config(format!("stage '{}': lr must be positive", st.name)));
                 }
@@ -453,5 +476,12 @@ mod tests {
         bad.stages[1].name = "short".into();
         assert!(bad.validate().unwrap_err().to_string().contains("stage 2"));
         assert!(toml::from_str::<JobSpec>(&text.replace("max_target", "max_tagret")).is_err(), "typos in a stage are errors");
+        let mut bad = j.clone();
+        bad.stages[0].languages = Some(vec!["en".into(), "fr".into()]);
+        assert!(bad.validate().unwrap_err().to_string().contains("unknown language 'fr' (known: en, zh)"));
+        bad.stages[0].languages = Some(vec![]);
+        assert!(bad.validate().unwrap_err().to_string().contains("languages is empty"));
+        let j: JobSpec = toml::from_str(&text.replace("max_target = 400", "max_target = 400\nlanguages = [\"en\"]")).unwrap();
+        assert_eq!(j.at_step(1).1.unwrap().languages, Some(vec!["en".to_string()]));
     }
 }

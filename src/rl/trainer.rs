@@ -323,7 +323,11 @@ impl Trainer {
         let mut groups = Vec::with_capacity(p);
         for j in 0..p {
             let idx = super::data::pick(&self.order, &self.prompts, stage.as_ref(), k, p, j)
-                .ok_or_else(|| RlError::Config(format!("stage '{}' has no training prompt with a target up to {}", stage.as_ref().map_or("", |s| &s.name), stage.as_ref().and_then(|s| s.max_target).unwrap_or(0))))?;
+                .ok_or_else(|| {
+                    let st = stage.as_ref();
+                    let langs = st.and_then(|s| s.languages.as_ref()).map(|l| format!(" in {}", l.join(", "))).unwrap_or_default();
+                    RlError::Config(format!("stage '{}' has no training prompt{langs} with a target up to {}", st.map_or("", |s| &s.name), st.and_then(|s| s.max_target).map_or("any length".into(), |m| m.to_string())))
+                })?;
             let tp = self.prompts[idx].clone();
             let prompt_ids = engine.prompt_ids(mode, &tp.prompt)?;
             let samplers: Vec<SamplerConfig> = (0..g)
