@@ -12,7 +12,7 @@ use candle_core::Tensor;
 use std::path::PathBuf;
 
 impl Trainer {
-    /// Each completion's log-probs under `self.dense` as it is now (no dropout, no graph).
+    /// Each completion's log-probs under `self.dense` as it is now (no dropout; detached).
     fn logprobs_now(&self, r: &Rollout) -> Result<Vec<f32>, RlError> {
         let (lp, _) = sequence_logprobs(&self.dense, &r.prompt_ids, &r.completion_ids, self.job.rollout.temperature)?;
         Ok(lp.detach().to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?)
@@ -52,10 +52,10 @@ impl Trainer {
             }
             Ok(())
         };
-        set(&values)?;
-        let result = self.fill(rollouts, |r| &mut r.ref_logprobs);
-        set(&now)?;
-        result
+        // The policy's own values come back whatever happened in between.
+        let result = set(&values).and_then(|_| self.fill(rollouts, |r| &mut r.ref_logprobs));
+        let restored = set(&now);
+        result.and(restored)
     }
 
     fn reference_file(&self, step: usize) -> PathBuf {
