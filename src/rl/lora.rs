@@ -60,6 +60,19 @@ impl Adapters {
     pub fn param_count(&self) -> usize {
         self.vars.iter().map(|(_, v)| v.elem_count()).sum()
     }
+
+    /// A copy of every variable's value, in their order (not shared with the variables).
+    pub fn values(&self) -> Result<Vec<Tensor>, RlError> {
+        Ok(self.vars.iter().map(|(_, v)| v.as_tensor().copy()).collect::<Result<_, _>>()?)
+    }
+
+    /// Sets every variable to `values` (as [`Self::values`] or [`read_adapters`] give them).
+    pub fn set_values(&self, values: &[Tensor]) -> Result<(), RlError> {
+        for ((_, var), t) in self.vars.iter().zip(values) {
+            var.set(t)?;
+        }
+        Ok(())
+    }
 }
 
 /// Adds adapters to the target modules of every block, seeded for reproducible runs.
@@ -95,10 +108,7 @@ pub fn save_adapters(adapters: &Adapters, path: &Path) -> Result<(), RlError> {
 
 /// Loads saved adapter values into `adapters` (names and shapes must match).
 pub fn load_adapters(adapters: &Adapters, path: &Path) -> Result<(), RlError> {
-    for ((_, var), t) in adapters.vars.iter().zip(read_adapters(adapters, path)?) {
-        var.set(&t)?;
-    }
-    Ok(())
+    adapters.set_values(&read_adapters(adapters, path)?)
 }
 
 /// Saved adapter values for `adapters`, in their order and dtype, without setting them

@@ -45,16 +45,10 @@ impl Trainer {
             return result;
         };
         let values = self.reference_values(at)?;
-        let now: Vec<Tensor> = self.adapters.vars.iter().map(|(_, v)| v.as_tensor().copy()).collect::<Result<_, _>>()?;
-        let set = |vals: &[Tensor]| -> Result<(), RlError> {
-            for ((_, var), t) in self.adapters.vars.iter().zip(vals) {
-                var.set(t)?;
-            }
-            Ok(())
-        };
+        let now = self.adapters.values()?;
         // The policy's own values come back whatever happened in between.
-        let result = set(&values).and_then(|_| self.fill(rollouts, |r| &mut r.ref_logprobs));
-        let restored = set(&now);
+        let result = self.adapters.set_values(&values).and_then(|_| self.fill(rollouts, |r| &mut r.ref_logprobs));
+        let restored = self.adapters.set_values(&now);
         result.and(restored)
     }
 
@@ -66,8 +60,7 @@ impl Trainer {
     /// GRPO steps that follow; keep it, in memory and in the run's directory.
     pub(super) fn keep_reference(&mut self, step: usize) -> Result<(), RlError> {
         save_adapters(&self.adapters, &self.reference_file(step))?;
-        let values = self.adapters.vars.iter().map(|(_, v)| v.as_tensor().copy()).collect::<Result<_, _>>()?;
-        self.reference = Some((step, values));
+        self.reference = Some((step, self.adapters.values()?));
         Ok(())
     }
 
