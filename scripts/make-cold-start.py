@@ -8,7 +8,7 @@ but never writes <think>/<answer>, and priming it into them costs it the request
 prompts are wrapped in the structure, and a supervised stage teaches the structure
 before GRPO takes over (examples/jobs/writer.toml).
 
-    scripts/make-cold-start.py OUT EVAL_DIR...
+    scripts/make-cold-start.py OUT EVAL_DIR... [--include DEMONSTRATIONS]
 
 data/sft/writer-cold-start.jsonl (126 demonstrations) came from one seed over the 219
 English training prompts, in three files by asked length (up to 300 words, 301-800,
@@ -31,6 +31,18 @@ training split). Each answer is kept when:
   to a prompt that asks for "about N words" in so many words, is kept with N replaced by
   the length it has, rounded to ten (hindsight relabelling): it is an answer of that
   length, and the demonstration teaches the model to match the number it is given.
+
+--include puts an earlier demonstrations file's rows first, unchanged (the eval runs that
+made data/sft/writer-cold-start.jsonl were not kept).
+
+data/sft/writer-cold-start-long.jsonl is writer-cold-start.jsonl plus the long drafts of
+`scripts/make-long-drafts.py` (one seed over the 104 English training prompts of 500
+words or more): the base model's own chat answers made to go on past their end and cut at
+the paragraph end nearest the asked length, which the first file lacks (2 of its 126
+demonstrations have 900 words or more):
+
+    scripts/make-cold-start.py data/sft/writer-cold-start-long.jsonl long-s1 \
+        --include data/sft/writer-cold-start.jsonl
 
 The plan is the answer's own outline, so it never claims what the answer does not do:
 one line per paragraph with its opening words and its word count, and the total. At
@@ -97,12 +109,26 @@ def clean(answer):
 
 
 def main():
-    out, dirs = sys.argv[1], sys.argv[2:]
-    if not dirs:
+    args, include = sys.argv[1:], None
+    if "--include" in args:
+        i = args.index("--include")
+        if i + 1 >= len(args):
+            sys.exit("--include needs a demonstrations file")
+        include = args[i + 1]
+        del args[i:i + 2]
+    if len(args) < 2:
         sys.exit(__doc__)
+    out, dirs = args[0], args[1:]
     rows = [json.loads(line) for line in open(f"{ROOT}/data/prompts/writer.jsonl", encoding="utf-8")]
     train = {r["prompt"]: r for r in rows[:-HOLDOUT]}
-    kept, why = [], {"cut off": 0, "tags or repeats": 0, "off length": 0, "relabelled": 0, "near": 0}
+    kept = []
+    if include:
+        kept = [json.loads(line) for line in open(include, encoding="utf-8") if line.strip()]
+        for k in kept:
+            if k.get("source", k["prompt"]) not in train:
+                sys.exit(f"{include}: {k['prompt'][:60]!r} is not from a training prompt")
+    included = len(kept)
+    why = {"cut off": 0, "tags or repeats": 0, "off length": 0, "relabelled": 0, "near": 0}
     for d in dirs:
         for line in open(f"{d}/results.jsonl", encoding="utf-8"):
             r = json.loads(line)
@@ -134,7 +160,7 @@ def main():
 
     os.replace(out + ".tmp", out)
     lens = sorted(k["words"] for k in kept)
-    print(f"{out}: {len(kept)} demonstrations; {why}; answer words median {lens[len(lens) // 2] if lens else 0}, max {lens[-1] if lens else 0}")
+    print(f"{out}: {len(kept)} demonstrations ({included} included); {why}; answer words median {lens[len(lens) // 2] if lens else 0}, max {lens[-1] if lens else 0}")
 
 
 if __name__ == "__main__":
