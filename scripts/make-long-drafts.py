@@ -24,10 +24,13 @@ SERVER is a llama-server on the base model file, started with as many slots as
 PROMPTS is an eval-form file of training prompts (`scripts/make-writer-prompts.py
 --train-eval DIR`); the prompts asking for at least --min-length words are drafted.
 OUT_DIR/results.jsonl has one row per prompt in `eval longbench`'s form (prompt, required,
-answer, truncated, words, tokens; and the whole draft), so `scripts/make-cold-start.py` takes it like an eval
-run: a draft that never reached 4/5 of the asked length is marked truncated and dropped
-there. Each request uses the registry's sampling for the model (T 0.6, top-p 0.95,
-repetition penalty 1.1), with llama.cpp's DRY sampler against repeating earlier phrases. Rows already in results.jsonl are kept (the script resumes).
+answer, truncated, words, tokens; and the whole draft), so `scripts/make-cold-start.py`
+takes it like an eval run: a draft that never reached 4/5 of the asked length is marked
+truncated and dropped there. Each request uses the registry's sampling for the model
+(T 0.6, top-p 0.95, repetition penalty 1.1), with llama.cpp's DRY sampler against
+repeating earlier phrases. Rows already in results.jsonl are kept (the script resumes).
+`--recut` cuts the stored drafts again after a change to `cut`; it replaces the file, so
+not while a drafting run appends to it.
 """
 import argparse
 import concurrent.futures
