@@ -193,3 +193,32 @@ fn relevance_keeps_answers_on_their_request() {
     let r_long = relevance(e, baker, &long).unwrap();
     assert!(r_long > r_off + 0.1, "long {r_long:.3}, off {r_off:.3}");
 }
+
+/// `score --relevance` prints the trainer's relevance reward: the answer inside the tags
+/// against the request, equal to the library's value; it needs a request.
+#[test]
+fn score_prints_the_relevance_the_trainer_uses() {
+    use longwriter::reward::relevance::relevance;
+    let baker = "Write a 300-word short story about a night-shift baker.";
+    let on = "At three in the morning Marta pulled the first trays of bread from the oven, flour on her sleeves, while the city slept outside the bakery window.";
+    let off = "The committee approved the quarterly budget after a long debate about road repairs and the cost of new traffic lights.";
+    let score = |answer: &str, args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_longwriter"));
+        c.args(["score", "--relevance", "--json", "-"]).args(args).env("LONGWRITER_THREADS", "2");
+        c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(format!("<think>a plan</think><answer>{answer}</answer>").as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let value = |answer: &str| {
+        let o = score(answer, &["--prompt", baker]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["relevance"].as_f64().unwrap()
+    };
+    let (r_on, r_off) = (value(on), value(off));
+    assert!((r_on - relevance(embedder(), baker, on).unwrap()).abs() < 1e-6, "{r_on}");
+    assert!(r_on > r_off + 0.2, "on {r_on:.3}, off {r_off:.3}");
+    let o = score(on, &[]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--prompt"), "{}", String::from_utf8_lossy(&o.stderr));
+}

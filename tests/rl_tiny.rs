@@ -401,6 +401,33 @@ fn relevance_diversity_and_fluency_rewards_are_logged_and_weighted() {
     }
 }
 
+/// `rewards.combine = "weighted-sum"`: a rollout's advantage is the z-score, inside its
+/// group, of the weighted sum of its raw rewards (here 2·length + format), computed again
+/// here from the rewards each sample logs.
+#[test]
+fn weighted_sum_combination_scores_the_sum_of_the_raw_rewards() {
+    use longwriter::rl::trainer::Trainer;
+    let toml = "[data]\nprompts = \"prompts.jsonl\"\ntemplate = \"nothink\"\n[rewards]\nweights = { length = 2.0 }\ncombine = \"weighted-sum\"\nl_max = 8\nformat = \"graded\"\n[rollout]\ngroup_size = 4\nprompts_per_step = 1\nmax_new_tokens = 8\n[lora]\nrank = 2\n[run]\nsteps = 2\nseed = 11\nsamples_per_step = 4\n";
+    let (dir, base, job) = tiny_job(toml);
+    let run = dir.path().join("run");
+    let mut t = Trainer::new(job, &base, &run, false, &Device::Cpu).unwrap();
+    t.run_step().unwrap();
+    t.run_step().unwrap();
+    let samples: Vec<serde_json::Value> = std::fs::read_to_string(run.join("samples.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut checked = 0;
+    for step in [1, 2] {
+        let g: Vec<&serde_json::Value> = samples.iter().filter(|s| s["step"] == step).collect();
+        assert_eq!(g.len(), 4, "one group of G = 4 a step");
+        let sums: Vec<f64> = g.iter().map(|s| 2.0 * s["length"].as_f64().unwrap() + s["format"].as_f64().unwrap()).collect();
+        let want = longwriter::reward::weighted_sum(&[sums], &[1.0]);
+        for (s, w) in g.iter().zip(&want) {
+            assert!((s["advantage"].as_f64().unwrap() - w).abs() < 1e-9, "step {step}: {s} against {w}");
+        }
+        checked += want.iter().any(|w| w.abs() > 1e-9) as usize;
+    }
+    assert!(checked > 0, "every group's rewards were equal, so nothing was compared: {samples:?}");
+}
+
 /// A curriculum: each step runs in its stage, with the stage's token budget, on the
 /// prompts up to the stage's length, and logs the stage's name; a stage that no prompt
 /// fits stops with an error that names it.

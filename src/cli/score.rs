@@ -10,9 +10,9 @@ pub struct ScoreArgs {
     /// A model output with <think>/<answer> tags; `-` or nothing reads stdin.
     pub file: Option<PathBuf>,
     /// The request the output answers (its explicit length sets the target).
-    #[arg(long, conflicts_with = "prompt_file")]
+    #[arg(long, conflicts_with = "prompt_file", group = "prompt_source")]
     pub prompt: Option<String>,
-    #[arg(long)]
+    #[arg(long, group = "prompt_source")]
     pub prompt_file: Option<PathBuf>,
     /// Target range in words, LO,HI (overrides the prompt's).
     #[arg(long, value_parser = TargetRange::parse)]
@@ -23,6 +23,10 @@ pub struct ScoreArgs {
     /// The output ended on a stop string, so a missing </answer> was swallowed.
     #[arg(long)]
     pub stopped: bool,
+    /// Also score relevance: the MiniLM cosine between the request (--prompt) and the
+    /// answer, as the trainer's `relevance` reward computes it (the --embedder model).
+    #[arg(long, requires = "prompt_source")]
+    pub relevance: bool,
     #[command(flatten)]
     pub rewards: RewardArgs,
     #[arg(long)]
@@ -56,8 +60,20 @@ pub fn run(a: ScoreArgs, device: &str) -> Result<()> {
     if a.target.is_none() && unit_target.is_some() {
         s.target_source = "prompt";
     }
+    let relevance = match (a.relevance, prompt.as_deref()) {
+        (true, Some(p)) => {
+            let embedder = super::rewards::load_embedder(&a.rewards.embedder, device)?;
+            let (_, answer, _) = crate::text::parse_all(&output, a.stopped);
+            Some(crate::reward::relevance::relevance(&embedder, p, &answer)?)
+        }
+        _ => None,
+    };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        let mut v = serde_json::to_value(&s)?;
+        if let (Some(r), Some(o)) = (relevance, v.as_object_mut()) {
+            o.insert("relevance".into(), r.into());
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     let b = &s.rewards;
@@ -76,6 +92,9 @@ pub fn run(a: ScoreArgs, device: &str) -> Result<()> {
         println!("format      0 ({})", b.format_reasons.join("; "));
     }
     println!("repetition  {:.1}% of {}-grams repeat", b.repeated_share * 100.0, scorer.cfg.ngram);
+    if let Some(r) = relevance {
+        println!("relevance   {r:.3} (cosine between request and answer, {})", a.rewards.embedder);
+    }
     if let Some(sem) = &b.semantic {
         match sem.most_similar {
             Some((i, j, c)) => println!("semantic    {} paragraphs; most alike {i} and {j} (cosine {c:.2}); {} pairs above {:.2}", sem.paragraphs, sem.repeated_pairs, sem.threshold),

@@ -51,9 +51,16 @@ pub fn convert(job: &JobSpec, kind: TrainerKind, hf_model: &str, reward_url: &st
     if job.rewards.format == "graded" {
         caveats.push_str("\nFormat: reward-serve scores it strictly (0 or 1); this job's graded shaping exists only in longwriter's own trainer.");
     }
-    let own: Vec<&str> = ["relevance", "diversity"].into_iter().filter(|r| job.rewards.uses(r)).collect();
-    if !own.is_empty() || !job.rewards.weights.is_empty() {
-        caveats.push_str(&format!("\nRewards: {} and per-reward weights exist only in longwriter's own trainer; reward-serve combines length, format and quality with equal weight.", if own.is_empty() { "nothing else".to_string() } else { own.join(" and ") }));
+    let mut own: Vec<&str> = ["relevance", "diversity"].into_iter().filter(|r| job.rewards.uses(r)).collect();
+    if !job.rewards.weights.is_empty() {
+        own.push("per-reward weights");
+    }
+    if job.rewards.combine != crate::reward::Combine::default() {
+        own.push("the weighted-sum combination");
+    }
+    if let Some((last, rest)) = own.split_last() {
+        let list = if rest.is_empty() { last.to_string() } else { format!("{} and {last}", rest.join(", ")) };
+        caveats.push_str(&format!("\nRewards: {list} exist only in longwriter's own trainer; reward-serve combines length, format and quality with equal weight."));
     }
     let note = format!(
         "Converted from a longwriter job by `longwriter train convert`. Rewards come from `longwriter reward-serve` at {reward_url}; start it with the job's settings:\n  longwriter reward-serve --l-max {}{}\nEach step: {} prompts x G={} rollouts, {} new tokens, T={} top-p={}, eps={} beta={}, lr={}.{caveats}",

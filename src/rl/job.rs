@@ -105,8 +105,15 @@ pub struct RewardSpec {
     /// type-token ratio) and "fluency" (the frozen base model's per-token likelihood of the
     /// answer's opening after the request).
     pub use_rewards: Vec<String>,
-    /// Weights of the rewards' z-scores in the advantage, by name (missing: 1).
+    /// Weights of the rewards in the advantage, by name (missing: 1).
     pub weights: std::collections::BTreeMap<String, f64>,
+    /// How a group's rewards become advantages: "advantage-mean" (the paper: each reward
+    /// z-scored inside the group, the z-scores averaged with `weights`) or "weighted-sum"
+    /// (the weighted sum of the raw rewards, z-scored). All rewards here lie on [0, 1], so
+    /// the sum keeps each one's real spread: z-scored alone, a reward whose answers differ
+    /// by 0.02 weighs as much as the length reward's 0.3, whichever way it leans
+    /// (docs/training.md, "How the rewards are combined").
+    pub combine: crate::reward::Combine,
     /// The sentence embedder of the relevance reward (a registry name).
     pub embedder: String,
     /// L_max of the length reward, in words.
@@ -135,6 +142,7 @@ impl Default for RewardSpec {
         Self {
             use_rewards: vec!["length".into(), "format".into()],
             weights: Default::default(),
+            combine: Default::default(),
             embedder: "all-minilm-l6-v2".into(),
             l_max: crate::reward::DEFAULT_L_MAX,
             target_unit: crate::reward::PAPER_UNIT,
@@ -421,6 +429,14 @@ mod tests {
         assert!(j.validate().is_ok() && j.optim.gradient_checkpointing && j.rollout.device == "cpu");
         let j: JobSpec = toml::from_str("[rollout]\ndevice = \"cuda\"").unwrap();
         assert!(j.validate().unwrap_err().to_string().contains("rollout.device"), "the training device is chosen with --device");
+    }
+
+    #[test]
+    fn combine_is_the_papers_unless_asked() {
+        assert_eq!(JobSpec::default().rewards.combine, crate::reward::Combine::AdvantageMean);
+        let j: JobSpec = toml::from_str("[rewards]\ncombine = \"weighted-sum\"").unwrap();
+        assert_eq!(j.rewards.combine, crate::reward::Combine::WeightedSum);
+        assert!(toml::from_str::<JobSpec>("[rewards]\ncombine = \"sum\"").unwrap_err().to_string().contains("advantage-mean"));
     }
 
     /// A shipped job must run from an installed binary: it parses, validates, and every
