@@ -430,7 +430,8 @@ fn weighted_sum_combination_scores_the_sum_of_the_raw_rewards() {
 
 /// A curriculum: each step runs in its stage, with the stage's token budget, on the
 /// prompts up to the stage's length, and logs the stage's name; a stage that no prompt
-/// fits stops with an error that names it.
+/// fits stops with an error that names it. `rollout.tokens_per_word` sizes each prompt's
+/// budget by its target.
 #[test]
 fn staged_jobs_run_each_stage_with_its_budget_and_prompts() {
     use longwriter::rl::trainer::Trainer;
@@ -443,6 +444,13 @@ fn staged_jobs_run_each_stage_with_its_budget_and_prompts() {
     assert_eq!((a["stage"].as_str(), b["stage"].as_str()), (Some("short"), Some("all")));
     assert!(a["completions/max_length"].as_f64().unwrap() <= 3.0, "the stage's budget: {a}");
     assert!((4.0..=12.0).contains(&b["completions/max_length"].as_f64().unwrap()), "the job's budget again: {b}");
+    // A budget by target: 1.5 tokens per word of the prompts' upper bound (2) is 3 tokens.
+    let mut per_word = job.clone();
+    per_word.stages.clear();
+    per_word.run.steps = 1;
+    per_word.rollout.tokens_per_word = Some(1.5);
+    let m = Trainer::new(per_word, &base, &dir.path().join("per-word"), false, &Device::Cpu).unwrap().run_step().unwrap();
+    assert!(m["completions/max_length"].as_f64().unwrap() <= 3.0, "the prompt's budget: {m}");
     let mut none = job.clone();
     none.stages[0].max_target = Some(1);
     let e = Trainer::new(none, &base, &dir.path().join("none"), false, &Device::Cpu).unwrap().run_step().unwrap_err().to_string();

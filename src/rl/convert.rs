@@ -48,6 +48,9 @@ pub fn convert(job: &JobSpec, kind: TrainerKind, hf_model: &str, reward_url: &st
     if job.data.targets == "rules" {
         caveats.push_str(&format!("\nTargets: this job reads them from the prompt text rounded to {} words; the converted data sends each prompt's `range` when it has one, and reward-serve reads the rest from the text with the paper's 100-word unit.", job.rewards.target_unit));
     }
+    if let Some(k) = job.rollout.tokens_per_word {
+        caveats.push_str(&format!("\nBudget: every prompt gets rollout.max_new_tokens there; this job's {k} tokens per target word exists only in longwriter's own trainer."));
+    }
     if job.rewards.format == "graded" {
         caveats.push_str("\nFormat: reward-serve scores it strictly (0 or 1); this job's graded shaping exists only in longwriter's own trainer.");
     }

@@ -159,6 +159,12 @@ pub struct RolloutSpec {
     pub group_size: usize,
     pub prompts_per_step: usize,
     pub max_new_tokens: usize,
+    /// A prompt's token budget in tokens per word of its target's upper bound (characters
+    /// for Chinese), at most `max_new_tokens`; unset, every prompt gets `max_new_tokens`.
+    /// One budget for every target makes a runaway to a 100-word request cost as much as
+    /// a 2,000-word answer, and a budget near a long target's own length cuts the
+    /// answers that reach it (format 0), which teaches the policy to stop short.
+    pub tokens_per_word: Option<f64>,
     /// Sampling temperature of rollouts (paper: 0.8).
     pub temperature: f64,
     /// Top-p of rollouts (paper: 1.0).
@@ -171,7 +177,17 @@ pub struct RolloutSpec {
 
 impl Default for RolloutSpec {
     fn default() -> Self {
-        Self { group_size: 4, prompts_per_step: 4, max_new_tokens: 192, temperature: 0.8, top_p: 1.0, device: "train".into() }
+        Self { group_size: 4, prompts_per_step: 4, max_new_tokens: 192, tokens_per_word: None, temperature: 0.8, top_p: 1.0, device: "train".into() }
+    }
+}
+
+impl RolloutSpec {
+    /// The new-token budget of a prompt with this target (see [`Self::tokens_per_word`]).
+    pub fn budget(&self, target: Option<crate::reward::TargetRange>) -> usize {
+        match (self.tokens_per_word, target.filter(|t| !t.is_unscoreable())) {
+            (Some(k), Some(t)) => ((k * t.hi as f64).ceil() as usize).clamp(1, self.max_new_tokens),
+            _ => self.max_new_tokens,
+        }
     }
 }
 
@@ -337,6 +353,9 @@ impl JobSpec {
         if r.prompts_per_step == 0 || r.max_new_tokens == 0 || self.run.steps == 0 {
             return bad("rollout.prompts_per_step, rollout.max_new_tokens and run.steps must be positive");
         }
+        if r.tokens_per_word.is_some_and(|k| !(k.is_finite() && k > 0.0)) {
+            return bad("rollout.tokens_per_word must be a positive number");
+        }
         if !(r.temperature > 0.0) || !(r.top_p > 0.0 && r.top_p <= 1.0) {
             return bad("rollout.temperature must be > 0 and rollout.top_p in (0, 1]");
         }
@@ -437,6 +456,23 @@ mod tests {
         let j: JobSpec = toml::from_str("[rewards]\ncombine = \"weighted-sum\"").unwrap();
         assert_eq!(j.rewards.combine, crate::reward::Combine::WeightedSum);
         assert!(toml::from_str::<JobSpec>("[rewards]\ncombine = \"sum\"").unwrap_err().to_string().contains("advantage-mean"));
+    }
+
+    #[test]
+    fn a_prompts_budget_follows_its_target_up_to_the_cap() {
+        use crate::reward::TargetRange;
+        let mut r = RolloutSpec { max_new_tokens: 3000, ..RolloutSpec::default() };
+        let t = |lo, hi| Some(TargetRange { lo, hi });
+        assert_eq!((r.budget(t(200, 400)), r.budget(None)), (3000, 3000), "unset: the cap for every prompt");
+        r.tokens_per_word = Some(2.5);
+        assert_eq!(r.budget(t(200, 400)), 1000);
+        assert_eq!(r.budget(t(1800, 2200)), 3000, "never above max_new_tokens");
+        assert_eq!(r.budget(None), 3000, "no target: the cap");
+        assert_eq!(r.budget(t(0, 0)), 3000, "an unscoreable target: the cap");
+        for k in [0.0, -1.0, f64::NAN] {
+            let j = JobSpec { rollout: RolloutSpec { tokens_per_word: Some(k), ..RolloutSpec::default() }, ..JobSpec::default() };
+            assert!(j.validate().unwrap_err().to_string().contains("tokens_per_word"), "{k}");
+        }
     }
 
     /// A shipped job must run from an installed binary: it parses, validates, and every

@@ -333,7 +333,7 @@ impl Trainer {
             let samplers: Vec<SamplerConfig> = (0..g)
                 .map(|r| SamplerConfig { temperature: job.rollout.temperature, top_p: job.rollout.top_p, top_k: 0, repetition_penalty: 1.0, repeat_last_n: 64, seed: crate::engine::derive_seed(job.run.seed, &[k as u64, j as u64, r as u64]) })
                 .collect();
-            let req = GenerateRequest { prompt_ids: prompt_ids.clone(), ..GenerateRequest::for_mode(mode, samplers[0].clone(), job.rollout.max_new_tokens) };
+            let req = GenerateRequest { prompt_ids: prompt_ids.clone(), ..GenerateRequest::for_mode(mode, samplers[0].clone(), job.rollout.budget(tp.target)) };
             // The group decodes side by side: one batched pass per token for all G.
             let mut outs = Vec::with_capacity(g);
             for stats in engine.generate_group(&req, &samplers, &CancelToken::default())? {
