@@ -8,7 +8,8 @@ pub enum Combine {
     /// The paper's way: z-score each reward in the group, then average the z-scores.
     #[default]
     AdvantageMean,
-    /// For comparison: z-score the weighted sum of raw rewards.
+    /// Z-score the weighted sum of the raw rewards: each reward counts by how much it
+    /// varies in the group, not only by its weight (rewards on one scale, as the trainer's).
     WeightedSum,
 }
 
@@ -53,7 +54,8 @@ pub fn group_advantages_weighted(rewards: &[Vec<f64>], weights: &[f64]) -> Vec<f
     adv.iter().map(|a| a / total).collect()
 }
 
-/// Advantages from the weighted sum of raw rewards (the combination the paper avoids).
+/// Advantages from the weighted sum of raw rewards (the combination the paper avoids for
+/// rewards on different scales; `rewards.combine = "weighted-sum"` in a job).
 pub fn weighted_sum(rewards: &[Vec<f64>], weights: &[f64]) -> Vec<f64> {
     let g = rewards.first().map_or(0, |r| r.len());
     let sums: Vec<f64> = (0..g).map(|i| rewards.iter().zip(weights).map(|(r, w)| w * r[i]).sum()).collect();

@@ -1,5 +1,5 @@
 //! The GRPO training loop: rollouts from the current policy (merged and decoded by the fast
-//! engine), rewards, per-reward group z-scores averaged into advantages, the clipped
+//! engine), rewards, group z-scores combined into advantages (`rewards.combine`), the clipped
 //! surrogate on the f32 policy, AdamW on the LoRA adapters. One JSON line of metrics per
 //! step (TRL's key names), sample rollouts, and checkpoints a resumed run continues from
 //! exactly: every random choice derives from (seed, step), not from a stream.
@@ -346,7 +346,8 @@ impl Trainer {
         self.rollout = Some(engine);
         let t_rollout = t0.elapsed().as_secs_f64();
 
-        // 2. Rewards and advantages (per-reward z-scores in each group, weighted and averaged).
+        // 2. Rewards and advantages, group by group (rewards.combine: per-reward z-scores
+        // weighted and averaged, or the weighted sum z-scored).
         let t1 = Instant::now();
         if self.rewards.is_none() {
             self.rewards = Some(super::rewards::StepRewards::new(&job, mode, &self.base)?);
