@@ -131,9 +131,10 @@ def main():
                 out = subprocess.run([LW, "score", "--prompt", p["prompt"], "--target", f"{lo},{hi}", "--quality", "proxy", "--relevance", "--json", "-"],
                                      input=text, capture_output=True, text=True, check=True)
                 sc = json.loads(out.stdout)
-                parts = {q["name"]: q["value"] for q in sc["quality"]["parts"]}
+                # An empty answer has no quality score; the trainer gives it 0 for both.
+                parts = {q["name"]: q["value"] for q in (sc["quality"] or {"parts": []})["parts"]}
                 row = {"file": key, "group": i, "lo": lo, "hi": hi, "words": sc["words"], "relevance": sc["relevance"],
-                       "diversity": parts["diversity"], "fluency": parts["fluency"],
+                       "diversity": parts.get("diversity", 0.0), "fluency": parts.get("fluency", 0.0),
                        "tokens": d["stats"]["generated_tokens"], "natural": d["stats"]["stop"]["kind"] != "max_tokens"}
                 sf.write(json.dumps(row) + "\n")
                 sf.flush()
