@@ -17,9 +17,13 @@ range (from data/prompts/writer.jsonl's training split); OUT_DIR/out/ the answer
 (`longwriter write --json`, the job's rollout sampling: T 0.8, top-p 1.0);
 OUT_DIR/scores.jsonl the rewards (`longwriter score --json --quality proxy --relevance`).
 All three are kept, so a second run only prints the tables. A shorter token cap is
-simulated: an answer that needed more tokens than the cap leaves after a 150-token plan is
-cut (format 0, its words cut in proportion). LONGWRITER picks the binary (default:
-target/release/longwriter).
+simulated: an answer that needed more tokens than the cap less 150 (a plan's room, for
+answers written without one; a template with a plan counts it twice) is cut (format 0, its
+words cut in proportion). LONGWRITER picks the binary (default: target/release/longwriter).
+
+docs/training.md ("How the rewards are combined") has two runs: the base model on `chat`
+(the defaults) and the writer job's cold start (`--model writer-v4-step32 --template
+longwriter-chat`, a `train export` of its step 32).
 """
 import argparse
 import json
@@ -43,6 +47,7 @@ def pick_prompts(path, n):
     if os.path.exists(path):
         return [json.loads(line) for line in open(path, encoding="utf-8")]
     sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    sys.dont_write_bytecode = True  # no __pycache__ in the source tree
     import random
     from importlib import import_module
 
