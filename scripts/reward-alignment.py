@@ -35,9 +35,11 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LW = os.environ.get("LONGWRITER", os.path.join(ROOT, "target/release/longwriter"))
 PLAN_TOKENS = 150
-L_MAX = 6000
 PROXIES = ["relevance", "diversity", "fluency"]
-# examples/jobs/writer.toml's weights.
+# examples/jobs/writer.toml's l_max and weights. The length reward and the two combinations
+# are computed again here (src/reward/length.rs, src/reward/advantage.rs), since a
+# simulated token cap changes the words an answer keeps.
+L_MAX = 6000
 WEIGHTS = {"length": 2.0, "format": 1.0, "relevance": 1.0, "diversity": 0.5, "fluency": 0.5}
 
 

@@ -62,7 +62,11 @@ pub fn run(a: ScoreArgs, device: &str) -> Result<()> {
     }
     let relevance = match (a.relevance, prompt.as_deref()) {
         (true, Some(p)) => {
-            let embedder = super::rewards::load_embedder(&a.rewards.embedder, device)?;
+            // --semantic has loaded the same embedder already.
+            let embedder = match &scorer.embedder {
+                Some(e) => e.clone(),
+                None => std::sync::Arc::new(super::rewards::load_embedder(&a.rewards.embedder, device)?),
+            };
             let (_, answer, _) = crate::text::parse_all(&output, a.stopped);
             Some(crate::reward::relevance::relevance(&embedder, p, &answer)?)
         }

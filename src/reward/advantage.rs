@@ -13,6 +13,16 @@ pub enum Combine {
     WeightedSum,
 }
 
+impl Combine {
+    /// Advantages of G rollouts from K rewards (`rewards[k][i]`) with one weight per reward.
+    pub fn advantages(self, rewards: &[Vec<f64>], weights: &[f64]) -> Vec<f64> {
+        match self {
+            Combine::AdvantageMean => group_advantages_weighted(rewards, weights),
+            Combine::WeightedSum => weighted_sum(rewards, weights),
+        }
+    }
+}
+
 fn zscores(xs: &[f64]) -> Vec<f64> {
     let n = xs.len() as f64;
     if xs.len() < 2 {

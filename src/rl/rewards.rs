@@ -12,7 +12,7 @@ use super::job::JobSpec;
 use super::RlError;
 use crate::engine::{Stats, TemplateMode};
 use crate::nn::Embedder;
-use crate::reward::{group_advantages_weighted, weighted_sum, Combine, FullScore, RewardConfig, Scorer};
+use crate::reward::{FullScore, RewardConfig, Scorer};
 use crate::text::parse_all;
 
 /// What one group's rollouts scored.
@@ -98,10 +98,7 @@ impl StepRewards {
         add("relevance", relevance.as_ref());
         add("diversity", diversity.as_ref());
         add("fluency", fluency.as_ref());
-        let advantages = match self.spec.combine {
-            Combine::AdvantageMean => group_advantages_weighted(&per_reward, &weights),
-            Combine::WeightedSum => weighted_sum(&per_reward, &weights),
-        };
+        let advantages = self.spec.combine.advantages(&per_reward, &weights);
         let total_w: f64 = weights.iter().sum::<f64>().max(1e-12);
         let totals = (0..outs.len()).map(|i| per_reward.iter().zip(&weights).map(|(r, w)| w * r[i]).sum::<f64>() / total_w).collect();
         Ok(GroupScores { scores, format, relevance, diversity, fluency, has_length: length.is_some(), totals, advantages })
