@@ -362,3 +362,41 @@ fn an_f16_cache_moves_log_probabilities_only_at_the_rounding_floor() {
     assert!(total > 0.0 && total / 400.0 <= 0.08 && worst <= 0.5, "log-probabilities differ by {} on average, {worst} at most", total / 400.0);
     assert!(widest < 0.6, "{flips} flips, the widest at a gap of {widest} nats");
 }
+
+/// Budget forcing on the real model: asked for a plan (the primed template starts inside
+/// `<think>`), the decoder writes `</think>\n<answer>\n` after the budget's tokens, lists
+/// exactly those positions as forced, and the model goes on writing an answer that the
+/// parser sees as one. The group decoder forces the same way: each sequence of a group
+/// equals its single generation.
+#[test]
+fn a_plan_past_its_budget_is_closed_by_the_decoder_and_the_answer_goes_on() {
+    use longwriter::engine::THINK_CLOSE;
+    let mut e = engine();
+    let mode = TemplateMode::LongwriterPrimed;
+    let prompt_ids = e.prompt_ids(mode, "Write a 300-word story about a night-shift baker.").unwrap();
+    let close = e.tokenizer.encode_plain(THINK_CLOSE).unwrap();
+    let s = |seed| SamplerConfig { temperature: 0.8, top_p: 1.0, seed, ..Default::default() };
+    let req = GenerateRequest { prompt_ids, max_think_tokens: Some(12), ..GenerateRequest::for_mode(mode, s(3), 60) };
+    let (think, answer, stats) = e.generate_text(&req, &CancelToken::default()).unwrap();
+    let at = stats.forced.first().copied().unwrap_or_else(|| panic!("no forcing in {think:?} / {answer:?}"));
+    assert_eq!(at, 12, "every token of the primed plan counts against the budget");
+    assert_eq!(stats.forced, (at..at + close.len()).collect::<Vec<_>>());
+    assert_eq!(&stats.completion_ids[at..at + close.len()], close.as_slice());
+    assert!(stats.format.think_blocks == 1 && stats.format.answer_blocks == 1, "{:?}", stats.format);
+    assert!(!stats.format.violations.contains(&longwriter::text::Violation::UnclosedThink), "{:?}", stats.format);
+    assert!(stats.generated_tokens > at + close.len() && !answer.trim().is_empty(), "sampling goes on after the forced tokens: {answer:?}");
+    assert!(!think.contains("</think>") && !answer.contains("<answer>"), "the tags are parsed, not shown: {think:?} / {answer:?}");
+    // Without a budget the same seed plans on past that point.
+    let free = GenerateRequest { max_think_tokens: None, ..req.clone() };
+    let (_, _, unforced) = e.generate_text(&free, &CancelToken::default()).unwrap();
+    assert!(unforced.forced.is_empty());
+    assert_eq!(unforced.completion_ids[..at], stats.completion_ids[..at], "the budget changes nothing before it runs out");
+    // A group forces each sequence as a single generation would.
+    let samplers = [s(3), s(4)];
+    let group = e.generate_group(&req, &samplers, &CancelToken::default()).unwrap();
+    for (g, sampler) in group.iter().zip(&samplers) {
+        let (_, _, one) = e.generate_text(&GenerateRequest { sampler: sampler.clone(), ..req.clone() }, &CancelToken::default()).unwrap();
+        assert_eq!((&g.completion_ids, &g.forced), (&one.completion_ids, &one.forced));
+        assert!(!g.forced.is_empty());
+    }
+}

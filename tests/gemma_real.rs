@@ -164,7 +164,7 @@ fn adapters_on_gemma3_train_and_merge_into_the_decoder() {
     let adapters = longwriter::rl::lora::attach(&mut dense, &Default::default(), 7).unwrap();
     let ids = &prompts(&e.tokenizer)[0];
     let (prompt, completion) = ids.split_at(4);
-    let rollout = Rollout { prompt_ids: prompt.to_vec(), completion_ids: completion.to_vec(), advantage: 1.0, old_logprobs: None, ref_logprobs: None };
+    let rollout = Rollout { prompt_ids: prompt.to_vec(), completion_ids: completion.to_vec(), advantage: 1.0, old_logprobs: None, ref_logprobs: None, forced: Vec::new() };
     let (loss, _) = grpo_loss(&dense, &[rollout], &GrpoConfig::default(), completion.len()).unwrap();
     let grads = loss.backward().unwrap();
     let vars = adapters.all_vars();

@@ -36,7 +36,7 @@ fn batch(m: &DenseModel, beta: bool) -> Vec<Rollout> {
                 old[0] -= 0.5;
             }
             let reference = beta.then(|| lp.iter().map(|x| x - 0.2).collect());
-            Rollout { prompt_ids: p.to_vec(), completion_ids: c.to_vec(), advantage: *a, old_logprobs: Some(old), ref_logprobs: reference }
+            Rollout { prompt_ids: p.to_vec(), completion_ids: c.to_vec(), advantage: *a, old_logprobs: Some(old), ref_logprobs: reference, forced: Vec::new() }
         })
         .collect()
 }
@@ -190,8 +190,8 @@ fn a_shared_prompt_pass_gives_the_same_logits_loss_and_gradients() {
             assert!(diff < 1e-9, "{arch}: logits differ by {diff}");
         }
         // Two groups, neighbours sharing a prompt, against each rollout on its own.
-        let mut rollouts: Vec<Rollout> = comps.iter().zip([0.9, -0.4, 0.2]).map(|(c, a)| Rollout { prompt_ids: prompt.to_vec(), completion_ids: c.to_vec(), advantage: a, old_logprobs: None, ref_logprobs: None }).collect();
-        rollouts.push(Rollout { prompt_ids: vec![12, 14], completion_ids: vec![2, 9], advantage: -1.1, old_logprobs: None, ref_logprobs: None });
+        let mut rollouts: Vec<Rollout> = comps.iter().zip([0.9, -0.4, 0.2]).map(|(c, a)| Rollout { prompt_ids: prompt.to_vec(), completion_ids: c.to_vec(), advantage: a, old_logprobs: None, ref_logprobs: None, forced: Vec::new() }).collect();
+        rollouts.push(Rollout { prompt_ids: vec![12, 14], completion_ids: vec![2, 9], advantage: -1.1, old_logprobs: None, ref_logprobs: None, forced: Vec::new() });
         let cfg = GrpoConfig { epsilon: 0.2, beta: 0.0, ..Default::default() };
         let tokens: usize = rollouts.iter().map(|r| r.completion_ids.len()).sum();
         let (loss, _) = grpo_loss(&m, &rollouts, &cfg, tokens).unwrap();
@@ -254,7 +254,7 @@ fn weights_swapped_in_memory_decode_like_the_merged_file() {
 #[test]
 fn the_attention_memory_bound_rejects_a_long_sequence_and_passes_the_demo() {
     use longwriter::rl::grpo::{attention_bytes_lower_bound, available_memory};
-    let r = |p: usize, c: usize, prompt: u32| Rollout { prompt_ids: vec![prompt; p], completion_ids: vec![1; c], advantage: 1.0, old_logprobs: None, ref_logprobs: None };
+    let r = |p: usize, c: usize, prompt: u32| Rollout { prompt_ids: vec![prompt; p], completion_ids: vec![1; c], advantage: 1.0, old_logprobs: None, ref_logprobs: None, forced: Vec::new() };
     // SmolLM2-135M: 30 layers, 9 heads. One 3,072-token rollout after a 200-token prompt.
     let long = attention_bytes_lower_bound(30, 9, &[r(200, 3073, 7)]);
     assert_eq!(long, (200 * 200 + 3072 * 3272) * 30 * 9 * 5 * 4);
@@ -303,7 +303,7 @@ fn gradient_checkpointing_gives_the_whole_graphs_loss_and_gradients() {
         for (c, a) in [(vec![9u32], -0.5), (vec![3, 3, 8], 0.7)] {
             let lp: Vec<f32> = sequence_logprobs(&m, &prompt, &c, 1.0).unwrap().0.to_dtype(DType::F32).unwrap().to_vec1().unwrap();
             let reference = (beta > 0.0).then(|| lp.iter().map(|x| x + 0.1).collect());
-            b.insert(1, Rollout { prompt_ids: prompt.clone(), completion_ids: c, advantage: a, old_logprobs: None, ref_logprobs: reference });
+            b.insert(1, Rollout { prompt_ids: prompt.clone(), completion_ids: c, advantage: a, old_logprobs: None, ref_logprobs: reference, forced: Vec::new() });
         }
         let cfg = GrpoConfig { epsilon: 0.2, beta, ..Default::default() };
         let tokens: usize = b.iter().map(|r| r.completion_ids.len()).sum();
@@ -455,6 +455,39 @@ fn staged_jobs_run_each_stage_with_its_budget_and_prompts() {
     none.stages[0].max_target = Some(1);
     let e = Trainer::new(none, &base, &dir.path().join("none"), false, &Device::Cpu).unwrap().run_step().unwrap_err().to_string();
     assert!(e.contains("stage 'short'") && e.contains("up to 1"), "{e}");
+}
+
+/// `rollout.max_think_tokens`: the primed template starts each rollout inside `<think>`, so
+/// with a budget of 2 every rollout is forced after 2 tokens; the forced tokens are left
+/// out of the loss's token count, and a forced plan's strict format is 0 with the reason
+/// logged. A budget needs a template with `<think>`.
+#[test]
+fn a_max_think_tokens_forces_every_long_plan_and_keeps_the_forced_tokens_out_of_the_loss() {
+    use longwriter::rl::trainer::Trainer;
+    let toml = "[data]\nprompts = \"prompts.jsonl\"\ntemplate = \"longwriter-primed\"\n[rewards]\nl_max = 8\nformat = \"graded\"\n[rollout]\ngroup_size = 3\nprompts_per_step = 1\nmax_new_tokens = 12\nmax_think_tokens = 2\n[lora]\nrank = 2\n[run]\nsteps = 1\nseed = 4\nsamples_per_step = 3\n";
+    let (dir, base, job) = tiny_job(toml);
+    // The primed template's instructions alone outgrow the usual 256-token context.
+    common::tiny::write_gguf("llama", candle_core::quantized::GgmlDType::Q8_0, 1024, &base);
+    let run = dir.path().join("run");
+    let m = Trainer::new(job.clone(), &base, &run, false, &Device::Cpu).unwrap().run_step().unwrap();
+    let samples: Vec<serde_json::Value> = std::fs::read_to_string(run.join("samples.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(samples.len(), 3);
+    let forced: Vec<&serde_json::Value> = samples.iter().filter(|s| s["plan_forced"] == true).collect();
+    assert_eq!(m["completions/plan_forced_ratio"].as_f64().unwrap(), forced.len() as f64 / 3.0, "{m}");
+    assert!(!forced.is_empty(), "a 2-token budget forces the tiny model's plans: {samples:?}");
+    for s in &forced {
+        assert_eq!(s["format_strict"], 0.0, "{s}");
+        assert!(s["format_reasons"].to_string().contains("budget"), "{s}");
+    }
+    let sampled: u64 = samples.iter().map(|s| s["tokens"].as_u64().unwrap()).sum();
+    let counted = m["num_tokens"].as_u64().unwrap();
+    assert!(counted < sampled, "the loss counts {counted} of {sampled} tokens: the forced ones are out");
+    let mut bad = job.clone();
+    bad.rollout.max_think_tokens = Some(0);
+    assert!(bad.validate().unwrap_err().to_string().contains("max_think_tokens"));
+    bad.rollout.max_think_tokens = Some(8);
+    bad.data.template = longwriter::engine::TemplateMode::Nothink;
+    assert!(bad.validate().unwrap_err().to_string().contains("<think>"));
 }
 
 /// A supervised stage fits its demonstrations (their negative log-likelihood falls step

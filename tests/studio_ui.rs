@@ -67,6 +67,7 @@ fn stats(stop: StopReason) -> Stats {
         stop,
         format: FormatReport { think_blocks: 1, answer_blocks: 1, violations: vec![] },
         completion_ids: vec![],
+        forced: vec![],
     }
 }
 

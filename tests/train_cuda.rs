@@ -73,7 +73,7 @@ fn batch_for(path: &Path, lora: &LoraConfig, specs: &[(Vec<u32>, Vec<u32>, f64)]
             let mut old: Vec<f32> = lp.iter().enumerate().map(|(i, x)| x + 0.03 * ((i + k) as f32 % 3.0 - 1.0)).collect();
             old[0] -= 0.5;
             let reference = beta.then(|| lp.iter().map(|x| x - 0.1).collect());
-            Rollout { prompt_ids: p.clone(), completion_ids: c.clone(), advantage: *a, old_logprobs: Some(old), ref_logprobs: reference }
+            Rollout { prompt_ids: p.clone(), completion_ids: c.clone(), advantage: *a, old_logprobs: Some(old), ref_logprobs: reference, forced: Vec::new() }
         })
         .collect()
 }

@@ -23,14 +23,23 @@ pub struct GenerateRequest {
     pub stop_strings: Vec<String>,
     /// Where the new text continues: fresh output, inside `<think>`, or inside `<answer>`.
     pub start_in: StartIn,
+    /// Budget forcing: after this many tokens inside a `<think>` that is still open, the
+    /// decoder writes [`THINK_CLOSE`] itself and sampling goes on in the answer. The
+    /// written tokens are listed in [`Stats::forced`], so a trainer can keep them out of
+    /// the loss. None: the plan runs as long as the model makes it.
+    pub max_think_tokens: Option<usize>,
 }
+
+/// What budget forcing writes when a plan runs past its budget: the end of the plan and
+/// the start of the answer, as the longwriter templates lay them out.
+pub const THINK_CLOSE: &str = "</think>\n<answer>\n";
 
 impl GenerateRequest {
     /// A generation in `mode`: its stop strings, and its text starting where the mode's
     /// prompt leaves off (inside `<think>` for a primed template). The prompt ids are
     /// filled in by whoever builds the prompt.
     pub fn for_mode(mode: super::TemplateMode, sampler: SamplerConfig, max_new_tokens: usize) -> Self {
-        Self { prompt_ids: Vec::new(), sampler, max_new_tokens, stop_strings: mode.stop_strings(), start_in: mode.start_in() }
+        Self { prompt_ids: Vec::new(), sampler, max_new_tokens, stop_strings: mode.stop_strings(), start_in: mode.start_in(), max_think_tokens: None }
     }
 }
 
@@ -92,6 +101,10 @@ pub struct Stats {
     /// The generated token ids, end-of-sequence and stop-string tokens included.
     #[serde(skip)]
     pub completion_ids: Vec<u32>,
+    /// Positions in `completion_ids` that budget forcing wrote (the model did not sample
+    /// them); empty when the plan closed by itself or had no budget.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub forced: Vec<usize>,
 }
 
 impl Stats {
@@ -110,6 +123,7 @@ impl Stats {
             stop,
             format,
             completion_ids,
+            forced: Vec::new(),
         }
     }
 }
@@ -179,6 +193,11 @@ impl TextSink {
     pub fn emitted(&self) -> bool {
         self.emitted
     }
+
+    /// Whether the text so far leaves a `<think>` block open.
+    pub fn in_think(&self) -> bool {
+        self.parser.in_think()
+    }
 }
 
 /// Cancels a generation; checked before every token.
@@ -205,7 +224,7 @@ impl Engine {
     pub fn generate(&mut self, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Segment)) -> Result<Stats, EngineError> {
         req.sampler.validate().map_err(EngineError::Sampling)?;
         let ctx = self.model.config().context_length;
-        let mut dec = Decoding::new(req, req.sampler.clone());
+        let mut dec = Decoding::new(req, req.sampler.clone(), &self.tokenizer)?;
         let t0 = Instant::now();
         let (reused, mut logits) = self.prefill(req, cancel)?;
         let prefill_secs = t0.elapsed().as_secs_f64();
@@ -245,7 +264,7 @@ impl Engine {
         let t1 = Instant::now();
         let super::Model::Cpu(m) = &mut self.model else { unreachable!("checked above") };
         m.fork(samplers.len());
-        let mut decs: Vec<Decoding> = samplers.iter().map(|s| Decoding::new(req, s.clone())).collect();
+        let mut decs: Vec<Decoding> = samplers.iter().map(|s| Decoding::new(req, s.clone(), &self.tokenizer)).collect::<Result<_, _>>()?;
         let mut rows: Vec<Vec<f32>> = vec![logits; samplers.len()];
         let mut stops: Vec<Option<StopReason>> = vec![None; samplers.len()];
         let result = (|| -> Result<(), EngineError> {
@@ -323,7 +342,8 @@ struct Timing {
     decode_secs: f64,
 }
 
-/// One sequence's decoding: sampling, end-of-sequence, and the text sink.
+/// One sequence's decoding: sampling (or budget forcing), end-of-sequence, and the text
+/// sink.
 struct Decoding {
     sampler: Sampler,
     sink: TextSink,
@@ -331,20 +351,47 @@ struct Decoding {
     history: Vec<u32>,
     prompt_len: usize,
     generated: usize,
+    /// Tokens spent inside an open `<think>`, against `max_think_tokens`.
+    think_tokens: usize,
+    max_think_tokens: Option<usize>,
+    /// [`THINK_CLOSE`]'s ids still to write, front first; filled once, when the budget runs out.
+    forcing: std::collections::VecDeque<u32>,
+    close_ids: Vec<u32>,
+    forced: Vec<usize>,
 }
 
 impl Decoding {
-    fn new(req: &GenerateRequest, sampler: SamplerConfig) -> Self {
-        Self { sampler: Sampler::new(sampler), sink: TextSink::new(req.start_in, &req.stop_strings), decoder: TokenDecoder::new(), history: req.prompt_ids.clone(), prompt_len: req.prompt_ids.len(), generated: 0 }
+    fn new(req: &GenerateRequest, sampler: SamplerConfig, tok: &super::TextTokenizer) -> Result<Self, EngineError> {
+        let close_ids = if req.max_think_tokens.is_some() { tok.encode_plain(THINK_CLOSE)? } else { Vec::new() };
+        Ok(Self {
+            sampler: Sampler::new(sampler),
+            sink: TextSink::new(req.start_in, &req.stop_strings),
+            decoder: TokenDecoder::new(),
+            history: req.prompt_ids.clone(),
+            prompt_len: req.prompt_ids.len(),
+            generated: 0,
+            think_tokens: 0,
+            max_think_tokens: req.max_think_tokens,
+            forcing: Default::default(),
+            close_ids,
+            forced: Vec::new(),
+        })
     }
 
-    /// Picks the next token from `logits` and streams its text; `Some(stop)` ends the
-    /// sequence (the token that ended it is kept in the history).
+    /// Picks the next token from `logits` (or writes the next forced one) and streams its
+    /// text; `Some(stop)` ends the sequence (the token that ended it is kept in the
+    /// history).
     fn advance(&mut self, logits: &mut [f32], max_new: usize, tok: &super::TextTokenizer, eos: &[u32], emit: &mut dyn FnMut(Segment)) -> Result<Option<StopReason>, EngineError> {
         if self.generated >= max_new {
             return Ok(Some(StopReason::MaxTokens));
         }
-        let id = self.sampler.sample(logits, &self.history);
+        let id = match self.forcing.pop_front() {
+            Some(id) => {
+                self.forced.push(self.generated);
+                id
+            }
+            None => self.sampler.sample(logits, &self.history),
+        };
         self.generated += 1;
         self.history.push(id);
         if eos.contains(&id) {
@@ -353,6 +400,14 @@ impl Decoding {
         if let Some(text) = self.decoder.push(tok, id)? {
             if let Some(s) = self.sink.text(&text, emit) {
                 return Ok(Some(StopReason::StopString(s)));
+            }
+        }
+        if let Some(budget) = self.max_think_tokens {
+            if self.sink.in_think() && self.forced.is_empty() && self.forcing.is_empty() {
+                self.think_tokens += 1;
+                if self.think_tokens >= budget {
+                    self.forcing.extend(&self.close_ids);
+                }
             }
         }
         Ok(None)
@@ -367,7 +422,9 @@ impl Decoding {
         let tail = if matches!(stop, StopReason::StopString(_)) { String::new() } else { self.decoder.flush(tok)? };
         let format = self.sink.finish(&stop, &tail, emit);
         let ids = self.history.split_off(self.prompt_len);
-        Ok(Stats::new(self.prompt_len, t.reused, self.generated, t.prefill_secs, t.decode_secs, stop, format, ids))
+        let mut stats = Stats::new(self.prompt_len, t.reused, self.generated, t.prefill_secs, t.decode_secs, stop, format, ids);
+        stats.forced = self.forced;
+        Ok(stats)
     }
 }
 

@@ -54,6 +54,30 @@ impl<R: Read> Walker<R> {
         if self.wide { self.u64(what) } else { self.u32(what).map(u64::from) }
     }
 
+    /// Reads a metadata key and says whether candle will read it as `general.alignment`:
+    /// candle strips trailing NULs from strings, so "general.alignment\0\0" is that key too
+    /// (found by the `gguf_header` fuzz target).
+    fn key_is_alignment(&mut self) -> Result<bool, String> {
+        let n = self.count("metadata key")?;
+        let k = ALIGNMENT_KEY.len() as u64;
+        if n < k {
+            self.take(n, "metadata key")?;
+            return Ok(false);
+        }
+        self.room(n, "metadata key")?;
+        let mut same = self.bytes::<{ ALIGNMENT_KEY.len() }>("metadata key")? == *ALIGNMENT_KEY;
+        let mut rest = n - k;
+        let mut buf = [0u8; 256];
+        while rest > 0 {
+            let m = rest.min(buf.len() as u64) as usize;
+            self.r.read_exact(&mut buf[..m]).map_err(|e| e.to_string())?;
+            self.pos += m as u64;
+            rest -= m as u64;
+            same &= buf[..m].iter().all(|&b| b == 0);
+        }
+        Ok(same)
+    }
+
     fn string(&mut self, what: &str) -> Result<(), String> {
         let n = self.count(what)?;
         self.take(n, what)
@@ -110,11 +134,7 @@ pub fn check_header<R: Read>(r: R, len: u64) -> Result<(), String> {
         return Err(format!("the header claims {tensors} tensors and {kvs} metadata entries, more than the file can hold"));
     }
     for _ in 0..kvs {
-        let n = w.count("metadata key")?;
-        let alignment = n == ALIGNMENT_KEY.len() as u64 && w.bytes::<{ ALIGNMENT_KEY.len() }>("metadata key")? == *ALIGNMENT_KEY;
-        if n != ALIGNMENT_KEY.len() as u64 {
-            w.take(n, "metadata key")?;
-        }
+        let alignment = w.key_is_alignment()?;
         let ty = w.u32("metadata type")?;
         // candle divides by the alignment when it is an integer of up to 32 bits.
         let width = match ty {
@@ -213,5 +233,26 @@ mod tests {
         kv.extend(32u32.to_le_bytes());
         let b = header(&kv, 1);
         assert!(check_header(&b[..], b.len() as u64).is_ok());
+    }
+
+    /// Found by the `gguf_header` fuzz target (CI, session 20): candle strips trailing NULs
+    /// from keys, so a zero alignment hid behind "general.alignment\0...". A key that only
+    /// starts with the name is another key, and its zero passes.
+    #[test]
+    fn a_zero_alignment_behind_trailing_nuls_is_refused() {
+        let zero_under = |key: &[u8]| {
+            let mut kv = (key.len() as u64).to_le_bytes().to_vec();
+            kv.extend(key);
+            kv.extend(0u32.to_le_bytes());
+            kv.push(0);
+            header(&kv, 1)
+        };
+        let b = zero_under(b"general.alignment\0\0\0");
+        assert_eq!(check_header(&b[..], b.len() as u64).unwrap_err(), "general.alignment is 0");
+        let b = zero_under(b"general.alignment\0x");
+        assert!(check_header(&b[..], b.len() as u64).is_ok());
+        let crash = include_bytes!("../../fuzz/corpus/gguf_header/regression-alignment-nul-key");
+        let err = crate::engine::inspect_gguf(crash).err().expect("the crash input is refused");
+        assert!(err.to_string().contains("general.alignment is 0"), "{err}");
     }
 }

@@ -51,6 +51,9 @@ pub fn convert(job: &JobSpec, kind: TrainerKind, hf_model: &str, reward_url: &st
     if let Some(k) = job.rollout.tokens_per_word {
         caveats.push_str(&format!("\nBudget: every prompt gets rollout.max_new_tokens there; this job's {k} tokens per target word exists only in longwriter's own trainer."));
     }
+    if let Some(n) = job.rollout.max_think_tokens {
+        caveats.push_str(&format!("\nThink budget: plans run unbounded there; this job's forced close after {n} plan tokens exists only in longwriter's own trainer."));
+    }
     if job.rewards.format == "graded" {
         caveats.push_str("\nFormat: reward-serve scores it strictly (0 or 1); this job's graded shaping exists only in longwriter's own trainer.");
     }
@@ -356,5 +359,17 @@ mod tests {
         assert!(trl.contains("save_total_limit=3,"), "{trl}");
         assert!(convert(&j, TrainerKind::Openrlhf, "m", "u").contains("--max_ckpt_num '3'"));
         assert!(convert(&j, TrainerKind::Verl, "m", "u").contains("trainer.max_actor_ckpt_to_keep=3"));
+    }
+
+    /// What only longwriter's own trainer does is said, in a config that still parses.
+    #[test]
+    fn own_trainer_settings_are_stated_as_caveats() {
+        let mut j = job();
+        assert!(!convert(&j, TrainerKind::Trl, "m", "u").contains("Think budget"));
+        j.rollout.max_think_tokens = Some(768);
+        j.rollout.tokens_per_word = Some(2.5);
+        let trl = convert(&j, TrainerKind::Trl, "m", "u");
+        assert_python(&trl);
+        assert!(trl.contains("forced close after 768 plan tokens") && trl.contains("2.5 tokens per target word"), "{trl}");
     }
 }

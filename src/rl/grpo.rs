@@ -28,6 +28,17 @@ pub struct Rollout {
     pub old_logprobs: Option<Vec<f32>>,
     /// Completion log-probs under the reference (base) policy, needed when β > 0.
     pub ref_logprobs: Option<Vec<f32>>,
+    /// Completion positions the decoder wrote instead of the policy (budget forcing's
+    /// `</think>`, see `engine::GenerateRequest::max_think_tokens`): they stay in the context
+    /// but carry no loss, since the policy did not choose them.
+    pub forced: Vec<usize>,
+}
+
+impl Rollout {
+    /// The completion tokens the policy sampled: those the loss averages over.
+    pub fn loss_tokens(&self) -> usize {
+        self.completion_ids.len() - self.forced.iter().filter(|&&i| i < self.completion_ids.len()).count()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -232,10 +243,15 @@ pub fn rollout_loss(r: &Rollout, lp: &Tensor, entropy: &Tensor, cfg: &GrpoConfig
     let rv: Vec<f64> = ratio.to_dtype(DType::F64)?.to_vec1()?;
     let a = r.advantage;
     let (lo, hi) = (1.0 - cfg.epsilon, 1.0 + cfg.epsilon);
+    // 1 where the policy sampled the token, 0 where the decoder forced it.
+    let mut keep = vec![1.0f64; n];
+    for &i in r.forced.iter().filter(|&&i| i < n) {
+        keep[i] = 0.0;
+    }
     // Tokens where the clipped term is the smaller one: their term is a constant.
     let clipped: Vec<f64> = rv.iter().map(|&x| if (a > 0.0 && x > hi) || (a < 0.0 && x < lo) { 1.0 } else { 0.0 }).collect();
-    stats.clipped_high += rv.iter().filter(|&&x| a > 0.0 && x > hi).count();
-    stats.clipped_low += rv.iter().filter(|&&x| a < 0.0 && x < lo).count();
+    stats.clipped_high += rv.iter().zip(&keep).filter(|(&x, &k)| k > 0.0 && a > 0.0 && x > hi).count();
+    stats.clipped_low += rv.iter().zip(&keep).filter(|(&x, &k)| k > 0.0 && a < 0.0 && x < lo).count();
     let m = Tensor::from_vec(clipped.clone(), n, dev)?.to_dtype(dtype)?;
     let clip_val: Vec<f64> = rv.iter().map(|x| x.clamp(lo, hi) * a).collect();
     let clip_term = (Tensor::from_vec(clip_val, n, dev)?.to_dtype(dtype)? * &m)?;
@@ -248,10 +264,18 @@ pub fn rollout_loss(r: &Rollout, lp: &Tensor, entropy: &Tensor, cfg: &GrpoConfig
         stats.kl_sum += kl.detach().to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
         per_tok = (per_tok + (kl * cfg.beta)?)?;
     }
-    stats.entropy_sum += entropy.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
-    stats.logprob_sum += lp.detach().to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
-    stats.tokens += n;
-    Ok(per_tok.sum_all()?)
+    if r.forced.is_empty() {
+        stats.entropy_sum += entropy.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
+        stats.logprob_sum += lp.detach().to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
+        stats.tokens += n;
+        return Ok(per_tok.sum_all()?);
+    }
+    let sampled = |t: &Tensor| -> Result<f64, RlError> { Ok(t.detach().to_dtype(DType::F64)?.to_vec1::<f64>()?.iter().zip(&keep).map(|(x, k)| x * k).sum()) };
+    stats.entropy_sum += sampled(entropy)?;
+    stats.logprob_sum += sampled(lp)?;
+    stats.tokens += r.loss_tokens();
+    let keep = Tensor::from_vec(keep, n, dev)?.to_dtype(dtype)?;
+    Ok((per_tok * keep)?.sum_all()?)
 }
 
 #[cfg(test)]
@@ -260,7 +284,7 @@ mod tests {
     use candle_core::{Device, Var};
 
     fn rollout(advantage: f64, old: &[f64]) -> Rollout {
-        Rollout { prompt_ids: vec![1], completion_ids: vec![2, 3], advantage, old_logprobs: Some(old.iter().map(|&x| x as f32).collect()), ref_logprobs: None }
+        Rollout { prompt_ids: vec![1], completion_ids: vec![2, 3], advantage, old_logprobs: Some(old.iter().map(|&x| x as f32).collect()), ref_logprobs: None, forced: Vec::new() }
     }
 
     /// Ratios 1.5 and 0.5 (π = 0.6, 0.2 against π_old = 0.4, 0.4) with ε = 0.2, by hand.
@@ -277,7 +301,7 @@ mod tests {
             std::path::Path::new("config.json"),
         )
         .unwrap();
-        let r = |p: Vec<u32>, c: Vec<u32>| Rollout { prompt_ids: p, completion_ids: c, advantage: 1.0, old_logprobs: None, ref_logprobs: None };
+        let r = |p: Vec<u32>, c: Vec<u32>| Rollout { prompt_ids: p, completion_ids: c, advantage: 1.0, old_logprobs: None, ref_logprobs: None, forced: Vec::new() };
         // Prompt 1 token, completion 2: two positions through the layers, two head rows,
         // contexts 1 and 2.
         let one = [r(vec![1], vec![2, 3])];
@@ -317,6 +341,25 @@ mod tests {
         let r = Rollout { old_logprobs: None, ..rollout(1.0, &old) };
         let loss = rollout_loss(&r, lp.as_tensor(), &Tensor::zeros(2, DType::F64, &dev).unwrap(), &cfg, &mut stats).unwrap();
         assert_eq!((loss.to_scalar::<f64>().unwrap(), stats.clipped_high + stats.clipped_low), (-2.0, 0));
+    }
+
+    /// A forced token (budget forcing's `</think>`) stays in the rollout but carries no
+    /// loss: with the first of two tokens forced, the loss and gradient are the second's
+    /// alone, and the stats count one token.
+    #[test]
+    fn forced_tokens_carry_no_loss() {
+        let dev = Device::Cpu;
+        let lp = Var::from_vec(vec![0.6f64.ln(), 0.2f64.ln()], 2, &dev).unwrap();
+        let r = Rollout { old_logprobs: None, forced: vec![0], ..rollout(1.0, &[0.0, 0.0]) };
+        assert_eq!(r.loss_tokens(), 1);
+        let entropy = Tensor::new(&[0.5f64, 0.25], &dev).unwrap();
+        let mut stats = LossStats::default();
+        let loss = rollout_loss(&r, lp.as_tensor(), &entropy, &GrpoConfig::default(), &mut stats).unwrap();
+        assert_eq!(loss.to_scalar::<f64>().unwrap(), -1.0);
+        let g: Vec<f64> = loss.backward().unwrap().get(lp.as_tensor()).unwrap().to_vec1().unwrap();
+        assert_eq!(g, [0.0, -1.0]);
+        assert_eq!((stats.tokens, stats.entropy_sum), (1, 0.25));
+        assert!((stats.logprob_sum - 0.2f64.ln()).abs() < 1e-12);
     }
 
     /// Log-probs at temperature T are those of softmax(logits / T), the distribution the

@@ -165,6 +165,11 @@ pub struct RolloutSpec {
     /// a 2,000-word answer, and a budget near a long target's own length cuts the
     /// answers that reach it (format 0), which teaches the policy to stop short.
     pub tokens_per_word: Option<f64>,
+    /// Budget forcing: after this many tokens of an open `<think>` the decoder writes
+    /// `</think>` and `<answer>` itself and the rollout goes on as an answer. The written
+    /// tokens carry no loss, and the rollout's format reward is that of an unclosed plan.
+    /// Unset (the paper): a plan may use the whole budget and leave no answer.
+    pub max_think_tokens: Option<usize>,
     /// Sampling temperature of rollouts (paper: 0.8).
     pub temperature: f64,
     /// Top-p of rollouts (paper: 1.0).
@@ -177,7 +182,7 @@ pub struct RolloutSpec {
 
 impl Default for RolloutSpec {
     fn default() -> Self {
-        Self { group_size: 4, prompts_per_step: 4, max_new_tokens: 192, tokens_per_word: None, temperature: 0.8, top_p: 1.0, device: "train".into() }
+        Self { group_size: 4, prompts_per_step: 4, max_new_tokens: 192, tokens_per_word: None, max_think_tokens: None, temperature: 0.8, top_p: 1.0, device: "train".into() }
     }
 }
 
@@ -355,6 +360,12 @@ impl JobSpec {
         }
         if r.tokens_per_word.is_some_and(|k| !(k.is_finite() && k > 0.0)) {
             return bad("rollout.tokens_per_word must be a positive number");
+        }
+        if r.max_think_tokens == Some(0) {
+            return bad("rollout.max_think_tokens must be at least 1 token (leave it out for no budget)");
+        }
+        if r.max_think_tokens.is_some() && !self.data.template.expects_think() {
+            return bad("rollout.max_think_tokens needs a template with <think> (data.template longwriter, longwriter-chat or longwriter-primed)");
         }
         if !(r.temperature > 0.0) || !(r.top_p > 0.0 && r.top_p <= 1.0) {
             return bad("rollout.temperature must be > 0 and rollout.top_p in (0, 1]");

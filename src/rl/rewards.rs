@@ -55,10 +55,22 @@ impl StepRewards {
     }
 
     /// Scores one prompt's rollouts (`text` is each whole output, `stats` how it ended).
+    /// A plan that budget forcing closed (`stats.forced`) has its answer scored like any
+    /// other, but it did not close its own `<think>`: strict format 0, and the graded
+    /// format withholds that quarter.
     pub fn score_group(&self, tp: &TrainPrompt, outs: &[(Stats, String)]) -> Result<GroupScores, RlError> {
-        let scores: Vec<FullScore> = outs.iter().map(|(st, text)| self.scorer.score(&tp.prompt, text, tp.target, st.stop.natural())).collect();
+        let mut scores: Vec<FullScore> = outs.iter().map(|(st, text)| self.scorer.score(&tp.prompt, text, tp.target, st.stop.natural())).collect();
         // Each output parsed once: its answer text and format report.
-        let parsed: Vec<_> = outs.iter().map(|(st, text)| parse_all(text, st.stop.natural())).collect();
+        let mut parsed: Vec<_> = outs.iter().map(|(st, text)| parse_all(text, st.stop.natural())).collect();
+        for ((s, p), (st, _)) in scores.iter_mut().zip(&mut parsed).zip(outs) {
+            if !st.forced.is_empty() {
+                s.rewards.format = 0.0;
+                s.rewards.format_reasons.push(format!("the plan ran past its budget and the decoder closed it ({})", crate::text::Violation::UnclosedThink.describe()));
+                if !p.2.violations.contains(&crate::text::Violation::UnclosedThink) {
+                    p.2.violations.push(crate::text::Violation::UnclosedThink);
+                }
+            }
+        }
         let graded = self.spec.format == "graded";
         let format: Vec<f64> = scores.iter().zip(&parsed).map(|(s, p)| if graded { crate::reward::format_graded(&p.2, s.rewards.format) } else { s.rewards.format }).collect();
         let answers: Vec<&str> = parsed.iter().map(|p| p.1.as_str()).collect();

@@ -333,7 +333,7 @@ impl Trainer {
             let samplers: Vec<SamplerConfig> = (0..g)
                 .map(|r| SamplerConfig { temperature: job.rollout.temperature, top_p: job.rollout.top_p, top_k: 0, repetition_penalty: 1.0, repeat_last_n: 64, seed: crate::engine::derive_seed(job.run.seed, &[k as u64, j as u64, r as u64]) })
                 .collect();
-            let req = GenerateRequest { prompt_ids: prompt_ids.clone(), ..GenerateRequest::for_mode(mode, samplers[0].clone(), job.rollout.budget(tp.target)) };
+            let req = GenerateRequest { prompt_ids: prompt_ids.clone(), max_think_tokens: job.rollout.max_think_tokens, ..GenerateRequest::for_mode(mode, samplers[0].clone(), job.rollout.budget(tp.target)) };
             // The group decodes side by side: one batched pass per token for all G.
             let mut outs = Vec::with_capacity(g);
             for stats in engine.generate_group(&req, &samplers, &CancelToken::default())? {
@@ -357,7 +357,7 @@ impl Trainer {
         let mut samples = Vec::new();
         let (mut all_len, mut all_fmt, mut all_total, mut lengths) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut all_strict, mut all_rel, mut all_div, mut all_flu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut zero_std_groups, mut clipped) = (0usize, 0usize);
+        let (mut zero_std_groups, mut clipped, mut plans_forced) = (0usize, 0usize, 0usize);
         for (tp, prompt_ids, outs) in &groups {
             let g = step_rewards.score_group(tp, outs)?;
             let (scores, fmt, adv, totals) = (&g.scores, &g.format, &g.advantages, &g.totals);
@@ -376,6 +376,7 @@ impl Trainer {
                 all_total.push(totals[i]);
                 lengths.push(st.completion_ids.len() as f64);
                 clipped += matches!(st.stop, crate::engine::StopReason::MaxTokens | crate::engine::StopReason::ContextFull) as usize;
+                plans_forced += !st.forced.is_empty() as usize;
                 if samples.len() < job.run.samples_per_step {
                     let (think, answer, _) = parse_all(text, st.stop.natural());
                     samples.push(json!({
@@ -383,11 +384,11 @@ impl Trainer {
                         "target": s.rewards.target, "words": s.rewards.words, "length": s.rewards.length,
                         "format": fmt[i], "format_strict": s.rewards.format, "format_reasons": s.rewards.format_reasons,
                         "relevance": g.relevance.as_ref().map(|v| v[i]), "diversity": g.diversity.as_ref().map(|v| v[i]), "fluency": g.fluency.as_ref().map(|v| v[i]),
-                        "advantage": adv[i], "tokens": st.completion_ids.len(), "stop": st.stop.describe(),
+                        "advantage": adv[i], "tokens": st.completion_ids.len(), "stop": st.stop.describe(), "plan_forced": !st.forced.is_empty(),
                     }));
                 }
                 if !st.completion_ids.is_empty() {
-                    rollouts.push(Rollout { prompt_ids: prompt_ids.clone(), completion_ids: st.completion_ids.clone(), advantage: adv[i], old_logprobs: None, ref_logprobs: None });
+                    rollouts.push(Rollout { prompt_ids: prompt_ids.clone(), completion_ids: st.completion_ids.clone(), advantage: adv[i], old_logprobs: None, ref_logprobs: None, forced: st.forced.clone() });
                 }
             }
         }
@@ -395,7 +396,7 @@ impl Trainer {
 
         // 3. Loss, gradients accumulated over micro-batches, clip, AdamW.
         let t2 = Instant::now();
-        let total_tokens: usize = rollouts.iter().map(|r| r.completion_ids.len()).sum();
+        let total_tokens: usize = rollouts.iter().map(Rollout::loss_tokens).sum();
         if job.grpo.beta > 0.0 {
             self.reference_logprobs(k, &mut rollouts)?;
         }
@@ -428,6 +429,7 @@ impl Trainer {
             "completions/min_length": lengths.iter().cloned().fold(f64::INFINITY, f64::min),
             "completions/max_length": lengths.iter().cloned().fold(0.0, f64::max),
             "completions/clipped_ratio": clipped as f64 / n,
+            "completions/plan_forced_ratio": plans_forced as f64 / n,
             "entropy": if stats.tokens > 0 { stats.entropy_sum / stats.tokens as f64 } else { 0.0 },
             "clip_ratio/region_mean": if stats.tokens > 0 { (stats.clipped_low + stats.clipped_high) as f64 / stats.tokens as f64 } else { 0.0 },
             "loss": loss_sum,

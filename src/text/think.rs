@@ -141,6 +141,12 @@ impl ThinkParser {
         &self.report
     }
 
+    /// Whether the text so far leaves a `<think>` block open (a tag still arriving in
+    /// pieces does not count until it resolves).
+    pub fn in_think(&self) -> bool {
+        self.state == State::Think
+    }
+
     /// Feeds a chunk; returns the segments it completes.
     pub fn push(&mut self, chunk: &str) -> Vec<Segment> {
         let mut out = Vec::new();

@@ -291,19 +291,8 @@ fn sub(
 }
 
 fn done(t: &Totals, stop: StopReason, emit: &mut dyn FnMut(Event)) -> Stats {
-    let rate = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
-    let stats = Stats {
-        prompt_tokens: t.prompt,
-        reused_tokens: 0,
-        generated_tokens: t.generated,
-        prefill_secs: t.prefill_secs,
-        decode_secs: t.decode_secs,
-        prefill_tok_s: rate(t.prompt, t.prefill_secs),
-        decode_tok_s: rate(t.generated, t.decode_secs),
-        stop,
-        format: Default::default(),
-        completion_ids: Vec::new(),
-    };
+    // Every part's prompt was run in full: nothing reused.
+    let stats = Stats::new(t.prompt, 0, t.generated, t.prefill_secs, t.decode_secs, stop, Default::default(), Vec::new());
     emit(Event::Done(stats.clone()));
     stats
 }
@@ -378,7 +367,7 @@ mod tests {
             };
             assert!(req.max_new_tokens > 0);
             emit(Event::Answer(text));
-            Ok(Stats { prompt_tokens: 10, reused_tokens: 0, generated_tokens: 3, prefill_secs: 0.0, decode_secs: 0.0, prefill_tok_s: 0.0, decode_tok_s: 0.0, stop, format: Default::default(), completion_ids: vec![] })
+            Ok(Stats { prompt_tokens: 10, reused_tokens: 0, generated_tokens: 3, prefill_secs: 0.0, decode_secs: 0.0, prefill_tok_s: 0.0, decode_tok_s: 0.0, stop, format: Default::default(), completion_ids: vec![], forced: vec![] })
         }
     }
 

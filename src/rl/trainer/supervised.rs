@@ -43,7 +43,7 @@ impl Trainer {
             if completion_ids.is_empty() {
                 return Err(RlError::Config(format!("{}: a demonstration's completion is only the template's prefill", path.display())));
             }
-            rollouts.push(Rollout { prompt_ids, completion_ids, advantage: 1.0, old_logprobs: None, ref_logprobs: None });
+            rollouts.push(Rollout { prompt_ids, completion_ids, advantage: 1.0, old_logprobs: None, ref_logprobs: None, forced: Vec::new() });
         }
         // Neighbours with the same prompt share a prompt pass.
         rollouts.sort_by(|a, b| a.prompt_ids.cmp(&b.prompt_ids));
