@@ -64,6 +64,9 @@ pub fn convert(job: &JobSpec, kind: TrainerKind, hf_model: &str, reward_url: &st
     if job.rewards.combine != crate::reward::Combine::default() {
         own.push("the weighted-sum combination");
     }
+    if job.rewards.truncated != super::job::Truncated::default() {
+        own.push("the handling of cut rollouts (rewards.truncated)");
+    }
     if let Some((last, rest)) = own.split_last() {
         let list = if rest.is_empty() { last.to_string() } else { format!("{} and {last}", rest.join(", ")) };
         caveats.push_str(&format!("\nRewards: {list} exist only in longwriter's own trainer; reward-serve combines length, format and quality with equal weight."));
@@ -368,8 +371,9 @@ mod tests {
         assert!(!convert(&j, TrainerKind::Trl, "m", "u").contains("Think budget"));
         j.rollout.max_think_tokens = Some(768);
         j.rollout.tokens_per_word = Some(2.5);
+        j.rewards.truncated = crate::rl::job::Truncated::Zero;
         let trl = convert(&j, TrainerKind::Trl, "m", "u");
         assert_python(&trl);
-        assert!(trl.contains("forced close after 768 plan tokens") && trl.contains("2.5 tokens per target word"), "{trl}");
+        assert!(trl.contains("forced close after 768 plan tokens") && trl.contains("2.5 tokens per target word") && trl.contains("rewards.truncated"), "{trl}");
     }
 }

@@ -124,6 +124,24 @@ pub struct RewardSpec {
     /// "strict" (the paper: 1 or 0) or "graded" (partial credit for each part of the
     /// structure, for small models that never produce it by chance).
     pub format: String,
+    /// What a rollout cut by its token budget or the context earns (see [`Truncated`]).
+    pub truncated: Truncated,
+}
+
+/// What a rollout that never stopped (cut by its token budget or the context) earns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Truncated {
+    /// The paper's: scored like any answer (its format is 0, its length what it reached).
+    /// With the length reward weighted above format, a runaway cut past the asked length
+    /// can then lead its group (session 21's first step of `writer-v5`).
+    #[default]
+    Scored,
+    /// Every reward 0: a cut answer ranks below every answer that stopped by itself.
+    Zero,
+    /// DAPO's overlong filtering: scored for its group's statistics, but its advantage is
+    /// 0, so it adds no policy-gradient term.
+    Masked,
 }
 
 impl RewardSpec {
@@ -148,6 +166,7 @@ impl Default for RewardSpec {
             target_unit: crate::reward::PAPER_UNIT,
             max_repeated_share: 0.3,
             format: "strict".into(),
+            truncated: Truncated::Scored,
         }
     }
 }
@@ -467,6 +486,9 @@ mod tests {
         let j: JobSpec = toml::from_str("[rewards]\ncombine = \"weighted-sum\"").unwrap();
         assert_eq!(j.rewards.combine, crate::reward::Combine::WeightedSum);
         assert!(toml::from_str::<JobSpec>("[rewards]\ncombine = \"sum\"").unwrap_err().to_string().contains("advantage-mean"));
+        let j: JobSpec = toml::from_str("[rewards]\ntruncated = \"masked\"").unwrap();
+        assert_eq!((JobSpec::default().rewards.truncated, j.rewards.truncated), (Truncated::Scored, Truncated::Masked));
+        assert!(toml::from_str::<JobSpec>("[rewards]\ntruncated = \"drop\"").unwrap_err().to_string().contains("zero"));
     }
 
     #[test]

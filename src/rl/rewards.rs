@@ -5,12 +5,14 @@
 //! the request; the two together are the quality proxy of `reward::quality::proxy`, not a
 //! judgement of writing). Each used reward is z-scored inside its group, and the z-scores
 //! are averaged with the job's weights (or, with `rewards.combine = "weighted-sum"`, their
-//! weighted sum is z-scored).
+//! weighted sum is z-scored). A rollout cut by its token budget is scored like any other,
+//! or (`rewards.truncated`) scores 0 on every reward, or keeps its scores but gets no
+//! advantage.
 
 use super::data::TrainPrompt;
-use super::job::JobSpec;
+use super::job::{JobSpec, Truncated};
 use super::RlError;
-use crate::engine::{Stats, TemplateMode};
+use crate::engine::{Stats, StopReason, TemplateMode};
 use crate::nn::Embedder;
 use crate::reward::{FullScore, RewardConfig, Scorer};
 use crate::text::parse_all;
@@ -110,9 +112,58 @@ impl StepRewards {
         add("relevance", relevance.as_ref());
         add("diversity", diversity.as_ref());
         add("fluency", fluency.as_ref());
-        let advantages = self.spec.combine.advantages(&per_reward, &weights);
+        // Rollouts that never stopped: zeroed before the combination, or masked after it.
+        let cut: Vec<bool> = outs.iter().map(|(st, _)| matches!(st.stop, StopReason::MaxTokens | StopReason::ContextFull)).collect();
+        if self.spec.truncated == Truncated::Zero {
+            for v in &mut per_reward {
+                v.iter_mut().zip(&cut).filter(|(_, &c)| c).for_each(|(x, _)| *x = 0.0);
+            }
+        }
+        let mut advantages = self.spec.combine.advantages(&per_reward, &weights);
+        if self.spec.truncated == Truncated::Masked {
+            advantages.iter_mut().zip(&cut).filter(|(_, &c)| c).for_each(|(a, _)| *a = 0.0);
+        }
         let total_w: f64 = weights.iter().sum::<f64>().max(1e-12);
         let totals = (0..outs.len()).map(|i| per_reward.iter().zip(&weights).map(|(r, w)| w * r[i]).sum::<f64>() / total_w).collect();
         Ok(GroupScores { scores, format, relevance, diversity, fluency, has_length: length.is_some(), totals, advantages })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Stats;
+    use crate::reward::TargetRange;
+
+    /// `rewards.truncated`, by hand on one group of three (target 3–5 words, length and
+    /// strict format weighted 1:1, summed): a 4-word answer that stopped, a 4-word one cut
+    /// by the budget (same length reward, format 0), and a 20-word one that stopped.
+    #[test]
+    fn cut_rollouts_are_scored_zeroed_or_masked() {
+        let out = |text: &str, stop: StopReason| (Stats::new(1, 0, 8, 0.0, 0.0, stop, Default::default(), vec![1]), text.to_string());
+        let long = format!("<think>p</think>\n<answer>{}</answer>", (0..20).map(|i| format!("w{i}x")).collect::<Vec<_>>().join(" "));
+        let outs = [out("<think>p</think>\n<answer>one two three four</answer>", StopReason::Eos), out("<think>p</think>\n<answer>one two three four", StopReason::MaxTokens), out(&long, StopReason::Eos)];
+        let tp = TrainPrompt { prompt: "Write four words.".into(), target: Some(TargetRange { lo: 3, hi: 5 }) };
+        let scored = |truncated: Truncated| {
+            let mut job = JobSpec::default();
+            job.rewards.use_rewards = vec!["length".into(), "format".into()];
+            job.rewards.combine = crate::reward::Combine::WeightedSum;
+            job.rewards.truncated = truncated;
+            let r = StepRewards::new(&job, TemplateMode::Longwriter, std::path::Path::new("unused.gguf")).unwrap();
+            r.score_group(&tp, &outs).unwrap()
+        };
+        let g = scored(Truncated::Scored);
+        let (len, fmt) = (g.scores.iter().map(|s| s.rewards.length.unwrap()).collect::<Vec<_>>(), g.format.clone());
+        assert_eq!((len[0], len[1], fmt.clone()), (1.0, 1.0, vec![1.0, 0.0, 1.0]), "the cut answer keeps its length reward");
+        assert!(len[2] < 1.0);
+        let sums: Vec<f64> = len.iter().zip(&fmt).map(|(l, f)| l + f).collect();
+        assert_eq!(g.advantages, crate::reward::weighted_sum(&[sums.clone()], &[1.0]));
+        // Zero: the cut answer sums to 0 and ranks last.
+        let z = scored(Truncated::Zero);
+        assert_eq!(z.advantages, crate::reward::weighted_sum(&[vec![sums[0], 0.0, sums[2]]], &[1.0]));
+        assert!(z.advantages[1] < z.advantages[2] && z.totals[1] == 0.0);
+        // Masked: the group's statistics keep it, its own advantage is 0.
+        let m = scored(Truncated::Masked);
+        assert_eq!(m.advantages, vec![g.advantages[0], 0.0, g.advantages[2]]);
     }
 }
