@@ -271,6 +271,25 @@ fn write_json_with_real_model() {
     assert_eq!(std::fs::read_to_string(&out).unwrap(), answer.trim());
 }
 
+/// `--max-think-tokens`: the primed template starts inside `<think>`, so the decoder
+/// closes the plan after exactly N tokens, lists the tokens it wrote, and the model
+/// writes an answer after them. A template with no plan, or 0, is refused.
+#[test]
+fn write_closes_a_plan_at_max_think_tokens() {
+    let e = Env::new();
+    let model = common::default_model_path();
+    let m = model.to_str().unwrap();
+    let request = "Write a 300-word story about a lighthouse keeper.";
+    let o = e.run(&["write", "--model", m, "--template", "longwriter-primed", "--max-think-tokens", "8", "--max-tokens", "48", "--seed", "3", "--json", "--no-save", request]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let forced: Vec<u64> = v["stats"]["forced"].as_array().unwrap_or_else(|| panic!("no forced tokens: {v}")).iter().map(|x| x.as_u64().unwrap()).collect();
+    assert_eq!(forced, (8..8 + forced.len() as u64).collect::<Vec<_>>(), "{v}");
+    assert!(!v["think"].as_str().unwrap().trim().is_empty() && !v["answer"].as_str().unwrap().trim().is_empty(), "{v}");
+    assert_clean_failure(&e.run(&["write", "--model", m, "--template", "chat", "--max-think-tokens", "8", request]), "chat has no plan to close");
+    assert_clean_failure(&e.run(&["write", "--model", m, "--template", "longwriter", "--max-think-tokens", "0", request]), "at least 1");
+}
+
 #[test]
 fn write_streams_answer_to_stdout_and_stats_to_stderr() {
     let e = Env::new();

@@ -106,6 +106,30 @@ fn longbench_resumes_after_a_crash_and_compare_reuses_answers() {
     assert!(std::fs::read_to_string(cmp.join("report.md")).unwrap().contains("## Win rates"));
 }
 
+/// `eval longbench --max-think-tokens`: the setting is part of the eval's settings (a
+/// resumed eval must match it) and its report, and each primed answer follows a plan the
+/// decoder closed.
+#[test]
+fn an_eval_with_a_plan_budget_records_it_and_answers_after_the_closed_plan() {
+    let model = common::default_model_path();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("e");
+    let data = sample();
+    let argv = |n: &str| ["eval", "longbench", "--data", data.to_str().unwrap(), "--limit", "2", "--max-tokens", "40", "--model", model.to_str().unwrap(), "--template", "longwriter-primed", "--max-think-tokens", n, "--out", out.to_str().unwrap()].map(String::from).to_vec();
+    let a = argv("8");
+    let o = run(tmp.path(), &a.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["settings"]["max_think_tokens"], 8, "{summary}");
+    assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("plans closed by the decoder after 8 tokens"));
+    for r in lines(&out.join("results.jsonl")) {
+        assert!(!r["think"].as_str().unwrap().trim().is_empty() && !r["answer"].as_str().unwrap().trim().is_empty(), "{r}");
+    }
+    let b = argv("16");
+    let o = run(tmp.path(), &b.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert!(!o.status.success() && text(&o).contains("other settings"), "{}", text(&o));
+}
+
 #[test]
 fn kill_9_at_a_random_point_then_the_rerun_skips_what_was_finished() {
     let model = common::default_model_path();

@@ -52,6 +52,9 @@ fn write_streams_a_real_server_generation_with_think_and_answer_routed() {
     assert_eq!(stats["generated_tokens"], raw["usage"]["completion_tokens"], "{v}");
     assert!(stats["prompt_tokens"].as_u64().unwrap() > 250, "{v}");
     assert_eq!(stats["stop"]["kind"], if natural { "eos" } else { "max_tokens" }, "{v}");
+    // A server decodes by itself: a plan budget cannot be kept there, so it is refused.
+    let out = longwriter(&server.registry("lcpp", None), &["write", "--model", "lcpp", "--template", "longwriter-primed", "--max-think-tokens", "8", "--max-tokens", "32", REQUEST], &[]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("needs a local model"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

@@ -48,6 +48,11 @@ pub struct GenArgs {
     /// one (default: the model's max_tokens in the registry; 0 for none).
     #[arg(long)]
     pub think_budget: Option<usize>,
+    /// Close a plan still open after N tokens: the decoder writes </think> and <answer>
+    /// and the model goes on with the answer (budget forcing; local models only; default:
+    /// plans run as long as the model makes them).
+    #[arg(long, value_name = "N")]
+    pub max_think_tokens: Option<usize>,
     /// Seed of the sampling; each request derives its own from it.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -166,9 +171,10 @@ fn answers(model: Option<&str>, g: &GenArgs, items: &[data::EvalItem], out: &Pat
     let data = std::fs::canonicalize(&g.data).unwrap_or_else(|_| g.data.clone()).display().to_string();
     // A model that plans at length gets the plan's tokens on top of the answer's.
     let mode = g.mode(&entry);
+    mode.check_max_think_tokens(g.max_think_tokens).map_err(anyhow::Error::msg)?;
     let think_budget = if mode.expects_think() { g.think_budget.or(entry.sampling.max_tokens).unwrap_or(0) } else { 0 };
-    let settings = EvalSettings { data, model: entry.name.clone(), template: mode.label().into(), max_tokens: g.max_tokens, think_budget, seed: g.seed, temperature: sampler.temperature, top_p: sampler.top_p, judge: judge.as_ref().map(|j| j.1.clone()) };
-    let mut writer = ModelWriter { model, mode, sampler, name: entry.name.clone() };
+    let settings = EvalSettings { data, model: entry.name.clone(), template: mode.label().into(), max_tokens: g.max_tokens, think_budget, max_think_tokens: g.max_think_tokens, seed: g.seed, temperature: sampler.temperature, top_p: sampler.top_p, judge: judge.as_ref().map(|j| j.1.clone()) };
+    let mut writer = ModelWriter { model, mode, sampler, name: entry.name.clone(), max_think_tokens: g.max_think_tokens };
     let bar = super::count_bar("", items.len() as u64);
     let name = entry.name.clone();
     let results = longbench::run(items, out, &settings, &mut writer, judge.map(|j| j.0), &mut |p| match p {

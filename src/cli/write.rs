@@ -39,6 +39,11 @@ pub struct WriteArgs {
     /// Maximum new tokens (default: the model's registry setting).
     #[arg(long)]
     pub max_tokens: Option<usize>,
+    /// Close a plan still open after N tokens: the decoder writes </think> and <answer>
+    /// and the model goes on with the answer (budget forcing; local models, templates
+    /// with <think>) [default: the plan runs as long as the model makes it].
+    #[arg(long, value_name = "N")]
+    pub max_think_tokens: Option<usize>,
     /// Random seed; the same seed gives the same text [default: a fresh seed for each run,
     /// printed with the stats (and in --json) so the text can be reproduced; or `seed` in
     /// config.toml].
@@ -108,6 +113,7 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
     let d = &entry.sampling;
     let base = cfg.sampler(&SamplerConfig::from_defaults(d));
     let template = a.template.or_else(|| earlier.as_ref().and_then(|s| WriteMode::parse(&s.template))).unwrap_or_else(|| cfg.template_for(&entry));
+    template.check_max_think_tokens(a.max_think_tokens).map_err(anyhow::Error::msg)?;
     // Continuing: the output so far goes after the prompt, as the studio's Ctrl+N does.
     let continuation = match (&earlier, template) {
         (None, _) => None,
@@ -136,6 +142,7 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
     if let Some(s) = start_in {
         req.start_in = s;
     }
+    req.max_think_tokens = a.max_think_tokens;
     let (mut think, mut answer) = (String::new(), String::new());
     let (mut plan, mut notes, mut paragraphs) = (Vec::new(), Vec::new(), Vec::<String>::new());
     let stdout = std::io::stdout();

@@ -6,7 +6,7 @@ use super::data::EvalItem;
 use super::score::length_score;
 use super::EvalError;
 use crate::write::agentwrite::AgentSpec;
-use crate::engine::{derive_seed, CancelToken, SamplerConfig};
+use crate::engine::{derive_seed, CancelToken, GenerateRequest, SamplerConfig};
 use crate::write::{TextModel, WriteMode, WriteRequest};
 use crate::reward::quality::Judge;
 use serde::{Deserialize, Serialize};
@@ -42,6 +42,8 @@ pub struct ModelWriter {
     pub mode: WriteMode,
     pub sampler: SamplerConfig,
     pub name: String,
+    /// See [`EvalSettings::max_think_tokens`].
+    pub max_think_tokens: Option<usize>,
 }
 
 impl Writer for ModelWriter {
@@ -53,7 +55,7 @@ impl Writer for ModelWriter {
         // AgentWrite plans for the length the request asks.
         let agent = AgentSpec { target_words: Some(required), retries: 1, ..Default::default() };
         let w = WriteRequest { request: request.to_string(), strategy: self.mode.strategy(agent), continuation: None };
-        let req = w.strategy.generate_request(SamplerConfig { seed, ..self.sampler.clone() }, max_new_tokens);
+        let req = GenerateRequest { max_think_tokens: self.max_think_tokens, ..w.strategy.generate_request(SamplerConfig { seed, ..self.sampler.clone() }, max_new_tokens) };
         let (think, answer, stats) = crate::write::generate_text(&mut *self.model, &w, &req, &CancelToken::default())?;
         let tagged = matches!(self.mode, WriteMode::Template(m) if m.expects_think());
         Ok(Written { think, answer, stop: stats.stop.describe(), truncated: !stats.stop.natural(), tokens: stats.generated_tokens, format_ok: tagged.then(|| stats.format.ok()) })
@@ -79,6 +81,11 @@ pub struct EvalSettings {
     /// thinks at length is not cut before it answers (templates without a think part: 0).
     #[serde(default)]
     pub think_budget: usize,
+    /// Budget forcing: a plan still open after this many tokens is closed by the decoder
+    /// (`engine::GenerateRequest::max_think_tokens`). None: plans run as long as the model
+    /// makes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_think_tokens: Option<usize>,
     pub seed: u64,
     pub temperature: f64,
     pub top_p: f64,
@@ -295,7 +302,7 @@ mod tests {
     }
 
     fn settings() -> EvalSettings {
-        EvalSettings { data: "d.jsonl".into(), model: "m".into(), template: "longwriter".into(), max_tokens: None, think_budget: 0, seed: 1, temperature: 0.8, top_p: 1.0, judge: None }
+        EvalSettings { data: "d.jsonl".into(), model: "m".into(), template: "longwriter".into(), max_tokens: None, think_budget: 0, max_think_tokens: None, seed: 1, temperature: 0.8, top_p: 1.0, judge: None }
     }
 
     #[test]

@@ -54,6 +54,16 @@ impl WriteMode {
         self.template().is_some_and(TemplateMode::expects_think)
     }
 
+    /// Whether a plan budget of `n` tokens (`--max-think-tokens`) can apply to this mode:
+    /// at least one token, and a template with a `<think>` to close.
+    pub fn check_max_think_tokens(self, n: Option<usize>) -> Result<(), String> {
+        match n {
+            Some(0) => Err("--max-think-tokens must be at least 1".into()),
+            Some(_) if !self.expects_think() => Err(format!("--max-think-tokens needs a template with <think> (longwriter, longwriter-chat or longwriter-primed); {} has no plan to close", self.label())),
+            _ => Ok(()),
+        }
+    }
+
     /// The mode after this one (the studio's F2 cycle).
     pub fn next(self) -> Self {
         let i = ALL.iter().position(|m| *m == self).unwrap_or(0);
