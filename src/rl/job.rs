@@ -179,7 +179,8 @@ pub struct RolloutSpec {
     pub prompts_per_step: usize,
     pub max_new_tokens: usize,
     /// A prompt's token budget in tokens per word of its target's upper bound (characters
-    /// for Chinese), at most `max_new_tokens`; unset, every prompt gets `max_new_tokens`.
+    /// for Chinese), plus `max_think_tokens` when set, at most `max_new_tokens`; unset,
+    /// every prompt gets `max_new_tokens`.
     /// One budget for every target makes a runaway to a 100-word request cost as much as
     /// a 2,000-word answer, and a budget near a long target's own length cuts the
     /// answers that reach it (format 0), which teaches the policy to stop short.
@@ -206,10 +207,12 @@ impl Default for RolloutSpec {
 }
 
 impl RolloutSpec {
-    /// The new-token budget of a prompt with this target (see [`Self::tokens_per_word`]).
+    /// The new-token budget of a prompt with this target (see [`Self::tokens_per_word`]):
+    /// the answer's tokens, plus the plan's `max_think_tokens` when it has a budget of its
+    /// own, so a plan of allowed length never cuts the answer after it.
     pub fn budget(&self, target: Option<crate::reward::TargetRange>) -> usize {
         match (self.tokens_per_word, target.filter(|t| !t.is_unscoreable())) {
-            (Some(k), Some(t)) => ((k * t.hi as f64).ceil() as usize).clamp(1, self.max_new_tokens),
+            (Some(k), Some(t)) => ((k * t.hi as f64).ceil() as usize).saturating_add(self.max_think_tokens.unwrap_or(0)).clamp(1, self.max_new_tokens),
             _ => self.max_new_tokens,
         }
     }
@@ -502,6 +505,9 @@ mod tests {
         assert_eq!(r.budget(t(1800, 2200)), 3000, "never above max_new_tokens");
         assert_eq!(r.budget(None), 3000, "no target: the cap");
         assert_eq!(r.budget(t(0, 0)), 3000, "an unscoreable target: the cap");
+        r.max_think_tokens = Some(700);
+        assert_eq!(r.budget(t(200, 400)), 1700, "the plan's budget on top of the answer's");
+        assert_eq!(r.budget(t(1000, 1200)), 3000);
         for k in [0.0, -1.0, f64::NAN] {
             let j = JobSpec { rollout: RolloutSpec { tokens_per_word: Some(k), ..RolloutSpec::default() }, ..JobSpec::default() };
             assert!(j.validate().unwrap_err().to_string().contains("tokens_per_word"), "{k}");
