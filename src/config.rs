@@ -48,6 +48,9 @@ pub struct Sampling {
     pub top_k: Option<usize>,
     pub repetition_penalty: Option<f32>,
     pub max_tokens: Option<usize>,
+    /// Budget forcing: a plan still open after this many tokens is closed by the decoder
+    /// (templates with `<think>`, local models; `write --max-think-tokens` overrides it).
+    pub max_think_tokens: Option<usize>,
     pub seed: Option<u64>,
 }
 
@@ -70,6 +73,7 @@ pub const TEMPLATE: &str = r#"# longwriter settings. Flags and environment varia
 # top_k = 0                    # 0 = off
 # repetition_penalty = 1.0
 # max_tokens = 4096
+# max_think_tokens = 768       # close a plan still open after this many tokens (templates with <think>)
 # seed = 299792458           # fixes every draft's seed; unset: a fresh seed per draft
 "#;
 
@@ -111,6 +115,9 @@ impl Settings {
         }
         if s.sampling.max_tokens == Some(0) {
             return Err(err("sampling.max_tokens must be at least 1".into()));
+        }
+        if s.sampling.max_think_tokens == Some(0) {
+            return Err(err("sampling.max_think_tokens must be at least 1 (remove the line for no plan budget)".into()));
         }
         for (key, v) in [("model", &s.model), ("theme", &s.theme), ("judge", &s.judge)] {
             if v.as_deref().is_some_and(|v| v.trim().is_empty()) {
@@ -179,7 +186,7 @@ mod tests {
         assert!(e.contains("sampling: top-p"), "{e}");
         let e = Settings::parse("device = \"gpu\"", "c.toml").unwrap_err().to_string();
         assert!(e.contains("device:"), "{e}");
-        for bad in ["threads = 0", "[sampling]\nmax_tokens = 0", "model = \" \"", "threads = -1", "model = ["] {
+        for bad in ["threads = 0", "[sampling]\nmax_tokens = 0", "[sampling]\nmax_think_tokens = 0", "model = \" \"", "threads = -1", "model = ["] {
             assert!(Settings::parse(bad, "c.toml").is_err(), "{bad}");
         }
     }

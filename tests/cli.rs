@@ -286,6 +286,13 @@ fn write_closes_a_plan_at_max_think_tokens() {
     let forced: Vec<u64> = v["stats"]["forced"].as_array().unwrap_or_else(|| panic!("no forced tokens: {v}")).iter().map(|x| x.as_u64().unwrap()).collect();
     assert_eq!(forced, (8..8 + forced.len() as u64).collect::<Vec<_>>(), "{v}");
     assert!(!v["think"].as_str().unwrap().trim().is_empty() && !v["answer"].as_str().unwrap().trim().is_empty(), "{v}");
+    // config.toml's default does the same, where the template plans.
+    std::fs::create_dir_all(e.path("config")).unwrap();
+    std::fs::write(e.path("config/config.toml"), "[sampling]\nmax_think_tokens = 6\n").unwrap();
+    let o = e.run(&["write", "--model", m, "--template", "longwriter-primed", "--max-tokens", "24", "--seed", "3", "--json", "--no-save", request]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", stderr(&o)));
+    assert_eq!(v["stats"]["forced"][0], 6, "{v}");
+    assert!(e.run(&["write", "--model", m, "--template", "chat", "--max-tokens", "4", "--no-save", request]).status.success(), "a default with no plan to close is no error");
     assert_clean_failure(&e.run(&["write", "--model", m, "--template", "chat", "--max-think-tokens", "8", request]), "chat has no plan to close");
     assert_clean_failure(&e.run(&["write", "--model", m, "--template", "longwriter", "--max-think-tokens", "0", request]), "at least 1");
 }
@@ -445,7 +452,7 @@ fn config_toml_sets_defaults_that_flags_override_and_a_broken_one_stops_with_its
     let model = common::default_model_path();
     std::fs::write(&cfg, format!("model = {:?}\ntemplate = \"chat\"\n[sampling]\nmax_tokens = 7\ntemperature = 0\n", model.to_str().unwrap())).unwrap();
     let show = String::from_utf8_lossy(&e.run(&["config", "show"]).stdout).into_owned();
-    assert!(show.contains("chat  (config.toml)") && show.contains("sampling.max_tokens    7  (config.toml)") && show.contains("device                 cpu  (default)"), "{show}");
+    assert!(show.contains("chat  (config.toml)") && show.contains(&format!("{:<27} 7  (config.toml)", "sampling.max_tokens")) && show.contains(&format!("{:<27} cpu  (default)", "device")), "{show}");
     let v: serde_json::Value = serde_json::from_slice(&e.run(&["config", "show", "--json"]).stdout).unwrap();
     let setting = |k: &str| (v["settings"][k]["value"].as_str().unwrap().to_string(), v["settings"][k]["from"].as_str().unwrap().to_string());
     assert_eq!((setting("template"), setting("sampling.max_tokens"), setting("device")), (("chat".into(), "config.toml".into()), ("7".into(), "config.toml".into()), ("cpu".into(), "default".into())));

@@ -81,18 +81,20 @@ fn show(cli: &Cli, path: &std::path::Path, json: bool) -> Result<()> {
         ("top_k", pick(&[(file, s.top_k.map(|v| v.to_string())), (&reg, d.top_k.map(|v| v.to_string()))], &base.top_k.to_string())),
         ("repetition_penalty", pick(&[(file, s.repetition_penalty.map(|v| v.to_string())), (&reg, d.repetition_penalty.map(|v| v.to_string()))], &base.repetition_penalty.to_string())),
         ("max_tokens", pick(&[(flag, cli.max_tokens.map(|v| v.to_string())), (file, s.max_tokens.map(|v| v.to_string())), (&reg, d.max_tokens.map(|v| v.to_string()))], "2048")),
+        ("max_think_tokens", pick(&[(file, s.max_think_tokens.map(|v| v.to_string()))], "none: plans run as long as the model makes them")),
         ("seed", pick(&[(flag, cli.seed.map(|v| v.to_string())), (file, s.seed.map(|v| v.to_string()))], "a fresh one for each draft")),
     ];
-    let all = rows.into_iter().map(|(k, v)| (k.to_string(), v)).chain(sampling.into_iter().map(|(k, v)| (format!("sampling.{k}"), v)));
+    let all: Vec<(String, (String, String))> = rows.into_iter().map(|(k, v)| (k.to_string(), v)).chain(sampling.into_iter().map(|(k, v)| (format!("sampling.{k}"), v))).collect();
+    let width = all.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     if json {
-        let settings: serde_json::Map<String, serde_json::Value> = all.map(|(k, (value, from))| (k, serde_json::json!({ "value": value, "from": from }))).collect();
+        let settings: serde_json::Map<String, serde_json::Value> = all.into_iter().map(|(k, (value, from))| (k, serde_json::json!({ "value": value, "from": from }))).collect();
         println!("{}", super::json_line(&serde_json::json!({ "config_file": path, "exists": path.exists(), "settings": settings }))?);
         return Ok(());
     }
     println!("config file: {}{}", path.display(), if path.exists() { "" } else { " (absent)" });
     for (k, (value, from)) in all {
         // Values can come from a user's files; never raw to the terminal.
-        println!("{k:<22} {}  ({from})", crate::text::strip_controls(&value));
+        println!("{k:<width$} {}  ({from})", crate::text::strip_controls(&value));
     }
     Ok(())
 }

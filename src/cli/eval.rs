@@ -171,7 +171,7 @@ fn answers(model: Option<&str>, g: &GenArgs, items: &[data::EvalItem], out: &Pat
     let data = std::fs::canonicalize(&g.data).unwrap_or_else(|_| g.data.clone()).display().to_string();
     // A model that plans at length gets the plan's tokens on top of the answer's.
     let mode = g.mode(&entry);
-    mode.check_max_think_tokens(g.max_think_tokens).map_err(anyhow::Error::msg)?;
+    mode.check_max_think_tokens(g.max_think_tokens, &entry).map_err(anyhow::Error::msg)?;
     let think_budget = if mode.expects_think() { g.think_budget.or(entry.sampling.max_tokens).unwrap_or(0) } else { 0 };
     let settings = EvalSettings { data, model: entry.name.clone(), template: mode.label().into(), max_tokens: g.max_tokens, think_budget, max_think_tokens: g.max_think_tokens, seed: g.seed, temperature: sampler.temperature, top_p: sampler.top_p, judge: judge.as_ref().map(|j| j.1.clone()) };
     let mut writer = ModelWriter { model, mode, sampler, name: entry.name.clone(), max_think_tokens: g.max_think_tokens };

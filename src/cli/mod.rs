@@ -89,6 +89,7 @@ fn studio(cli: &Cli, cfg: &Settings, device: String) -> anyhow::Result<()> {
         template,
         sampler,
         max_tokens,
+        max_think_tokens: cfg.sampling.max_think_tokens,
         session: cli.session,
         theme: cli.theme.clone().or_else(|| cfg.theme.clone()),
         debug_panic: cli.debug_panic.clone(),

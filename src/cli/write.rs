@@ -113,7 +113,7 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
     let d = &entry.sampling;
     let base = cfg.sampler(&SamplerConfig::from_defaults(d));
     let template = a.template.or_else(|| earlier.as_ref().and_then(|s| WriteMode::parse(&s.template))).unwrap_or_else(|| cfg.template_for(&entry));
-    template.check_max_think_tokens(a.max_think_tokens).map_err(anyhow::Error::msg)?;
+    template.check_max_think_tokens(a.max_think_tokens, &entry).map_err(anyhow::Error::msg)?;
     // Continuing: the output so far goes after the prompt, as the studio's Ctrl+N does.
     let continuation = match (&earlier, template) {
         (None, _) => None,
@@ -142,7 +142,9 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
     if let Some(s) = start_in {
         req.start_in = s;
     }
-    req.max_think_tokens = a.max_think_tokens;
+    // The flag was checked against the template; config.toml's default applies where
+    // there is a plan to close (the decoder forces nothing outside <think>).
+    req.max_think_tokens = a.max_think_tokens.or(cfg.sampling.max_think_tokens);
     let (mut think, mut answer) = (String::new(), String::new());
     let (mut plan, mut notes, mut paragraphs) = (Vec::new(), Vec::new(), Vec::<String>::new());
     let stdout = std::io::stdout();

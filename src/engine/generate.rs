@@ -26,7 +26,8 @@ pub struct GenerateRequest {
     /// Budget forcing: after this many tokens inside a `<think>` that is still open, the
     /// decoder writes [`THINK_CLOSE`] itself and sampling goes on in the answer. The
     /// written tokens are listed in [`Stats::forced`], so a trainer can keep them out of
-    /// the loss. None: the plan runs as long as the model makes it.
+    /// the loss. None: the plan runs as long as the model makes it. A server model
+    /// decodes by itself and ignores it (`write`/`eval` refuse the flag for one).
     pub max_think_tokens: Option<usize>,
 }
 

@@ -164,9 +164,6 @@ impl RemoteModel {
     /// that breaks after its first text ends as [`StopReason::Interrupted`], not an error.
     pub fn generate(&self, request: &str, mode: TemplateMode, continuation: Option<&str>, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Segment)) -> Result<Stats, EngineError> {
         req.sampler.validate().map_err(EngineError::Sampling)?;
-        if req.max_think_tokens.is_some() {
-            return Err(EngineError::Remote("a think budget (--max-think-tokens) needs a local model: a server decodes by itself and cannot be made to close a plan".into()));
-        }
         let (url, body) = self.request_body(request, mode, continuation, req)?;
         *self.server_tok_s.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let t0 = Instant::now();

@@ -45,6 +45,8 @@ pub struct StudioOptions {
     pub template: crate::write::WriteMode,
     pub sampler: SamplerConfig,
     pub max_tokens: usize,
+    /// Budget forcing for plans (config.toml's `sampling.max_think_tokens`).
+    pub max_think_tokens: Option<usize>,
     /// A saved session to reopen.
     pub session: Option<i64>,
     /// Colour theme name (shipped: dark, light, high-contrast; or a user theme).
@@ -188,6 +190,7 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<Option<i32>> {
 
     let store = Store::open_default();
     let mut app = App::new(opts.entry.name.clone(), opts.template, opts.sampler.clone(), opts.max_tokens);
+    let max_think_tokens = opts.max_think_tokens;
     app.auto_quality = true;
     app.fresh_seed = opts.fresh_seed;
     app.train_job = opts.train_job.clone();
@@ -252,7 +255,7 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<Option<i32>> {
                         }
                         let (continuation, start_in) = continuation.unzip();
                         let text = crate::write::WriteRequest { request: prompt, strategy, continuation };
-                        cancel = start_generation(&generator, &tx, text, sampler, max_tokens, start_in);
+                        cancel = start_generation(&generator, &tx, text, sampler, max_tokens, start_in, max_think_tokens);
                     }
                     // The two effects that need the terminal itself run here, in place.
                     Effect::Copy => {
@@ -372,6 +375,7 @@ fn start_generation(
     sampler: SamplerConfig,
     max_tokens: usize,
     start_in: Option<crate::engine::StartIn>,
+    max_think_tokens: Option<usize>,
 ) -> Option<CancelToken> {
     let g = generator.lock().unwrap();
     let Some(g) = g.as_ref() else {
@@ -382,6 +386,7 @@ fn start_generation(
     if let Some(s) = start_in {
         req.start_in = s;
     }
+    req.max_think_tokens = max_think_tokens;
     let (mut events, cancel) = g.submit(text, req);
     let tx = tx.clone();
     tokio::spawn(async move {

@@ -54,12 +54,15 @@ impl WriteMode {
         self.template().is_some_and(TemplateMode::expects_think)
     }
 
-    /// Whether a plan budget of `n` tokens (`--max-think-tokens`) can apply to this mode:
-    /// at least one token, and a template with a `<think>` to close.
-    pub fn check_max_think_tokens(self, n: Option<usize>) -> Result<(), String> {
+    /// Whether a plan budget of `n` tokens (`--max-think-tokens`) can apply to this mode on
+    /// this model: at least one token, a template with a `<think>` to close, and a local
+    /// model (a server decodes by itself, so it ignores the budget; config.toml's default
+    /// is left to apply where it can, a flag is refused).
+    pub fn check_max_think_tokens(self, n: Option<usize>, entry: &crate::models::ModelEntry) -> Result<(), String> {
         match n {
             Some(0) => Err("--max-think-tokens must be at least 1".into()),
             Some(_) if !self.expects_think() => Err(format!("--max-think-tokens needs a template with <think> (longwriter, longwriter-chat or longwriter-primed); {} has no plan to close", self.label())),
+            Some(_) if entry.format == crate::models::Format::Remote => Err(format!("--max-think-tokens needs a local model: {} is a server, which decodes by itself and cannot be made to close a plan", entry.name)),
             _ => Ok(()),
         }
     }
