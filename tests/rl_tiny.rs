@@ -411,13 +411,15 @@ fn weighted_sum_combination_scores_the_sum_of_the_raw_rewards() {
     let (dir, base, job) = tiny_job(toml);
     let run = dir.path().join("run");
     let mut t = Trainer::new(job, &base, &run, false, &Device::Cpu).unwrap();
-    t.run_step().unwrap();
-    t.run_step().unwrap();
+    let metrics = [t.run_step().unwrap(), t.run_step().unwrap()];
     let samples: Vec<serde_json::Value> = std::fs::read_to_string(run.join("samples.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let mut checked = 0;
     for step in [1, 2] {
         let g: Vec<&serde_json::Value> = samples.iter().filter(|s| s["step"] == step).collect();
         assert_eq!(g.len(), 4, "one group of G = 4 a step");
+        // on_target_ratio: the share of rollouts of the asked length that ended by themselves.
+        let on: usize = g.iter().filter(|s| !s["stop"].as_str().unwrap().contains("truncated") && s["words"].as_u64().unwrap() <= s["target"]["hi"].as_u64().unwrap() && s["words"].as_u64().unwrap() >= s["target"]["lo"].as_u64().unwrap()).count();
+        assert_eq!(metrics[step - 1]["completions/on_target_ratio"].as_f64().unwrap(), on as f64 / 4.0, "{g:?}");
         let sums: Vec<f64> = g.iter().map(|s| 2.0 * s["length"].as_f64().unwrap() + s["format"].as_f64().unwrap()).collect();
         let want = longwriter::reward::weighted_sum(&[sums], &[1.0]);
         for (s, w) in g.iter().zip(&want) {

@@ -101,7 +101,7 @@ fn killed_mid_step_then_resumed_matches_an_uninterrupted_run_and_exports() {
     let a = e.metrics("straight");
     assert_eq!(a.len(), 4);
     assert!(a.iter().all(|m| m["grad_norm"].as_f64().unwrap().is_finite() && m["num_tokens"].as_u64().unwrap() > 0));
-    for key in ["reward", "reward_std", "rewards/length/mean", "rewards/format/mean", "frac_reward_zero_std", "completions/mean_length", "completions/clipped_ratio", "entropy", "clip_ratio/region_mean", "loss", "grad_norm", "learning_rate", "num_tokens", "step_time"] {
+    for key in ["reward", "reward_std", "rewards/length/mean", "rewards/format/mean", "frac_reward_zero_std", "completions/mean_length", "completions/clipped_ratio", "completions/plan_forced_ratio", "completions/on_target_ratio", "entropy", "clip_ratio/region_mean", "loss", "grad_norm", "learning_rate", "num_tokens", "step_time"] {
         assert!(a[0].get(key).is_some(), "metrics lack {key}: {}", a[0]);
     }
     // Training changes the policy: later steps see different rollouts than a frozen one would.

@@ -357,7 +357,7 @@ impl Trainer {
         let mut samples = Vec::new();
         let (mut all_len, mut all_fmt, mut all_total, mut lengths) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut all_strict, mut all_rel, mut all_div, mut all_flu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut zero_std_groups, mut clipped, mut plans_forced) = (0usize, 0usize, 0usize);
+        let (mut zero_std_groups, mut clipped, mut plans_forced, mut on_target) = (0usize, 0usize, 0usize, 0usize);
         for (tp, prompt_ids, outs) in &groups {
             let g = step_rewards.score_group(tp, outs)?;
             let (scores, fmt, adv, totals) = (&g.scores, &g.format, &g.advantages, &g.totals);
@@ -377,6 +377,8 @@ impl Trainer {
                 lengths.push(st.completion_ids.len() as f64);
                 clipped += matches!(st.stop, crate::engine::StopReason::MaxTokens | crate::engine::StopReason::ContextFull) as usize;
                 plans_forced += !st.forced.is_empty() as usize;
+                // The rollouts a length-controlled writer is made of: of the asked length, and ended by the model.
+                on_target += (st.stop.natural() && s.rewards.target.is_some_and(|t| (t.lo..=t.hi).contains(&s.rewards.words))) as usize;
                 if samples.len() < job.run.samples_per_step {
                     let (think, answer, _) = parse_all(text, st.stop.natural());
                     samples.push(json!({
@@ -430,6 +432,7 @@ impl Trainer {
             "completions/max_length": lengths.iter().cloned().fold(0.0, f64::max),
             "completions/clipped_ratio": clipped as f64 / n,
             "completions/plan_forced_ratio": plans_forced as f64 / n,
+            "completions/on_target_ratio": on_target as f64 / n,
             "entropy": if stats.tokens > 0 { stats.entropy_sum / stats.tokens as f64 } else { 0.0 },
             "clip_ratio/region_mean": if stats.tokens > 0 { (stats.clipped_low + stats.clipped_high) as f64 / stats.tokens as f64 } else { 0.0 },
             "loss": loss_sum,
