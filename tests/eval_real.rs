@@ -121,9 +121,11 @@ fn an_eval_with_a_plan_budget_records_it_and_answers_after_the_closed_plan() {
     assert!(o.status.success(), "{}", text(&o));
     let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["settings"]["max_think_tokens"], 8, "{summary}");
-    assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("plans closed by the decoder after 8 tokens"));
+    assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("plans closed by the decoder after 8 tokens: 2 of 2"));
+    assert_eq!((summary["plans_forced"].as_u64(), summary["strict_format"].as_f64()), (Some(2), Some(0.0)), "a plan the decoder closed is not the model's format: {summary}");
     for r in lines(&out.join("results.jsonl")) {
         assert!(!r["think"].as_str().unwrap().trim().is_empty() && !r["answer"].as_str().unwrap().trim().is_empty(), "{r}");
+        assert_eq!((&r["plan_forced"], &r["format_ok"]), (&serde_json::json!(true), &serde_json::json!(false)), "{r}");
     }
     let b = argv("16");
     let o = run(tmp.path(), &b.iter().map(String::as_str).collect::<Vec<_>>(), &[]);

@@ -233,6 +233,9 @@ fn longbench_cmd(a: LongbenchArgs, device: &str) -> Result<()> {
         println!("  required {:<14} {:>3} requests  S_l {:.1}", b.group, b.n, b.mean);
     }
     println!("  cut off by the token budget or the context: {} of {} ({} inside <think>, with no answer); think budget {} tokens", summary.truncated, summary.done, summary.cut_in_think, settings.think_budget);
+    if let Some(n) = settings.max_think_tokens {
+        println!("  plans closed by the decoder after {n} tokens: {} of {} (not counted as strict format)", summary.plans_forced, summary.done);
+    }
     let pct = |f: f64| format!("{:.0}%", f * 100.0);
     println!("  strict format {}, natural stops {}, diversity {:.3}", summary.strict_format.map_or("n/a".into(), pct), pct(summary.natural_stops), summary.diversity);
     if let Some(s) = &summary.semantic {

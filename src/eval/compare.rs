@@ -163,7 +163,7 @@ mod tests {
     }
 
     fn ans(index: usize, text: &str) -> ResultLine {
-        ResultLine { index, prompt: format!("p{index}"), kind: String::new(), required: 10, words: crate::text::count_words(text), s_l: 0.0, think: String::new(), answer: text.into(), stop: String::new(), truncated: false, tokens: 0, seconds: 0.0, quality: None, quality_error: None, format_ok: None }
+        ResultLine { index, prompt: format!("p{index}"), kind: String::new(), required: 10, words: crate::text::count_words(text), s_l: 0.0, think: String::new(), answer: text.into(), stop: String::new(), truncated: false, tokens: 0, seconds: 0.0, quality: None, quality_error: None, format_ok: None, plan_forced: false }
     }
 
     #[test]

@@ -24,8 +24,10 @@ pub struct Written {
     pub truncated: bool,
     pub tokens: usize,
     /// Exactly one `<think>` then one `<answer>` and nothing else; None where the template
-    /// asks for no tags (chat, AgentWrite).
+    /// asks for no tags (chat, AgentWrite). A plan the decoder closed is not.
     pub format_ok: Option<bool>,
+    /// The plan ran past `--max-think-tokens` and the decoder closed it.
+    pub plan_forced: bool,
 }
 
 /// Something that writes an answer to a request.
@@ -58,7 +60,8 @@ impl Writer for ModelWriter {
         let req = GenerateRequest { max_think_tokens: self.max_think_tokens, ..w.strategy.generate_request(SamplerConfig { seed, ..self.sampler.clone() }, max_new_tokens) };
         let (think, answer, stats) = crate::write::generate_text(&mut *self.model, &w, &req, &CancelToken::default())?;
         let tagged = matches!(self.mode, WriteMode::Template(m) if m.expects_think());
-        Ok(Written { think, answer, stop: stats.stop.describe(), truncated: !stats.stop.natural(), tokens: stats.generated_tokens, format_ok: tagged.then(|| stats.format.ok()) })
+        let plan_forced = !stats.forced.is_empty();
+        Ok(Written { think, answer, stop: stats.stop.describe(), truncated: !stats.stop.natural(), tokens: stats.generated_tokens, format_ok: tagged.then(|| stats.format.ok() && !plan_forced), plan_forced })
     }
 }
 
@@ -119,6 +122,9 @@ pub struct ResultLine {
     /// See [`Written::format_ok`] (None also in results written before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format_ok: Option<bool>,
+    /// See [`Written::plan_forced`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plan_forced: bool,
 }
 
 pub const RESULTS: &str = "results.jsonl";
@@ -262,6 +268,7 @@ pub fn run(items: &[EvalItem], out: &Path, settings: &EvalSettings, writer: &mut
             quality,
             quality_error,
             format_ok: w.format_ok,
+            plan_forced: w.plan_forced,
         };
         append_jsonl(&path, &r)?;
         report(Progress::Finished(&r));
@@ -387,7 +394,7 @@ mod tests {
         }
         fn write(&mut self, _request: &str, _required: usize, max_new_tokens: usize, _seed: u64) -> Result<Written, EvalError> {
             self.0.push(max_new_tokens);
-            Ok(Written { think: "a long plan".into(), answer: String::new(), stop: "max tokens reached (truncated)".into(), truncated: true, tokens: max_new_tokens, format_ok: Some(false) })
+            Ok(Written { think: "a long plan".into(), answer: String::new(), stop: "max tokens reached (truncated)".into(), truncated: true, tokens: max_new_tokens, format_ok: Some(false), plan_forced: false })
         }
     }
 

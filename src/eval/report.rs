@@ -38,6 +38,9 @@ pub struct Summary {
     /// Of those, answers cut while still inside `<think>` (no answer text at all).
     #[serde(default)]
     pub cut_in_think: usize,
+    /// Plans the decoder closed at `--max-think-tokens` (counted out of strict format).
+    #[serde(default)]
+    pub plans_forced: usize,
     pub mean_words: f64,
     /// (required, output) words per request, for the scatter plot.
     pub points: Vec<(usize, usize)>,
@@ -80,6 +83,7 @@ pub fn summarize(settings: &EvalSettings, total: usize, results: &[ResultLine]) 
         quality,
         truncated: results.iter().filter(|r| r.truncated).count(),
         cut_in_think: results.iter().filter(|r| r.truncated && r.answer.trim().is_empty() && !r.think.trim().is_empty()).count(),
+        plans_forced: results.iter().filter(|r| r.plan_forced).count(),
         mean_words: results.iter().map(|r| r.words as f64).sum::<f64>() / n,
         points: results.iter().map(|r| (r.required, r.words)).collect(),
         decay: decay::profile(&segs),
@@ -113,7 +117,7 @@ pub fn markdown(s: &Summary, results: &[ResultLine], plots: Option<(&str, &str)>
         st.top_p,
         st.seed,
         st.max_tokens.map(|t| t.to_string()).unwrap_or_else(|| format!("4× the required length (S_l is 0 beyond) + {} for the think part", st.think_budget))
-            + &st.max_think_tokens.map(|n| format!("; plans closed by the decoder after {n} tokens")).unwrap_or_default(),
+            + &st.max_think_tokens.map(|n| format!("; plans closed by the decoder after {n} tokens: {} of {}", s.plans_forced, s.done)).unwrap_or_default(),
         s.truncated,
         s.cut_in_think,
         s.mean_words
@@ -194,6 +198,7 @@ mod tests {
             quality: q,
             quality_error: None,
             format_ok: None,
+            plan_forced: false,
         }
     }
 
