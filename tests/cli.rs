@@ -579,7 +579,7 @@ fn a_models_own_template_is_its_default() {
     let entry = |name: &str, template: &str| format!("[models.{name}]\narchitecture = \"llama\"\nformat = \"gguf\"\nsource = {{ kind = \"local\", path = {:?} }}\ncontext_length = 8192\ntemplate = \"{template}\"\n", model.to_str().unwrap());
     // The default model writes with its best held-out template.
     let show = String::from_utf8_lossy(&e.run(&["config", "show"]).stdout).into_owned();
-    assert!(show.contains("template               chat  (models.toml entry smollm2-135m)"), "{show}");
+    assert!(show.contains(&format!("{:<27} chat  (models.toml entry smollm2-135m)", "template")), "{show}");
     e.user_models(&format!("{}\n{}", entry("mine", "nothink"), entry("bad", "sonnet")));
     let show = String::from_utf8_lossy(&e.run(&["--model", "mine", "config", "show"]).stdout).into_owned();
     assert!(show.contains("nothink  (models.toml entry mine)"), "{show}");

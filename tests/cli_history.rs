@@ -40,7 +40,7 @@ fn each_write_takes_a_fresh_seed_that_reproduces_its_text() {
     assert_eq!((&again["seed"], &again["answer"], &again["think"]), (&a["seed"], &a["answer"], &a["think"]));
     std::fs::write(e.path("config/config.toml"), "[sampling]\nseed = 42\n").unwrap();
     assert_eq!(write(&[])["seed"], 42);
-    assert!(String::from_utf8_lossy(&e.run(&["config", "show"]).stdout).contains("sampling.seed          42  (config.toml)"));
+    assert!(String::from_utf8_lossy(&e.run(&["config", "show"]).stdout).contains(&format!("{:<27} 42  (config.toml)", "sampling.seed")));
 }
 
 /// Every `write` is saved as a session (unless --no-save); `--continue` extends the most
