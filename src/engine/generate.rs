@@ -85,6 +85,11 @@ impl StopReason {
     pub fn natural(&self) -> bool {
         matches!(self, StopReason::Eos | StopReason::StopString(_))
     }
+
+    /// Cut by the token budget or the context window: the model would have gone on.
+    pub fn truncated(&self) -> bool {
+        matches!(self, StopReason::MaxTokens | StopReason::ContextFull)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -352,10 +357,10 @@ struct Decoding {
     history: Vec<u32>,
     prompt_len: usize,
     generated: usize,
-    /// Tokens spent inside an open `<think>`, against `max_think_tokens`.
-    think_tokens: usize,
-    max_think_tokens: Option<usize>,
-    /// [`THINK_CLOSE`]'s ids still to write, front first; filled once, when the budget runs out.
+    /// Tokens an open `<think>` may still take before the decoder closes it; None once
+    /// it has (a plan is closed at most once) or without a budget.
+    think_left: Option<usize>,
+    /// [`THINK_CLOSE`]'s ids still to write, front first; filled when the budget runs out.
     forcing: std::collections::VecDeque<u32>,
     close_ids: Vec<u32>,
     forced: Vec<usize>,
@@ -371,8 +376,7 @@ impl Decoding {
             history: req.prompt_ids.clone(),
             prompt_len: req.prompt_ids.len(),
             generated: 0,
-            think_tokens: 0,
-            max_think_tokens: req.max_think_tokens,
+            think_left: req.max_think_tokens,
             forcing: Default::default(),
             close_ids,
             forced: Vec::new(),
@@ -403,12 +407,12 @@ impl Decoding {
                 return Ok(Some(StopReason::StopString(s)));
             }
         }
-        if let Some(budget) = self.max_think_tokens {
-            if self.sink.in_think() && self.forced.is_empty() && self.forcing.is_empty() {
-                self.think_tokens += 1;
-                if self.think_tokens >= budget {
-                    self.forcing.extend(&self.close_ids);
-                }
+        if let Some(left) = self.think_left.filter(|_| self.sink.in_think()) {
+            if left <= 1 {
+                self.forcing.extend(&self.close_ids);
+                self.think_left = None;
+            } else {
+                self.think_left = Some(left - 1);
             }
         }
         Ok(None)

@@ -264,17 +264,12 @@ pub fn rollout_loss(r: &Rollout, lp: &Tensor, entropy: &Tensor, cfg: &GrpoConfig
         stats.kl_sum += kl.detach().to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
         per_tok = (per_tok + (kl * cfg.beta)?)?;
     }
-    if r.forced.is_empty() {
-        stats.entropy_sum += entropy.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
-        stats.logprob_sum += lp.detach().to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
-        stats.tokens += n;
-        return Ok(per_tok.sum_all()?);
-    }
-    let sampled = |t: &Tensor| -> Result<f64, RlError> { Ok(t.detach().to_dtype(DType::F64)?.to_vec1::<f64>()?.iter().zip(&keep).map(|(x, k)| x * k).sum()) };
-    stats.entropy_sum += sampled(entropy)?;
-    stats.logprob_sum += sampled(lp)?;
-    stats.tokens += r.loss_tokens();
+    // Every sum runs over the sampled tokens only (all of them when nothing was forced).
     let keep = Tensor::from_vec(keep, n, dev)?.to_dtype(dtype)?;
+    let sampled_sum = |t: &Tensor| -> Result<f64, RlError> { Ok((t.detach().to_dtype(dtype)? * &keep)?.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?) };
+    stats.entropy_sum += sampled_sum(entropy)?;
+    stats.logprob_sum += sampled_sum(lp)?;
+    stats.tokens += r.loss_tokens();
     Ok((per_tok * keep)?.sum_all()?)
 }
 

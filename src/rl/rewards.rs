@@ -12,7 +12,7 @@
 use super::data::TrainPrompt;
 use super::job::{JobSpec, Truncated};
 use super::RlError;
-use crate::engine::{Stats, StopReason, TemplateMode};
+use crate::engine::{Stats, TemplateMode};
 use crate::nn::Embedder;
 use crate::reward::{FullScore, RewardConfig, Scorer};
 use crate::text::parse_all;
@@ -113,7 +113,7 @@ impl StepRewards {
         add("diversity", diversity.as_ref());
         add("fluency", fluency.as_ref());
         // Rollouts that never stopped: zeroed before the combination, or masked after it.
-        let cut: Vec<bool> = outs.iter().map(|(st, _)| matches!(st.stop, StopReason::MaxTokens | StopReason::ContextFull)).collect();
+        let cut: Vec<bool> = outs.iter().map(|(st, _)| st.stop.truncated()).collect();
         if self.spec.truncated == Truncated::Zero {
             for v in &mut per_reward {
                 v.iter_mut().zip(&cut).filter(|(_, &c)| c).for_each(|(x, _)| *x = 0.0);
@@ -132,7 +132,7 @@ impl StepRewards {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Stats;
+    use crate::engine::StopReason;
     use crate::reward::TargetRange;
 
     /// `rewards.truncated`, by hand on one group of three (target 3–5 words, length and

@@ -375,7 +375,7 @@ impl Trainer {
                 }
                 all_total.push(totals[i]);
                 lengths.push(st.completion_ids.len() as f64);
-                clipped += matches!(st.stop, crate::engine::StopReason::MaxTokens | crate::engine::StopReason::ContextFull) as usize;
+                clipped += st.stop.truncated() as usize;
                 plans_forced += !st.forced.is_empty() as usize;
                 // The rollouts a length-controlled writer is made of: of the asked length, and ended by the model.
                 on_target += (st.stop.natural() && s.rewards.target.is_some_and(|t| (t.lo..=t.hi).contains(&s.rewards.words))) as usize;

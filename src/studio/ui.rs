@@ -257,7 +257,7 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect) {
     let style = match &app.phase {
         _ if matches!(app.save, SaveState::Failed(_)) => Style::default().fg(th.status_error_fg).bg(th.status_error_bg),
         Phase::Error(_) => Style::default().fg(th.status_error_fg).bg(th.status_error_bg),
-        Phase::Done(StopReason::MaxTokens | StopReason::ContextFull) => Style::default().fg(th.status_fg).bg(th.status_warn_bg),
+        Phase::Done(stop) if stop.truncated() => Style::default().fg(th.status_fg).bg(th.status_warn_bg),
         _ => Style::default().fg(th.status_fg).bg(th.status_bg),
     };
     let save = match &app.save {
