@@ -3,7 +3,6 @@
 //! block's scales are decoded and its weights unpacked into bytes ([`Format`],
 //! [`SuperFormat`]).
 
-use super::formats::scale_min_k4;
 use super::{ActBlock, WeightType};
 use std::arch::x86_64::*;
 
@@ -143,12 +142,51 @@ impl Format for Q8_0 {
 trait SuperFormat {
     const BYTES: usize;
     const SIGNED: bool;
-    /// The block's d, its −dmin, per sub-block its integer scale in each i16 lane of a
-    /// `maddubs` product (lanes 0..8 hold values 0..16), and its integer min.
-    unsafe fn head(b: *const u8) -> (f32, f32, [__m256i; 8], [f32; 8]);
+    /// The block's scales (and mins), decoded once for its eight sub-blocks.
+    type Head: Copy;
+    /// The block's d, its −dmin, and its scales, for a tile of `N` tokens.
+    unsafe fn head<const N: usize>(b: *const u8) -> (f32, f32, Self::Head);
+    /// Sub-block `s`'s integer scale in each i16 lane of a `maddubs` product (lanes 0..8
+    /// hold values 0..16).
+    unsafe fn scale(h: &Self::Head, s: usize) -> __m256i;
+    /// The eight sub-blocks' integer mins as floats (formats with a minimum).
+    unsafe fn mins(h: &Self::Head) -> __m256;
     /// Sub-block `s`'s 32 weights as bytes.
     unsafe fn bytes(b: *const u8, s: usize) -> __m256i;
 }
+
+/// Shuffle masks that spread i16 lane `s` of a 128-bit half over the whole half.
+#[repr(C, align(32))]
+struct ScaleLanes([[u8; 32]; 8]);
+static SCALE_LANES: ScaleLanes = ScaleLanes({
+    let mut m = [[0u8; 32]; 8];
+    let mut s = 0;
+    while s < 8 {
+        let mut i = 0;
+        while i < 32 {
+            m[s][i] = (2 * s + i % 2) as u8;
+            i += 1;
+        }
+        s += 1;
+    }
+    m
+});
+
+/// Shuffle masks that put Q6_K's i8 scale 2s in the high byte of every i16 lane of the
+/// low half and scale 2s + 1 in the high half (low bytes zeroed: 0x80).
+static Q6K_SCALE_LANES: ScaleLanes = ScaleLanes({
+    let mut m = [[0u8; 32]; 8];
+    let mut s = 0;
+    while s < 8 {
+        let mut i = 0;
+        while i < 32 {
+            m[s][i] = if i % 2 == 0 { 0x80 } else { (2 * s + i / 16) as u8 };
+            i += 1;
+        }
+        s += 1;
+    }
+    m
+});
 
 /// Q4_K (`FIFTH` false) and Q5_K: d, dmin, 12 bytes of 6-bit scales and mins, [32 bytes of
 /// fifth bits,] then 128 bytes of nibbles, sub-blocks 2c and 2c+1 in the low and high
@@ -157,17 +195,29 @@ struct QK4<const FIFTH: bool>;
 impl<const FIFTH: bool> SuperFormat for QK4<FIFTH> {
     const BYTES: usize = if FIFTH { 176 } else { 144 };
     const SIGNED: bool = false;
+    /// The eight scales as i16 in both 128-bit halves (for `scale`'s in-lane shuffle), and
+    /// the eight mins.
+    type Head = (__m256i, __m256);
     #[inline(always)]
-    unsafe fn head(b: *const u8) -> (f32, f32, [__m256i; 8], [f32; 8]) {
-        let packed = std::slice::from_raw_parts(b.add(4), 12);
-        let mut scales = [_mm256_setzero_si256(); 8];
-        let mut mins = [0f32; 8];
-        for k in 0..8 {
-            let (sc, m) = scale_min_k4(k, packed);
-            scales[k] = _mm256_set1_epi16(sc as i16);
-            mins[k] = m as f32;
-        }
-        (half(b), -half(b.add(2)), scales, mins)
+    unsafe fn head<const N: usize>(b: *const u8) -> (f32, f32, Self::Head) {
+        // The 12 bytes unpacked with 32-bit masks into 8 scale bytes then 8 min bytes, as
+        // ggml does (`scale_min_k4` one at a time cost more than the sub-blocks' products).
+        let u = [0usize, 4, 8].map(|o| std::ptr::read_unaligned(b.add(4 + o) as *const u32));
+        let (m6, m4, m2) = (0x3F3F_3F3Fu32, 0x0F0F_0F0Fu32, 0x0303_0303u32);
+        let scales_hi = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);
+        let mins_hi = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);
+        let v = _mm_setr_epi32((u[0] & m6) as i32, scales_hi as i32, (u[1] & m6) as i32, mins_hi as i32);
+        let scales = _mm_cvtepu8_epi16(v);
+        let mins = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(v, 8)));
+        (half(b), -half(b.add(2)), (_mm256_set_m128i(scales, scales), mins))
+    }
+    #[inline(always)]
+    unsafe fn scale(h: &Self::Head, s: usize) -> __m256i {
+        _mm256_shuffle_epi8(h.0, _mm256_load_si256(SCALE_LANES.0.as_ptr().add(s) as *const __m256i))
+    }
+    #[inline(always)]
+    unsafe fn mins(h: &Self::Head) -> __m256 {
+        h.1
     }
     #[inline(always)]
     unsafe fn bytes(b: *const u8, k: usize) -> __m256i {
@@ -187,11 +237,33 @@ struct Q6K;
 impl SuperFormat for Q6K {
     const BYTES: usize = 210;
     const SIGNED: bool = true;
+    /// Per sub-block, its two i8 scales widened into the i16 lanes of a `maddubs` product.
+    type Head = [__m256i; 8];
     #[inline(always)]
-    unsafe fn head(b: *const u8) -> (f32, f32, [__m256i; 8], [f32; 8]) {
+    unsafe fn head<const N: usize>(b: *const u8) -> (f32, f32, Self::Head) {
         let sc = b.add(192) as *const i8;
-        let scales = std::array::from_fn(|k| _mm256_set_m128i(_mm_set1_epi16(*sc.add(2 * k + 1) as i16), _mm_set1_epi16(*sc.add(2 * k) as i16)));
-        (half(b.add(208)), 0.0, scales, [0.0; 8])
+        let scales = if N == 1 {
+            // Decoding: the sixteen scales in both halves; for sub-block s a shuffle puts
+            // scale 2s in the high byte of each i16 lane of the low half and 2s + 1 in the
+            // high half, and the arithmetic shift sign-extends it. Measured faster than
+            // sixteen broadcasts for one token, and slower for a tile of four tokens, where
+            // the broadcasts are folded into the products' loads instead of held in
+            // registers (`cargo bench --bench kernels q6_K`).
+            let v = _mm_loadu_si128(sc as *const __m128i);
+            let both = _mm256_set_m128i(v, v);
+            std::array::from_fn(|s| _mm256_srai_epi16(_mm256_shuffle_epi8(both, _mm256_load_si256(Q6K_SCALE_LANES.0.as_ptr().add(s) as *const __m256i)), 8))
+        } else {
+            std::array::from_fn(|k| _mm256_set_m128i(_mm_set1_epi16(*sc.add(2 * k + 1) as i16), _mm_set1_epi16(*sc.add(2 * k) as i16)))
+        };
+        (half(b.add(208)), 0.0, scales)
+    }
+    #[inline(always)]
+    unsafe fn scale(h: &Self::Head, s: usize) -> __m256i {
+        h[s]
+    }
+    #[inline(always)]
+    unsafe fn mins(_: &Self::Head) -> __m256 {
+        _mm256_setzero_ps()
     }
     #[inline(always)]
     unsafe fn bytes(b: *const u8, k: usize) -> __m256i {
@@ -245,33 +317,39 @@ tile_kernel!(tile_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", |w, x| _mm256_dpbus
 /// product weighted by its integer scale in the same `madd` that widens it, and meet the
 /// floats once per super-block (as ggml's K-quant dot products do), instead of once per
 /// sub-block. `vpdpbusd` cannot weight its products, so both paths use `maddubs` + `madd`.
+/// The mins meet the activations' eight sub-block sums in one vector product per
+/// super-block, added to the same accumulator, where one at a time they made a chain of
+/// eight dependent FMAs per super-block.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn tile_super<F: SuperFormat, const R: usize, const N: usize>(rows: &[u8], rb: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
     let base = rows.as_ptr();
-    Acc::run::<R, N>(rb / F::BYTES, out, |acc, offset, blk| {
-        let heads: [_; R] = std::array::from_fn(|r| F::head(base.add(r * rb + blk * F::BYTES)));
+    Acc::run::<R, N>(rb / F::BYTES, out, |acc, _, blk| {
+        let heads: [_; R] = std::array::from_fn(|r| F::head::<N>(base.add(r * rb + blk * F::BYTES)));
         let mut isum = [[_mm256_setzero_si256(); N]; R];
-        let mut msum = [[0f32; N]; R];
         for s in 0..8 {
             let j = blk * 8 + s;
             let xs: [__m256i; N] = std::array::from_fn(|k| _mm256_load_si256(acts.get_unchecked(k).get_unchecked(j).qs.as_ptr() as *const __m256i));
             for r in 0..R {
                 let w = F::bytes(base.add(r * rb + blk * F::BYTES), s);
                 let uw = if F::SIGNED { _mm256_sign_epi8(w, w) } else { w };
+                let sc = F::scale(&heads[r].2, s);
                 for k in 0..N {
                     let x = if F::SIGNED { _mm256_sign_epi8(xs[k], w) } else { xs[k] };
-                    isum[r][k] = _mm256_add_epi32(isum[r][k], _mm256_madd_epi16(_mm256_maddubs_epi16(uw, x), heads[r].2[s]));
-                    if !F::SIGNED {
-                        msum[r][k] += heads[r].3[s] * acts.get_unchecked(k).get_unchecked(j).s;
-                    }
+                    isum[r][k] = _mm256_add_epi32(isum[r][k], _mm256_madd_epi16(_mm256_maddubs_epi16(uw, x), sc));
                 }
             }
         }
-        for r in 0..R {
-            for k in 0..N {
-                let dx = acts.get_unchecked(k).get_unchecked(blk * 8).d;
-                acc[r][k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][k]), _mm256_set1_ps(heads[r].0 * dx), acc[r][k]);
-                offset[r][k] += heads[r].1 * msum[r][k];
+        for k in 0..N {
+            let a = acts.get_unchecked(k).as_ptr().add(blk * 8);
+            let dx = (*a).d;
+            // d · Σqs of each of the token's eight sub-blocks.
+            let sums = if F::SIGNED { _mm256_setzero_ps() } else { _mm256_setr_ps((*a).s, (*a.add(1)).s, (*a.add(2)).s, (*a.add(3)).s, (*a.add(4)).s, (*a.add(5)).s, (*a.add(6)).s, (*a.add(7)).s) };
+            for r in 0..R {
+                let (d, neg_dmin, h) = &heads[r];
+                acc[r][k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][k]), _mm256_set1_ps(d * dx), acc[r][k]);
+                if !F::SIGNED {
+                    acc[r][k] = _mm256_fmadd_ps(_mm256_mul_ps(F::mins(h), _mm256_set1_ps(*neg_dmin)), sums, acc[r][k]);
+                }
             }
         }
     });
