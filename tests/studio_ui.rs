@@ -576,3 +576,22 @@ fn the_session_picker_searches_as_you_type() {
     a.update(key(KeyCode::Char('x')));
     assert_eq!(a.update(key(KeyCode::Backspace)), Effect::SearchSessions(String::new()));
 }
+
+#[test]
+fn a_plan_the_decoder_closed_is_not_shown_as_correct_format() {
+    let mut a = app();
+    type_text(&mut a, "Write a 300-word story.");
+    a.update(key(KeyCode::F(5)));
+    a.update(Action::Engine(Event::Think("Plan: a keeper".into())));
+    a.update(Action::Engine(Event::Answer("The keeper lit the lamp.".into())));
+    a.update(Action::Engine(Event::Done(stats(StopReason::Eos))));
+    assert_eq!(a.format_note.as_deref(), Some("ok"));
+    a.update(key(KeyCode::F(5)));
+    a.update(Action::Engine(Event::Think("Plan: a keeper".into())));
+    a.update(Action::Engine(Event::Answer("The keeper lit the lamp.".into())));
+    // The same text, but the decoder wrote `</think>` after the plan's budget.
+    a.update(Action::Engine(Event::Done(Stats { forced: vec![3, 4, 5], ..stats(StopReason::Eos) })));
+    let note = a.format_note.clone().unwrap();
+    assert!(note.starts_with('✗') && note.contains("the decoder closed it"), "{note}");
+    assert!(render(&a, 160, 24).contains("the decoder closed it"), "{}", render(&a, 160, 24));
+}

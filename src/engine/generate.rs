@@ -132,6 +132,11 @@ impl Stats {
             forced: Vec::new(),
         }
     }
+
+    /// Whether budget forcing closed the plan: the model did not write its own `</think>`.
+    pub fn plan_forced(&self) -> bool {
+        !self.forced.is_empty()
+    }
 }
 
 /// Where a model's text goes on its way out, for the local engine and for servers alike:

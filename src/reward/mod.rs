@@ -109,6 +109,13 @@ pub fn format_reward(report: &FormatReport, repeated_share: f64, semantic: Optio
     (if reasons.is_empty() { 1.0 } else { 0.0 }, reasons)
 }
 
+/// Why a plan that budget forcing closed (`Stats::plan_forced`) is not the strict format,
+/// however its answer reads: the model did not close its own `<think>`. The trainer's
+/// reward and the studio's format line give the same reason.
+pub fn forced_plan_reason() -> String {
+    format!("the plan ran past its budget and the decoder closed it ({})", crate::text::Violation::UnclosedThink.describe())
+}
+
 /// A graded format reward for models that never produce the format by chance (shaping, not
 /// the paper's rule): a quarter each for opening a `<think>` block, closing it, opening an
 /// `<answer>` block, and meeting the strict format (`strict` = 1).

@@ -65,9 +65,9 @@ impl StepRewards {
         // Each output parsed once: its answer text and format report.
         let mut parsed: Vec<_> = outs.iter().map(|(st, text)| parse_all(text, st.stop.natural())).collect();
         for ((s, p), (st, _)) in scores.iter_mut().zip(&mut parsed).zip(outs) {
-            if !st.forced.is_empty() {
+            if st.plan_forced() {
                 s.rewards.format = 0.0;
-                s.rewards.format_reasons.push(format!("the plan ran past its budget and the decoder closed it ({})", crate::text::Violation::UnclosedThink.describe()));
+                s.rewards.format_reasons.push(crate::reward::forced_plan_reason());
                 if !p.2.violations.contains(&crate::text::Violation::UnclosedThink) {
                     p.2.violations.push(crate::text::Violation::UnclosedThink);
                 }

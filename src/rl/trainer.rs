@@ -376,7 +376,7 @@ impl Trainer {
                 all_total.push(totals[i]);
                 lengths.push(st.completion_ids.len() as f64);
                 clipped += st.stop.truncated() as usize;
-                plans_forced += !st.forced.is_empty() as usize;
+                plans_forced += st.plan_forced() as usize;
                 // The rollouts a length-controlled writer is made of: of the asked length, and ended by the model.
                 on_target += (st.stop.natural() && s.rewards.target.is_some_and(|t| (t.lo..=t.hi).contains(&s.rewards.words))) as usize;
                 if samples.len() < job.run.samples_per_step {
@@ -386,7 +386,7 @@ impl Trainer {
                         "target": s.rewards.target, "words": s.rewards.words, "length": s.rewards.length,
                         "format": fmt[i], "format_strict": s.rewards.format, "format_reasons": s.rewards.format_reasons,
                         "relevance": g.relevance.as_ref().map(|v| v[i]), "diversity": g.diversity.as_ref().map(|v| v[i]), "fluency": g.fluency.as_ref().map(|v| v[i]),
-                        "advantage": adv[i], "tokens": st.completion_ids.len(), "stop": st.stop.describe(), "plan_forced": !st.forced.is_empty(),
+                        "advantage": adv[i], "tokens": st.completion_ids.len(), "stop": st.stop.describe(), "plan_forced": st.plan_forced(),
                     }));
                 }
                 if !st.completion_ids.is_empty() {

@@ -554,7 +554,10 @@ impl App {
                 self.finished_secs = Some(self.elapsed());
                 self.tokens = s.generated_tokens;
                 self.repetition.finish();
-                let (_, reasons) = crate::reward::format_reward(&s.format, self.repetition.share(), None, &self.reward_cfg);
+                let (_, mut reasons) = crate::reward::format_reward(&s.format, self.repetition.share(), None, &self.reward_cfg);
+                if s.plan_forced() {
+                    reasons.push(crate::reward::forced_plan_reason());
+                }
                 self.format_note = Some(if matches!(self.template, WriteMode::Template(TemplateMode::Chat) | WriteMode::AgentWrite) {
                     // The plain chat template and AgentWrite ask for no tags: no format to check.
                     format!("n/a ({})", self.template.label())
