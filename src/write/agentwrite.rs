@@ -284,6 +284,8 @@ fn sub(
     seed: &[u64],
     emit: &mut dyn FnMut(Event),
 ) -> Result<Stats, EngineError> {
+    // Only the sampler carries over: a step writes on the chat template, with no plan for
+    // a budget (`max_think_tokens`) to close, even if its text opened a `<think>`.
     let r = GenerateRequest { sampler: SamplerConfig { seed: derive_seed(req.sampler.seed, seed), ..req.sampler.clone() }, max_new_tokens: max_new, stop_strings: stops, ..Default::default() };
     let s = model.generate_prompt(&text, &r, cancel, emit)?;
     totals.add(&s);
@@ -366,6 +368,7 @@ mod tests {
                 (" and the rest.".to_string(), StopReason::Eos)
             };
             assert!(req.max_new_tokens > 0);
+            assert_eq!(req.max_think_tokens, None, "a step has no plan to close");
             emit(Event::Answer(text));
             Ok(Stats { prompt_tokens: 10, reused_tokens: 0, generated_tokens: 3, prefill_secs: 0.0, decode_secs: 0.0, prefill_tok_s: 0.0, decode_tok_s: 0.0, stop, format: Default::default(), completion_ids: vec![], forced: vec![] })
         }
@@ -376,7 +379,8 @@ mod tests {
         let mut m = Scripted { calls: vec![], broke: false };
         let p = WriteRequest { request: "Write 1200 words.".into(), strategy: Strategy::AgentWrite(AgentSpec { target_words: Some(1200), retries: 1, ..Default::default() }), continuation: None };
         let mut events = Vec::new();
-        let stats = generate(&mut m, &p, &GenerateRequest { max_new_tokens: 4000, ..Default::default() }, &CancelToken::default(), &mut |e| events.push(e)).unwrap();
+        // A plan budget (config.toml's default) reaches none of the steps.
+        let stats = generate(&mut m, &p, &GenerateRequest { max_new_tokens: 4000, max_think_tokens: Some(8), ..Default::default() }, &CancelToken::default(), &mut |e| events.push(e)).unwrap();
         assert_eq!(stats.stop, StopReason::Eos);
         let plan = events.iter().find_map(|e| if let Event::Plan(p) = e { Some(p.clone()) } else { None }).unwrap();
         assert_eq!(plan.iter().map(|s| s.point.as_str()).collect::<Vec<_>>(), ["Point 1.", "Point 2.", "Point 3."]);
