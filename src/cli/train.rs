@@ -210,7 +210,7 @@ fn export(run: &str, step: Option<usize>, name: Option<String>, peft: Option<Pat
         let cfg = t.export_peft(&out, shipped_hf_id(&base_entry.name)?)?;
         // Absolute: a relative path in models.toml is taken from that file's directory.
         let out = std::fs::canonicalize(&out).with_context(|| format!("resolving {}", out.display()))?;
-        println!("wrote step {step} of {run_name} as a PEFT LoRA adapter (r {}, targets {:?}) to {}", cfg.r, cfg.target_modules, out.display());
+        println!("wrote step {step} of {run_name} as a PEFT LoRA adapter (r {}, targets {}) to {}", cfg.r, cfg.target_modules, out.display());
         println!("register it in models.toml:\n[models.{name:?}]\narchitecture = \"{}\"\nformat = \"gguf\"\nsource = {{ kind = \"adapter\", base = \"{}\", path = {:?} }}\ncontext_length = {}\ntemplate = \"{}\"\ntrained = {{ job = \"{run_name}\", step = {step} }}", base_entry.architecture, base_entry.name, out.display().to_string(), base_entry.context_length, job.data.template.label());
         return Ok(());
     }

@@ -62,6 +62,16 @@ pub enum TargetModules {
     Pattern(String),
 }
 
+/// As a user reads them: "q_proj, v_proj", or the pattern.
+impl std::fmt::Display for TargetModules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetModules::List(m) => f.write_str(&m.join(", ")),
+            TargetModules::Pattern(p) => write!(f, "pattern {p:?}"),
+        }
+    }
+}
+
 impl PeftConfig {
     /// The modules it adapts, or why longwriter cannot merge it.
     fn check(&self) -> Result<&[String], String> {
