@@ -47,6 +47,8 @@ pub struct Sampling {
     pub top_p: Option<f64>,
     pub top_k: Option<usize>,
     pub repetition_penalty: Option<f32>,
+    /// DRY against loops (0 is off; `write --dry-multiplier` overrides it).
+    pub dry_multiplier: Option<f32>,
     pub max_tokens: Option<usize>,
     /// Budget forcing: a plan still open after this many tokens is closed by the decoder
     /// (templates with `<think>`, local models; `write --max-think-tokens` overrides it).
@@ -72,6 +74,7 @@ pub const TEMPLATE: &str = r#"# longwriter settings. Flags and environment varia
 # top_p = 0.95
 # top_k = 0                    # 0 = off
 # repetition_penalty = 1.0
+# dry_multiplier = 0.8         # DRY: penalise a token that would repeat a sequence already written (0 = off)
 # max_tokens = 4096
 # max_think_tokens = 768       # close a plan still open after this many tokens (templates with <think>)
 # seed = 299792458           # fixes every draft's seed; unset: a fresh seed per draft
@@ -142,6 +145,7 @@ impl Settings {
             top_p: o.top_p.unwrap_or(base.top_p),
             top_k: o.top_k.unwrap_or(base.top_k),
             repetition_penalty: o.repetition_penalty.unwrap_or(base.repetition_penalty),
+            dry_multiplier: o.dry_multiplier.unwrap_or(base.dry_multiplier),
             seed: o.seed.unwrap_or(base.seed),
             ..base.clone()
         }

@@ -80,6 +80,7 @@ fn show(cli: &Cli, path: &std::path::Path, json: bool) -> Result<()> {
         ("top_p", pick(&[(file, num(s.top_p)), (&reg, num(d.top_p))], &base.top_p.to_string())),
         ("top_k", pick(&[(file, s.top_k.map(|v| v.to_string())), (&reg, d.top_k.map(|v| v.to_string()))], &base.top_k.to_string())),
         ("repetition_penalty", pick(&[(file, s.repetition_penalty.map(|v| v.to_string())), (&reg, d.repetition_penalty.map(|v| v.to_string()))], &base.repetition_penalty.to_string())),
+        ("dry_multiplier", pick(&[(file, s.dry_multiplier.map(|v| v.to_string())), (&reg, d.dry_multiplier.map(|v| v.to_string()))], "0: off")),
         ("max_tokens", pick(&[(flag, cli.max_tokens.map(|v| v.to_string())), (file, s.max_tokens.map(|v| v.to_string())), (&reg, d.max_tokens.map(|v| v.to_string()))], "2048")),
         ("max_think_tokens", pick(&[(file, s.max_think_tokens.map(|v| v.to_string()))], "none: plans run as long as the model makes them")),
         ("seed", pick(&[(flag, cli.seed.map(|v| v.to_string())), (file, s.seed.map(|v| v.to_string()))], "a fresh one for each draft")),

@@ -36,6 +36,11 @@ pub struct WriteArgs {
     /// [default: the registry setting, or config.toml].
     #[arg(long)]
     pub repetition_penalty: Option<f32>,
+    /// DRY: lower the logit of a token that would repeat a sequence of 2 or more tokens
+    /// already in the text, by M · 1.75^(length − 2) (0 is off; llama.cpp's suggested 0.8)
+    /// [default: the registry setting, or config.toml].
+    #[arg(long, value_name = "M")]
+    pub dry_multiplier: Option<f32>,
     /// Maximum new tokens (default: the model's registry setting).
     #[arg(long)]
     pub max_tokens: Option<usize>,
@@ -125,6 +130,7 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
         top_p: a.top_p.unwrap_or(base.top_p),
         top_k: a.top_k.unwrap_or(base.top_k),
         repetition_penalty: a.repetition_penalty.unwrap_or(base.repetition_penalty),
+        dry_multiplier: a.dry_multiplier.unwrap_or(base.dry_multiplier),
         seed: a.seed.or(cfg.sampling.seed).unwrap_or_else(rand::random),
         ..base
     };

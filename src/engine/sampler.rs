@@ -26,13 +26,27 @@ pub struct SamplerConfig {
     /// 1.0 disables it. Applied to tokens seen in the last `repeat_last_n` tokens.
     pub repetition_penalty: f32,
     pub repeat_last_n: usize,
+    /// DRY ("don't repeat yourself"; 0 disables it): a token that would extend a sequence
+    /// already seen, of `DRY_ALLOWED_LENGTH` tokens or more, loses
+    /// `dry_multiplier · DRY_BASE^(length − DRY_ALLOWED_LENGTH)` from its logit. Unlike the
+    /// repetition penalty it leaves single common tokens alone and stops loops, which is
+    /// what a small model writing at length falls into.
+    pub dry_multiplier: f32,
     pub seed: u64,
 }
+
+/// llama.cpp's DRY defaults: the penalty grows by 1.75× per token of match past 2.
+pub const DRY_BASE: f32 = 1.75;
+pub const DRY_ALLOWED_LENGTH: usize = 2;
+/// How far back DRY looks for an earlier occurrence, in tokens, and the longest match it
+/// measures (the penalty is astronomical long before that).
+pub const DRY_LAST_N: usize = 2048;
+const DRY_MAX_MATCH: usize = 48;
 
 impl Default for SamplerConfig {
     /// The LongWriter-Zero decoding defaults (T 0.6, top-p 0.95).
     fn default() -> Self {
-        Self { temperature: 0.6, top_p: 0.95, top_k: 0, repetition_penalty: 1.0, repeat_last_n: 64, seed: 299792458 }
+        Self { temperature: 0.6, top_p: 0.95, top_k: 0, repetition_penalty: 1.0, repeat_last_n: 64, dry_multiplier: 0.0, seed: 299792458 }
     }
 }
 
@@ -49,6 +63,7 @@ impl SamplerConfig {
             top_p: d.top_p.unwrap_or(base.top_p),
             top_k: d.top_k.unwrap_or(base.top_k),
             repetition_penalty: d.repetition_penalty.unwrap_or(base.repetition_penalty),
+            dry_multiplier: d.dry_multiplier.unwrap_or(base.dry_multiplier),
             ..base
         }
     }
@@ -62,6 +77,9 @@ impl SamplerConfig {
         }
         if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
             return Err(format!("repetition penalty must be > 0, got {}", self.repetition_penalty));
+        }
+        if !(self.dry_multiplier.is_finite() && self.dry_multiplier >= 0.0) {
+            return Err(format!("the DRY multiplier must be ≥ 0 (0 is off), got {}", self.dry_multiplier));
         }
         Ok(())
     }
@@ -96,6 +114,9 @@ impl Sampler {
                     *l = if *l >= 0.0 { *l / self.cfg.repetition_penalty } else { *l * self.cfg.repetition_penalty };
                 }
             }
+        }
+        if self.cfg.dry_multiplier > 0.0 {
+            dry_penalty(logits, recent, self.cfg.dry_multiplier);
         }
         if self.cfg.temperature <= 0.0 {
             return argmax(logits);
@@ -175,6 +196,41 @@ impl Sampler {
     }
 }
 
+/// DRY: for each earlier position of the last `DRY_LAST_N` tokens, the length of the
+/// match between the text ending there and the text's end; the token that followed it
+/// would repeat that match one token further, and the longest such match per token sets
+/// its penalty. Matches start only where the last token recurs, so plain text costs a scan
+/// of the window; a loop costs up to `DRY_MAX_MATCH` comparisons per occurrence.
+fn dry_penalty(logits: &mut [f32], recent: &[u32], multiplier: f32) {
+    let h = &recent[recent.len().saturating_sub(DRY_LAST_N)..];
+    let Some(&last) = h.last() else { return };
+    let n = h.len();
+    let mut longest: Vec<(u32, usize)> = Vec::new();
+    for i in 0..n - 1 {
+        if h[i] != last {
+            continue;
+        }
+        // h[..=i] and h[..n] end alike for `len` tokens.
+        let mut len = 1;
+        while len < DRY_MAX_MATCH && len <= i && h[i - len] == h[n - 1 - len] {
+            len += 1;
+        }
+        if len < DRY_ALLOWED_LENGTH {
+            continue;
+        }
+        let next = h[i + 1];
+        match longest.iter_mut().find(|(t, _)| *t == next) {
+            Some(e) => e.1 = e.1.max(len),
+            None => longest.push((next, len)),
+        }
+    }
+    for (t, len) in longest {
+        if let Some(l) = logits.get_mut(t as usize) {
+            *l -= multiplier * DRY_BASE.powi((len - DRY_ALLOWED_LENGTH) as i32);
+        }
+    }
+}
+
 pub fn argmax(logits: &[f32]) -> u32 {
     let mut best = 0usize;
     for (i, &l) in logits.iter().enumerate() {
@@ -244,6 +300,34 @@ mod tests {
         let mut s = Sampler::new(SamplerConfig { temperature: 0.0, repetition_penalty: 2.0, ..Default::default() });
         // Token 1 (3.0 → 1.5) was seen, so token 3 (2.9) wins.
         assert_eq!(s.sample(&mut [0.1, 3.0, -1.0, 2.9], &[1]), 3);
+    }
+
+    #[test]
+    fn dry_penalises_the_token_that_would_repeat_a_sequence_by_its_length() {
+        let cfg = SamplerConfig { temperature: 0.0, dry_multiplier: 1.0, ..Default::default() };
+        // "5 6 7 8 … 5 6 7": 8 would repeat a 3-token match (penalty 1.75^1), 9 nothing.
+        let recent = [5, 6, 7, 8, 1, 2, 5, 6, 7];
+        let mut logits = vec![0.0f32; 10];
+        logits[8] = 2.0;
+        logits[9] = 1.5;
+        assert_eq!(Sampler::new(cfg.clone()).sample(&mut logits.clone(), &recent), 9);
+        dry_penalty(&mut logits, &recent, 1.0);
+        assert!((logits[8] - (2.0 - DRY_BASE)).abs() < 1e-6, "{}", logits[8]);
+        assert_eq!(logits[9], 1.5);
+        // A match shorter than the allowed length is left alone: only "7" recurs before 3.
+        let mut l = vec![0.0f32; 10];
+        dry_penalty(&mut l, &[7, 3, 1, 7], 1.0);
+        assert!(l.iter().all(|&v| v == 0.0), "{l:?}");
+        // A loop: the longest match counts, and the penalty grows with it.
+        let looped: Vec<u32> = [1, 2, 3, 4].repeat(3).into_iter().collect();
+        let mut l = vec![0.0f32; 5];
+        dry_penalty(&mut l, &looped, 0.5);
+        // The text ends "… 1 2 3 4"; the earlier "1 2 3 4 1 2 3 4" matches 8 tokens before 1.
+        assert!((l[1] + 0.5 * DRY_BASE.powi(6)).abs() < 1e-4, "{l:?}");
+        assert_eq!((l[0], l[2], l[3], l[4]), (0.0, 0.0, 0.0, 0.0));
+        // Off by default, and a negative multiplier is refused.
+        assert_eq!(SamplerConfig::default().dry_multiplier, 0.0);
+        assert!(SamplerConfig { dry_multiplier: -1.0, ..Default::default() }.validate().is_err());
     }
 
     #[test]

@@ -121,6 +121,9 @@ pub struct SamplingDefaults {
     pub top_p: Option<f64>,
     pub top_k: Option<usize>,
     pub repetition_penalty: Option<f32>,
+    /// DRY against loops (`engine::SamplerConfig::dry_multiplier`; 0 or absent: off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_multiplier: Option<f32>,
     pub max_tokens: Option<usize>,
 }
 

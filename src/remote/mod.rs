@@ -139,6 +139,10 @@ impl RemoteModel {
             body["repetition_penalty"] = json!(s.repetition_penalty);
             body["repeat_penalty"] = json!(s.repetition_penalty);
         }
+        if s.dry_multiplier > 0.0 {
+            // llama.cpp's name; its other DRY settings default to the values used locally.
+            body["dry_multiplier"] = json!(s.dry_multiplier);
+        }
         if self.cfg.api == RemoteApi::Completions && !chat_mode {
             body["prompt"] = json!(format!("{}{prefix}", longwriter_text(request, mode == TemplateMode::Nothink)));
             return Ok((format!("{}/completions", self.cfg.base_url), body));
@@ -366,7 +370,9 @@ mod tests {
         let p = b["prompt"].as_str().unwrap();
         assert!(p.starts_with("A conversation between the user and the assistant.") && p.ends_with("<|assistant|>: <think> plan"), "{p}");
         assert_eq!((b["max_tokens"].as_u64(), b["top_k"].as_u64(), b["stream"].as_bool()), (Some(77), Some(40), Some(true)));
-        assert!(b.get("repeat_penalty").is_none() && b.get("stop").is_none());
+        assert!(b.get("repeat_penalty").is_none() && b.get("stop").is_none() && b.get("dry_multiplier").is_none());
+        let dry = GenerateRequest { sampler: SamplerConfig { dry_multiplier: 0.8, ..SamplerConfig::default() }, ..req.clone() };
+        assert_eq!(m.request_body(REQUEST, TemplateMode::LongwriterPrimed, None, &dry).unwrap().1["dry_multiplier"].as_f64(), Some(0.800000011920929));
 
         let (url, b) = m.request_body(REQUEST, TemplateMode::Chat, None, &req).unwrap();
         assert_eq!(url, "http://127.0.0.1:9/v1/chat/completions");

@@ -331,7 +331,7 @@ impl Trainer {
             let tp = self.prompts[idx].clone();
             let prompt_ids = engine.prompt_ids(mode, &tp.prompt)?;
             let samplers: Vec<SamplerConfig> = (0..g)
-                .map(|r| SamplerConfig { temperature: job.rollout.temperature, top_p: job.rollout.top_p, top_k: 0, repetition_penalty: 1.0, repeat_last_n: 64, seed: crate::engine::derive_seed(job.run.seed, &[k as u64, j as u64, r as u64]) })
+                .map(|r| SamplerConfig { temperature: job.rollout.temperature, top_p: job.rollout.top_p, top_k: 0, repetition_penalty: 1.0, repeat_last_n: 64, dry_multiplier: 0.0, seed: crate::engine::derive_seed(job.run.seed, &[k as u64, j as u64, r as u64]) })
                 .collect();
             let req = GenerateRequest { prompt_ids: prompt_ids.clone(), max_think_tokens: job.rollout.max_think_tokens, ..GenerateRequest::for_mode(mode, samplers[0].clone(), job.rollout.budget(tp.target)) };
             // The group decodes side by side: one batched pass per token for all G.
