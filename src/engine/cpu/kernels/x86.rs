@@ -155,38 +155,34 @@ trait SuperFormat {
     unsafe fn bytes(b: *const u8, s: usize) -> __m256i;
 }
 
-/// Shuffle masks that spread i16 lane `s` of a 128-bit half over the whole half.
+/// Per sub-block s, a shuffle mask that puts its scale in every i16 lane of a `maddubs`
+/// product: for Q4_K/Q5_K (`i8_pairs` false) i16 lane s of each 128-bit half spread over
+/// the half; for Q6_K's sixteen i8 scales, scale 2s into the high byte of every lane of
+/// the low half and 2s + 1 of the high half, low bytes zeroed (0x80) for the shift that
+/// sign-extends them.
 #[repr(C, align(32))]
 struct ScaleLanes([[u8; 32]; 8]);
-static SCALE_LANES: ScaleLanes = ScaleLanes({
-    let mut m = [[0u8; 32]; 8];
-    let mut s = 0;
-    while s < 8 {
-        let mut i = 0;
-        while i < 32 {
-            m[s][i] = (2 * s + i % 2) as u8;
-            i += 1;
-        }
-        s += 1;
-    }
-    m
-});
 
-/// Shuffle masks that put Q6_K's i8 scale 2s in the high byte of every i16 lane of the
-/// low half and scale 2s + 1 in the high half (low bytes zeroed: 0x80).
-static Q6K_SCALE_LANES: ScaleLanes = ScaleLanes({
+const fn scale_lanes(i8_pairs: bool) -> ScaleLanes {
     let mut m = [[0u8; 32]; 8];
     let mut s = 0;
     while s < 8 {
         let mut i = 0;
         while i < 32 {
-            m[s][i] = if i % 2 == 0 { 0x80 } else { (2 * s + i / 16) as u8 };
+            m[s][i] = match (i8_pairs, i % 2) {
+                (false, b) => (2 * s + b) as u8,
+                (true, 0) => 0x80,
+                (true, _) => (2 * s + i / 16) as u8,
+            };
             i += 1;
         }
         s += 1;
     }
-    m
-});
+    ScaleLanes(m)
+}
+
+static SCALE_LANES: ScaleLanes = scale_lanes(false);
+static Q6K_SCALE_LANES: ScaleLanes = scale_lanes(true);
 
 /// Q4_K (`FIFTH` false) and Q5_K: d, dmin, 12 bytes of 6-bit scales and mins, [32 bytes of
 /// fifth bits,] then 128 bytes of nibbles, sub-blocks 2c and 2c+1 in the low and high
