@@ -200,7 +200,9 @@ impl Sampler {
 /// match between the text ending there and the text's end; the token that followed it
 /// would repeat that match one token further, and the longest such match per token sets
 /// its penalty. Matches start only where the last token recurs, so plain text costs a scan
-/// of the window; a loop costs up to `DRY_MAX_MATCH` comparisons per occurrence.
+/// of the window; a loop costs up to `DRY_MAX_MATCH` comparisons per occurrence. Unlike
+/// llama.cpp's, matches do not stop at sequence breakers (newlines, ':', quotes), which
+/// would need the tokens' text here: a repeated paragraph opening counts in full.
 fn dry_penalty(logits: &mut [f32], recent: &[u32], multiplier: f32) {
     let h = &recent[recent.len().saturating_sub(DRY_LAST_N)..];
     let Some(&last) = h.last() else { return };

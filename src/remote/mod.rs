@@ -140,7 +140,9 @@ impl RemoteModel {
             body["repeat_penalty"] = json!(s.repetition_penalty);
         }
         if s.dry_multiplier > 0.0 {
-            // llama.cpp's name; its other DRY settings default to the values used locally.
+            // llama.cpp's name. Its base and allowed length default to the local sampler's;
+            // it also ends matches at its sequence breakers (newline, ':', '"', '*'), which
+            // the local sampler does not have, and looks back over the whole context.
             body["dry_multiplier"] = json!(s.dry_multiplier);
         }
         if self.cfg.api == RemoteApi::Completions && !chat_mode {
