@@ -144,12 +144,12 @@ trait SuperFormat {
     const SIGNED: bool;
     /// The block's scales (and mins), decoded once for its eight sub-blocks.
     type Head: Copy;
-    /// The block's d, its −dmin, and its scales, for a tile of `N` tokens.
-    unsafe fn head<const N: usize>(b: *const u8) -> (f32, f32, Self::Head);
+    /// The block's d and its scales, for a tile of `N` tokens.
+    unsafe fn head<const N: usize>(b: *const u8) -> (f32, Self::Head);
     /// Sub-block `s`'s integer scale in each i16 lane of a `maddubs` product (lanes 0..8
     /// hold values 0..16).
     unsafe fn scale(h: &Self::Head, s: usize) -> __m256i;
-    /// The eight sub-blocks' integer mins as floats (formats with a minimum).
+    /// The eight sub-blocks' integer mins times −dmin (formats with a minimum).
     unsafe fn mins(h: &Self::Head) -> __m256;
     /// Sub-block `s`'s 32 weights as bytes.
     unsafe fn bytes(b: *const u8, s: usize) -> __m256i;
@@ -192,10 +192,10 @@ impl<const FIFTH: bool> SuperFormat for QK4<FIFTH> {
     const BYTES: usize = if FIFTH { 176 } else { 144 };
     const SIGNED: bool = false;
     /// The eight scales as i16 in both 128-bit halves (for `scale`'s in-lane shuffle), and
-    /// the eight mins.
+    /// the eight mins times −dmin.
     type Head = (__m256i, __m256);
     #[inline(always)]
-    unsafe fn head<const N: usize>(b: *const u8) -> (f32, f32, Self::Head) {
+    unsafe fn head<const N: usize>(b: *const u8) -> (f32, Self::Head) {
         // The 12 bytes unpacked with 32-bit masks into 8 scale bytes then 8 min bytes, as
         // ggml does (`scale_min_k4` one at a time cost more than the sub-blocks' products).
         let u = [0usize, 4, 8].map(|o| std::ptr::read_unaligned(b.add(4 + o) as *const u32));
@@ -205,7 +205,7 @@ impl<const FIFTH: bool> SuperFormat for QK4<FIFTH> {
         let v = _mm_setr_epi32((u[0] & m6) as i32, scales_hi as i32, (u[1] & m6) as i32, mins_hi as i32);
         let scales = _mm_cvtepu8_epi16(v);
         let mins = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(v, 8)));
-        (half(b), -half(b.add(2)), (_mm256_set_m128i(scales, scales), mins))
+        (half(b), (_mm256_set_m128i(scales, scales), _mm256_mul_ps(mins, _mm256_set1_ps(-half(b.add(2))))))
     }
     #[inline(always)]
     unsafe fn scale(h: &Self::Head, s: usize) -> __m256i {
@@ -236,7 +236,7 @@ impl SuperFormat for Q6K {
     /// Per sub-block, its two i8 scales widened into the i16 lanes of a `maddubs` product.
     type Head = [__m256i; 8];
     #[inline(always)]
-    unsafe fn head<const N: usize>(b: *const u8) -> (f32, f32, Self::Head) {
+    unsafe fn head<const N: usize>(b: *const u8) -> (f32, Self::Head) {
         let sc = b.add(192) as *const i8;
         let scales = if N == 1 {
             // Decoding: the sixteen scales in both halves; for sub-block s a shuffle puts
@@ -251,7 +251,7 @@ impl SuperFormat for Q6K {
         } else {
             std::array::from_fn(|k| _mm256_set_m128i(_mm_set1_epi16(*sc.add(2 * k + 1) as i16), _mm_set1_epi16(*sc.add(2 * k) as i16)))
         };
-        (half(b.add(208)), 0.0, scales)
+        (half(b.add(208)), scales)
     }
     #[inline(always)]
     unsafe fn scale(h: &Self::Head, s: usize) -> __m256i {
@@ -328,7 +328,7 @@ unsafe fn tile_super<F: SuperFormat, const R: usize, const N: usize>(rows: &[u8]
             for r in 0..R {
                 let w = F::bytes(base.add(r * rb + blk * F::BYTES), s);
                 let uw = if F::SIGNED { _mm256_sign_epi8(w, w) } else { w };
-                let sc = F::scale(&heads[r].2, s);
+                let sc = F::scale(&heads[r].1, s);
                 for k in 0..N {
                     let x = if F::SIGNED { _mm256_sign_epi8(xs[k], w) } else { xs[k] };
                     isum[r][k] = _mm256_add_epi32(isum[r][k], _mm256_madd_epi16(_mm256_maddubs_epi16(uw, x), sc));
@@ -341,10 +341,10 @@ unsafe fn tile_super<F: SuperFormat, const R: usize, const N: usize>(rows: &[u8]
             // d · Σqs of each of the token's eight sub-blocks.
             let sums = if F::SIGNED { _mm256_setzero_ps() } else { _mm256_setr_ps((*a).s, (*a.add(1)).s, (*a.add(2)).s, (*a.add(3)).s, (*a.add(4)).s, (*a.add(5)).s, (*a.add(6)).s, (*a.add(7)).s) };
             for r in 0..R {
-                let (d, neg_dmin, h) = &heads[r];
+                let (d, h) = &heads[r];
                 acc[r][k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][k]), _mm256_set1_ps(d * dx), acc[r][k]);
                 if !F::SIGNED {
-                    acc[r][k] = _mm256_fmadd_ps(_mm256_mul_ps(F::mins(h), _mm256_set1_ps(*neg_dmin)), sums, acc[r][k]);
+                    acc[r][k] = _mm256_fmadd_ps(F::mins(h), sums, acc[r][k]);
                 }
             }
         }
