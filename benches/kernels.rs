@@ -1,18 +1,21 @@
 //! The quantized dot-product kernels against their scalar reference: one thread computes
 //! every row of an 18,432 × 1,536 matrix (SmolLM2-135M's output layer's 28M weights, in
-//! rows wide enough for the K-quants' 256-value blocks) against 1 token (decode) and 4
-//! tokens (prefill's tile), in every weight format, on each SIMD path this CPU has. Prints
-//! weights/s per path and the ratio to scalar, with the CPU named.
+//! rows wide enough for the K-quants' 256-value blocks) in every weight format, on each
+//! SIMD path this CPU has, in the tile shapes the matmul uses: 1 row × 1 token and 4 rows ×
+//! 1 token (decode), 1 row × 4 and × 8 tokens (prefill, and a group's tokens side by side).
+//! Prints weight·token/s per path and shape, and the ratio to scalar, with the CPU named.
+//! `LONGWRITER_BENCH_ROWS=512` measures a matrix that fits in cache (the kernels without
+//! the memory).
 //! Run: `cargo bench --bench kernels [FORMAT…]` (`LONGWRITER_CPU_ISA` does not matter here: every
 //! path the CPU has is measured).
 
-use longwriter::engine::cpu::kernels::{best, dot_many_on, dot_rows_on, quantize_act, quantize_act_k, random_blocks, ActBlock, Simd, WeightType, MAX_ROWS, MAX_TOKENS, QK};
+use longwriter::engine::cpu::kernels::{best, dot_tile_on, quantize_act, quantize_act_k, random_blocks, ActBlock, Simd, WeightType, MAX_ROWS, MAX_TOKENS, QK};
 use std::time::Instant;
 
-const ROWS: usize = 18_432;
+const ROWS_DEFAULT: usize = 18_432;
 const COLS: usize = 1_536;
 
-fn matrix(t: WeightType) -> Vec<u8> {
+fn matrix(t: WeightType, rows: usize) -> Vec<u8> {
     // A fixed xorshift stream: the values do not matter for speed, only the layout.
     let mut x = 0x9E37_79B9_7F4A_7C15u64;
     let mut next = move || {
@@ -21,12 +24,15 @@ fn matrix(t: WeightType) -> Vec<u8> {
         x ^= x << 17;
         x
     };
-    random_blocks(t, ROWS * COLS / t.block_values(), &mut next)
+    random_blocks(t, rows * COLS / t.block_values(), &mut next)
 }
 
 fn main() {
+    // LONGWRITER_BENCH_ROWS: a smaller matrix (one that fits in cache) isolates the kernels
+    // from the memory.
+    let rows_n: usize = std::env::var("LONGWRITER_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(ROWS_DEFAULT);
     let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())).unwrap_or_else(|| "unknown CPU".into());
-    println!("{cpu} · best path {} · 1 thread · {ROWS}×{COLS}", best().label());
+    println!("{cpu} · best path {} · 1 thread · {rows_n}×{COLS}", best().label());
     let x: Vec<f32> = (0..COLS * MAX_TOKENS).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
     // As the matmul quantizes them: per 32 values, or per 256 for the K-quants.
     let (mut acts, mut acts_k) = (vec![ActBlock::default(); COLS / QK * MAX_TOKENS], vec![ActBlock::default(); COLS / QK * MAX_TOKENS]);
@@ -37,35 +43,29 @@ fn main() {
     // `cargo bench --bench kernels -- q4_1 q6_K` measures only those formats.
     let only: Vec<WeightType> = std::env::args().skip(1).filter_map(|a| WeightType::parse(&a)).collect();
     for t in WeightType::ALL.into_iter().filter(|t| only.is_empty() || only.contains(t)) {
-        let m = matrix(t);
+        let m = matrix(t, rows_n);
         let rb = t.row_bytes(COLS);
         let tokens: Vec<&[ActBlock]> = if t.is_k() { &acts_k } else { &acts }.chunks(nb).collect();
-        for n in [1, MAX_TOKENS] {
-            let mut scalar = 0.0;
-            for &p in &paths {
-                let mut out = [0f32; MAX_TOKENS];
+        let mut scalar = 0.0;
+        for &p in &paths {
+            for (r, n) in [(1, 1), (MAX_ROWS, 1), (1, 4), (1, MAX_TOKENS)] {
+                if p == Simd::Scalar && (r, n) != (1, 1) {
+                    continue;
+                }
+                let mut out = [0f32; MAX_TOKENS * MAX_ROWS];
                 let mut sink = 0f32;
-                let best_s = best_of_5(|| {
-                    for r in m.chunks_exact(rb) {
-                        dot_many_on(p, t, r, &tokens[..n], &mut out);
+                let s = best_of_5(|| {
+                    for rows in m.chunks_exact(rb * r) {
+                        dot_tile_on(p, t, rows, rb, r, &tokens[..n], &mut out);
                         sink += out[0];
                     }
                 });
-                if n == 1 {
-                    let s4 = best_of_5(|| {
-                        for r in m.chunks_exact(rb * MAX_ROWS) {
-                            dot_rows_on(p, t, r, rb, tokens[0], &mut out[..MAX_ROWS]);
-                            sink += out[0];
-                        }
-                    });
-                    println!("{t:?} · {MAX_ROWS} rows × 1 token · {:<11} {:8.2} G weight·token/s", p.label(), (ROWS * COLS) as f64 / s4 / 1e9);
-                }
                 std::hint::black_box(sink);
-                let gw = (ROWS * COLS * n) as f64 / best_s / 1e9;
+                let gw = (rows_n * COLS * n) as f64 / s / 1e9;
                 if p == Simd::Scalar {
                     scalar = gw;
                 }
-                println!("{t:?} · {n} token(s) · {:<11} {:8.2} G weight·token/s  {:5.1}× scalar", p.label(), gw, gw / scalar);
+                println!("{t:?} · {r} row(s) × {n} token(s) · {:<11} {:8.2} G weight·token/s  {:5.1}× scalar", p.label(), gw, gw / scalar);
             }
         }
     }

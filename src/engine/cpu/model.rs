@@ -1,4 +1,4 @@
-use super::kernels::{dequantize_row, dot_many, dot_rows, quantize_act, quantize_act_k, ActBlock, WeightType, MAX_ROWS, MAX_TOKENS, QK};
+use super::kernels::{dequantize_row, dot_tiles, quantize_act, quantize_act_k, ActBlock, WeightType, MAX_ROWS, MAX_TOKENS, QK};
 use crate::engine::model::{KvType, ModelConfig};
 use crate::engine::EngineError;
 use candle_core::quantized::{gguf_file, GgmlDType};
@@ -72,39 +72,43 @@ fn matmul(jobs: &mut [(&Matrix, &mut [f32])], x: &[f32], n_tok: usize, scratch: 
         let (m, out) = outs[j];
         let nb = m.cols / QK;
         let acts = if m.t.is_k() { &scratch.per256[..] } else { &scratch.per32[..] };
+        let rb = m.row_bytes();
+        let rows = &m.data[r0 * rb..r1 * rb];
+        let n_rows = r1 - r0;
         // Decode: short rows a few at a time against the one token. Measured one thread at
         // a time (`cargo bench --bench kernels`, EPYC): four Q4_1 rows at once beat one
         // while the four span at most about 2 KB (240-480-byte rows: 1.2-1.7x), and run at
         // half speed beyond (612-960-byte rows: 0.45-0.5x); Q8_0 rows lose even at 408
         // bytes (0.8x). Wider models' rows, and Q8_0's, go one at a time.
-        if n_tok == 1 && m.t != WeightType::Q8_0 && m.row_bytes() * MAX_ROWS <= 2048 {
-            let rb = m.row_bytes();
-            let mut res = [0f32; MAX_ROWS];
-            let mut r = r0;
-            while r < r1 {
-                let k = (r1 - r).min(MAX_ROWS);
-                dot_rows(m.t, &m.data[r * rb..(r + k) * rb], rb, &acts[..nb], &mut res[..k]);
-                for (j, &v) in res.iter().enumerate().take(k) {
-                    // SAFETY: row r + j is unique to this task and inside `out`.
-                    unsafe { *out.at(r + j) = v };
-                }
-                r += k;
+        if n_tok == 1 {
+            let mut res = vec![0f32; n_rows];
+            let four = if m.t != WeightType::Q8_0 && rb * MAX_ROWS <= 2048 { n_rows / MAX_ROWS } else { 0 };
+            let act = [&acts[..nb]];
+            dot_tiles(m.t, rows, rb, MAX_ROWS, four, &act, &mut res);
+            let done = four * MAX_ROWS;
+            if done < n_rows {
+                dot_tiles(m.t, &rows[done * rb..], rb, 1, n_rows - done, &act, &mut res[done..]);
+            }
+            for (j, &v) in res.iter().enumerate() {
+                // SAFETY: row r0 + j is unique to this task and inside `out`.
+                unsafe { *out.at(r0 + j) = v };
             }
             return;
         }
-        let mut res = [0f32; MAX_TOKENS];
-        for r in r0..r1 {
-            let row = m.row(r);
-            for t0 in (0..n_tok).step_by(MAX_TOKENS) {
-                let k = (n_tok - t0).min(MAX_TOKENS);
-                let mut group: [&[ActBlock]; MAX_TOKENS] = [&[]; MAX_TOKENS];
-                for (j, g) in group.iter_mut().enumerate().take(k) {
-                    *g = &acts[(t0 + j) * nb..(t0 + j + 1) * nb];
-                }
-                dot_many(m.t, row, &group[..k], &mut res);
-                for (j, &v) in res.iter().enumerate().take(k) {
+        // Prefill (or a group's tokens side by side): every row of the chunk against up
+        // to MAX_TOKENS tokens at a time, each weight block unpacked once for all of them.
+        let mut res = vec![0f32; n_rows * MAX_TOKENS];
+        for t0 in (0..n_tok).step_by(MAX_TOKENS) {
+            let k = (n_tok - t0).min(MAX_TOKENS);
+            let mut group: [&[ActBlock]; MAX_TOKENS] = [&[]; MAX_TOKENS];
+            for (j, g) in group.iter_mut().enumerate().take(k) {
+                *g = &acts[(t0 + j) * nb..(t0 + j + 1) * nb];
+            }
+            dot_tiles(m.t, rows, rb, 1, n_rows, &group[..k], &mut res[..n_rows * k]);
+            for (i, row) in res[..n_rows * k].chunks_exact(k).enumerate() {
+                for (j, &v) in row.iter().enumerate() {
                     // SAFETY: (token, row) is unique to this task and inside `out`.
-                    unsafe { *out.at((t0 + j) * m.rows + r) = v };
+                    unsafe { *out.at((t0 + j) * m.rows + r0 + i) = v };
                 }
             }
         }

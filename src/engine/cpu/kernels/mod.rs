@@ -5,9 +5,9 @@
 //! (int8 with an f32 scale and the scaled sum). Every weight format is read as 32-value
 //! sub-blocks of small integers with a scale (two for Q6_K's 16-value halves) and an
 //! offset ([`formats`]), so each reduces to integer dot products:
-//! - Q4_0 (`w = (q-8)·d`):        d·dₓ·Σq·x − 8·d·sₓ
+//! - Q4_0 (`w = (q-8)·d`):        d·dₓ·Σ(q−8)·x, the bytes made signed before the product
 //! - Q4_1 (`w = q·d + m`):        d·dₓ·Σq·x + m·sₓ
-//! - Q5_0, Q5_1: the same with a fifth bit (offset −16·d, or m)
+//! - Q5_0, Q5_1: the same with a fifth bit (q − 16, or m)
 //! - Q8_0 (`w = q·d`):            d·dₓ·Σq·x
 //! - Q4_K, Q5_K (`w = d·sc·q − dmin·m` per sub-block): d·sc·dₓ·Σq·x − dmin·m·sₓ
 //! - Q6_K (`w = d·sc·(q−32)` per 16 values): d·dₓ·(sc₀·Σ₀ + sc₁·Σ₁), signed
@@ -176,11 +176,11 @@ pub fn dot(t: WeightType, row: &[u8], act: &[ActBlock]) -> f32 {
 /// Dot products of one weight row with up to [`MAX_TOKENS`] activation vectors at once:
 /// each weight block is loaded and unpacked once for all of them (prefill's win). A
 /// K-quant row needs activations from [`quantize_act_k`], the others from [`quantize_act`].
-pub const MAX_TOKENS: usize = 4;
+pub const MAX_TOKENS: usize = 8;
 
 #[inline]
 pub fn dot_many(t: WeightType, row: &[u8], acts: &[&[ActBlock]], out: &mut [f32]) {
-    dispatch(simd(), t, row, acts, out)
+    tile_on(simd(), t, row, row.len(), 1, 1, acts, out)
 }
 
 /// Rows that [`dot_rows`] takes at once.
@@ -191,80 +191,81 @@ pub const MAX_ROWS: usize = 4;
 /// the core waiting on each row's FMA chain and reloads the activations for every row.
 #[inline]
 pub fn dot_rows(t: WeightType, rows: &[u8], rb: usize, act: &[ActBlock], out: &mut [f32]) {
-    rows_on(simd(), t, rows, rb, act, out)
+    tile_on(simd(), t, rows, rb, out.len(), 1, &[act], out)
 }
 
 /// [`dot_rows`] on a given path (see [`dot_many_on`]).
 pub fn dot_rows_on(path: Simd, t: WeightType, rows: &[u8], rb: usize, act: &[ActBlock], out: &mut [f32]) {
     assert!(path <= best(), "this CPU has no {} kernels", path.label());
-    rows_on(path, t, rows, rb, act, out)
+    tile_on(path, t, rows, rb, out.len(), 1, &[act], out)
 }
 
+/// Dot products of `groups · n_rows` consecutive weight rows (each `rb` bytes), `n_rows`
+/// at a time, with `acts.len()` tokens, into `out[row * acts.len() + k]`: a matrix's rows in
+/// one call, so the checks and the dispatch are paid once rather than per row. Shapes: up
+/// to [`MAX_ROWS`] rows × 1 token ([`dot_rows`]) or 1 row × up to [`MAX_TOKENS`] tokens
+/// ([`dot_many`]). Every (row, token) result has the same bits in every shape.
 #[inline]
-fn rows_on(path: Simd, t: WeightType, rows: &[u8], rb: usize, act: &[ActBlock], out: &mut [f32]) {
-    let n = out.len();
-    assert!((1..=MAX_ROWS).contains(&n) && rows.len() >= n * rb && rb % t.block_bytes() == 0 && act.len() >= t.sub_blocks(rb), "dot_rows: bad shapes");
-    debug_assert!(!t.is_k() || shares_k_scales(act), "K-quant rows need quantize_act_k's activations");
-    #[cfg(target_arch = "x86_64")]
-    {
-        if path != Simd::Scalar {
-            let vnni = path == Simd::Vnni;
-            let one = [act];
-            // SAFETY: the path's CPU features were detected (simd() or dot_rows_on's
-            // check); shapes were checked above.
-            unsafe {
-                match n {
-                    1 => x86::tile::<1, 1>(vnni, t, rows, rb, &one, out),
-                    2 => x86::tile::<2, 1>(vnni, t, rows, rb, &one, out),
-                    3 => x86::tile::<3, 1>(vnni, t, rows, rb, &one, out),
-                    _ => x86::tile::<4, 1>(vnni, t, rows, rb, &one, out),
-                }
-            }
-            return;
-        }
-    }
-    for (r, o) in out.iter_mut().enumerate() {
-        *o = dot_scalar(t, &rows[r * rb..(r + 1) * rb], act);
-    }
+pub fn dot_tiles(t: WeightType, rows: &[u8], rb: usize, n_rows: usize, groups: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
+    tile_on(simd(), t, rows, rb, n_rows, groups, acts, out)
+}
+
+/// [`dot_tiles`] on a given path (see [`dot_many_on`]).
+#[allow(clippy::too_many_arguments)]
+pub fn dot_tiles_on(path: Simd, t: WeightType, rows: &[u8], rb: usize, n_rows: usize, groups: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
+    assert!(path <= best(), "this CPU has no {} kernels", path.label());
+    tile_on(path, t, rows, rb, n_rows, groups, acts, out)
 }
 
 /// [`dot_many`] on a given path, for benchmarks and tests that compare paths. Panics if
 /// this CPU lacks the path's features.
 pub fn dot_many_on(path: Simd, t: WeightType, row: &[u8], acts: &[&[ActBlock]], out: &mut [f32]) {
     assert!(path <= best(), "this CPU has no {} kernels", path.label());
-    dispatch(path, t, row, acts, out)
+    tile_on(path, t, row, row.len(), 1, 1, acts, out)
 }
 
 /// `path` must be one this CPU has (`simd()` or a slower one).
 #[inline]
-fn dispatch(path: Simd, t: WeightType, row: &[u8], acts: &[&[ActBlock]], out: &mut [f32]) {
-    // The kernels read exactly acts.len() tokens without bounds checks: 1 to MAX_TOKENS.
-    assert!((1..=MAX_TOKENS).contains(&acts.len()) && out.len() >= acts.len(), "dot_many: 1 to {MAX_TOKENS} tokens, and as many outputs");
-    let nb = t.sub_blocks(row.len());
-    assert!(row.len() % t.block_bytes() == 0 && acts.iter().all(|a| a.len() >= nb), "activation shorter than weight row");
+#[allow(clippy::too_many_arguments)]
+fn tile_on(path: Simd, t: WeightType, rows: &[u8], rb: usize, n_rows: usize, groups: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
+    // The kernels read exactly n_rows rows and acts.len() tokens without bounds checks.
+    let n = acts.len();
+    let shape_ok = match (n_rows, n) {
+        (1..=MAX_ROWS, 1) => true,
+        (1, 1..=MAX_TOKENS) => true,
+        _ => false,
+    };
+    let all = groups * n_rows;
+    assert!(shape_ok && out.len() >= all * n && rows.len() >= all * rb && rb % t.block_bytes() == 0, "dot kernels: no {n_rows} × {n} tile, or bad shapes");
+    let nb = t.sub_blocks(rb);
+    assert!(acts.iter().all(|a| a.len() >= nb), "activation shorter than weight row");
     debug_assert!(!t.is_k() || acts.iter().all(|a| shares_k_scales(a)), "K-quant rows need quantize_act_k's activations");
     #[cfg(target_arch = "x86_64")]
     {
-        // The token count is a constant in each kernel, so its accumulators stay in
-        // registers (indexed by a run-time count they live on the stack, and every
+        // The row and token counts are constants in each kernel, so its accumulators stay
+        // in registers (indexed by a run-time count they live on the stack, and every
         // block's FMA waits on a store and a reload).
         if path != Simd::Scalar {
-            let (vnni, rb) = (path == Simd::Vnni, row.len());
-            // SAFETY: the path's CPU features were detected (simd() or dot_many_on's
-            // check); lengths were checked above.
+            let vnni = path == Simd::Vnni;
+            macro_rules! shapes {
+                ($(($r:literal, $n:literal)),*) => {
+                    match (n_rows, n) {
+                        $(($r, $n) => x86::tile::<$r, $n>(vnni, t, rows, rb, groups, acts, out),)*
+                        _ => unreachable!("checked above"),
+                    }
+                };
+            }
+            // SAFETY: the path's CPU features were detected (simd() or the _on functions'
+            // check); shapes were checked above.
             unsafe {
-                match acts.len() {
-                    1 => x86::tile::<1, 1>(vnni, t, row, rb, acts, out),
-                    2 => x86::tile::<1, 2>(vnni, t, row, rb, acts, out),
-                    3 => x86::tile::<1, 3>(vnni, t, row, rb, acts, out),
-                    _ => x86::tile::<1, 4>(vnni, t, row, rb, acts, out),
-                }
+                shapes!((1, 1), (2, 1), (3, 1), (4, 1), (1, 2), (1, 3), (1, 4), (1, 5), (1, 6), (1, 7), (1, 8));
             }
             return;
         }
     }
-    for (o, a) in out.iter_mut().zip(acts) {
-        *o = dot_scalar(t, row, a);
+    for r in 0..all {
+        for (k, a) in acts.iter().enumerate() {
+            out[r * n + k] = dot_scalar(t, &rows[r * rb..(r + 1) * rb], a);
+        }
     }
 }
-

@@ -42,7 +42,7 @@ fn simd_matches_scalar_and_dequantized_dot() {
             assert!((many[1] - s2).abs() <= 1e-4 * s2.abs().max(1.0), "{t:?}: {} vs {s2}", many[1]);
             // Every path this CPU has, at every token count, against the scalar one.
             for path in [Simd::Avx2, Simd::Vnni].into_iter().filter(|p| *p <= best()) {
-                let all = [&act[..], &act2[..], &act2[..], &act[..]];
+                let all: [&[ActBlock]; MAX_TOKENS] = std::array::from_fn(|k| if k % 3 == 0 { &act[..] } else { &act2[..] });
                 for n in 1..=MAX_TOKENS {
                     let mut got = [0f32; MAX_TOKENS];
                     dot_many_on(path, t, &row, &all[..n], &mut got);
@@ -87,7 +87,7 @@ fn no_tokens_or_no_rows_is_refused_not_read_past() {
     let row = vec![0u8; WeightType::Q4_1.block_bytes()];
     let act = [ActBlock::default()];
     assert!(std::panic::catch_unwind(|| dot_many(WeightType::Q4_1, &row, &[], &mut [0f32; 1])).is_err());
-    assert!(std::panic::catch_unwind(|| dot_many(WeightType::Q4_1, &row, &[&act[..]; 5], &mut [0f32; 5])).is_err());
+    assert!(std::panic::catch_unwind(|| dot_many(WeightType::Q4_1, &row, &[&act[..]; MAX_TOKENS + 1], &mut [0f32; MAX_TOKENS + 1])).is_err());
     assert!(std::panic::catch_unwind(|| dot_rows(WeightType::Q4_1, &row, row.len(), &act, &mut [])).is_err());
     assert!(std::panic::catch_unwind(|| dot_rows(WeightType::Q4_1, &row, row.len(), &act, &mut [0f32; 2])).is_err());
 }
@@ -140,4 +140,41 @@ fn k_activations_share_one_scale_per_256_values_as_ggml_q8_k() {
     let mut z = vec![ActBlock::default(); 8];
     quantize_act_k(&[0.0; 256], &mut z);
     assert!(z.iter().all(|b| b.d == 0.0 && b.qs == [0; QK]));
+}
+
+#[test]
+fn a_matrix_in_one_call_gives_each_rows_own_bits() {
+    // dot_tiles walks many rows inside the kernel: every (row, token) must come out as
+    // dot_many gives it alone, for every shape the matmul uses, on every path.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    for t in WeightType::ALL {
+        let blocks = if t.block_values() == QK { 18 } else { 2 };
+        let rows = 3 * MAX_ROWS;
+        let data: Vec<u8> = (0..rows).flat_map(|_| random_row(t, blocks, &mut rng)).collect();
+        let rb = data.len() / rows;
+        let n = blocks * t.block_values();
+        let acts: Vec<Vec<ActBlock>> = (0..MAX_TOKENS)
+            .map(|_| {
+                let x: Vec<f32> = (0..n).map(|_| rng.random_range(-2.0..2.0)).collect();
+                let mut a = vec![ActBlock::default(); n / QK];
+                quant(t, &x, &mut a);
+                a
+            })
+            .collect();
+        let all: Vec<&[ActBlock]> = acts.iter().map(|a| &a[..]).collect();
+        for path in [Simd::Scalar, Simd::Avx2, Simd::Vnni].into_iter().filter(|p| *p <= best()) {
+            for (n_rows, tokens) in [(1, 1), (MAX_ROWS, 1), (1, 3), (1, MAX_TOKENS)] {
+                let groups = rows / n_rows;
+                let mut got = vec![0f32; rows * tokens];
+                dot_tiles_on(path, t, &data, rb, n_rows, groups, &all[..tokens], &mut got);
+                for r in 0..rows {
+                    for k in 0..tokens {
+                        let mut one = [0f32; 1];
+                        dot_many_on(path, t, &data[r * rb..(r + 1) * rb], &[all[k]], &mut one);
+                        assert_eq!(got[r * tokens + k].to_bits(), one[0].to_bits(), "{path:?} {t:?} {n_rows}×{tokens}, row {r} token {k}");
+                    }
+                }
+            }
+        }
+    }
 }
