@@ -62,3 +62,44 @@ fn an_unknown_cache_type_is_refused() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("LONGWRITER_KV_CACHE=q3 names no cache type (f32, f16)"), "{err}");
 }
+
+/// `bench --batch`: a GRPO group's rollout shape, G sequences side by side after one
+/// shared prompt, against llama-batched-bench from the same build in the same run.
+#[test]
+#[ignore = "needs a llama.cpp build (scripts/llama-cpp.sh); scripts/test-setup.sh, then cargo test -- --include-ignored"]
+fn bench_batch_measures_each_group_size_beside_llama_batched_bench() {
+    let lb = common::llama::bin_dir().join("llama-bench");
+    let o = bench("", &["--batch", "1,3", "--prompt-tokens", "24", "--gen-tokens", "8", "--reps", "1", "--json", "--llama-bench", lb.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["prompt_tokens"].as_u64(), v["gen_tokens"].as_u64(), v["machine"]["threads"].as_u64()), (Some(24), Some(8), Some(1)), "{v}");
+    for side in [&v["longwriter"]["batches"], &v["llama_cpp"]["batches"]] {
+        let groups: Vec<u64> = side.as_array().unwrap().iter().map(|b| b["group"].as_u64().unwrap()).collect();
+        assert_eq!(groups, [1, 3], "{v}");
+        for b in side.as_array().unwrap() {
+            let (pp, tg, all) = (b["prefill_tok_s"].as_f64().unwrap(), b["decode_tok_s"].as_f64().unwrap(), b["total_tok_s"].as_f64().unwrap());
+            // The whole's rate lies between its two parts' rates.
+            assert!(tg > 1.0 && pp > 1.0 && all >= tg.min(pp) * 0.999 && all <= tg.max(pp) * 1.001, "{b}");
+        }
+    }
+    assert!(v["llama_cpp"]["path"].as_str().unwrap().ends_with("llama-batched-bench"), "{v}");
+}
+
+#[test]
+fn bench_batch_without_llama_batched_bench_beside_llama_bench_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let lb = dir.path().join("llama-bench");
+    std::fs::write(&lb, "").unwrap();
+    let o = bench("", &["--batch", "2", "--prompt-tokens", "8", "--gen-tokens", "4", "--reps", "1", "--llama-bench", lb.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--batch compares with llama-batched-bench, which is not beside") && err.contains("scripts/llama-cpp.sh builds both"), "{err}");
+    let o = bench("", &["--batch", "0"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--batch sizes, --prompt-tokens, --gen-tokens and --reps must be positive"));
+    // Without SIMD kernels the model runs on candle, which decodes one sequence at a time.
+    let model = common::default_model_path();
+    let o = Command::new(env!("CARGO_BIN_EXE_longwriter")).args(["bench", "--model", model.to_str().unwrap(), "--batch", "2", "--prompt-tokens", "8", "--gen-tokens", "4", "--reps", "1"]).env("LONGWRITER_NO_SIMD", "1").output().unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--batch measures the fast CPU decoder's side-by-side decoding; this model runs on"), "{err}");
+}

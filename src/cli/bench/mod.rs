@@ -1,6 +1,7 @@
 //! `longwriter bench`: prefill and decode speed plus peak memory, optionally against
 //! llama.cpp's `llama-bench` on the same file and thread count in the same run.
 
+mod batched;
 mod train;
 
 use super::load_engine;
@@ -42,6 +43,11 @@ pub struct BenchArgs {
     /// remote backend and prints its speed beside the local engine's.
     #[arg(long)]
     pub server: Option<String>,
+    /// Measure a GRPO group's rollout shape instead: the prompt prefilled once, then G
+    /// sequences decoded side by side to --gen-tokens each, for each G listed (e.g. `4,8`);
+    /// with --llama-bench, against `llama-batched-bench` from the same build.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["train", "server", "depth"])]
+    pub batch: Vec<usize>,
     /// Time GRPO training steps instead (1 prompt × G completions, LoRA r16 on q/v): --reps
     /// steps, each with its rollout / reward / loss parts.
     #[arg(long)]
@@ -72,9 +78,22 @@ struct Speed {
 const FILLER: &str = "The lighthouse keeper climbed the spiral stairs every evening, counting the steps \
 and listening to the sea. Storms came and went, ships passed in the night, and the light kept turning. ";
 
+/// `n` tokens of [`FILLER`] text, repeated as needed.
+fn filler_ids(engine: &crate::engine::Engine, n: usize) -> Result<Vec<u32>> {
+    let mut ids = Vec::new();
+    while ids.len() < n {
+        ids.extend(engine.tokenizer.encode_plain(FILLER)?);
+    }
+    ids.truncate(n);
+    Ok(ids)
+}
+
 pub fn run(a: BenchArgs, device: &str) -> Result<()> {
     if a.train {
         return train::run(&a, device);
+    }
+    if !a.batch.is_empty() {
+        return batched::run(&a, device);
     }
     if a.prompt_tokens == 0 || a.gen_tokens == 0 || a.reps == 0 {
         bail!("--prompt-tokens, --gen-tokens and --reps must be positive");
@@ -86,11 +105,7 @@ pub fn run(a: BenchArgs, device: &str) -> Result<()> {
     if a.depth + a.prompt_tokens + a.gen_tokens > ctx {
         bail!("--depth + --prompt-tokens + --gen-tokens = {} exceed the model's context ({ctx})", a.depth + a.prompt_tokens + a.gen_tokens);
     }
-    let mut ids = Vec::new();
-    while ids.len() < a.depth + a.prompt_tokens {
-        ids.extend(engine.tokenizer.encode_plain(FILLER)?);
-    }
-    ids.truncate(a.depth + a.prompt_tokens);
+    let ids = filler_ids(&engine, a.depth + a.prompt_tokens)?;
     let prompt = &ids[a.depth..];
     // Warm-up touches every weight page once; then the context is filled to --depth once,
     // and each timed part starts from it.

@@ -18,10 +18,12 @@ unsafe fn hsum(v: __m256) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
 }
 
-/// `for $i in 0..$n { $body }` written out, for a constant `$n` of at most 8: the
-/// compiler keeps a tile's accumulators in registers only when every index into them is a
-/// constant. Left as loops over R rows it did not unroll them, kept the accumulators in
-/// memory, and a tile of four rows ran at a third of one row's speed.
+/// `for $i in 0..$n { $body }` written out, for a constant `$n` of at most 8, so every
+/// index into a tile's accumulators is a constant and they can live in registers. Loops
+/// over constant bounds this short usually unroll by themselves, but nothing promises it
+/// (a generic four-output attention kernel once kept its accumulators in memory and ran
+/// 5× slower). Measured, it changed nothing here: four rows at a time are slow past the
+/// cache for another reason (docs/performance.md, "Tiles of eight tokens").
 macro_rules! unroll {
     ($n:expr, |$i:ident| $body:block) => {{
         debug_assert!($n <= 8, "unroll! covers at most 8");
