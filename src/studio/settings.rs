@@ -5,7 +5,7 @@ use crate::engine::SamplerConfig;
 use crate::reward::TargetRange;
 use crossterm::event::{KeyCode, KeyEvent};
 
-pub const FIELDS: [&str; 7] = ["temperature", "top-p", "top-k (0 = off)", "repetition penalty", "max new tokens", "seed", "target words (lo,hi or auto)"];
+pub const FIELDS: [&str; 8] = ["temperature", "top-p", "top-k (0 = off)", "repetition penalty", "DRY multiplier (0 = off)", "max new tokens", "seed", "target words (lo,hi or auto)"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SettingsDialog {
@@ -29,6 +29,7 @@ impl SettingsDialog {
             s.top_p.to_string(),
             s.top_k.to_string(),
             s.repetition_penalty.to_string(),
+            s.dry_multiplier.to_string(),
             max_tokens.to_string(),
             s.seed.to_string(),
             target_override.map(|t| format!("{},{}", t.lo, t.hi)).unwrap_or_else(|| "auto".into()),
@@ -64,15 +65,16 @@ impl SettingsDialog {
             top_p: num(&v[1], FIELDS[1])?,
             top_k: num(&v[2], FIELDS[2])?,
             repetition_penalty: num(&v[3], FIELDS[3])?,
-            seed: num(&v[5], FIELDS[5])?,
+            dry_multiplier: num(&v[4], FIELDS[4])?,
+            seed: num(&v[6], FIELDS[6])?,
             ..base.clone()
         };
         sampler.validate()?;
-        let max_tokens: usize = num(&v[4], FIELDS[4])?;
+        let max_tokens: usize = num(&v[5], FIELDS[5])?;
         if max_tokens == 0 {
             return Err("max new tokens must be at least 1".into());
         }
-        let t = v[6].trim();
+        let t = v[7].trim();
         let target = if t.is_empty() || t.eq_ignore_ascii_case("auto") { None } else { Some(TargetRange::parse(t)?) };
         Ok(DialogResult::Apply { sampler, max_tokens, target })
     }
@@ -132,8 +134,24 @@ mod tests {
         d.key(k(KeyCode::Enter), &base);
         assert!(d.error.as_deref().unwrap().contains("top-p"));
         d.values[1] = "0.9".into();
-        d.values[4] = "lots".into();
+        d.values[5] = "lots".into();
         d.key(k(KeyCode::Enter), &base);
-        assert!(d.error.as_deref().unwrap().contains("not a valid number"));
+        assert!(d.error.as_deref().unwrap().contains("max new tokens: 'lots' is not a valid number"));
+        d.values[5] = "512".into();
+        d.values[4] = "-1".into();
+        d.key(k(KeyCode::Enter), &base);
+        assert!(d.error.as_deref().unwrap().contains("the DRY multiplier must be ≥ 0"), "{:?}", d.error);
+    }
+
+    #[test]
+    fn the_dry_multiplier_is_set_in_the_dialog() {
+        let base = SamplerConfig::default();
+        let mut d = SettingsDialog::new(&base, 512, None);
+        assert_eq!(d.values[4], "0", "off by default");
+        d.values[4] = "0.8".into();
+        match d.key(k(KeyCode::Enter), &base) {
+            DialogResult::Apply { sampler, .. } => assert_eq!(sampler.dry_multiplier, 0.8),
+            other => panic!("{other:?}"),
+        }
     }
 }
