@@ -44,8 +44,8 @@ macro_rules! unroll {
 /// One chain per pair, whatever the tile: a (row, token) pair then gets the same arithmetic
 /// in the same order in every tile shape, so decoding a token alone, in a group, or as part
 /// of a prefilled prompt gives the same bits. (Two chains per pair, even and odd blocks,
-/// hid the FMA's latency for a lone row and token, but doubled the registers a tile needs:
-/// past one row × four tokens the accumulators spilled and tiles ran at half speed.)
+/// hid the FMA's latency for a lone row and token, but doubled the registers a tile needs,
+/// and a tile of eight tokens would have needed sixteen accumulators.)
 /// Inlined, so the kernels keep their registers.
 struct Acc;
 
@@ -112,10 +112,16 @@ trait Format {
     /// u8×i8 product then takes |w| and moves the sign onto x. Otherwise they are unsigned
     /// and the block has a minimum (`MIN`) that meets the activations' sum.
     const SIGNED: bool;
-    /// The block's scale d.
-    unsafe fn scale(b: *const u8) -> f32;
+    /// The block's scale d: an f16 at its start in every 32-value format.
+    #[inline(always)]
+    unsafe fn scale(b: *const u8) -> f32 {
+        half(b)
+    }
     /// The block's minimum (formats that are not `SIGNED`).
-    unsafe fn min(b: *const u8) -> f32;
+    #[inline(always)]
+    unsafe fn min(_: *const u8) -> f32 {
+        0.0
+    }
     /// Its 32 weights as bytes.
     unsafe fn bytes(b: *const u8) -> __m256i;
 }
@@ -128,10 +134,6 @@ macro_rules! min_format {
         impl Format for $name {
             const BYTES: usize = $bytes;
             const SIGNED: bool = false;
-            #[inline(always)]
-            unsafe fn scale(b: *const u8) -> f32 {
-                half(b)
-            }
             #[inline(always)]
             unsafe fn min(b: *const u8) -> f32 {
                 half(b.add(2))
@@ -159,14 +161,6 @@ impl<const FIFTH: bool> Format for Q0<FIFTH> {
     const BYTES: usize = if FIFTH { 22 } else { 18 };
     const SIGNED: bool = true;
     #[inline(always)]
-    unsafe fn scale(b: *const u8) -> f32 {
-        half(b)
-    }
-    #[inline(always)]
-    unsafe fn min(_: *const u8) -> f32 {
-        0.0
-    }
-    #[inline(always)]
     unsafe fn bytes(b: *const u8) -> __m256i {
         if FIFTH {
             // q − 16 is the nibble where the fifth bit is set and the nibble with 0xF0
@@ -185,14 +179,6 @@ struct Q8_0;
 impl Format for Q8_0 {
     const BYTES: usize = 34;
     const SIGNED: bool = true;
-    #[inline(always)]
-    unsafe fn scale(b: *const u8) -> f32 {
-        half(b)
-    }
-    #[inline(always)]
-    unsafe fn min(_: *const u8) -> f32 {
-        0.0
-    }
     #[inline(always)]
     unsafe fn bytes(b: *const u8) -> __m256i {
         _mm256_loadu_si256(b.add(2) as *const __m256i)
