@@ -81,17 +81,14 @@ fn matmul(jobs: &mut [(&Matrix, &mut [f32])], x: &[f32], n_tok: usize, scratch: 
         // half speed beyond (612-960-byte rows: 0.45-0.5x); Q8_0 rows lose even at 408
         // bytes (0.8x). Wider models' rows, and Q8_0's, go one at a time.
         if n_tok == 1 {
-            let mut res = vec![0f32; n_rows];
+            // SAFETY: rows r0..r1 of the one token are this task's alone, inside `out`.
+            let res = unsafe { std::slice::from_raw_parts_mut(out.at(r0), n_rows) };
             let four = if m.t != WeightType::Q8_0 && rb * MAX_ROWS <= 2048 { n_rows / MAX_ROWS } else { 0 };
             let act = [&acts[..nb]];
-            dot_tiles(m.t, rows, rb, MAX_ROWS, four, &act, &mut res);
+            dot_tiles(m.t, rows, rb, MAX_ROWS, four, &act, res);
             let done = four * MAX_ROWS;
             if done < n_rows {
                 dot_tiles(m.t, &rows[done * rb..], rb, 1, n_rows - done, &act, &mut res[done..]);
-            }
-            for (j, &v) in res.iter().enumerate() {
-                // SAFETY: row r0 + j is unique to this task and inside `out`.
-                unsafe { *out.at(r0 + j) = v };
             }
             return;
         }
