@@ -49,6 +49,13 @@ macro_rules! unroll {
 /// Inlined, so the kernels keep their registers.
 struct Acc;
 
+/// How far ahead of the block being read decode asks for a row's bytes (one request per
+/// cache line). Decode streams every weight once per token, mostly past the caches; with
+/// the rows read ahead, and one row at a time, the default model decoded 1.24-1.45× and
+/// SmolLM2 Q4_K_M 1.27-1.34× faster than before (interleaved runs, 2-core EPYC).
+/// Prefill's tiles reuse each block for eight tokens and do without.
+const PREFETCH: usize = 512;
+
 impl Acc {
     #[inline(always)]
     unsafe fn run<const R: usize, const N: usize>(nb: usize, out: &mut [f32], mut block: impl FnMut(&mut [[__m256; N]; R], &mut [[f32; N]; R], usize)) {
@@ -337,6 +344,9 @@ macro_rules! tile_kernel {
                     let dx: [__m256; N] = std::array::from_fn(|k| _mm256_broadcast_ss(&a[k].d));
                     unroll!(R, |r| {
                         let b = base.add(r * rb + j * F::BYTES);
+                        if N == 1 && j % 2 == 0 {
+                            _mm_prefetch::<_MM_HINT_T0>(b.add(PREFETCH) as *const i8);
+                        }
                         let d = _mm256_set1_ps(F::scale(b));
                         let w = F::bytes(b);
                         let uw = if F::SIGNED { _mm256_sign_epi8(w, w) } else { w };
@@ -371,7 +381,15 @@ unsafe fn tile_super<F: SuperFormat, const R: usize, const N: usize>(rows: &[u8]
     for g in 0..groups {
         let base = rows.as_ptr().add(g * R * rb);
         Acc::run::<R, N>(rb / F::BYTES, out.get_unchecked_mut(g * R * N..), |acc, _, blk| {
-            let heads: [_; R] = std::array::from_fn(|r| F::head::<N>(base.add(r * rb + blk * F::BYTES)));
+            if N == 1 {
+            unroll!(R, |r| {
+                let b = base.add(r * rb + blk * F::BYTES + PREFETCH);
+                _mm_prefetch::<_MM_HINT_T0>(b as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(b.add(64) as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(b.add(128) as *const i8);
+            });
+        }
+        let heads: [_; R] = std::array::from_fn(|r| F::head::<N>(base.add(r * rb + blk * F::BYTES)));
             let mut isum = [[_mm256_setzero_si256(); N]; R];
             for s in 0..8 {
                 let j = blk * 8 + s;
