@@ -1,9 +1,11 @@
 //! The quantized dot-product kernels against their scalar reference: one thread computes
 //! every row of an 18,432 × 1,536 matrix (SmolLM2-135M's output layer's 28M weights, in
 //! rows wide enough for the K-quants' 256-value blocks) in every weight format, on each
-//! SIMD path this CPU has, in the tile shapes the matmul uses: 1 row × 1 token and 4 rows ×
-//! 1 token (decode), 1 row × 4 and × 8 tokens (prefill, and a group's tokens side by side).
-//! Prints weight·token/s per path and shape, and the ratio to scalar, with the CPU named.
+//! SIMD path this CPU has, in one call per shape, as the matmul hands a chunk of rows over:
+//! 1 row × 1 token (decode), 1 row × 4 and × 8 tokens (prefill, and a group's tokens side
+//! by side), and 4 rows × 1 token, which decode no longer uses (past the cache it runs at
+//! a third of one row's speed). Prints weight·token/s per path and shape, and the ratio to
+//! scalar, with the CPU named.
 //! `LONGWRITER_BENCH_ROWS=512` measures a matrix that fits in cache (the kernels without
 //! the memory).
 //! Run: `cargo bench --bench kernels [FORMAT…]` (`LONGWRITER_CPU_ISA` does not matter here: every

@@ -187,8 +187,11 @@ pub fn dot_many(t: WeightType, row: &[u8], acts: &[&[ActBlock]], out: &mut [f32]
 pub const MAX_ROWS: usize = 4;
 
 /// Dot products of `out.len()` (up to [`MAX_ROWS`]) consecutive weight rows, each `rb`
-/// bytes, with one token's activations: decode's shape, where one row at a time leaves
-/// the core waiting on each row's FMA chain and reloads the activations for every row.
+/// bytes, with one token's activations. Decode used it for short rows while the kernels
+/// were called once per row; walking whole chunks of rows ([`dot_tiles`]), one row at a
+/// time is faster, and four rows past the L2 cache run at a third of one row's speed
+/// (docs/performance.md, "Tiles of eight tokens"). Kept, tested, and measured by the
+/// kernels bench.
 #[inline]
 pub fn dot_rows(t: WeightType, rows: &[u8], rb: usize, act: &[ActBlock], out: &mut [f32]) {
     tile_on(simd(), t, rows, rb, out.len(), 1, &[act], out)
