@@ -60,6 +60,9 @@ pub fn run(a: &BenchArgs, device: &str) -> Result<()> {
             }
             pp += t.elapsed().as_secs_f64();
             m.fork(g);
+            // Every sequence starts from the same token and decodes greedily, so they write
+            // the same text; each still has its own cache and attention, as different texts
+            // would, so the work per token is a group's.
             let slots: Vec<usize> = (1..=g).collect();
             let mut next = vec![argmax(&logits); g];
             let t = Instant::now();
