@@ -1,17 +1,16 @@
 //! The quantized dot-product kernels against their scalar reference: one thread computes
 //! every row of an 18,432 × 1,536 matrix (SmolLM2-135M's output layer's 28M weights, in
 //! rows wide enough for the K-quants' 256-value blocks) in every weight format, on each
-//! SIMD path this CPU has, in one call per shape, as the matmul hands a chunk of rows over:
-//! 1 row × 1 token (decode), 1 row × 4 and × 8 tokens (prefill, and a group's tokens side
-//! by side), and 4 rows × 1 token, which decode no longer uses (past the cache it runs at
-//! a third of one row's speed). Prints weight·token/s per path and shape, and the ratio to
-//! scalar, with the CPU named.
+//! SIMD path this CPU has, in one call per token count, as the matmul hands a chunk of rows
+//! over: 1 token (decode), 4 and 8 tokens (prefill, and a group's tokens side by side).
+//! Prints weight·token/s per path and token count, and the ratio to scalar, with the CPU
+//! named.
 //! `LONGWRITER_BENCH_ROWS=512` measures a matrix that fits in cache (the kernels without
 //! the memory).
 //! Run: `cargo bench --bench kernels [FORMAT…]` (`LONGWRITER_CPU_ISA` does not matter here: every
 //! path the CPU has is measured).
 
-use longwriter::engine::cpu::kernels::{best, dot_tiles_on, quantize_act, quantize_act_k, random_blocks, ActBlock, Simd, WeightType, MAX_ROWS, MAX_TOKENS, QK};
+use longwriter::engine::cpu::kernels::{best, dot_tiles_on, quantize_act, quantize_act_k, random_blocks, ActBlock, Simd, WeightType, MAX_TOKENS, QK};
 use std::time::Instant;
 
 const ROWS_DEFAULT: usize = 18_432;
@@ -50,15 +49,15 @@ fn main() {
         let tokens: Vec<&[ActBlock]> = if t.is_k() { &acts_k } else { &acts }.chunks(nb).collect();
         let mut scalar = 0.0;
         for &p in &paths {
-            for (r, n) in [(1, 1), (MAX_ROWS, 1), (1, 4), (1, MAX_TOKENS)] {
-                if p == Simd::Scalar && (r, n) != (1, 1) {
+            for n in [1, 4, MAX_TOKENS] {
+                if p == Simd::Scalar && n != 1 {
                     continue;
                 }
                 // The whole matrix in one call, as the matmul hands a chunk of rows over.
                 let mut out = vec![0f32; rows_n * n];
                 let mut sink = 0f32;
                 let s = best_of_5(|| {
-                    dot_tiles_on(p, t, &m, rb, r, rows_n / r, &tokens[..n], &mut out);
+                    dot_tiles_on(p, t, &m, rb, &tokens[..n], &mut out);
                     sink += out[0];
                 });
                 std::hint::black_box(sink);
@@ -66,7 +65,7 @@ fn main() {
                 if p == Simd::Scalar {
                     scalar = gw;
                 }
-                println!("{t:?} · {r} row(s) × {n} token(s) · {:<11} {:8.2} G weight·token/s  {:5.1}× scalar", p.label(), gw, gw / scalar);
+                println!("{t:?} · {n} token(s) · {:<11} {:8.2} G weight·token/s  {:5.1}× scalar", p.label(), gw, gw / scalar);
             }
         }
     }

@@ -83,7 +83,7 @@ fn matmul(jobs: &mut [(&Matrix, &mut [f32])], x: &[f32], n_tok: usize, scratch: 
         if n_tok == 1 {
             // SAFETY: rows r0..r1 of the one token are this task's alone, inside `out`.
             let res = unsafe { std::slice::from_raw_parts_mut(out.at(r0), n_rows) };
-            dot_tiles(m.t, rows, rb, 1, n_rows, &[&acts[..nb]], res);
+            dot_tiles(m.t, rows, rb, &[&acts[..nb]], res);
             return;
         }
         // Prefill (or a group's tokens side by side): every row of the chunk against up
@@ -95,7 +95,7 @@ fn matmul(jobs: &mut [(&Matrix, &mut [f32])], x: &[f32], n_tok: usize, scratch: 
             for (j, g) in group.iter_mut().enumerate().take(k) {
                 *g = &acts[(t0 + j) * nb..(t0 + j + 1) * nb];
             }
-            dot_tiles(m.t, rows, rb, 1, n_rows, &group[..k], &mut res[..n_rows * k]);
+            dot_tiles(m.t, rows, rb, &group[..k], &mut res[..n_rows * k]);
             for (i, row) in res[..n_rows * k].chunks_exact(k).enumerate() {
                 for (j, &v) in row.iter().enumerate() {
                     // SAFETY: (token, row) is unique to this task and inside `out`.

@@ -180,95 +180,71 @@ pub const MAX_TOKENS: usize = 8;
 
 #[inline]
 pub fn dot_many(t: WeightType, row: &[u8], acts: &[&[ActBlock]], out: &mut [f32]) {
-    tile_on(simd(), t, row, row.len(), 1, 1, acts, out)
+    tile_on(simd(), t, row, row.len(), acts, out)
 }
 
-/// Rows that [`dot_rows`] takes at once.
-pub const MAX_ROWS: usize = 4;
-
-/// Dot products of `out.len()` (up to [`MAX_ROWS`]) consecutive weight rows, each `rb`
-/// bytes, with one token's activations. Decode used it for short rows while the kernels
-/// were called once per row; walking whole chunks of rows ([`dot_tiles`]), one row at a
-/// time is faster, and four rows past the L2 cache run at a third of one row's speed
-/// (docs/performance.md, "Tiles of eight tokens"). Kept, tested, and measured by the
-/// kernels bench.
+/// Dot products of every row in `rows` (each `rb` bytes) with `acts.len()` tokens (up to
+/// [`MAX_TOKENS`]), into `out[row * acts.len() + k]`: a matrix's rows in one call, so the
+/// checks and the dispatch are paid once rather than per row. Every (row, token) result
+/// has the same bits whatever the token count. Rows go one at a time: four side by side
+/// ran at a third of one row's speed past the L2 cache (docs/performance.md, "Tiles of
+/// eight tokens").
 #[inline]
-pub fn dot_rows(t: WeightType, rows: &[u8], rb: usize, act: &[ActBlock], out: &mut [f32]) {
-    tile_on(simd(), t, rows, rb, out.len(), 1, &[act], out)
-}
-
-/// [`dot_rows`] on a given path (see [`dot_many_on`]).
-pub fn dot_rows_on(path: Simd, t: WeightType, rows: &[u8], rb: usize, act: &[ActBlock], out: &mut [f32]) {
-    assert!(path <= best(), "this CPU has no {} kernels", path.label());
-    tile_on(path, t, rows, rb, out.len(), 1, &[act], out)
-}
-
-/// Dot products of `groups · n_rows` consecutive weight rows (each `rb` bytes), `n_rows`
-/// at a time, with `acts.len()` tokens, into `out[row * acts.len() + k]`: a matrix's rows in
-/// one call, so the checks and the dispatch are paid once rather than per row. Shapes: up
-/// to [`MAX_ROWS`] rows × 1 token ([`dot_rows`]) or 1 row × up to [`MAX_TOKENS`] tokens
-/// ([`dot_many`]). Every (row, token) result has the same bits in every shape.
-#[inline]
-pub fn dot_tiles(t: WeightType, rows: &[u8], rb: usize, n_rows: usize, groups: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
-    tile_on(simd(), t, rows, rb, n_rows, groups, acts, out)
+pub fn dot_tiles(t: WeightType, rows: &[u8], rb: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
+    tile_on(simd(), t, rows, rb, acts, out)
 }
 
 /// [`dot_tiles`] on a given path (see [`dot_many_on`]).
-#[allow(clippy::too_many_arguments)]
-pub fn dot_tiles_on(path: Simd, t: WeightType, rows: &[u8], rb: usize, n_rows: usize, groups: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
+pub fn dot_tiles_on(path: Simd, t: WeightType, rows: &[u8], rb: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
     assert!(path <= best(), "this CPU has no {} kernels", path.label());
-    tile_on(path, t, rows, rb, n_rows, groups, acts, out)
+    tile_on(path, t, rows, rb, acts, out)
 }
 
 /// [`dot_many`] on a given path, for benchmarks and tests that compare paths. Panics if
 /// this CPU lacks the path's features.
 pub fn dot_many_on(path: Simd, t: WeightType, row: &[u8], acts: &[&[ActBlock]], out: &mut [f32]) {
     assert!(path <= best(), "this CPU has no {} kernels", path.label());
-    tile_on(path, t, row, row.len(), 1, 1, acts, out)
+    tile_on(path, t, row, row.len(), acts, out)
 }
 
 /// `path` must be one this CPU has (`simd()` or a slower one).
 #[inline]
-#[allow(clippy::too_many_arguments)]
-fn tile_on(path: Simd, t: WeightType, rows: &[u8], rb: usize, n_rows: usize, groups: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
-    // The kernels read exactly n_rows rows and acts.len() tokens without bounds checks.
+fn tile_on(path: Simd, t: WeightType, rows: &[u8], rb: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
+    // The kernels read exactly acts.len() tokens and rows.len() / rb rows without bounds
+    // checks.
     let n = acts.len();
-    let shape_ok = match (n_rows, n) {
-        (1..=MAX_ROWS, 1) => true,
-        (1, 1..=MAX_TOKENS) => true,
-        _ => false,
-    };
-    let all = groups * n_rows;
-    assert!(shape_ok && out.len() >= all * n && rows.len() >= all * rb && rb % t.block_bytes() == 0, "dot kernels: no {n_rows} × {n} tile, or bad shapes");
+    assert!((1..=MAX_TOKENS).contains(&n), "dot kernels: 1 to {MAX_TOKENS} tokens, got {n}");
+    assert!(rb > 0 && rb % t.block_bytes() == 0 && rows.len() % rb == 0 && out.len() >= rows.len() / rb * n, "dot kernels: rows of whole blocks, and an output for each (row, token)");
     let nb = t.sub_blocks(rb);
     assert!(acts.iter().all(|a| a.len() >= nb), "activation shorter than weight row");
     debug_assert!(!t.is_k() || acts.iter().all(|a| shares_k_scales(a)), "K-quant rows need quantize_act_k's activations");
     #[cfg(target_arch = "x86_64")]
     {
-        // The row and token counts are constants in each kernel, so its accumulators stay
-        // in registers (indexed by a run-time count they live on the stack, and every
+        // The token count is a constant in each kernel, so its accumulators stay in
+        // registers (indexed by a run-time count they live on the stack, and every
         // block's FMA waits on a store and a reload).
         if path != Simd::Scalar {
             let vnni = path == Simd::Vnni;
-            macro_rules! shapes {
-                ($(($r:literal, $n:literal)),*) => {
-                    match (n_rows, n) {
-                        $(($r, $n) => x86::tile::<$r, $n>(vnni, t, rows, rb, groups, acts, out),)*
-                        _ => unreachable!("checked above"),
-                    }
-                };
-            }
             // SAFETY: the path's CPU features were detected (simd() or the _on functions'
             // check); shapes were checked above.
             unsafe {
-                shapes!((1, 1), (2, 1), (3, 1), (4, 1), (1, 2), (1, 3), (1, 4), (1, 5), (1, 6), (1, 7), (1, 8));
+                match n {
+                    1 => x86::tile::<1>(vnni, t, rows, rb, acts, out),
+                    2 => x86::tile::<2>(vnni, t, rows, rb, acts, out),
+                    3 => x86::tile::<3>(vnni, t, rows, rb, acts, out),
+                    4 => x86::tile::<4>(vnni, t, rows, rb, acts, out),
+                    5 => x86::tile::<5>(vnni, t, rows, rb, acts, out),
+                    6 => x86::tile::<6>(vnni, t, rows, rb, acts, out),
+                    7 => x86::tile::<7>(vnni, t, rows, rb, acts, out),
+                    _ => x86::tile::<8>(vnni, t, rows, rb, acts, out),
+                }
             }
             return;
         }
     }
-    for r in 0..all {
+    for (r, row) in rows.chunks_exact(rb).enumerate() {
         for (k, a) in acts.iter().enumerate() {
-            out[r * n + k] = dot_scalar(t, &rows[r * rb..(r + 1) * rb], a);
+            out[r * n + k] = dot_scalar(t, row, a);
         }
     }
 }

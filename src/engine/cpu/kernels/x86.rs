@@ -22,8 +22,7 @@ unsafe fn hsum(v: __m256) -> f32 {
 /// index into a tile's accumulators is a constant and they can live in registers. Loops
 /// over constant bounds this short usually unroll by themselves, but nothing promises it
 /// (a generic four-output attention kernel once kept its accumulators in memory and ran
-/// 5× slower). Measured, it changed nothing here: four rows at a time are slow past the
-/// cache for another reason (docs/performance.md, "Tiles of eight tokens").
+/// 5× slower).
 macro_rules! unroll {
     ($n:expr, |$i:ident| $body:block) => {{
         debug_assert!($n <= 8, "unroll! covers at most 8");
@@ -38,14 +37,13 @@ macro_rules! unroll {
     }};
 }
 
-/// The accumulators of an `R`-row × `N`-token tile, one per (row, token): [`Acc::run`]
-/// walks the `nb` blocks, `block(v, offset, j)` adding block `j` (`v` the vector sums,
-/// `offset` the scalar ones of formats with a minimum), and sums each into `out[r * N + k]`.
-/// One chain per pair, whatever the tile: a (row, token) pair then gets the same arithmetic
-/// in the same order in every tile shape, so decoding a token alone, in a group, or as part
-/// of a prefilled prompt gives the same bits. (Two chains per pair, even and odd blocks,
-/// hid the FMA's latency for a lone row and token, but doubled the registers a tile needs,
-/// and a tile of eight tokens would have needed sixteen accumulators.)
+/// The accumulators of one row against `N` tokens, one per token: [`Acc::run`] walks the
+/// `nb` blocks, `block(v, offset, j)` adding block `j` (`v` the vector sums, `offset` the
+/// scalar ones of formats with a minimum), and sums each into `out[k]`. One chain per
+/// (row, token) pair, whatever `N`: a pair then gets the same arithmetic in the same order
+/// in every tile, so decoding a token alone, in a group, or as part of a prefilled prompt
+/// gives the same bits. (Two chains per pair, even and odd blocks, hid the FMA's latency
+/// for a lone token, but a tile of eight tokens would have needed sixteen accumulators.)
 /// Inlined, so the kernels keep their registers.
 struct Acc;
 
@@ -58,16 +56,14 @@ const PREFETCH: usize = 512;
 
 impl Acc {
     #[inline(always)]
-    unsafe fn run<const R: usize, const N: usize>(nb: usize, out: &mut [f32], mut block: impl FnMut(&mut [[__m256; N]; R], &mut [[f32; N]; R], usize)) {
-        let mut v = [[_mm256_setzero_ps(); N]; R];
-        let mut offset = [[0f32; N]; R];
+    unsafe fn run<const N: usize>(nb: usize, out: &mut [f32], mut block: impl FnMut(&mut [__m256; N], &mut [f32; N], usize)) {
+        let mut v = [_mm256_setzero_ps(); N];
+        let mut offset = [0f32; N];
         for i in 0..nb {
             block(&mut v, &mut offset, i);
         }
-        unroll!(R, |r| {
-            unroll!(N, |k| {
-                out[r * N + k] = hsum(v[r][k]) + offset[r][k];
-            });
+        unroll!(N, |k| {
+            out[k] = hsum(v[k]) + offset[k];
         });
     }
 }
@@ -327,37 +323,34 @@ impl SuperFormat for Q6K {
 
 macro_rules! tile_kernel {
     ($name:ident, $features:literal, $dot_u8_i8:expr) => {
-        /// `R` consecutive rows (each `rb` bytes from `rows`) of a 32-value format against
-        /// `N` tokens (`acts.len() == N`), into `out[r * N + k]`. R and N are constants,
-        /// so the accumulators stay in registers (indexed by a run-time count they live on
-        /// the stack, and each block's FMA waits on a store and a reload). Each token's
-        /// block is loaded once for all R rows, each row's block unpacked once for all N
-        /// tokens, and a pair's scale d·dₓ is one vector product of the row's and the
-        /// token's broadcast scales (the same bits as the scalar product).
+        /// Each of `rows.len() / rb` rows of a 32-value format against `N` tokens
+        /// (`acts.len() == N`), into `out[row * N + k]`. N is a constant, so the
+        /// accumulators stay in registers (indexed by a run-time count they live on the
+        /// stack, and each block's FMA waits on a store and a reload). Each row's block is
+        /// unpacked once for all N tokens, and a pair's scale d·dₓ is one vector product of
+        /// the row's and the token's broadcast scales (the same bits as the scalar product).
         #[target_feature(enable = $features)]
-        unsafe fn $name<F: Format, const R: usize, const N: usize>(rows: &[u8], rb: usize, groups: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
-            for g in 0..groups {
-                let base = rows.as_ptr().add(g * R * rb);
-                Acc::run::<R, N>(rb / F::BYTES, out.get_unchecked_mut(g * R * N..), |acc, offset, j| {
+        unsafe fn $name<F: Format, const N: usize>(rows: &[u8], rb: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
+            for (row, o) in rows.chunks_exact(rb).zip(out.chunks_exact_mut(N)) {
+                let base = row.as_ptr();
+                Acc::run::<N>(rb / F::BYTES, o, |acc, offset, j| {
                     let a: [&ActBlock; N] = std::array::from_fn(|k| acts.get_unchecked(k).get_unchecked(j));
                     let xs: [__m256i; N] = std::array::from_fn(|k| _mm256_load_si256(a[k].qs.as_ptr() as *const __m256i));
                     let dx: [__m256; N] = std::array::from_fn(|k| _mm256_broadcast_ss(&a[k].d));
-                    unroll!(R, |r| {
-                        let b = base.add(r * rb + j * F::BYTES);
-                        if N == 1 && j % 2 == 0 {
-                            _mm_prefetch::<_MM_HINT_T0>(b.add(PREFETCH) as *const i8);
+                    let b = base.add(j * F::BYTES);
+                    if N == 1 && j % 2 == 0 {
+                        _mm_prefetch::<_MM_HINT_T0>(b.add(PREFETCH) as *const i8);
+                    }
+                    let d = _mm256_set1_ps(F::scale(b));
+                    let w = F::bytes(b);
+                    let uw = if F::SIGNED { _mm256_sign_epi8(w, w) } else { w };
+                    unroll!(N, |k| {
+                        let x = if F::SIGNED { _mm256_sign_epi8(xs[k], w) } else { xs[k] };
+                        let p = _mm256_cvtepi32_ps($dot_u8_i8(uw, x));
+                        acc[k] = _mm256_fmadd_ps(p, _mm256_mul_ps(d, dx[k]), acc[k]);
+                        if !F::SIGNED {
+                            offset[k] += F::min(b) * a[k].s;
                         }
-                        let d = _mm256_set1_ps(F::scale(b));
-                        let w = F::bytes(b);
-                        let uw = if F::SIGNED { _mm256_sign_epi8(w, w) } else { w };
-                        unroll!(N, |k| {
-                            let x = if F::SIGNED { _mm256_sign_epi8(xs[k], w) } else { xs[k] };
-                            let p = _mm256_cvtepi32_ps($dot_u8_i8(uw, x));
-                            acc[r][k] = _mm256_fmadd_ps(p, _mm256_mul_ps(d, dx[k]), acc[r][k]);
-                            if !F::SIGNED {
-                                offset[r][k] += F::min(b) * a[k].s;
-                            }
-                        });
                     });
                 });
             }
@@ -377,67 +370,60 @@ tile_kernel!(tile_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", |w, x| _mm256_dpbus
 /// super-block, added to the same accumulator, where one at a time they made a chain of
 /// eight dependent FMAs per super-block.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tile_super<F: SuperFormat, const R: usize, const N: usize>(rows: &[u8], rb: usize, groups: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
-    for g in 0..groups {
-        let base = rows.as_ptr().add(g * R * rb);
-        Acc::run::<R, N>(rb / F::BYTES, out.get_unchecked_mut(g * R * N..), |acc, _, blk| {
+unsafe fn tile_super<F: SuperFormat, const N: usize>(rows: &[u8], rb: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
+    for (row, o) in rows.chunks_exact(rb).zip(out.chunks_exact_mut(N)) {
+        let base = row.as_ptr();
+        Acc::run::<N>(rb / F::BYTES, o, |acc, _, blk| {
+            let b = base.add(blk * F::BYTES);
             if N == 1 {
-            unroll!(R, |r| {
-                let b = base.add(r * rb + blk * F::BYTES + PREFETCH);
-                _mm_prefetch::<_MM_HINT_T0>(b as *const i8);
-                _mm_prefetch::<_MM_HINT_T0>(b.add(64) as *const i8);
-                _mm_prefetch::<_MM_HINT_T0>(b.add(128) as *const i8);
-            });
-        }
-        let heads: [_; R] = std::array::from_fn(|r| F::head::<N>(base.add(r * rb + blk * F::BYTES)));
-            let mut isum = [[_mm256_setzero_si256(); N]; R];
+                for line in [0, 64, 128] {
+                    _mm_prefetch::<_MM_HINT_T0>(b.add(PREFETCH + line) as *const i8);
+                }
+            }
+            let (d, h) = F::head::<N>(b);
+            let mut isum = [_mm256_setzero_si256(); N];
             for s in 0..8 {
                 let j = blk * 8 + s;
                 let xs: [__m256i; N] = std::array::from_fn(|k| _mm256_load_si256(acts.get_unchecked(k).get_unchecked(j).qs.as_ptr() as *const __m256i));
-                unroll!(R, |r| {
-                    let w = F::bytes(base.add(r * rb + blk * F::BYTES), s);
-                    let uw = if F::SIGNED { _mm256_sign_epi8(w, w) } else { w };
-                    let sc = F::scale(&heads[r].1, s);
-                    unroll!(N, |k| {
-                        let x = if F::SIGNED { _mm256_sign_epi8(xs[k], w) } else { xs[k] };
-                        isum[r][k] = _mm256_add_epi32(isum[r][k], _mm256_madd_epi16(_mm256_maddubs_epi16(uw, x), sc));
-                    });
+                let w = F::bytes(b, s);
+                let uw = if F::SIGNED { _mm256_sign_epi8(w, w) } else { w };
+                let sc = F::scale(&h, s);
+                unroll!(N, |k| {
+                    let x = if F::SIGNED { _mm256_sign_epi8(xs[k], w) } else { xs[k] };
+                    isum[k] = _mm256_add_epi32(isum[k], _mm256_madd_epi16(_mm256_maddubs_epi16(uw, x), sc));
                 });
             }
             unroll!(N, |k| {
                 let a = acts.get_unchecked(k).as_ptr().add(blk * 8);
                 let dx = (*a).d;
-                // d · Σqs of each of the token's eight sub-blocks.
-                let sums = if F::SIGNED { _mm256_setzero_ps() } else { _mm256_setr_ps((*a).s, (*a.add(1)).s, (*a.add(2)).s, (*a.add(3)).s, (*a.add(4)).s, (*a.add(5)).s, (*a.add(6)).s, (*a.add(7)).s) };
-                unroll!(R, |r| {
-                    let (d, h) = &heads[r];
-                    acc[r][k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][k]), _mm256_set1_ps(d * dx), acc[r][k]);
-                    if !F::SIGNED {
-                        acc[r][k] = _mm256_fmadd_ps(F::mins(h), sums, acc[r][k]);
-                    }
-                });
+                acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[k]), _mm256_set1_ps(d * dx), acc[k]);
+                if !F::SIGNED {
+                    // d · Σqs of each of the token's eight sub-blocks.
+                    let sums = _mm256_setr_ps((*a).s, (*a.add(1)).s, (*a.add(2)).s, (*a.add(3)).s, (*a.add(4)).s, (*a.add(5)).s, (*a.add(6)).s, (*a.add(7)).s);
+                    acc[k] = _mm256_fmadd_ps(F::mins(&h), sums, acc[k]);
+                }
             });
         });
     }
 }
 
-/// `groups` times `R` consecutive rows against `N` tokens of format `t` (see the tile
+/// Each of `rows.len() / rb` rows against `N` tokens of format `t` (see the tile
 /// kernels), into `out[row * N + k]`, on the VNNI kernels or the AVX2 ones. Looping over
 /// the rows here, inside the kernels' target features, keeps the checks and the dispatch
 /// out of the inner loop: called once per row they were a sixth of prefill's time.
 ///
 /// # Safety
-/// The CPU must have the chosen path's features; `rows` must hold `groups · R` rows of `rb`
-/// bytes (whole blocks), `acts` exactly `N` tokens each covering a row (for a K-quant,
-/// quantized by `quantize_act_k`), `out` `groups · R · N` values.
+/// The CPU must have the chosen path's features; `rows` must be whole rows of `rb` bytes
+/// (whole blocks), `acts` exactly `N` tokens each covering a row (for a K-quant,
+/// quantized by `quantize_act_k`), `out` `N` values per row.
 #[inline]
-pub unsafe fn tile<const R: usize, const N: usize>(vnni: bool, t: WeightType, rows: &[u8], rb: usize, groups: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
+pub unsafe fn tile<const N: usize>(vnni: bool, t: WeightType, rows: &[u8], rb: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
     macro_rules! on {
         ($f:ty) => {
             if vnni {
-                tile_vnni::<$f, R, N>(rows, rb, groups, acts, out)
+                tile_vnni::<$f, N>(rows, rb, acts, out)
             } else {
-                tile_avx2::<$f, R, N>(rows, rb, groups, acts, out)
+                tile_avx2::<$f, N>(rows, rb, acts, out)
             }
         };
     }
@@ -447,8 +433,8 @@ pub unsafe fn tile<const R: usize, const N: usize>(vnni: bool, t: WeightType, ro
         WeightType::Q5_0 => on!(Q5_0),
         WeightType::Q5_1 => on!(Q5_1),
         WeightType::Q8_0 => on!(Q8_0),
-        WeightType::Q4K => tile_super::<QK4<false>, R, N>(rows, rb, groups, acts, out),
-        WeightType::Q5K => tile_super::<QK4<true>, R, N>(rows, rb, groups, acts, out),
-        WeightType::Q6K => tile_super::<Q6K, R, N>(rows, rb, groups, acts, out),
+        WeightType::Q4K => tile_super::<QK4<false>, N>(rows, rb, acts, out),
+        WeightType::Q5K => tile_super::<QK4<true>, N>(rows, rb, acts, out),
+        WeightType::Q6K => tile_super::<Q6K, N>(rows, rb, acts, out),
     }
 }
