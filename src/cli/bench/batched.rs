@@ -33,9 +33,7 @@ pub fn run(a: &BenchArgs, device: &str) -> Result<()> {
     }
     // Refused before any work: the reference binary must be there.
     let reference_bin = a.llama_bench.as_deref().map(beside).transpose()?;
-    let synthetic = a.synthetic.as_deref().map(|shape| super::synthetic_model(shape, &a.synthetic_type)).transpose()?;
-    let spec = synthetic.as_ref().map(|p| p.display().to_string()).or(a.model.clone());
-    let (choice, mut engine) = super::load_engine(spec.as_deref(), device)?;
+    let (choice, mut engine) = super::bench_engine(a, device)?;
     let backend = engine.model.backend().to_string();
     let (ctx, kv) = (engine.model.config().context_length, engine.model.kv_type().label());
     let ids = super::filler_ids(&engine, a.prompt_tokens)?;

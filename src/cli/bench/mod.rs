@@ -98,9 +98,7 @@ pub fn run(a: BenchArgs, device: &str) -> Result<()> {
     if a.prompt_tokens == 0 || a.gen_tokens == 0 || a.reps == 0 {
         bail!("--prompt-tokens, --gen-tokens and --reps must be positive");
     }
-    let synthetic = a.synthetic.as_deref().map(|shape| synthetic_model(shape, &a.synthetic_type)).transpose()?;
-    let spec = synthetic.as_ref().map(|p| p.display().to_string()).or(a.model.clone());
-    let (choice, mut engine) = load_engine(spec.as_deref(), device)?;
+    let (choice, mut engine) = bench_engine(&a, device)?;
     let ctx = engine.model.config().context_length;
     if a.depth + a.prompt_tokens + a.gen_tokens > ctx {
         bail!("--depth + --prompt-tokens + --gen-tokens = {} exceed the model's context ({ctx})", a.depth + a.prompt_tokens + a.gen_tokens);
@@ -235,6 +233,13 @@ fn server_speed(url: &str, filler: &str, a: &BenchArgs) -> Result<Served> {
         }
     }
     Ok(Served { decode_tok_s: tg / a.reps as f64, server_decode_tok_s: (n_own > 0).then(|| own / n_own as f64) })
+}
+
+/// The model a bench measures: `--synthetic` (written on first use) or `--model`.
+fn bench_engine(a: &BenchArgs, device: &str) -> Result<(super::ModelChoice, crate::engine::Engine)> {
+    let synthetic = a.synthetic.as_deref().map(|shape| synthetic_model(shape, &a.synthetic_type)).transpose()?;
+    let spec = synthetic.as_ref().map(|p| p.display().to_string()).or(a.model.clone());
+    load_engine(spec.as_deref(), device)
 }
 
 /// The synthetic model file of `shape` in `format`, written on first use (a 7B Q4_0 one is
