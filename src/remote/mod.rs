@@ -80,8 +80,17 @@ pub struct RemoteModel {
 
 impl RemoteModel {
     pub fn new(cfg: RemoteConfig) -> Self {
-        let agent = ureq::AgentBuilder::new().timeout_connect(cfg.timeout.min(Duration::from_secs(30))).timeout_read(cfg.timeout).timeout_write(cfg.timeout).build();
+        let agent = Self::agent_builder(&cfg).build();
         Self { cfg, agent, server_tok_s: Default::default() }
+    }
+
+    fn agent_builder(cfg: &RemoteConfig) -> ureq::AgentBuilder {
+        ureq::AgentBuilder::new().timeout_connect(cfg.timeout.min(Duration::from_secs(30))).timeout_read(cfg.timeout).timeout_write(cfg.timeout)
+    }
+
+    /// An agent with no pooled connections: its request opens a connection of its own.
+    fn fresh_agent(&self) -> ureq::Agent {
+        Self::agent_builder(&self.cfg).max_idle_connections(0).build()
     }
 
     /// Decode tokens/s the server itself measured for the last generation, if it said.
@@ -173,7 +182,19 @@ impl RemoteModel {
         let (url, body) = self.request_body(request, mode, continuation, req)?;
         *self.server_tok_s.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let t0 = Instant::now();
-        let resp = self.auth(self.agent.post(&url)).set("Accept", "text/event-stream").send_json(body).map_err(|e| self.http_error(&url, e))?;
+        let send = |agent: &ureq::Agent| self.auth(agent.post(&url)).set("Accept", "text/event-stream").send_json(body.clone());
+        let resp = match send(&self.agent) {
+            // A kept-alive connection that the server closed while it sat idle in the pool
+            // (llama-server closes one after 5 s) fails before any reply. ureq sends such a
+            // request again only when its method is idempotent, and a completion is a POST.
+            // Nothing reached the caller, so it goes once more, on a connection of its own.
+            Err(ureq::Error::Transport(t)) if closed_before_reply(&t) => {
+                tracing::debug!("{url}: the connection closed before any reply ({t}); sending the request again on a new connection");
+                send(&self.fresh_agent())
+            }
+            r => r,
+        }
+        .map_err(|e| self.http_error(&url, e))?;
         // A server that ignores `stream` answers with one JSON object: read it as a
         // one-chunk stream, so both kinds of reply take the same path.
         let mut reader: Box<dyn Read + Send> = if resp.content_type().eq_ignore_ascii_case("text/event-stream") {
@@ -296,12 +317,24 @@ impl RemoteModel {
                     ureq::ErrorKind::Io if t.to_string().contains("timed out") || t.to_string().contains("Timeout") => {
                         format!("no reply within {} s (timed out). Hint: raise timeout_secs in models.toml", self.cfg.timeout.as_secs())
                     }
-                    _ => t.to_string(),
+                    // ureq's text starts with the URL, which the message below already gives.
+                    _ => {
+                        let text = t.to_string();
+                        text.strip_prefix(&format!("{url}: ")).map(str::to_string).unwrap_or(text)
+                    }
                 };
                 format!("{url}: {detail}")
             }
         })
     }
+}
+
+/// Whether a request failed because its connection closed before any byte of a reply
+/// (ureq reads that as an I/O error of kind ConnectionAborted, "Unexpected EOF").
+fn closed_before_reply(t: &ureq::Transport) -> bool {
+    use std::error::Error;
+    t.kind() == ureq::ErrorKind::Io
+        && t.source().and_then(|e| e.downcast_ref::<std::io::Error>()).is_some_and(|e| matches!(e.kind(), std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::UnexpectedEof))
 }
 
 fn describe_read_error(e: &std::io::Error, timeout: Duration) -> String {
@@ -353,193 +386,4 @@ impl<'a> Output<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::engine::SamplerConfig;
-
-    fn model(api: RemoteApi) -> RemoteModel {
-        RemoteModel::new(RemoteConfig { api, ..RemoteConfig::new("http://127.0.0.1:9/v1/", "lw") })
-    }
-
-    const REQUEST: &str = "Write 300 words about <|im_end|> tides.";
-
-    #[test]
-    fn raw_modes_send_the_longwriter_text_and_chat_modes_send_messages() {
-        let req = GenerateRequest { sampler: SamplerConfig { top_k: 40, ..SamplerConfig::default() }, max_new_tokens: 77, ..Default::default() };
-        let m = model(RemoteApi::Completions);
-        let (url, b) = m.request_body(REQUEST, TemplateMode::LongwriterPrimed, Some(" plan"), &req).unwrap();
-        assert_eq!(url, "http://127.0.0.1:9/v1/completions");
-        let p = b["prompt"].as_str().unwrap();
-        assert!(p.starts_with("A conversation between the user and the assistant.") && p.ends_with("<|assistant|>: <think> plan"), "{p}");
-        assert_eq!((b["max_tokens"].as_u64(), b["top_k"].as_u64(), b["stream"].as_bool()), (Some(77), Some(40), Some(true)));
-        assert!(b.get("repeat_penalty").is_none() && b.get("stop").is_none() && b.get("dry_multiplier").is_none());
-        let dry = GenerateRequest { sampler: SamplerConfig { dry_multiplier: 0.8, ..SamplerConfig::default() }, ..req.clone() };
-        assert_eq!(m.request_body(REQUEST, TemplateMode::LongwriterPrimed, None, &dry).unwrap().1["dry_multiplier"].as_f64(), Some(0.800000011920929));
-
-        let (url, b) = m.request_body(REQUEST, TemplateMode::Chat, None, &req).unwrap();
-        assert_eq!(url, "http://127.0.0.1:9/v1/chat/completions");
-        assert_eq!(b["messages"], json!([{"role": "user", "content": "Write 300 words about <|im_end|> tides."}]));
-
-        // A chat-only server gets the raw template as the user turn, the prefill as the
-        // assistant's.
-        let (url, b) = model(RemoteApi::Chat).request_body(REQUEST, TemplateMode::LongwriterPrimed, None, &req).unwrap();
-        assert!(url.ends_with("/chat/completions"));
-        assert!(b["messages"][0]["content"].as_str().unwrap().contains("<|user|>: Write 300 words"));
-        assert_eq!(b["messages"][1], json!({"role": "assistant", "content": " <think>"}));
-        assert_eq!(b["continue_final_message"], json!(true));
-        assert!(matches!(m.request_body("  ", TemplateMode::Chat, None, &req), Err(EngineError::EmptyPrompt)));
-    }
-
-    fn run_output(req: &GenerateRequest, deltas: &[(&str, &str)], stop: StopReason) -> (String, String, Option<String>, bool) {
-        let (mut think, mut answer) = (String::new(), String::new());
-        let mut emit = |e: Segment| match e {
-            Segment::Think(t) => think.push_str(&t),
-            Segment::Answer(t) => answer.push_str(&t),
-        };
-        let mut out = Output::new(req, &mut emit);
-        let mut hit = None;
-        for (r, t) in deltas {
-            if let Some(s) = out.push(r, t) {
-                hit = Some(s);
-                break;
-            }
-        }
-        let stop = hit.clone().map(StopReason::StopString).unwrap_or(stop);
-        let ok = out.finish(&stop).ok();
-        drop(out);
-        (think, answer, hit, ok)
-    }
-
-    #[test]
-    fn stop_strings_split_across_chunks_end_the_text_and_are_never_shown() {
-        let req = GenerateRequest { stop_strings: TemplateMode::Longwriter.stop_strings(), ..Default::default() };
-        let (think, answer, hit, ok) = run_output(&req, &[("", "<think>plan"), ("", "</think> <answer>Text"), ("", " ends.</ans"), ("", "wer> trailing")], StopReason::Eos);
-        assert_eq!((think.as_str(), answer.trim(), hit.as_deref(), ok), ("plan", "Text ends.", Some("</answer>"), true));
-    }
-
-    #[test]
-    fn separate_reasoning_goes_to_think_and_counts_as_a_think_block() {
-        let req = GenerateRequest::default();
-        let (think, answer, _, _) = run_output(&req, &[("Let me plan", ""), (" more.", ""), ("", "The answer.")], StopReason::Eos);
-        assert_eq!((think.as_str(), answer.as_str()), ("Let me plan more.", "The answer."));
-    }
-
-    /// A one-connection HTTP server that reads the request, then runs `script` on the socket.
-    fn mock(script: impl FnOnce(&mut std::net::TcpStream) + Send + 'static) -> String {
-        use std::io::BufRead;
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            let Ok((mut s, _)) = l.accept() else { return };
-            let mut r = std::io::BufReader::new(s.try_clone().unwrap());
-            let mut len = 0usize;
-            loop {
-                let mut line = String::new();
-                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0u8; len];
-            let _ = r.read_exact(&mut body);
-            script(&mut s);
-        });
-        format!("http://127.0.0.1:{port}/v1")
-    }
-
-    fn sse_head(s: &mut std::net::TcpStream) {
-        use std::io::Write;
-        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n").unwrap();
-    }
-
-    /// Holds the connection open without sending anything until the client hangs up.
-    fn stall(s: &mut std::net::TcpStream) {
-        let mut b = [0u8; 1];
-        let _ = s.read(&mut b);
-    }
-
-    fn generate(base: &str, timeout_secs: u64, mode: TemplateMode) -> (Result<Stats, EngineError>, String, String) {
-        let m = RemoteModel::new(RemoteConfig { timeout: Duration::from_secs(timeout_secs), ..RemoteConfig::new(base, "lw") });
-        let (mut think, mut answer) = (String::new(), String::new());
-        let r = m.generate("Write a haiku.", mode, None, &GenerateRequest { max_new_tokens: 50, stop_strings: mode.stop_strings(), ..Default::default() }, &CancelToken::default(), &mut |e| match e {
-            Segment::Think(t) => think.push_str(&t),
-            Segment::Answer(t) => answer.push_str(&t),
-        });
-        (r, think, answer)
-    }
-
-    #[test]
-    fn an_unknown_model_is_a_404_with_a_hint() {
-        let base = mock(|s| {
-            use std::io::Write;
-            let body = r#"{"object":"error","message":"The model `lw` does not exist.","type":"NotFoundError","code":404}"#;
-            let _ = write!(s, "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-        });
-        let e = generate(&base, 5, TemplateMode::Longwriter).0.unwrap_err().to_string();
-        assert!(e.contains("HTTP 404: The model `lw` does not exist.") && e.contains("check the model name 'lw'"), "{e}");
-    }
-
-    #[test]
-    fn a_refused_connection_says_so() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let e = generate(&format!("http://127.0.0.1:{port}/v1"), 5, TemplateMode::Longwriter).0.unwrap_err().to_string();
-        assert!(e.contains("connection refused") && e.contains("is the server running"), "{e}");
-    }
-
-    #[test]
-    fn a_silent_server_times_out_with_a_hint() {
-        let base = mock(stall);
-        let e = generate(&base, 1, TemplateMode::Longwriter).0.unwrap_err().to_string();
-        assert!(e.contains("timed out") && e.contains("timeout_secs"), "{e}");
-    }
-
-    #[test]
-    fn a_stream_that_stalls_after_text_keeps_the_text_and_marks_it() {
-        let base = mock(|s| {
-            use std::io::Write;
-            sse_head(s);
-            s.write_all(b"data: {\"choices\":[{\"text\":\" <think>plan</think> <answer>Half a\",\"finish_reason\":null}]}\n\n").unwrap();
-            stall(s);
-        });
-        let (r, think, answer) = generate(&base, 1, TemplateMode::Longwriter);
-        let stats = r.unwrap();
-        assert!(matches!(&stats.stop, StopReason::Interrupted(w) if w.contains("timed out")), "{:?}", stats.stop);
-        assert!(!stats.stop.natural() && !stats.format.ok());
-        assert_eq!((think.as_str(), answer.trim()), ("plan", "Half a"));
-    }
-
-    #[test]
-    fn reasoning_fields_go_to_think_and_finish_reasons_map() {
-        let base = mock(|s| {
-            use std::io::Write;
-            sse_head(s);
-            for c in [
-                r#"{"choices":[{"delta":{"role":"assistant","content":null},"finish_reason":null}]}"#,
-                r#"{"choices":[{"delta":{"reasoning_content":"First, a plan."},"finish_reason":null}]}"#,
-                r#"{"choices":[{"delta":{"content":"Leaves fall"},"finish_reason":null}]}"#,
-                r#"{"choices":[{"delta":{"content":" slowly."},"finish_reason":"length"}]}"#,
-                r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":9}}"#,
-                "[DONE]",
-            ] {
-                write!(s, "data: {c}\n\n").unwrap();
-            }
-        });
-        let (r, think, answer) = generate(&base, 5, TemplateMode::Chat);
-        let stats = r.unwrap();
-        assert_eq!((think.as_str(), answer.as_str()), ("First, a plan.", "Leaves fall slowly."));
-        assert_eq!((stats.stop, stats.prompt_tokens, stats.generated_tokens), (StopReason::MaxTokens, 12, 9));
-    }
-
-    #[test]
-    fn an_error_inside_the_stream_before_any_text_is_an_error() {
-        let base = mock(|s| {
-            use std::io::Write;
-            sse_head(s);
-            s.write_all(b"data: {\"error\":{\"message\":\"the request exceeds the context size\",\"code\":400}}\n\n").unwrap();
-        });
-        let e = generate(&base, 5, TemplateMode::Longwriter).0.unwrap_err().to_string();
-        assert!(e.contains("the server reported an error: the request exceeds the context size"), "{e}");
-    }
-}
+mod tests;
