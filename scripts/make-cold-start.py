@@ -8,7 +8,7 @@ but never writes <think>/<answer>, and priming it into them costs it the request
 prompts are wrapped in the structure, and a supervised stage teaches the structure
 before GRPO takes over (examples/jobs/writer.toml).
 
-    scripts/make-cold-start.py OUT EVAL_DIR... [--include DEMONSTRATIONS]
+    scripts/make-cold-start.py OUT EVAL_DIR... [--include DEMONSTRATIONS] [--agentwrite]
 
 data/sft/writer-cold-start.jsonl (126 demonstrations) came from one seed over the 219
 English training prompts, in three files by asked length (up to 300 words, 301-800,
@@ -43,6 +43,20 @@ demonstrations have 900 words or more):
 
     scripts/make-cold-start.py data/sft/writer-cold-start-long.jsonl long-s1 \
         --include data/sft/writer-cold-start.jsonl
+
+--agentwrite reads `--template agentwrite` runs instead (the LongWriter paper's source of
+long demonstrations): each draft loses the paragraphs that talk about the writing rather
+than the subject, and each paragraph is cut back to its last whole sentence, so a draft
+cut at its budget is whole up to there; a request that names no length gets its draft's
+length stated. data/sft/writer-cold-start-aw.jsonl (65 demonstrations) came from one
+seed over the 104 English training prompts of 500 words or more, on the default file with
+DRY 0.8 (a registry entry with `dry_multiplier = 0.8`; without it the drafts repeat
+themselves), in two runs (the first 10 prompts of train-en-c, then the rest and train-en-b's
+prompts of 500 words or more):
+
+    longwriter eval longbench --data PROMPTS.jsonl --model smollm2-135m-dry \
+        --template agentwrite --seed 1 --out aw-dry-s1
+    scripts/make-cold-start.py data/sft/writer-cold-start-aw.jsonl aw-dry-probe aw-dry-s1 --agentwrite
 
 The plan is the answer's own outline, so it never claims what the answer does not do:
 one line per paragraph with its opening words and its word count, and the total. At
@@ -86,9 +100,12 @@ def plan(answer):
     # Long answers are outlined by groups of paragraphs, so the plan stays a plan.
     per = -(-len(paras) // MAX_PLAN_LINES)
     groups = ["\n\n".join(paras[i:i + per]) for i in range(0, len(paras), per)]
-    lines = [f"{k}. {opening(g)} (about {max(10, round(words(g), -1))} words)" for k, g in enumerate(groups, 1)]
+    lines = [f"{k}. {opening(g)} (about {max(10, round(words(g), -1)):,} words)" for k, g in enumerate(groups, 1)]
+    # Written as the prompts write their numbers ("1,500"), so that the plan's total is a
+    # copy of the request's number: a model that had to turn "1,960" into "1960" planned
+    # 195-680 words for requests of 1,500-2,000 (session 24).
     total = max(10, round(words(answer), -1))
-    return f"Plan: {len(groups)} parts, about {total} words in all.\n" + "\n".join(lines)
+    return f"Plan: {len(groups)} parts, about {total:,} words in all.\n" + "\n".join(lines)
 
 
 def relabel(prompt, required, written):
@@ -101,6 +118,37 @@ def relabel(prompt, required, written):
     return re.sub(rf"(?<![\d,]){re.escape(hits[0])}(?![\d,])", f"{new:,}", prompt)
 
 
+# A paragraph that talks about the writing instead of the subject: AgentWrite's step
+# prompt ("Write about 400 words. Output only this new paragraph…") echoed back, or the
+# assistant's chatter around it ("This continuation continues…", "I'm happy to continue
+# with the rest of your text"): 454 of the 1,223 paragraphs of 104 drafts of the base
+# model with DRY (session 24). In a story or an essay these words are rare enough that a false hit costs
+# one paragraph.
+META = re.compile(
+    r"\b(paragraphs?|word count|\d[\d,]* words?|the text so far|the plan|writing request|continuation|"
+    r"here is the|here's the|here's a|your request|next message|rewritten|note to the reader|"
+    r"(this|the) (essay|article|piece|story|text) (has been|was|will)|I'm (happy|ready|going)|I'd (love|be happy)|"
+    r"I hope you|I'll (continue|keep|give|write|add))\b",
+    re.I,
+)
+SENTENCE_END = re.compile(r"[.!?][\"'\u201d\u2019)]*(?=\s|$)")
+
+
+def agentwrite_text(answer):
+    """An AgentWrite draft as a demonstration's answer: without the paragraphs that echo a
+    step's instructions, and each paragraph cut back to its last whole sentence (a step
+    that reached its token cap stops mid-sentence, and the next step starts a paragraph)."""
+    out = []
+    for p in re.split(r"\n\s*\n", answer):
+        p = p.strip()
+        if not p or META.search(p):
+            continue
+        ends = list(SENTENCE_END.finditer(p))
+        if ends:
+            out.append(p[: ends[-1].end()])
+    return "\n\n".join(out)
+
+
 def clean(answer):
     if any(t in answer for t in ("<think", "</think", "<answer", "</answer", "<|im_", "<|endoftext|>")):
         return False
@@ -110,6 +158,9 @@ def clean(answer):
 
 def main():
     args, include = sys.argv[1:], None
+    aw = "--agentwrite" in args
+    if aw:
+        args.remove("--agentwrite")
     if "--include" in args:
         i = args.index("--include")
         if i + 1 >= len(args):
@@ -135,7 +186,10 @@ def main():
             if r["prompt"] not in train:
                 sys.exit(f"{d}: {r['prompt'][:60]!r} is not a training prompt")
             answer = r["answer"].strip()
-            if r["truncated"] or not answer:
+            if aw:
+                answer = agentwrite_text(answer)
+            # A draft cut at the budget is whole up to its last sentence once trimmed.
+            if (r["truncated"] and not aw) or not answer:
                 why["cut off"] += 1
                 continue
             if not clean(answer):
@@ -143,8 +197,18 @@ def main():
                 continue
             n, req = words(answer), r["required"]
             prompt = r["prompt"]
-            if not 0.8 <= n / req <= 1.25:
-                prompt = relabel(prompt, req, n) if train[prompt]["length_rule"] == "about" and n >= 60 else None
+            # "At most N" is not met by 1.1N, nor "at least N" by 0.9N.
+            rule = train[prompt]["length_rule"]
+            if not 0.8 <= n / req <= 1.25 or (rule == "max" and n > req) or (rule == "min" and n < req):
+                if rule == "about" and n >= 60:
+                    prompt = relabel(prompt, req, n)
+                elif rule == "implicit" and aw and n >= 300:
+                    # A request that names no length ("a thorough essay") gets the length
+                    # its answer has, stated; only for AgentWrite's long drafts, which are
+                    # what the demonstrations lack.
+                    prompt = f"{prompt.rstrip()} Write about {round(n, -1):,} words."
+                else:
+                    prompt = None
                 if prompt is None:
                     why["off length"] += 1
                     continue
