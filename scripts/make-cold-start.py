@@ -122,8 +122,8 @@ def relabel(prompt, required, written):
 # prompt ("Write about 400 words. Output only this new paragraph…") echoed back, or the
 # assistant's chatter around it ("This continuation continues…", "I'm happy to continue
 # with the rest of your text"): 454 of the 1,223 paragraphs of 104 drafts of the base
-# model with DRY (session 24). In a story or an essay these words are rare enough that a false hit costs
-# one paragraph.
+# model with DRY (session 24). In a story or an essay these words are rare enough that a
+# false hit costs one paragraph.
 META = re.compile(
     r"\b(paragraphs?|word count|\d[\d,]* words?|the text so far|the plan|writing request|continuation|"
     r"here is the|here's the|here's a|your request|next message|rewritten|note to the reader|"
