@@ -182,6 +182,8 @@ impl RemoteModel {
         let (url, body) = self.request_body(request, mode, continuation, req)?;
         *self.server_tok_s.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let t0 = Instant::now();
+        // ureq's own error type, as `send_json` returns it.
+        #[allow(clippy::result_large_err)]
         let send = |agent: &ureq::Agent| self.auth(agent.post(&url)).set("Accept", "text/event-stream").send_json(body.clone());
         let resp = match send(&self.agent) {
             // A kept-alive connection that the server closed while it sat idle in the pool
