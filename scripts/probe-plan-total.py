@@ -2,13 +2,16 @@
 """Does a trained writer follow a plan whose total is the request's own number?
 
     llama-server -m MODEL.gguf -t 2 -c 8192 --port PORT &
-    scripts/probe-plan-total.py PORT SEED primed|free REQUESTS.jsonl
+    scripts/probe-plan-total.py PORT SEED primed|parts|free REQUESTS.jsonl
 
 Each request (eval form: prompt, length) goes to the server as a raw completion: the
 LongWriter-Zero instruction as the user turn of SmolLM2's chat template, the assistant
 turn opened with `<think>`. `primed` also writes the plan's first line for the model
 ("Plan: K parts, about N words in all.\\n1.", one part per 140 words), as budget forcing
-writes `</think>`; `free` leaves the plan to it. Prints each answer's words and S_l, then
+writes `</think>`; `parts` writes every part's count too: the model gives each part's
+opening (one call a line, up to its first parenthesis or line end), the probe adds
+"(about N/K words)", then writes `</think>` and `<answer>` and the model writes the whole
+answer in one pass; `free` leaves the plan to it. Prints each answer's words and S_l, then
 S_l by bucket (docs/training.md, "AgentWrite's drafts as long demonstrations").
 """
 import json
@@ -28,8 +31,14 @@ def s_l(required, written):
     return 100 * max(0.0, 1 - (required / written - 1) / 2)
 
 
+def complete(port, prompt, n_predict, seed, stop):
+    body = {"prompt": prompt, "n_predict": n_predict, "temperature": 0.6, "top_p": 0.95, "repeat_penalty": 1.1, "seed": seed, "stop": stop, "cache_prompt": False}
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/completion", json.dumps(body).encode(), {"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(req, timeout=900))
+
+
 def main():
-    if len(sys.argv) != 5 or sys.argv[3] not in ("primed", "free"):
+    if len(sys.argv) != 5 or sys.argv[3] not in ("primed", "parts", "free"):
         sys.exit(__doc__)
     port, seed, mode, data = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
     template = open(f"{ROOT}/src/engine/template.rs", encoding="utf-8").read()
@@ -42,12 +51,18 @@ def main():
             "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
             f"<|im_start|>user\n{instruction.replace('{question}', r['prompt'])}<|im_end|>\n<|im_start|>assistant\n<think>\n"
         )
+        k = max(1, round(n / 140))
         if mode == "primed":
-            prompt += f"Plan: {max(1, round(n / 140))} parts, about {n:,} words in all.\n1."
-        body = {"prompt": prompt, "n_predict": int(n * 1.25 * 2.5) + 768, "temperature": 0.6, "top_p": 0.95, "repeat_penalty": 1.1, "seed": seed, "stop": ["</answer>"], "cache_prompt": False}
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/completion", json.dumps(body).encode(), {"Content-Type": "application/json"})
-        res = json.load(urllib.request.urlopen(req, timeout=900))
-        text = res["content"]
+            prompt += f"Plan: {k} parts, about {n:,} words in all.\n1."
+        elif mode == "parts":
+            prompt += f"Plan: {k} parts, about {n:,} words in all.\n"
+            for i in range(1, k + 1):
+                prompt += f"{i}."
+                point = complete(port, prompt, 40, seed + i, ["(", "\n"])["content"].strip() or "Continue."
+                prompt += f" {point} (about {round(n / k):,} words)\n"
+            prompt += "</think>\n<answer>\n"
+        res = complete(port, prompt, int(n * 1.25 * 2.5) + 768, seed, ["</answer>"])
+        text = res["content"] if mode != "parts" else "</think>\n<answer>\n" + res["content"]
         answer = re.search(r"<answer>(.*)$", text, re.S)
         words = len(answer.group(1).split()) if answer else 0
         out.append((n, s_l(n, words)))
