@@ -14,6 +14,7 @@ opening (one call a line, up to its first parenthesis or line end), the probe ad
 answer in one pass; `free` leaves the plan to it. Prints each answer's words and S_l, then
 S_l by bucket (docs/training.md, "AgentWrite's drafts as long demonstrations").
 """
+import importlib.util
 import json
 import re
 import statistics
@@ -21,6 +22,10 @@ import sys
 import urllib.request
 
 ROOT = __file__.rsplit("/scripts/", 1)[0]
+# The chat rendering the long drafts used (SmolLM2's template with its default system turn).
+_spec = importlib.util.spec_from_file_location("make_long_drafts", f"{ROOT}/scripts/make-long-drafts.py")
+_drafts = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_drafts)
 
 
 def s_l(required, written):
@@ -47,10 +52,7 @@ def main():
     for line in open(data, encoding="utf-8"):
         r = json.loads(line)
         n = r["length"]
-        prompt = (
-            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
-            f"<|im_start|>user\n{instruction.replace('{question}', r['prompt'])}<|im_end|>\n<|im_start|>assistant\n<think>\n"
-        )
+        prompt = _drafts.chat_prompt(instruction.replace("{question}", r["prompt"])) + "<think>\n"
         k = max(1, round(n / 140))
         if mode == "primed":
             prompt += f"Plan: {k} parts, about {n:,} words in all.\n1."
