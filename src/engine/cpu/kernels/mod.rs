@@ -173,14 +173,15 @@ pub fn dot(t: WeightType, row: &[u8], act: &[ActBlock]) -> f32 {
     out[0]
 }
 
+/// Tokens a kernel call takes at once (prefill's tiles, a group's tokens side by side).
+pub const MAX_TOKENS: usize = 8;
+
 /// Dot products of one weight row with up to [`MAX_TOKENS`] activation vectors at once:
 /// each weight block is loaded and unpacked once for all of them (prefill's win). A
 /// K-quant row needs activations from [`quantize_act_k`], the others from [`quantize_act`].
-pub const MAX_TOKENS: usize = 8;
-
 #[inline]
 pub fn dot_many(t: WeightType, row: &[u8], acts: &[&[ActBlock]], out: &mut [f32]) {
-    tile_on(simd(), t, row, row.len(), acts, out)
+    dot_tiles(t, row, row.len(), acts, out)
 }
 
 /// Dot products of every row in `rows` (each `rb` bytes) with `acts.len()` tokens (up to
@@ -203,8 +204,7 @@ pub fn dot_tiles_on(path: Simd, t: WeightType, rows: &[u8], rb: usize, acts: &[&
 /// [`dot_many`] on a given path, for benchmarks and tests that compare paths. Panics if
 /// this CPU lacks the path's features.
 pub fn dot_many_on(path: Simd, t: WeightType, row: &[u8], acts: &[&[ActBlock]], out: &mut [f32]) {
-    assert!(path <= best(), "this CPU has no {} kernels", path.label());
-    tile_on(path, t, row, row.len(), acts, out)
+    dot_tiles_on(path, t, row, row.len(), acts, out)
 }
 
 /// `path` must be one this CPU has (`simd()` or a slower one).
