@@ -208,7 +208,12 @@ fn score_prints_the_relevance_the_trainer_uses() {
         c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
         let mut child = c.spawn().unwrap();
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(format!("<think>a plan</think><answer>{answer}</answer>").as_bytes()).unwrap();
+        // Without --prompt the command refuses before it reads its input, so the pipe may
+        // already be closed: that is the refusal under test, not a failure of the write.
+        let written = child.stdin.take().unwrap().write_all(format!("<think>a plan</think><answer>{answer}</answer>").as_bytes());
+        if let Err(e) = written {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+        }
         child.wait_with_output().unwrap()
     };
     let value = |answer: &str| {
