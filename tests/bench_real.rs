@@ -45,6 +45,11 @@ fn bench_json_names_both_builds_the_machine_the_depth_and_the_cache_type() {
     }
     let r = v["ratio"]["decode"].as_f64().unwrap();
     assert!((r - v["longwriter"]["decode_tok_s"].as_f64().unwrap() / l["decode_tok_s"].as_f64().unwrap()).abs() < 1e-9, "{v}");
+    // A q8_0 cache is compared with llama.cpp's q8_0 cache.
+    let o = bench("q8_0", &["--prompt-tokens", "16", "--gen-tokens", "8", "--depth", "300", "--reps", "1", "--json", "--llama-bench", lb.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["longwriter"]["kv_type"].as_str(), v["llama_cpp"]["kv_type"].as_str()), (Some("q8_0"), Some("q8_0/q8_0")), "{v}");
 }
 
 #[test]
@@ -60,7 +65,7 @@ fn an_unknown_cache_type_is_refused() {
     let o = bench("q3", &["--prompt-tokens", "8", "--gen-tokens", "8"]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("LONGWRITER_KV_CACHE=q3 names no cache type (f32, f16)"), "{err}");
+    assert!(err.contains("LONGWRITER_KV_CACHE=q3 names no cache type (f32, f16, q8_0)"), "{err}");
 }
 
 /// `bench --batch`: a GRPO group's rollout shape, G sequences side by side after one

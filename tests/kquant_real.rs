@@ -60,12 +60,12 @@ const MEAN_TOLERANCE: f32 = 0.08;
 /// from the other, either token is right.
 const MARGIN: f32 = 0.6;
 
-fn agrees_with_llama_cpp(kind: &str, want_formats: &[&str], kv_cache: longwriter::engine::KvType) {
+fn agrees_with_llama_cpp(kind: &str, want_formats: &[&str], kv_cache: longwriter::engine::KvType, server_args: &[&str]) {
     let path = if kind == "Q4_1" { common::default_model_path() } else { requantized(kind) };
     assert_eq!(formats(&path), want_formats.iter().copied().collect(), "{kind}: the formats in the file");
     let mut e = longwriter::engine::Engine::load(&path, &candle_core::Device::Cpu, longwriter::engine::LoadOptions { kv_cache, ..Default::default() }, None).unwrap();
     assert_eq!(e.model.backend(), "cpu-fast", "{kind} must run on the fast decoder");
-    let server = common::llama::LlamaServer::start_model(&path, &[]);
+    let server = common::llama::LlamaServer::start_model(&path, server_args);
     let mut a = common::llama::Agreement::default();
     for case in common::fixture("greedy.json").as_array().unwrap() {
         let prompt: Vec<u32> = case["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
@@ -83,7 +83,7 @@ fn agrees_with_llama_cpp(kind: &str, want_formats: &[&str], kv_cache: longwriter
 #[test]
 #[ignore = "needs a llama.cpp build (scripts/llama-cpp.sh); scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn the_default_q4_1_file_agrees_with_llama_cpp() {
-    agrees_with_llama_cpp("Q4_1", &["q4_1", "q8_0"], KvType::F32);
+    agrees_with_llama_cpp("Q4_1", &["q4_1", "q8_0"], KvType::F32, &[]);
 }
 
 /// The f16 cache (llama.cpp's own default, which its server uses here) within the same
@@ -91,19 +91,27 @@ fn the_default_q4_1_file_agrees_with_llama_cpp() {
 #[test]
 #[ignore = "needs a llama.cpp build (scripts/llama-cpp.sh); scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn the_default_file_with_an_f16_cache_agrees_with_llama_cpp() {
-    agrees_with_llama_cpp("Q4_1", &["q4_1", "q8_0"], KvType::F16);
+    agrees_with_llama_cpp("Q4_1", &["q4_1", "q8_0"], KvType::F16, &[]);
+}
+
+/// A q8_0 cache against llama.cpp's q8_0 cache (which needs its flash attention), within
+/// the same tolerances.
+#[test]
+#[ignore = "needs a llama.cpp build (scripts/llama-cpp.sh); scripts/test-setup.sh, then cargo test -- --include-ignored"]
+fn the_default_file_with_a_q8_0_cache_agrees_with_llama_cpps_q8_0_cache() {
+    agrees_with_llama_cpp("Q4_1", &["q4_1", "q8_0"], KvType::Q8, &["-ctk", "q8_0", "-ctv", "q8_0", "-fa", "on"]);
 }
 
 #[test]
 #[ignore = "needs a llama.cpp build (scripts/llama-cpp.sh); scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn q4_k_m_agrees_with_llama_cpp() {
-    agrees_with_llama_cpp("Q4_K_M", &["q4_K", "q5_0", "q6_K", "q8_0"], KvType::F32);
+    agrees_with_llama_cpp("Q4_K_M", &["q4_K", "q5_0", "q6_K", "q8_0"], KvType::F32, &[]);
 }
 
 #[test]
 #[ignore = "needs a llama.cpp build (scripts/llama-cpp.sh); scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn q5_k_m_agrees_with_llama_cpp() {
-    agrees_with_llama_cpp("Q5_K_M", &["q5_1", "q5_K", "q6_K", "q8_0"], KvType::F32);
+    agrees_with_llama_cpp("Q5_K_M", &["q5_1", "q5_K", "q6_K", "q8_0"], KvType::F32, &[]);
 }
 
 /// Every weight matrix of the real re-quantized files, a row at a time, against the scalar

@@ -55,11 +55,12 @@ fn llama_qwen2_qwen3_fast_decoder_matches_candle() {
     }
 }
 
-/// With either cache type.
+/// With every cache type.
 #[test]
 fn chunked_prefill_equals_one_shot_and_token_by_token() {
     chunked_prefill(KvType::F32);
     chunked_prefill(KvType::F16);
+    chunked_prefill(KvType::Q8);
 }
 
 fn chunked_prefill(kv: KvType) {

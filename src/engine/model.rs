@@ -186,6 +186,9 @@ pub enum KvType {
     /// Half the memory and half the bytes read per token at long contexts, as llama.cpp's
     /// default cache; keys and values rounded to 11 significant bits.
     F16,
+    /// A little over a quarter of f32's bytes, as llama.cpp's `q8_0` cache: blocks of 32
+    /// values as int8 with one f32 scale each.
+    Q8,
 }
 
 impl KvType {
@@ -193,15 +196,17 @@ impl KvType {
         match self {
             Self::F32 => "f32",
             Self::F16 => "f16",
+            Self::Q8 => "q8_0",
         }
     }
 
-    /// The type `LONGWRITER_KV_CACHE` names (f32 or f16; unset or empty: f32).
+    /// The type `LONGWRITER_KV_CACHE` names (f32, f16 or q8_0; unset or empty: f32).
     pub fn parse(request: Option<&str>) -> Result<Self, String> {
         match request.map(|r| r.trim().to_ascii_lowercase()).as_deref() {
             None | Some("") | Some("f32") => Ok(Self::F32),
             Some("f16") => Ok(Self::F16),
-            Some(_) => Err(format!("LONGWRITER_KV_CACHE={} names no cache type (f32, f16)", request.unwrap_or_default().trim())),
+            Some("q8_0") | Some("q8") => Ok(Self::Q8),
+            Some(_) => Err(format!("LONGWRITER_KV_CACHE={} names no cache type (f32, f16, q8_0)", request.unwrap_or_default().trim())),
         }
     }
 
@@ -539,6 +544,8 @@ mod tests {
         assert_eq!(KvType::parse(Some(" ")), Ok(KvType::F32));
         assert_eq!(KvType::parse(Some("F16")), Ok(KvType::F16));
         assert_eq!(KvType::parse(Some("f32")), Ok(KvType::F32));
-        assert_eq!(KvType::parse(Some(" q8 ")), Err("LONGWRITER_KV_CACHE=q8 names no cache type (f32, f16)".into()));
+        assert_eq!(KvType::parse(Some(" q8 ")), Ok(KvType::Q8));
+        assert_eq!(KvType::parse(Some("Q8_0")), Ok(KvType::Q8));
+        assert_eq!(KvType::parse(Some(" q4 ")), Err("LONGWRITER_KV_CACHE=q4 names no cache type (f32, f16, q8_0)".into()));
     }
 }

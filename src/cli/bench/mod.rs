@@ -141,7 +141,7 @@ pub fn run(a: BenchArgs, device: &str) -> Result<()> {
     let rss = peak_rss_mb();
     let threads = crate::engine::cpu::pool::configured_threads();
     let reference = match &a.llama_bench {
-        Some(bin) => Some(llama_bench(bin, &choice.path, threads, &a)?),
+        Some(bin) => Some(llama_bench(bin, &choice.path, threads, &a, engine.model.kv_type())?),
         None => None,
     };
     let backend = match &engine.model {
@@ -276,13 +276,16 @@ struct LlamaBench {
 
 /// Runs llama-bench on the same file, threads, sizes and depth. Its K/V cache is f16 (its
 /// default; llama-bench b11434 refuses `-ctk f32`), which ours matches with
-/// `LONGWRITER_KV_CACHE=f16`: at long contexts the cache is most of what a token reads, so
-/// the JSON records both types.
-fn llama_bench(bin: &PathBuf, model: &std::path::Path, threads: usize, a: &BenchArgs) -> Result<LlamaBench> {
+/// `LONGWRITER_KV_CACHE=f16`, or q8_0 when ours is (`-ctk q8_0 -ctv q8_0`, with the flash
+/// attention a quantized V cache needs): at long contexts the cache is most of what a
+/// token reads, so the JSON records both types.
+fn llama_bench(bin: &PathBuf, model: &std::path::Path, threads: usize, a: &BenchArgs, kv: crate::engine::KvType) -> Result<LlamaBench> {
+    let q8: &[&str] = if kv == crate::engine::KvType::Q8 { &["-ctk", "q8_0", "-ctv", "q8_0", "-fa", "on"] } else { &[] };
     let out = std::process::Command::new(bin)
         .arg("-m")
         .arg(model)
         .args(["-t", &threads.to_string(), "-p", &a.prompt_tokens.to_string(), "-n", &a.gen_tokens.to_string(), "-r", &a.reps.to_string(), "-d", &a.depth.to_string(), "-o", "json"])
+        .args(q8)
         .output()
         .with_context(|| format!("running {}", bin.display()))?;
     if !out.status.success() {

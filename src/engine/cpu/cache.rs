@@ -1,21 +1,23 @@
 //! The fast decoder's K/V cache: per sequence and layer, each position's keys (and
-//! values) as one `[kv_heads * head_dim]` row, stored as f32 or as f16.
+//! values) as one `[kv_heads * head_dim]` row, stored as f32, f16 or q8_0.
 //!
-//! Why f16 is offered: decode after a long context is bound by reading this cache. At
-//! 8,000 tokens SmolLM2-135M reads 368 MB of f32 keys and values for every new token, more
-//! than its weights (about 90 MB); f16 halves that, and llama.cpp's cache is f16 by
-//! default. What it costs is rounding each key and value to 11 significant bits, which
-//! can move a near-tie in greedy decoding (docs/performance.md states how often).
+//! Why smaller types are offered: decode after a long context is bound by reading this
+//! cache. At 8,000 tokens SmolLM2-135M reads 368 MB of f32 keys and values for every new
+//! token, more than its weights (about 90 MB); f16 halves that (llama.cpp's default), and
+//! q8_0 (llama.cpp's `-ctk q8_0`: blocks of 32 values as int8 with one scale) nearly
+//! halves it again. What they cost is rounding each key and value, which can move a
+//! near-tie in greedy decoding (docs/performance.md states how often).
 
 use crate::engine::model::KvType;
 use half::f16;
 
-/// A value type the cache can hold. The attention kernels read it through these.
+/// Values per q8_0 block: one scale each, as ggml's `QK8_0`.
+pub(super) const Q8_BLOCK: usize = 32;
+
+/// A value type stored one element per value (f32, f16): how it is rounded and read.
 pub(super) trait KvElem: Copy + Send + Sync + 'static {
     fn from_f32(x: f32) -> Self;
     fn to_f32(self) -> f32;
-    /// The buffer's values, when it holds this type.
-    fn slice(buf: &KvBuf) -> Option<&[Self]>;
     /// Eight values from `p` as f32 lanes.
     ///
     /// # Safety
@@ -33,12 +35,6 @@ impl KvElem for f32 {
     fn to_f32(self) -> f32 {
         self
     }
-    fn slice(buf: &KvBuf) -> Option<&[f32]> {
-        match buf {
-            KvBuf::F32(v) => Some(v),
-            KvBuf::F16(_) => None,
-        }
-    }
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn load8(p: *const f32) -> std::arch::x86_64::__m256 {
@@ -54,12 +50,6 @@ impl KvElem for f16 {
     fn to_f32(self) -> f32 {
         f16::to_f32(self)
     }
-    fn slice(buf: &KvBuf) -> Option<&[f16]> {
-        match buf {
-            KvBuf::F16(v) => Some(v),
-            KvBuf::F32(_) => None,
-        }
-    }
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn load8(p: *const f16) -> std::arch::x86_64::__m256 {
@@ -68,11 +58,93 @@ impl KvElem for f16 {
     }
 }
 
+/// A read-only view of one layer's keys or values, as the attention kernels read it:
+/// value `i` of the flat `[pos][kv_heads * head_dim]` buffer, one at a time or eight.
+pub(super) trait KvRows: Copy + Send + Sync {
+    /// Values held.
+    fn len(self) -> usize;
+    /// Value `i`, widened (and scaled) to f32.
+    fn at(self, i: usize) -> f32;
+    /// Whether both views read the same buffer (rows of one sequence).
+    fn same(self, other: Self) -> bool;
+    /// Values `i..i + 8` as f32 lanes, equal to [`KvRows::at`] of each.
+    ///
+    /// # Safety
+    /// `i + 8 <= len` and `i` a multiple of 8 (so eight values never straddle a q8_0
+    /// block), on a CPU with AVX2 and F16C.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load8(self, i: usize) -> std::arch::x86_64::__m256;
+}
+
+impl<T: KvElem> KvRows for &[T] {
+    #[inline(always)]
+    fn len(self) -> usize {
+        <[T]>::len(self)
+    }
+    #[inline(always)]
+    fn at(self, i: usize) -> f32 {
+        self[i].to_f32()
+    }
+    fn same(self, other: Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(self, i: usize) -> std::arch::x86_64::__m256 {
+        T::load8(self.as_ptr().add(i))
+    }
+}
+
+/// q8_0 values: `q[i] * d[i / Q8_BLOCK]`.
+#[derive(Clone, Copy)]
+pub(super) struct Q8Rows<'a> {
+    q: &'a [i8],
+    d: &'a [f32],
+}
+
+impl KvRows for Q8Rows<'_> {
+    #[inline(always)]
+    fn len(self) -> usize {
+        self.q.len()
+    }
+    #[inline(always)]
+    fn at(self, i: usize) -> f32 {
+        self.q[i] as f32 * self.d[i / Q8_BLOCK]
+    }
+    fn same(self, other: Self) -> bool {
+        std::ptr::eq(self.q, other.q)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(self, i: usize) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        // Eight int8 → eight int32 → eight floats, times the block's scale: the same
+        // product, rounded once, as `at`.
+        let q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(self.q.as_ptr().add(i) as *const __m128i)));
+        _mm256_mul_ps(q, _mm256_set1_ps(*self.d.get_unchecked(i / Q8_BLOCK)))
+    }
+}
+
+/// Rounds `src` (whole blocks) to q8_0 as ggml's `quantize_row_q8_0_ref` does: per block,
+/// d = max|x| / 127 and q = round(x / d).
+fn quantize_q8(src: &[f32], q: &mut [i8], d: &mut [f32]) {
+    for ((xs, qs), d) in src.chunks_exact(Q8_BLOCK).zip(q.chunks_exact_mut(Q8_BLOCK)).zip(d.iter_mut()) {
+        let amax = xs.iter().fold(0f32, |a, x| a.max(x.abs()));
+        *d = amax / 127.0;
+        let inv = if amax == 0.0 { 0.0 } else { 127.0 / amax };
+        for (qv, &x) in qs.iter_mut().zip(xs) {
+            *qv = (x * inv).round() as i8;
+        }
+    }
+}
+
 /// One layer's keys or values.
 #[derive(Clone)]
 pub(super) enum KvBuf {
     F32(Vec<f32>),
     F16(Vec<f16>),
+    /// Values as int8, and one scale per [`Q8_BLOCK`] of them.
+    Q8 { q: Vec<i8>, d: Vec<f32> },
 }
 
 impl KvBuf {
@@ -80,6 +152,24 @@ impl KvBuf {
         match t {
             KvType::F32 => Self::F32(Vec::new()),
             KvType::F16 => Self::F16(Vec::new()),
+            KvType::Q8 => Self::Q8 { q: Vec::new(), d: Vec::new() },
+        }
+    }
+
+    /// `values` stored as type `t` (whole q8_0 blocks for q8_0).
+    #[cfg(test)]
+    pub(super) fn stored(t: KvType, values: &[f32]) -> Self {
+        let mut b = Self::new(t);
+        b.resize(values.len());
+        b.write(0, values);
+        b
+    }
+
+    pub(super) fn kv_type(&self) -> KvType {
+        match self {
+            Self::F32(_) => KvType::F32,
+            Self::F16(_) => KvType::F16,
+            Self::Q8 { .. } => KvType::Q8,
         }
     }
 
@@ -87,6 +177,7 @@ impl KvBuf {
         match self {
             Self::F32(v) => v.len(),
             Self::F16(v) => v.len(),
+            Self::Q8 { q, .. } => q.len(),
         }
     }
 
@@ -94,14 +185,24 @@ impl KvBuf {
         match self {
             Self::F32(v) => v.resize(n, 0.0),
             Self::F16(v) => v.resize(n, f16::ZERO),
+            Self::Q8 { q, d } => {
+                q.resize(n, 0);
+                d.resize(n.div_ceil(Q8_BLOCK), 0.0);
+            }
         }
     }
 
-    /// Stores `src` from element `at` on, rounded to the buffer's type.
+    /// Stores `src` from element `at` on, rounded to the buffer's type. For q8_0 both are
+    /// whole blocks: a position's row is (every model's kv_heads × head_dim is a multiple
+    /// of 32; the loader refuses q8_0 otherwise).
     pub(super) fn write(&mut self, at: usize, src: &[f32]) {
         match self {
             Self::F32(v) => v[at..at + src.len()].copy_from_slice(src),
             Self::F16(v) => v[at..at + src.len()].iter_mut().zip(src).for_each(|(d, &x)| *d = KvElem::from_f32(x)),
+            Self::Q8 { q, d } => {
+                assert!(at % Q8_BLOCK == 0 && src.len() % Q8_BLOCK == 0, "q8_0 writes whole blocks");
+                quantize_q8(src, &mut q[at..at + src.len()], &mut d[at / Q8_BLOCK..(at + src.len()) / Q8_BLOCK]);
+            }
         }
     }
 
@@ -110,13 +211,36 @@ impl KvBuf {
         match self {
             Self::F32(v) => Self::F32(v[..n].to_vec()),
             Self::F16(v) => Self::F16(v[..n].to_vec()),
+            Self::Q8 { q, d } => Self::Q8 { q: q[..n].to_vec(), d: d[..n.div_ceil(Q8_BLOCK)].to_vec() },
         }
     }
 
-    /// The values as `T`. Every buffer of a model holds its one cache type, and the model
-    /// asks for that type.
-    pub(super) fn of<T: KvElem>(&self) -> &[T] {
-        T::slice(self).expect("a cache read as the type it holds")
+    /// The values as f32 slices; `None` for another type.
+    pub(super) fn f32s(&self) -> Option<&[f32]> {
+        if let Self::F32(v) = self { Some(v) } else { None }
+    }
+
+    /// The values as f16 slices; `None` for another type.
+    pub(super) fn f16s(&self) -> Option<&[f16]> {
+        if let Self::F16(v) = self { Some(v) } else { None }
+    }
+
+    /// The values as q8_0 rows; `None` for another type.
+    pub(super) fn q8s(&self) -> Option<Q8Rows<'_>> {
+        if let Self::Q8 { q, d } = self { Some(Q8Rows { q, d }) } else { None }
+    }
+
+    /// Every value widened to f32 (tests and references).
+    #[cfg(test)]
+    pub(super) fn widened(&self) -> Vec<f32> {
+        match self {
+            Self::F32(v) => v.clone(),
+            Self::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
+            Self::Q8 { .. } => {
+                let r = self.q8s().expect("q8_0");
+                (0..r.len()).map(|i| r.at(i)).collect()
+            }
+        }
     }
 }
 
@@ -166,36 +290,64 @@ mod tests {
 
     #[test]
     fn a_cache_stores_its_type_and_rounds_to_it() {
-        for t in [KvType::F32, KvType::F16] {
+        let row: Vec<f32> = (0..32).map(|i| [1.0, 1.0 / 3.0, -2.5, 100.0][i % 4] * (1.0 + i as f32 / 64.0)).collect();
+        for t in [KvType::F32, KvType::F16, KvType::Q8] {
             let mut c = Cache::new(t);
-            c.reserve(2, 3, 4, 100);
+            c.reserve(2, 3, 32, 100);
             // Room for 256 positions (the smallest step), capped by the context.
-            assert_eq!(c.k[1].len(), 100 * 4);
-            c.k[1].write(4, &[1.0, 1.0 / 3.0, -2.5, 65504.0]);
+            assert_eq!(c.k[1].len(), 100 * 32);
+            c.k[1].write(32, &row);
             c.pos = 2;
-            let kept = c.used(4);
-            assert_eq!(kept.k[1].len(), 8);
-            let got: Vec<f32> = match t {
-                KvType::F32 => kept.k[1].of::<f32>()[4..].to_vec(),
-                KvType::F16 => kept.k[1].of::<f16>()[4..].iter().map(|x| x.to_f32()).collect(),
-            };
-            let third = if t == KvType::F32 { 1.0 / 3.0 } else { f16::from_f32(1.0 / 3.0).to_f32() };
-            assert_eq!(got, [1.0, third, -2.5, 65504.0]);
-            assert!(t == KvType::F32 || third != 1.0 / 3.0);
+            let kept = c.used(32);
+            assert_eq!((kept.k[1].len(), kept.k[1].kv_type()), (64, t));
+            let got = &kept.k[1].widened()[32..];
+            let worst = got.iter().zip(&row).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            match t {
+                KvType::F32 => assert_eq!(got, &row[..]),
+                // f16: 11 significant bits; q8_0: half a step of max|x| / 127 = 0.79.
+                KvType::F16 => assert!(worst > 0.0 && worst <= 150.0 / 2048.0, "{worst}"),
+                KvType::Q8 => assert!(worst > 0.01 && worst <= 0.5 * 150.0 / 127.0 + 1e-4, "{worst}"),
+            }
+        }
+    }
+
+    /// q8_0 rounds as ggml does: the block's largest magnitude is exactly ±127 steps, a
+    /// zero block stays zero, and each block has its own scale.
+    #[test]
+    fn q8_blocks_round_to_their_own_scale() {
+        let mut xs: Vec<f32> = (0..64).map(|i| (i as f32 - 20.0) / 7.0).collect();
+        xs[32..].iter_mut().for_each(|x| *x *= 1e-3);
+        let b = KvBuf::stored(KvType::Q8, &[&xs[..], &[0.0; 32]].concat());
+        let KvBuf::Q8 { q, d } = &b else { unreachable!() };
+        assert_eq!((q[0], q[63], d[0], d[1]), (-127, 127, 20.0 / 7.0 / 127.0, 43.0 / 7.0 * 1e-3 / 127.0));
+        assert_eq!((&q[64..], d[2]), (&[0i8; 32][..], 0.0));
+        let r = b.q8s().unwrap();
+        for (i, &x) in xs.iter().enumerate() {
+            assert!((r.at(i) - x).abs() <= d[i / 32] / 2.0 * 1.0001, "value {i}: {} against {x}", r.at(i));
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn simd_loads_widen_as_the_scalar_conversion_does() {
+    fn simd_loads_widen_as_the_scalar_reads_do() {
         if crate::engine::cpu::kernels::best() == crate::engine::cpu::kernels::Simd::Scalar {
             return;
         }
-        let xs: Vec<f16> = [0.0, -0.0, 1.0, 1e-7, -3.5, 65504.0, 0.1, 2e-5, 7.0].iter().map(|&x| f16::from_f32(x)).collect();
-        let mut out = [0f32; 8];
-        // SAFETY: best() found AVX2 and F16C; xs holds nine values.
-        unsafe { std::arch::x86_64::_mm256_storeu_ps(out.as_mut_ptr(), f16::load8(xs[1..].as_ptr())) };
-        let want: Vec<f32> = xs[1..].iter().map(|x| x.to_f32()).collect();
-        assert_eq!(out.map(f32::to_bits).to_vec(), want.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+        let xs: Vec<f32> = [0.0, -0.0, 1.0, 1e-7, -3.5, 65504.0, 0.1, 2e-5, 7.0].iter().cycle().take(72).enumerate().map(|(i, x)| x * (1.0 + i as f32)).collect();
+        let lanes = |v: std::arch::x86_64::__m256| {
+            let mut out = [0f32; 8];
+            // SAFETY: out holds eight floats; the caller found AVX.
+            unsafe { std::arch::x86_64::_mm256_storeu_ps(out.as_mut_ptr(), v) };
+            out.map(f32::to_bits)
+        };
+        let bufs = [KvBuf::stored(KvType::F16, &xs[..64]), KvBuf::stored(KvType::Q8, &xs[..64])];
+        let (h, q) = (bufs[0].f16s().unwrap(), bufs[1].q8s().unwrap());
+        for i in (0..64).step_by(8) {
+            let bits = |r: &dyn Fn(usize) -> f32| std::array::from_fn::<u32, 8, _>(|j| r(i + j).to_bits());
+            // SAFETY: best() found AVX2 and F16C; each load is of 8 values inside the 64.
+            let (gh, gq) = unsafe { (lanes(h.load8(i)), lanes(q.load8(i))) };
+            assert_eq!(gh, bits(&|j| h.at(j)), "f16 values {i}..");
+            assert_eq!(gq, bits(&|j| q.at(j)), "q8_0 values {i}..");
+        }
     }
 }

@@ -3,7 +3,7 @@ use crate::engine::model::{KvType, ModelConfig};
 use crate::engine::EngineError;
 use candle_core::quantized::{gguf_file, GgmlDType};
 use super::attention::attention;
-use super::cache::{Cache, KvElem};
+use super::cache::{Cache, Q8_BLOCK};
 use super::pool::{OutPtr, Pool};
 use std::io::{Read, Seek, SeekFrom};
 
@@ -156,6 +156,10 @@ impl CpuModel {
     }
 
     pub fn load<R: Read + Seek>(ct: &gguf_file::Content, r: &mut R, cfg: ModelConfig, kv: KvType) -> Result<Self, EngineError> {
+        let kvd = cfg.n_kv_head * cfg.head_dim;
+        if kv == KvType::Q8 && kvd % Q8_BLOCK != 0 {
+            return Err(EngineError::Unsupported(format!("a q8_0 K/V cache stores whole blocks of {Q8_BLOCK} values, and this model's K/V rows are {kvd} wide. Hint: LONGWRITER_KV_CACHE=f16")));
+        }
         let embed = matrix(ct, r, "token_embd.weight")?;
         let output = if ct.tensor_infos.contains_key("output.weight") { Some(matrix(ct, r, "output.weight")?) } else { None };
         let norm = vector(ct, r, "output_norm.weight")?.ok_or_else(|| EngineError::Format("missing output_norm.weight".into()))?;
@@ -329,10 +333,7 @@ impl CpuModel {
                 cache.k[li].write(p * kvd, &k[t * kvd..(t + 1) * kvd]);
                 cache.v[li].write(p * kvd, &v[t * kvd..(t + 1) * kvd]);
             }
-            match self.kv_type() {
-                KvType::F32 => attend::<f32>(&self.caches, li, &q, rows, window, &cfg, &mut att),
-                KvType::F16 => attend::<half::f16>(&self.caches, li, &q, rows, window, &cfg, &mut att),
-            }
+            attend(&self.caches, li, &q, rows, window, &cfg, &mut att);
             matmul(&mut [(&l.wo, &mut proj)], &att, s, &mut acts);
             if let Some(w) = &l.post_attn_norm {
                 rms_norm_in_place(&mut proj, w, eps);
@@ -367,11 +368,11 @@ impl CpuModel {
     }
 }
 
-/// Layer `li`'s attention for `rows` ((slot, position) each) over their slots' caches,
-/// which hold `T`; with a `window`, over the last `window` positions only.
+/// Layer `li`'s attention for `rows` ((slot, position) each) over their slots' caches;
+/// with a `window`, over the last `window` positions only.
 #[allow(clippy::too_many_arguments)]
-fn attend<T: KvElem>(caches: &[Cache], li: usize, q: &[f32], rows: &[(usize, usize)], window: usize, cfg: &ModelConfig, out: &mut [f32]) {
-    let views: Vec<(&[T], &[T], usize)> = rows.iter().map(|&(slot, p)| (caches[slot].k[li].of::<T>(), caches[slot].v[li].of::<T>(), p)).collect();
+fn attend(caches: &[Cache], li: usize, q: &[f32], rows: &[(usize, usize)], window: usize, cfg: &ModelConfig, out: &mut [f32]) {
+    let views: Vec<_> = rows.iter().map(|&(slot, p)| (&caches[slot].k[li], &caches[slot].v[li], p)).collect();
     attention(q, &views, window, cfg.n_head, cfg.n_kv_head, cfg.head_dim, out);
 }
 

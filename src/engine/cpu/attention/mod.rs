@@ -15,7 +15,8 @@
 
 mod tiled;
 
-use super::cache::KvElem;
+use super::cache::{KvBuf, KvRows};
+use crate::engine::model::KvType;
 use super::pool::{OutPtr, Pool};
 use tiled::GROUP_MAX;
 
@@ -27,15 +28,30 @@ pub(super) const TILE: usize = 64;
 
 /// Causal attention: row t (query `q[t]`) attends to positions 0..=p of its cache, where
 /// `rows[t]` = (keys, values, p); with a `window` (not 0), to its last `window` positions
-/// only (Gemma's sliding-window layers).
-pub(super) fn attention<T: KvElem>(q: &[f32], rows: &[(&[T], &[T], usize)], window: usize, nh: usize, nkv: usize, hd: usize, out: &mut [f32]) {
+/// only (Gemma's sliding-window layers). Every cache holds the model's one cache type;
+/// the kernels are compiled once per type.
+pub(super) fn attention(q: &[f32], rows: &[(&KvBuf, &KvBuf, usize)], window: usize, nh: usize, nkv: usize, hd: usize, out: &mut [f32]) {
+    fn views<'a, R>(rows: &[(&'a KvBuf, &'a KvBuf, usize)], of: impl Fn(&'a KvBuf) -> Option<R>) -> Vec<(R, R, usize)> {
+        let of = |b| of(b).expect("every cache of a model holds its one type");
+        rows.iter().map(|&(k, v, p)| (of(k), of(v), p)).collect()
+    }
+    match rows.first().map(|r| r.0.kv_type()) {
+        None => {}
+        Some(KvType::F32) => attention_on(q, &views(rows, KvBuf::f32s), window, nh, nkv, hd, out),
+        Some(KvType::F16) => attention_on(q, &views(rows, KvBuf::f16s), window, nh, nkv, hd, out),
+        Some(KvType::Q8) => attention_on(q, &views(rows, KvBuf::q8s), window, nh, nkv, hd, out),
+    }
+}
+
+/// [`attention`] over views of one cache type.
+fn attention_on<R: KvRows>(q: &[f32], rows: &[(R, R, usize)], window: usize, nh: usize, nkv: usize, hd: usize, out: &mut [f32]) {
     debug_assert_eq!(out.len(), rows.len() * nh * hd);
     let blocks = blocks(rows);
     if nh % nkv == 0 && nh / nkv <= GROUP_MAX {
         match hd {
-            64 => return tiled::attention::<64, T>(q, rows, &blocks, window, nh, nkv, out),
-            128 => return tiled::attention::<128, T>(q, rows, &blocks, window, nh, nkv, out),
-            256 => return tiled::attention::<256, T>(q, rows, &blocks, window, nh, nkv, out),
+            64 => return tiled::attention::<64, R>(q, rows, &blocks, window, nh, nkv, out),
+            128 => return tiled::attention::<128, R>(q, rows, &blocks, window, nh, nkv, out),
+            256 => return tiled::attention::<256, R>(q, rows, &blocks, window, nh, nkv, out),
             _ => {}
         }
     }
@@ -48,9 +64,9 @@ pub(super) fn attention<T: KvElem>(q: &[f32], rows: &[(&[T], &[T], usize)], wind
         let out = |t: usize| unsafe { std::slice::from_raw_parts_mut(outp.at((t * nh + h) * hd), hd) };
         let span = Span::new(rows, t0, t1, h, nh, nkv, hd, window);
         match hd {
-            64 => block_fixed::<64, T>(q, rows, &span, t0, h, out),
-            128 => block_fixed::<128, T>(q, rows, &span, t0, h, out),
-            256 => block_fixed::<256, T>(q, rows, &span, t0, h, out),
+            64 => block_fixed::<64, R>(q, rows, &span, t0, h, out),
+            128 => block_fixed::<128, R>(q, rows, &span, t0, h, out),
+            256 => block_fixed::<256, R>(q, rows, &span, t0, h, out),
             _ => block(q, rows, &span, t0, t1, h, hd, out),
         }
     };
@@ -72,11 +88,11 @@ fn run_tasks(tasks: usize, scores: usize, work: &(dyn Fn(usize) + Sync)) {
 
 /// Runs of at most [`ROWS`] consecutive rows that share one cache at consecutive
 /// positions (a prefill chunk); rows of different sequences are blocks of one.
-fn blocks<T>(rows: &[(&[T], &[T], usize)]) -> Vec<(usize, usize)> {
+fn blocks<R: KvRows>(rows: &[(R, R, usize)]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut t0 = 0;
     for t in 1..=rows.len() {
-        let joins = t < rows.len() && t - t0 < ROWS && std::ptr::eq(rows[t].0, rows[t0].0) && rows[t].2 == rows[t - 1].2 + 1;
+        let joins = t < rows.len() && t - t0 < ROWS && rows[t].0.same(rows[t0].0) && rows[t].2 == rows[t - 1].2 + 1;
         if !joins {
             out.push((t0, t));
             t0 = t;
@@ -97,22 +113,22 @@ pub(super) fn first_key(p: usize, window: usize) -> usize {
 /// What a block of query rows t0..t1 of head `h` reads: row widths, its key/value head,
 /// the score scale, its cache, the keys the last row sees (`n`), the row count, the
 /// window (0: none) and the first tile any row of the block sees.
-struct Span<'a, T> {
+struct Span<R> {
     qd: usize,
     kvd: usize,
     kvh: usize,
     scale: f32,
-    kc: &'a [T],
-    vc: &'a [T],
+    kc: R,
+    vc: R,
     n: usize,
     r: usize,
     window: usize,
     start: usize,
 }
 
-impl<'a, T> Span<'a, T> {
+impl<R: KvRows> Span<R> {
     #[allow(clippy::too_many_arguments)]
-    fn new(rows: &[(&'a [T], &'a [T], usize)], t0: usize, t1: usize, h: usize, nh: usize, nkv: usize, hd: usize, window: usize) -> Self {
+    fn new(rows: &[(R, R, usize)], t0: usize, t1: usize, h: usize, nh: usize, nkv: usize, hd: usize, window: usize) -> Self {
         let (kc, vc, p0) = rows[t0];
         // Tiles wholly before every row's window change nothing: a row's softmax starts
         // at its first visible key either way.
@@ -124,7 +140,7 @@ impl<'a, T> Span<'a, T> {
 /// Head `h` of query rows t0..t1 (one cache, consecutive positions): an online softmax
 /// over key tiles, each key and value row read once for the whole block.
 #[allow(clippy::too_many_arguments)]
-fn block<'o, T: KvElem>(q: &[f32], rows: &[(&[T], &[T], usize)], span: &Span<T>, t0: usize, t1: usize, h: usize, hd: usize, mut out: impl FnMut(usize) -> &'o mut [f32]) {
+fn block<'o, R: KvRows>(q: &[f32], rows: &[(R, R, usize)], span: &Span<R>, t0: usize, t1: usize, h: usize, hd: usize, mut out: impl FnMut(usize) -> &'o mut [f32]) {
     let &Span { qd, kvd, kvh, scale, kc, vc, n, r, window, start } = span;
     let (mut m, mut l, mut s) = ([f32::NEG_INFINITY; ROWS], [0f32; ROWS], [[0f32; TILE]; ROWS]);
     STATE.with(|cell| {
@@ -137,7 +153,7 @@ fn block<'o, T: KvElem>(q: &[f32], rows: &[(&[T], &[T], usize)], span: &Span<T>,
                 let qh = &q[t * qd + h * hd..t * qd + (h + 1) * hd];
                 let (lo, p) = (first_key(rows[t].2, window), rows[t].2);
                 for j in j0..j1 {
-                    s[i][j - j0] = if j <= p && j >= lo { dot(qh, &kc[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd]) * scale } else { f32::NEG_INFINITY };
+                    s[i][j - j0] = if j <= p && j >= lo { dot(qh, kc, j * kvd + kvh * hd) * scale } else { f32::NEG_INFINITY };
                 }
                 let tile_max = s[i][..j1 - j0].iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
                 let m_new = m[i].max(tile_max);
@@ -159,12 +175,12 @@ fn block<'o, T: KvElem>(q: &[f32], rows: &[(&[T], &[T], usize)], span: &Span<T>,
                 m[i] = m_new;
             }
             for j in j0..j1 {
-                let vj = &vc[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
+                let vj = j * kvd + kvh * hd;
                 for i in 0..r {
                     let w = s[i][j - j0];
                     if w != 0.0 {
-                        for (a, &v) in acc[i * hd..(i + 1) * hd].iter_mut().zip(vj) {
-                            *a += w * v.to_f32();
+                        for (d, a) in acc[i * hd..(i + 1) * hd].iter_mut().enumerate() {
+                            *a += w * vc.at(vj + d);
                         }
                     }
                 }
@@ -185,7 +201,7 @@ fn block<'o, T: KvElem>(q: &[f32], rows: &[(&[T], &[T], usize)], span: &Span<T>,
 /// (q[d] · Kᵀ[d][..]), and a row's output stays in registers while the tile's values are
 /// added to it.
 #[allow(clippy::too_many_arguments)]
-fn block_fixed<'o, const HD: usize, T: KvElem>(q: &[f32], rows: &[(&[T], &[T], usize)], span: &Span<T>, t0: usize, h: usize, mut out: impl FnMut(usize) -> &'o mut [f32]) {
+fn block_fixed<'o, const HD: usize, R: KvRows>(q: &[f32], rows: &[(R, R, usize)], span: &Span<R>, t0: usize, h: usize, mut out: impl FnMut(usize) -> &'o mut [f32]) {
     let &Span { qd, kvd, kvh, scale, kc, vc, n, r, window, start } = span;
     let (mut m, mut l, mut s) = ([f32::NEG_INFINITY; ROWS], [0f32; ROWS], [[0f32; TILE]; ROWS]);
     let mut kt = vec![[0f32; TILE]; HD];
@@ -193,9 +209,9 @@ fn block_fixed<'o, const HD: usize, T: KvElem>(q: &[f32], rows: &[(&[T], &[T], u
     for j0 in (start..n).step_by(TILE) {
         let w = (n - j0).min(TILE);
         for jj in 0..w {
-            let k: &[T; HD] = kc[(j0 + jj) * kvd + kvh * HD..][..HD].try_into().expect("HD values");
-            for d in 0..HD {
-                kt[d][jj] = k[d].to_f32();
+            let k = (j0 + jj) * kvd + kvh * HD;
+            for (d, row) in kt.iter_mut().enumerate() {
+                row[jj] = kc.at(k + d);
             }
         }
         for i in 0..r {
@@ -233,11 +249,10 @@ fn block_fixed<'o, const HD: usize, T: KvElem>(q: &[f32], rows: &[(&[T], &[T], u
         }
         for i in 0..r {
             let mut a = acc[i];
-            for jj in 0..w {
-                let wgt = s[i][jj];
-                let v: &[T; HD] = vc[(j0 + jj) * kvd + kvh * HD..][..HD].try_into().expect("HD values");
-                for d in 0..HD {
-                    a[d] += wgt * v[d].to_f32();
+            for (jj, &wgt) in s[i][..w].iter().enumerate() {
+                let v = (j0 + jj) * kvd + kvh * HD;
+                for (d, x) in a.iter_mut().enumerate() {
+                    *x += wgt * vc.at(v + d);
                 }
             }
             acc[i] = a;
@@ -280,15 +295,16 @@ pub(super) fn exp_approx(x: f32) -> f32 {
     }
 }
 
-/// Dot product in 8 independent f32 lanes: a single running sum would pin the additions
-/// to one order and keep the compiler from vectorizing.
-fn dot<T: KvElem>(a: &[f32], b: &[T]) -> f32 {
+/// `a` · b's values from `off` on, in 8 independent f32 lanes: a single running sum would
+/// pin the additions to one order and keep the compiler from vectorizing.
+fn dot<R: KvRows>(a: &[f32], b: R, off: usize) -> f32 {
     let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y.to_f32()).sum();
-    for (x, y) in ca.zip(cb) {
+    let ca = a.chunks_exact(8);
+    let n8 = a.len() / 8 * 8;
+    let tail: f32 = ca.remainder().iter().enumerate().map(|(i, x)| x * b.at(off + n8 + i)).sum();
+    for (c, x) in ca.enumerate() {
         for i in 0..8 {
-            acc[i] += x[i] * y[i].to_f32();
+            acc[i] += x[i] * b.at(off + c * 8 + i);
         }
     }
     acc.iter().sum::<f32>() + tail
@@ -323,19 +339,17 @@ pub(super) mod tests {
         (0..n as u32).map(|i| ((i.wrapping_mul(2654435761) ^ seed.wrapping_mul(40503)) >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0).collect()
     }
 
-    /// `v` as a cache of `T` holds it.
-    pub(super) fn stored<T: KvElem>(v: &[f32]) -> Vec<T> {
-        v.iter().map(|&x| T::from_f32(x)).collect()
-    }
+    /// Every cache type, for tests that run once per type.
+    pub(super) const TYPES: [KvType; 3] = [KvType::F32, KvType::F16, KvType::Q8];
 
     /// The largest absolute difference between `attention` and the definition (on the
     /// values the cache holds), for query vectors drawn from `qseed`.
-    pub(super) fn worst_against_reference<T: KvElem>(rows: &[(&[T], &[T], usize)], window: usize, nh: usize, nkv: usize, hd: usize, qseed: u32) -> f32 {
+    pub(super) fn worst_against_reference(rows: &[(&KvBuf, &KvBuf, usize)], window: usize, nh: usize, nkv: usize, hd: usize, qseed: u32) -> f32 {
         let q = noise(rows.len() * nh * hd, qseed);
         let mut out = vec![f32::NAN; rows.len() * nh * hd];
         attention(&q, rows, window, nh, nkv, hd, &mut out);
         let n = |p: usize| (p + 1) * nkv * hd;
-        let wide: Vec<(Vec<f32>, Vec<f32>, usize)> = rows.iter().map(|&(k, v, p)| (k[..n(p)].iter().map(|x| x.to_f32()).collect(), v[..n(p)].iter().map(|x| x.to_f32()).collect(), p)).collect();
+        let wide: Vec<(Vec<f32>, Vec<f32>, usize)> = rows.iter().map(|&(k, v, p)| (k.widened()[..n(p)].to_vec(), v.widened()[..n(p)].to_vec(), p)).collect();
         let wide: Vec<(&[f32], &[f32], usize)> = wide.iter().map(|(k, v, p)| (&k[..], &v[..], *p)).collect();
         let want = reference(&q, &wide, window, nh, nkv, hd);
         out.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max)
@@ -345,23 +359,22 @@ pub(super) mod tests {
     /// rows that see different numbers of keys), a decode batch of three sequences at
     /// different lengths, and a lone row: all within float rounding of the definition,
     /// with grouped-query heads (9 query heads on 3 key/value heads, as SmolLM2), with
-    /// and without a sliding window. Both cache types.
+    /// and without a sliding window. Every cache type.
     #[test]
     fn blocked_attention_matches_the_definition() {
-        check::<f32>();
-        check::<half::f16>();
+        TYPES.into_iter().for_each(check);
     }
 
-    fn check<T: KvElem>() {
+    fn check(t: KvType) {
         let (nh, nkv, hd) = (9, 3, 64);
         let kvd = nkv * hd;
-        let caches: Vec<(Vec<T>, Vec<T>)> = (0..3).map(|c| (stored(&noise(300 * kvd, 7 + c)), stored(&noise(300 * kvd, 70 + c)))).collect();
+        let caches: Vec<(KvBuf, KvBuf)> = (0..3).map(|c| (KvBuf::stored(t, &noise(300 * kvd, 7 + c)), KvBuf::stored(t, &noise(300 * kvd, 70 + c)))).collect();
         let cases: Vec<Vec<(usize, usize)>> = vec![(100..150).map(|p| (0, p)).collect(), vec![(0, 5), (1, 140), (2, 299)], vec![(2, 0)], (0..40).map(|p| (1, p)).collect()];
         for (ci, case) in cases.iter().enumerate() {
-            let rows: Vec<(&[T], &[T], usize)> = case.iter().map(|&(c, p)| (&caches[c].0[..], &caches[c].1[..], p)).collect();
+            let rows: Vec<(&KvBuf, &KvBuf, usize)> = case.iter().map(|&(c, p)| (&caches[c].0, &caches[c].1, p)).collect();
             for window in [0, 37] {
                 let worst = worst_against_reference(&rows, window, nh, nkv, hd, 99 + ci as u32);
-                assert!(worst < 1e-4, "case {ci}, window {window}: off by {worst}");
+                assert!(worst < 1e-4, "{t:?}, case {ci}, window {window}: off by {worst}");
             }
         }
         assert_eq!(blocks(&[(&[0.0][..], &[0.0][..], 3)]), vec![(0, 1)]);
@@ -370,11 +383,11 @@ pub(super) mod tests {
         // long, and longer.
         for (hd, nh, nkv) in [(128, 4, 2), (32, 6, 2), (80, 2, 1), (64, 10, 1)] {
             let kvd = nkv * hd;
-            let (k, v) = (stored::<T>(&noise(200 * kvd, 5)), stored::<T>(&noise(200 * kvd, 6)));
-            let rows: Vec<(&[T], &[T], usize)> = (60..130).map(|p| (&k[..], &v[..], p)).collect();
+            let (k, v) = (KvBuf::stored(t, &noise(200 * kvd, 5)), KvBuf::stored(t, &noise(200 * kvd, 6)));
+            let rows: Vec<(&KvBuf, &KvBuf, usize)> = (60..130).map(|p| (&k, &v, p)).collect();
             for window in [0, 17, 64, 100] {
                 let worst = worst_against_reference(&rows, window, nh, nkv, hd, 8);
-                assert!(worst < 1e-4, "head size {hd}, window {window}: off by {worst}");
+                assert!(worst < 1e-4, "{t:?}, head size {hd}, window {window}: off by {worst}");
             }
         }
     }

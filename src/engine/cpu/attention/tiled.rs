@@ -22,7 +22,7 @@
 //! transposed per head, decode after 4,000 tokens of context ran at 14.7 tok/s against
 //! llama.cpp's 39.9 (2-core EPYC).
 
-use super::super::cache::KvElem;
+use super::super::cache::KvRows;
 use super::super::pool::OutPtr;
 use super::{exp_approx, first_key, run_tasks, ROWS, TILE};
 
@@ -37,7 +37,7 @@ const QMAX: usize = ROWS * GROUP_MAX;
 /// 0..=p of its cache, `rows[t]` = (keys, values, p), or with a `window` to its last
 /// `window` positions.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn attention<const HD: usize, T: KvElem>(q: &[f32], rows: &[(&[T], &[T], usize)], blocks: &[(usize, usize)], window: usize, nh: usize, nkv: usize, out: &mut [f32]) {
+pub(super) fn attention<const HD: usize, R: KvRows>(q: &[f32], rows: &[(R, R, usize)], blocks: &[(usize, usize)], window: usize, nh: usize, nkv: usize, out: &mut [f32]) {
     let (g, qd, width) = (nh / nkv, nh * HD, HD + 2);
     // (block, first key, row offset of its partials) for each task.
     let mut tasks = Vec::new();
@@ -95,11 +95,11 @@ pub(super) fn attention<const HD: usize, T: KvElem>(q: &[f32], rows: &[(&[T], &[
                     #[cfg(target_arch = "x86_64")]
                     if simd {
                         // SAFETY: simd() is not Scalar only where AVX2, FMA and F16C were detected.
-                        unsafe { tile_avx2::<HD, T>(qs, (lo, vis), kc, vc, nkv * HD, kvh, k0, w, s, state) };
+                        unsafe { tile_avx2::<HD, R>(qs, (lo, vis), kc, vc, nkv * HD, kvh, k0, w, s, state) };
                         continue;
                     }
                     let _ = simd;
-                    tile::<HD, T>(qs, (lo, vis), kc, vc, nkv * HD, kvh, k0, w, s, state);
+                    tile::<HD, R>(qs, (lo, vis), kc, vc, nkv * HD, kvh, k0, w, s, state);
                 }
             }
         });
@@ -173,12 +173,11 @@ fn seen((lo, vis): (&[usize], &[usize]), i: usize, k0: usize, w: usize) -> (usiz
 /// scaled by 1/√HD), of which vector i sees keys `lo[i]` to below `vis[i]`: updates each
 /// vector's `state`, [max, sum, HD weighted values], as an online softmax does.
 #[allow(clippy::too_many_arguments)]
-fn tile<const HD: usize, T: KvElem>(qs: &[f32], bounds: (&[usize], &[usize]), kc: &[T], vc: &[T], kvd: usize, kvh: usize, k0: usize, w: usize, s: &mut [[f32; TILE]; QMAX], state: &mut [f32]) {
+fn tile<const HD: usize, R: KvRows>(qs: &[f32], bounds: (&[usize], &[usize]), kc: R, vc: R, kvd: usize, kvh: usize, k0: usize, w: usize, s: &mut [[f32; TILE]; QMAX], state: &mut [f32]) {
     for (qi, q) in qs.chunks_exact(HD).enumerate() {
         let (a, v) = seen(bounds, qi, k0, w);
-        for jj in a..v {
-            let k: &[T; HD] = kc[(k0 + jj) * kvd + kvh * HD..][..HD].try_into().expect("HD values");
-            s[qi][jj] = dot_fixed(q.try_into().expect("HD floats"), k);
+        for (jj, sc) in s[qi].iter_mut().enumerate().take(v).skip(a) {
+            *sc = dot_fixed::<HD, R>(q.try_into().expect("HD floats"), kc, (k0 + jj) * kvd + kvh * HD);
         }
     }
     for (qi, st) in state.chunks_exact_mut(HD + 2).enumerate() {
@@ -188,9 +187,9 @@ fn tile<const HD: usize, T: KvElem>(qs: &[f32], bounds: (&[usize], &[usize]), kc
         }
         let acc = softmax_step(&mut s[qi][a..v], st);
         for (jj, &wgt) in s[qi][a..v].iter().enumerate().map(|(j, x)| (a + j, x)) {
-            let val = &vc[(k0 + jj) * kvd + kvh * HD..][..HD];
-            for (a, &x) in acc.iter_mut().zip(val) {
-                *a += wgt * x.to_f32();
+            let val = (k0 + jj) * kvd + kvh * HD;
+            for (d, a) in acc.iter_mut().enumerate() {
+                *a += wgt * vc.at(val + d);
             }
         }
     }
@@ -224,19 +223,19 @@ fn softmax_step<'a>(sc: &mut [f32], st: &'a mut [f32]) -> &'a mut [f32] {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_avx2<const HD: usize, T: KvElem>(qs: &[f32], bounds: (&[usize], &[usize]), kc: &[T], vc: &[T], kvd: usize, kvh: usize, k0: usize, w: usize, s: &mut [[f32; TILE]; QMAX], state: &mut [f32]) {
+unsafe fn tile_avx2<const HD: usize, R: KvRows>(qs: &[f32], bounds: (&[usize], &[usize]), kc: R, vc: R, kvd: usize, kvh: usize, k0: usize, w: usize, s: &mut [[f32; TILE]; QMAX], state: &mut [f32]) {
     use std::arch::x86_64::*;
     let nq = qs.len() / HD;
     let vis = bounds.1;
-    // The raw loads below stay inside these rows.
+    // The raw loads below stay inside these rows, at multiples of 8 (kvd and every
+    // head's offset are), so no eight straddle a q8_0 block.
     assert!(HD % 8 == 0 && w > 0 && w <= TILE && nq <= QMAX && vis.len() == nq && bounds.0.len() == nq && state.len() == nq * (HD + 2));
     let v_max = vis.iter().map(|&n| n.saturating_sub(k0).min(w)).max().unwrap_or(0);
     if v_max == 0 {
         return;
     }
     assert!((k0 + v_max - 1) * kvd + (kvh + 1) * HD <= kc.len().min(vc.len()));
-    let kb = kc.as_ptr().add(k0 * kvd + kvh * HD);
-    let vb = vc.as_ptr().add(k0 * kvd + kvh * HD);
+    let base = k0 * kvd + kvh * HD;
     for (qi, qh) in qs.chunks_exact(HD).enumerate() {
         let (first, v) = seen(bounds, qi, k0, w);
         let q = qh.as_ptr();
@@ -247,9 +246,9 @@ unsafe fn tile_avx2<const HD: usize, T: KvElem>(qs: &[f32], bounds: (&[usize], &
             let n = (v - jj).min(8);
             let mut a = [_mm256_setzero_ps(); 8];
             for (r, ar) in a.iter_mut().enumerate().take(n) {
-                let k = kb.add((jj + r) * kvd);
+                let k = base + (jj + r) * kvd;
                 for c in 0..HD / 8 {
-                    *ar = _mm256_fmadd_ps(_mm256_loadu_ps(q.add(c * 8)), T::load8(k.add(c * 8)), *ar);
+                    *ar = _mm256_fmadd_ps(_mm256_loadu_ps(q.add(c * 8)), kc.load8(k + c * 8), *ar);
                 }
             }
             // s rows are TILE wide and jj < v ≤ TILE with TILE a multiple of 8: the
@@ -269,9 +268,9 @@ unsafe fn tile_avx2<const HD: usize, T: KvElem>(qs: &[f32], bounds: (&[usize], &
             a[c] = _mm256_loadu_ps(acc.as_ptr().add(c * 8));
         }
         for (jj, &wgt) in s[qi][first..v].iter().enumerate().map(|(j, x)| (first + j, x)) {
-            let (wv, val) = (_mm256_set1_ps(wgt), vb.add(jj * kvd));
+            let (wv, val) = (_mm256_set1_ps(wgt), base + jj * kvd);
             for c in 0..HD / 8 {
-                a[c] = _mm256_fmadd_ps(wv, T::load8(val.add(c * 8)), a[c]);
+                a[c] = _mm256_fmadd_ps(wv, vc.load8(val + c * 8), a[c]);
             }
         }
         for c in 0..HD / 8 {
@@ -294,14 +293,14 @@ unsafe fn sums8(a: &[std::arch::x86_64::__m256; 8]) -> std::arch::x86_64::__m256
     _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31))
 }
 
-/// q · k for a fixed head size: 16 independent lanes, then halves added pairwise, so the
-/// compiler keeps it in vector registers to the last add.
+/// q · k (k's HD values from `off` on) for a fixed head size: 16 independent lanes, then
+/// halves added pairwise, so the compiler keeps it in vector registers to the last add.
 #[inline(always)]
-fn dot_fixed<const HD: usize, T: KvElem>(q: &[f32; HD], k: &[T; HD]) -> f32 {
+fn dot_fixed<const HD: usize, R: KvRows>(q: &[f32; HD], k: R, off: usize) -> f32 {
     let mut acc = [0f32; 16];
     for c in 0..HD / 16 {
         for i in 0..16 {
-            acc[i] += q[c * 16 + i] * k[c * 16 + i].to_f32();
+            acc[i] += q[c * 16 + i] * k.at(off + c * 16 + i);
         }
     }
     let mut w = 8;
@@ -316,9 +315,11 @@ fn dot_fixed<const HD: usize, T: KvElem>(q: &[f32; HD], k: &[T; HD]) -> f32 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{noise, stored, worst_against_reference};
+    use super::super::super::cache::KvBuf;
+    use super::super::tests::{noise, worst_against_reference, TYPES};
     use super::super::{attention as attend, blocks};
     use super::*;
+    use crate::engine::model::KvType;
 
     /// The AVX2 tile against the scalar one, over several tiles (an online softmax that
     /// rescales), full tiles and tails that are not a multiple of eight keys, query
@@ -329,84 +330,93 @@ mod tests {
         if crate::engine::cpu::kernels::best() == crate::engine::cpu::kernels::Simd::Scalar {
             return;
         }
-        fn check<const HD: usize, T: KvElem>() {
-            let nkv = 2;
-            let kvd = nkv * HD;
+        fn check<const HD: usize>(t: KvType) {
+            let kvd = 2 * HD;
+            let k = KvBuf::stored(t, &noise(500 * kvd, 21).iter().map(|x| x * 3.0).collect::<Vec<f32>>());
+            let v = KvBuf::stored(t, &noise(500 * kvd, 22));
+            match t {
+                KvType::F32 => compare::<HD, _>(k.f32s().unwrap(), v.f32s().unwrap()),
+                KvType::F16 => compare::<HD, _>(k.f16s().unwrap(), v.f16s().unwrap()),
+                KvType::Q8 => compare::<HD, _>(k.q8s().unwrap(), v.q8s().unwrap()),
+            }
+        }
+        fn compare<const HD: usize, R: KvRows>(k: R, v: R) {
+            let kvd = 2 * HD;
             let vis = [500, 500, 500, 140, 131, 203];
             // First keys: none, inside a tile, on its edges, past some tiles.
             let lo = [0, 70, 200, 64, 5, 190];
-            let (k, v, q) = (noise(500 * kvd, 21), stored::<T>(&noise(500 * kvd, 22)), noise(vis.len() * HD, 23));
-            let k: Vec<T> = stored(&k.iter().map(|x| x * 3.0).collect::<Vec<f32>>());
+            let q = noise(vis.len() * HD, 23);
             let fresh = || (0..vis.len()).flat_map(|_| std::iter::once(f32::NEG_INFINITY).chain(std::iter::repeat_n(0.0, HD + 1))).collect::<Vec<f32>>();
             let (mut a, mut b) = (fresh(), fresh());
             let mut s = Box::new([[0f32; TILE]; QMAX]);
             for (k0, w) in [(0, 64), (64, 64), (128, 64), (192, 13), (205, 61), (436, 64)] {
-                tile::<HD, T>(&q, (&lo, &vis), &k, &v, kvd, 1, k0, w, &mut s, &mut a);
+                tile::<HD, R>(&q, (&lo, &vis), k, v, kvd, 1, k0, w, &mut s, &mut a);
                 // SAFETY: best() found AVX2, FMA and F16C.
-                unsafe { tile_avx2::<HD, T>(&q, (&lo, &vis), &k, &v, kvd, 1, k0, w, &mut s, &mut b) };
+                unsafe { tile_avx2::<HD, R>(&q, (&lo, &vis), k, v, kvd, 1, k0, w, &mut s, &mut b) };
                 let worst = a.iter().zip(&b).map(|(x, y)| if x == y { 0.0 } else { (x - y).abs() / x.abs().max(1.0) }).fold(0f32, f32::max);
                 // Two summation orders of scores near ±15, through exp: a few 1e-5.
                 assert!(worst < 5e-4, "HD {HD}, keys {k0}..{}: off by {worst}", k0 + w);
             }
         }
-        check::<64, f32>();
-        check::<128, f32>();
-        check::<256, f32>();
-        check::<64, half::f16>();
-        check::<256, half::f16>();
+        for t in TYPES {
+            check::<64>(t);
+            check::<128>(t);
+            check::<256>(t);
+        }
     }
 
     /// Rows over long caches, split into ranges across tasks and merged: one decoded row,
     /// several of different lengths, a prefill block that spans ranges, group sizes from 1
-    /// to 8 (GROUP_MAX) plus one above it (the blocked path); both cache types.
+    /// to 8 (GROUP_MAX) plus one above it (the blocked path); every cache type.
     #[test]
     fn ranged_attention_matches_the_definition() {
-        check::<f32>();
-        check::<half::f16>();
+        TYPES.into_iter().for_each(check);
     }
 
-    fn check<T: KvElem>() {
+    fn check(t: KvType) {
         for (hd, nh, nkv, ps) in [(64, 9, 3, vec![2000]), (64, 9, 3, vec![1999, 3, 700]), (64, 9, 3, (240..300).collect()), (128, 8, 1, vec![1500]), (64, 4, 4, vec![1100, 257]), (256, 2, 1, vec![900]), (64, 16, 1, vec![1200])] {
             let kvd = nkv * hd;
-            let (k, v) = (noise(2001 * kvd, 11), stored::<T>(&noise(2001 * kvd, 12)));
             // Spread the scores, so a wrong rescaling of a range's partial shows.
-            let k: Vec<T> = stored(&k.iter().map(|x| x * 3.0).collect::<Vec<f32>>());
-            let rows: Vec<(&[T], &[T], usize)> = ps.iter().map(|&p| (&k[..], &v[..], p)).collect();
+            let k = KvBuf::stored(t, &noise(2001 * kvd, 11).iter().map(|x| x * 3.0).collect::<Vec<f32>>());
+            let v = KvBuf::stored(t, &noise(2001 * kvd, 12));
+            let rows: Vec<(&KvBuf, &KvBuf, usize)> = ps.iter().map(|&p| (&k, &v, p)).collect();
             // No window, Gemma's 512 (across a range boundary), and one shorter than a tile.
             for window in [0, 512, 41] {
                 let worst = worst_against_reference(&rows, window, nh, nkv, hd, 13);
-                assert!(worst < 1e-4, "hd {hd}, {nh}/{nkv} heads, positions {ps:?}, window {window}: off by {worst}");
+                assert!(worst < 1e-4, "{t:?}, hd {hd}, {nh}/{nkv} heads, positions {ps:?}, window {window}: off by {worst}");
             }
         }
     }
 
     /// A row's bits do not depend on the rows it is computed with: each row of a prefill
     /// chunk (positions 230..300: blocks of 16 across tiles and the range boundary at 256)
-    /// and of a decode batch equals the same row computed alone; both cache types.
+    /// and of a decode batch equals the same row computed alone; every cache type.
     #[test]
     fn a_row_gets_the_same_bits_alone_as_in_a_block_or_batch() {
-        same_bits::<f32>();
-        same_bits::<half::f16>();
+        TYPES.into_iter().for_each(same_bits);
     }
 
-    fn same_bits<T: KvElem>() {
+    fn same_bits(kv: KvType) {
         let (nh, nkv, hd) = (9, 3, 64);
         let kvd = nkv * hd;
-        let (k, v) = (noise(700 * kvd, 31), stored::<T>(&noise(700 * kvd, 32)));
-        let k: Vec<T> = stored(&k.iter().map(|x| x * 3.0).collect::<Vec<f32>>());
-        let (k2, v2) = (stored::<T>(&noise(700 * kvd, 33)), stored::<T>(&noise(700 * kvd, 34)));
+        let k = KvBuf::stored(kv, &noise(700 * kvd, 31).iter().map(|x| x * 3.0).collect::<Vec<f32>>());
+        let v = KvBuf::stored(kv, &noise(700 * kvd, 32));
+        let (k2, v2) = (KvBuf::stored(kv, &noise(700 * kvd, 33)), KvBuf::stored(kv, &noise(700 * kvd, 34)));
+        // Stand-ins for the two caches, to check how the rows group into blocks.
+        let ids = [vec![0f32], vec![0f32]];
         let cases: Vec<Vec<(usize, usize)>> = vec![(230..300).map(|p| (0, p)).collect(), vec![(0, 699), (1, 5), (1, 600)], (500..520).map(|p| (1, p)).collect()];
         for case in cases {
-            let rows: Vec<(&[T], &[T], usize)> = case.iter().map(|&(c, p)| if c == 0 { (&k[..], &v[..], p) } else { (&k2[..], &v2[..], p) }).collect();
+            let rows: Vec<(&KvBuf, &KvBuf, usize)> = case.iter().map(|&(c, p)| if c == 0 { (&k, &v, p) } else { (&k2, &v2, p) }).collect();
             let q = noise(rows.len() * nh * hd, 35);
-            assert!(blocks(&rows).len() < rows.len() || rows.len() == 3);
+            let grouped: Vec<(&[f32], &[f32], usize)> = case.iter().map(|&(c, p)| (&ids[c][..], &ids[c][..], p)).collect();
+            assert!(blocks(&grouped).len() < rows.len() || rows.len() == 3);
             for window in [0, 100, 300] {
                 let mut together = vec![0f32; rows.len() * nh * hd];
                 attend(&q, &rows, window, nh, nkv, hd, &mut together);
                 for (t, row) in rows.iter().enumerate() {
                     let mut alone = vec![0f32; nh * hd];
                     attend(&q[t * nh * hd..][..nh * hd], &[*row], window, nh, nkv, hd, &mut alone);
-                    assert_eq!(alone, together[t * nh * hd..][..nh * hd], "row {t} at position {}, window {window}", row.2);
+                    assert_eq!(alone, together[t * nh * hd..][..nh * hd], "{kv:?}: row {t} at position {}, window {window}", row.2);
                 }
             }
         }
