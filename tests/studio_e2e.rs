@@ -269,12 +269,13 @@ fn trace_words(screen: &str) -> usize {
 #[ignore = "needs tmux and a terminal; scripts/test-setup.sh, then cargo test -- --include-ignored"]
 fn agentwrite_shows_its_plan_steps_through_it_and_resumes_after_a_stop() {
     let dir = tempfile::tempdir().unwrap();
-    let t = Tmux::start(&studio_cmd(dir.path(), "").replace("--template chat", "--template agentwrite"));
+    // `auto` writes a request of 1,000 words or more with AgentWrite (and says so).
+    let t = Tmux::start(&studio_cmd(dir.path(), "").replace("--template chat", "--template auto"));
     t.wait_for("the model to load", 60, |s| s.contains("│ ready │"));
     t.literal("Write a 1200-word story about a lighthouse keeper.");
     t.keys(&["F5"]);
     let s = t.wait_for("the plan", 120, |s| s.contains("Plan · 3 steps · 1200 words"));
-    assert!(s.contains(" agentwrite │"), "{s}");
+    assert!(s.contains(" auto: agentwrite │"), "{s}");
     // Step 1 is marked as current while its paragraph streams into the draft.
     t.wait_for("step 1 writing", 60, |s| s.contains("▶ 1.") && draft_words(s) >= 5);
     let s = t.wait_for("step 2", 180, |s| s.contains("▶ 2.") && s.contains("✓ 1."));

@@ -2,6 +2,7 @@
 //! notes, and where each step began in the draft so a failed step can be retried.
 
 use crate::write::agentwrite::{AgentSpec, PlanStep};
+use crate::write::WriteMode;
 
 #[derive(Debug, Default, Clone)]
 pub struct AgentView {
@@ -70,5 +71,20 @@ impl super::app::App {
     /// AgentWrite's settings for the current request: the whole text's length target.
     pub(super) fn agent_spec(&self) -> AgentSpec {
         AgentSpec { target_words: self.target.map(|t| (t.lo + t.hi) / 2), retries: 1, ..Default::default() }
+    }
+
+    /// The mode the current request is written in: the chosen one, with `auto` resolved
+    /// by the request's target.
+    pub(crate) fn run_mode(&self) -> WriteMode {
+        self.template.resolve(self.agent_spec().target_words)
+    }
+
+    /// The mode as the status bar and prompt title name it: `auto` with what it picked,
+    /// once a request has been written with it.
+    pub(crate) fn mode_label(&self) -> String {
+        match self.template {
+            WriteMode::Auto if self.started.is_some() => format!("auto: {}", self.run_mode().label()),
+            m => m.label().to_string(),
+        }
     }
 }

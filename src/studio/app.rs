@@ -444,9 +444,9 @@ impl App {
         }
         let prompt = self.prompt.lines().join("\n");
         let (trace, draft) = (self.think.text(), self.draft.text());
-        let template = match self.template {
+        let template = match self.run_mode() {
             WriteMode::Template(t) => t,
-            WriteMode::AgentWrite => {
+            WriteMode::AgentWrite | WriteMode::Auto => {
                 // AgentWrite picks up at its current step with the same plan, or starts over.
                 let Some(agent) = self.agent.resume(&draft, &self.agent_spec()) else { return self.start() };
                 self.agent.notes.push(format!("resuming at step {}", agent.start_step + 1));
@@ -558,9 +558,9 @@ impl App {
                 if s.plan_forced() {
                     reasons.push(crate::reward::forced_plan_reason());
                 }
-                self.format_note = Some(if matches!(self.template, WriteMode::Template(TemplateMode::Chat) | WriteMode::AgentWrite) {
+                self.format_note = Some(if matches!(self.run_mode(), WriteMode::Template(TemplateMode::Chat) | WriteMode::AgentWrite) {
                     // The plain chat template and AgentWrite ask for no tags: no format to check.
-                    format!("n/a ({})", self.template.label())
+                    format!("n/a ({})", self.run_mode().label())
                 } else if reasons.is_empty() {
                     "ok".into()
                 } else {

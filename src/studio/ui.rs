@@ -82,7 +82,7 @@ pub fn draw(f: &mut Frame, app: &App) {
 
 fn draw_prompt(f: &mut Frame, app: &App, area: Rect) {
     let mut ta = app.prompt.clone();
-    ta.set_block(block(app.theme(), format!(" Prompt · {} ", app.template.label()), app.focus == Focus::Prompt));
+    ta.set_block(block(app.theme(), format!(" Prompt · {} ", app.mode_label()), app.focus == Focus::Prompt));
     f.render_widget(&ta, area);
 }
 
@@ -95,7 +95,7 @@ fn draw_trace(f: &mut Frame, app: &App, area: Rect) {
         return;
     }
     let words = app.think.words();
-    let label = match (&app.agent.plan, app.template) {
+    let label = match (&app.agent.plan, app.run_mode()) {
         (Some(plan), _) => format!("AgentWrite · step {} of {}", app.agent.step.map_or(0, |k| k + 1), plan.len()),
         (None, WriteMode::AgentWrite) if app.generating() => "AgentWrite · planning…".to_string(),
         _ if app.generating() && app.draft.is_empty() => format!("Thinking… {words} words"),
@@ -273,7 +273,7 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect) {
     let text = format!(
         " {} │ {} │ {} │ {} tok │ {:.1} tok/s │ {:.1}s │ seed {}{save}{note} │ F1 help ",
         app.model,
-        app.template.label(),
+        app.mode_label(),
         state,
         app.tokens,
         app.tok_per_s(),

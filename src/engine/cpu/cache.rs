@@ -12,7 +12,7 @@ use crate::engine::model::KvType;
 use half::f16;
 
 /// Values per q8_0 block: one scale each, as ggml's `QK8_0`.
-pub(super) const Q8_BLOCK: usize = 32;
+pub(super) const Q8_BLOCK: usize = super::kernels::QK;
 
 /// A value type stored one element per value (f32, f16): how it is rounded and read.
 pub(super) trait KvElem: Copy + Send + Sync + 'static {
@@ -125,16 +125,10 @@ impl KvRows for Q8Rows<'_> {
     }
 }
 
-/// Rounds `src` (whole blocks) to q8_0 as ggml's `quantize_row_q8_0_ref` does: per block,
-/// d = max|x| / 127 and q = round(x / d).
+/// Rounds `src` (whole blocks) to q8_0, block by block.
 fn quantize_q8(src: &[f32], q: &mut [i8], d: &mut [f32]) {
     for ((xs, qs), d) in src.chunks_exact(Q8_BLOCK).zip(q.chunks_exact_mut(Q8_BLOCK)).zip(d.iter_mut()) {
-        let amax = xs.iter().fold(0f32, |a, x| a.max(x.abs()));
-        *d = amax / 127.0;
-        let inv = if amax == 0.0 { 0.0 } else { 127.0 / amax };
-        for (qv, &x) in qs.iter_mut().zip(xs) {
-            *qv = (x * inv).round() as i8;
-        }
+        *d = super::kernels::quantize_block(xs, qs).0;
     }
 }
 

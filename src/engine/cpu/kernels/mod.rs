@@ -44,18 +44,26 @@ impl Default for ActBlock {
 pub fn quantize_act(x: &[f32], out: &mut [ActBlock]) {
     debug_assert_eq!(x.len(), out.len() * QK);
     for (xb, ob) in x.chunks_exact(QK).zip(out.iter_mut()) {
-        let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
-        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
-        let mut sum = 0i32;
-        for (q, &v) in ob.qs.iter_mut().zip(xb) {
-            let r = (v * id).round() as i32;
-            *q = r as i8;
-            sum += r;
-        }
+        let (d, sum) = quantize_block(xb, &mut ob.qs);
         ob.d = d;
         ob.s = d * sum as f32;
     }
+}
+
+/// One block of values `x` as int8 `q`, as ggml's `quantize_row_q8_0_ref` rounds it:
+/// d = max|x| / 127 and q = round(x / d). Returns d and Σq. (The K/V cache's q8_0 blocks
+/// are rounded by this too.)
+pub fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, i32) {
+    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+    let mut sum = 0i32;
+    for (q, &v) in q.iter_mut().zip(x) {
+        let r = (v * id).round() as i32;
+        *q = r as i8;
+        sum += r;
+    }
+    (d, sum)
 }
 
 /// Quantizes `x` (a multiple of 256 long) into `out` with one scale per 256 values, as
