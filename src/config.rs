@@ -61,7 +61,7 @@ pub const TEMPLATE: &str = r#"# longwriter settings. Flags and environment varia
 # these override the model's entry in models.toml. Uncomment what you want to change.
 
 # model = "smollm2-135m"       # registry name (longwriter models list) or a .gguf path
-# template = "chat"            # longwriter, longwriter-chat, longwriter-primed, chat, nothink, agentwrite
+# template = "chat"            # longwriter, longwriter-chat, longwriter-primed, chat, nothink, agentwrite, auto
 #                              # (unset: the model's own from models.toml, else longwriter)
 # theme = "dark"               # dark, light, high-contrast, or a file in <config>/themes/
 # device = "cpu"               # cpu, cuda or cuda:N

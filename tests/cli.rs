@@ -578,16 +578,17 @@ fn a_models_own_template_is_its_default() {
     let e = Env::new();
     let model = common::default_model_path();
     let entry = |name: &str, template: &str| format!("[models.{name}]\narchitecture = \"llama\"\nformat = \"gguf\"\nsource = {{ kind = \"local\", path = {:?} }}\ncontext_length = 8192\ntemplate = \"{template}\"\n", model.to_str().unwrap());
-    // The default model writes with its best held-out template.
-    let show = String::from_utf8_lossy(&e.run(&["config", "show"]).stdout).into_owned();
-    assert!(show.contains(&format!("{:<27} chat  (models.toml entry smollm2-135m)", "template")), "{show}");
-    e.user_models(&format!("{}\n{}", entry("mine", "nothink"), entry("bad", "sonnet")));
-    let show = String::from_utf8_lossy(&e.run(&["--model", "mine", "config", "show"]).stdout).into_owned();
-    assert!(show.contains("nothink  (models.toml entry mine)"), "{show}");
     let json = |o: Output| -> serde_json::Value {
         assert!(o.status.success(), "{}", stderr(&o));
         serde_json::from_slice(&o.stdout).unwrap()
     };
+    // The default model writes with its best held-out template.
+    let show = String::from_utf8_lossy(&e.run(&["config", "show"]).stdout).into_owned();
+    assert!(show.contains(&format!("{:<27} auto  (models.toml entry smollm2-135m)", "template")), "{show}");
+    e.user_models(&format!("{}\n{}\n{}", entry("mine", "nothink"), entry("bad", "sonnet"), entry("picks", "auto")));
+    assert_eq!(json(e.run(&["write", "--model", "picks", "--json", "--max-tokens", "2", "Write a poem."]))["template"], "chat", "auto picks chat for a short request");
+    let show = String::from_utf8_lossy(&e.run(&["--model", "mine", "config", "show"]).stdout).into_owned();
+    assert!(show.contains("nothink  (models.toml entry mine)"), "{show}");
     let v = json(e.run(&["write", "--model", "mine", "--json", "--max-tokens", "2", "Write a poem."]));
     assert_eq!(v["template"].as_str(), Some("nothink"));
     let v = json(e.run(&["write", "--model", "mine", "--json", "--max-tokens", "2", "--template", "chat", "Write a poem."]));

@@ -20,9 +20,9 @@ pub enum WriteMode {
 
 /// The length from which `auto` writes with AgentWrite. Why 1,000: on the English
 /// held-out requests the default model's single chat answer stops near its own length
-/// whatever is asked, S_l 72.7 at 100-499 words and 46.9 at 500-999 against AgentWrite's
-/// 33.7 and 28.9, but 20.4 at 1,000-2,000 words against AgentWrite's 69.4
-/// (docs/training.md, "AgentWrite's drafts as long demonstrations").
+/// whatever is asked, S_l 69.8 at 100-499 words and 49.7 at 500-999 against AgentWrite's
+/// 33.7 and 28.9, but 21.8 at 1,000-2,000 words against AgentWrite's 69.4
+/// (docs/training.md, "The default model writes with auto").
 pub const AUTO_AGENTWRITE_FROM: usize = 1000;
 
 impl Default for WriteMode {
