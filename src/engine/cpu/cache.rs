@@ -61,6 +61,14 @@ impl KvElem for f16 {
 /// A read-only view of one layer's keys or values, as the attention kernels read it:
 /// value `i` of the flat `[pos][kv_heads * head_dim]` buffer, one at a time or eight.
 pub(super) trait KvRows: Copy + Send + Sync {
+    /// Whether a tile is better widened to f32 once than read in place by every query
+    /// vector: a q8_0 value costs a conversion and a multiply to read, and a prefill
+    /// block's 16 rows × its query heads read each key and value of a tile 48 times.
+    const WIDEN: bool = false;
+    /// Values `from..from + out.len()` into `out`, each equal to [`KvRows::at`].
+    fn widen(self, from: usize, out: &mut [f32]) {
+        out.iter_mut().enumerate().for_each(|(i, o)| *o = self.at(from + i));
+    }
     /// Values held.
     fn len(self) -> usize;
     /// Value `i`, widened (and scaled) to f32.
@@ -103,6 +111,21 @@ pub(super) struct Q8Rows<'a> {
 }
 
 impl KvRows for Q8Rows<'_> {
+    const WIDEN: bool = true;
+    /// Block by block, one scale each, so the loop vectorizes.
+    fn widen(self, from: usize, out: &mut [f32]) {
+        let (mut i, mut rest) = (from, out);
+        while !rest.is_empty() {
+            let n = (Q8_BLOCK - i % Q8_BLOCK).min(rest.len());
+            let (head, tail) = rest.split_at_mut(n);
+            let d = self.d[i / Q8_BLOCK];
+            for (o, &q) in head.iter_mut().zip(&self.q[i..i + n]) {
+                *o = q as f32 * d;
+            }
+            i += n;
+            rest = tail;
+        }
+    }
     #[inline(always)]
     fn len(self) -> usize {
         self.q.len()
@@ -319,6 +342,10 @@ mod tests {
         for (i, &x) in xs.iter().enumerate() {
             assert!((r.at(i) - x).abs() <= d[i / 32] / 2.0 * 1.0001, "value {i}: {} against {x}", r.at(i));
         }
+        // Widening a run that starts and ends inside blocks gives what `at` reads.
+        let mut wide = vec![0f32; 50];
+        r.widen(7, &mut wide);
+        assert!(wide.iter().enumerate().all(|(i, x)| x.to_bits() == r.at(7 + i).to_bits()), "{wide:?}");
     }
 
     #[cfg(target_arch = "x86_64")]

@@ -68,7 +68,7 @@ pub(super) fn attention<const HD: usize, R: KvRows>(q: &[f32], rows: &[(R, R, us
         let j1 = (j0 + SPAN).min(rows[t1 - 1].2 + 1);
         SCRATCH.with(|cell| {
             let mut scratch = cell.borrow_mut();
-            let (qv, s) = scratch.split(nkv * r * g * HD);
+            let (qv, s, wide) = scratch.split(nkv * r * g * HD, if R::WIDEN { 2 * TILE * HD } else { 0 });
             // Per key/value head, its query vectors row by row: [kvh][row][head][HD],
             // the order of the partials too.
             for kvh in 0..nkv {
@@ -92,14 +92,19 @@ pub(super) fn attention<const HD: usize, R: KvRows>(q: &[f32], rows: &[(R, R, us
                 for kvh in 0..nkv {
                     let qs = &qv[kvh * r * g * HD..][..r * g * HD];
                     let state = &mut part[kvh * r * g * width..][..r * g * width];
-                    #[cfg(target_arch = "x86_64")]
-                    if simd {
-                        // SAFETY: simd() is not Scalar only where AVX2, FMA and F16C were detected.
-                        unsafe { tile_avx2::<HD, R>(qs, (lo, vis), kc, vc, nkv * HD, kvh, k0, w, s, state) };
-                        continue;
+                    let base = k0 * nkv * HD + kvh * HD;
+                    if R::WIDEN {
+                        // The tile's keys and values of this head, widened once for all
+                        // r × g query vectors: the same values, read as plain floats.
+                        let (kw, vw) = wide.split_at_mut(TILE * HD);
+                        for jj in 0..w {
+                            kc.widen(base + jj * nkv * HD, &mut kw[jj * HD..][..HD]);
+                            vc.widen(base + jj * nkv * HD, &mut vw[jj * HD..][..HD]);
+                        }
+                        run_tile::<HD, &[f32]>(simd, qs, (lo, vis), &kw[..w * HD], &vw[..w * HD], HD, 0, k0, w, s, state);
+                    } else {
+                        run_tile::<HD, R>(simd, qs, (lo, vis), kc, vc, nkv * HD, base, k0, w, s, state);
                     }
-                    let _ = simd;
-                    tile::<HD, R>(qs, (lo, vis), kc, vc, nkv * HD, kvh, k0, w, s, state);
                 }
             }
         });
@@ -140,20 +145,36 @@ pub(super) fn attention<const HD: usize, R: KvRows>(q: &[f32], rows: &[(R, R, us
     }
 }
 
-/// A thread's scratch: scaled query vectors and the tile's scores.
+/// [`tile_avx2`] where the CPU has it (`simd`), else [`tile`].
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn run_tile<const HD: usize, R: KvRows>(simd: bool, qs: &[f32], bounds: (&[usize], &[usize]), kc: R, vc: R, stride: usize, base: usize, k0: usize, w: usize, s: &mut [[f32; TILE]; QMAX], state: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        // SAFETY: simd() is not Scalar only where AVX2, FMA and F16C were detected.
+        unsafe { tile_avx2::<HD, R>(qs, bounds, kc, vc, stride, base, k0, w, s, state) };
+        return;
+    }
+    let _ = simd;
+    tile::<HD, R>(qs, bounds, kc, vc, stride, base, k0, w, s, state);
+}
+
+/// A thread's scratch: scaled query vectors, the tile's scores, and room for a widened
+/// tile.
 struct Scratch(Vec<f32>);
 
 impl Scratch {
-    /// `q` floats for queries and QMAX × TILE for scores.
-    fn split(&mut self, q: usize) -> (&mut [f32], &mut [[f32; TILE]; QMAX]) {
-        let need = q + QMAX * TILE;
+    /// `q` floats for queries, QMAX × TILE for scores and `wide` more.
+    fn split(&mut self, q: usize, wide: usize) -> (&mut [f32], &mut [[f32; TILE]; QMAX], &mut [f32]) {
+        let need = q + QMAX * TILE + wide;
         if self.0.len() < need {
             self.0.resize(need, 0.0);
         }
-        let (a, b) = self.0.split_at_mut(q);
-        let b: &mut [f32; QMAX * TILE] = (&mut b[..QMAX * TILE]).try_into().expect("QMAX × TILE floats");
+        let (a, rest) = self.0.split_at_mut(q);
+        let (b, c) = rest.split_at_mut(QMAX * TILE);
+        let b: &mut [f32; QMAX * TILE] = b.try_into().expect("QMAX × TILE floats");
         // SAFETY: [f32; QMAX * TILE] and [[f32; TILE]; QMAX] have the same layout.
-        (a, unsafe { &mut *(b as *mut [f32; QMAX * TILE] as *mut [[f32; TILE]; QMAX]) })
+        (a, unsafe { &mut *(b as *mut [f32; QMAX * TILE] as *mut [[f32; TILE]; QMAX]) }, &mut c[..wide])
     }
 }
 
@@ -169,15 +190,17 @@ fn seen((lo, vis): (&[usize], &[usize]), i: usize, k0: usize, w: usize) -> (usiz
     (lo[i].saturating_sub(k0).min(v), v)
 }
 
-/// One tile, keys k0..k0+w of key/value head `kvh`, for the query vectors `qs` (already
+/// One tile, keys k0..k0+w of one key/value head, for the query vectors `qs` (already
 /// scaled by 1/√HD), of which vector i sees keys `lo[i]` to below `vis[i]`: updates each
-/// vector's `state`, [max, sum, HD weighted values], as an online softmax does.
+/// vector's `state`, [max, sum, HD weighted values], as an online softmax does. Key k0 + j
+/// of the head is read at `base + j * stride` of `kc` and `vc` (the cache's rows, or a
+/// widened copy of the tile).
 #[allow(clippy::too_many_arguments)]
-fn tile<const HD: usize, R: KvRows>(qs: &[f32], bounds: (&[usize], &[usize]), kc: R, vc: R, kvd: usize, kvh: usize, k0: usize, w: usize, s: &mut [[f32; TILE]; QMAX], state: &mut [f32]) {
+fn tile<const HD: usize, R: KvRows>(qs: &[f32], bounds: (&[usize], &[usize]), kc: R, vc: R, stride: usize, base: usize, k0: usize, w: usize, s: &mut [[f32; TILE]; QMAX], state: &mut [f32]) {
     for (qi, q) in qs.chunks_exact(HD).enumerate() {
         let (a, v) = seen(bounds, qi, k0, w);
         for (jj, sc) in s[qi].iter_mut().enumerate().take(v).skip(a) {
-            *sc = dot_fixed::<HD, R>(q.try_into().expect("HD floats"), kc, (k0 + jj) * kvd + kvh * HD);
+            *sc = dot_fixed::<HD, R>(q.try_into().expect("HD floats"), kc, base + jj * stride);
         }
     }
     for (qi, st) in state.chunks_exact_mut(HD + 2).enumerate() {
@@ -187,7 +210,7 @@ fn tile<const HD: usize, R: KvRows>(qs: &[f32], bounds: (&[usize], &[usize]), kc
         }
         let acc = softmax_step(&mut s[qi][a..v], st);
         for (jj, &wgt) in s[qi][a..v].iter().enumerate().map(|(j, x)| (a + j, x)) {
-            let val = (k0 + jj) * kvd + kvh * HD;
+            let val = base + jj * stride;
             for (d, a) in acc.iter_mut().enumerate() {
                 *a += wgt * vc.at(val + d);
             }
@@ -223,19 +246,18 @@ fn softmax_step<'a>(sc: &mut [f32], st: &'a mut [f32]) -> &'a mut [f32] {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_avx2<const HD: usize, R: KvRows>(qs: &[f32], bounds: (&[usize], &[usize]), kc: R, vc: R, kvd: usize, kvh: usize, k0: usize, w: usize, s: &mut [[f32; TILE]; QMAX], state: &mut [f32]) {
+unsafe fn tile_avx2<const HD: usize, R: KvRows>(qs: &[f32], bounds: (&[usize], &[usize]), kc: R, vc: R, stride: usize, base: usize, k0: usize, w: usize, s: &mut [[f32; TILE]; QMAX], state: &mut [f32]) {
     use std::arch::x86_64::*;
     let nq = qs.len() / HD;
     let vis = bounds.1;
-    // The raw loads below stay inside these rows, at multiples of 8 (kvd and every
-    // head's offset are), so no eight straddle a q8_0 block.
-    assert!(HD % 8 == 0 && w > 0 && w <= TILE && nq <= QMAX && vis.len() == nq && bounds.0.len() == nq && state.len() == nq * (HD + 2));
+    // The raw loads below stay inside these rows, at multiples of 8 (stride and base
+    // are), so no eight straddle a q8_0 block.
+    assert!(HD % 8 == 0 && stride % 8 == 0 && base % 8 == 0 && w > 0 && w <= TILE && nq <= QMAX && vis.len() == nq && bounds.0.len() == nq && state.len() == nq * (HD + 2));
     let v_max = vis.iter().map(|&n| n.saturating_sub(k0).min(w)).max().unwrap_or(0);
     if v_max == 0 {
         return;
     }
-    assert!((k0 + v_max - 1) * kvd + (kvh + 1) * HD <= kc.len().min(vc.len()));
-    let base = k0 * kvd + kvh * HD;
+    assert!(base + (v_max - 1) * stride + HD <= kc.len().min(vc.len()));
     for (qi, qh) in qs.chunks_exact(HD).enumerate() {
         let (first, v) = seen(bounds, qi, k0, w);
         let q = qh.as_ptr();
@@ -246,7 +268,7 @@ unsafe fn tile_avx2<const HD: usize, R: KvRows>(qs: &[f32], bounds: (&[usize], &
             let n = (v - jj).min(8);
             let mut a = [_mm256_setzero_ps(); 8];
             for (r, ar) in a.iter_mut().enumerate().take(n) {
-                let k = base + (jj + r) * kvd;
+                let k = base + (jj + r) * stride;
                 for c in 0..HD / 8 {
                     *ar = _mm256_fmadd_ps(_mm256_loadu_ps(q.add(c * 8)), kc.load8(k + c * 8), *ar);
                 }
@@ -268,7 +290,7 @@ unsafe fn tile_avx2<const HD: usize, R: KvRows>(qs: &[f32], bounds: (&[usize], &
             a[c] = _mm256_loadu_ps(acc.as_ptr().add(c * 8));
         }
         for (jj, &wgt) in s[qi][first..v].iter().enumerate().map(|(j, x)| (first + j, x)) {
-            let (wv, val) = (_mm256_set1_ps(wgt), base + jj * kvd);
+            let (wv, val) = (_mm256_set1_ps(wgt), base + jj * stride);
             for c in 0..HD / 8 {
                 a[c] = _mm256_fmadd_ps(wv, vc.load8(val + c * 8), a[c]);
             }
@@ -350,9 +372,9 @@ mod tests {
             let (mut a, mut b) = (fresh(), fresh());
             let mut s = Box::new([[0f32; TILE]; QMAX]);
             for (k0, w) in [(0, 64), (64, 64), (128, 64), (192, 13), (205, 61), (436, 64)] {
-                tile::<HD, R>(&q, (&lo, &vis), k, v, kvd, 1, k0, w, &mut s, &mut a);
+                tile::<HD, R>(&q, (&lo, &vis), k, v, kvd, k0 * kvd + HD, k0, w, &mut s, &mut a);
                 // SAFETY: best() found AVX2, FMA and F16C.
-                unsafe { tile_avx2::<HD, R>(&q, (&lo, &vis), k, v, kvd, 1, k0, w, &mut s, &mut b) };
+                unsafe { tile_avx2::<HD, R>(&q, (&lo, &vis), k, v, kvd, k0 * kvd + HD, k0, w, &mut s, &mut b) };
                 let worst = a.iter().zip(&b).map(|(x, y)| if x == y { 0.0 } else { (x - y).abs() / x.abs().max(1.0) }).fold(0f32, f32::max);
                 // Two summation orders of scores near ±15, through exp: a few 1e-5.
                 assert!(worst < 5e-4, "HD {HD}, keys {k0}..{}: off by {worst}", k0 + w);
