@@ -48,25 +48,6 @@ impl AgentView {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resume_keeps_earlier_steps_and_continues_the_failed_one() {
-        let mut v = AgentView { plan: Some(vec![PlanStep { point: "A".into(), words: 300 }, PlanStep { point: "B".into(), words: 300 }]), ..Default::default() };
-        v.on_step(0, 0);
-        v.on_step(1, 13);
-        let draft = "First part.\n\nSecond, half";
-        let r = v.resume(draft, &AgentSpec { target_words: Some(600), ..Default::default() }).unwrap();
-        assert_eq!((r.start_step, r.written.as_str(), r.partial.as_str(), r.target_words), (1, "First part.\n\n", "Second, half", Some(600)));
-        let rows = v.rows();
-        assert_eq!(rows[1], ("✓ 1. A (300 words)".to_string(), false));
-        assert_eq!(rows[2], ("▶ 2. B (300 words)".to_string(), true));
-        assert!(AgentView::default().resume(draft, &AgentSpec::default()).is_none());
-    }
-}
-
 impl super::app::App {
     /// AgentWrite's settings for the current request: the whole text's length target.
     pub(super) fn agent_spec(&self) -> AgentSpec {
@@ -86,5 +67,24 @@ impl super::app::App {
             WriteMode::Auto if self.started.is_some() => format!("auto: {}", self.run_mode().label()),
             m => m.label().to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_keeps_earlier_steps_and_continues_the_failed_one() {
+        let mut v = AgentView { plan: Some(vec![PlanStep { point: "A".into(), words: 300 }, PlanStep { point: "B".into(), words: 300 }]), ..Default::default() };
+        v.on_step(0, 0);
+        v.on_step(1, 13);
+        let draft = "First part.\n\nSecond, half";
+        let r = v.resume(draft, &AgentSpec { target_words: Some(600), ..Default::default() }).unwrap();
+        assert_eq!((r.start_step, r.written.as_str(), r.partial.as_str(), r.target_words), (1, "First part.\n\n", "Second, half", Some(600)));
+        let rows = v.rows();
+        assert_eq!(rows[1], ("✓ 1. A (300 words)".to_string(), false));
+        assert_eq!(rows[2], ("▶ 2. B (300 words)".to_string(), true));
+        assert!(AgentView::default().resume(draft, &AgentSpec::default()).is_none());
     }
 }
