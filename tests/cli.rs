@@ -587,6 +587,7 @@ fn a_models_own_template_is_its_default() {
     assert!(show.contains(&format!("{:<27} auto  (models.toml entry smollm2-135m)", "template")), "{show}");
     e.user_models(&format!("{}\n{}\n{}", entry("mine", "nothink"), entry("bad", "sonnet"), entry("picks", "auto")));
     assert_eq!(json(e.run(&["write", "--model", "picks", "--json", "--max-tokens", "2", "Write a poem."]))["template"], "chat", "auto picks chat for a short request");
+    assert_eq!(json(e.run(&["write", "--model", "picks", "--json", "--max-tokens", "2", "Write a 1200-word story about a fox."]))["template"], "agentwrite");
     let show = String::from_utf8_lossy(&e.run(&["--model", "mine", "config", "show"]).stdout).into_owned();
     assert!(show.contains("nothink  (models.toml entry mine)"), "{show}");
     let v = json(e.run(&["write", "--model", "mine", "--json", "--max-tokens", "2", "Write a poem."]));
