@@ -117,14 +117,15 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
     let (entry, mut model) = load_writer(model_name.as_deref(), device)?;
     let d = &entry.sampling;
     let base = cfg.sampler(&SamplerConfig::from_defaults(d));
-    let target_words = a.target_words.or_else(|| crate::reward::extract_target(&prompt).map(|t| (t.lo + t.hi) / 2));
+    let target_words = a.target_words.or_else(|| crate::reward::extract_target(&prompt).map(|t| t.mid()));
     // `auto` becomes the mode it picks for this request: the session and stats name that.
     let template = a.template.or_else(|| earlier.as_ref().and_then(|s| WriteMode::parse(&s.template))).unwrap_or_else(|| cfg.template_for(&entry)).resolve(target_words);
     template.check_max_think_tokens(a.max_think_tokens, &entry).map_err(anyhow::Error::msg)?;
     // Continuing: the output so far goes after the prompt, as the studio's Ctrl+N does.
     let continuation = match (&earlier, template) {
         (None, _) => None,
-        (Some(_), WriteMode::AgentWrite | WriteMode::Auto) => bail!("an AgentWrite draft is continued in the studio (Ctrl+N), which keeps its plan"),
+        (Some(_), WriteMode::AgentWrite) => bail!("an AgentWrite draft is continued in the studio (Ctrl+N), which keeps its plan"),
+        (Some(_), WriteMode::Auto) => unreachable!("resolve() picks a mode for auto"),
         (Some(s), WriteMode::Template(t)) => Some(crate::write::continuation(t, &s.trace, &s.draft)),
     };
     let sampler = SamplerConfig {

@@ -31,6 +31,12 @@ pub const MAX_SPAN: usize = 3_000;
 pub const DEFAULT_L_MAX: usize = MAX_HI + MAX_SPAN;
 
 impl TargetRange {
+    /// The length a writer aims at: the middle of the range (AgentWrite's total, and the
+    /// length by which `auto` picks its mode).
+    pub fn mid(&self) -> usize {
+        (self.lo + self.hi) / 2
+    }
+
     /// [0, 0]: the request cannot be scored for length.
     pub fn is_unscoreable(&self) -> bool {
         self.lo == 0 && self.hi == 0

@@ -51,7 +51,7 @@ impl AgentView {
 impl super::app::App {
     /// AgentWrite's settings for the current request: the whole text's length target.
     pub(super) fn agent_spec(&self) -> AgentSpec {
-        AgentSpec { target_words: self.target.map(|t| (t.lo + t.hi) / 2), retries: 1, ..Default::default() }
+        AgentSpec { target_words: self.target.map(|t| t.mid()), retries: 1, ..Default::default() }
     }
 
     /// The mode the current request is written in: the chosen one, with `auto` resolved

@@ -446,7 +446,8 @@ impl App {
         let (trace, draft) = (self.think.text(), self.draft.text());
         let template = match self.run_mode() {
             WriteMode::Template(t) => t,
-            WriteMode::AgentWrite | WriteMode::Auto => {
+            WriteMode::Auto => unreachable!("run_mode() resolves auto"),
+            WriteMode::AgentWrite => {
                 // AgentWrite picks up at its current step with the same plan, or starts over.
                 let Some(agent) = self.agent.resume(&draft, &self.agent_spec()) else { return self.start() };
                 self.agent.notes.push(format!("resuming at step {}", agent.start_step + 1));
