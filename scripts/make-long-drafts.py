@@ -8,7 +8,7 @@ words and stops. Of the 126 cold-start demonstrations that its own answers gave
 (scripts/make-cold-start.py), 2 had 900 words or more: the 1,000-2,000-word requests were
 all relabelled down to the length written, so the cold start taught that every answer is
 short, and the model it left scored 4.1 on the 1,000-2,000-word held-out requests
-(docs/training.md). The paper's cold-start-free recipe needs a 32B model that can write
+(docs/writer.md). The paper's cold-start-free recipe needs a 32B model that can write
 10,000 words; this one needs to be shown long answers of its own. Suppressing the end of
 sequence (llama.cpp's `ignore_eos`) makes it write the next paragraph where it would have
 stopped; the draft is then cut at a paragraph end, so every demonstration still ends where

@@ -2,7 +2,7 @@
 """Does a group's advantage still point to the asked length? Offline, on real answers.
 
 Why: the writer job's GRPO stages (writer-v2, writer-v3) pulled answers back to 100-500
-words whatever was asked (docs/training.md). Besides length and format, the job rewards
+words whatever was asked (docs/writer.md). Besides length and format, the job rewards
 relevance, diversity and fluency, and in the paper's combination every reward is z-scored
 inside its group, so a reward's say does not depend on how much it varies. This script
 measures, on G answers per prompt from a model, how each reward moves with the answer's
@@ -21,7 +21,7 @@ simulated: an answer that needed more tokens than the cap less 150 (a plan's roo
 answers written without one; a template with a plan counts it twice) is cut (format 0, its
 words cut in proportion). LONGWRITER picks the binary (default: target/release/longwriter).
 
-docs/training.md ("How the rewards are combined") has two runs: the base model on `chat`
+docs/writer.md ("How the rewards are combined") has two runs: the base model on `chat`
 (the defaults) and the writer job's cold start (`--model writer-v4-step32 --template
 longwriter-chat`, a `train export` of its step 32).
 """

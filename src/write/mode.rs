@@ -22,7 +22,7 @@ pub enum WriteMode {
 /// held-out requests the default model's single chat answer stops near its own length
 /// whatever is asked, S_l 69.8 at 100-499 words and 49.7 at 500-999 against AgentWrite's
 /// 33.7 and 28.9, but 21.8 at 1,000-2,000 words against AgentWrite's 69.4
-/// (docs/training.md, "The default model writes with auto").
+/// (docs/writer.md, "The default model writes with auto").
 pub const AUTO_AGENTWRITE_FROM: usize = 1000;
 
 impl Default for WriteMode {
