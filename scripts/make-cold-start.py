@@ -4,11 +4,12 @@ template, given the LongWriter-Zero structure.
 
 Why: SmolLM2-135M-Instruct writes on topic at about the asked length on its chat template,
 but never writes <think>/<answer>, and priming it into them costs it the request
-(docs/training.md, "Held-out, at step 130"). So its own chat answers to the training
+(docs/writer.md, "Held-out, at step 130"). So its own chat answers to the training
 prompts are wrapped in the structure, and a supervised stage teaches the structure
 before GRPO takes over (examples/jobs/writer.toml).
 
     scripts/make-cold-start.py OUT EVAL_DIR... [--include DEMONSTRATIONS] [--agentwrite]
+    scripts/make-cold-start.py OUT --parts DEMONSTRATIONS...
 
 data/sft/writer-cold-start.jsonl (126 demonstrations) came from one seed over the 219
 English training prompts, in three files by asked length (up to 300 words, 301-800,
@@ -58,6 +59,17 @@ prompts of 500 words or more):
         --template agentwrite --seed 1 --out aw-dry-s1
     scripts/make-cold-start.py data/sft/writer-cold-start-aw.jsonl aw-dry-probe aw-dry-s1 --agentwrite
 
+--parts rewrites earlier demonstrations' plans as one part per hundred words of the
+request's number ("1,500 words": "Plan: about 1,500 words in all, in 15 parts of about 100
+words."), with the answer's sentences cut into that many paragraphs of about equal length,
+each opening as its plan line does: the part count is then a copy of the request's number
+without its last two digits, not a total the model must share out (session 26;
+docs/writer.md, "A part per hundred words"). data/sft/writer-cold-start-parts.jsonl (284
+demonstrations) is writer-cold-start-long.jsonl and writer-cold-start-aw.jsonl rewritten:
+
+    scripts/make-cold-start.py data/sft/writer-cold-start-parts.jsonl --parts \
+        data/sft/writer-cold-start-long.jsonl data/sft/writer-cold-start-aw.jsonl
+
 The plan is the answer's own outline, so it never claims what the answer does not do:
 one line per paragraph with its opening words and its word count, and the total. At
 most one demonstration per prompt and seed, and the prompts' order is kept (by file).
@@ -106,6 +118,80 @@ def plan(answer):
     # 195-680 words for requests of 1,500-2,000 (session 24).
     total = max(10, round(words(answer), -1))
     return f"Plan: {len(groups)} parts, about {total:,} words in all.\n" + "\n".join(lines)
+
+
+# The `--parts` plan: a part per hundred words, so a request's number turns into the
+# plan's part count by dropping its last two digits ("1,500 words": 15 parts), a copy
+# where the plans above asked the model to share a total out over parts, which it never
+# learned (session 24).
+PART_WORDS = 100
+STATED = re.compile(r"(?<![\d,])(\d{1,2},\d{3}|\d+)[- ]words?\b", re.I)
+
+
+def stated_words(prompt):
+    """The one length a prompt states in words, or None."""
+    hits = {int(m.group(1).replace(",", "")) for m in STATED.finditer(prompt)}
+    return hits.pop() if len(hits) == 1 else None
+
+
+def parts_completion(prompt, answer):
+    """A completion whose plan has one part per PART_WORDS words of the prompt's number (of
+    the answer's length when it states none), the answer's sentences cut into that many
+    parts of about equal length, each part a paragraph that opens as its plan line does.
+    None when the answer's length is not near that many parts (70-140 words a part)."""
+    flat = re.sub(r"(^|\s)#+\s", " ", answer).replace("**", "")
+    s = sentences(flat)
+    n = sum(words(x) for x in s)
+    stated = stated_words(prompt)
+    k = 1 if (stated or n) < 1.5 * PART_WORDS else round((stated or n) / PART_WORDS)
+    if k > 1 and not 0.7 * PART_WORDS <= n / k <= 1.4 * PART_WORDS:
+        return None
+    parts, cur, done = [], [], 0
+    for x in s:
+        cur.append(x)
+        done += words(x)
+        # Close a part at the sentence end nearest its share of the words.
+        if len(parts) < k - 1 and done >= n * (len(parts) + 1) / k - words(x) / 2:
+            parts.append(" ".join(cur))
+            cur = []
+    parts.append(" ".join(cur))
+    if len(parts) != k or not all(parts):
+        return None
+    # The total first, then the parts: a model writing the header copies the request's
+    # number next to where it writes the count. With the count first (the order of the
+    # plans above), two passes taught the total but not the count: 17 of 24 held-out
+    # plans said "1 part" whatever the request (session 26).
+    total = (stated or k * PART_WORDS) if k > 1 else max(10, round(n, -1))
+    head = f"Plan: about {total:,} words in all, in {k} part{'s' if k > 1 else ''}{f' of about {PART_WORDS} words' if k > 1 else ''}."
+    lines = [f"{i}. {opening(p)}" for i, p in enumerate(parts, 1)]
+    body = "\n\n".join(parts)
+    return f"<think>\n{head}\n" + "\n".join(lines) + f"\n</think>\n<answer>\n{body}\n</answer>"
+
+
+def replan(out, files):
+    """`--parts`: the demonstrations in `files` with their plans rewritten one part per
+    hundred words (`parts_completion`)."""
+    kept, dropped = [], 0
+    for f in files:
+        for line in open(f, encoding="utf-8"):
+            r = json.loads(line)
+            answer = re.search(r"<answer>\n?(.*?)\n?</answer>", r["completion"], re.S).group(1)
+            c = parts_completion(r["prompt"], answer)
+            if c is None:
+                dropped += 1
+                continue
+            kept.append({**r, "completion": c})
+    write(out, kept)
+    print(f"{out}: {len(kept)} demonstrations, {dropped} not near a part per {PART_WORDS} words")
+
+
+def write(out, rows):
+    import os
+
+    with open(out + ".tmp", "w", encoding="utf-8") as f:
+        for k in rows:
+            f.write(json.dumps(k, ensure_ascii=False) + "\n")
+    os.replace(out + ".tmp", out)
 
 
 def relabel(prompt, required, written):
@@ -158,6 +244,11 @@ def clean(answer):
 
 def main():
     args, include = sys.argv[1:], None
+    if "--parts" in args:
+        args.remove("--parts")
+        if len(args) < 2:
+            sys.exit(__doc__)
+        return replan(args[0], args[1:])
     aw = "--agentwrite" in args
     if aw:
         args.remove("--agentwrite")
@@ -217,12 +308,7 @@ def main():
                 why["near"] += 1
             completion = f"<think>\n{plan(answer)}\n</think>\n<answer>\n{answer}\n</answer>"
             kept.append({"prompt": prompt, "completion": completion, "words": n, "source": r["prompt"]})
-    with open(out + ".tmp", "w", encoding="utf-8") as f:
-        for k in kept:
-            f.write(json.dumps(k, ensure_ascii=False) + "\n")
-    import os
-
-    os.replace(out + ".tmp", out)
+    write(out, kept)
     lens = sorted(k["words"] for k in kept)
     print(f"{out}: {len(kept)} demonstrations ({included} included); {why}; answer words median {lens[len(lens) // 2] if lens else 0}, max {lens[-1] if lens else 0}")
 
