@@ -159,7 +159,7 @@ def parts_completion(prompt, answer):
         return None
     # The total first, then the parts: a model writing the header copies the request's
     # number next to where it writes the count. With the count first (the order of the
-    # plans above), two passes taught the total but not the count: 17 of 24 held-out
+    # plans above), two passes taught the total but not the count: 19 of 24 held-out
     # plans said "1 part" whatever the request (session 26).
     total = (stated or k * PART_WORDS) if k > 1 else max(10, round(n, -1))
     head = f"Plan: about {total:,} words in all, in {k} part{'s' if k > 1 else ''}{f' of about {PART_WORDS} words' if k > 1 else ''}."
@@ -188,9 +188,12 @@ def replan(out, files):
 def write(out, rows):
     import os
 
+    # Atomic: a killed run leaves the old file, never half a new one.
     with open(out + ".tmp", "w", encoding="utf-8") as f:
         for k in rows:
             f.write(json.dumps(k, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(out + ".tmp", out)
 
 
