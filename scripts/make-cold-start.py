@@ -174,6 +174,8 @@ def replan(out, files):
     kept, dropped = [], 0
     for f in files:
         for line in open(f, encoding="utf-8"):
+            if not line.strip():
+                continue
             r = json.loads(line)
             answer = re.search(r"<answer>\n?(.*?)\n?</answer>", r["completion"], re.S).group(1)
             c = parts_completion(r["prompt"], answer)
