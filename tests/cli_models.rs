@@ -232,5 +232,5 @@ fn a_models_own_template_is_its_default() {
     let v = json(e.run(&["write", "--model", "mine", "--json", "--max-tokens", "2", "--template", "chat", "Write a poem."]));
     assert_eq!(v["template"].as_str(), Some("chat"), "the flag wins");
     let o = e.run(&["write", "--model", "bad", "hi"]);
-    assert_clean_failure(&o, "models.toml: model 'bad' has template = \"sonnet\", which is none of longwriter, longwriter-chat, chat, nothink, longwriter-primed, agentwrite, auto");
+    assert_clean_failure(&o, "models.toml: model 'bad' has template = \"sonnet\", which is none of longwriter, longwriter-chat, chat, nothink, longwriter-primed, longwriter-parts, agentwrite, auto");
 }

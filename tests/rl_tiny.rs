@@ -492,6 +492,33 @@ fn a_max_think_tokens_forces_every_long_plan_and_keeps_the_forced_tokens_out_of_
     assert!(bad.validate().unwrap_err().to_string().contains("<think>"));
 }
 
+/// `rollout.plan_header = "parts"`: each rollout's plan opens with longwriter-parts'
+/// header for its prompt's target, written into the prompt (so the rollout's tokens are
+/// the model's alone) and read by the rewards as the plan's start; it needs a template
+/// whose prompt does not open the plan itself.
+#[test]
+fn a_plan_header_opens_every_rollouts_plan_and_stays_out_of_its_tokens() {
+    use longwriter::rl::trainer::Trainer;
+    let toml = "[data]\nprompts = \"prompts.jsonl\"\ntemplate = \"longwriter\"\n[rewards]\nl_max = 8\n[rollout]\ngroup_size = 2\nprompts_per_step = 1\nmax_new_tokens = 6\nplan_header = \"parts\"\n[lora]\nrank = 2\n[run]\nsteps = 1\nseed = 4\nsamples_per_step = 2\n";
+    let (dir, base, job) = tiny_job(toml);
+    common::tiny::write_gguf("llama", candle_core::quantized::GgmlDType::Q8_0, 1024, &base);
+    // Targets of 300 words: "about 300 words in all, in 3 parts".
+    let lines: Vec<String> = ["wh wi wj", "wk wl wm wn"].iter().map(|p| serde_json::json!({ "prompt": p, "range": [200, 400] }).to_string()).collect();
+    std::fs::write(dir.path().join("prompts.jsonl"), lines.join("\n")).unwrap();
+    let run = dir.path().join("run");
+    Trainer::new(job.clone(), &base, &run, false, &Device::Cpu).unwrap().run_step().unwrap();
+    let samples: Vec<serde_json::Value> = std::fs::read_to_string(run.join("samples.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(samples.len(), 2);
+    for s in &samples {
+        let think = s["think"].as_str().unwrap();
+        assert!(think.starts_with("\nPlan: about 300 words in all, in 3 parts of about 100 words.\n1."), "{s}");
+        assert!(s["tokens"].as_u64().unwrap() <= 6, "the header is not the rollout's: {s}");
+    }
+    let mut bad = job.clone();
+    bad.data.template = longwriter::engine::TemplateMode::LongwriterPrimed;
+    assert!(bad.validate().unwrap_err().to_string().contains("plan_header"));
+}
+
 /// A supervised stage fits its demonstrations (their negative log-likelihood falls step
 /// by step on a fixed batch), logs as a step of the run, and hands the same adapters to
 /// the GRPO stage after it; a bad demonstrations file stops the run before its first step.

@@ -126,7 +126,8 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
         (None, _) => None,
         (Some(_), WriteMode::AgentWrite) => bail!("an AgentWrite draft is continued in the studio (Ctrl+N), which keeps its plan"),
         (Some(_), WriteMode::Auto) => unreachable!("resolve() picks a mode for auto"),
-        (Some(s), WriteMode::Template(t)) => Some(crate::write::continuation(t, &s.trace, &s.draft)),
+        // A template's draft, or longwriter-parts' (which holds its plan: it goes on in longwriter-chat).
+        (Some(s), m) => m.template().map(|t| crate::write::continuation(t, &s.trace, &s.draft)),
     };
     let sampler = SamplerConfig {
         temperature: a.temperature.unwrap_or(base.temperature),

@@ -59,7 +59,7 @@ impl Writer for ModelWriter {
         let w = WriteRequest { request: request.to_string(), strategy: self.mode.strategy(agent), continuation: None };
         let req = GenerateRequest { max_think_tokens: self.max_think_tokens, ..w.strategy.generate_request(SamplerConfig { seed, ..self.sampler.clone() }, max_new_tokens) };
         let (think, answer, stats) = crate::write::generate_text(&mut *self.model, &w, &req, &CancelToken::default())?;
-        let tagged = matches!(self.mode, WriteMode::Template(m) if m.expects_think());
+        let tagged = self.mode.expects_think();
         let plan_forced = stats.plan_forced();
         Ok(Written { think, answer, stop: stats.stop.describe(), truncated: !stats.stop.natural(), tokens: stats.generated_tokens, format_ok: tagged.then(|| stats.format.ok() && !plan_forced), plan_forced })
     }

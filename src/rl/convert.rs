@@ -54,6 +54,9 @@ pub fn convert(job: &JobSpec, kind: TrainerKind, hf_model: &str, reward_url: &st
     if let Some(n) = job.rollout.max_think_tokens {
         caveats.push_str(&format!("\nThink budget: plans run unbounded there; this job's forced close after {n} plan tokens exists only in longwriter's own trainer."));
     }
+    if job.rollout.plan_header.is_some() {
+        caveats.push_str("\nPlan header: the prompts there end with the template; this job's header written into each rollout's plan (rollout.plan_header) exists only in longwriter's own trainer.");
+    }
     if job.rewards.format == "graded" {
         caveats.push_str("\nFormat: reward-serve scores it strictly (0 or 1); this job's graded shaping exists only in longwriter's own trainer.");
     }

@@ -198,11 +198,33 @@ pub struct RolloutSpec {
     /// "cpu" can be the faster choice for a small model: the CPU engine decodes a group
     /// side by side on every core, while the CUDA path decodes one sequence at a time.
     pub device: String,
+    /// What the program writes at the start of each rollout's plan, as the prompt's end:
+    /// "parts" is `--template longwriter-parts`' header (the total, then a part per
+    /// hundred words), so GRPO trains the policy in the setting it writes in. Prompts with
+    /// no target, or in Chinese, get none. Unset: the policy writes its whole plan.
+    pub plan_header: Option<PlanHeader>,
+}
+
+/// See [`RolloutSpec::plan_header`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlanHeader {
+    /// `crate::write::parts::opening`.
+    Parts,
+}
+
+impl PlanHeader {
+    /// The text after `<think>` for a prompt of this target, if it gets one.
+    pub fn opening(self, prompt: &str, target: Option<crate::reward::TargetRange>) -> Option<String> {
+        match self {
+            PlanHeader::Parts => crate::write::parts::opening(prompt, target.filter(|t| !t.is_unscoreable()).map(|t| t.mid())),
+        }
+    }
 }
 
 impl Default for RolloutSpec {
     fn default() -> Self {
-        Self { group_size: 4, prompts_per_step: 4, max_new_tokens: 192, tokens_per_word: None, max_think_tokens: None, temperature: 0.8, top_p: 1.0, device: "train".into() }
+        Self { group_size: 4, prompts_per_step: 4, max_new_tokens: 192, tokens_per_word: None, max_think_tokens: None, temperature: 0.8, top_p: 1.0, device: "train".into(), plan_header: None }
     }
 }
 
@@ -388,6 +410,9 @@ impl JobSpec {
         }
         if r.max_think_tokens.is_some() && !self.data.template.expects_think() {
             return bad("rollout.max_think_tokens needs a template with <think> (data.template longwriter, longwriter-chat or longwriter-primed)");
+        }
+        if r.plan_header.is_some() && !matches!(self.data.template, crate::engine::TemplateMode::Longwriter | crate::engine::TemplateMode::LongwriterChat) {
+            return bad("rollout.plan_header opens the plan itself: it needs data.template longwriter or longwriter-chat (longwriter-primed has opened it already)");
         }
         if !(r.temperature > 0.0) || !(r.top_p > 0.0 && r.top_p <= 1.0) {
             return bad("rollout.temperature must be > 0 and rollout.top_p in (0, 1]");

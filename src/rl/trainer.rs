@@ -329,16 +329,25 @@ impl Trainer {
                     RlError::Config(format!("stage '{}' has no training prompt{langs} with a target up to {}", st.map_or("", |s| &s.name), st.and_then(|s| s.max_target).map_or("any length".into(), |m| m.to_string())))
                 })?;
             let tp = self.prompts[idx].clone();
-            let prompt_ids = engine.prompt_ids(mode, &tp.prompt)?;
+            let mut prompt_ids = engine.prompt_ids(mode, &tp.prompt)?;
+            // The plan's start the program writes (rollout.plan_header), as `write` does
+            // for longwriter-parts: part of the prompt, so it carries no loss.
+            let head = job.rollout.plan_header.and_then(|h| h.opening(&tp.prompt, tp.target)).map(|h| format!("<think>{h}"));
+            if let Some(h) = &head {
+                prompt_ids.extend(engine.tokenizer.encode_plain(h)?);
+            }
             let samplers: Vec<SamplerConfig> = (0..g)
                 .map(|r| SamplerConfig { temperature: job.rollout.temperature, top_p: job.rollout.top_p, top_k: 0, repetition_penalty: 1.0, repeat_last_n: 64, dry_multiplier: 0.0, seed: crate::engine::derive_seed(job.run.seed, &[k as u64, j as u64, r as u64]) })
                 .collect();
-            let req = GenerateRequest { prompt_ids: prompt_ids.clone(), max_think_tokens: job.rollout.max_think_tokens, ..GenerateRequest::for_mode(mode, samplers[0].clone(), job.rollout.budget(tp.target)) };
+            let mut req = GenerateRequest { prompt_ids: prompt_ids.clone(), max_think_tokens: job.rollout.max_think_tokens, ..GenerateRequest::for_mode(mode, samplers[0].clone(), job.rollout.budget(tp.target)) };
+            if head.is_some() {
+                req.start_in = crate::engine::StartIn::Think;
+            }
             // The group decodes side by side: one batched pass per token for all G.
             let mut outs = Vec::with_capacity(g);
             for stats in engine.generate_group(&req, &samplers, &CancelToken::default())? {
                 // Rewards read the whole output, the prompt's prefilled part included.
-                let text = format!("{}{}", mode.prefill(), engine.tokenizer.decode(&stats.completion_ids)?);
+                let text = format!("{}{}{}", mode.prefill(), head.as_deref().unwrap_or(""), engine.tokenizer.decode(&stats.completion_ids)?);
                 outs.push((stats, text));
             }
             groups.push((tp, prompt_ids, outs));

@@ -15,6 +15,7 @@ pub mod keymap;
 mod listtab;
 pub mod monitor;
 mod persist;
+mod run;
 pub mod settings;
 pub mod theme;
 mod tui;

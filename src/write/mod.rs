@@ -8,6 +8,7 @@ pub mod agentwrite;
 pub mod complete;
 pub mod mode;
 pub mod open;
+pub mod parts;
 
 pub use complete::{Complete, LocalComplete, OpenAiComplete};
 pub use mode::{continuation, Strategy, WriteMode, WriteRequest};
@@ -156,6 +157,21 @@ pub fn generate(model: &mut dyn TextModel, w: &WriteRequest, req: &GenerateReque
             model.generate_prompt(&prompt, req, cancel, emit)
         }
         Strategy::AgentWrite(spec) => agentwrite::run(model, &w.request, spec, req, cancel, emit),
+        Strategy::Parts(words) => {
+            use crate::engine::StartIn;
+            // A continued draft already holds its plan, and a request with no header to
+            // write (a Chinese one) goes on as longwriter-chat.
+            let (continuation, start_in) = match (&w.continuation, parts::opening(&w.request, Some(*words))) {
+                (Some(c), _) => (Some(c.clone()), req.start_in),
+                (None, None) => (None, StartIn::Fresh),
+                (None, Some(head)) => {
+                    emit(Event::Think(head.clone()));
+                    (Some(format!("<think>{head}")), StartIn::Think)
+                }
+            };
+            let prompt = TextPrompt { request: w.request.clone(), mode: TemplateMode::LongwriterChat, continuation };
+            model.generate_prompt(&prompt, &GenerateRequest { start_in, ..req.clone() }, cancel, emit)
+        }
     }
 }
 

@@ -16,6 +16,10 @@ pub enum WriteMode {
     /// Per request: the chat template below [`AUTO_AGENTWRITE_FROM`] words, AgentWrite
     /// from there on ([`WriteMode::resolve`]).
     Auto,
+    /// `longwriter-chat` with the plan's header written from the request's length, a
+    /// part per hundred words, for the writer fitted on such plans (see `write::parts`);
+    /// a request that names no length, or is in Chinese, is plain `longwriter-chat`.
+    Parts,
 }
 
 /// The length from which `auto` writes with AgentWrite. Why 1,000: on the English
@@ -32,18 +36,20 @@ impl Default for WriteMode {
 }
 
 /// Every mode, in the order `--help` lists them and the studio cycles through them.
-const ALL: [WriteMode; 7] = [
+const ALL: [WriteMode; 8] = [
     WriteMode::Template(TemplateMode::Longwriter),
     WriteMode::Template(TemplateMode::LongwriterChat),
     WriteMode::Template(TemplateMode::Chat),
     WriteMode::Template(TemplateMode::Nothink),
     WriteMode::Template(TemplateMode::LongwriterPrimed),
+    WriteMode::Parts,
     WriteMode::AgentWrite,
     WriteMode::Auto,
 ];
 
 const AGENTWRITE: &str = "agentwrite";
 const AUTO: &str = "auto";
+const PARTS: &str = "longwriter-parts";
 
 impl WriteMode {
     pub fn label(self) -> &'static str {
@@ -51,24 +57,29 @@ impl WriteMode {
             WriteMode::Template(t) => t.label(),
             WriteMode::AgentWrite => AGENTWRITE,
             WriteMode::Auto => AUTO,
+            WriteMode::Parts => PARTS,
         }
     }
 
-    /// The single-prompt template, if this is one.
+    /// The template of this mode's one prompt, if it writes with one: a template, or
+    /// `longwriter-parts`' `longwriter-chat`. A draft is continued in it.
     pub fn template(self) -> Option<TemplateMode> {
         match self {
             WriteMode::Template(t) => Some(t),
+            WriteMode::Parts => Some(TemplateMode::LongwriterChat),
             WriteMode::AgentWrite | WriteMode::Auto => None,
         }
     }
 
     /// The mode a request of `target_words` (the midpoint of its length target, if it
-    /// names one) is written in: `auto` becomes the chat template or AgentWrite, every
-    /// other mode stays itself.
+    /// names one) is written in: `auto` becomes the chat template or AgentWrite,
+    /// `longwriter-parts` without a length has no header to write and becomes
+    /// `longwriter-chat`, every other mode stays itself.
     pub fn resolve(self, target_words: Option<usize>) -> Self {
         match self {
             WriteMode::Auto if target_words.is_some_and(|w| w >= AUTO_AGENTWRITE_FROM) => WriteMode::AgentWrite,
             WriteMode::Auto => WriteMode::Template(TemplateMode::Chat),
+            WriteMode::Parts if target_words.is_none() => WriteMode::Template(TemplateMode::LongwriterChat),
             m => m,
         }
     }
@@ -116,8 +127,9 @@ impl WriteMode {
     /// The strategy for this mode; `agent` configures AgentWrite and is ignored otherwise
     /// (`auto` resolves by its target).
     pub fn strategy(self, agent: AgentSpec) -> Strategy {
-        match self.resolve(agent.target_words) {
-            WriteMode::Template(t) => Strategy::Single(t),
+        match (self.resolve(agent.target_words), agent.target_words) {
+            (WriteMode::Template(t), _) => Strategy::Single(t),
+            (WriteMode::Parts, Some(words)) => Strategy::Parts(words),
             _ => Strategy::AgentWrite(agent),
         }
     }
@@ -134,6 +146,9 @@ impl clap::ValueEnum for WriteMode {
                 "AgentWrite: plan the text as one line per paragraph, then write the paragraphs one by one with the model's chat template",
             )),
             WriteMode::Auto => Some(clap::builder::PossibleValue::new(AUTO).help("chat for requests under 1,000 words, agentwrite from 1,000 on (the default model's best on the held-out requests)")),
+            WriteMode::Parts => Some(clap::builder::PossibleValue::new(PARTS).help(
+                "longwriter-chat with the plan's header written from the request's length (a part per hundred words), for a writer trained on such plans",
+            )),
         }
     }
 }
@@ -161,6 +176,9 @@ pub enum Strategy {
     Single(TemplateMode),
     /// AgentWrite's plan-then-write, with its settings and resume point.
     AgentWrite(AgentSpec),
+    /// `longwriter-chat` with the plan's header for a text of this many words written
+    /// before the model goes on (`write::parts`).
+    Parts(usize),
 }
 
 impl Default for Strategy {
@@ -174,6 +192,7 @@ impl Strategy {
         match self {
             Strategy::Single(t) => WriteMode::Template(*t),
             Strategy::AgentWrite(_) => WriteMode::AgentWrite,
+            Strategy::Parts(_) => WriteMode::Parts,
         }
     }
 
@@ -183,6 +202,8 @@ impl Strategy {
     pub fn generate_request(&self, sampler: SamplerConfig, max_new_tokens: usize) -> GenerateRequest {
         match self {
             Strategy::Single(t) => GenerateRequest::for_mode(*t, sampler, max_new_tokens),
+            // The prompt ends inside the plan the program opened.
+            Strategy::Parts(_) => GenerateRequest { start_in: crate::engine::StartIn::Think, ..GenerateRequest::for_mode(TemplateMode::LongwriterChat, sampler, max_new_tokens) },
             Strategy::AgentWrite(_) => GenerateRequest { sampler, max_new_tokens, ..Default::default() },
         }
     }
@@ -229,7 +250,7 @@ mod tests {
             m = m.next();
         }
         assert_eq!(m, WriteMode::default());
-        assert_eq!(seen, ["longwriter", "longwriter-chat", "chat", "nothink", "longwriter-primed", "agentwrite", "auto"]);
+        assert_eq!(seen, ["longwriter", "longwriter-chat", "chat", "nothink", "longwriter-primed", "longwriter-parts", "agentwrite", "auto"]);
     }
 
     #[test]
@@ -261,8 +282,24 @@ mod tests {
         assert!(matches!(with(Some(1000)), Strategy::AgentWrite(s) if s.target_words == Some(1000)));
         assert_eq!(with(Some(1500)).mode(), WriteMode::AgentWrite);
         assert!(!WriteMode::Auto.expects_think());
-        for m in ALL.into_iter().filter(|m| *m != WriteMode::Auto) {
+        for m in ALL.into_iter().filter(|m| !matches!(m, WriteMode::Auto | WriteMode::Parts)) {
             assert_eq!((m.resolve(None), m.resolve(Some(5000))), (m, m));
         }
+    }
+
+    /// `longwriter-parts` writes its header for a request that names a length, in the
+    /// plan (`<think>` opened by the program), and is `longwriter-chat` for one that names
+    /// none; it has a plan to budget and a draft to continue in `longwriter-chat`.
+    #[test]
+    fn parts_needs_a_length_and_starts_inside_the_plan() {
+        let with = |w: Option<usize>| WriteMode::Parts.strategy(AgentSpec { target_words: w, ..Default::default() });
+        assert_eq!(with(None), Strategy::Single(TemplateMode::LongwriterChat));
+        assert_eq!(with(Some(1500)), Strategy::Parts(1500));
+        assert_eq!(with(Some(1500)).mode(), WriteMode::Parts);
+        let req = with(Some(1500)).generate_request(SamplerConfig::default(), 10);
+        assert_eq!(req.start_in, crate::engine::StartIn::Think);
+        assert!(req.stop_strings.contains(&"</answer>".to_string()));
+        assert!(WriteMode::Parts.expects_think());
+        assert_eq!(WriteMode::Parts.template(), Some(TemplateMode::LongwriterChat));
     }
 }
