@@ -1,75 +1,16 @@
 //! Rendered-buffer snapshots of the studio, driven by injected keys and engine events.
+//! How a run starts, continues and is followed is in `studio_runs.rs`.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use longwriter::write::Event;
-use longwriter::engine::{SamplerConfig, Stats, StopReason};
-use longwriter::write::{Strategy, WriteMode};
+use longwriter::engine::StopReason;
 use longwriter::rl::trainer::Control;
-use longwriter::studio::{draw, Action, App, Done, Effect};
-use longwriter::text::FormatReport;
+use longwriter::studio::{draw, Action, Done, Effect};
+use longwriter::write::Event;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
-fn app() -> App {
-    let mut a = App::new("smollm2-135m".into(), WriteMode::default(), SamplerConfig::greedy(), 256);
-    a.update(Action::ModelReady { name: "smollm2-135m".into(), context: 8192 });
-    a
-}
-
-fn key(c: KeyCode) -> Action {
-    Action::Key(KeyEvent::new(c, KeyModifiers::NONE))
-}
-
-fn type_text(a: &mut App, s: &str) {
-    for c in s.chars() {
-        a.update(key(KeyCode::Char(c)));
-    }
-}
-
-/// The screen as text, with the volatile timing fields masked.
-fn render(a: &App, w: u16, h: u16) -> String {
-    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
-    t.draw(|f| draw(f, a)).unwrap();
-    let buf = t.backend().buffer().clone();
-    let mut out = String::new();
-    for y in 0..h {
-        let line: String = (0..w).map(|x| buf[(x, y)].symbol().to_string()).collect();
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    mask_timing(&out)
-}
-
-fn mask_timing(s: &str) -> String {
-    s.lines()
-        .map(|l| {
-            let mut parts: Vec<String> = l.split(" │ ").map(String::from).collect();
-            for p in parts.iter_mut() {
-                if p.ends_with("tok/s") || (p.ends_with('s') && p.trim_end_matches('s').parse::<f64>().is_ok()) {
-                    *p = "<t>".into();
-                }
-            }
-            parts.join(" │ ")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn stats(stop: StopReason) -> Stats {
-    Stats {
-        prompt_tokens: 40,
-        reused_tokens: 0,
-        generated_tokens: 12,
-        prefill_secs: 0.1,
-        decode_secs: 0.2,
-        prefill_tok_s: 400.0,
-        decode_tok_s: 60.0,
-        stop,
-        format: FormatReport { think_blocks: 1, answer_blocks: 1, violations: vec![] },
-        completion_ids: vec![],
-        forced: vec![],
-    }
-}
+mod common;
+use common::studio::{app, key, render, stats, type_text};
 
 #[test]
 fn idle() {
@@ -192,26 +133,6 @@ fn every_theme_colours_the_panes() {
     assert_eq!(a.theme().name, themes[1].name);
 }
 
-#[test]
-fn continue_extends_the_draft() {
-    let mut a = app();
-    type_text(&mut a, "Write.");
-    a.update(key(KeyCode::F(5)));
-    a.update(Action::Engine(Event::Think("plan".into())));
-    a.update(Action::Engine(Event::Answer("First part.".into())));
-    a.update(Action::Engine(Event::Done(stats(StopReason::MaxTokens))));
-    let e = a.update(Action::Key(KeyEvent::new(KeyCode::Char('n'), KeyModifiers::CONTROL)));
-    match e {
-        Effect::Start { continuation: Some((text, start)), prompt, .. } => {
-            assert_eq!(prompt, "Write.");
-            assert_eq!(text, " <think>plan</think>\n<answer>First part.");
-            assert_eq!(start, longwriter::engine::StartIn::Answer);
-        }
-        other => panic!("{other:?}"),
-    }
-    a.update(Action::Engine(Event::Answer(" Second part.".into())));
-    assert!(render(&a, 120, 24).contains("First part. Second part."));
-}
 
 #[test]
 fn settings_dialog_sets_sampling_and_target() {
@@ -443,28 +364,6 @@ fn eval_tab_shows_a_report_and_switches_between_evals() {
     assert!(a.evals.is_none() && render(&a, 120, 30).contains("Prompt"));
 }
 
-#[test]
-fn agentwrite_trace_shows_the_plan_with_the_current_step() {
-    use longwriter::write::agentwrite::PlanStep;
-    let mut a = App::new("smollm2-135m".into(), WriteMode::AgentWrite, SamplerConfig::greedy(), 256);
-    a.update(Action::ModelReady { name: "smollm2-135m".into(), context: 8192 });
-    type_text(&mut a, "Write a 1200-word story about a lighthouse keeper.");
-    let e = a.update(key(KeyCode::F(5)));
-    match e {
-        Effect::Start { strategy: Strategy::AgentWrite(agent), .. } => assert_eq!(agent.target_words, Some(1200)),
-        other => panic!("{other:?}"),
-    }
-    a.update(Action::Engine(Event::Think("Paragraph 1 - Main Point: Dusk at the light. - Word Count: 400 words\n".into())));
-    let plan = ["Dusk at the light, the keeper's routine.", "A bottle washes up with a message.", "The keeper answers it."];
-    a.update(Action::Engine(Event::Plan(plan.iter().map(|p| PlanStep { point: p.to_string(), words: 400 }).collect())));
-    a.update(Action::Engine(Event::Step { index: 0, of: 3 }));
-    a.update(Action::Engine(Event::Answer("The keeper climbed the stairs.".into())));
-    a.update(Action::Engine(Event::Answer("\n\n".into())));
-    a.update(Action::Engine(Event::Step { index: 1, of: 3 }));
-    a.update(Action::Engine(Event::Note("step 2: the text so far (900 words) no longer fits".into())));
-    a.update(Action::Engine(Event::Answer("A bottle rolled in.".into())));
-    insta::assert_snapshot!("agentwrite_plan", render(&a, 120, 30));
-}
 
 /// The key handler dispatches from the same table the help overlay is drawn from: every
 /// key of every binding does exactly what its row says, where it says.
@@ -524,35 +423,6 @@ fn the_component_on_top_owns_the_keys() {
     assert!(a.runs.is_none() && a.key_owner().is_none());
 }
 
-/// Without a given seed each draft (F5) takes a new one, shown in the status bar and saved
-/// with the session; Ctrl+N continues with the same seed; a given seed is kept.
-#[test]
-fn each_draft_takes_a_fresh_seed_unless_one_was_given() {
-    let seed_of = |e: Effect| match e {
-        Effect::Start { sampler, .. } => sampler.seed,
-        other => panic!("{other:?}"),
-    };
-    let mut a = app();
-    a.fresh_seed = true;
-    type_text(&mut a, "Write a 300-word story.");
-    let first = seed_of(a.update(key(KeyCode::F(5))));
-    assert!(render(&a, 140, 24).contains(&format!("seed {first}")));
-    a.update(Action::Engine(Event::Answer("Once.".into())));
-    a.update(Action::Engine(Event::Done(stats(StopReason::Eos))));
-    assert_eq!(a.snapshot().settings["sampling"]["seed"], first, "the session keeps the draft's seed");
-    let cont = seed_of(a.update(Action::Key(KeyEvent::new(KeyCode::Char('n'), KeyModifiers::CONTROL))));
-    assert_eq!(cont, first, "continuing a draft keeps its seed");
-    a.update(Action::Engine(Event::Done(stats(StopReason::Eos))));
-    let second = seed_of(a.update(key(KeyCode::F(5))));
-    assert_ne!(second, first);
-    a.update(Action::Engine(Event::Done(stats(StopReason::Eos))));
-    // A given seed (--seed, or `seed` in config.toml): every draft uses it.
-    a.fresh_seed = false;
-    let fixed = a.sampler.seed;
-    assert_eq!(seed_of(a.update(key(KeyCode::F(5)))), fixed);
-    a.update(Action::Engine(Event::Done(stats(StopReason::Eos))));
-    assert_eq!(seed_of(a.update(key(KeyCode::F(5)))), fixed);
-}
 
 /// Typing in the session picker searches (FTS5, off the UI thread); a result for text the
 /// user has typed past is dropped; Backspace widens the search again.
@@ -577,21 +447,3 @@ fn the_session_picker_searches_as_you_type() {
     assert_eq!(a.update(key(KeyCode::Backspace)), Effect::SearchSessions(String::new()));
 }
 
-#[test]
-fn a_plan_the_decoder_closed_is_not_shown_as_correct_format() {
-    let mut a = app();
-    type_text(&mut a, "Write a 300-word story.");
-    a.update(key(KeyCode::F(5)));
-    a.update(Action::Engine(Event::Think("Plan: a keeper".into())));
-    a.update(Action::Engine(Event::Answer("The keeper lit the lamp.".into())));
-    a.update(Action::Engine(Event::Done(stats(StopReason::Eos))));
-    assert_eq!(a.format_note.as_deref(), Some("ok"));
-    a.update(key(KeyCode::F(5)));
-    a.update(Action::Engine(Event::Think("Plan: a keeper".into())));
-    a.update(Action::Engine(Event::Answer("The keeper lit the lamp.".into())));
-    // The same text, but the decoder wrote `</think>` after the plan's budget.
-    a.update(Action::Engine(Event::Done(Stats { forced: vec![3, 4, 5], ..stats(StopReason::Eos) })));
-    let note = a.format_note.clone().unwrap();
-    assert!(note.starts_with('✗') && note.contains("the decoder closed it"), "{note}");
-    assert!(render(&a, 160, 24).contains("the decoder closed it"), "{}", render(&a, 160, 24));
-}

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod llama;
+pub mod studio;
 pub mod tiny;
 
 use longwriter::engine::{Engine, LoadOptions};
