@@ -3,22 +3,10 @@
 
 mod common;
 
-use std::process::Command;
-
 fn write_json(args: &[&str]) -> serde_json::Value {
-    common::default_model_path();
-    let dir = tempfile::tempdir().unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_longwriter"))
-        .args(["write", "--template", "agentwrite", "--json"])
-        // A given seed, so each run writes the same text.
-        .args(if args.contains(&"--seed") { &[][..] } else { &["--seed", "299792458"][..] })
-        .args(args)
-        .env("LONGWRITER_DATA_DIR", dir.path().join("data"))
-        .env("LONGWRITER_CONFIG_DIR", dir.path().join("config"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap()
+    // A given seed, so each run writes the same text.
+    let seed: &[&str] = if args.contains(&"--seed") { &[] } else { &["--seed", "299792458"] };
+    common::cli::write_json(&[&["--template", "agentwrite"], seed, args].concat())
 }
 
 #[test]

@@ -4,19 +4,8 @@
 
 mod common;
 
-use std::process::Command;
-
 fn write_json(template: &str, prompt: &str) -> serde_json::Value {
-    common::default_model_path();
-    let dir = tempfile::tempdir().unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_longwriter"))
-        .args(["write", "--json", "--seed", "11", "--max-tokens", "24", "--template", template, prompt])
-        .env("LONGWRITER_DATA_DIR", dir.path().join("data"))
-        .env("LONGWRITER_CONFIG_DIR", dir.path().join("config"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap()
+    common::cli::write_json(&["--seed", "11", "--max-tokens", "24", "--template", template, prompt])
 }
 
 #[test]

@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::studio::{app, key, render, stats, type_text};
+use common::studio::{app, app_with, key, render, stats, type_text};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use longwriter::engine::{SamplerConfig, Stats, StopReason, TemplateMode};
-use longwriter::studio::{Action, App, Effect};
+use longwriter::engine::{Stats, StopReason, TemplateMode};
+use longwriter::studio::{Action, Effect};
 use longwriter::write::{Event, Strategy, WriteMode};
 
 #[test]
@@ -34,8 +34,7 @@ fn continue_extends_the_draft() {
 #[test]
 fn agentwrite_trace_shows_the_plan_with_the_current_step() {
     use longwriter::write::agentwrite::PlanStep;
-    let mut a = App::new("smollm2-135m".into(), WriteMode::AgentWrite, SamplerConfig::greedy(), 256);
-    a.update(Action::ModelReady { name: "smollm2-135m".into(), context: 8192 });
+    let mut a = app_with(WriteMode::AgentWrite);
     type_text(&mut a, "Write a 1200-word story about a lighthouse keeper.");
     let e = a.update(key(KeyCode::F(5)));
     match e {
@@ -109,8 +108,7 @@ fn a_plan_the_decoder_closed_is_not_shown_as_correct_format() {
 /// names no length is plain longwriter-chat.
 #[test]
 fn longwriter_parts_starts_with_the_length_and_continues_as_longwriter_chat() {
-    let mut a = App::new("smollm2-135m".into(), WriteMode::Parts, SamplerConfig::greedy(), 256);
-    a.update(Action::ModelReady { name: "smollm2-135m".into(), context: 8192 });
+    let mut a = app_with(WriteMode::Parts);
     type_text(&mut a, "Write a 1,500-word story about a lighthouse keeper.");
     match a.update(key(KeyCode::F(5))) {
         Effect::Start { strategy, continuation: None, .. } => assert_eq!(strategy, Strategy::Parts(1500)),
@@ -129,8 +127,7 @@ fn longwriter_parts_starts_with_the_length_and_continues_as_longwriter_chat() {
         }
         other => panic!("{other:?}"),
     }
-    let mut b = App::new("smollm2-135m".into(), WriteMode::Parts, SamplerConfig::greedy(), 256);
-    b.update(Action::ModelReady { name: "smollm2-135m".into(), context: 8192 });
+    let mut b = app_with(WriteMode::Parts);
     type_text(&mut b, "Write a story about a lighthouse keeper.");
     match b.update(key(KeyCode::F(5))) {
         Effect::Start { strategy, .. } => assert_eq!(strategy, Strategy::Single(TemplateMode::LongwriterChat)),

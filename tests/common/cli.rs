@@ -49,6 +49,23 @@ impl Env {
     }
 }
 
+/// `longwriter write --json ARGS` on the user's fetched models (the real default model,
+/// fetched once by `super::default_model_path`), with a scratch config and data dir, so no
+/// config.toml or session of the user's changes what it writes; parses its one JSON line.
+pub fn write_json(args: &[&str]) -> serde_json::Value {
+    super::default_model_path();
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_longwriter"))
+        .args(["write", "--json"])
+        .args(args)
+        .env("LONGWRITER_DATA_DIR", dir.path().join("data"))
+        .env("LONGWRITER_CONFIG_DIR", dir.path().join("config"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|err| panic!("{args:?}: {err}"))
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

@@ -10,7 +10,12 @@ use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
 pub fn app() -> App {
-    let mut a = App::new("smollm2-135m".into(), WriteMode::default(), SamplerConfig::greedy(), 256);
+    app_with(WriteMode::default())
+}
+
+/// An app writing in `mode`, its model loaded.
+pub fn app_with(mode: WriteMode) -> App {
+    let mut a = App::new("smollm2-135m".into(), mode, SamplerConfig::greedy(), 256);
     a.update(Action::ModelReady { name: "smollm2-135m".into(), context: 8192 });
     a
 }
