@@ -96,7 +96,7 @@ impl WriteMode {
     pub fn check_max_think_tokens(self, n: Option<usize>, entry: &crate::models::ModelEntry) -> Result<(), String> {
         match n {
             Some(0) => Err("--max-think-tokens must be at least 1".into()),
-            Some(_) if !self.expects_think() => Err(format!("--max-think-tokens needs a template with <think> (longwriter, longwriter-chat or longwriter-primed); {} has no plan to close", self.label())),
+            Some(_) if !self.expects_think() => Err(format!("--max-think-tokens needs a template with <think> (longwriter, longwriter-chat, longwriter-primed or longwriter-parts); {} has no plan to close", self.label())),
             Some(_) if entry.format == crate::models::Format::Remote => Err(format!("--max-think-tokens needs a local model: {} is a server, which decodes by itself and cannot be made to close a plan", entry.name)),
             _ => Ok(()),
         }
