@@ -5,6 +5,9 @@ use super::{GrpoConfig, LoraConfig, RlError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+mod rollout;
+pub use rollout::{PlanHeader, RolloutSpec};
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JobSpec {
@@ -167,75 +170,6 @@ impl Default for RewardSpec {
             max_repeated_share: 0.3,
             format: "strict".into(),
             truncated: Truncated::Scored,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RolloutSpec {
-    /// G: rollouts per prompt (paper: 32).
-    pub group_size: usize,
-    pub prompts_per_step: usize,
-    pub max_new_tokens: usize,
-    /// A prompt's token budget in tokens per word of its target's upper bound (characters
-    /// for Chinese), plus `max_think_tokens` when set, at most `max_new_tokens`; unset,
-    /// every prompt gets `max_new_tokens`.
-    /// One budget for every target makes a runaway to a 100-word request cost as much as
-    /// a 2,000-word answer, and a budget near a long target's own length cuts the
-    /// answers that reach it (format 0), which teaches the policy to stop short.
-    pub tokens_per_word: Option<f64>,
-    /// Budget forcing: after this many tokens of an open `<think>` the decoder writes
-    /// `</think>` and `<answer>` itself and the rollout goes on as an answer. The written
-    /// tokens carry no loss, and the rollout's format reward is that of an unclosed plan.
-    /// Unset (the paper): a plan may use the whole budget and leave no answer.
-    pub max_think_tokens: Option<usize>,
-    /// Sampling temperature of rollouts (paper: 0.8).
-    pub temperature: f64,
-    /// Top-p of rollouts (paper: 1.0).
-    pub top_p: f64,
-    /// Where rollouts decode: "train" (the training device) or "cpu". On a GPU machine
-    /// "cpu" can be the faster choice for a small model: the CPU engine decodes a group
-    /// side by side on every core, while the CUDA path decodes one sequence at a time.
-    pub device: String,
-    /// What the program writes at the start of each rollout's plan, as the prompt's end:
-    /// "parts" is `--template longwriter-parts`' header (the total, then a part per
-    /// hundred words), so GRPO trains the policy in the setting it writes in. Prompts with
-    /// no target, or in Chinese, get none. Unset: the policy writes its whole plan.
-    pub plan_header: Option<PlanHeader>,
-}
-
-/// See [`RolloutSpec::plan_header`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PlanHeader {
-    /// `crate::write::parts::opening`.
-    Parts,
-}
-
-impl PlanHeader {
-    /// The text after `<think>` for a prompt of this target, if it gets one.
-    pub fn opening(self, prompt: &str, target: Option<crate::reward::TargetRange>) -> Option<String> {
-        match self {
-            PlanHeader::Parts => crate::write::parts::opening(prompt, target.filter(|t| !t.is_unscoreable()).map(|t| t.mid())),
-        }
-    }
-}
-
-impl Default for RolloutSpec {
-    fn default() -> Self {
-        Self { group_size: 4, prompts_per_step: 4, max_new_tokens: 192, tokens_per_word: None, max_think_tokens: None, temperature: 0.8, top_p: 1.0, device: "train".into(), plan_header: None }
-    }
-}
-
-impl RolloutSpec {
-    /// The new-token budget of a prompt with this target (see [`Self::tokens_per_word`]):
-    /// the answer's tokens, plus the plan's `max_think_tokens` when it has a budget of its
-    /// own, so a plan of allowed length never cuts the answer after it.
-    pub fn budget(&self, target: Option<crate::reward::TargetRange>) -> usize {
-        match (self.tokens_per_word, target.filter(|t| !t.is_unscoreable())) {
-            (Some(k), Some(t)) => ((k * t.hi as f64).ceil() as usize).saturating_add(self.max_think_tokens.unwrap_or(0)).clamp(1, self.max_new_tokens),
-            _ => self.max_new_tokens,
         }
     }
 }
