@@ -335,7 +335,7 @@ fn eval_tab_shows_a_report_and_switches_between_evals() {
     use longwriter::eval::longbench::{EvalSettings, ResultLine};
     use longwriter::studio::evalview::load;
     let evals = tempfile::tempdir().unwrap();
-    let settings = EvalSettings { data: "longbench-sample.jsonl".into(), model: "smollm2-135m".into(), template: "longwriter".into(), max_tokens: None, think_budget: 0, max_think_tokens: None, seed: 42, temperature: 0.8, top_p: 1.0, judge: None };
+    let settings = EvalSettings { data: "longbench-sample.jsonl".into(), model: "smollm2-135m".into(), template: "longwriter".into(), max_tokens: None, think_budget: 0, max_think_tokens: None, answer_floor: None, end_nudge: None, seed: 42, temperature: 0.8, top_p: 1.0, judge: None };
     let line = |index: usize, kind: &str, required: usize, answer: &str| {
         let words = longwriter::text::count_words(answer);
         ResultLine { index, prompt: format!("p{index}"), kind: kind.into(), required, words, s_l: longwriter::eval::score::length_score(required, words), think: String::new(), answer: answer.into(), stop: "end of sequence".into(), truncated: false, tokens: 0, seconds: 1.0, quality: None, quality_error: None, format_ok: None, plan_forced: false }

@@ -53,6 +53,16 @@ pub struct GenArgs {
     /// plans run as long as the model makes them).
     #[arg(long, value_name = "N")]
     pub max_think_tokens: Option<usize>,
+    /// A length floor: no answer may end (end of sequence or </answer>) before it holds
+    /// this share of the words its request asks for, e.g. 0.8 (local models; default:
+    /// answers end where the model ends them).
+    #[arg(long, value_name = "SHARE")]
+    pub answer_floor: Option<f64>,
+    /// From this share of the words its request asks for on, e.g. 1.2, each word makes
+    /// ending likelier: end-of-sequence gains 20 nats per asked length written past it
+    /// (local models; default: no nudge).
+    #[arg(long, value_name = "SHARE")]
+    pub end_nudge: Option<f64>,
     /// Seed of the sampling; each request derives its own from it.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -172,9 +182,11 @@ fn answers(model: Option<&str>, g: &GenArgs, items: &[data::EvalItem], out: &Pat
     // A model that plans at length gets the plan's tokens on top of the answer's.
     let mode = g.mode(&entry);
     mode.check_max_think_tokens(g.max_think_tokens, &entry).map_err(anyhow::Error::msg)?;
+    let length = crate::write::LengthControl { floor: g.answer_floor, nudge: g.end_nudge };
+    length.check(&entry).map_err(anyhow::Error::msg)?;
     let think_budget = if mode.expects_think() { g.think_budget.or(entry.sampling.max_tokens).unwrap_or(0) } else { 0 };
-    let settings = EvalSettings { data, model: entry.name.clone(), template: mode.label().into(), max_tokens: g.max_tokens, think_budget, max_think_tokens: g.max_think_tokens, seed: g.seed, temperature: sampler.temperature, top_p: sampler.top_p, judge: judge.as_ref().map(|j| j.1.clone()) };
-    let mut writer = ModelWriter { model, mode, sampler, name: entry.name.clone(), max_think_tokens: g.max_think_tokens };
+    let settings = EvalSettings { data, model: entry.name.clone(), template: mode.label().into(), max_tokens: g.max_tokens, think_budget, max_think_tokens: g.max_think_tokens, answer_floor: g.answer_floor, end_nudge: g.end_nudge, seed: g.seed, temperature: sampler.temperature, top_p: sampler.top_p, judge: judge.as_ref().map(|j| j.1.clone()) };
+    let mut writer = ModelWriter { model, mode, sampler, name: entry.name.clone(), max_think_tokens: g.max_think_tokens, length };
     let bar = super::count_bar("", items.len() as u64);
     let name = entry.name.clone();
     let results = longbench::run(items, out, &settings, &mut writer, judge.map(|j| j.0), &mut |p| match p {
@@ -235,6 +247,12 @@ fn longbench_cmd(a: LongbenchArgs, device: &str) -> Result<()> {
     println!("  cut off by the token budget or the context: {} of {} ({} inside <think>, with no answer); think budget {} tokens", summary.truncated, summary.done, summary.cut_in_think, settings.think_budget);
     if let Some(n) = settings.max_think_tokens {
         println!("  plans closed by the decoder after {n} tokens: {} of {} (not counted as strict format)", summary.plans_forced, summary.done);
+    }
+    if let Some(f) = settings.answer_floor {
+        println!("  answers held open until {:.0}% of the asked length (--answer-floor)", f * 100.0);
+    }
+    if let Some(f) = settings.end_nudge {
+        println!("  ending made likelier from {:.0}% of the asked length on (--end-nudge)", f * 100.0);
     }
     let pct = |f: f64| format!("{:.0}%", f * 100.0);
     println!("  strict format {}, natural stops {}, diversity {:.3}", summary.strict_format.map_or("n/a".into(), pct), pct(summary.natural_stops), summary.diversity);

@@ -83,8 +83,10 @@ fn studio(cli: &Cli, cfg: &Settings, device: String) -> anyhow::Result<()> {
     let max_tokens = cli.max_tokens.or(cfg.sampling.max_tokens).or(entry.sampling.max_tokens).unwrap_or(2048);
     let train_job = cli.train_job.clone().or_else(|| cfg.train_job.clone()).unwrap_or_else(|| "short-format-length".into());
     let template = cli.template.unwrap_or_else(|| cfg.template_for(&entry));
+    let length = crate::write::LengthControl { floor: cfg.sampling.answer_floor.or(entry.sampling.answer_floor), nudge: cfg.sampling.end_nudge.or(entry.sampling.end_nudge) };
     crate::studio::run(crate::studio::StudioOptions {
         entry,
+        length,
         device,
         template,
         sampler,

@@ -49,6 +49,17 @@ pub struct WriteArgs {
     /// with <think>) [default: the plan runs as long as the model makes it].
     #[arg(long, value_name = "N")]
     pub max_think_tokens: Option<usize>,
+    /// A length floor: the answer may not end (end of sequence or </answer>) before it
+    /// holds this share of the words asked for (the request's length or --target-words),
+    /// e.g. 0.8 (local models; not AgentWrite's steps) [default: the registry setting, or
+    /// config.toml; unset, the answer ends where the model ends it].
+    #[arg(long, value_name = "SHARE")]
+    pub answer_floor: Option<f64>,
+    /// From this share of the words asked for on, e.g. 1.2, each word makes ending
+    /// likelier, so an answer that runs on still ends by sampling (local models)
+    /// [default: the registry setting, or config.toml; unset, no nudge].
+    #[arg(long, value_name = "SHARE")]
+    pub end_nudge: Option<f64>,
     /// Random seed; the same seed gives the same text [default: a fresh seed for each run,
     /// printed with the stats (and in --json) so the text can be reproduced; or `seed` in
     /// config.toml].
@@ -121,6 +132,11 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
     // `auto` becomes the mode it picks for this request: the session and stats name that.
     let template = a.template.or_else(|| earlier.as_ref().and_then(|s| WriteMode::parse(&s.template))).unwrap_or_else(|| cfg.template_for(&entry)).resolve(target_words);
     template.check_max_think_tokens(a.max_think_tokens, &entry).map_err(anyhow::Error::msg)?;
+    let length = crate::write::LengthControl {
+        floor: a.answer_floor.or(cfg.sampling.answer_floor).or(d.answer_floor),
+        nudge: a.end_nudge.or(cfg.sampling.end_nudge).or(d.end_nudge),
+    };
+    crate::write::LengthControl { floor: a.answer_floor, nudge: a.end_nudge }.check(&entry).map_err(anyhow::Error::msg)?;
     // Continuing: the output so far goes after the prompt, as the studio's Ctrl+N does.
     let continuation = match (&earlier, template) {
         (None, _) => None,
@@ -155,6 +171,10 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
     // The flag was checked against the template; config.toml's default applies where
     // there is a plan to close (the decoder forces nothing outside <think>).
     req.max_think_tokens = a.max_think_tokens.or(cfg.sampling.max_think_tokens);
+    // A continued draft has part of its length already; the floor counts the new text only.
+    if earlier.is_none() {
+        length.apply(&mut req, target_words);
+    }
     let (mut think, mut answer) = (String::new(), String::new());
     let (mut plan, mut notes, mut paragraphs) = (Vec::new(), Vec::new(), Vec::<String>::new());
     let stdout = std::io::stdout();

@@ -29,7 +29,24 @@ pub struct GenerateRequest {
     /// the loss. None: the plan runs as long as the model makes it. A server model
     /// decodes by itself and ignores it (`write`/`eval` refuse the flag for one).
     pub max_think_tokens: Option<usize>,
+    /// A length floor: once the answer has begun, the decoder will not let it end (an
+    /// end-of-sequence token, or any token with a `<` that could open `</answer>` or a
+    /// turn marker) before it holds this many words (LongBench-Write's count). Why: a
+    /// small writer that plans 15 parts tends to close its answer after 5 of them; this
+    /// is HF's `min_new_tokens`, counted in the answer's words. None: the model ends
+    /// where it likes. A server decodes by itself and ignores it.
+    pub min_answer_words: Option<usize>,
+    /// The other side of the floor: from this many answer words on, each end-of-sequence
+    /// token gains [`END_NUDGE`] nats per this many words past it, so an answer that runs
+    /// on is ever likelier to end, and still ends by sampling (HF's
+    /// `exponential_decay_length_penalty`, linear and in words). Why: held open, a small
+    /// model can drift into text with no end in sight and fill the context. None: no nudge.
+    pub end_nudge_words: Option<usize>,
 }
+
+/// The nudge's slope: nats added to an end token's logit per `end_nudge_words` words
+/// written past `end_nudge_words` (so +5 at a quarter past, +10 at half past).
+pub const END_NUDGE: f32 = 20.0;
 
 /// What budget forcing writes when a plan runs past its budget: the end of the plan and
 /// the start of the answer, as the longwriter templates lay them out.
@@ -40,7 +57,7 @@ impl GenerateRequest {
     /// prompt leaves off (inside `<think>` for a primed template). The prompt ids are
     /// filled in by whoever builds the prompt.
     pub fn for_mode(mode: super::TemplateMode, sampler: SamplerConfig, max_new_tokens: usize) -> Self {
-        Self { prompt_ids: Vec::new(), sampler, max_new_tokens, stop_strings: mode.stop_strings(), start_in: mode.start_in(), max_think_tokens: None }
+        Self { prompt_ids: Vec::new(), sampler, max_new_tokens, stop_strings: mode.stop_strings(), start_in: mode.start_in(), max_think_tokens: None, min_answer_words: None, end_nudge_words: None }
     }
 }
 
@@ -235,7 +252,8 @@ impl Engine {
     pub fn generate(&mut self, req: &GenerateRequest, cancel: &CancelToken, emit: &mut dyn FnMut(Segment)) -> Result<Stats, EngineError> {
         req.sampler.validate().map_err(EngineError::Sampling)?;
         let ctx = self.model.config().context_length;
-        let mut dec = Decoding::new(req, req.sampler.clone(), &self.tokenizer)?;
+        let enders = self.enders(req);
+        let mut dec = Decoding::new(req, req.sampler.clone(), &self.tokenizer, &enders)?;
         let t0 = Instant::now();
         let (reused, mut logits) = self.prefill(req, cancel)?;
         let prefill_secs = t0.elapsed().as_secs_f64();
@@ -273,9 +291,10 @@ impl Engine {
         let (reused, logits) = self.prefill(req, cancel)?;
         let prefill_secs = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
+        let enders = self.enders(req);
         let super::Model::Cpu(m) = &mut self.model else { unreachable!("checked above") };
         m.fork(samplers.len());
-        let mut decs: Vec<Decoding> = samplers.iter().map(|s| Decoding::new(req, s.clone(), &self.tokenizer)).collect::<Result<_, _>>()?;
+        let mut decs: Vec<Decoding> = samplers.iter().map(|s| Decoding::new(req, s.clone(), &self.tokenizer, &enders)).collect::<Result<_, _>>()?;
         let mut rows: Vec<Vec<f32>> = vec![logits; samplers.len()];
         let mut stops: Vec<Option<StopReason>> = vec![None; samplers.len()];
         let result = (|| -> Result<(), EngineError> {
@@ -336,6 +355,16 @@ impl Engine {
         Ok((reused, logits))
     }
 
+    /// The tokens a length floor holds back (besides end-of-sequence): every token whose
+    /// text has a `<`, since any of them could begin `</answer>` or a turn marker. Found
+    /// once per engine, and only for a request with a floor.
+    fn enders(&self, req: &GenerateRequest) -> Arc<[u32]> {
+        if req.min_answer_words.is_none() {
+            return Arc::from(Vec::new());
+        }
+        self.enders.get_or_init(|| self.tokenizer.ids_whose_text_has('<').into()).clone()
+    }
+
     /// Keeps the cached KV state of the longest shared prefix (at least one prompt token
     /// must still be run to get logits) and returns its length.
     fn reuse_prefix(&mut self, prompt: &[u32]) -> usize {
@@ -369,10 +398,14 @@ struct Decoding {
     forcing: std::collections::VecDeque<u32>,
     close_ids: Vec<u32>,
     forced: Vec<usize>,
+    /// [`GenerateRequest::min_answer_words`], with the tokens it holds back until then.
+    floor: Option<(usize, Arc<[u32]>)>,
+    nudge_from: Option<usize>,
+    answer_words: crate::text::WordCounter,
 }
 
 impl Decoding {
-    fn new(req: &GenerateRequest, sampler: SamplerConfig, tok: &super::TextTokenizer) -> Result<Self, EngineError> {
+    fn new(req: &GenerateRequest, sampler: SamplerConfig, tok: &super::TextTokenizer, enders: &Arc<[u32]>) -> Result<Self, EngineError> {
         let close_ids = if req.max_think_tokens.is_some() { tok.encode_plain(THINK_CLOSE)? } else { Vec::new() };
         Ok(Self {
             sampler: Sampler::new(sampler),
@@ -385,6 +418,9 @@ impl Decoding {
             forcing: Default::default(),
             close_ids,
             forced: Vec::new(),
+            floor: req.min_answer_words.filter(|&n| n > 0).map(|n| (n, enders.clone())),
+            nudge_from: req.end_nudge_words.filter(|&n| n > 0),
+            answer_words: Default::default(),
         })
     }
 
@@ -400,7 +436,24 @@ impl Decoding {
                 self.forced.push(self.generated);
                 id
             }
-            None => self.sampler.sample(logits, &self.history),
+            None => {
+                if self.below_floor() {
+                    for id in self.floor.iter().flat_map(|(_, ids)| ids.iter()).chain(eos) {
+                        if let Some(l) = logits.get_mut(*id as usize) {
+                            *l = f32::NEG_INFINITY;
+                        }
+                    }
+                }
+                let bonus = self.end_bonus();
+                if bonus > 0.0 {
+                    for id in eos {
+                        if let Some(l) = logits.get_mut(*id as usize) {
+                            *l += bonus;
+                        }
+                    }
+                }
+                self.sampler.sample(logits, &self.history)
+            }
         };
         self.generated += 1;
         self.history.push(id);
@@ -408,7 +461,14 @@ impl Decoding {
             return Ok(Some(StopReason::Eos));
         }
         if let Some(text) = self.decoder.push(tok, id)? {
-            if let Some(s) = self.sink.text(&text, emit) {
+            let words = &mut self.answer_words;
+            let mut count = |seg: Segment| {
+                if let Segment::Answer(t) = &seg {
+                    words.push(t);
+                }
+                emit(seg)
+            };
+            if let Some(s) = self.sink.text(&text, &mut count) {
                 return Ok(Some(StopReason::StopString(s)));
             }
         }
@@ -425,6 +485,21 @@ impl Decoding {
 
     fn last(&self) -> u32 {
         self.history[self.history.len() - 1]
+    }
+
+    /// What [`GenerateRequest::end_nudge_words`] adds to the end tokens' logits now.
+    fn end_bonus(&self) -> f32 {
+        match self.nudge_from {
+            Some(from) if !self.sink.in_think() && self.answer_words.total() > from => END_NUDGE * (self.answer_words.total() - from) as f32 / from as f32,
+            _ => 0.0,
+        }
+    }
+
+    /// Whether an answer has begun (a word is out, past any plan) and is still short of
+    /// its floor. Before the first word the `<answer>` tag itself must stay writable.
+    fn below_floor(&self) -> bool {
+        let words = self.answer_words.total();
+        self.floor.as_ref().is_some_and(|&(n, _)| words > 0 && words < n && !self.sink.in_think())
     }
 
     /// Streams what is still held back and returns the generation's stats.

@@ -180,6 +180,8 @@ pub struct Engine {
     pub eos_ids: Vec<u32>,
     /// Token ids whose K/V state the model currently holds.
     cached: Vec<u32>,
+    /// What a length floor holds back (see `generate::Engine::enders`).
+    enders: std::cell::OnceCell<std::sync::Arc<[u32]>>,
 }
 
 impl Engine {
@@ -229,7 +231,7 @@ impl Engine {
                 }
             }
         }
-        Ok(Self { model, tokenizer, prompts, path: path.to_path_buf(), eos_ids, cached: Vec::new() })
+        Ok(Self { model, tokenizer, prompts, path: path.to_path_buf(), eos_ids, cached: Vec::new(), enders: Default::default() })
     }
 
     /// Log-probabilities of each `continuation` token after `context`, computed on a

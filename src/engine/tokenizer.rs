@@ -113,6 +113,13 @@ impl TextTokenizer {
     pub fn id_of(&self, token: &str) -> Option<u32> {
         self.plain.token_to_id(token)
     }
+
+    /// Ids of the tokens whose decoded text contains `c` (special tokens included), in
+    /// order. Decoded one by one, so a byte-fallback piece like `<0x0A>` counts by the
+    /// byte it stands for, not by its name.
+    pub fn ids_whose_text_has(&self, c: char) -> Vec<u32> {
+        (0..self.vocab_size() as u32).filter(|&id| self.decode(&[id]).is_ok_and(|t| t.contains(c))).collect()
+    }
 }
 
 /// Byte-level BPE (`gpt2`) from its vocabulary, merges and pre-tokenizer name.

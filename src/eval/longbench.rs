@@ -46,6 +46,8 @@ pub struct ModelWriter {
     pub name: String,
     /// See [`EvalSettings::max_think_tokens`].
     pub max_think_tokens: Option<usize>,
+    /// See [`EvalSettings::answer_floor`] and [`EvalSettings::end_nudge`].
+    pub length: crate::write::LengthControl,
 }
 
 impl Writer for ModelWriter {
@@ -57,7 +59,8 @@ impl Writer for ModelWriter {
         // AgentWrite plans for the length the request asks.
         let agent = AgentSpec { target_words: Some(required), retries: 1, ..Default::default() };
         let w = WriteRequest { request: request.to_string(), strategy: self.mode.strategy(agent), continuation: None };
-        let req = GenerateRequest { max_think_tokens: self.max_think_tokens, ..w.strategy.generate_request(SamplerConfig { seed, ..self.sampler.clone() }, max_new_tokens) };
+        let mut req = GenerateRequest { max_think_tokens: self.max_think_tokens, ..w.strategy.generate_request(SamplerConfig { seed, ..self.sampler.clone() }, max_new_tokens) };
+        self.length.apply(&mut req, Some(required));
         let (think, answer, stats) = crate::write::generate_text(&mut *self.model, &w, &req, &CancelToken::default())?;
         let tagged = self.mode.expects_think();
         let plan_forced = stats.plan_forced();
@@ -89,6 +92,15 @@ pub struct EvalSettings {
     /// makes them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_think_tokens: Option<usize>,
+    /// A length floor: no answer may end before this share of its asked length
+    /// (`engine::GenerateRequest::min_answer_words`). None: answers end where the model
+    /// ends them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_floor: Option<f64>,
+    /// From this share of its asked length on, an answer's ending grows likelier with each
+    /// word (`engine::GenerateRequest::end_nudge_words`). None: no nudge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_nudge: Option<f64>,
     pub seed: u64,
     pub temperature: f64,
     pub top_p: f64,
@@ -309,7 +321,7 @@ mod tests {
     }
 
     fn settings() -> EvalSettings {
-        EvalSettings { data: "d.jsonl".into(), model: "m".into(), template: "longwriter".into(), max_tokens: None, think_budget: 0, max_think_tokens: None, seed: 1, temperature: 0.8, top_p: 1.0, judge: None }
+        EvalSettings { data: "d.jsonl".into(), model: "m".into(), template: "longwriter".into(), max_tokens: None, think_budget: 0, max_think_tokens: None, answer_floor: None, end_nudge: None, seed: 1, temperature: 0.8, top_p: 1.0, judge: None }
     }
 
     #[test]

@@ -117,7 +117,9 @@ pub fn markdown(s: &Summary, results: &[ResultLine], plots: Option<(&str, &str)>
         st.top_p,
         st.seed,
         st.max_tokens.map(|t| t.to_string()).unwrap_or_else(|| format!("4× the required length (S_l is 0 beyond) + {} for the think part", st.think_budget))
-            + &st.max_think_tokens.map(|n| format!("; plans closed by the decoder after {n} tokens: {} of {}", s.plans_forced, s.done)).unwrap_or_default(),
+            + &st.max_think_tokens.map(|n| format!("; plans closed by the decoder after {n} tokens: {} of {}", s.plans_forced, s.done)).unwrap_or_default()
+            + &st.answer_floor.map(|f| format!("; answers held open until {:.0}% of the asked length", f * 100.0)).unwrap_or_default()
+            + &st.end_nudge.map(|f| format!("; ending made likelier from {:.0}% of it on", f * 100.0)).unwrap_or_default(),
         s.truncated,
         s.cut_in_think,
         s.mean_words
@@ -204,7 +206,7 @@ mod tests {
 
     #[test]
     fn summary_groups_and_quality() {
-        let st = EvalSettings { data: "d".into(), model: "m".into(), template: "longwriter".into(), max_tokens: None, think_budget: 0, max_think_tokens: None, seed: 1, temperature: 0.8, top_p: 1.0, judge: Some("j".into()) };
+        let st = EvalSettings { data: "d".into(), model: "m".into(), template: "longwriter".into(), max_tokens: None, think_budget: 0, max_think_tokens: None, answer_floor: None, end_nudge: None, seed: 1, temperature: 0.8, top_p: 1.0, judge: Some("j".into()) };
         let rs = vec![line(0, 1000, 1000, "a", Some(vec![5.0; 6])), line(1, 100, 50, "b", Some(vec![1.0; 6])), line(2, 3000, 0, "a", None)];
         let s = summarize(&st, 4, &rs);
         assert!((s.s_l - 50.0).abs() < 1e-9);

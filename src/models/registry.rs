@@ -125,6 +125,14 @@ pub struct SamplingDefaults {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dry_multiplier: Option<f32>,
     pub max_tokens: Option<usize>,
+    /// A length floor, as a share of the asked length: the answer may not end before it
+    /// (`engine::GenerateRequest::min_answer_words`; absent: no floor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_floor: Option<f64>,
+    /// From this share of the asked length on, ending grows likelier with each word
+    /// (`engine::GenerateRequest::end_nudge_words`; absent: no nudge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_nudge: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

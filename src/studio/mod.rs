@@ -48,6 +48,9 @@ pub struct StudioOptions {
     pub max_tokens: usize,
     /// Budget forcing for plans (config.toml's `sampling.max_think_tokens`).
     pub max_think_tokens: Option<usize>,
+    /// The length floor and end nudge (config.toml's or the registry's `answer_floor` and
+    /// `end_nudge`).
+    pub length: crate::write::LengthControl,
     /// A saved session to reopen.
     pub session: Option<i64>,
     /// Colour theme name (shipped: dark, light, high-contrast; or a user theme).
@@ -191,7 +194,7 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<Option<i32>> {
 
     let store = Store::open_default();
     let mut app = App::new(opts.entry.name.clone(), opts.template, opts.sampler.clone(), opts.max_tokens);
-    let max_think_tokens = opts.max_think_tokens;
+    let (max_think_tokens, length) = (opts.max_think_tokens, opts.length);
     app.auto_quality = true;
     app.fresh_seed = opts.fresh_seed;
     app.train_job = opts.train_job.clone();
@@ -256,7 +259,7 @@ async fn run_loop(opts: StudioOptions) -> anyhow::Result<Option<i32>> {
                         }
                         let (continuation, start_in) = continuation.unzip();
                         let text = crate::write::WriteRequest { request: prompt, strategy, continuation };
-                        cancel = start_generation(&generator, &tx, text, sampler, max_tokens, start_in, max_think_tokens);
+                        cancel = start_generation(&generator, &tx, text, sampler, max_tokens, start_in, (max_think_tokens, length));
                     }
                     // The two effects that need the terminal itself run here, in place.
                     Effect::Copy => {
@@ -376,7 +379,7 @@ fn start_generation(
     sampler: SamplerConfig,
     max_tokens: usize,
     start_in: Option<crate::engine::StartIn>,
-    max_think_tokens: Option<usize>,
+    (max_think_tokens, length): (Option<usize>, crate::write::LengthControl),
 ) -> Option<CancelToken> {
     let g = generator.lock().unwrap();
     let Some(g) = g.as_ref() else {
@@ -388,6 +391,14 @@ fn start_generation(
         req.start_in = s;
     }
     req.max_think_tokens = max_think_tokens;
+    // A continued draft already has part of its length; the floor is for a fresh one.
+    if text.continuation.is_none() {
+        let target = match &text.strategy {
+            crate::write::Strategy::Parts(w) => Some(*w),
+            _ => crate::reward::extract_target(&text.request).map(|t| t.mid()),
+        };
+        length.apply(&mut req, target);
+    }
     let (mut events, cancel) = g.submit(text, req);
     let tx = tx.clone();
     tokio::spawn(async move {

@@ -11,7 +11,7 @@ pub mod open;
 pub mod parts;
 
 pub use complete::{Complete, LocalComplete, OpenAiComplete};
-pub use mode::{continuation, Strategy, WriteMode, WriteRequest};
+pub use mode::{continuation, LengthControl, Strategy, WriteMode, WriteRequest};
 pub use open::{ensure_file, open_completer, open_local, open_writer, resolve_model, OpenError};
 
 use crate::engine::{CancelToken, Engine, EngineError, GenerateRequest, Stats, TemplateMode};

@@ -209,6 +209,43 @@ impl Strategy {
     }
 }
 
+/// Length control by the decoder, as shares of the length a request asks for: the answer
+/// may not end before `floor` of it (`--answer-floor`,
+/// `engine::GenerateRequest::min_answer_words`), and from `nudge` of it on, ending grows
+/// likelier with each word (`--end-nudge`, `GenerateRequest::end_nudge_words`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LengthControl {
+    pub floor: Option<f64>,
+    pub nudge: Option<f64>,
+}
+
+impl LengthControl {
+    /// Whether it can apply on this model: a floor in (0, 1], a nudge from 1 on and
+    /// above the floor, and a local model (a server decodes by itself).
+    pub fn check(&self, entry: &crate::models::ModelEntry) -> Result<(), String> {
+        if let Some(s) = self.floor.filter(|s| !(*s > 0.0 && *s <= 1.0)) {
+            return Err(format!("--answer-floor is a share of the asked length in (0, 1], got {s}"));
+        }
+        if let Some(s) = self.nudge.filter(|s| !(*s >= 1.0 && s.is_finite())) {
+            return Err(format!("--end-nudge is a share of the asked length, 1 or more, got {s}"));
+        }
+        if self.floor.is_some() || self.nudge.is_some() {
+            if entry.format == crate::models::Format::Remote {
+                return Err(format!("--answer-floor and --end-nudge need a local model: {} is a server, which decodes by itself and ends where it likes", entry.name));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets `req`'s floor and nudge for an answer of `target_words`; without a length to
+    /// take shares of, neither applies.
+    pub fn apply(&self, req: &mut crate::engine::GenerateRequest, target_words: Option<usize>) {
+        let words = |share: Option<f64>| share.zip(target_words).map(|(s, w)| (s * w as f64).round() as usize).filter(|&n| n > 0);
+        req.min_answer_words = words(self.floor);
+        req.end_nudge_words = words(self.nudge);
+    }
+}
+
 /// How a single-prompt draft is continued (the studio's Ctrl+N, `write --continue`): the
 /// output so far as the model wrote it, tags included, to append after the prompt, and
 /// where the new text lands.
@@ -270,6 +307,33 @@ mod tests {
         let single = WriteMode::Template(TemplateMode::Longwriter).strategy(AgentSpec::default());
         assert_eq!(single, Strategy::Single(TemplateMode::Longwriter));
         assert!(single.generate_request(SamplerConfig::default(), 10).stop_strings.contains(&"</answer>".to_string()));
+    }
+
+    #[test]
+    fn length_control_is_its_shares_of_the_asked_length_and_needs_both() {
+        use super::LengthControl;
+        let words = |floor, nudge, target| {
+            let mut req = crate::engine::GenerateRequest::default();
+            LengthControl { floor, nudge }.apply(&mut req, target);
+            (req.min_answer_words, req.end_nudge_words)
+        };
+        assert_eq!(words(Some(0.8), Some(1.2), Some(1500)), (Some(1200), Some(1800)));
+        assert_eq!(words(Some(0.75), None, Some(5)), (Some(4), None));
+        assert_eq!(words(None, None, Some(1500)), (None, None));
+        assert_eq!(words(Some(0.8), Some(1.2), None), (None, None));
+        assert_eq!(words(Some(0.1), None, Some(2)), (None, None), "a floor of no words is none");
+        let local = crate::models::Registry::load_with(None).unwrap().get("smollm2-135m").unwrap().clone();
+        assert!(LengthControl { floor: Some(0.8), nudge: Some(1.2) }.check(&local).is_ok());
+        for bad in [0.0, -0.5, 1.01, f64::NAN] {
+            let e = LengthControl { floor: Some(bad), nudge: None }.check(&local).unwrap_err();
+            assert!(e.contains("(0, 1]"), "{e}");
+        }
+        for bad in [0.9, f64::INFINITY, f64::NAN] {
+            let e = LengthControl { floor: None, nudge: Some(bad) }.check(&local).unwrap_err();
+            assert!(e.contains("1 or more"), "{e}");
+        }
+        let server = crate::models::ModelEntry { format: crate::models::Format::Remote, ..local };
+        assert!(LengthControl { floor: None, nudge: Some(1.5) }.check(&server).unwrap_err().contains("local model"));
     }
 
     /// `auto` writes in chat below 1,000 words and when no length is named, and with

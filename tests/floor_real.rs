@@ -1,0 +1,120 @@
+//! The length floor (`GenerateRequest::min_answer_words`, `--answer-floor`) on the real
+//! default model: an answer that ends by itself short of the floor is held open until it
+//! has the floor's words, nothing changes before the model first tries to end, a plan's
+//! tags stay writable, and the group decoder holds each sequence as a single one.
+
+mod common;
+
+use common::engine;
+use longwriter::engine::{CancelToken, Engine, GenerateRequest, SamplerConfig, Stats, TemplateMode};
+use longwriter::text::count_words;
+
+const REQUEST: &str = "Write a two-sentence note to a neighbour about a lost cat.";
+
+fn greedy(e: &mut Engine, mode: TemplateMode, floor: Option<usize>, max_new: usize) -> (String, String, Stats) {
+    greedy_nudged(e, mode, floor, None, max_new)
+}
+
+fn greedy_nudged(e: &mut Engine, mode: TemplateMode, floor: Option<usize>, nudge: Option<usize>, max_new: usize) -> (String, String, Stats) {
+    let prompt_ids = e.prompt_ids(mode, REQUEST).unwrap();
+    let req = GenerateRequest { prompt_ids, min_answer_words: floor, end_nudge_words: nudge, ..GenerateRequest::for_mode(mode, SamplerConfig::greedy(), max_new) };
+    e.generate_text(&req, &CancelToken::default()).unwrap()
+}
+
+#[test]
+fn a_short_answer_is_held_open_until_the_floor_and_nothing_changes_before_it_ends() {
+    let mut e = engine();
+    let (_, free, free_stats) = greedy(&mut e, TemplateMode::Chat, None, 400);
+    assert!(free_stats.stop.natural(), "the free answer must end by itself for this test: {:?} {free:?}", free_stats.stop);
+    let words = count_words(&free);
+    assert!(words >= 3, "{free:?}");
+    let floor = words + 60;
+    let (_, held, stats) = greedy(&mut e, TemplateMode::Chat, Some(floor), 600);
+    // Greedy: the same tokens up to the one that ended the free answer, then not that one.
+    let end = free_stats.completion_ids.len() - 1;
+    assert_eq!(stats.completion_ids[..end], free_stats.completion_ids[..end]);
+    assert_ne!(stats.completion_ids[end], free_stats.completion_ids[end], "the end token was held back");
+    let got = count_words(&held);
+    assert!(got >= floor, "held open to {floor} words, ended at {got} ({:?}): {held:?}", stats.stop);
+    // (Past the floor the greedy model may end or loop to the budget; either is its own.)
+    assert!(held.starts_with(free.trim_end()), "the held answer goes on from the free one");
+    // The nudge: from `from` words on, ending gains 20 nats per `from` words, so the held
+    // answer ends by itself, by half past `from` at the latest here, and not before.
+    let from = floor + 10;
+    let (_, nudged, n) = greedy_nudged(&mut e, TemplateMode::Chat, Some(floor), Some(from), 1200);
+    let got = count_words(&nudged);
+    assert!(n.stop.natural(), "the nudge ends the answer: {:?} after {got} words", n.stop);
+    assert!(got > from && got <= from + from / 2, "ended at {got} words, nudged from {from}: {nudged:?}");
+    let end = stats.completion_ids.len().min(n.completion_ids.len()).min(40);
+    assert_eq!(n.completion_ids[..end], stats.completion_ids[..end], "nothing changes before the nudge starts");
+}
+
+#[test]
+fn a_plan_and_its_tags_are_left_alone_and_the_floor_counts_the_answer_only() {
+    let mut e = engine();
+    // The primed template starts inside <think>; the decoder closes the plan after 16
+    // tokens, and the floor then holds the answer (whose `<answer>` tag came forced).
+    let mode = TemplateMode::LongwriterPrimed;
+    let prompt_ids = e.prompt_ids(mode, REQUEST).unwrap();
+    let s = |seed| SamplerConfig { temperature: 0.8, top_p: 1.0, seed, ..Default::default() };
+    let req = GenerateRequest { prompt_ids, max_think_tokens: Some(16), min_answer_words: Some(80), ..GenerateRequest::for_mode(mode, s(5), 700) };
+    let (think, answer, stats) = e.generate_text(&req, &CancelToken::default()).unwrap();
+    assert!(!stats.forced.is_empty(), "the plan was closed by the decoder: {think:?}");
+    assert!(count_words(&answer) >= 80, "{} words ({:?}): {answer:?}", count_words(&answer), stats.stop);
+    assert!(stats.format.think_blocks == 1 && stats.format.answer_blocks == 1, "{:?}", stats.format);
+    // The plan's words do not count toward the answer's floor.
+    assert!(count_words(&think) < 80);
+    // A group holds each sequence as its single generation does.
+    let samplers = [s(5), s(6)];
+    let group = e.generate_group(&req, &samplers, &CancelToken::default()).unwrap();
+    for (g, sampler) in group.iter().zip(&samplers) {
+        let (_, one_answer, one) = e.generate_text(&GenerateRequest { sampler: sampler.clone(), ..req.clone() }, &CancelToken::default()).unwrap();
+        assert_eq!(g.completion_ids, one.completion_ids);
+        assert!(count_words(&one_answer) >= 80 || one.stop.truncated(), "{one_answer:?}");
+    }
+}
+
+#[test]
+fn the_held_back_tokens_are_every_token_with_a_less_than_sign_and_no_other() {
+    let e = engine();
+    let ids = e.tokenizer.ids_whose_text_has('<');
+    let answer_close = e.tokenizer.encode_plain("</answer>").unwrap();
+    assert!(ids.contains(&answer_close[0]), "</answer>'s first token {:?} is held back", answer_close);
+    for s in ["<|im_end|>", "<|im_start|>", "<|endoftext|>"] {
+        assert!(ids.contains(&e.tokenizer.special[s]), "{s}");
+    }
+    let newline = e.tokenizer.encode_plain("\n\n").unwrap();
+    let prose = e.tokenizer.encode_plain(" The cat, a tabby, sat.").unwrap();
+    assert!(newline.iter().chain(&prose).all(|id| !ids.contains(id)), "prose and paragraph breaks stay writable");
+    // A small share of the vocabulary.
+    assert!(ids.len() > 10 && ids.len() < e.tokenizer.vocab_size() / 50, "{} of {}", ids.len(), e.tokenizer.vocab_size());
+}
+
+/// `write --answer-floor` and `--end-nudge` through the binary: the floor takes its share
+/// of the request's own length, config.toml's value does the same, and bad shares are
+/// refused with the flag's name.
+#[test]
+fn write_holds_the_answer_to_its_share_of_the_asked_length() {
+    use common::cli::{assert_clean_failure, write_json, Env};
+    let request = "Write a 120-word note to a neighbour about a lost cat.";
+    let free = write_json(&["--template", "chat", "--seed", "4", "--max-tokens", "600", request]);
+    let held = write_json(&["--template", "chat", "--seed", "4", "--max-tokens", "600", "--answer-floor", "1", "--end-nudge", "1.5", request]);
+    let words = |v: &serde_json::Value| count_words(v["answer"].as_str().unwrap());
+    assert!(words(&held) >= 120, "held to 120 words: {} ({held})", words(&held));
+    assert!(words(&free) < 120 || free["answer"] == held["answer"], "this seed ends short without the floor: {}", words(&free));
+    assert!(held["stats"]["stop"]["kind"] != "max_tokens" && words(&held) <= 270, "nudged from 180 words: {} ({})", words(&held), held["stats"]["stop"]);
+    // config.toml's values act as the flags do (a model by path: no registry defaults).
+    let e = Env::new();
+    let m = common::default_model_path();
+    let m = m.to_str().unwrap();
+    let by_path = |extra: &[&str]| {
+        let args = [&["write", "--model", m, "--template", "chat", "--seed", "4", "--max-tokens", "600", "--json", "--no-save"], extra, &[request]].concat();
+        let o = e.run(&args);
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap_or_else(|_| panic!("{}", common::cli::stderr(&o)))
+    };
+    let flags = by_path(&["--answer-floor", "1", "--end-nudge", "1.5"]);
+    std::fs::write(e.path("config/config.toml"), "[sampling]\nanswer_floor = 1.0\nend_nudge = 1.5\n").unwrap();
+    assert_eq!(by_path(&[])["answer"], flags["answer"], "config.toml's floor and nudge are the flags'");
+    assert_clean_failure(&e.run(&["write", "--model", m, "--answer-floor", "1.5", request]), "--answer-floor");
+    assert_clean_failure(&e.run(&["write", "--model", m, "--end-nudge", "0.5", request]), "--end-nudge");
+}
