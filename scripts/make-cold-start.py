@@ -4,7 +4,7 @@ template, given the LongWriter-Zero structure.
 
 Why: SmolLM2-135M-Instruct writes on topic at about the asked length on its chat template,
 but never writes <think>/<answer>, and priming it into them costs it the request
-(docs/writer.md, "Held-out, at step 130"). So its own chat answers to the training
+(docs/writer-history.md, "Held-out, at step 130"). So its own chat answers to the training
 prompts are wrapped in the structure, and a supervised stage teaches the structure
 before GRPO takes over (examples/jobs/writer.toml).
 

@@ -12,7 +12,7 @@ writes `</think>`; `parts` writes every part's count too: the model gives each p
 opening (one call a line, up to its first parenthesis or line end), the probe adds
 "(about N/K words)", then writes `</think>` and `<answer>` and the model writes the whole
 answer in one pass; `free` leaves the plan to it. Prints each answer's words and S_l, then
-S_l by bucket (docs/writer.md, "AgentWrite's drafts as long demonstrations").
+S_l by bucket (docs/writer-history.md, "AgentWrite's drafts as long demonstrations").
 """
 import importlib.util
 import json

@@ -21,7 +21,7 @@ simulated: an answer that needed more tokens than the cap less 150 (a plan's roo
 answers written without one; a template with a plan counts it twice) is cut (format 0, its
 words cut in proportion). LONGWRITER picks the binary (default: target/release/longwriter).
 
-docs/writer.md ("How the rewards are combined") has two runs: the base model on `chat`
+docs/writer-history.md ("How the rewards are combined") has two runs: the base model on `chat`
 (the defaults) and the writer job's cold start (`--model writer-v4-step32 --template
 longwriter-chat`, a `train export` of its step 32).
 """

@@ -227,7 +227,7 @@ fn export(run: &str, step: Option<usize>, name: Option<String>, peft: Option<Pat
         text.push('\n');
     }
     let mut entry = serde_json::json!({
-        "description": format!("{} fine-tuned by GRPO run {run_name}, step {step} (LoRA merged, Q8_0 where adapted)", base_entry.name),
+        "description": format!("{} trained by run {run_name} to step {step}, {} (LoRA merged, Q8_0 where adapted)", base_entry.name, how_trained(&job, step)),
         "architecture": base_entry.architecture,
         "format": "gguf",
         "source": { "kind": "local", "path": out },
@@ -347,4 +347,32 @@ pub fn runs(cmd: RunsCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What a run's first `step` steps were, for a trained model's description: "64
+/// supervised steps", "40 supervised steps, then 24 GRPO steps" (stages in order).
+fn how_trained(job: &JobSpec, step: usize) -> String {
+    let mut runs: Vec<(bool, usize)> = Vec::new();
+    for k in 1..=step {
+        let supervised = job.at_step(k).1.is_some_and(|at| at.demonstrations.is_some());
+        match runs.last_mut() {
+            Some((kind, n)) if *kind == supervised => *n += 1,
+            _ => runs.push((supervised, 1)),
+        }
+    }
+    let part = |&(supervised, n): &(bool, usize)| format!("{n} {} step{}", if supervised { "supervised" } else { "GRPO" }, if n == 1 { "" } else { "s" });
+    runs.iter().map(part).collect::<Vec<_>>().join(", then ")
+}
+
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_trained_models_description_says_which_steps_were_supervised_and_which_grpo() {
+        let stage = |name: &str, steps, sup: bool| format!("[[stages]]\nname = \"{name}\"\nsteps = {steps}\n{}", if sup { "demonstrations = \"d.jsonl\"\n" } else { "" });
+        let j: super::JobSpec = toml::from_str(&format!("{}{}", stage("sft", 3, true), stage("rl", 2, false))).unwrap();
+        assert_eq!(super::how_trained(&j, 2), "2 supervised steps");
+        assert_eq!(super::how_trained(&j, 4), "3 supervised steps, then 1 GRPO step");
+        assert_eq!(super::how_trained(&super::JobSpec::default(), 5), "5 GRPO steps");
+    }
 }

@@ -115,7 +115,7 @@ pub struct RewardSpec {
     /// (the weighted sum of the raw rewards, z-scored). All rewards here lie on [0, 1], so
     /// the sum keeps each one's real spread: z-scored alone, a reward whose answers differ
     /// by 0.02 weighs as much as the length reward's 0.3, whichever way it leans
-    /// (docs/writer.md, "How the rewards are combined").
+    /// (docs/writer-history.md, "How the rewards are combined").
     pub combine: crate::reward::Combine,
     /// The sentence embedder of the relevance reward (a registry name).
     pub embedder: String,

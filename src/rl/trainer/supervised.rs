@@ -4,7 +4,7 @@
 //!
 //! Why it lives in the RL trainer: a small instruction-tuned model never writes the
 //! `<think>`/`<answer>` structure by itself, and priming it into the structure costs it the
-//! request (docs/writer.md, "Held-out, at step 130"). A cold start on demonstrations of
+//! request (docs/writer-history.md, "Held-out, at step 130"). A cold start on demonstrations of
 //! the structure, as DeepSeek-R1 has before its RL, gives GRPO a policy that already writes
 //! it; the stages of one run keep one adapter and one optimizer from the first step to the
 //! last, and resume like any other.
