@@ -305,15 +305,21 @@ def zh_prompt(rng, kind, s):
     return rng.choice(ZH_EXPLICIT).format(g=g, n=fmt_zh(n, rng), s=s), None, "about"
 
 
-def nominal(text, lang, given):
-    """A rough size for bucketing only (the trainer reads the real target itself)."""
+def nominal(text, lang, given, as_drawn=False):
+    """The length a prompt asks for, as [lo, hi] (the trainer reads the real target itself).
+
+    as_drawn: the reading the split was drawn with, which took "一千五百字" for its tail
+    "五百字" (500). The buckets, and so the held-out split, keep it: reading it right
+    would move three prompts between the splits. The evaluation's required length is
+    read right."""
     if given:
         return given
     digits = "".join(ch if ch.isdigit() else " " for ch in text.replace(",", "")).split()
     if digits:
         ns = [int(d) for d in digits]
         return [min(ns), max(ns)]
-    for n, word in ZH_NUMERALS.items():
+    numerals = ZH_NUMERALS.items() if as_drawn else sorted(ZH_NUMERALS.items(), key=lambda kv: -len(kv[1]))
+    for n, word in numerals:
         if word + "字" in text:
             return [n, n]
     raise SystemExit(f"no length in: {text}")
@@ -334,8 +340,9 @@ def build():
         row = {"prompt": text}
         if given:
             row["range"] = given
-        lo, hi = nominal(text, lang, given)
-        row.update({"lang": lang, "genre": kind, "length_rule": rule, "bucket": bucket(lang, lo, hi), "subject": s, "required": (lo + hi) // 2})
+        lo, hi = nominal(text, lang, given, as_drawn=True)
+        req_lo, req_hi = nominal(text, lang, given)
+        row.update({"lang": lang, "genre": kind, "length_rule": rule, "bucket": bucket(lang, lo, hi), "subject": s, "required": (req_lo + req_hi) // 2})
         rows.append(row)
     rng.shuffle(rows)
     # A held-out split stratified over (language, bucket): the most even spread of HOLDOUT.
