@@ -219,9 +219,11 @@ fn a_models_own_template_is_its_default() {
         assert!(o.status.success(), "{}", stderr(&o));
         serde_json::from_slice(&o.stdout).unwrap()
     };
-    // The default model writes with its best held-out template.
+    // The default model writes with its best held-out template and length control.
     let show = String::from_utf8_lossy(&e.run(&["config", "show"]).stdout).into_owned();
-    assert!(show.contains(&format!("{:<27} auto  (models.toml entry smollm2-135m)", "template")), "{show}");
+    assert!(show.contains(&format!("{:<27} chat  (models.toml entry smollm2-135m)", "template")), "{show}");
+    assert!(show.contains(&format!("{:<27} 0.8  (models.toml entry smollm2-135m)", "sampling.answer_floor")), "{show}");
+    assert!(show.contains(&format!("{:<27} 1.2  (models.toml entry smollm2-135m)", "sampling.end_nudge")), "{show}");
     e.user_models(&format!("{}\n{}\n{}", entry("mine", "nothink"), entry("bad", "sonnet"), entry("picks", "auto")));
     assert_eq!(json(e.run(&["write", "--model", "picks", "--json", "--max-tokens", "2", "Write a poem."]))["template"], "chat", "auto picks chat for a short request");
     assert_eq!(json(e.run(&["write", "--model", "picks", "--json", "--max-tokens", "2", "Write a 1200-word story about a fox."]))["template"], "agentwrite");
