@@ -83,8 +83,8 @@ pub const TEMPLATE: &str = r#"# longwriter settings. Flags and environment varia
 # dry_multiplier = 0.8         # DRY: penalise a token that would repeat a sequence already written (0 = off)
 # max_tokens = 4096
 # max_think_tokens = 768       # close a plan still open after this many tokens (templates with <think>)
-# answer_floor = 0.8           # the answer may not end before 80% of the length the request asks for
-# end_nudge = 1.2              # from 120% of the asked length on, ending grows likelier with each word
+# answer_floor = 0.8           # the answer may not end before 80% of the length the request asks for (0: none)
+# end_nudge = 1.2              # from 120% of the asked length on, ending grows likelier with each word (0: none)
 # seed = 299792458           # fixes every draft's seed; unset: a fresh seed per draft
 "#;
 
@@ -130,11 +130,11 @@ impl Settings {
         if s.sampling.max_think_tokens == Some(0) {
             return Err(err("sampling.max_think_tokens must be at least 1 (remove the line for no plan budget)".into()));
         }
-        if let Some(f) = s.sampling.answer_floor.filter(|f| !(*f > 0.0 && *f <= 1.0)) {
-            return Err(err(format!("sampling.answer_floor is a share of the asked length in (0, 1], got {f}")));
+        if let Some(f) = s.sampling.answer_floor.filter(|f| !(*f >= 0.0 && *f <= 1.0)) {
+            return Err(err(format!("sampling.answer_floor is a share of the asked length in (0, 1], or 0 for none; got {f}")));
         }
-        if let Some(f) = s.sampling.end_nudge.filter(|f| !(*f >= 1.0 && f.is_finite())) {
-            return Err(err(format!("sampling.end_nudge is a share of the asked length, 1 or more, got {f}")));
+        if let Some(f) = s.sampling.end_nudge.filter(|f| !(*f == 0.0 || (*f >= 1.0 && f.is_finite()))) {
+            return Err(err(format!("sampling.end_nudge is a share of the asked length, 1 or more, or 0 for none; got {f}")));
         }
         for (key, v) in [("model", &s.model), ("theme", &s.theme), ("judge", &s.judge)] {
             if v.as_deref().is_some_and(|v| v.trim().is_empty()) {
@@ -204,7 +204,7 @@ mod tests {
         assert!(e.contains("sampling: top-p"), "{e}");
         let e = Settings::parse("device = \"gpu\"", "c.toml").unwrap_err().to_string();
         assert!(e.contains("device:"), "{e}");
-        for bad in ["threads = 0", "[sampling]\nmax_tokens = 0", "[sampling]\nmax_think_tokens = 0", "[sampling]\nanswer_floor = 0", "[sampling]\nanswer_floor = 1.5", "[sampling]\nend_nudge = 0.5", "model = \" \"", "threads = -1", "model = ["] {
+        for bad in ["threads = 0", "[sampling]\nmax_tokens = 0", "[sampling]\nmax_think_tokens = 0", "[sampling]\nanswer_floor = -0.1", "[sampling]\nanswer_floor = 1.5", "[sampling]\nend_nudge = 0.5", "model = \" \"", "threads = -1", "model = ["] {
             assert!(Settings::parse(bad, "c.toml").is_err(), "{bad}");
         }
     }

@@ -96,25 +96,32 @@ fn the_held_back_tokens_are_every_token_with_a_less_than_sign_and_no_other() {
 #[test]
 fn write_holds_the_answer_to_its_share_of_the_asked_length() {
     use common::cli::{assert_clean_failure, write_json, Env};
-    let request = "Write a 120-word note to a neighbour about a lost cat.";
-    let free = write_json(&["--template", "chat", "--seed", "4", "--max-tokens", "600", request]);
-    let held = write_json(&["--template", "chat", "--seed", "4", "--max-tokens", "600", "--answer-floor", "1", "--end-nudge", "1.5", request]);
-    let words = |v: &serde_json::Value| count_words(v["answer"].as_str().unwrap());
-    assert!(words(&held) >= 120, "held to 120 words: {} ({held})", words(&held));
-    assert!(words(&free) < 120 || free["answer"] == held["answer"], "this seed ends short without the floor: {}", words(&free));
-    assert!(held["stats"]["stop"]["kind"] != "max_tokens" && words(&held) <= 270, "nudged from 180 words: {} ({})", words(&held), held["stats"]["stop"]);
-    // config.toml's values act as the flags do (a model by path: no registry defaults).
+    let request = "Write a 250-word note to a neighbour about a lost cat.";
+    // A model by path has no registry defaults: without flags nothing holds it (its DRY
+    // and penalty are given as the registry's, so it ends as the default model does).
     let e = Env::new();
     let m = common::default_model_path();
     let m = m.to_str().unwrap();
     let by_path = |extra: &[&str]| {
-        let args = [&["write", "--model", m, "--template", "chat", "--seed", "4", "--max-tokens", "600", "--json", "--no-save"], extra, &[request]].concat();
+        let args = [&["write", "--model", m, "--template", "chat", "--seed", "1", "--max-tokens", "900", "--dry-multiplier", "0.8", "--repetition-penalty", "1.1", "--json", "--no-save"], extra, &[request]].concat();
         let o = e.run(&args);
         serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap_or_else(|_| panic!("{}", common::cli::stderr(&o)))
     };
-    let flags = by_path(&["--answer-floor", "1", "--end-nudge", "1.5"]);
+    let words = |v: &serde_json::Value| count_words(v["answer"].as_str().unwrap());
+    let free = by_path(&[]);
+    let held = by_path(&["--answer-floor", "1", "--end-nudge", "1.5"]);
+    assert!(words(&free) < 250, "this seed ends short without the floor: {}", words(&free));
+    assert!(words(&held) >= 250, "held to 250 words: {} ({held})", words(&held));
+    assert!(held["stats"]["stop"]["kind"] != "max_tokens" && words(&held) <= 562, "nudged from 375 words: {} ({})", words(&held), held["stats"]["stop"]);
+    assert_eq!(by_path(&["--answer-floor", "0", "--end-nudge", "0"])["answer"], free["answer"], "0 turns both off");
+    // config.toml's values act as the flags do.
     std::fs::write(e.path("config/config.toml"), "[sampling]\nanswer_floor = 1.0\nend_nudge = 1.5\n").unwrap();
-    assert_eq!(by_path(&[])["answer"], flags["answer"], "config.toml's floor and nudge are the flags'");
+    assert_eq!(by_path(&[])["answer"], held["answer"], "config.toml's floor and nudge are the flags'");
+    // The default model's registry entry has them on (0.8 and 1.2).
+    let named = |extra: &[&str]| write_json(&[&["--template", "chat", "--seed", "1", "--max-tokens", "900"], extra, &[request]].concat());
+    let default = named(&[]);
+    assert_eq!(default["answer"], named(&["--answer-floor", "0.8", "--end-nudge", "1.2"])["answer"]);
+    assert_ne!(default["answer"], named(&["--answer-floor", "0", "--end-nudge", "0"])["answer"], "at this seed the default's control acts");
     assert_clean_failure(&e.run(&["write", "--model", m, "--answer-floor", "1.5", request]), "--answer-floor");
     assert_clean_failure(&e.run(&["write", "--model", m, "--end-nudge", "0.5", request]), "--end-nudge");
 }

@@ -185,7 +185,7 @@ fn answers(model: Option<&str>, g: &GenArgs, items: &[data::EvalItem], out: &Pat
     let length = crate::write::LengthControl { floor: g.answer_floor, nudge: g.end_nudge };
     length.check(&entry).map_err(anyhow::Error::msg)?;
     let think_budget = if mode.expects_think() { g.think_budget.or(entry.sampling.max_tokens).unwrap_or(0) } else { 0 };
-    let settings = EvalSettings { data, model: entry.name.clone(), template: mode.label().into(), max_tokens: g.max_tokens, think_budget, max_think_tokens: g.max_think_tokens, answer_floor: g.answer_floor, end_nudge: g.end_nudge, seed: g.seed, temperature: sampler.temperature, top_p: sampler.top_p, judge: judge.as_ref().map(|j| j.1.clone()) };
+    let settings = EvalSettings { data, model: entry.name.clone(), template: mode.label().into(), max_tokens: g.max_tokens, think_budget, max_think_tokens: g.max_think_tokens, answer_floor: g.answer_floor.filter(|f| *f > 0.0), end_nudge: g.end_nudge.filter(|f| *f > 0.0), seed: g.seed, temperature: sampler.temperature, top_p: sampler.top_p, judge: judge.as_ref().map(|j| j.1.clone()) };
     let mut writer = ModelWriter { model, mode, sampler, name: entry.name.clone(), max_think_tokens: g.max_think_tokens, length };
     let bar = super::count_bar("", items.len() as u64);
     let name = entry.name.clone();

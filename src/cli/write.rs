@@ -51,13 +51,13 @@ pub struct WriteArgs {
     pub max_think_tokens: Option<usize>,
     /// A length floor: the answer may not end (end of sequence or </answer>) before it
     /// holds this share of the words asked for (the request's length or --target-words),
-    /// e.g. 0.8 (local models; not AgentWrite's steps) [default: the registry setting, or
-    /// config.toml; unset, the answer ends where the model ends it].
+    /// e.g. 0.8; 0 for none (local models; not AgentWrite's steps) [default: the registry
+    /// setting, or config.toml; unset, the answer ends where the model ends it].
     #[arg(long, value_name = "SHARE")]
     pub answer_floor: Option<f64>,
     /// From this share of the words asked for on, e.g. 1.2, each word makes ending
-    /// likelier, so an answer that runs on still ends by sampling (local models)
-    /// [default: the registry setting, or config.toml; unset, no nudge].
+    /// likelier, so an answer that runs on still ends by sampling; 0 for none (local
+    /// models) [default: the registry setting, or config.toml; unset, no nudge].
     #[arg(long, value_name = "SHARE")]
     pub end_nudge: Option<f64>,
     /// Random seed; the same seed gives the same text [default: a fresh seed for each run,

@@ -222,16 +222,17 @@ pub struct LengthControl {
 }
 
 impl LengthControl {
-    /// Whether it can apply on this model: a floor in (0, 1], a nudge from 1 on and
-    /// above the floor, and a local model (a server decodes by itself).
+    /// Whether it can apply on this model: a floor in [0, 1] and a nudge of 1 or more, 0
+    /// turning either off (the default model has both on), and a local model for either
+    /// on (a server decodes by itself).
     pub fn check(&self, entry: &crate::models::ModelEntry) -> Result<(), String> {
-        if let Some(s) = self.floor.filter(|s| !(*s > 0.0 && *s <= 1.0)) {
-            return Err(format!("--answer-floor is a share of the asked length in (0, 1], got {s}"));
+        if let Some(s) = self.floor.filter(|s| !(*s >= 0.0 && *s <= 1.0)) {
+            return Err(format!("--answer-floor is a share of the asked length in (0, 1], or 0 for none; got {s}"));
         }
-        if let Some(s) = self.nudge.filter(|s| !(*s >= 1.0 && s.is_finite())) {
-            return Err(format!("--end-nudge is a share of the asked length, 1 or more, got {s}"));
+        if let Some(s) = self.nudge.filter(|s| !(*s == 0.0 || (*s >= 1.0 && s.is_finite()))) {
+            return Err(format!("--end-nudge is a share of the asked length, 1 or more, or 0 for none; got {s}"));
         }
-        if self.floor.is_some() || self.nudge.is_some() {
+        if self.floor.is_some_and(|s| s > 0.0) || self.nudge.is_some_and(|s| s > 0.0) {
             if entry.format == crate::models::Format::Remote {
                 return Err(format!("--answer-floor and --end-nudge need a local model: {} is a server, which decodes by itself and ends where it likes", entry.name));
             }
@@ -240,7 +241,7 @@ impl LengthControl {
     }
 
     /// Sets `req`'s floor and nudge for an answer of `target_words`; without a length to
-    /// take shares of, neither applies.
+    /// take shares of, neither applies, and a share of 0 is none.
     pub fn apply(&self, req: &mut crate::engine::GenerateRequest, target_words: Option<usize>) {
         let words = |share: Option<f64>| share.zip(target_words).map(|(s, w)| (s * w as f64).round() as usize).filter(|&n| n > 0);
         req.min_answer_words = words(self.floor);
@@ -324,18 +325,21 @@ mod tests {
         assert_eq!(words(None, None, Some(1500)), (None, None));
         assert_eq!(words(Some(0.8), Some(1.2), None), (None, None));
         assert_eq!(words(Some(0.1), None, Some(2)), (None, None), "a floor of no words is none");
+        assert_eq!(words(Some(0.0), Some(0.0), Some(1500)), (None, None), "0 turns either off");
         let local = crate::models::Registry::load_with(None).unwrap().get("smollm2-135m").unwrap().clone();
         assert!(LengthControl { floor: Some(0.8), nudge: Some(1.2) }.check(&local).is_ok());
-        for bad in [0.0, -0.5, 1.01, f64::NAN] {
+        assert!(LengthControl { floor: Some(0.0), nudge: Some(0.0) }.check(&local).is_ok());
+        for bad in [-0.5, 1.01, f64::NAN] {
             let e = LengthControl { floor: Some(bad), nudge: None }.check(&local).unwrap_err();
             assert!(e.contains("(0, 1]"), "{e}");
         }
-        for bad in [0.9, f64::INFINITY, f64::NAN] {
+        for bad in [0.9, -1.0, f64::INFINITY, f64::NAN] {
             let e = LengthControl { floor: None, nudge: Some(bad) }.check(&local).unwrap_err();
             assert!(e.contains("1 or more"), "{e}");
         }
         let server = crate::models::ModelEntry { format: crate::models::Format::Remote, ..local };
         assert!(LengthControl { floor: None, nudge: Some(1.5) }.check(&server).unwrap_err().contains("local model"));
+        assert!(LengthControl { floor: Some(0.0), nudge: Some(0.0) }.check(&server).is_ok(), "turning them off is no error");
     }
 
     /// `auto` writes in chat below 1,000 words and when no length is named, and with
