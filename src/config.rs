@@ -130,12 +130,7 @@ impl Settings {
         if s.sampling.max_think_tokens == Some(0) {
             return Err(err("sampling.max_think_tokens must be at least 1 (remove the line for no plan budget)".into()));
         }
-        if let Some(f) = s.sampling.answer_floor.filter(|f| !(*f >= 0.0 && *f <= 1.0)) {
-            return Err(err(format!("sampling.answer_floor is a share of the asked length in (0, 1], or 0 for none; got {f}")));
-        }
-        if let Some(f) = s.sampling.end_nudge.filter(|f| !(*f == 0.0 || (*f >= 1.0 && f.is_finite()))) {
-            return Err(err(format!("sampling.end_nudge is a share of the asked length, 1 or more, or 0 for none; got {f}")));
-        }
+        crate::write::LengthControl { floor: s.sampling.answer_floor, nudge: s.sampling.end_nudge }.check_shares("sampling.", "_").map_err(err)?;
         for (key, v) in [("model", &s.model), ("theme", &s.theme), ("judge", &s.judge)] {
             if v.as_deref().is_some_and(|v| v.trim().is_empty()) {
                 return Err(err(format!("{key} is empty; remove the line to use the default")));

@@ -226,16 +226,23 @@ impl LengthControl {
     /// turning either off (the default model has both on), and a local model for either
     /// on (a server decodes by itself).
     pub fn check(&self, entry: &crate::models::ModelEntry) -> Result<(), String> {
-        if let Some(s) = self.floor.filter(|s| !(*s >= 0.0 && *s <= 1.0)) {
-            return Err(format!("--answer-floor is a share of the asked length in (0, 1], or 0 for none; got {s}"));
-        }
-        if let Some(s) = self.nudge.filter(|s| !(*s == 0.0 || (*s >= 1.0 && s.is_finite()))) {
-            return Err(format!("--end-nudge is a share of the asked length, 1 or more, or 0 for none; got {s}"));
-        }
+        self.check_shares("--", "-")?;
         if self.floor.is_some_and(|s| s > 0.0) || self.nudge.is_some_and(|s| s > 0.0) {
             if entry.format == crate::models::Format::Remote {
                 return Err(format!("--answer-floor and --end-nudge need a local model: {} is a server, which decodes by itself and ends where it likes", entry.name));
             }
+        }
+        Ok(())
+    }
+
+    /// The range check of the two shares, for flags (`prefix` "--", `sep` "-":
+    /// "--answer-floor") and config keys ("sampling.", "_": "sampling.answer_floor").
+    pub fn check_shares(&self, prefix: &str, sep: &str) -> Result<(), String> {
+        if let Some(s) = self.floor.filter(|s| !(*s >= 0.0 && *s <= 1.0)) {
+            return Err(format!("{prefix}answer{sep}floor is a share of the asked length in (0, 1], or 0 for none; got {s}"));
+        }
+        if let Some(s) = self.nudge.filter(|s| !(*s == 0.0 || (*s >= 1.0 && s.is_finite()))) {
+            return Err(format!("{prefix}end{sep}nudge is a share of the asked length, 1 or more, or 0 for none; got {s}"));
         }
         Ok(())
     }
