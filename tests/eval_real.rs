@@ -132,6 +132,31 @@ fn an_eval_with_a_plan_budget_records_it_and_answers_after_the_closed_plan() {
     assert!(!o.status.success() && text(&o).contains("other settings"), "{}", text(&o));
 }
 
+/// An eval of a registry model uses its length control, as `write` and the studio do (the
+/// default model has a floor of 0.8 and a nudge of 1.2), records it, and takes 0 from the
+/// flags as none; a directory made with one is not resumed with the other.
+#[test]
+fn an_eval_takes_the_registry_length_control_unless_the_flags_say_otherwise() {
+    common::default_model_path();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = sample();
+    let eval = |out: &str, extra: &[&str]| {
+        let args = [&["eval", "longbench", "--data", data.to_str().unwrap(), "--limit", "1", "--max-tokens", "24", "--model", "smollm2-135m", "--template", "chat", "--no-semantic", "--out", out], extra].concat();
+        let o = run(tmp.path(), &args, &[]);
+        (o.status.success(), text(&o))
+    };
+    let settings = |out: &str| -> serde_json::Value { serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(tmp.path().join(out).join("summary.json")).unwrap()).unwrap()["settings"].clone() };
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let (ok, log) = eval(a.to_str().unwrap(), &[]);
+    assert!(ok && log.contains("answers held open until 80% of the asked length") && log.contains("ending made likelier from 120%"), "{log}");
+    assert_eq!((settings("a")["answer_floor"].as_f64(), settings("a")["end_nudge"].as_f64()), (Some(0.8), Some(1.2)));
+    let (ok, log) = eval(b.to_str().unwrap(), &["--answer-floor", "0", "--end-nudge", "0"]);
+    assert!(ok && !log.contains("held open"), "{log}");
+    assert!(settings("b")["answer_floor"].is_null() && settings("b")["end_nudge"].is_null(), "{}", settings("b"));
+    let (ok, log) = eval(a.to_str().unwrap(), &["--answer-floor", "0"]);
+    assert!(!ok && log.contains("other settings") && log.contains("answer_floor"), "{log}");
+}
+
 #[test]
 fn kill_9_at_a_random_point_then_the_rerun_skips_what_was_finished() {
     let model = common::default_model_path();

@@ -90,6 +90,52 @@ fn the_held_back_tokens_are_every_token_with_a_less_than_sign_and_no_other() {
     assert!(ids.len() > 10 && ids.len() < e.tokenizer.vocab_size() / 50, "{} of {}", ids.len(), e.tokenizer.vocab_size());
 }
 
+/// The floor and nudge count an answer as `engine::answer_length` does: prose by its
+/// LongBench words, as before, and the default model's collapses (run-together hashtags,
+/// Hebrew letters, runs of commas; tails of three held-out answers that ran to the end of
+/// the context, tests/fixtures/length) by their tokens, which LongBench's count misses.
+#[test]
+fn prose_is_counted_in_words_and_a_collapse_in_tokens() {
+    let e = engine();
+    let fixture = |name: &str| std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/length").join(name)).unwrap();
+    let measure = |text: &str| {
+        let mut w = longwriter::text::WordCounter::default();
+        w.push(text);
+        let tokens = e.tokenizer.encode_plain(text).unwrap().len();
+        (w.total(), tokens, longwriter::engine::answer_length(&w, tokens))
+    };
+    for name in ["prose-en.txt", "prose-zh.txt"] {
+        let (words, tokens, len) = measure(&fixture(name));
+        assert!(words > 150 && len == words, "{name}: {words} words, {tokens} tokens, counted {len}");
+    }
+    for name in ["soup-hashtags.txt", "soup-hebrew.txt", "soup-punctuation.txt"] {
+        let (words, tokens, len) = measure(&fixture(name));
+        assert!(len == tokens / 2 && len >= 2 * words.max(100), "{name}: {words} words, {tokens} tokens, counted {len}");
+    }
+}
+
+/// And the decoder counts so: greedy, the default model answers a request for hashtags
+/// with a loop of them, about four tokens a word, to its token cap (300 words in 1,200
+/// tokens). Nudged from the asked 200 words, counted in words it could not end before
+/// 200; counted as `answer_length` does, it ends by itself before.
+#[test]
+fn a_loop_of_many_tokens_a_word_is_nudged_by_its_tokens() {
+    use common::cli::{stderr, Env};
+    let e = Env::new();
+    let m = common::default_model_path();
+    let request = "Write a 200-word list of hashtags with no spaces between them, like #SunnyDay#BlueSkyForever#HappyMorning.";
+    let run = |extra: &[&str]| {
+        let o = e.run(&[&["write", "--model", m.to_str().unwrap(), "--template", "chat", "--temperature", "0", "--max-tokens", "1200", "--json", "--no-save"], extra, &[request]].concat());
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap_or_else(|_| panic!("{}", stderr(&o)))
+    };
+    let words = |v: &serde_json::Value| count_words(v["answer"].as_str().unwrap());
+    let free = run(&[]);
+    assert!(free["stats"]["stop"]["kind"] == "max_tokens" && words(&free) >= 250, "a loop to the cap: {} words, {}", words(&free), free["stats"]["stop"]);
+    let nudged = run(&["--answer-floor", "0.5", "--end-nudge", "1"]);
+    let n = words(&nudged);
+    assert!(nudged["stats"]["stop"]["kind"] == "eos" && (100..200).contains(&n), "ends between the floor and the nudge's start in words: {n} words, {}", nudged["stats"]);
+}
+
 /// `write --answer-floor` and `--end-nudge` through the binary: the floor takes its share
 /// of the request's own length, config.toml's value does the same, and bad shares are
 /// refused with the flag's name.

@@ -54,13 +54,14 @@ pub struct GenArgs {
     #[arg(long, value_name = "N")]
     pub max_think_tokens: Option<usize>,
     /// A length floor: no answer may end (end of sequence or </answer>) before it holds
-    /// this share of the words its request asks for, e.g. 0.8 (local models; default:
-    /// answers end where the model ends them).
+    /// this share of the words its request asks for, e.g. 0.8; 0 for none (local models)
+    /// [default: the model's registry setting (not config.toml's, so an eval does not
+    /// depend on who runs it); unset, answers end where the model ends them].
     #[arg(long, value_name = "SHARE")]
     pub answer_floor: Option<f64>,
     /// From this share of the words its request asks for on, e.g. 1.2, each word makes
-    /// ending likelier: end-of-sequence gains 20 nats per asked length written past it
-    /// (local models; default: no nudge).
+    /// ending likelier: end-of-sequence gains 20 nats per asked length written past it;
+    /// 0 for none (local models) [default: the model's registry setting; unset, no nudge].
     #[arg(long, value_name = "SHARE")]
     pub end_nudge: Option<f64>,
     /// Seed of the sampling; each request derives its own from it.
@@ -182,10 +183,12 @@ fn answers(model: Option<&str>, g: &GenArgs, items: &[data::EvalItem], out: &Pat
     // A model that plans at length gets the plan's tokens on top of the answer's.
     let mode = g.mode(&entry);
     mode.check_max_think_tokens(g.max_think_tokens, &entry).map_err(anyhow::Error::msg)?;
-    let length = crate::write::LengthControl { floor: g.answer_floor, nudge: g.end_nudge };
-    length.check(&entry).map_err(anyhow::Error::msg)?;
+    // The flags, else the model's registry values, as for the template: an eval measures
+    // the model as `write` and the studio run it (an eval directory records the values).
+    crate::write::LengthControl { floor: g.answer_floor, nudge: g.end_nudge }.check(&entry).map_err(anyhow::Error::msg)?;
+    let length = crate::write::LengthControl { floor: g.answer_floor.or(entry.sampling.answer_floor), nudge: g.end_nudge.or(entry.sampling.end_nudge) };
     let think_budget = if mode.expects_think() { g.think_budget.or(entry.sampling.max_tokens).unwrap_or(0) } else { 0 };
-    let settings = EvalSettings { data, model: entry.name.clone(), template: mode.label().into(), max_tokens: g.max_tokens, think_budget, max_think_tokens: g.max_think_tokens, answer_floor: g.answer_floor.filter(|f| *f > 0.0), end_nudge: g.end_nudge.filter(|f| *f > 0.0), seed: g.seed, temperature: sampler.temperature, top_p: sampler.top_p, judge: judge.as_ref().map(|j| j.1.clone()) };
+    let settings = EvalSettings { data, model: entry.name.clone(), template: mode.label().into(), max_tokens: g.max_tokens, think_budget, max_think_tokens: g.max_think_tokens, answer_floor: length.floor.filter(|f| *f > 0.0), end_nudge: length.nudge.filter(|f| *f > 0.0), seed: g.seed, temperature: sampler.temperature, top_p: sampler.top_p, judge: judge.as_ref().map(|j| j.1.clone()) };
     let mut writer = ModelWriter { model, mode, sampler, name: entry.name.clone(), max_think_tokens: g.max_think_tokens, length };
     let bar = super::count_bar("", items.len() as u64);
     let name = entry.name.clone();
@@ -249,10 +252,10 @@ fn longbench_cmd(a: LongbenchArgs, device: &str) -> Result<()> {
         println!("  plans closed by the decoder after {n} tokens: {} of {} (not counted as strict format)", summary.plans_forced, summary.done);
     }
     if let Some(f) = settings.answer_floor {
-        println!("  answers held open until {:.0}% of the asked length (--answer-floor)", f * 100.0);
+        println!("  answers held open until {:.0}% of the asked length (answer floor)", f * 100.0);
     }
     if let Some(f) = settings.end_nudge {
-        println!("  ending made likelier from {:.0}% of the asked length on (--end-nudge)", f * 100.0);
+        println!("  ending made likelier from {:.0}% of the asked length on (end nudge)", f * 100.0);
     }
     let pct = |f: f64| format!("{:.0}%", f * 100.0);
     println!("  strict format {}, natural stops {}, diversity {:.3}", summary.strict_format.map_or("n/a".into(), pct), pct(summary.natural_stops), summary.diversity);

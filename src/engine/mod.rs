@@ -17,7 +17,7 @@ mod stream;
 pub mod template;
 pub mod tokenizer;
 
-pub use generate::{collect, CancelToken, GenerateRequest, StartIn, Stats, StopReason, TextSink, THINK_CLOSE};
+pub use generate::{answer_length, collect, CancelToken, GenerateRequest, StartIn, Stats, StopReason, TextSink, THINK_CLOSE};
 pub use model::{check_extent, Gemma, KvType, LoadOptions, ModelConfig, QuantModel};
 pub use sampler::{derive_seed, Sampler, SamplerConfig};
 pub use stream::{StopMatcher, StopScan, TokenDecoder};

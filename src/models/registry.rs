@@ -135,6 +135,21 @@ pub struct SamplingDefaults {
     pub end_nudge: Option<f64>,
 }
 
+/// The range check of the length control's two shares (`write::LengthControl`): a floor
+/// in [0, 1] and a nudge of 1 or more, 0 turning either off. It lives with the registry's
+/// sampling values because every place that sets them (flags, config.toml, an entry of
+/// models.toml) checks them the same way; `prefix` and `sep` name them as each place does
+/// ("--", "-": `--answer-floor`; "sampling.", "_": `sampling.answer_floor`).
+pub fn check_length_shares(floor: Option<f64>, nudge: Option<f64>, prefix: &str, sep: &str) -> Result<(), String> {
+    if let Some(s) = floor.filter(|s| !(*s >= 0.0 && *s <= 1.0)) {
+        return Err(format!("{prefix}answer{sep}floor is a share of the asked length in (0, 1], or 0 for none; got {s}"));
+    }
+    if let Some(s) = nudge.filter(|s| !(*s == 0.0 || (*s >= 1.0 && s.is_finite()))) {
+        return Err(format!("{prefix}end{sep}nudge is a share of the asked length, 1 or more, or 0 for none; got {s}"));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelEntry {
@@ -288,6 +303,10 @@ impl Registry {
                     return Err(RegistryError::Parse { path: origin.into(), msg: format!("model '{name}': base_url must start with http:// or https://, got '{base_url}'") });
                 }
             }
+            check_length_shares(m.sampling.answer_floor, m.sampling.end_nudge, &format!("model '{name}': sampling."), "_").map_err(|msg| RegistryError::Parse { path: origin.into(), msg })?;
+            if server && [m.sampling.answer_floor, m.sampling.end_nudge].iter().any(|s| s.is_some_and(|s| s > 0.0)) {
+                return Err(RegistryError::Parse { path: origin.into(), msg: format!("model '{name}': answer_floor and end_nudge need a local model; a server decodes by itself") });
+            }
             for h in m.sha256.iter().chain(m.companions.iter().filter_map(|c| c.sha256.as_ref())) {
                 if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err(RegistryError::Parse {
@@ -423,6 +442,22 @@ context_length = 2048
         let e = Registry::parse(&entry("remote", &server.replace("api = \"chat\"", "api = \"grpc\"")), "t").unwrap_err().to_string();
         assert!(e.contains("grpc"), "{e}");
         assert!(crate::models::ensure(r.default_entry(), &crate::models::Silent).unwrap_err().to_string().contains("remote endpoint"));
+        let e = Registry::parse(&(entry("remote", server) + "sampling = { answer_floor = 0.8 }\n"), "t").unwrap_err().to_string();
+        assert!(e.contains("need a local model"), "{e}");
+    }
+
+    /// An entry's length control is held to the flags' ranges: `answer_floor = 5` would
+    /// hold every answer open to five times its asked length.
+    #[test]
+    fn length_shares_out_of_range_are_refused() {
+        let entry = |sampling: &str| format!("default = \"x\"\n[models.x]\narchitecture = \"llama\"\nformat = \"gguf\"\nsource = {{ kind = \"local\", path = \"a\" }}\ncontext_length = 1\nsampling = {{ {sampling} }}\n");
+        for ok in ["answer_floor = 0.8, end_nudge = 1.2", "answer_floor = 0, end_nudge = 0", "answer_floor = 1.0"] {
+            Registry::parse(&entry(ok), "t").unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for (bad, want) in [("answer_floor = 5.0", "model 'x': sampling.answer_floor is a share"), ("answer_floor = -0.1", "answer_floor"), ("end_nudge = 0.5", "model 'x': sampling.end_nudge is a share"), ("end_nudge = inf", "end_nudge")] {
+            let e = Registry::parse(&entry(bad), "t").unwrap_err().to_string();
+            assert!(e.starts_with("t: ") && e.contains(want), "{bad}: {e}");
+        }
     }
 
     /// An adapter's relative path is the user file's directory's; its base must be a

@@ -48,6 +48,7 @@ fn is_word_char(c: char) -> bool {
 #[derive(Debug, Clone, Default)]
 pub struct WordCounter {
     closed: usize,
+    cjk: usize,
     in_run: bool,
     run_ascii_letters: bool,
 }
@@ -57,6 +58,7 @@ impl WordCounter {
         for c in chunk.chars() {
             if is_cjk(c) {
                 self.closed += 1;
+                self.cjk += 1;
             }
             if is_word_char(c) {
                 if self.in_run {
@@ -75,6 +77,11 @@ impl WordCounter {
     /// Words so far, counting a trailing run as if the text ended here.
     pub fn total(&self) -> usize {
         self.closed + (self.in_run && self.run_ascii_letters) as usize
+    }
+
+    /// How many of [`total`](Self::total)'s words are CJK characters (one word each).
+    pub fn cjk(&self) -> usize {
+        self.cjk
     }
 }
 

@@ -238,13 +238,7 @@ impl LengthControl {
     /// The range check of the two shares, for flags (`prefix` "--", `sep` "-":
     /// "--answer-floor") and config keys ("sampling.", "_": "sampling.answer_floor").
     pub fn check_shares(&self, prefix: &str, sep: &str) -> Result<(), String> {
-        if let Some(s) = self.floor.filter(|s| !(*s >= 0.0 && *s <= 1.0)) {
-            return Err(format!("{prefix}answer{sep}floor is a share of the asked length in (0, 1], or 0 for none; got {s}"));
-        }
-        if let Some(s) = self.nudge.filter(|s| !(*s == 0.0 || (*s >= 1.0 && s.is_finite()))) {
-            return Err(format!("{prefix}end{sep}nudge is a share of the asked length, 1 or more, or 0 for none; got {s}"));
-        }
-        Ok(())
+        crate::models::check_length_shares(self.floor, self.nudge, prefix, sep)
     }
 
     /// Sets `req`'s floor and nudge for an answer of `target_words`; without a length to
