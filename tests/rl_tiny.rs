@@ -517,6 +517,13 @@ fn a_plan_header_opens_every_rollouts_plan_and_stays_out_of_its_tokens() {
     let mut bad = job.clone();
     bad.data.template = longwriter::engine::TemplateMode::LongwriterPrimed;
     assert!(bad.validate().unwrap_err().to_string().contains("plan_header"));
+    // The rollouts' length control is held to write's ranges, named as the job's keys.
+    let mut bad = job.clone();
+    bad.rollout.answer_floor = Some(1.5);
+    assert!(bad.validate().unwrap_err().to_string().contains("rollout.answer_floor is a share"));
+    bad.rollout.answer_floor = Some(0.8);
+    bad.rollout.end_nudge = Some(0.5);
+    assert!(bad.validate().unwrap_err().to_string().contains("rollout.end_nudge is a share"));
 }
 
 /// A supervised stage fits its demonstrations (their negative log-likelihood falls step

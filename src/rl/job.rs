@@ -348,6 +348,7 @@ impl JobSpec {
         if r.plan_header.is_some() && !matches!(self.data.template, crate::engine::TemplateMode::Longwriter | crate::engine::TemplateMode::LongwriterChat) {
             return bad("rollout.plan_header opens the plan itself: it needs data.template longwriter or longwriter-chat (longwriter-primed has opened it already)");
         }
+        r.length_control().check_shares("rollout.", "_").map_err(RlError::Config)?;
         if !(r.temperature > 0.0) || !(r.top_p > 0.0 && r.top_p <= 1.0) {
             return bad("rollout.temperature must be > 0 and rollout.top_p in (0, 1]");
         }

@@ -343,6 +343,7 @@ impl Trainer {
             if head.is_some() {
                 req.start_in = crate::engine::StartIn::Think;
             }
+            job.rollout.length_control().apply(&mut req, tp.target.filter(|t| !t.is_unscoreable()).map(|t| t.mid()));
             // The group decodes side by side: one batched pass per token for all G.
             let mut outs = Vec::with_capacity(g);
             for stats in engine.generate_group(&req, &samplers, &CancelToken::default())? {

@@ -44,11 +44,18 @@ pub fn scaffold(words: usize) -> String {
 /// it states, else of `target_words`; None for a request with neither, or in Chinese (the
 /// demonstrations are English, and their header counts words). `write` and the trainer's
 /// rollouts (`rollout.plan_header`) both open plans with this.
+///
+/// A target within [`PART_WORDS`] of the stated number is that number's own (the middle
+/// of its range: "320 words" is 200-400, so 300) and the header states the request's
+/// number, as the demonstrations do; a target further off was named instead of it
+/// (`--target-words 800` on a 300-word request), and the header follows the target that
+/// the floor and the nudge hold the answer to.
 pub fn opening(request: &str, target_words: Option<usize>) -> Option<String> {
     if crate::engine::template::has_cjk(request) {
         return None;
     }
-    stated_words(request).or(target_words).filter(|&w| w > 0).map(scaffold)
+    let stated = stated_words(request).filter(|&s| target_words.is_none_or(|t| t.abs_diff(s) <= PART_WORDS));
+    stated.or(target_words).filter(|&w| w > 0).map(scaffold)
 }
 
 /// The one length `request` states in words ("1,500 words", "300-word"), as the
@@ -146,6 +153,10 @@ mod tests {
         assert!(opening("Write a 320-word toast.", Some(300)).unwrap().contains("about 320 words in all, in 3 parts"));
         assert!(opening("Write a toast of two or three hundred words.", Some(250)).unwrap().contains("about 250 words in all, in 2 parts"));
         assert_eq!(opening("Write a toast.", None), None);
+        assert!(opening("Write a 320-word toast.", None).unwrap().contains("about 320 words"));
+        // A target named instead of the request's number (`--target-words 800`) is the header's.
+        assert!(opening("Write a 320-word toast.", Some(800)).unwrap().contains("about 800 words in all, in 8 parts"));
+        assert!(opening("Write a 50-word toast.", Some(50)).unwrap().contains("about 50 words in all, in 1 part."));
         assert_eq!(opening("写一篇500字的文章，共 500 words。", Some(500)), None);
     }
 }

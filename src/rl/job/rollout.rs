@@ -36,6 +36,19 @@ pub struct RolloutSpec {
     /// hundred words), so GRPO trains the policy in the setting it writes in. Prompts with
     /// no target, or in Chinese, get none. Unset: the policy writes its whole plan.
     pub plan_header: Option<PlanHeader>,
+    /// Length control by the decoder, as `write --answer-floor` does it: no rollout's
+    /// answer may end before this share of its prompt's target (the middle of its range).
+    /// Why: with it, and `end_nudge`, the rollouts of a group are near the asked length
+    /// alike, so their advantages come from what differs, the rewards for quality and
+    /// relevance, and the policy is trained in the decoding it will write with (the
+    /// default model writes with a floor of 0.8 and a nudge of 1.2). The tokens are sampled
+    /// from the policy with the ends held back, as TRL samples through vLLM's
+    /// `min_tokens`: the loss reads the policy's own log-probabilities of them. A prompt
+    /// with no target gets neither. Unset or 0: answers end where the policy ends them.
+    pub answer_floor: Option<f64>,
+    /// From this share of the target on, ending grows likelier with each word
+    /// (`write --end-nudge`). Unset or 0: no nudge.
+    pub end_nudge: Option<f64>,
 }
 
 /// See [`RolloutSpec::plan_header`].
@@ -57,11 +70,16 @@ impl PlanHeader {
 
 impl Default for RolloutSpec {
     fn default() -> Self {
-        Self { group_size: 4, prompts_per_step: 4, max_new_tokens: 192, tokens_per_word: None, max_think_tokens: None, temperature: 0.8, top_p: 1.0, device: "train".into(), plan_header: None }
+        Self { group_size: 4, prompts_per_step: 4, max_new_tokens: 192, tokens_per_word: None, max_think_tokens: None, temperature: 0.8, top_p: 1.0, device: "train".into(), plan_header: None, answer_floor: None, end_nudge: None }
     }
 }
 
 impl RolloutSpec {
+    /// [`Self::answer_floor`] and [`Self::end_nudge`] as `write` applies them.
+    pub fn length_control(&self) -> crate::write::LengthControl {
+        crate::write::LengthControl { floor: self.answer_floor, nudge: self.end_nudge }
+    }
+
     /// The new-token budget of a prompt with this target (see [`Self::tokens_per_word`]):
     /// the answer's tokens, plus the plan's `max_think_tokens` when it has a budget of its
     /// own, so a plan of allowed length never cuts the answer after it.
