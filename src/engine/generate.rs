@@ -551,7 +551,6 @@ pub fn collect<E>(run: impl FnOnce(&mut dyn FnMut(Segment)) -> Result<Stats, E>)
     Ok((think, answer, stats))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::answer_length;
