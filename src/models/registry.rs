@@ -150,6 +150,11 @@ pub fn check_length_shares(floor: Option<f64>, nudge: Option<f64>, prefix: &str,
     Ok(())
 }
 
+/// Whether the length control is on: either share set and not 0.
+pub fn length_control_on(floor: Option<f64>, nudge: Option<f64>) -> bool {
+    [floor, nudge].iter().any(|s| s.is_some_and(|s| s > 0.0))
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelEntry {
@@ -304,7 +309,7 @@ impl Registry {
                 }
             }
             check_length_shares(m.sampling.answer_floor, m.sampling.end_nudge, &format!("model '{name}': sampling."), "_").map_err(|msg| RegistryError::Parse { path: origin.into(), msg })?;
-            if server && [m.sampling.answer_floor, m.sampling.end_nudge].iter().any(|s| s.is_some_and(|s| s > 0.0)) {
+            if server && length_control_on(m.sampling.answer_floor, m.sampling.end_nudge) {
                 return Err(RegistryError::Parse { path: origin.into(), msg: format!("model '{name}': answer_floor and end_nudge need a local model; a server decodes by itself") });
             }
             for h in m.sha256.iter().chain(m.companions.iter().filter_map(|c| c.sha256.as_ref())) {

@@ -54,7 +54,7 @@ pub fn convert(job: &JobSpec, kind: TrainerKind, hf_model: &str, reward_url: &st
     if let Some(n) = job.rollout.max_think_tokens {
         caveats.push_str(&format!("\nThink budget: plans run unbounded there; this job's forced close after {n} plan tokens exists only in longwriter's own trainer."));
     }
-    if [job.rollout.answer_floor, job.rollout.end_nudge].iter().any(|s| s.is_some_and(|s| s > 0.0)) {
+    if job.rollout.length_control().is_on() {
         caveats.push_str("\nLength control: rollouts end where the policy ends them there; this job's answer floor and end nudge (rollout.answer_floor, rollout.end_nudge) exist only in longwriter's own trainer.");
     }
     if job.rollout.plan_header.is_some() {

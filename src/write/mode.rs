@@ -227,12 +227,17 @@ impl LengthControl {
     /// on (a server decodes by itself).
     pub fn check(&self, entry: &crate::models::ModelEntry) -> Result<(), String> {
         self.check_shares("--", "-")?;
-        if self.floor.is_some_and(|s| s > 0.0) || self.nudge.is_some_and(|s| s > 0.0) {
+        if self.is_on() {
             if entry.format == crate::models::Format::Remote {
                 return Err(format!("--answer-floor and --end-nudge need a local model: {} is a server, which decodes by itself and ends where it likes", entry.name));
             }
         }
         Ok(())
+    }
+
+    /// Whether either share is set and not 0.
+    pub fn is_on(&self) -> bool {
+        crate::models::length_control_on(self.floor, self.nudge)
     }
 
     /// The range check of the two shares, for flags (`prefix` "--", `sep` "-":
