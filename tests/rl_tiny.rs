@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder};
-use common::tiny::{config, tensors, weights};
+use common::tiny::{config, tensors, tiny_job, weights};
 use longwriter::nn::dense::DenseModel;
 use longwriter::rl::{attach, grpo_loss, load_adapters, save_adapters, sequence_logprobs, GrpoConfig, LoraConfig, Rollout};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -582,19 +582,4 @@ fn a_supervised_stage_fits_its_demonstrations_then_grpo_goes_on() {
     std::fs::write(dir.path().join("demos.jsonl"), "{\"prompt\": \"wh\"}\n").unwrap();
     let e = Trainer::new(job.clone(), &base, &dir.path().join("bad"), false, &Device::Cpu).err().unwrap().to_string();
     assert!(e.contains("demos.jsonl:1") && e.contains("completion"), "{e}");
-}
-
-/// A tiny llama model, two prompts and the job `toml` (its prompts file is
-/// `prompts.jsonl`) in a temp dir: the dir, the model file and the loaded job.
-fn tiny_job(toml: &str) -> (tempfile::TempDir, std::path::PathBuf, longwriter::rl::job::JobSpec) {
-    use candle_core::quantized::GgmlDType;
-    let dir = tempfile::tempdir().unwrap();
-    let base = dir.path().join("tiny.gguf");
-    common::tiny::write_gguf("llama", GgmlDType::Q8_0, 256, &base);
-    common::tiny::write_tokenizer(dir.path());
-    let lines: Vec<String> = ["wh wi wj", "wk wl wm wn"].iter().map(|p| serde_json::json!({ "prompt": p, "range": [0, 2] }).to_string()).collect();
-    std::fs::write(dir.path().join("prompts.jsonl"), lines.join("\n")).unwrap();
-    std::fs::write(dir.path().join("job.toml"), toml).unwrap();
-    let job = longwriter::rl::job::JobSpec::load(&dir.path().join("job.toml")).unwrap();
-    (dir, base, job)
 }

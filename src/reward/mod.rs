@@ -7,6 +7,7 @@
 mod advantage;
 pub mod assessor;
 mod length;
+pub mod novelty;
 pub mod quality;
 pub mod relevance;
 mod repetition;

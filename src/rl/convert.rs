@@ -63,7 +63,7 @@ pub fn convert(job: &JobSpec, kind: TrainerKind, hf_model: &str, reward_url: &st
     if job.rewards.format == "graded" {
         caveats.push_str("\nFormat: reward-serve scores it strictly (0 or 1); this job's graded shaping exists only in longwriter's own trainer.");
     }
-    let mut own: Vec<&str> = ["relevance", "diversity"].into_iter().filter(|r| job.rewards.uses(r)).collect();
+    let mut own: Vec<&str> = ["relevance", "diversity", "novelty"].into_iter().filter(|r| job.rewards.uses(r)).collect();
     if !job.rewards.weights.is_empty() {
         own.push("per-reward weights");
     }

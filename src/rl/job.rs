@@ -106,7 +106,8 @@ pub struct RewardSpec {
     /// Which rewards form the advantage: any of "length", "format", "relevance" (MiniLM
     /// cosine between request and answer), "diversity" (the answer's moving-average
     /// type-token ratio) and "fluency" (the frozen base model's per-token likelihood of the
-    /// answer's opening after the request).
+    /// answer's opening after the request) and "novelty" (one minus the answer's mean
+    /// MiniLM cosine to recent answers to other requests, `reward::novelty`).
     pub use_rewards: Vec<String>,
     /// Weights of the rewards in the advantage, by name (missing: 1).
     pub weights: std::collections::BTreeMap<String, f64>,
@@ -124,6 +125,9 @@ pub struct RewardSpec {
     /// Rounding unit of target bounds when targets come from the rules (paper: 100).
     pub target_unit: usize,
     pub max_repeated_share: f64,
+    /// How many recent requests the novelty reward compares an answer with (their
+    /// groups' mean answer embeddings, kept in the run's checkpoints).
+    pub novelty_memory: usize,
     /// "strict" (the paper: 1 or 0) or "graded" (partial credit for each part of the
     /// structure, for small models that never produce it by chance).
     pub format: String,
@@ -168,6 +172,7 @@ impl Default for RewardSpec {
             l_max: crate::reward::DEFAULT_L_MAX,
             target_unit: crate::reward::PAPER_UNIT,
             max_repeated_share: 0.3,
+            novelty_memory: 64,
             format: "strict".into(),
             truncated: Truncated::Scored,
         }
@@ -361,9 +366,13 @@ impl JobSpec {
         if !(self.grpo.epsilon > 0.0) || self.grpo.beta < 0.0 || self.grpo.iterations == 0 {
             return bad("grpo.epsilon must be > 0, grpo.beta ≥ 0 and grpo.iterations ≥ 1");
         }
-        const KNOWN: [&str; 5] = ["length", "format", "relevance", "diversity", "fluency"];
+        const KNOWN: [&str; 6] = ["length", "format", "relevance", "diversity", "fluency", "novelty"];
         if self.rewards.use_rewards.is_empty() || self.rewards.use_rewards.iter().any(|r| !KNOWN.contains(&r.as_str())) {
-            return bad("rewards.use_rewards must list some of \"length\", \"format\", \"relevance\", \"diversity\" and \"fluency\"");
+            let names: Vec<String> = KNOWN.iter().map(|n| format!("\"{n}\"")).collect();
+            return Err(RlError::Config(format!("rewards.use_rewards must list some of {}", names.join(", "))));
+        }
+        if self.rewards.novelty_memory == 0 {
+            return bad("rewards.novelty_memory must be at least 1");
         }
         for (name, w) in &self.rewards.weights {
             if !self.rewards.use_rewards.contains(name) {

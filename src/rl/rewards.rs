@@ -3,7 +3,8 @@
 //! (MiniLM cosine between request and answer), diversity (the answer's moving-average
 //! type-token ratio) and fluency (how likely the frozen base model finds the answer after
 //! the request; the two together are the quality proxy of `reward::quality::proxy`, not a
-//! judgement of writing). Each used reward is z-scored inside its group, and the z-scores
+//! judgement of writing), and novelty (how far the answer lies from recent answers to other
+//! requests, `reward::novelty`, against the answers all looking alike). Each used reward is z-scored inside its group, and the z-scores
 //! are averaged with the job's weights (or, with `rewards.combine = "weighted-sum"`, their
 //! weighted sum is z-scored). A rollout cut by its token budget is scored like any other,
 //! or (`rewards.truncated`) scores 0 on every reward, or keeps its scores but gets no
@@ -14,6 +15,7 @@ use super::job::{JobSpec, Truncated};
 use super::RlError;
 use crate::engine::{Stats, TemplateMode};
 use crate::nn::Embedder;
+use crate::reward::novelty::AnswerMemory;
 use crate::reward::{FullScore, RewardConfig, Scorer};
 use crate::text::parse_all;
 
@@ -25,6 +27,8 @@ pub struct GroupScores {
     pub relevance: Option<Vec<f64>>,
     pub diversity: Option<Vec<f64>>,
     pub fluency: Option<Vec<f64>>,
+    /// None also while the memory holds no other request (the group's first steps).
+    pub novelty: Option<Vec<f64>>,
     /// Whether every rollout had a length target (the length reward applies).
     pub has_length: bool,
     /// The weighted mean of the used rewards, per rollout (the logged "reward").
@@ -42,10 +46,10 @@ pub struct StepRewards {
 
 impl StepRewards {
     /// The rewards of `job` for prompts in `mode`; loads (and fetches) the embedder when
-    /// relevance is used, and the base model `base` (on the CPU) when fluency is.
+    /// relevance or novelty is used, and the base model `base` (on the CPU) when fluency is.
     pub fn new(job: &JobSpec, mode: TemplateMode, base: &std::path::Path) -> Result<Self, RlError> {
         let scorer = Scorer { cfg: RewardConfig { l_max: job.rewards.l_max, max_repeated_share: job.rewards.max_repeated_share, require_think: mode.expects_think(), ..RewardConfig::default() }, ..Default::default() };
-        let embedder = match job.rewards.uses("relevance") {
+        let embedder = match job.rewards.uses("relevance") || job.rewards.uses("novelty") {
             true => Some(Embedder::from_registry(&job.rewards.embedder, &candle_core::Device::Cpu, &crate::models::Silent).map_err(|e| RlError::Config(format!("rewards.embedder '{}': {e}", job.rewards.embedder)))?),
             false => None,
         };
@@ -57,10 +61,11 @@ impl StepRewards {
     }
 
     /// Scores one prompt's rollouts (`text` is each whole output, `stats` how it ended).
-    /// A plan that budget forcing closed (`stats.forced`) has its answer scored like any
+    /// With the novelty reward, the group is scored against `memory` and then remembered
+    /// in it. A plan that budget forcing closed (`stats.forced`) has its answer scored like any
     /// other, but it did not close its own `<think>`: strict format 0, and the graded
     /// format withholds that quarter.
-    pub fn score_group(&self, tp: &TrainPrompt, outs: &[(Stats, String)]) -> Result<GroupScores, RlError> {
+    pub fn score_group(&self, tp: &TrainPrompt, outs: &[(Stats, String)], memory: &mut AnswerMemory) -> Result<GroupScores, RlError> {
         let mut scores: Vec<FullScore> = outs.iter().map(|(st, text)| self.scorer.score(&tp.prompt, text, tp.target, st.stop.natural())).collect();
         // Each output parsed once: its answer text and format report.
         let mut parsed: Vec<_> = outs.iter().map(|(st, text)| parse_all(text, st.stop.natural())).collect();
@@ -76,13 +81,26 @@ impl StepRewards {
         let graded = self.spec.format == "graded";
         let format: Vec<f64> = scores.iter().zip(&parsed).map(|(s, p)| if graded { crate::reward::format_graded(&p.2, s.rewards.format) } else { s.rewards.format }).collect();
         let answers: Vec<&str> = parsed.iter().map(|p| p.1.as_str()).collect();
-        let relevance = match &self.embedder {
-            Some(e) => {
+        // Each answer embedded once, for relevance and novelty (None: an empty answer).
+        let embedded = match &self.embedder {
+            Some(e) => Some(answers.iter().map(|a| crate::reward::relevance::answer_embedding(e, a)).collect::<Result<Vec<_>, _>>()?),
+            None => None,
+        };
+        let relevance = match (&self.embedder, &embedded) {
+            (Some(e), Some(embedded)) if self.spec.uses("relevance") => {
                 // The request is embedded once for its group; an empty answer scores 0.
                 let request = e.embed(&tp.prompt)?;
-                Some(answers.iter().map(|a| Ok(crate::reward::relevance::answer_embedding(e, a)?.map_or(0.0, |v| crate::reward::relevance::relevance_between(&request, &v)))).collect::<Result<Vec<f64>, RlError>>()?)
+                Some(embedded.iter().map(|v| v.as_ref().map_or(0.0, |v| crate::reward::relevance::relevance_between(&request, v))).collect())
             }
-            None => None,
+            _ => None,
+        };
+        let novelty = match &embedded {
+            Some(embedded) if self.spec.uses("novelty") => {
+                let scored = embedded.iter().map(|v| memory.novelty(&tp.prompt, v.as_deref())).collect::<Option<Vec<f64>>>();
+                memory.remember(&tp.prompt, embedded);
+                scored
+            }
+            _ => None,
         };
         let diversity = self.spec.uses("diversity").then(|| answers.iter().map(|a| crate::reward::quality::mattr(a, crate::reward::quality::MATTR_WINDOW)).collect::<Vec<f64>>());
         let fluency = match &self.reference {
@@ -112,6 +130,7 @@ impl StepRewards {
         add("relevance", relevance.as_ref());
         add("diversity", diversity.as_ref());
         add("fluency", fluency.as_ref());
+        add("novelty", novelty.as_ref());
         // Rollouts that never stopped: zeroed before the combination, or masked after it.
         let cut: Vec<bool> = outs.iter().map(|(st, _)| st.stop.truncated()).collect();
         if self.spec.truncated == Truncated::Zero {
@@ -125,7 +144,7 @@ impl StepRewards {
         }
         let total_w: f64 = weights.iter().sum::<f64>().max(1e-12);
         let totals = (0..outs.len()).map(|i| per_reward.iter().zip(&weights).map(|(r, w)| w * r[i]).sum::<f64>() / total_w).collect();
-        Ok(GroupScores { scores, format, relevance, diversity, fluency, has_length: length.is_some(), totals, advantages })
+        Ok(GroupScores { scores, format, relevance, diversity, fluency, novelty, has_length: length.is_some(), totals, advantages })
     }
 }
 
@@ -150,7 +169,7 @@ mod tests {
             job.rewards.combine = crate::reward::Combine::WeightedSum;
             job.rewards.truncated = truncated;
             let r = StepRewards::new(&job, TemplateMode::Longwriter, std::path::Path::new("unused.gguf")).unwrap();
-            r.score_group(&tp, &outs).unwrap()
+            r.score_group(&tp, &outs, &mut AnswerMemory::new(1)).unwrap()
         };
         let g = scored(Truncated::Scored);
         let (len, fmt) = (g.scores.iter().map(|s| s.rewards.length.unwrap()).collect::<Vec<_>>(), g.format.clone());

@@ -10,6 +10,7 @@ use crate::convert::merge::write_merged_gguf;
 use super::optim::{clip_grad_norm, AdamW};
 use super::{attach, grpo_loss, load_adapters, save_adapters, Adapters, Rollout, RlError};
 use crate::nn::dense::DenseModel;
+use crate::reward::novelty::AnswerMemory;
 use crate::engine::{CancelToken, Engine, GenerateRequest, LoadOptions, SamplerConfig};
 use crate::text::parse_all;
 use candle_core::Device;
@@ -18,6 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// The novelty reward's memory in a checkpoint (JSON).
+const ANSWERS_FILE: &str = "answers.json";
 
 mod logprobs;
 mod supervised;
@@ -114,6 +118,8 @@ pub struct Trainer {
     rollout: Option<Engine>,
     /// The rewards, with their embedder, loaded at the first step.
     rewards: Option<super::rewards::StepRewards>,
+    /// Recent requests' answers, for the novelty reward (saved with each checkpoint).
+    answers: AnswerMemory,
     /// The KL reference's adapter values when it is not the base model, and the step
     /// they are from (see [`JobSpec::reference_step`]).
     reference: Option<(usize, Vec<candle_core::Tensor>)>,
@@ -194,7 +200,8 @@ impl Trainer {
             let order = shuffled(demos.len(), job.run.seed, 0x5346_5444);
             demonstrations.push((path, demos, order));
         }
-        let mut t = Self { job, dir: dir.to_path_buf(), base: base.to_path_buf(), device: device.clone(), dense, adapters, opt, prompts, order, demonstrations, step: 0, rollout: None, rewards: None, reference: None };
+        let answers = AnswerMemory::new(job.rewards.novelty_memory);
+        let mut t = Self { job, dir: dir.to_path_buf(), base: base.to_path_buf(), device: device.clone(), dense, adapters, opt, prompts, order, demonstrations, step: 0, rollout: None, rewards: None, answers, reference: None };
         if how == Open::Resume {
             t.resume()?;
         } else if how == Open::Fresh {
@@ -241,6 +248,14 @@ impl Trainer {
         let ck = super::saves::path(&self.dir, k);
         load_adapters(&self.adapters, &ck.join("adapter.safetensors"))?;
         self.opt.load(&ck.join("optimizer.safetensors"))?;
+        // A checkpoint from before the novelty reward (or of a job without it) has no
+        // memory: the reward then starts from an empty one.
+        let memory = ck.join(ANSWERS_FILE);
+        if memory.exists() {
+            let text = std::fs::read_to_string(&memory).map_err(|e| io(&memory, &e))?;
+            let m: AnswerMemory = serde_json::from_str(&text).map_err(|e| RlError::Config(format!("{}: {e}", memory.display())))?;
+            self.answers = m.resized(self.job.rewards.novelty_memory);
+        }
         self.step = k;
         // Lines past the checkpoint were written by steps that will run again.
         for f in ["metrics.jsonl", "samples.jsonl"] {
@@ -260,6 +275,10 @@ impl Trainer {
         super::saves::write(&self.dir, self.step, |tmp| {
             save_adapters(&self.adapters, &tmp.join("adapter.safetensors"))?;
             self.opt.save(&tmp.join("optimizer.safetensors"))?;
+            if !self.answers.is_empty() {
+                let memory = serde_json::to_string(&self.answers).unwrap_or_default();
+                crate::fsutil::atomic_write(tmp.join(ANSWERS_FILE), memory.as_bytes()).map_err(|e| io(tmp, &e))?;
+            }
             let state = json!({ "step": self.step, "seed": self.job.run.seed, "lora": self.job.lora });
             crate::fsutil::atomic_write(tmp.join("state.json"), state.to_string().as_bytes()).map_err(|e| io(tmp, &e))
         })?;
@@ -363,13 +382,14 @@ impl Trainer {
             self.rewards = Some(super::rewards::StepRewards::new(&job, mode, &self.base)?);
         }
         let step_rewards = self.rewards.as_ref().expect("set above");
+        let memory = &mut self.answers;
         let mut rollouts = Vec::new();
         let mut samples = Vec::new();
         let (mut all_len, mut all_fmt, mut all_total, mut lengths) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut all_strict, mut all_rel, mut all_div, mut all_flu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut all_strict, mut all_rel, mut all_div, mut all_flu, mut all_nov) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut zero_std_groups, mut clipped, mut plans_forced, mut on_target) = (0usize, 0usize, 0usize, 0usize);
         for (tp, prompt_ids, outs) in &groups {
-            let g = step_rewards.score_group(tp, outs)?;
+            let g = step_rewards.score_group(tp, outs, memory)?;
             let (scores, fmt, adv, totals) = (&g.scores, &g.format, &g.advantages, &g.totals);
             if mean_std(totals).1 < 1e-12 {
                 zero_std_groups += 1;
@@ -377,6 +397,7 @@ impl Trainer {
             all_rel.extend(g.relevance.iter().flatten());
             all_div.extend(g.diversity.iter().flatten());
             all_flu.extend(g.fluency.iter().flatten());
+            all_nov.extend(g.novelty.iter().flatten());
             for (i, ((st, text), s)) in outs.iter().zip(scores).enumerate() {
                 all_fmt.push(fmt[i]);
                 all_strict.push(s.rewards.format);
@@ -395,7 +416,7 @@ impl Trainer {
                         "step": k, "prompt": tp.prompt, "think": think, "answer": answer,
                         "target": s.rewards.target, "words": s.rewards.words, "length": s.rewards.length,
                         "format": fmt[i], "format_strict": s.rewards.format, "format_reasons": s.rewards.format_reasons,
-                        "relevance": g.relevance.as_ref().map(|v| v[i]), "diversity": g.diversity.as_ref().map(|v| v[i]), "fluency": g.fluency.as_ref().map(|v| v[i]),
+                        "relevance": g.relevance.as_ref().map(|v| v[i]), "diversity": g.diversity.as_ref().map(|v| v[i]), "fluency": g.fluency.as_ref().map(|v| v[i]), "novelty": g.novelty.as_ref().map(|v| v[i]),
                         "advantage": adv[i], "tokens": st.completion_ids.len(), "stop": st.stop.describe(), "plan_forced": st.plan_forced(),
                     }));
                 }
@@ -465,7 +486,7 @@ impl Trainer {
             m["rewards/length/mean"] = json!(l_mean);
             m["rewards/length/std"] = json!(l_std);
         }
-        for (name, v) in [("relevance", &all_rel), ("diversity", &all_div), ("fluency", &all_flu)] {
+        for (name, v) in [("relevance", &all_rel), ("diversity", &all_div), ("fluency", &all_flu), ("novelty", &all_nov)] {
             if !v.is_empty() {
                 let (mean, std) = mean_std(v);
                 m[format!("rewards/{name}/mean")] = json!(mean);

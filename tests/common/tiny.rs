@@ -190,3 +190,18 @@ pub fn write_tokenizer(dir: &Path) {
     });
     std::fs::write(dir.join("tokenizer.json"), tok.to_string()).unwrap();
 }
+
+/// A tiny llama model, two prompts and the job `toml` (its prompts file is
+/// `prompts.jsonl`) in a temp dir: the dir, the model file and the loaded job.
+pub fn tiny_job(toml: &str) -> (tempfile::TempDir, std::path::PathBuf, longwriter::rl::job::JobSpec) {
+    use candle_core::quantized::GgmlDType;
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("tiny.gguf");
+    write_gguf("llama", GgmlDType::Q8_0, 256, &base);
+    write_tokenizer(dir.path());
+    let lines: Vec<String> = ["wh wi wj", "wk wl wm wn"].iter().map(|p| serde_json::json!({ "prompt": p, "range": [0, 2] }).to_string()).collect();
+    std::fs::write(dir.path().join("prompts.jsonl"), lines.join("\n")).unwrap();
+    std::fs::write(dir.path().join("job.toml"), toml).unwrap();
+    let job = longwriter::rl::job::JobSpec::load(&dir.path().join("job.toml")).unwrap();
+    (dir, base, job)
+}
