@@ -8,7 +8,7 @@ use super::data::{load_prompts, TrainPrompt};
 use super::job::JobSpec;
 use crate::convert::merge::write_merged_gguf;
 use super::optim::{clip_grad_norm, AdamW};
-use super::{attach, grpo_loss, load_adapters, save_adapters, Adapters, Rollout, RlError};
+use super::{attach, grpo_loss, Adapters, Rollout, RlError};
 use crate::nn::dense::DenseModel;
 use crate::reward::novelty::AnswerMemory;
 use crate::engine::{CancelToken, Engine, GenerateRequest, LoadOptions, SamplerConfig};
@@ -20,10 +20,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The novelty reward's memory in a checkpoint (JSON).
-const ANSWERS_FILE: &str = "answers.json";
 
 mod logprobs;
+mod state;
 mod supervised;
 
 /// What a training job is asked to do; it looks between steps.
@@ -217,86 +216,6 @@ impl Trainer {
         self.adapters.param_count()
     }
 
-    /// Steps with a complete checkpoint, ascending.
-    pub fn checkpoints(dir: &Path) -> Vec<usize> {
-        super::saves::steps(dir)
-    }
-
-    /// Loads the adapters of checkpoint `step` (for export), leaving the run's files alone.
-    pub fn load_checkpoint(&mut self, step: usize) -> Result<(), RlError> {
-        let ck = super::saves::path(&self.dir, step);
-        if !ck.join("state.json").exists() {
-            return Err(RlError::Config(format!("run {} has no checkpoint at step {step} (have: {:?})", self.dir.display(), Self::checkpoints(&self.dir))));
-        }
-        load_adapters(&self.adapters, &ck.join("adapter.safetensors"))?;
-        self.step = step;
-        Ok(())
-    }
-
-    fn resume(&mut self) -> Result<(), RlError> {
-        // A kill during a checkpoint or a metrics rewrite leaves temps; the last whole
-        // checkpoint is what counts.
-        crate::fsutil::sweep_stale(&self.dir);
-        super::saves::recover(&self.dir)?;
-        let Some(&k) = Self::checkpoints(&self.dir).last() else {
-            // Killed before the first checkpoint: start over.
-            for f in ["metrics.jsonl", "samples.jsonl"] {
-                crate::fsutil::atomic_write(self.dir.join(f), b"").map_err(|e| io(&self.dir, &e))?;
-            }
-            return Ok(());
-        };
-        let ck = super::saves::path(&self.dir, k);
-        load_adapters(&self.adapters, &ck.join("adapter.safetensors"))?;
-        self.opt.load(&ck.join("optimizer.safetensors"))?;
-        // A checkpoint from before the novelty reward (or of a job without it) has no
-        // memory: the reward then starts from an empty one.
-        let memory = ck.join(ANSWERS_FILE);
-        if memory.exists() {
-            let text = std::fs::read_to_string(&memory).map_err(|e| io(&memory, &e))?;
-            let m: AnswerMemory = serde_json::from_str(&text).map_err(|e| RlError::Config(format!("{}: {e}", memory.display())))?;
-            self.answers = m.resized(self.job.rewards.novelty_memory);
-        }
-        self.step = k;
-        // Lines past the checkpoint were written by steps that will run again.
-        for f in ["metrics.jsonl", "samples.jsonl"] {
-            let p = self.dir.join(f);
-            let text = std::fs::read_to_string(&p).unwrap_or_default();
-            let keep: String = text
-                .lines()
-                .filter(|l| serde_json::from_str::<Value>(l).ok().and_then(|v| v["step"].as_u64()).is_some_and(|s| s as usize <= k))
-                .map(|l| format!("{l}\n"))
-                .collect();
-            crate::fsutil::atomic_write(&p, keep.as_bytes()).map_err(|e| io(&p, &e))?;
-        }
-        Ok(())
-    }
-
-    fn checkpoint(&self) -> Result<(), RlError> {
-        super::saves::write(&self.dir, self.step, |tmp| {
-            save_adapters(&self.adapters, &tmp.join("adapter.safetensors"))?;
-            self.opt.save(&tmp.join("optimizer.safetensors"))?;
-            if !self.answers.is_empty() {
-                let memory = serde_json::to_string(&self.answers).unwrap_or_default();
-                crate::fsutil::atomic_write(tmp.join(ANSWERS_FILE), memory.as_bytes()).map_err(|e| io(tmp, &e))?;
-            }
-            let state = json!({ "step": self.step, "seed": self.job.run.seed, "lora": self.job.lora });
-            crate::fsutil::atomic_write(tmp.join("state.json"), state.to_string().as_bytes()).map_err(|e| io(tmp, &e))
-        })?;
-        super::saves::prune(&self.dir, self.job.run.keep_checkpoints)?;
-        Ok(())
-    }
-
-    fn append(&self, file: &str, lines: &[Value]) -> Result<(), RlError> {
-        let p = self.dir.join(file);
-        let mut buf = String::new();
-        for l in lines {
-            buf.push_str(&l.to_string());
-            buf.push('\n');
-        }
-        crate::fsutil::append_durable(&p, buf.as_bytes()).map_err(|e| io(&p, &e))
-    }
-
-    /// Runs steps until `run.steps`, or until `control` says stop; `report` sees each step.
     /// Runs steps until the job is done or cancelled. `control` (and the run's control file,
     /// see [`super::control`]) is read between steps: a pause waits there, a cancel writes
     /// a checkpoint of the steps done so that `--resume` loses nothing.
