@@ -53,6 +53,9 @@ pub struct StageSpec {
     /// job's template instead of sampling and rewarding rollouts: a cold start, as
     /// DeepSeek-R1's before its RL, for a model that never writes the format by itself.
     pub demonstrations: Option<PathBuf>,
+    /// The stage's reward weights over `rewards.weights` (a name here replaces the job's
+    /// weight for it): a later GRPO stage can turn to a reward an earlier one left out.
+    pub weights: Option<std::collections::BTreeMap<String, f64>>,
 }
 
 /// The languages a stage can pick prompts by (see [`StageSpec::languages`]).
@@ -159,6 +162,23 @@ impl RewardSpec {
 
     pub fn uses(&self, name: &str) -> bool {
         self.use_rewards.iter().any(|r| r == name)
+    }
+
+    /// The weights name only used rewards, are finite and ≥ 0, and leave one above 0
+    /// (`what` names them in the error: the job's, or a stage's over them).
+    fn check_weights(&self, what: &str) -> Result<(), RlError> {
+        for (name, w) in &self.weights {
+            if !self.use_rewards.contains(name) {
+                return Err(RlError::Config(format!("{what} names \"{name}\", which rewards.use_rewards does not list")));
+            }
+            if !(w.is_finite() && *w >= 0.0) {
+                return Err(RlError::Config(format!("{what}.{name} must be a finite number ≥ 0")));
+            }
+        }
+        if self.use_rewards.iter().all(|r| self.weight(r) == 0.0) {
+            return Err(RlError::Config(format!("{what}: at least one reward needs a weight above 0")));
+        }
+        Ok(())
     }
 }
 
@@ -284,6 +304,7 @@ impl JobSpec {
                 job.optim.micro_batch = st.micro_batch.unwrap_or(job.optim.micro_batch);
                 job.rollout.prompts_per_step = st.prompts_per_step.unwrap_or(job.rollout.prompts_per_step);
                 job.optim.lr = st.lr.unwrap_or(job.optim.lr);
+                job.rewards.weights.extend(st.weights.iter().flatten().map(|(n, w)| (n.clone(), *w)));
                 let at = StageAt { name: st.name.clone(), step_in_stage: k.saturating_sub(first + 1), max_target: st.max_target, languages: st.languages.clone(), demonstrations: st.demonstrations.clone() };
                 return (job, Some(at));
             }
@@ -374,17 +395,7 @@ impl JobSpec {
         if self.rewards.novelty_memory == 0 {
             return bad("rewards.novelty_memory must be at least 1");
         }
-        for (name, w) in &self.rewards.weights {
-            if !self.rewards.use_rewards.contains(name) {
-                return Err(RlError::Config(format!("rewards.weights names \"{name}\", which rewards.use_rewards does not list")));
-            }
-            if !(w.is_finite() && *w >= 0.0) {
-                return Err(RlError::Config(format!("rewards.weights.{name} must be a finite number ≥ 0")));
-            }
-        }
-        if self.rewards.use_rewards.iter().all(|r| self.rewards.weight(r) == 0.0) {
-            return bad("rewards.weights: at least one reward needs a weight above 0");
-        }
+        self.rewards.check_weights("rewards.weights")?;
         if self.rewards.format != "strict" && self.rewards.format != "graded" {
             return bad("rewards.format must be \"strict\" or \"graded\"");
         }
@@ -414,6 +425,10 @@ impl JobSpec {
                 }
                 if st.lr.is_some_and(|lr| !(lr > 0.0)) {
                     return Err(RlError::Config(format!("stage '{}': lr must be positive", st.name)));
+                }
+                if st.weights.is_some() {
+                    let first = self.stages[..i].iter().map(|s| s.steps).sum::<usize>() + 1;
+                    self.at_step(first).0.rewards.check_weights(&format!("stage '{}': weights", st.name))?;
                 }
             }
         }
@@ -544,5 +559,21 @@ mod tests {
         assert!(bad.validate().unwrap_err().to_string().contains("languages is empty"));
         let j: JobSpec = toml::from_str(&text.replace("max_target = 400", "max_target = 400\nlanguages = [\"en\"]")).unwrap();
         assert_eq!(j.at_step(1).1.unwrap().languages, Some(vec!["en".to_string()]));
+    }
+
+    /// A stage's weights replace the job's for the names it gives, in its steps only, and
+    /// are checked as the job's are.
+    #[test]
+    fn a_stage_can_reweigh_the_rewards() {
+        let text = "[rewards]\nuse_rewards = [\"length\", \"format\", \"novelty\"]\nweights = { length = 2.0, novelty = 0.0 }\n[run]\nsteps = 3\n\
+                    [[stages]]\nname = \"a\"\nsteps = 1\n[[stages]]\nname = \"b\"\nsteps = 2\nweights = { novelty = 1.5 }\n";
+        let j: JobSpec = toml::from_str(text).unwrap();
+        j.validate().unwrap();
+        let w = |k| ["length", "format", "novelty"].map(|n| j.at_step(k).0.rewards.weight(n));
+        assert_eq!((w(1), w(2), w(3)), ([2.0, 1.0, 0.0], [2.0, 1.0, 1.5], [2.0, 1.0, 1.5]));
+        for (bad, needle) in [("fluency = 1.0", "stage 'b': weights names \"fluency\""), ("novelty = -1.0", "stage 'b': weights.novelty must be"), ("length = 0.0, format = 0.0", "stage 'b': weights: at least one reward")] {
+            let b: JobSpec = toml::from_str(&text.replace("novelty = 1.5", bad)).unwrap();
+            assert!(b.validate().unwrap_err().to_string().contains(needle), "{needle}");
+        }
     }
 }

@@ -60,6 +60,11 @@ impl StepRewards {
         Ok(Self { scorer, embedder, reference, spec: job.rewards.clone() })
     }
 
+    /// The weights of step `job` (a stage can set its own, `StageSpec::weights`).
+    pub fn set_weights(&mut self, job: &JobSpec) {
+        self.spec.weights = job.rewards.weights.clone();
+    }
+
     /// Scores one prompt's rollouts (`text` is each whole output, `stats` how it ended).
     /// With the novelty reward, the group is scored against `memory` and then remembered
     /// in it. A plan that budget forcing closed (`stats.forced`) has its answer scored like any

@@ -300,7 +300,9 @@ impl Trainer {
         if self.rewards.is_none() {
             self.rewards = Some(super::rewards::StepRewards::new(&job, mode, &self.base)?);
         }
-        let step_rewards = self.rewards.as_ref().expect("set above");
+        let step_rewards = self.rewards.as_mut().expect("set above");
+        step_rewards.set_weights(&job);
+        let step_rewards = &*step_rewards;
         let memory = &mut self.answers;
         let mut rollouts = Vec::new();
         let mut samples = Vec::new();
