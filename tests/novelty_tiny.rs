@@ -94,3 +94,23 @@ fn a_novelty_memory_of_zero_is_refused() {
     let e = job.validate().unwrap_err().to_string();
     assert!(e.contains("\"novelty\"") && e.contains("use_rewards"), "{e}");
 }
+
+/// A stage's weights reach the advantages: in stage "b" the length reward weighs 0, so
+/// (weighted sum) each rollout's advantage is its novelty's z-score in the group alone.
+/// (A stage picks its prompts from the start of the list: step 3 asks step 1's request,
+/// and step 2's is the other one remembered.)
+#[test]
+fn a_stage_that_weighs_only_novelty_ranks_rollouts_by_it() {
+    let job = JOB.replace("weights = { novelty = 2.0 }", "combine = \"weighted-sum\"").replace("steps = 4\n", "steps = 3\n")
+        + "[[stages]]\nname = \"a\"\nsteps = 2\n[[stages]]\nname = \"b\"\nsteps = 1\nweights = { length = 0.0 }\n";
+    let (dir, base, job) = tiny_job(&job);
+    let run = dir.path().join("run");
+    let mut t = Trainer::new(job, &base, &run, false, &Device::Cpu).unwrap();
+    (0..3).for_each(|_| drop(t.run_step().unwrap()));
+    let s3: Vec<Value> = samples(&run).into_iter().filter(|x| x["step"] == 3).collect();
+    let novelty: Vec<f64> = s3.iter().map(|x| x["novelty"].as_f64().unwrap()).collect();
+    let advantages: Vec<f64> = s3.iter().map(|x| x["advantage"].as_f64().unwrap()).collect();
+    assert_eq!(advantages, longwriter::reward::weighted_sum(&[novelty.clone()], &[1.0]), "novelty {novelty:?}");
+    let lengths: Vec<f64> = s3.iter().map(|x| x["length"].as_f64().unwrap()).collect();
+    assert_ne!(advantages, longwriter::reward::weighted_sum(&[lengths.clone(), novelty.clone()], &[1.0, 1.0]), "the length reward {lengths:?} would have changed them");
+}
