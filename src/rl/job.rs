@@ -256,12 +256,11 @@ const SHIPPED_JOBS: [(&str, &str); 3] = [
     ("long-length", include_str!("../../examples/jobs/long-length.toml")),
     ("writer", include_str!("../../examples/jobs/writer.toml")),
 ];
-const SHIPPED_FILES: [(&str, &str); 5] = [
+const SHIPPED_FILES: [(&str, &str); 4] = [
     ("data/prompts/writing-short.jsonl", include_str!("../../data/prompts/writing-short.jsonl")),
     ("data/prompts/writing-long.jsonl", include_str!("../../data/prompts/writing-long.jsonl")),
     ("data/prompts/writer.jsonl", include_str!("../../data/prompts/writer.jsonl")),
-    ("data/sft/writer-cold-start.jsonl", include_str!("../../data/sft/writer-cold-start.jsonl")),
-    ("data/sft/writer-cold-start-long.jsonl", include_str!("../../data/sft/writer-cold-start-long.jsonl")),
+    ("data/sft/writer-cold-start-parts.jsonl", include_str!("../../data/sft/writer-cold-start-parts.jsonl")),
 ];
 
 /// The job file `spec` names: a file that exists, or else a shipped job, by its name
