@@ -111,3 +111,28 @@ fn an_adapter_entry_is_listed_merged_and_writes() {
     let o = env.run(&["models", "list"]);
     common::cli::assert_clean_failure(&o, "an adapter's base must be a GGUF model");
 }
+
+/// The trained writer shipped in the registry (`smollm2-135m-writer`: the default model
+/// plus `adapters/smollm2-135m-writer`, the writer job's LoRA at step 132) is listed as
+/// trained by that job, is merged at load, and writes as it was trained to: a plan whose
+/// header the program writes (`longwriter-parts`), then the plan's own lines, then an
+/// answer that ends by itself past the length control's floor (80% of 300 words) and
+/// well short of twice the request (on the development machine, seeds 1-4 gave
+/// 355-498 words).
+#[test]
+fn the_shipped_writer_plans_then_answers_near_the_asked_length() {
+    let env = Env::new();
+    let list = env.json(&["models", "list", "--json"]);
+    let row = list.as_array().unwrap().iter().find(|r| r["name"] == "smollm2-135m-writer").unwrap().clone();
+    assert_eq!((row["source"].as_str(), &row["trained"]), (Some("adapter"), &serde_json::json!({ "job": "writer", "step": 132 })), "{row}");
+    for seed in ["1", "2"] {
+        let w = common::cli::write_json(&["--model", "smollm2-135m-writer", "--seed", seed, "Write a 300-word story about a night-shift baker."]);
+        assert_eq!((w["template"].as_str(), w["format_ok"].as_bool()), (Some("longwriter-parts"), Some(true)), "{w}");
+        let think = w["think"].as_str().unwrap();
+        assert!(think.trim_start().starts_with("Plan: about 300 words in all, in 3 parts of about 100 words.\n1. "), "{think}");
+        assert!(think.contains("\n2. "), "the model writes the plan's lines: {think}");
+        let words = w["words"].as_u64().unwrap();
+        assert!((240..=600).contains(&words), "seed {seed}: {words} words");
+        assert!(matches!(w["stats"]["stop"]["kind"].as_str(), Some("eos" | "stop_string")), "{w}");
+    }
+}
