@@ -64,7 +64,7 @@ request's number ("1,500 words": "Plan: about 1,500 words in all, in 15 parts of
 words."), with the answer's sentences cut into that many paragraphs of about equal length,
 each opening as its plan line does: the part count is then a copy of the request's number
 without its last two digits, not a total the model must share out (session 26;
-docs/writer.md, "A part per hundred words"). data/sft/writer-cold-start-parts.jsonl (284
+docs/writer-history-2.md, "A part per hundred words"). data/sft/writer-cold-start-parts.jsonl (284
 demonstrations) is writer-cold-start-long.jsonl and writer-cold-start-aw.jsonl rewritten:
 
     scripts/make-cold-start.py data/sft/writer-cold-start-parts.jsonl --parts \

@@ -6,7 +6,7 @@ usage: scripts/plan-check.py EVAL_DIR [EVAL_DIR ...]
 For each eval directory: S_l overall and by length bucket, strict format, natural stops
 and median words; then per request the asked and written length, the plan's part count
 ("in K parts"), how many numbered lines the plan has, and how many paragraphs the answer
-has (docs/writer.md, "A part per hundred words"; `--template longwriter-parts`).
+has (docs/writer-history-2.md, "A part per hundred words"; `--template longwriter-parts`).
 """
 import json, re, statistics as st, sys
 
