@@ -1,12 +1,12 @@
 //! A step's rewards and advantages, group by group: the paper's length and format, and
-//! three that keep a policy on the request, readable and off one canned reply: relevance
+//! four that keep a policy on the request, readable and off one canned reply: relevance
 //! (MiniLM cosine between request and answer), diversity (the answer's moving-average
-//! type-token ratio) and fluency (how likely the frozen base model finds the answer after
-//! the request; the two together are the quality proxy of `reward::quality::proxy`, not a
-//! judgement of writing), and novelty (how far the answer lies from recent answers to other
-//! requests, `reward::novelty`, against the answers all looking alike). Each used reward is z-scored inside its group, and the z-scores
-//! are averaged with the job's weights (or, with `rewards.combine = "weighted-sum"`, their
-//! weighted sum is z-scored). A rollout cut by its token budget is scored like any other,
+//! type-token ratio), fluency (how likely the frozen base model finds the answer after
+//! the request; with diversity the quality proxy of `reward::quality::proxy`, not a
+//! judgement of writing) and novelty (how far the answer lies from recent answers to other
+//! requests, `reward::novelty`, against all answers looking alike). Each used reward is
+//! z-scored inside its group, and the z-scores are averaged with the job's weights (or,
+//! with `rewards.combine = "weighted-sum"`, their weighted sum is z-scored). A rollout cut by its token budget is scored like any other,
 //! or (`rewards.truncated`) scores 0 on every reward, or keeps its scores but gets no
 //! advantage.
 
@@ -27,7 +27,7 @@ pub struct GroupScores {
     pub relevance: Option<Vec<f64>>,
     pub diversity: Option<Vec<f64>>,
     pub fluency: Option<Vec<f64>>,
-    /// None also while the memory holds no other request (the group's first steps).
+    /// None also while the memory holds no other request (a run's first group).
     pub novelty: Option<Vec<f64>>,
     /// Whether every rollout had a length target (the length reward applies).
     pub has_length: bool,
@@ -67,8 +67,8 @@ impl StepRewards {
 
     /// Scores one prompt's rollouts (`text` is each whole output, `stats` how it ended).
     /// With the novelty reward, the group is scored against `memory` and then remembered
-    /// in it. A plan that budget forcing closed (`stats.forced`) has its answer scored like any
-    /// other, but it did not close its own `<think>`: strict format 0, and the graded
+    /// in it. A plan that budget forcing closed (`stats.forced`) has its answer scored like
+    /// any other, but it did not close its own `<think>`: strict format 0, and the graded
     /// format withholds that quarter.
     pub fn score_group(&self, tp: &TrainPrompt, outs: &[(Stats, String)], memory: &mut AnswerMemory) -> Result<GroupScores, RlError> {
         let mut scores: Vec<FullScore> = outs.iter().map(|(st, text)| self.scorer.score(&tp.prompt, text, tp.target, st.stop.natural())).collect();

@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-
 mod logprobs;
 mod state;
 mod supervised;

@@ -26,7 +26,7 @@ pub enum WriteMode {
 /// held-out requests the default model's single chat answer stops near its own length
 /// whatever is asked, S_l 69.8 at 100-499 words and 49.7 at 500-999 against AgentWrite's
 /// 33.7 and 28.9, but 21.8 at 1,000-2,000 words against AgentWrite's 69.4
-/// (docs/writer.md, "The default model writes with auto"). Those are answers that end
+/// (docs/writer-history-2.md, "The default model writes with auto"). Those are answers that end
 /// where the model ends them; with the decoder's length control (`LengthControl`) chat
 /// scores 88.6-91.2 there, and the default model writes with chat.
 pub const AUTO_AGENTWRITE_FROM: usize = 1000;

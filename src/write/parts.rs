@@ -6,8 +6,8 @@
 //! writes one paragraph of about a hundred words per line (`scripts/make-cold-start.py
 //! --parts`). Two passes teach the paragraphs their size and the answer to follow its plan
 //! line by line, but not to derive the count from the request: 3 of 24 held-out plans had
-//! it right, and the length follows the count (docs/writer.md, "A part per hundred
-//! words"). The count is arithmetic on the request's number, which the program knows; so
+//! it right, and the length follows the count (docs/writer-history-2.md, "A part per
+//! hundred words"). The count is arithmetic on the request's number, which the program knows; so
 //! this mode writes the header and the first line's number, and the model writes every
 //! part's opening and then the answer, in one generation. Session 24's probe of the same
 //! split (counts from the request, openings from the policy) raised a trained model's S_l
