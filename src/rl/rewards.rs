@@ -11,7 +11,7 @@
 //! advantage.
 
 use super::data::TrainPrompt;
-use super::job::{JobSpec, Truncated};
+use super::job::{JobSpec, RewardSpec, Truncated};
 use super::RlError;
 use crate::engine::{Stats, TemplateMode};
 use crate::nn::Embedder;
@@ -41,7 +41,6 @@ pub struct StepRewards {
     embedder: Option<Embedder>,
     /// The frozen base model, for fluency.
     reference: Option<std::sync::Mutex<crate::engine::Engine>>,
-    spec: super::job::RewardSpec,
 }
 
 impl StepRewards {
@@ -57,20 +56,16 @@ impl StepRewards {
             true => Some(std::sync::Mutex::new(crate::engine::Engine::load(base, &candle_core::Device::Cpu, Default::default(), None)?)),
             false => None,
         };
-        Ok(Self { scorer, embedder, reference, spec: job.rewards.clone() })
+        Ok(Self { scorer, embedder, reference })
     }
 
-    /// The weights of step `job` (a stage can set its own, `StageSpec::weights`).
-    pub fn set_weights(&mut self, job: &JobSpec) {
-        self.spec.weights = job.rewards.weights.clone();
-    }
-
-    /// Scores one prompt's rollouts (`text` is each whole output, `stats` how it ended).
-    /// With the novelty reward, the group is scored against `memory` and then remembered
+    /// Scores one prompt's rollouts (`text` is each whole output, `stats` how it ended)
+    /// with the step's rewards `spec` (`JobSpec::at_step`: a stage can weigh them its own
+    /// way), which uses no reward the job did not load for. With the novelty reward, the group is scored against `memory` and then remembered
     /// in it. A plan that budget forcing closed (`stats.forced`) has its answer scored like
     /// any other, but it did not close its own `<think>`: strict format 0, and the graded
     /// format withholds that quarter.
-    pub fn score_group(&self, tp: &TrainPrompt, outs: &[(Stats, String)], memory: &mut AnswerMemory) -> Result<GroupScores, RlError> {
+    pub fn score_group(&self, spec: &RewardSpec, tp: &TrainPrompt, outs: &[(Stats, String)], memory: &mut AnswerMemory) -> Result<GroupScores, RlError> {
         let mut scores: Vec<FullScore> = outs.iter().map(|(st, text)| self.scorer.score(&tp.prompt, text, tp.target, st.stop.natural())).collect();
         // Each output parsed once: its answer text and format report.
         let mut parsed: Vec<_> = outs.iter().map(|(st, text)| parse_all(text, st.stop.natural())).collect();
@@ -83,7 +78,7 @@ impl StepRewards {
                 }
             }
         }
-        let graded = self.spec.format == "graded";
+        let graded = spec.format == "graded";
         let format: Vec<f64> = scores.iter().zip(&parsed).map(|(s, p)| if graded { crate::reward::format_graded(&p.2, s.rewards.format) } else { s.rewards.format }).collect();
         let answers: Vec<&str> = parsed.iter().map(|p| p.1.as_str()).collect();
         // Each answer embedded once, for relevance and novelty (None: an empty answer).
@@ -92,7 +87,7 @@ impl StepRewards {
             None => None,
         };
         let relevance = match (&self.embedder, &embedded) {
-            (Some(e), Some(embedded)) if self.spec.uses("relevance") => {
+            (Some(e), Some(embedded)) if spec.uses("relevance") => {
                 // The request is embedded once for its group; an empty answer scores 0.
                 let request = e.embed(&tp.prompt)?;
                 Some(embedded.iter().map(|v| v.as_ref().map_or(0.0, |v| crate::reward::relevance::relevance_between(&request, v))).collect())
@@ -100,14 +95,14 @@ impl StepRewards {
             _ => None,
         };
         let novelty = match &embedded {
-            Some(embedded) if self.spec.uses("novelty") => {
+            Some(embedded) if spec.uses("novelty") => {
                 let scored = embedded.iter().map(|v| memory.novelty(&tp.prompt, v.as_deref())).collect::<Option<Vec<f64>>>();
                 memory.remember(&tp.prompt, embedded);
                 scored
             }
             _ => None,
         };
-        let diversity = self.spec.uses("diversity").then(|| answers.iter().map(|a| crate::reward::quality::mattr(a, crate::reward::quality::MATTR_WINDOW)).collect::<Vec<f64>>());
+        let diversity = spec.uses("diversity").then(|| answers.iter().map(|a| crate::reward::quality::mattr(a, crate::reward::quality::MATTR_WINDOW)).collect::<Vec<f64>>());
         let fluency = match &self.reference {
             // An empty answer reads as nothing: fluency 0, like the proxy's refusal to score it.
             Some(e) => Some(
@@ -125,9 +120,9 @@ impl StepRewards {
         let mut per_reward = Vec::new();
         let mut weights = Vec::new();
         let mut add = |name: &str, values: Option<&Vec<f64>>| {
-            if let (true, Some(v)) = (self.spec.uses(name), values) {
+            if let (true, Some(v)) = (spec.uses(name), values) {
                 per_reward.push(v.clone());
-                weights.push(self.spec.weight(name));
+                weights.push(spec.weight(name));
             }
         };
         add("length", length.as_ref());
@@ -138,13 +133,13 @@ impl StepRewards {
         add("novelty", novelty.as_ref());
         // Rollouts that never stopped: zeroed before the combination, or masked after it.
         let cut: Vec<bool> = outs.iter().map(|(st, _)| st.stop.truncated()).collect();
-        if self.spec.truncated == Truncated::Zero {
+        if spec.truncated == Truncated::Zero {
             for v in &mut per_reward {
                 v.iter_mut().zip(&cut).filter(|(_, &c)| c).for_each(|(x, _)| *x = 0.0);
             }
         }
-        let mut advantages = self.spec.combine.advantages(&per_reward, &weights);
-        if self.spec.truncated == Truncated::Masked {
+        let mut advantages = spec.combine.advantages(&per_reward, &weights);
+        if spec.truncated == Truncated::Masked {
             advantages.iter_mut().zip(&cut).filter(|(_, &c)| c).for_each(|(a, _)| *a = 0.0);
         }
         let total_w: f64 = weights.iter().sum::<f64>().max(1e-12);
@@ -174,7 +169,7 @@ mod tests {
             job.rewards.combine = crate::reward::Combine::WeightedSum;
             job.rewards.truncated = truncated;
             let r = StepRewards::new(&job, TemplateMode::Longwriter, std::path::Path::new("unused.gguf")).unwrap();
-            r.score_group(&tp, &outs, &mut AnswerMemory::new(1)).unwrap()
+            r.score_group(&job.rewards, &tp, &outs, &mut AnswerMemory::new(1)).unwrap()
         };
         let g = scored(Truncated::Scored);
         let (len, fmt) = (g.scores.iter().map(|s| s.rewards.length.unwrap()).collect::<Vec<_>>(), g.format.clone());

@@ -299,9 +299,7 @@ impl Trainer {
         if self.rewards.is_none() {
             self.rewards = Some(super::rewards::StepRewards::new(&job, mode, &self.base)?);
         }
-        let step_rewards = self.rewards.as_mut().expect("set above");
-        step_rewards.set_weights(&job);
-        let step_rewards = &*step_rewards;
+        let step_rewards = self.rewards.as_ref().expect("set above");
         let memory = &mut self.answers;
         let mut rollouts = Vec::new();
         let mut samples = Vec::new();
@@ -309,7 +307,7 @@ impl Trainer {
         let (mut all_strict, mut all_rel, mut all_div, mut all_flu, mut all_nov) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut zero_std_groups, mut clipped, mut plans_forced, mut on_target) = (0usize, 0usize, 0usize, 0usize);
         for (tp, prompt_ids, outs) in &groups {
-            let g = step_rewards.score_group(tp, outs, memory)?;
+            let g = step_rewards.score_group(&job.rewards, tp, outs, memory)?;
             let (scores, fmt, adv, totals) = (&g.scores, &g.format, &g.advantages, &g.totals);
             if mean_std(totals).1 < 1e-12 {
                 zero_std_groups += 1;
