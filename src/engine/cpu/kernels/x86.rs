@@ -1,7 +1,8 @@
 //! The AVX2 and AVX-512 VNNI kernels: one tile kernel for the 32-value formats and one
 //! for the K-quants' super-blocks, each compiled per format, which differ only in how a
 //! block's scales are decoded and its weights unpacked into bytes ([`Format`],
-//! [`SuperFormat`]).
+//! [`SuperFormat`]). The signed 32-value formats (Q4_0, Q5_0, and Q8_0 on VNNI) take the
+//! token-lane kernels of [`lanes`] instead, eight tokens to a vector.
 
 use super::{ActBlock, WeightType};
 use std::arch::x86_64::*;
@@ -46,6 +47,8 @@ macro_rules! unroll {
 /// for a lone token, but a tile of eight tokens would have needed sixteen accumulators.)
 /// Inlined, so the kernels keep their registers.
 struct Acc;
+
+mod lanes;
 
 /// How far ahead of the block being read decode asks for a row's bytes (one request per
 /// cache line). Decode streams every weight once per token, mostly past the caches; with
@@ -428,10 +431,11 @@ pub unsafe fn tile<const N: usize>(vnni: bool, t: WeightType, rows: &[u8], rb: u
         };
     }
     match t {
-        WeightType::Q4_0 => on!(Q4_0),
+        WeightType::Q4_0 => lanes::tile::<Q4_0, N>(vnni, rows, rb, acts, out),
         WeightType::Q4_1 => on!(Q4_1),
-        WeightType::Q5_0 => on!(Q5_0),
+        WeightType::Q5_0 => lanes::tile::<Q5_0, N>(vnni, rows, rb, acts, out),
         WeightType::Q5_1 => on!(Q5_1),
+        WeightType::Q8_0 if lanes::takes::<Q8_0>(vnni) => lanes::tile::<Q8_0, N>(vnni, rows, rb, acts, out),
         WeightType::Q8_0 => on!(Q8_0),
         WeightType::Q4K => tile_super::<QK4<false>, N>(rows, rb, acts, out),
         WeightType::Q5K => tile_super::<QK4<true>, N>(rows, rb, acts, out),

@@ -1,0 +1,289 @@
+//! Token-lane kernels for the signed 32-value formats, the ones `llama-quantize` falls
+//! back to in K-quant files (Q5_0 and Q8_0 for every 576-wide matrix of SmolLM2 and every
+//! 640-wide one of Gemma 3 270M), and Q4_0.
+//!
+//! Why: the tile kernel pays, for every (block, token) pair, a sign, a product, a
+//! conversion, a scale product and an FMA: about eight instructions for 32 multiply-adds,
+//! which kept K-quant prefill at 0.6-0.9× llama.cpp's. Here the eight tokens of a tile sit
+//! side by side in the lanes of one vector, four activation bytes a lane
+//! ([`LaneBlock`]): one broadcast group of four weights meets all eight tokens in one
+//! `vpdpbusd` (or one `maddubs` on AVX2), and the conversion, the scale product and the
+//! FMA are paid once per block for all eight. The weights go in as unsigned bytes (Q4_0's
+//! and Q5_0's raw q, Q8_0's w + 128), and the offset they carry comes off as o·Σx per
+//! token, summed once when the activations are laid out.
+//!
+//! Every (row, token) pair gets the same arithmetic whatever the tile's token count, and
+//! decode's one-token kernel does the same arithmetic with the blocks in the lanes instead:
+//! block j's exact integer sum, converted, times d·dₓ, added by FMA into partial sum j mod
+//! 8, and the eight partial sums added in one fixed tree ([`hsum`]'s). A token decoded
+//! alone, in a group, or in a prefilled prompt still gets the same bits.
+//!
+//! AVX2 has no `vpdpbusd`: its `maddubs` adds products in 16 bits, exact for Q4_0 over
+//! all eight groups of a block and for Q5_0 over four, and not for Q8_0's bytes, which
+//! keep the tile kernel there.
+
+use super::{half, hsum, fifth_bits, unpack_nibbles, ActBlock, Format, Q0, Q8_0, PREFETCH};
+use std::arch::x86_64::*;
+use std::cell::RefCell;
+
+/// One block of up to eight tokens, lane t holding token t: `xs[g]` the four activation
+/// bytes of group g (values 4g..4g+4) of each token, `sx` each token's Σx, `dx` its scale.
+/// Missing tokens are zeros.
+#[derive(Clone, Copy)]
+#[repr(C, align(32))]
+pub(super) struct LaneBlock {
+    xs: [[i8; 32]; 8],
+    sx: [i32; 8],
+    dx: [f32; 8],
+}
+
+/// A signed 32-value format as the lane kernels read it: its weights as unsigned bytes
+/// q with `w = (q − 2^SHIFT)·d`.
+pub(super) trait Lane: Format {
+    /// log2 of the offset the unsigned bytes carry (8, 16, 128).
+    const SHIFT: i32;
+    /// How many groups' `maddubs` sums (two products each) add up in 16 bits without
+    /// saturating: |q·x| ≤ qmax·127, so 8 for Q4_0 (15), 4 for Q5_0 (31), 0 for Q8_0
+    /// (255: one product pair can already saturate).
+    const I16_GROUPS: usize;
+    unsafe fn ubytes(b: *const u8) -> __m256i;
+}
+
+impl Lane for Q0<false> {
+    const SHIFT: i32 = 3;
+    const I16_GROUPS: usize = 8;
+    #[inline(always)]
+    unsafe fn ubytes(b: *const u8) -> __m256i {
+        unpack_nibbles(b.add(2))
+    }
+}
+
+impl Lane for Q0<true> {
+    const SHIFT: i32 = 4;
+    const I16_GROUPS: usize = 4;
+    #[inline(always)]
+    unsafe fn ubytes(b: *const u8) -> __m256i {
+        _mm256_or_si256(unpack_nibbles(b.add(6)), fifth_bits(b.add(2)))
+    }
+}
+
+impl Lane for Q8_0 {
+    const SHIFT: i32 = 7;
+    const I16_GROUPS: usize = 0;
+    #[inline(always)]
+    unsafe fn ubytes(b: *const u8) -> __m256i {
+        _mm256_xor_si256(_mm256_loadu_si256(b.add(2) as *const __m256i), _mm256_set1_epi8(0x80u8 as i8))
+    }
+}
+
+thread_local! {
+    /// The lane layout of the tile's tokens, rebuilt per call (a call covers a chunk of
+    /// rows, so this is a small share of the work) and kept to save the allocation.
+    static LANES: RefCell<Vec<LaneBlock>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Lays `acts` (one to eight tokens) out in lanes, `nb` blocks, into `out`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn lay_out(acts: &[&[ActBlock]], nb: usize, out: &mut [LaneBlock]) {
+    let n = acts.len();
+    let ones8 = _mm256_set1_epi8(1);
+    let ones16 = _mm256_set1_epi16(1);
+    for (j, lb) in out[..nb].iter_mut().enumerate() {
+        // Row t: token t's 32 bytes, eight 4-byte groups; transposed, row g holds group g
+        // of every token.
+        let r: [__m256i; 8] = std::array::from_fn(|t| if t < n { _mm256_load_si256(acts.get_unchecked(t).get_unchecked(j).qs.as_ptr() as *const __m256i) } else { _mm256_setzero_si256() });
+        let t0 = _mm256_unpacklo_epi32(r[0], r[1]);
+        let t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+        let t2 = _mm256_unpacklo_epi32(r[2], r[3]);
+        let t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+        let t4 = _mm256_unpacklo_epi32(r[4], r[5]);
+        let t5 = _mm256_unpackhi_epi32(r[4], r[5]);
+        let t6 = _mm256_unpacklo_epi32(r[6], r[7]);
+        let t7 = _mm256_unpackhi_epi32(r[6], r[7]);
+        // u_g: groups g and g + 4 of tokens 0-3 (the low and high 128 bits), then of 4-7.
+        let u = [_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2), _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)];
+        let v = [_mm256_unpacklo_epi64(t4, t6), _mm256_unpackhi_epi64(t4, t6), _mm256_unpacklo_epi64(t5, t7), _mm256_unpackhi_epi64(t5, t7)];
+        let mut sx = _mm256_setzero_si256();
+        for g in 0..4 {
+            let lo = _mm256_permute2x128_si256(u[g], v[g], 0x20);
+            let hi = _mm256_permute2x128_si256(u[g], v[g], 0x31);
+            _mm256_store_si256(lb.xs[g].as_mut_ptr() as *mut __m256i, lo);
+            _mm256_store_si256(lb.xs[g + 4].as_mut_ptr() as *mut __m256i, hi);
+            // 1·x in pairs, then pairs of pairs: each lane's four bytes summed.
+            for x in [lo, hi] {
+                sx = _mm256_add_epi32(sx, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, x), ones16));
+            }
+        }
+        _mm256_store_si256(lb.sx.as_mut_ptr() as *mut __m256i, sx);
+        lb.dx = std::array::from_fn(|t| if t < n { acts.get_unchecked(t).get_unchecked(j).d } else { 0.0 });
+    }
+}
+
+/// The eight lanes' integer sums of four bytes each as one vector: `v[i]`'s total in lane
+/// i. (Exact: any order gives the same integers.)
+#[inline(always)]
+unsafe fn totals(v: &[__m256i; 8]) -> __m256i {
+    let h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    let h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+    // h0: v0..v3's low-half sums, then their high-half sums; h1 the same for v4..v7.
+    _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), _mm256_permute2x128_si256(h0, h1, 0x31))
+}
+
+/// The eight partial sums of each lane added in [`hsum`]'s tree, lane by lane: `acc[i]`
+/// holds partial sum i of every token.
+#[inline(always)]
+unsafe fn tree(acc: &[__m256; 8]) -> __m256 {
+    let t: [__m256; 4] = std::array::from_fn(|i| _mm256_add_ps(acc[i], acc[i + 4]));
+    _mm256_add_ps(_mm256_add_ps(t[0], t[2]), _mm256_add_ps(t[1], t[3]))
+}
+
+/// Rows against the laid-out tokens: `int(w, lb, init)` is block `lb`'s integer sums per
+/// token (`w` the row block's unsigned bytes, stored; `init` −o·Σx), the rest is shared.
+#[inline(always)]
+unsafe fn rows_in_lanes<F: Lane, const N: usize>(rows: &[u8], rb: usize, lanes: &[LaneBlock], out: &mut [f32], int: impl Fn(*const u8, &LaneBlock, __m256i) -> __m256i) {
+    let nb = rb / F::BYTES;
+    #[repr(align(32))]
+    struct Bytes([u8; 32]);
+    let mut w = Bytes([0; 32]);
+    let shift = _mm_cvtsi32_si128(F::SHIFT);
+    for (row, o) in rows.chunks_exact(rb).zip(out.chunks_exact_mut(N)) {
+        let base = row.as_ptr();
+        let mut acc = [_mm256_setzero_ps(); 8];
+        for j0 in (0..nb).step_by(8) {
+            unroll!(8, |i| {
+                let j = j0 + i;
+                if j < nb {
+                    let b = base.add(j * F::BYTES);
+                    let lb = lanes.get_unchecked(j);
+                    _mm256_store_si256(w.0.as_mut_ptr() as *mut __m256i, F::ubytes(b));
+                    let sx = _mm256_load_si256(lb.sx.as_ptr() as *const __m256i);
+                    let init = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_sll_epi32(sx, shift));
+                    let s = int(w.0.as_ptr(), lb, init);
+                    let p = _mm256_mul_ps(_mm256_set1_ps(half(b)), _mm256_load_ps(lb.dx.as_ptr()));
+                    acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), p, acc[i]);
+                }
+            });
+        }
+        let sums = tree(&acc);
+        let mut all = [0f32; 8];
+        _mm256_storeu_ps(all.as_mut_ptr(), sums);
+        o.copy_from_slice(&all[..N]);
+    }
+}
+
+/// Group `g`'s four weight bytes (of the stored block at `w`) in every lane.
+#[inline(always)]
+unsafe fn group(w: *const u8, g: usize) -> __m256i {
+    _mm256_set1_epi32(std::ptr::read_unaligned(w.add(4 * g) as *const i32))
+}
+
+#[inline(always)]
+unsafe fn lane_xs(lb: &LaneBlock, g: usize) -> __m256i {
+    _mm256_load_si256(lb.xs.get_unchecked(g).as_ptr() as *const __m256i)
+}
+
+/// Prefill (2 to 8 tokens) on VNNI: one `vpdpbusd` per group for all the tokens.
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+unsafe fn tile_vnni<F: Lane, const N: usize>(rows: &[u8], rb: usize, lanes: &[LaneBlock], out: &mut [f32]) {
+    rows_in_lanes::<F, N>(rows, rb, lanes, out, |w, lb, init| {
+        let mut s = init;
+        unroll!(8, |g| {
+            s = _mm256_dpbusd_epi32(s, group(w, g), lane_xs(lb, g));
+        });
+        s
+    })
+}
+
+/// Prefill (2 to 8 tokens) on AVX2: `maddubs` per group, added in 16 bits as far as
+/// [`Lane::I16_GROUPS`] allows, then widened.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(unused_assignments)] // the last group's reset of s16
+unsafe fn tile_avx2<F: Lane, const N: usize>(rows: &[u8], rb: usize, lanes: &[LaneBlock], out: &mut [f32]) {
+    let ones16 = _mm256_set1_epi16(1);
+    rows_in_lanes::<F, N>(rows, rb, lanes, out, |w, lb, init| {
+        let mut s = init;
+        let mut s16 = _mm256_setzero_si256();
+        unroll!(8, |g| {
+            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(group(w, g), lane_xs(lb, g)));
+            if (g + 1) % F::I16_GROUPS.max(1) == 0 {
+                s = _mm256_add_epi32(s, _mm256_madd_epi16(s16, ones16));
+                s16 = _mm256_setzero_si256();
+            }
+        });
+        s
+    })
+}
+
+/// Decode (one token): eight blocks at a time, their integer sums (the tile kernel's
+/// signed products) reduced into the lanes, block j in lane j mod 8, then one conversion,
+/// scale product and FMA for the eight.
+macro_rules! decode_kernel {
+    ($name:ident, $features:literal, $dot_u8_i8:expr) => {
+        #[target_feature(enable = $features)]
+        unsafe fn $name<F: Lane>(rows: &[u8], rb: usize, act: &[ActBlock], out: &mut [f32]) {
+            let nb = rb / F::BYTES;
+            for (row, o) in rows.chunks_exact(rb).zip(out.iter_mut()) {
+                let base = row.as_ptr();
+                let mut acc = _mm256_setzero_ps();
+                for j0 in (0..nb).step_by(8) {
+                    let b0 = base.add(j0 * F::BYTES);
+                    for line in (0..8 * F::BYTES).step_by(64) {
+                        _mm_prefetch::<_MM_HINT_T0>(b0.add(PREFETCH + line) as *const i8);
+                    }
+                    let mut v = [_mm256_setzero_si256(); 8];
+                    let mut d = [0u16; 8];
+                    let mut dx = [0f32; 8];
+                    unroll!(8, |i| {
+                        let j = j0 + i;
+                        if j < nb {
+                            let b = b0.add(i * F::BYTES);
+                            let a = act.get_unchecked(j);
+                            let w = F::bytes(b);
+                            let x = _mm256_sign_epi8(_mm256_load_si256(a.qs.as_ptr() as *const __m256i), w);
+                            v[i] = $dot_u8_i8(_mm256_sign_epi8(w, w), x);
+                            d[i] = std::ptr::read_unaligned(b as *const u16);
+                            dx[i] = a.d;
+                        }
+                    });
+                    let p = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(d.as_ptr() as *const __m128i)), _mm256_loadu_ps(dx.as_ptr()));
+                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(totals(&v)), p, acc);
+                }
+                *o = hsum(acc);
+            }
+        }
+    };
+}
+
+decode_kernel!(decode_avx2, "avx2,fma,f16c", |w, x| _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
+decode_kernel!(decode_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", |w, x| _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, x));
+
+/// Whether the lane kernels take format `F` on this path (Q8_0 only with VNNI).
+#[inline(always)]
+pub(super) fn takes<F: Lane>(vnni: bool) -> bool {
+    vnni || F::I16_GROUPS > 0
+}
+
+/// [`super::tile`] for a lane format: each of `rows.len() / rb` rows against `N` tokens,
+/// into `out[row * N + k]`.
+///
+/// # Safety
+/// As [`super::tile`]'s; and `takes::<F>(vnni)`.
+#[inline(always)]
+pub(super) unsafe fn tile<F: Lane, const N: usize>(vnni: bool, rows: &[u8], rb: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
+    debug_assert!(takes::<F>(vnni));
+    if N == 1 {
+        return if vnni { decode_vnni::<F>(rows, rb, acts[0], out) } else { decode_avx2::<F>(rows, rb, acts[0], out) };
+    }
+    let nb = rb / F::BYTES;
+    LANES.with_borrow_mut(|lanes| {
+        if lanes.len() < nb {
+            lanes.resize(nb, LaneBlock { xs: [[0; 32]; 8], sx: [0; 8], dx: [0.0; 8] });
+        }
+        lay_out(acts, nb, lanes);
+        if vnni {
+            tile_vnni::<F, N>(rows, rb, lanes, out)
+        } else {
+            tile_avx2::<F, N>(rows, rb, lanes, out)
+        }
+    })
+}
