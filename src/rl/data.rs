@@ -78,7 +78,8 @@ pub fn load_demonstrations(path: &Path) -> Result<Vec<Demonstration>, RlError> {
 
 /// The prompt index a step's `j`-th group trains on: `order` is the run's fixed shuffle of
 /// the training prompts; a stage takes, in that order, only the prompts up to its
-/// `max_target` and in its `languages`, starting over when it has used them all.
+/// `max_target` and in its `languages`, after its `skip_prompts`, starting over when it
+/// has used them all.
 pub fn pick(order: &[usize], prompts: &[TrainPrompt], stage: Option<&super::job::StageAt>, k: usize, p: usize, j: usize) -> Option<usize> {
     let Some(st) = stage else {
         return order.get(((k - 1) * p + j) % order.len().max(1)).copied();
@@ -88,7 +89,7 @@ pub fn pick(order: &[usize], prompts: &[TrainPrompt], stage: Option<&super::job:
         st.max_target.is_none_or(|m| tp.target.is_none_or(|t| t.hi <= m)) && st.languages.as_ref().is_none_or(|ls| ls.iter().any(|l| l == super::job::language_of(&tp.prompt)))
     };
     let eligible: Vec<usize> = order.iter().filter(fits).copied().collect();
-    (!eligible.is_empty()).then(|| eligible[(st.step_in_stage * p + j) % eligible.len()])
+    (!eligible.is_empty()).then(|| eligible[(st.skip_prompts + st.step_in_stage * p + j) % eligible.len()])
 }
 
 #[cfg(test)]
@@ -103,12 +104,15 @@ mod tests {
         // Without stages: the order, round and round.
         let all: Vec<usize> = (1..=3).flat_map(|k| (0..2).map(move |j| (k, j))).map(|(k, j)| pick(&order, &prompts, None, k, 2, j).unwrap()).collect();
         assert_eq!(all, [3, 1, 0, 2, 3, 1]);
-        let short = crate::rl::job::StageAt { name: "short".into(), step_in_stage: 0, max_target: Some(400), languages: None, demonstrations: None };
+        let short = crate::rl::job::StageAt { name: "short".into(), step_in_stage: 0, max_target: Some(400), languages: None, demonstrations: None, skip_prompts: 0 };
         let at = |s: usize, j| pick(&order, &prompts, Some(&crate::rl::job::StageAt { step_in_stage: s, ..short.clone() }), 99, 2, j).unwrap();
         // Only the two short prompts, in the run's order (0 before 2), wrapping around.
         assert_eq!([at(0, 0), at(0, 1), at(1, 0)], [0, 2, 0]);
         let none = crate::rl::job::StageAt { max_target: Some(50), ..short.clone() };
         assert_eq!(pick(&order, &prompts, Some(&none), 1, 2, 0), None);
+        // A stage that skips one starts at the second short prompt.
+        let skipping = crate::rl::job::StageAt { skip_prompts: 1, ..short.clone() };
+        assert_eq!([0, 1].map(|j| pick(&order, &prompts, Some(&skipping), 1, 2, j).unwrap()), [2, 0]);
         // By language: a Chinese prompt (CJK) is "zh", the rest "en".
         let mut mixed = prompts.clone();
         mixed[2].prompt = "写一篇三百字的散文".into();

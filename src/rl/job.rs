@@ -56,6 +56,12 @@ pub struct StageSpec {
     /// The stage's reward weights over `rewards.weights` (a name here replaces the job's
     /// weight for it): a later GRPO stage can turn to a reward an earlier one left out.
     pub weights: Option<std::collections::BTreeMap<String, f64>>,
+    /// The stage's `rollout.group_size`: more rollouts a prompt spread a small reward's
+    /// differences (fluency varies by a few hundredths inside a group) over more ranks.
+    pub group_size: Option<usize>,
+    /// Start after this many of the stage's eligible prompts: a stage that filters as an
+    /// earlier one did would otherwise ask that stage's first prompts again.
+    pub skip_prompts: Option<usize>,
 }
 
 /// The languages a stage can pick prompts by (see [`StageSpec::languages`]).
@@ -80,6 +86,8 @@ pub struct StageAt {
     pub languages: Option<Vec<String>>,
     /// Set for a supervised stage: its demonstrations file.
     pub demonstrations: Option<PathBuf>,
+    /// Eligible prompts the stage passes over before its first (see [`StageSpec::skip_prompts`]).
+    pub skip_prompts: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -300,11 +308,12 @@ impl JobSpec {
             // A step past the total stays in the last stage.
             if k <= first + st.steps || i + 1 == self.stages.len() {
                 job.rollout.max_new_tokens = st.max_new_tokens.unwrap_or(job.rollout.max_new_tokens);
+                job.rollout.group_size = st.group_size.unwrap_or(job.rollout.group_size);
                 job.optim.micro_batch = st.micro_batch.unwrap_or(job.optim.micro_batch);
                 job.rollout.prompts_per_step = st.prompts_per_step.unwrap_or(job.rollout.prompts_per_step);
                 job.optim.lr = st.lr.unwrap_or(job.optim.lr);
                 job.rewards.weights.extend(st.weights.iter().flatten().map(|(n, w)| (n.clone(), *w)));
-                let at = StageAt { name: st.name.clone(), step_in_stage: k.saturating_sub(first + 1), max_target: st.max_target, languages: st.languages.clone(), demonstrations: st.demonstrations.clone() };
+                let at = StageAt { name: st.name.clone(), step_in_stage: k.saturating_sub(first + 1), max_target: st.max_target, languages: st.languages.clone(), demonstrations: st.demonstrations.clone(), skip_prompts: st.skip_prompts.unwrap_or(0) };
                 return (job, Some(at));
             }
             first += st.steps;
@@ -422,6 +431,9 @@ impl JobSpec {
                 if st.languages.as_ref().is_some_and(|l| l.is_empty()) {
                     return Err(RlError::Config(format!("stage '{}': languages is empty", st.name)));
                 }
+                if st.group_size.is_some_and(|g| g < 2) {
+                    return Err(RlError::Config(format!("stage '{}': group_size must be at least 2 (advantages compare rollouts of one prompt)", st.name)));
+                }
                 if st.lr.is_some_and(|lr| !(lr > 0.0)) {
                     return Err(RlError::Config(format!("stage '{}': lr must be positive", st.name)));
                 }
@@ -525,7 +537,7 @@ mod tests {
     fn stages_override_their_steps_and_must_add_up() {
         let text = "[rollout]\nmax_new_tokens = 100\n[optim]\nmicro_batch = 4\n[run]\nsteps = 5\n\
                     [[stages]]\nname = \"short\"\nsteps = 2\nmax_target = 400\n\
-                    [[stages]]\nname = \"long\"\nsteps = 3\nmax_new_tokens = 900\nmicro_batch = 1\nlr = 0.5\nprompts_per_step = 7\n";
+                    [[stages]]\nname = \"long\"\nsteps = 3\nmax_new_tokens = 900\nmicro_batch = 1\nlr = 0.5\nprompts_per_step = 7\ngroup_size = 16\nskip_prompts = 5\n";
         let j: JobSpec = toml::from_str(text).unwrap();
         j.validate().unwrap();
         let at = |k| {
@@ -541,6 +553,11 @@ mod tests {
         let (short, long) = (j.at_step(1).0, j.at_step(3).0);
         assert_eq!((short.optim.lr, short.rollout.prompts_per_step), (j.optim.lr, j.rollout.prompts_per_step));
         assert_eq!((long.optim.lr, long.rollout.prompts_per_step), (0.5, 7));
+        assert_eq!((short.rollout.group_size, long.rollout.group_size), (j.rollout.group_size, 16));
+        assert_eq!((j.at_step(1).1.unwrap().skip_prompts, j.at_step(3).1.unwrap().skip_prompts), (0, 5));
+        let mut bad = j.clone();
+        bad.stages[1].group_size = Some(1);
+        assert!(bad.validate().unwrap_err().to_string().contains("stage 'long': group_size"));
         let mut bad = j.clone();
         bad.stages[0].lr = Some(0.0);
         assert!(bad.validate().unwrap_err().to_string().contains("lr must be positive"));
