@@ -120,11 +120,12 @@ unsafe fn lay_out(acts: &[&[ActBlock]], nb: usize, out: &mut [LaneBlock]) {
 }
 
 /// The eight lanes' integer sums of four bytes each as one vector: `v[i]`'s total in lane
-/// i. (Exact: any order gives the same integers.)
+/// i, for the first `m` (the rest are zero). (Exact: any order gives the same integers.)
 #[inline(always)]
-unsafe fn totals(v: &[__m256i; 8]) -> __m256i {
+unsafe fn totals(v: &[__m256i; 8], m: usize) -> __m256i {
     let h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
-    let h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+    // A row's last blocks (2 of SmolLM2's 18, 4 of Gemma's 20) skip the empty half.
+    let h1 = if m > 4 { _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7])) } else { _mm256_setzero_si256() };
     // h0: v0..v3's low-half sums, then their high-half sums; h1 the same for v4..v7.
     _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), _mm256_permute2x128_si256(h0, h1, 0x31))
 }
@@ -227,9 +228,6 @@ macro_rules! decode_kernel {
                 let mut acc = _mm256_setzero_ps();
                 for j0 in (0..nb).step_by(8) {
                     let b0 = base.add(j0 * F::BYTES);
-                    for line in (0..8 * F::BYTES).step_by(64) {
-                        _mm_prefetch::<_MM_HINT_T0>(b0.add(PREFETCH + line) as *const i8);
-                    }
                     let mut v = [_mm256_setzero_si256(); 8];
                     let mut d = [0u16; 8];
                     let mut dx = [0f32; 8];
@@ -237,6 +235,9 @@ macro_rules! decode_kernel {
                         let j = j0 + i;
                         if j < nb {
                             let b = b0.add(i * F::BYTES);
+                            if i % 2 == 0 {
+                                _mm_prefetch::<_MM_HINT_T0>(b.add(PREFETCH) as *const i8);
+                            }
                             let a = act.get_unchecked(j);
                             let w = F::bytes(b);
                             let x = _mm256_sign_epi8(_mm256_load_si256(a.qs.as_ptr() as *const __m256i), w);
@@ -246,7 +247,7 @@ macro_rules! decode_kernel {
                         }
                     });
                     let p = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(d.as_ptr() as *const __m128i)), _mm256_loadu_ps(dx.as_ptr()));
-                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(totals(&v)), p, acc);
+                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(totals(&v, nb - j0)), p, acc);
                 }
                 *o = hsum(acc);
             }
