@@ -1,8 +1,8 @@
 //! The AVX2 and AVX-512 VNNI kernels: one tile kernel for the 32-value formats and one
 //! for the K-quants' super-blocks, each compiled per format, which differ only in how a
 //! block's scales are decoded and its weights unpacked into bytes ([`Format`],
-//! [`SuperFormat`]). The signed 32-value formats (Q4_0, Q5_0, and Q8_0 on VNNI) take the
-//! token-lane kernels of [`lanes`] instead, eight tokens to a vector.
+//! [`SuperFormat`]). Q4_0 and Q5_0 take the token-lane kernels of [`lanes`] instead,
+//! eight tokens to a vector.
 
 use super::{ActBlock, WeightType};
 use std::arch::x86_64::*;
@@ -435,7 +435,6 @@ pub unsafe fn tile<const N: usize>(vnni: bool, t: WeightType, rows: &[u8], rb: u
         WeightType::Q4_1 => on!(Q4_1),
         WeightType::Q5_0 => lanes::tile::<Q5_0, N>(vnni, rows, rb, acts, out),
         WeightType::Q5_1 => on!(Q5_1),
-        WeightType::Q8_0 if lanes::takes::<Q8_0>(vnni) => lanes::tile::<Q8_0, N>(vnni, rows, rb, acts, out),
         WeightType::Q8_0 => on!(Q8_0),
         WeightType::Q4K => tile_super::<QK4<false>, N>(rows, rb, acts, out),
         WeightType::Q5K => tile_super::<QK4<true>, N>(rows, rb, acts, out),

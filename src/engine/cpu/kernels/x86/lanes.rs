@@ -1,5 +1,5 @@
-//! Token-lane kernels for the signed 32-value formats, the ones `llama-quantize` falls
-//! back to in K-quant files (Q5_0 and Q8_0 for every 576-wide matrix of SmolLM2 and every
+//! Token-lane kernels for Q5_0, the format `llama-quantize` falls back to in a Q4_K_M file
+//! for rows not divisible by 256 (every 576-wide matrix of SmolLM2 but `attn_v`, every
 //! 640-wide one of Gemma 3 270M), and Q4_0.
 //!
 //! Why: the tile kernel pays, for every (block, token) pair, a sign, a product, a
@@ -7,10 +7,10 @@
 //! which kept K-quant prefill at 0.6-0.9× llama.cpp's. Here the eight tokens of a tile sit
 //! side by side in the lanes of one vector, four activation bytes a lane
 //! ([`LaneBlock`]): one broadcast group of four weights meets all eight tokens in one
-//! `vpdpbusd` (or one `maddubs` on AVX2), and the conversion, the scale product and the
-//! FMA are paid once per block for all eight. The weights go in as unsigned bytes (Q4_0's
-//! and Q5_0's raw q, Q8_0's w + 128), and the offset they carry comes off as o·Σx per
-//! token, summed once when the activations are laid out.
+//! `vpdpbusd` (one `maddubs` on AVX2), and the conversion, the scale product and the FMA
+//! are paid once per block for all eight. The weights go in as their unsigned bytes q
+//! (`w = (q − o)·d`), and the offset comes off as o·Σx per token, summed once when the
+//! activations are laid out.
 //!
 //! Every (row, token) pair gets the same arithmetic whatever the tile's token count, and
 //! decode's one-token kernel does the same arithmetic with the blocks in the lanes instead:
@@ -18,11 +18,14 @@
 //! 8, and the eight partial sums added in one fixed tree ([`hsum`]'s). A token decoded
 //! alone, in a group, or in a prefilled prompt still gets the same bits.
 //!
-//! AVX2 has no `vpdpbusd`: its `maddubs` adds products in 16 bits, exact for Q4_0 over
-//! all eight groups of a block and for Q5_0 over four, and not for Q8_0's bytes, which
-//! keep the tile kernel there.
+//! Q8_0 stays on the tile kernel. On AVX2 its unsigned bytes (w + 128) would saturate
+//! `maddubs`'s 16-bit sums. On VNNI the lanes ran its 8-token tiles 2.2× faster, but in
+//! the files that matter Q8_0 is mostly the embedding and output matrix, which prefill
+//! runs for one token: the gain was a few `attn_v` matrices, against new bits for the
+//! default model's 28M-weight output matrix (its sampled text, every seeded result) and a
+//! decode of that memory-bound matrix that this machine could not time to better than 5%.
 
-use super::{half, hsum, fifth_bits, unpack_nibbles, ActBlock, Format, Q0, Q8_0, PREFETCH};
+use super::{half, hsum, fifth_bits, unpack_nibbles, ActBlock, Format, Q0, PREFETCH};
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
@@ -40,11 +43,10 @@ pub(super) struct LaneBlock {
 /// A signed 32-value format as the lane kernels read it: its weights as unsigned bytes
 /// q with `w = (q − 2^SHIFT)·d`.
 pub(super) trait Lane: Format {
-    /// log2 of the offset the unsigned bytes carry (8, 16, 128).
+    /// log2 of the offset the unsigned bytes carry (8, 16).
     const SHIFT: i32;
     /// How many groups' `maddubs` sums (two products each) add up in 16 bits without
-    /// saturating: |q·x| ≤ qmax·127, so 8 for Q4_0 (15), 4 for Q5_0 (31), 0 for Q8_0
-    /// (255: one product pair can already saturate).
+    /// saturating: |q·x| ≤ qmax·127, so 8 for Q4_0 (15) and 4 for Q5_0 (31).
     const I16_GROUPS: usize;
     unsafe fn ubytes(b: *const u8) -> __m256i;
 }
@@ -64,15 +66,6 @@ impl Lane for Q0<true> {
     #[inline(always)]
     unsafe fn ubytes(b: *const u8) -> __m256i {
         _mm256_or_si256(unpack_nibbles(b.add(6)), fifth_bits(b.add(2)))
-    }
-}
-
-impl Lane for Q8_0 {
-    const SHIFT: i32 = 7;
-    const I16_GROUPS: usize = 0;
-    #[inline(always)]
-    unsafe fn ubytes(b: *const u8) -> __m256i {
-        _mm256_xor_si256(_mm256_loadu_si256(b.add(2) as *const __m256i), _mm256_set1_epi8(0x80u8 as i8))
     }
 }
 
@@ -206,7 +199,7 @@ unsafe fn tile_avx2<F: Lane, const N: usize>(rows: &[u8], rb: usize, lanes: &[La
         let mut s16 = _mm256_setzero_si256();
         unroll!(8, |g| {
             s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(group(w, g), lane_xs(lb, g)));
-            if (g + 1) % F::I16_GROUPS.max(1) == 0 {
+            if (g + 1) % F::I16_GROUPS == 0 {
                 s = _mm256_add_epi32(s, _mm256_madd_epi16(s16, ones16));
                 s16 = _mm256_setzero_si256();
             }
@@ -258,20 +251,13 @@ macro_rules! decode_kernel {
 decode_kernel!(decode_avx2, "avx2,fma,f16c", |w, x| _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
 decode_kernel!(decode_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", |w, x| _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, x));
 
-/// Whether the lane kernels take format `F` on this path (Q8_0 only with VNNI).
-#[inline(always)]
-pub(super) fn takes<F: Lane>(vnni: bool) -> bool {
-    vnni || F::I16_GROUPS > 0
-}
-
 /// [`super::tile`] for a lane format: each of `rows.len() / rb` rows against `N` tokens,
 /// into `out[row * N + k]`.
 ///
 /// # Safety
-/// As [`super::tile`]'s; and `takes::<F>(vnni)`.
+/// As [`super::tile`]'s.
 #[inline(always)]
 pub(super) unsafe fn tile<F: Lane, const N: usize>(vnni: bool, rows: &[u8], rb: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
-    debug_assert!(takes::<F>(vnni));
     if N == 1 {
         return if vnni { decode_vnni::<F>(rows, rb, acts[0], out) } else { decode_avx2::<F>(rows, rb, acts[0], out) };
     }
