@@ -162,13 +162,16 @@ pub fn run(a: TrainArgs, device: &str) -> Result<()> {
     let base = base_model(&job)?;
     let dev = crate::engine::parse_device(device)?;
     let mut t = Trainer::new(job.clone(), &base, &dir, resume, &dev).context("setting up the run")?;
+    // The shape of the step about to run: a stage can set its own prompts and G.
+    let (next, stage) = job.at_step(t.step + 1);
     eprintln!(
-        "run {} on {device} · {} trainable LoRA parameters · {} steps of {} prompts × G={} · {}",
+        "run {} on {device} · {} trainable LoRA parameters · {} steps of {} prompts × G={}{} · {}",
         dir.display(),
         t.adapter_params(),
         job.run.steps,
-        job.rollout.prompts_per_step,
-        job.rollout.group_size,
+        next.rollout.prompts_per_step,
+        next.rollout.group_size,
+        stage.map(|s| format!(" (stage '{}')", s.name)).unwrap_or_default(),
         if t.step > 0 { format!("resuming after step {}", t.step) } else { "starting".into() }
     );
     let bar = indicatif::ProgressBar::new(job.run.steps as u64);
