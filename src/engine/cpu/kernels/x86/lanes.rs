@@ -9,7 +9,7 @@
 //! ([`LaneBlock`]): one broadcast group of four weights meets all eight tokens in one
 //! `vpdpbusd` (one `maddubs` on AVX2), and the conversion, the scale product and the FMA
 //! are paid once per block for all eight. The weights go in as their unsigned bytes q
-//! (`w = (q − o)·d`), and the offset comes off as o·Σx per token, summed once when the
+//! (`w = (q − o)·d`), and the offset comes off as o·Σx per token, computed once when the
 //! activations are laid out.
 //!
 //! Every (row, token) pair gets the same arithmetic whatever the tile's token count, and
@@ -30,13 +30,13 @@ use std::arch::x86_64::*;
 use std::cell::RefCell;
 
 /// One block of up to eight tokens, lane t holding token t: `xs[g]` the four activation
-/// bytes of group g (values 4g..4g+4) of each token, `sx` each token's Σx, `dx` its scale.
-/// Missing tokens are zeros.
+/// bytes of group g (values 4g..4g+4) of each token, `off` each token's −o·Σx (where every
+/// row's integer sum for the block starts), `dx` its scale. Missing tokens are zeros.
 #[derive(Clone, Copy)]
 #[repr(C, align(32))]
 pub(super) struct LaneBlock {
     xs: [[i8; 32]; 8],
-    sx: [i32; 8],
+    off: [i32; 8],
     dx: [f32; 8],
 }
 
@@ -75,9 +75,10 @@ thread_local! {
     static LANES: RefCell<Vec<LaneBlock>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Lays `acts` (one to eight tokens) out in lanes, `nb` blocks, into `out`.
+/// Lays `acts` (one to eight tokens) out in lanes, `nb` blocks, into `out`, for a format
+/// whose offset is 2^`shift`.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn lay_out(acts: &[&[ActBlock]], nb: usize, out: &mut [LaneBlock]) {
+unsafe fn lay_out(acts: &[&[ActBlock]], nb: usize, shift: i32, out: &mut [LaneBlock]) {
     let n = acts.len();
     let ones8 = _mm256_set1_epi8(1);
     let ones16 = _mm256_set1_epi16(1);
@@ -107,7 +108,8 @@ unsafe fn lay_out(acts: &[&[ActBlock]], nb: usize, out: &mut [LaneBlock]) {
                 sx = _mm256_add_epi32(sx, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, x), ones16));
             }
         }
-        _mm256_store_si256(lb.sx.as_mut_ptr() as *mut __m256i, sx);
+        let off = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_sll_epi32(sx, _mm_cvtsi32_si128(shift)));
+        _mm256_store_si256(lb.off.as_mut_ptr() as *mut __m256i, off);
         lb.dx = std::array::from_fn(|t| if t < n { acts.get_unchecked(t).get_unchecked(j).d } else { 0.0 });
     }
 }
@@ -132,14 +134,14 @@ unsafe fn tree(acc: &[__m256; 8]) -> __m256 {
 }
 
 /// Rows against the laid-out tokens: `int(w, lb, init)` is block `lb`'s integer sums per
-/// token (`w` the row block's unsigned bytes, stored; `init` −o·Σx), the rest is shared.
+/// token (`w` the row block's unsigned bytes, stored; `init` the block's −o·Σx), the rest
+/// is shared.
 #[inline(always)]
 unsafe fn rows_in_lanes<F: Lane, const N: usize>(rows: &[u8], rb: usize, lanes: &[LaneBlock], out: &mut [f32], int: impl Fn(*const u8, &LaneBlock, __m256i) -> __m256i) {
     let nb = rb / F::BYTES;
     #[repr(align(32))]
     struct Bytes([u8; 32]);
     let mut w = Bytes([0; 32]);
-    let shift = _mm_cvtsi32_si128(F::SHIFT);
     for (row, o) in rows.chunks_exact(rb).zip(out.chunks_exact_mut(N)) {
         let base = row.as_ptr();
         let mut acc = [_mm256_setzero_ps(); 8];
@@ -150,8 +152,7 @@ unsafe fn rows_in_lanes<F: Lane, const N: usize>(rows: &[u8], rb: usize, lanes: 
                     let b = base.add(j * F::BYTES);
                     let lb = lanes.get_unchecked(j);
                     _mm256_store_si256(w.0.as_mut_ptr() as *mut __m256i, F::ubytes(b));
-                    let sx = _mm256_load_si256(lb.sx.as_ptr() as *const __m256i);
-                    let init = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_sll_epi32(sx, shift));
+                    let init = _mm256_load_si256(lb.off.as_ptr() as *const __m256i);
                     let s = int(w.0.as_ptr(), lb, init);
                     let p = _mm256_mul_ps(_mm256_set1_ps(half(b)), _mm256_load_ps(lb.dx.as_ptr()));
                     acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), p, acc[i]);
@@ -264,9 +265,9 @@ pub(super) unsafe fn tile<F: Lane, const N: usize>(vnni: bool, rows: &[u8], rb: 
     let nb = rb / F::BYTES;
     LANES.with_borrow_mut(|lanes| {
         if lanes.len() < nb {
-            lanes.resize(nb, LaneBlock { xs: [[0; 32]; 8], sx: [0; 8], dx: [0.0; 8] });
+            lanes.resize(nb, LaneBlock { xs: [[0; 32]; 8], off: [0; 8], dx: [0.0; 8] });
         }
-        lay_out(acts, nb, lanes);
+        lay_out(acts, nb, F::SHIFT, lanes);
         if vnni {
             tile_vnni::<F, N>(rows, rb, lanes, out)
         } else {
