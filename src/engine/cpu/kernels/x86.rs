@@ -361,8 +361,21 @@ macro_rules! tile_kernel {
     };
 }
 
-tile_kernel!(tile_avx2, "avx2,fma,f16c", |w, x| _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
-tile_kernel!(tile_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", |w, x| _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, x));
+/// u8×i8 products of 32 bytes, summed in fours into eight i32 lanes: AVX2's `maddubs` (in
+/// 16-bit pairs) and `madd`, or VNNI's `vpdpbusd` in one. Inlined into the kernels that
+/// have the features.
+#[inline(always)]
+unsafe fn dot_avx2(w: __m256i, x: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1))
+}
+
+#[inline(always)]
+unsafe fn dot_vnni(w: __m256i, x: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, x)
+}
+
+tile_kernel!(tile_avx2, "avx2,fma,f16c", dot_avx2);
+tile_kernel!(tile_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", dot_vnni);
 
 /// [`tile_kernel`] for a K-quant, whose activations share one scale per 256 values
 /// (`quantize_act_k`): a super-block's eight sub-blocks accumulate as integers, each

@@ -25,7 +25,7 @@
 //! default model's 28M-weight output matrix (its sampled text, every seeded result) and a
 //! decode of that memory-bound matrix that this machine could not time to better than 5%.
 
-use super::{half, hsum, fifth_bits, unpack_nibbles, ActBlock, Format, Q0, PREFETCH};
+use super::{dot_avx2, dot_vnni, fifth_bits, half, hsum, unpack_nibbles, ActBlock, Format, Q0, PREFETCH};
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
@@ -249,8 +249,8 @@ macro_rules! decode_kernel {
     };
 }
 
-decode_kernel!(decode_avx2, "avx2,fma,f16c", |w, x| _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
-decode_kernel!(decode_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", |w, x| _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, x));
+decode_kernel!(decode_avx2, "avx2,fma,f16c", dot_avx2);
+decode_kernel!(decode_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", dot_vnni);
 
 /// [`super::tile`] for a lane format: each of `rows.len() / rb` rows against `N` tokens,
 /// into `out[row * N + k]`.
