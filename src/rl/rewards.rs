@@ -6,9 +6,9 @@
 //! judgement of writing) and novelty (how far the answer lies from recent answers to other
 //! requests, `reward::novelty`, against all answers looking alike). Each used reward is
 //! z-scored inside its group, and the z-scores are averaged with the job's weights (or,
-//! with `rewards.combine = "weighted-sum"`, their weighted sum is z-scored). A rollout cut by its token budget is scored like any other,
-//! or (`rewards.truncated`) scores 0 on every reward, or keeps its scores but gets no
-//! advantage.
+//! with `rewards.combine = "weighted-sum"`, their weighted sum is z-scored). A rollout cut
+//! by its token budget is scored like any other, or (`rewards.truncated`) scores 0 on
+//! every reward, or keeps its scores but gets no advantage.
 
 use super::data::TrainPrompt;
 use super::job::{JobSpec, RewardSpec, Truncated};
@@ -61,8 +61,8 @@ impl StepRewards {
 
     /// Scores one prompt's rollouts (`text` is each whole output, `stats` how it ended)
     /// with the step's rewards `spec` (`JobSpec::at_step`: a stage can weigh them its own
-    /// way), which uses no reward the job did not load for. With the novelty reward, the group is scored against `memory` and then remembered
-    /// in it. A plan that budget forcing closed (`stats.forced`) has its answer scored like
+    /// way), which uses no reward the job did not load for. With the novelty reward, the
+    /// group is scored against `memory` and then remembered in it. A plan that budget forcing closed (`stats.forced`) has its answer scored like
     /// any other, but it did not close its own `<think>`: strict format 0, and the graded
     /// format withholds that quarter.
     pub fn score_group(&self, spec: &RewardSpec, tp: &TrainPrompt, outs: &[(Stats, String)], memory: &mut AnswerMemory) -> Result<GroupScores, RlError> {
