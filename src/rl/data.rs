@@ -76,6 +76,14 @@ pub fn load_demonstrations(path: &Path) -> Result<Vec<Demonstration>, RlError> {
     Ok(out)
 }
 
+impl super::job::StageAt {
+    /// Which of the stage's `len` eligible prompts (or demonstrations) the step's `j`-th of
+    /// `p` takes: in order after the skipped ones, starting over when all are used.
+    pub fn pick(&self, p: usize, j: usize, len: usize) -> usize {
+        (self.skip_prompts + self.step_in_stage * p + j) % len
+    }
+}
+
 /// The prompt index a step's `j`-th group trains on: `order` is the run's fixed shuffle of
 /// the training prompts; a stage takes, in that order, only the prompts up to its
 /// `max_target` and in its `languages`, after its `skip_prompts`, starting over when it
@@ -89,7 +97,7 @@ pub fn pick(order: &[usize], prompts: &[TrainPrompt], stage: Option<&super::job:
         st.max_target.is_none_or(|m| tp.target.is_none_or(|t| t.hi <= m)) && st.languages.as_ref().is_none_or(|ls| ls.iter().any(|l| l == super::job::language_of(&tp.prompt)))
     };
     let eligible: Vec<usize> = order.iter().filter(fits).copied().collect();
-    (!eligible.is_empty()).then(|| eligible[(st.skip_prompts + st.step_in_stage * p + j) % eligible.len()])
+    (!eligible.is_empty()).then(|| eligible[st.pick(p, j, eligible.len())])
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ impl Trainer {
         let p = job.rollout.prompts_per_step;
         let picked: Vec<Demonstration> = {
             let (_, demos, order) = self.demonstrations.iter().find(|(f, _, _)| f == path).expect("every stage's demonstrations are read when the run opens");
-            (0..p).map(|j| demos[order[(stage.skip_prompts + stage.step_in_stage * p + j) % order.len()]].clone()).collect()
+            (0..p).map(|j| demos[order[stage.pick(p, j, order.len())]].clone()).collect()
         };
         let engine = self.tokenizer_engine()?;
         let mode = job.data.template;
