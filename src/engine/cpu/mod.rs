@@ -5,6 +5,7 @@
 
 mod attention;
 mod cache;
+mod gate;
 pub mod kernels;
 mod model;
 pub mod pool;

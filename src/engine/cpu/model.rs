@@ -4,6 +4,7 @@ use crate::engine::EngineError;
 use candle_core::quantized::{gguf_file, GgmlDType};
 use super::attention::attention;
 use super::cache::{Cache, Q8_BLOCK};
+use super::gate::Gate;
 use super::pool::{OutPtr, Pool};
 use std::io::{Read, Seek, SeekFrom};
 
@@ -39,21 +40,24 @@ struct Acts {
 /// (`n_tok` rows), as one parallel job; each weight row is read once for all tokens.
 fn matmul(jobs: &mut [(&Matrix, &mut [f32])], x: &[f32], n_tok: usize, scratch: &mut Acts) {
     let width = x.len() / n_tok;
+    let pool = Pool::global();
     for k in [false, true] {
         if jobs.iter().any(|(m, _)| m.t.is_k() == k) {
             let acts = if k { &mut scratch.per256 } else { &mut scratch.per32 };
             acts.resize(x.len() / QK, ActBlock::default());
-            for (xr, ar) in x.chunks_exact(width).zip(acts.chunks_exact_mut(width / QK)) {
+            // Whole tokens per task, and at least four: a short input stays on the caller.
+            let tokens = n_tok.div_ceil(pool.threads()).max(4);
+            pool.chunks_mut(acts, tokens * width / QK, &|i, ar| {
+                let xr = &x[i * tokens * width..][..ar.len() * QK];
                 if k {
                     quantize_act_k(xr, ar)
                 } else {
                     quantize_act(xr, ar)
                 }
-            }
+            });
         }
     }
     let scratch = &*scratch;
-    let pool = Pool::global();
     let mut chunks = Vec::new();
     let total_rows: usize = jobs.iter().map(|(m, _)| m.rows).sum();
     let per = total_rows.div_ceil(pool.threads() * 4).max(16);
@@ -342,15 +346,7 @@ impl CpuModel {
 
             rms_norm(&x, &l.ffn_norm, eps, &mut h);
             matmul(&mut [(&l.gate, &mut g), (&l.up, &mut u)], &h, s, &mut acts);
-            if cfg.gemma.is_some() {
-                for (a, b) in g.iter_mut().zip(&u) {
-                    *a = gelu(*a) * b;
-                }
-            } else {
-                for (a, b) in g.iter_mut().zip(&u) {
-                    *a = *a / (1.0 + (-*a).exp()) * b;
-                }
-            }
+            if cfg.gemma.is_some() { Gate::Gelu } else { Gate::Silu }.apply(&mut g, &u, Pool::global());
             matmul(&mut [(&l.down, &mut proj)], &g, s, &mut acts);
             if let Some(w) = &l.post_ffn_norm {
                 rms_norm_in_place(&mut proj, w, eps);
@@ -374,12 +370,6 @@ impl CpuModel {
 fn attend(caches: &[Cache], li: usize, q: &[f32], rows: &[(usize, usize)], window: usize, cfg: &ModelConfig, out: &mut [f32]) {
     let views: Vec<_> = rows.iter().map(|&(slot, p)| (&caches[slot].k[li], &caches[slot].v[li], p)).collect();
     attention(q, &views, window, cfg.n_head, cfg.n_kv_head, cfg.head_dim, out);
-}
-
-/// GELU, tanh form (Gemma's `gelu_pytorch_tanh`, ggml's `gelu`).
-fn gelu(x: f32) -> f32 {
-    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044_715 * x * x)).tanh())
 }
 
 /// RMS norm of each `w.len()`-wide row of `x` into `out`.

@@ -136,6 +136,31 @@ impl Pool {
     }
 }
 
+impl Pool {
+    /// Runs `f(i, chunk_i)` over the `size`-long chunks of `data` (the last may be
+    /// shorter) across the pool: the elementwise passes between matmuls (activation
+    /// quantizing, the FFN's gate), which one thread ran while the others spun.
+    pub fn chunks_mut<T: Send>(&self, data: &mut [T], size: usize, f: &(dyn Fn(usize, &mut [T]) + Sync)) {
+        struct Base<T>(*mut T);
+        // SAFETY: tasks take disjoint chunks, and `run` joins them all before returning.
+        unsafe impl<T: Send> Sync for Base<T> {}
+        impl<T> Base<T> {
+            fn at(&self, i: usize) -> *mut T {
+                // SAFETY: callers stay inside `data`.
+                unsafe { self.0.add(i) }
+            }
+        }
+        let (len, size) = (data.len(), size.max(1));
+        let base = Base(data.as_mut_ptr());
+        self.run(len.div_ceil(size), &|i| {
+            let start = i * size;
+            // SAFETY: chunk i is data[start..start + size] cut at the end: no other task's.
+            let chunk = unsafe { std::slice::from_raw_parts_mut(base.at(start), size.min(len - start)) };
+            f(i, chunk)
+        });
+    }
+}
+
 impl Drop for Pool {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
@@ -193,6 +218,19 @@ impl OutPtr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_cover_the_slice_once_each_the_last_one_short() {
+        let pool = Pool::new(3);
+        let mut v = vec![0u32; 1001];
+        pool.chunks_mut(&mut v, 64, &|i, c| {
+            assert!(c.len() == 64 || (i == 15 && c.len() == 41));
+            for (k, x) in c.iter_mut().enumerate() {
+                *x += (i * 64 + k) as u32 + 1;
+            }
+        });
+        assert!(v.iter().enumerate().all(|(k, &x)| x == k as u32 + 1));
+    }
 
     #[test]
     fn every_index_runs_exactly_once() {

@@ -31,11 +31,13 @@ pub struct ActBlock {
     pub d: f32,
     /// d · Σqs: what a weight offset multiplies.
     pub s: f32,
+    /// Σqs itself, for kernels that keep a K-quant's mins in integers.
+    pub sum: i32,
 }
 
 impl Default for ActBlock {
     fn default() -> Self {
-        Self { qs: [0; QK], d: 0.0, s: 0.0 }
+        Self { qs: [0; QK], d: 0.0, s: 0.0, sum: 0 }
     }
 }
 
@@ -47,13 +49,24 @@ pub fn quantize_act(x: &[f32], out: &mut [ActBlock]) {
         let (d, sum) = quantize_block(xb, &mut ob.qs);
         ob.d = d;
         ob.s = d * sum as f32;
+        ob.sum = sum;
     }
 }
 
 /// One block of values `x` as int8 `q`, as ggml's `quantize_row_q8_0_ref` rounds it:
 /// d = max|x| / 127 and q = round(x / d). Returns d and Σq. (The K/V cache's q8_0 blocks
-/// are rounded by this too.)
+/// are rounded by this too.) Vectorized where the CPU allows, with the same bits for
+/// finite values.
 pub fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, i32) {
+    #[cfg(target_arch = "x86_64")]
+    if x.len() == QK && q.len() == QK && simd() != Simd::Scalar {
+        // SAFETY: AVX2 and FMA are there (simd()); both slices hold 32 values.
+        return unsafe { x86::quantize::block(x.as_ptr(), q.as_mut_ptr()) };
+    }
+    quantize_block_scalar(x, q)
+}
+
+fn quantize_block_scalar(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
     let d = amax / 127.0;
     let id = if d > 0.0 { 1.0 / d } else { 0.0 };
@@ -75,20 +88,33 @@ pub fn quantize_act_k(x: &[f32], out: &mut [ActBlock]) {
     const QK_K: usize = 256;
     debug_assert_eq!(x.len(), out.len() * QK);
     for (xb, ob) in x.chunks_exact(QK_K).zip(out.chunks_exact_mut(QK_K / QK)) {
-        // The first value of largest magnitude, with its sign.
-        let max = xb.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
-        let id = if max == 0.0 { 0.0 } else { -127.0 / max };
-        let d = if max == 0.0 { 0.0 } else { 1.0 / id };
-        for (xs, b) in xb.chunks_exact(QK).zip(ob.iter_mut()) {
-            let mut sum = 0i32;
-            for (q, &v) in b.qs.iter_mut().zip(xs) {
-                let r = ((v * id).round_ties_even() as i32).min(127);
-                *q = r as i8;
-                sum += r;
+        #[cfg(target_arch = "x86_64")]
+        if simd() != Simd::Scalar {
+            // SAFETY: AVX2 and FMA are there (simd()); 256 values into eight blocks.
+            if unsafe { x86::quantize::super_block(xb, ob) }.is_some() {
+                continue;
             }
-            b.d = d;
-            b.s = d * sum as f32;
         }
+        quantize_super_scalar(xb, ob);
+    }
+}
+
+/// One super-block of [`quantize_act_k`], the reference the vector version is held to.
+fn quantize_super_scalar(xb: &[f32], ob: &mut [ActBlock]) {
+    // The first value of largest magnitude, with its sign.
+    let max = xb.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+    let id = if max == 0.0 { 0.0 } else { -127.0 / max };
+    let d = if max == 0.0 { 0.0 } else { 1.0 / id };
+    for (xs, b) in xb.chunks_exact(QK).zip(ob.iter_mut()) {
+        let mut sum = 0i32;
+        for (q, &v) in b.qs.iter_mut().zip(xs) {
+            let r = ((v * id).round_ties_even() as i32).min(127);
+            *q = r as i8;
+            sum += r;
+        }
+        b.d = d;
+        b.s = d * sum as f32;
+        b.sum = sum;
     }
 }
 

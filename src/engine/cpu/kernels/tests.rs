@@ -179,3 +179,46 @@ fn a_matrix_in_one_call_gives_each_rows_own_bits() {
         }
     }
 }
+
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn vector_quantizing_gives_the_scalar_bits_ties_included() {
+    if best() == Simd::Scalar {
+        return;
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let same = |a: &ActBlock, b: &ActBlock| a.qs == b.qs && a.d.to_bits() == b.d.to_bits() && a.s.to_bits() == b.s.to_bits() && a.sum == b.sum;
+    for case in 0..200 {
+        let x: Vec<f32> = match case % 4 {
+            // Ordinary activations at several scales.
+            0 => (0..256).map(|_| rng.random_range(-1.0..1.0) * 10f32.powi(rng.random_range(-3..3))).collect(),
+            // Ties: 127 (or -127) sets the scale to exactly 1, so x·id = x, and k + 0.5
+            // must go away from zero per 32 values and to even per 256.
+            1 | 2 => (0..256).map(|i| if i == 5 { if case % 4 == 1 { 127.0 } else { -127.0 } } else { rng.random_range(-120i32..120) as f32 + 0.5 }).collect(),
+            // Just below a half, zeros, and the largest magnitude twice with both signs.
+            _ => (0..256).map(|i| match i % 5 { 0 => 0.0, 1 => 0.499_999_97, 2 => -0.499_999_97, 3 => if i % 2 == 0 { 3.0 } else { -3.0 }, _ => rng.random_range(-3.0..3.0) }).collect(),
+        };
+        // Per 32 values (and the K/V cache's blocks).
+        let mut fast = vec![ActBlock::default(); 8];
+        let mut slow = vec![ActBlock::default(); 8];
+        quantize_act(&x, &mut fast);
+        for (xb, b) in x.chunks(QK).zip(slow.iter_mut()) {
+            let (d, sum) = quantize_block_scalar(xb, &mut b.qs);
+            (b.d, b.s, b.sum) = (d, d * sum as f32, sum);
+        }
+        assert!(fast.iter().zip(&slow).all(|(a, b)| same(a, b)), "case {case}: per-32 quantizing differs from the scalar loop");
+        // Per 256 values.
+        quantize_act_k(&x, &mut fast);
+        quantize_super_scalar(&x, &mut slow);
+        assert!(fast.iter().zip(&slow).all(|(a, b)| same(a, b)), "case {case}: per-256 quantizing differs from the scalar loop");
+    }
+    // The ties really were ties: 2.5 went to 3 per 32 values and to 2 per 256.
+    let mut x = vec![0.0f32; 256];
+    (x[0], x[1], x[2]) = (127.0, 2.5, -2.5);
+    let mut a = vec![ActBlock::default(); 8];
+    quantize_act(&x, &mut a);
+    assert_eq!(&a[0].qs[..3], &[127, 3, -3]);
+    x[0] = -127.0;
+    quantize_act_k(&x, &mut a);
+    assert_eq!(&a[0].qs[..3], &[-127, 2, -2]);
+}

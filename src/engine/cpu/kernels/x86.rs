@@ -49,6 +49,7 @@ macro_rules! unroll {
 struct Acc;
 
 mod lanes;
+pub(super) mod quantize;
 
 /// How far ahead of the block being read decode asks for a row's bytes (one request per
 /// cache line). Decode streams every weight once per token, mostly past the caches; with
