@@ -1,4 +1,4 @@
-use super::kernels::{dequantize_row, dot_tiles, quantize_act, quantize_act_k, ActBlock, WeightType, MAX_TOKENS, QK};
+use super::kernels::{dequantize_row, dot_tiles, quantize_act, quantize_act_k, scatter_tile, ActBlock, WeightType, MAX_TOKENS, QK};
 use crate::engine::model::{KvType, ModelConfig};
 use crate::engine::EngineError;
 use candle_core::quantized::{gguf_file, GgmlDType};
@@ -100,12 +100,8 @@ fn matmul(jobs: &mut [(&Matrix, &mut [f32])], x: &[f32], n_tok: usize, scratch: 
                 *g = &acts[(t0 + j) * nb..(t0 + j + 1) * nb];
             }
             dot_tiles(m.t, rows, rb, &group[..k], &mut res[..n_rows * k]);
-            for (i, row) in res[..n_rows * k].chunks_exact(k).enumerate() {
-                for (j, &v) in row.iter().enumerate() {
-                    // SAFETY: (token, row) is unique to this task and inside `out`.
-                    unsafe { *out.at((t0 + j) * m.rows + r0 + i) = v };
-                }
-            }
+            // SAFETY: rows r0..r1 of tokens t0..t0 + k are this task's alone, inside `out`.
+            unsafe { scatter_tile(&res[..n_rows * k], k, out.at(t0 * m.rows + r0), m.rows) };
         }
     });
 }

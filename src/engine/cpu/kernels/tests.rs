@@ -222,3 +222,21 @@ fn vector_quantizing_gives_the_scalar_bits_ties_included() {
     quantize_act_k(&x, &mut a);
     assert_eq!(&a[0].qs[..3], &[-127, 2, -2]);
 }
+
+#[test]
+fn a_tiles_results_land_token_by_token() {
+    // 19 rows: two 8×8 transposes and a scalar tail; 3 tokens: the scalar path alone.
+    for (rows, n) in [(19usize, 8usize), (16, 8), (5, 3), (19, 1)] {
+        let res: Vec<f32> = (0..rows * n).map(|i| i as f32 + 0.25).collect();
+        let stride = rows + 7;
+        let mut out = vec![-1f32; n * stride];
+        // SAFETY: out holds n rows of `stride` values, and rows < stride.
+        unsafe { scatter_tile(&res, n, out.as_mut_ptr(), stride) };
+        for k in 0..n {
+            for r in 0..stride {
+                let want = if r < rows { res[r * n + k] } else { -1.0 };
+                assert_eq!(out[k * stride + r], want, "{rows} rows, {n} tokens: token {k} row {r}");
+            }
+        }
+    }
+}

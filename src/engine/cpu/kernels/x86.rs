@@ -424,6 +424,29 @@ unsafe fn tile_super<F: SuperFormat, const N: usize>(rows: &[u8], rb: usize, act
     }
 }
 
+/// Groups of eight rows of eight tokens' results (`res[row * 8 + k]`) to `out[k * stride
+/// + row]`: each group transposed in registers and stored as eight vectors.
+///
+/// # Safety
+/// AVX2; `out` valid for every (row, token) write.
+#[target_feature(enable = "avx2")]
+pub unsafe fn transpose8(res: &[f32], out: *mut f32, stride: usize) {
+    for r in (0..res.len() / 8).step_by(8) {
+        let v: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(res.as_ptr().add((r + i) * 8)));
+        // Pairs of rows interleaved, then fours: s[j] holds token j (low half) and j + 4
+        // (high half) of four rows.
+        let t: [__m256; 8] = std::array::from_fn(|i| if i % 2 == 0 { _mm256_unpacklo_ps(v[i], v[i + 1]) } else { _mm256_unpackhi_ps(v[i - 1], v[i]) });
+        let s = |a: usize| {
+            [_mm256_shuffle_ps::<0x44>(t[a], t[a + 2]), _mm256_shuffle_ps::<0xEE>(t[a], t[a + 2]), _mm256_shuffle_ps::<0x44>(t[a + 1], t[a + 3]), _mm256_shuffle_ps::<0xEE>(t[a + 1], t[a + 3])]
+        };
+        let (lo, hi) = (s(0), s(4));
+        for j in 0..4 {
+            _mm256_storeu_ps(out.add(j * stride + r), _mm256_permute2f128_ps::<0x20>(lo[j], hi[j]));
+            _mm256_storeu_ps(out.add((j + 4) * stride + r), _mm256_permute2f128_ps::<0x31>(lo[j], hi[j]));
+        }
+    }
+}
+
 /// Each of `rows.len() / rb` rows against `N` tokens of format `t` (see the tile
 /// kernels), into `out[row * N + k]`, on the VNNI kernels or the AVX2 ones. Looping over
 /// the rows here, inside the kernels' target features, keeps the checks and the dispatch
