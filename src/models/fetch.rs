@@ -145,7 +145,11 @@ pub enum VerifyOutcome {
 /// Re-hashes the file on disk against the registry (for an adapter, its weights file).
 pub fn verify(entry: &ModelEntry, progress: &dyn Progress) -> Result<VerifyOutcome, FetchError> {
     let path = match &entry.source {
-        Source::Adapter { path, .. } => path.join(super::ADAPTER_WEIGHTS),
+        Source::Adapter { path, .. } => {
+            // An installed binary's shipped adapter is verified as it will be read.
+            super::shipped::unpack(path, &crate::paths::data_dir()).map_err(|e| FetchError::Write { path: path.display().to_string(), detail: describe_io(&e) })?;
+            path.join(super::ADAPTER_WEIGHTS)
+        }
         _ => local_path(entry)?,
     };
     let Ok(mut f) = std::fs::File::open(&path) else { return Ok(VerifyOutcome::Missing) };

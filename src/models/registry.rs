@@ -250,7 +250,15 @@ impl Registry {
 
     pub fn load_with(user: Option<&Path>) -> Result<Self, RegistryError> {
         let mut reg = Self::parse(SHIPPED, "shipped models.toml")?;
-        anchor(&mut reg.models, Path::new(env!("CARGO_MANIFEST_DIR")));
+        // The shipped adapters: the source tree's files, or the binary's own copy.
+        let (source, data) = (Path::new(env!("CARGO_MANIFEST_DIR")), crate::paths::data_dir());
+        for m in reg.models.values_mut() {
+            if let Source::Adapter { path, .. } = &mut m.source {
+                if path.is_relative() {
+                    *path = super::shipped::locate(path, source, &data);
+                }
+            }
+        }
         if let Some(path) = user.filter(|p| p.exists()) {
             let origin = path.display().to_string();
             let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Io { path: origin.clone(), source })?;

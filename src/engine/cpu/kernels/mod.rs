@@ -31,13 +31,11 @@ pub struct ActBlock {
     pub d: f32,
     /// d · Σqs: what a weight offset multiplies.
     pub s: f32,
-    /// Σqs itself, for kernels that keep a K-quant's mins in integers.
-    pub sum: i32,
 }
 
 impl Default for ActBlock {
     fn default() -> Self {
-        Self { qs: [0; QK], d: 0.0, s: 0.0, sum: 0 }
+        Self { qs: [0; QK], d: 0.0, s: 0.0 }
     }
 }
 
@@ -49,7 +47,6 @@ pub fn quantize_act(x: &[f32], out: &mut [ActBlock]) {
         let (d, sum) = quantize_block(xb, &mut ob.qs);
         ob.d = d;
         ob.s = d * sum as f32;
-        ob.sum = sum;
     }
 }
 
@@ -114,7 +111,6 @@ fn quantize_super_scalar(xb: &[f32], ob: &mut [ActBlock]) {
         }
         b.d = d;
         b.s = d * sum as f32;
-        b.sum = sum;
     }
 }
 

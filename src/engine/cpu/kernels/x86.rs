@@ -239,6 +239,18 @@ const fn scale_lanes(i8_pairs: bool) -> ScaleLanes {
 static SCALE_LANES: ScaleLanes = scale_lanes(false);
 static Q6K_SCALE_LANES: ScaleLanes = scale_lanes(true);
 
+/// A Q4_K/Q5_K block's 12 bytes of 6-bit scales and mins (at 4) as 8 scale bytes then 8
+/// min bytes, unpacked with 32-bit masks as ggml does (`scale_min_k4` one at a time cost
+/// more than the sub-blocks' products).
+#[inline(always)]
+unsafe fn scales_mins_k4(b: *const u8) -> __m128i {
+    let u = [0usize, 4, 8].map(|o| std::ptr::read_unaligned(b.add(4 + o) as *const u32));
+    let (m6, m4, m2) = (0x3F3F_3F3Fu32, 0x0F0F_0F0Fu32, 0x0303_0303u32);
+    let scales_hi = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);
+    let mins_hi = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);
+    _mm_setr_epi32((u[0] & m6) as i32, scales_hi as i32, (u[1] & m6) as i32, mins_hi as i32)
+}
+
 /// Q4_K (`FIFTH` false) and Q5_K: d, dmin, 12 bytes of 6-bit scales and mins, [32 bytes of
 /// fifth bits,] then 128 bytes of nibbles, sub-blocks 2c and 2c+1 in the low and high
 /// nibbles of the same 32 bytes.
@@ -251,13 +263,7 @@ impl<const FIFTH: bool> SuperFormat for QK4<FIFTH> {
     type Head = (__m256i, __m256);
     #[inline(always)]
     unsafe fn head<const N: usize>(b: *const u8) -> (f32, Self::Head) {
-        // The 12 bytes unpacked with 32-bit masks into 8 scale bytes then 8 min bytes, as
-        // ggml does (`scale_min_k4` one at a time cost more than the sub-blocks' products).
-        let u = [0usize, 4, 8].map(|o| std::ptr::read_unaligned(b.add(4 + o) as *const u32));
-        let (m6, m4, m2) = (0x3F3F_3F3Fu32, 0x0F0F_0F0Fu32, 0x0303_0303u32);
-        let scales_hi = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);
-        let mins_hi = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);
-        let v = _mm_setr_epi32((u[0] & m6) as i32, scales_hi as i32, (u[1] & m6) as i32, mins_hi as i32);
+        let v = scales_mins_k4(b);
         let scales = _mm_cvtepu8_epi16(v);
         let mins = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(v, 8)));
         (half(b), (_mm256_set_m128i(scales, scales), _mm256_mul_ps(mins, _mm256_set1_ps(-half(b.add(2))))))

@@ -75,38 +75,44 @@ thread_local! {
     static LANES: RefCell<Vec<LaneBlock>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Block `j` of each of `acts` (up to eight tokens) transposed: vector g holds group g
+/// (values 4g..4g+4) of token t in lane t, zeros for missing tokens.
+#[inline(always)]
+unsafe fn transposed(acts: &[&[ActBlock]], j: usize) -> [__m256i; 8] {
+    let n = acts.len();
+    // Row t: token t's 32 bytes, eight 4-byte groups.
+    let r: [__m256i; 8] = std::array::from_fn(|t| if t < n { _mm256_load_si256(acts.get_unchecked(t).get_unchecked(j).qs.as_ptr() as *const __m256i) } else { _mm256_setzero_si256() });
+    let t0 = _mm256_unpacklo_epi32(r[0], r[1]);
+    let t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+    let t2 = _mm256_unpacklo_epi32(r[2], r[3]);
+    let t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+    let t4 = _mm256_unpacklo_epi32(r[4], r[5]);
+    let t5 = _mm256_unpackhi_epi32(r[4], r[5]);
+    let t6 = _mm256_unpacklo_epi32(r[6], r[7]);
+    let t7 = _mm256_unpackhi_epi32(r[6], r[7]);
+    // u_g: groups g and g + 4 of tokens 0-3 (the low and high 128 bits), then of 4-7.
+    let u = [_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2), _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)];
+    let v = [_mm256_unpacklo_epi64(t4, t6), _mm256_unpackhi_epi64(t4, t6), _mm256_unpacklo_epi64(t5, t7), _mm256_unpackhi_epi64(t5, t7)];
+    std::array::from_fn(|g| if g < 4 { _mm256_permute2x128_si256(u[g], v[g], 0x20) } else { _mm256_permute2x128_si256(u[g - 4], v[g - 4], 0x31) })
+}
+
+/// Each lane's four activation bytes summed (1·x in pairs, then pairs of pairs).
+#[inline(always)]
+unsafe fn group_sums(x: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), x), _mm256_set1_epi16(1))
+}
+
 /// Lays `acts` (one to eight tokens) out in lanes, `nb` blocks, into `out`, for a format
 /// whose offset is 2^`shift`.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn lay_out(acts: &[&[ActBlock]], nb: usize, shift: i32, out: &mut [LaneBlock]) {
     let n = acts.len();
-    let ones8 = _mm256_set1_epi8(1);
-    let ones16 = _mm256_set1_epi16(1);
     for (j, lb) in out[..nb].iter_mut().enumerate() {
-        // Row t: token t's 32 bytes, eight 4-byte groups; transposed, row g holds group g
-        // of every token.
-        let r: [__m256i; 8] = std::array::from_fn(|t| if t < n { _mm256_load_si256(acts.get_unchecked(t).get_unchecked(j).qs.as_ptr() as *const __m256i) } else { _mm256_setzero_si256() });
-        let t0 = _mm256_unpacklo_epi32(r[0], r[1]);
-        let t1 = _mm256_unpackhi_epi32(r[0], r[1]);
-        let t2 = _mm256_unpacklo_epi32(r[2], r[3]);
-        let t3 = _mm256_unpackhi_epi32(r[2], r[3]);
-        let t4 = _mm256_unpacklo_epi32(r[4], r[5]);
-        let t5 = _mm256_unpackhi_epi32(r[4], r[5]);
-        let t6 = _mm256_unpacklo_epi32(r[6], r[7]);
-        let t7 = _mm256_unpackhi_epi32(r[6], r[7]);
-        // u_g: groups g and g + 4 of tokens 0-3 (the low and high 128 bits), then of 4-7.
-        let u = [_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2), _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)];
-        let v = [_mm256_unpacklo_epi64(t4, t6), _mm256_unpackhi_epi64(t4, t6), _mm256_unpacklo_epi64(t5, t7), _mm256_unpackhi_epi64(t5, t7)];
+        let x = transposed(acts, j);
         let mut sx = _mm256_setzero_si256();
-        for g in 0..4 {
-            let lo = _mm256_permute2x128_si256(u[g], v[g], 0x20);
-            let hi = _mm256_permute2x128_si256(u[g], v[g], 0x31);
-            _mm256_store_si256(lb.xs[g].as_mut_ptr() as *mut __m256i, lo);
-            _mm256_store_si256(lb.xs[g + 4].as_mut_ptr() as *mut __m256i, hi);
-            // 1·x in pairs, then pairs of pairs: each lane's four bytes summed.
-            for x in [lo, hi] {
-                sx = _mm256_add_epi32(sx, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, x), ones16));
-            }
+        for (g, &xg) in x.iter().enumerate() {
+            _mm256_store_si256(lb.xs[g].as_mut_ptr() as *mut __m256i, xg);
+            sx = _mm256_add_epi32(sx, group_sums(xg));
         }
         let off = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_sll_epi32(sx, _mm_cvtsi32_si128(shift)));
         _mm256_store_si256(lb.off.as_mut_ptr() as *mut __m256i, off);

@@ -86,7 +86,6 @@ pub unsafe fn super_block(x: &[f32], out: &mut [ActBlock]) -> Option<()> {
         let sum = store_i8(r, b.qs.as_mut_ptr());
         b.d = d;
         b.s = d * sum as f32;
-        b.sum = sum;
     }
     Some(())
 }
