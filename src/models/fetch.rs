@@ -147,7 +147,7 @@ pub fn verify(entry: &ModelEntry, progress: &dyn Progress) -> Result<VerifyOutco
     let path = match &entry.source {
         Source::Adapter { path, .. } => {
             // An installed binary's shipped adapter is verified as it will be read.
-            super::shipped::unpack(path, &crate::paths::data_dir()).map_err(|e| FetchError::Write { path: path.display().to_string(), detail: describe_io(&e) })?;
+            super::shipped::unpack(path).map_err(|e| FetchError::Write { path: path.display().to_string(), detail: describe_io(&e) })?;
             path.join(super::ADAPTER_WEIGHTS)
         }
         _ => local_path(entry)?,

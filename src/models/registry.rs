@@ -251,11 +251,11 @@ impl Registry {
     pub fn load_with(user: Option<&Path>) -> Result<Self, RegistryError> {
         let mut reg = Self::parse(SHIPPED, "shipped models.toml")?;
         // The shipped adapters: the source tree's files, or the binary's own copy.
-        let (source, data) = (Path::new(env!("CARGO_MANIFEST_DIR")), crate::paths::data_dir());
+        let (source, unpacked) = (Path::new(env!("CARGO_MANIFEST_DIR")), super::shipped::root());
         for m in reg.models.values_mut() {
             if let Source::Adapter { path, .. } = &mut m.source {
                 if path.is_relative() {
-                    *path = super::shipped::locate(path, source, &data);
+                    *path = super::shipped::locate(path, source, &unpacked);
                 }
             }
         }

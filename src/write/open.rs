@@ -86,7 +86,7 @@ pub fn ensure_file(entry: &ModelEntry, progress: &dyn Progress) -> Result<PathBu
     let base_entry = reg.get(base)?;
     let base_file = models::ensure(base_entry, progress)?;
     // An installed binary's shipped adapter: its own copy, unpacked on first use.
-    models::unpack_shipped(path, &crate::paths::data_dir()).map_err(|e| FetchError::Write { path: path.display().to_string(), detail: crate::fsutil::describe_io(&e) })?;
+    models::unpack_shipped(path).map_err(|e| FetchError::Write { path: path.display().to_string(), detail: crate::fsutil::describe_io(&e) })?;
     let merged = models::local_path(entry)?;
     if !merged.exists() {
         progress.stage(&format!("merging the adapter of {} into {base}", entry.name), None);

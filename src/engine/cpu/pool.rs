@@ -134,9 +134,7 @@ impl Pool {
             resume_unwind(payload);
         }
     }
-}
 
-impl Pool {
     /// Runs `f(i, chunk_i)` over the `size`-long chunks of `data` (the last may be
     /// shorter) across the pool: the elementwise passes between matmuls (activation
     /// quantizing, the FFN's gate), which one thread ran while the others spun.
