@@ -10,7 +10,9 @@
 //! `vpdpbusd` (one `maddubs` on AVX2), and the conversion, the scale product and the FMA
 //! are paid once per block for all eight. The weights go in as their unsigned bytes q
 //! (`w = (q − o)·d`), and the offset comes off as o·Σx per token, computed once when the
-//! activations are laid out.
+//! activations are laid out. Two to four tokens take a layout of their own ([`quad`]:
+//! groups g and g + 4 of four tokens in one vector's halves), which half-empty eight-token
+//! lanes ran at half speed.
 //!
 //! Every (row, token) pair gets the same arithmetic whatever the tile's token count, and
 //! decode's one-token kernel does the same arithmetic with the blocks in the lanes instead:
@@ -75,24 +77,24 @@ thread_local! {
     static LANES: RefCell<Vec<LaneBlock>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Tokens `t0..t0 + 4` of block `j` transposed in pairs of groups: vector g (g < 4)
+/// holds group g of token t0 + t in lane t and group g + 4 in lane t + 4 (the four-token
+/// layout), zeros for missing tokens.
+#[inline(always)]
+unsafe fn quad(acts: &[&[ActBlock]], j: usize, t0: usize) -> [__m256i; 4] {
+    let n = acts.len();
+    // Row i: token t0 + i's 32 bytes, eight 4-byte groups (0-3 low, 4-7 high).
+    let r: [__m256i; 4] = std::array::from_fn(|i| if t0 + i < n { _mm256_load_si256(acts.get_unchecked(t0 + i).get_unchecked(j).qs.as_ptr() as *const __m256i) } else { _mm256_setzero_si256() });
+    let (a, b) = (_mm256_unpacklo_epi32(r[0], r[1]), _mm256_unpackhi_epi32(r[0], r[1]));
+    let (c, d) = (_mm256_unpacklo_epi32(r[2], r[3]), _mm256_unpackhi_epi32(r[2], r[3]));
+    [_mm256_unpacklo_epi64(a, c), _mm256_unpackhi_epi64(a, c), _mm256_unpacklo_epi64(b, d), _mm256_unpackhi_epi64(b, d)]
+}
+
 /// Block `j` of each of `acts` (up to eight tokens) transposed: vector g holds group g
 /// (values 4g..4g+4) of token t in lane t, zeros for missing tokens.
 #[inline(always)]
 unsafe fn transposed(acts: &[&[ActBlock]], j: usize) -> [__m256i; 8] {
-    let n = acts.len();
-    // Row t: token t's 32 bytes, eight 4-byte groups.
-    let r: [__m256i; 8] = std::array::from_fn(|t| if t < n { _mm256_load_si256(acts.get_unchecked(t).get_unchecked(j).qs.as_ptr() as *const __m256i) } else { _mm256_setzero_si256() });
-    let t0 = _mm256_unpacklo_epi32(r[0], r[1]);
-    let t1 = _mm256_unpackhi_epi32(r[0], r[1]);
-    let t2 = _mm256_unpacklo_epi32(r[2], r[3]);
-    let t3 = _mm256_unpackhi_epi32(r[2], r[3]);
-    let t4 = _mm256_unpacklo_epi32(r[4], r[5]);
-    let t5 = _mm256_unpackhi_epi32(r[4], r[5]);
-    let t6 = _mm256_unpacklo_epi32(r[6], r[7]);
-    let t7 = _mm256_unpackhi_epi32(r[6], r[7]);
-    // u_g: groups g and g + 4 of tokens 0-3 (the low and high 128 bits), then of 4-7.
-    let u = [_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2), _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)];
-    let v = [_mm256_unpacklo_epi64(t4, t6), _mm256_unpackhi_epi64(t4, t6), _mm256_unpacklo_epi64(t5, t7), _mm256_unpackhi_epi64(t5, t7)];
+    let (u, v) = (quad(acts, j, 0), quad(acts, j, 4));
     std::array::from_fn(|g| if g < 4 { _mm256_permute2x128_si256(u[g], v[g], 0x20) } else { _mm256_permute2x128_si256(u[g - 4], v[g - 4], 0x31) })
 }
 
@@ -215,6 +217,100 @@ unsafe fn tile_avx2<F: Lane, const N: usize>(rows: &[u8], rb: usize, lanes: &[La
     })
 }
 
+/// Two to four tokens: the pairs-of-groups layout of [`quad`] in `xs[0..4]`, each token's
+/// −o·Σx and scale in the first four lanes of `off` and `dx`. A vector then serves four
+/// tokens twice over (groups g and g + 4) where the eight-token layout would leave half
+/// its lanes empty.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn lay_out4(acts: &[&[ActBlock]], nb: usize, shift: i32, out: &mut [LaneBlock]) {
+    let n = acts.len();
+    for (j, lb) in out[..nb].iter_mut().enumerate() {
+        let mut sx = _mm256_setzero_si256();
+        for (g, xg) in quad(acts, j, 0).into_iter().enumerate() {
+            _mm256_store_si256(lb.xs[g].as_mut_ptr() as *mut __m256i, xg);
+            sx = _mm256_add_epi32(sx, group_sums(xg));
+        }
+        let sx = halves(sx);
+        let off = _mm_sub_epi32(_mm_setzero_si128(), _mm_sll_epi32(sx, _mm_cvtsi32_si128(shift)));
+        _mm_store_si128(lb.off.as_mut_ptr() as *mut __m128i, off);
+        lb.dx = std::array::from_fn(|t| if t < n { acts.get_unchecked(t).get_unchecked(j).d } else { 0.0 });
+    }
+}
+
+/// Lane t plus lane t + 4: a token's two groups' sums in the four-token layout.
+#[inline(always)]
+unsafe fn halves(v: __m256i) -> __m128i {
+    _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1))
+}
+
+/// Weight groups g and g + 4 of a block's 32 bytes `w`: group g in the low four lanes,
+/// g + 4 in the high four (an in-lane shuffle).
+#[inline(always)]
+unsafe fn pair(w: __m256i, g: usize) -> __m256i {
+    match g {
+        0 => _mm256_shuffle_epi32::<0x00>(w),
+        1 => _mm256_shuffle_epi32::<0x55>(w),
+        2 => _mm256_shuffle_epi32::<0xAA>(w),
+        _ => _mm256_shuffle_epi32::<0xFF>(w),
+    }
+}
+
+/// [`rows_in_lanes`] for the four-token layout: `int(w, lb)` is a block's integer sums in
+/// that layout (`w` its unsigned bytes); each token's two halves and its −o·Σx make the
+/// same integer the eight-token kernels reach, and the floats that follow are theirs on
+/// four lanes, so every token keeps its bits.
+#[inline(always)]
+unsafe fn rows_in_lanes4<F: Lane, const N: usize>(rows: &[u8], rb: usize, lanes: &[LaneBlock], out: &mut [f32], int: impl Fn(__m256i, &LaneBlock) -> __m256i) {
+    let nb = rb / F::BYTES;
+    for (row, o) in rows.chunks_exact(rb).zip(out.chunks_exact_mut(N)) {
+        let base = row.as_ptr();
+        let mut acc = [_mm_setzero_ps(); 8];
+        for j0 in (0..nb).step_by(8) {
+            unroll!(8, |i| {
+                let j = j0 + i;
+                if j < nb {
+                    let b = base.add(j * F::BYTES);
+                    let lb = lanes.get_unchecked(j);
+                    let s = _mm_add_epi32(halves(int(F::ubytes(b), lb)), _mm_load_si128(lb.off.as_ptr() as *const __m128i));
+                    let p = _mm_mul_ps(_mm_set1_ps(half(b)), _mm_load_ps(lb.dx.as_ptr()));
+                    acc[i] = _mm_fmadd_ps(_mm_cvtepi32_ps(s), p, acc[i]);
+                }
+            });
+        }
+        // tree()'s order on four lanes.
+        let t: [__m128; 4] = std::array::from_fn(|i| _mm_add_ps(acc[i], acc[i + 4]));
+        let mut all = [0f32; 4];
+        _mm_storeu_ps(all.as_mut_ptr(), _mm_add_ps(_mm_add_ps(t[0], t[2]), _mm_add_ps(t[1], t[3])));
+        o.copy_from_slice(&all[..N]);
+    }
+}
+
+/// Two to four tokens on VNNI: one `vpdpbusd` per pair of groups.
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+unsafe fn tile4_vnni<F: Lane, const N: usize>(rows: &[u8], rb: usize, lanes: &[LaneBlock], out: &mut [f32]) {
+    rows_in_lanes4::<F, N>(rows, rb, lanes, out, |w, lb| {
+        let mut s = _mm256_setzero_si256();
+        unroll!(4, |g| {
+            s = _mm256_dpbusd_epi32(s, pair(w, g), lane_xs(lb, g));
+        });
+        s
+    })
+}
+
+/// Two to four tokens on AVX2: four `maddubs` (one group per 16-bit lane each, within
+/// [`Lane::I16_GROUPS`] for both formats), widened once.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile4_avx2<F: Lane, const N: usize>(rows: &[u8], rb: usize, lanes: &[LaneBlock], out: &mut [f32]) {
+    const { assert!(Q0::<false>::I16_GROUPS >= 4 && Q0::<true>::I16_GROUPS >= 4) };
+    rows_in_lanes4::<F, N>(rows, rb, lanes, out, |w, lb| {
+        let mut s16 = _mm256_setzero_si256();
+        unroll!(4, |g| {
+            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(pair(w, g), lane_xs(lb, g)));
+        });
+        _mm256_madd_epi16(s16, _mm256_set1_epi16(1))
+    })
+}
+
 /// Decode (one token): eight blocks at a time, their integer sums (the tile kernel's
 /// signed products) reduced into the lanes, block j in lane j mod 8, then one conversion,
 /// scale product and FMA for the eight.
@@ -273,11 +369,20 @@ pub(super) unsafe fn tile<F: Lane, const N: usize>(vnni: bool, rows: &[u8], rb: 
         if lanes.len() < nb {
             lanes.resize(nb, LaneBlock { xs: [[0; 32]; 8], off: [0; 8], dx: [0.0; 8] });
         }
-        lay_out(acts, nb, F::SHIFT, lanes);
-        if vnni {
-            tile_vnni::<F, N>(rows, rb, lanes, out)
+        if N <= 4 {
+            lay_out4(acts, nb, F::SHIFT, lanes);
+            if vnni {
+                tile4_vnni::<F, N>(rows, rb, lanes, out)
+            } else {
+                tile4_avx2::<F, N>(rows, rb, lanes, out)
+            }
         } else {
-            tile_avx2::<F, N>(rows, rb, lanes, out)
+            lay_out(acts, nb, F::SHIFT, lanes);
+            if vnni {
+                tile_vnni::<F, N>(rows, rb, lanes, out)
+            } else {
+                tile_avx2::<F, N>(rows, rb, lanes, out)
+            }
         }
     })
 }
