@@ -61,7 +61,7 @@ fn gelu(x: f32) -> f32 {
 }
 
 /// 2·√(2/π) and 2·√(2/π)·0.044715: `2y = x·(A + B·x²)`.
-const GELU_A: f32 = 1.595_769_1;
+const GELU_A: f32 = 1.595_769;
 const GELU_B: f32 = 0.071_354_82;
 
 #[cfg(target_arch = "x86_64")]
