@@ -141,38 +141,84 @@ unsafe fn tree(acc: &[__m256; 8]) -> __m256 {
     _mm256_add_ps(_mm256_add_ps(t[0], t[2]), _mm256_add_ps(t[1], t[3]))
 }
 
-/// Rows against the laid-out tokens: `int(w, lb, init)` is block `lb`'s integer sums per
-/// token (`w` the row block's unsigned bytes, stored; `init` the block's −o·Σx), the rest
-/// is shared.
+/// The float side of the lane kernels at one width: eight tokens in `__m256` lanes, or
+/// the four-token layout's four in `__m128`. Both do a token's arithmetic alike.
+trait Width {
+    type I: Copy;
+    type F: Copy;
+    unsafe fn zero() -> Self::F;
+    /// `acc + float(s) · (d · dₓ)`: a block's integer sums in, per token.
+    unsafe fn step(acc: Self::F, s: Self::I, d: f32, lb: &LaneBlock) -> Self::F;
+    /// The eight partial sums added in [`tree`]'s order; the first `out.len()` tokens out.
+    unsafe fn finish(acc: &[Self::F; 8], out: &mut [f32]);
+}
+
+struct Eight;
+impl Width for Eight {
+    type I = __m256i;
+    type F = __m256;
+    #[inline(always)]
+    unsafe fn zero() -> __m256 {
+        _mm256_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn step(acc: __m256, s: __m256i, d: f32, lb: &LaneBlock) -> __m256 {
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(_mm256_set1_ps(d), _mm256_load_ps(lb.dx.as_ptr())), acc)
+    }
+    #[inline(always)]
+    unsafe fn finish(acc: &[__m256; 8], out: &mut [f32]) {
+        let mut all = [0f32; 8];
+        _mm256_storeu_ps(all.as_mut_ptr(), tree(acc));
+        out.copy_from_slice(&all[..out.len()]);
+    }
+}
+
+struct Four;
+impl Width for Four {
+    type I = __m128i;
+    type F = __m128;
+    #[inline(always)]
+    unsafe fn zero() -> __m128 {
+        _mm_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn step(acc: __m128, s: __m128i, d: f32, lb: &LaneBlock) -> __m128 {
+        _mm_fmadd_ps(_mm_cvtepi32_ps(s), _mm_mul_ps(_mm_set1_ps(d), _mm_load_ps(lb.dx.as_ptr())), acc)
+    }
+    #[inline(always)]
+    unsafe fn finish(acc: &[__m128; 8], out: &mut [f32]) {
+        let t: [__m128; 4] = std::array::from_fn(|i| _mm_add_ps(acc[i], acc[i + 4]));
+        let mut all = [0f32; 4];
+        _mm_storeu_ps(all.as_mut_ptr(), _mm_add_ps(_mm_add_ps(t[0], t[2]), _mm_add_ps(t[1], t[3])));
+        out.copy_from_slice(&all[..out.len()]);
+    }
+}
+
+/// Rows against the laid-out tokens: `int(b, lb)` is the integer sums per token of row
+/// block `b` against `lb` (−o·Σx included), the floats are `W`'s.
 #[inline(always)]
-unsafe fn rows_in_lanes<F: Lane, const N: usize>(rows: &[u8], rb: usize, lanes: &[LaneBlock], out: &mut [f32], int: impl Fn(*const u8, &LaneBlock, __m256i) -> __m256i) {
+unsafe fn rows_in_lanes<F: Lane, W: Width, const N: usize>(rows: &[u8], rb: usize, lanes: &[LaneBlock], out: &mut [f32], mut int: impl FnMut(*const u8, &LaneBlock) -> W::I) {
     let nb = rb / F::BYTES;
-    #[repr(align(32))]
-    struct Bytes([u8; 32]);
-    let mut w = Bytes([0; 32]);
     for (row, o) in rows.chunks_exact(rb).zip(out.chunks_exact_mut(N)) {
         let base = row.as_ptr();
-        let mut acc = [_mm256_setzero_ps(); 8];
+        let mut acc = [W::zero(); 8];
         for j0 in (0..nb).step_by(8) {
             unroll!(8, |i| {
                 let j = j0 + i;
                 if j < nb {
                     let b = base.add(j * F::BYTES);
                     let lb = lanes.get_unchecked(j);
-                    _mm256_store_si256(w.0.as_mut_ptr() as *mut __m256i, F::ubytes(b));
-                    let init = _mm256_load_si256(lb.off.as_ptr() as *const __m256i);
-                    let s = int(w.0.as_ptr(), lb, init);
-                    let p = _mm256_mul_ps(_mm256_set1_ps(half(b)), _mm256_load_ps(lb.dx.as_ptr()));
-                    acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), p, acc[i]);
+                    acc[i] = W::step(acc[i], int(b, lb), half(b), lb);
                 }
             });
         }
-        let sums = tree(&acc);
-        let mut all = [0f32; 8];
-        _mm256_storeu_ps(all.as_mut_ptr(), sums);
-        o.copy_from_slice(&all[..N]);
+        W::finish(&acc, o);
     }
 }
+
+/// A row block's 32 unsigned weight bytes, stored for the groups' broadcasts.
+#[repr(C, align(32))]
+struct Bytes([u8; 32]);
 
 /// Group `g`'s four weight bytes (of the stored block at `w`) in every lane.
 #[inline(always)]
@@ -188,10 +234,12 @@ unsafe fn lane_xs(lb: &LaneBlock, g: usize) -> __m256i {
 /// Prefill (2 to 8 tokens) on VNNI: one `vpdpbusd` per group for all the tokens.
 #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
 unsafe fn tile_vnni<F: Lane, const N: usize>(rows: &[u8], rb: usize, lanes: &[LaneBlock], out: &mut [f32]) {
-    rows_in_lanes::<F, N>(rows, rb, lanes, out, |w, lb, init| {
-        let mut s = init;
+    let mut w = Bytes([0; 32]);
+    rows_in_lanes::<F, Eight, N>(rows, rb, lanes, out, |b, lb| {
+        _mm256_store_si256(w.0.as_mut_ptr() as *mut __m256i, F::ubytes(b));
+        let mut s = _mm256_load_si256(lb.off.as_ptr() as *const __m256i);
         unroll!(8, |g| {
-            s = _mm256_dpbusd_epi32(s, group(w, g), lane_xs(lb, g));
+            s = _mm256_dpbusd_epi32(s, group(w.0.as_ptr(), g), lane_xs(lb, g));
         });
         s
     })
@@ -203,11 +251,13 @@ unsafe fn tile_vnni<F: Lane, const N: usize>(rows: &[u8], rb: usize, lanes: &[La
 #[allow(unused_assignments)] // the last group's reset of s16
 unsafe fn tile_avx2<F: Lane, const N: usize>(rows: &[u8], rb: usize, lanes: &[LaneBlock], out: &mut [f32]) {
     let ones16 = _mm256_set1_epi16(1);
-    rows_in_lanes::<F, N>(rows, rb, lanes, out, |w, lb, init| {
-        let mut s = init;
+    let mut w = Bytes([0; 32]);
+    rows_in_lanes::<F, Eight, N>(rows, rb, lanes, out, |b, lb| {
+        _mm256_store_si256(w.0.as_mut_ptr() as *mut __m256i, F::ubytes(b));
+        let mut s = _mm256_load_si256(lb.off.as_ptr() as *const __m256i);
         let mut s16 = _mm256_setzero_si256();
         unroll!(8, |g| {
-            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(group(w, g), lane_xs(lb, g)));
+            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(group(w.0.as_ptr(), g), lane_xs(lb, g)));
             if (g + 1) % F::I16_GROUPS == 0 {
                 s = _mm256_add_epi32(s, _mm256_madd_epi16(s16, ones16));
                 s16 = _mm256_setzero_si256();
@@ -255,45 +305,23 @@ unsafe fn pair(w: __m256i, g: usize) -> __m256i {
     }
 }
 
-/// [`rows_in_lanes`] for the four-token layout: `int(w, lb)` is a block's integer sums in
-/// that layout (`w` its unsigned bytes); each token's two halves and its −o·Σx make the
-/// same integer the eight-token kernels reach, and the floats that follow are theirs on
-/// four lanes, so every token keeps its bits.
+/// The four-token layout's sums per token: its two halves and its −o·Σx, the same
+/// integer the eight-token kernels reach (so the floats after it give the same bits).
 #[inline(always)]
-unsafe fn rows_in_lanes4<F: Lane, const N: usize>(rows: &[u8], rb: usize, lanes: &[LaneBlock], out: &mut [f32], int: impl Fn(__m256i, &LaneBlock) -> __m256i) {
-    let nb = rb / F::BYTES;
-    for (row, o) in rows.chunks_exact(rb).zip(out.chunks_exact_mut(N)) {
-        let base = row.as_ptr();
-        let mut acc = [_mm_setzero_ps(); 8];
-        for j0 in (0..nb).step_by(8) {
-            unroll!(8, |i| {
-                let j = j0 + i;
-                if j < nb {
-                    let b = base.add(j * F::BYTES);
-                    let lb = lanes.get_unchecked(j);
-                    let s = _mm_add_epi32(halves(int(F::ubytes(b), lb)), _mm_load_si128(lb.off.as_ptr() as *const __m128i));
-                    let p = _mm_mul_ps(_mm_set1_ps(half(b)), _mm_load_ps(lb.dx.as_ptr()));
-                    acc[i] = _mm_fmadd_ps(_mm_cvtepi32_ps(s), p, acc[i]);
-                }
-            });
-        }
-        // tree()'s order on four lanes.
-        let t: [__m128; 4] = std::array::from_fn(|i| _mm_add_ps(acc[i], acc[i + 4]));
-        let mut all = [0f32; 4];
-        _mm_storeu_ps(all.as_mut_ptr(), _mm_add_ps(_mm_add_ps(t[0], t[2]), _mm_add_ps(t[1], t[3])));
-        o.copy_from_slice(&all[..N]);
-    }
+unsafe fn four_token_sums(s: __m256i, lb: &LaneBlock) -> __m128i {
+    _mm_add_epi32(halves(s), _mm_load_si128(lb.off.as_ptr() as *const __m128i))
 }
 
 /// Two to four tokens on VNNI: one `vpdpbusd` per pair of groups.
 #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
 unsafe fn tile4_vnni<F: Lane, const N: usize>(rows: &[u8], rb: usize, lanes: &[LaneBlock], out: &mut [f32]) {
-    rows_in_lanes4::<F, N>(rows, rb, lanes, out, |w, lb| {
+    rows_in_lanes::<F, Four, N>(rows, rb, lanes, out, |b, lb| {
+        let w = F::ubytes(b);
         let mut s = _mm256_setzero_si256();
         unroll!(4, |g| {
             s = _mm256_dpbusd_epi32(s, pair(w, g), lane_xs(lb, g));
         });
-        s
+        four_token_sums(s, lb)
     })
 }
 
@@ -302,12 +330,13 @@ unsafe fn tile4_vnni<F: Lane, const N: usize>(rows: &[u8], rb: usize, lanes: &[L
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn tile4_avx2<F: Lane, const N: usize>(rows: &[u8], rb: usize, lanes: &[LaneBlock], out: &mut [f32]) {
     const { assert!(Q0::<false>::I16_GROUPS >= 4 && Q0::<true>::I16_GROUPS >= 4) };
-    rows_in_lanes4::<F, N>(rows, rb, lanes, out, |w, lb| {
+    rows_in_lanes::<F, Four, N>(rows, rb, lanes, out, |b, lb| {
+        let w = F::ubytes(b);
         let mut s16 = _mm256_setzero_si256();
         unroll!(4, |g| {
             s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(pair(w, g), lane_xs(lb, g)));
         });
-        _mm256_madd_epi16(s16, _mm256_set1_epi16(1))
+        four_token_sums(_mm256_madd_epi16(s16, _mm256_set1_epi16(1)), lb)
     })
 }
 
