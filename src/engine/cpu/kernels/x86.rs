@@ -439,8 +439,8 @@ unsafe fn tile_super<F: SuperFormat, const N: usize>(rows: &[u8], rb: usize, act
 pub unsafe fn transpose8(res: &[f32], out: *mut f32, stride: usize) {
     for r in (0..res.len() / 8).step_by(8) {
         let v: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(res.as_ptr().add((r + i) * 8)));
-        // Pairs of rows interleaved, then fours: s[j] holds token j (low half) and j + 4
-        // (high half) of four rows.
+        // Pairs of rows interleaved, then fours: s(0)[j] holds token j (low half) and
+        // token j + 4 (high half) of rows 0-3, s(4)[j] the same of rows 4-7.
         let t: [__m256; 8] = std::array::from_fn(|i| if i % 2 == 0 { _mm256_unpacklo_ps(v[i], v[i + 1]) } else { _mm256_unpackhi_ps(v[i - 1], v[i]) });
         let s = |a: usize| {
             [_mm256_shuffle_ps::<0x44>(t[a], t[a + 2]), _mm256_shuffle_ps::<0xEE>(t[a], t[a + 2]), _mm256_shuffle_ps::<0x44>(t[a + 1], t[a + 3]), _mm256_shuffle_ps::<0xEE>(t[a + 1], t[a + 3])]
