@@ -5,11 +5,12 @@
 //! called libm's `tanhf` (and the `expm1f` inside it) per value: 10% of a 512-token
 //! Gemma 3 270M prefill (perf, 2-core EPYC). The tanh form is a logistic in disguise,
 //! `0.5·x·(1 + tanh(y)) = x·σ(2y)` with `y = √(2/π)·(x + 0.044715·x³)`, so GELU costs one
-//! exponential, taken here eight at a time by a polynomial (Cephes's `expf`; a few ulp,
-//! tested against f64). SiLU keeps libm's `expf` and is only split across the pool: its
-//! scalar results are what the default model's seeded outputs were made with, and glibc's
-//! `expf` is already fast (1.8% of a SmolLM2 prefill).
+//! exponential, the attention's branch-free polynomial, which lets the loop vectorize.
+//! SiLU keeps libm's `expf` and is only split across the pool: its scalar results are
+//! what the default model's seeded outputs were made with, and glibc's `expf` is already
+//! fast (1.8% of a SmolLM2 prefill).
 
+use super::attention::exp_approx;
 use super::pool::Pool;
 
 /// The gating activation of a model's FFN.
@@ -38,13 +39,8 @@ impl Gate {
                     *a = *a / (1.0 + (-*a).exp()) * b;
                 }
             }
+            // Branch-free, so the compiler vectorizes the loop.
             Gate::Gelu => {
-                #[cfg(target_arch = "x86_64")]
-                if super::kernels::has_avx2() {
-                    // SAFETY: AVX2 and FMA are there (has_avx2); the lengths are equal.
-                    unsafe { x86::gelu_mul(g, u) };
-                    return;
-                }
                 for (a, b) in g.iter_mut().zip(u) {
                     *a = gelu(*a) * b;
                 }
@@ -53,86 +49,19 @@ impl Gate {
     }
 }
 
-/// The tanh GELU as the vector code computes it, `x / (1 + e^(−2y))`, for CPUs without
-/// AVX2 (and the vector code's tail).
+/// The tanh GELU as `x·σ(2y)`, with `2y = x·(A + B·x²)`. σ is taken from `e^(−|2y|)`, the
+/// attention's branch-free [`exp_approx`] (whose range is x ≤ 0): `1 / (1 + e)` for
+/// 2y ≥ 0, `e / (1 + e)` below, so neither side overflows.
+#[inline(always)]
 fn gelu(x: f32) -> f32 {
     let z = x * (GELU_A + GELU_B * x * x);
-    x / (1.0 + (-z).exp())
+    let e = exp_approx(-z.abs());
+    x * if z >= 0.0 { 1.0 / (1.0 + e) } else { e / (1.0 + e) }
 }
 
 /// 2·√(2/π) and 2·√(2/π)·0.044715: `2y = x·(A + B·x²)`.
 const GELU_A: f32 = 1.595_769;
 const GELU_B: f32 = 0.071_354_82;
-
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use super::{gelu, GELU_A, GELU_B};
-    use std::arch::x86_64::*;
-
-    /// e^x for eight lanes, Cephes's `expf`: x = n·ln2 + r with |r| ≤ ln2/2 (ln2 in two
-    /// parts, so r is nearly exact), a degree-7 polynomial for e^r, and 2^n put in the
-    /// exponent. Inputs are clamped to ±87, where 2^n stays a normal float; the gate
-    /// only needs e^x to saturate there.
-    #[inline(always)]
-    pub(super) unsafe fn exp(x: __m256) -> __m256 {
-        let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0)), _mm256_set1_ps(87.0));
-        let n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
-        let mut p = _mm256_set1_ps(1.987_569_1e-4);
-        for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5] {
-            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
-        }
-        let e = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0)));
-        let two_n = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
-        _mm256_mul_ps(e, two_n)
-    }
-
-    /// `g[i] = gelu(g[i]) · u[i]`, eight at a time.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn gelu_mul(g: &mut [f32], u: &[f32]) {
-        let n8 = g.len() / 8 * 8;
-        let (a, b, one) = (_mm256_set1_ps(GELU_A), _mm256_set1_ps(GELU_B), _mm256_set1_ps(1.0));
-        for i in (0..n8).step_by(8) {
-            let x = _mm256_loadu_ps(g.as_ptr().add(i));
-            let z = _mm256_mul_ps(x, _mm256_fmadd_ps(b, _mm256_mul_ps(x, x), a));
-            let y = _mm256_div_ps(x, _mm256_add_ps(one, exp(_mm256_sub_ps(_mm256_setzero_ps(), z))));
-            _mm256_storeu_ps(g.as_mut_ptr().add(i), _mm256_mul_ps(y, _mm256_loadu_ps(u.as_ptr().add(i))));
-        }
-        for i in n8..g.len() {
-            g[i] = gelu(g[i]) * u[i];
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn vector_exp_is_within_a_few_ulp_of_f64() {
-            if !crate::engine::cpu::kernels::has_avx2() {
-                return;
-            }
-            let mut worst = 0f64;
-            for i in 0..200_000 {
-                let x = -87.0 + 174.0 * i as f32 / 200_000.0;
-                let mut out = [0f32; 8];
-                // SAFETY: AVX2 and FMA were checked.
-                unsafe { _mm256_storeu_ps(out.as_mut_ptr(), exp(_mm256_set1_ps(x))) };
-                let want = (x as f64).exp();
-                worst = worst.max(((out[0] as f64 - want) / want).abs());
-            }
-            // f32's ulp is 2^-23 ≈ 1.2e-7 relative at worst.
-            assert!(worst < 4e-7, "worst relative error {worst}");
-            // Saturation instead of garbage past the clamp.
-            let mut out = [0f32; 8];
-            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), exp(_mm256_setr_ps(-1e4, 1e4, -90.0, 90.0, 0.0, 1.0, f32::NEG_INFINITY, f32::INFINITY))) };
-            assert!(out[0] < 1e-37 && out[2] < 1e-37 && out[6] < 1e-37 && out[1] > 1e37 && out[3] > 1e37 && out[7] > 1e37);
-            assert_eq!(out[4], 1.0);
-            assert!((out[5] - std::f32::consts::E).abs() < 3e-7);
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
