@@ -134,11 +134,11 @@ unsafe fn totals(v: &[__m256i; 8], m: usize) -> __m256i {
 }
 
 /// The eight partial sums of each lane added in [`hsum`]'s tree, lane by lane: `acc[i]`
-/// holds partial sum i of every token.
+/// holds partial sum i of every token (at either width, so the order is written once).
 #[inline(always)]
-unsafe fn tree(acc: &[__m256; 8]) -> __m256 {
-    let t: [__m256; 4] = std::array::from_fn(|i| _mm256_add_ps(acc[i], acc[i + 4]));
-    _mm256_add_ps(_mm256_add_ps(t[0], t[2]), _mm256_add_ps(t[1], t[3]))
+unsafe fn tree<W: Width>(acc: &[W::F; 8]) -> W::F {
+    let t: [W::F; 4] = std::array::from_fn(|i| W::add(acc[i], acc[i + 4]));
+    W::add(W::add(t[0], t[2]), W::add(t[1], t[3]))
 }
 
 /// The float side of the lane kernels at one width: eight tokens in `__m256` lanes, or
@@ -149,8 +149,9 @@ trait Width {
     unsafe fn zero() -> Self::F;
     /// `acc + float(s) · (d · dₓ)`: a block's integer sums in, per token.
     unsafe fn step(acc: Self::F, s: Self::I, d: f32, lb: &LaneBlock) -> Self::F;
-    /// The eight partial sums added in [`tree`]'s order; the first `out.len()` tokens out.
-    unsafe fn finish(acc: &[Self::F; 8], out: &mut [f32]);
+    unsafe fn add(a: Self::F, b: Self::F) -> Self::F;
+    /// The first `out.len()` tokens' lanes of `v` into `out`.
+    unsafe fn store(v: Self::F, out: &mut [f32]);
 }
 
 struct Eight;
@@ -166,9 +167,13 @@ impl Width for Eight {
         _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(_mm256_set1_ps(d), _mm256_load_ps(lb.dx.as_ptr())), acc)
     }
     #[inline(always)]
-    unsafe fn finish(acc: &[__m256; 8], out: &mut [f32]) {
+    unsafe fn add(a: __m256, b: __m256) -> __m256 {
+        _mm256_add_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn store(v: __m256, out: &mut [f32]) {
         let mut all = [0f32; 8];
-        _mm256_storeu_ps(all.as_mut_ptr(), tree(acc));
+        _mm256_storeu_ps(all.as_mut_ptr(), v);
         out.copy_from_slice(&all[..out.len()]);
     }
 }
@@ -186,10 +191,13 @@ impl Width for Four {
         _mm_fmadd_ps(_mm_cvtepi32_ps(s), _mm_mul_ps(_mm_set1_ps(d), _mm_load_ps(lb.dx.as_ptr())), acc)
     }
     #[inline(always)]
-    unsafe fn finish(acc: &[__m128; 8], out: &mut [f32]) {
-        let t: [__m128; 4] = std::array::from_fn(|i| _mm_add_ps(acc[i], acc[i + 4]));
+    unsafe fn add(a: __m128, b: __m128) -> __m128 {
+        _mm_add_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn store(v: __m128, out: &mut [f32]) {
         let mut all = [0f32; 4];
-        _mm_storeu_ps(all.as_mut_ptr(), _mm_add_ps(_mm_add_ps(t[0], t[2]), _mm_add_ps(t[1], t[3])));
+        _mm_storeu_ps(all.as_mut_ptr(), v);
         out.copy_from_slice(&all[..out.len()]);
     }
 }
@@ -212,7 +220,7 @@ unsafe fn rows_in_lanes<F: Lane, W: Width, const N: usize>(rows: &[u8], rb: usiz
                 }
             });
         }
-        W::finish(&acc, o);
+        W::store(tree::<W>(&acc), o);
     }
 }
 
