@@ -62,9 +62,10 @@ impl StepRewards {
     /// Scores one prompt's rollouts (`text` is each whole output, `stats` how it ended)
     /// with the step's rewards `spec` (`JobSpec::at_step`: a stage can weigh them its own
     /// way), which uses no reward the job did not load for. With the novelty reward, the
-    /// group is scored against `memory` and then remembered in it. A plan that budget forcing closed (`stats.forced`) has its answer scored like
-    /// any other, but it did not close its own `<think>`: strict format 0, and the graded
-    /// format withholds that quarter.
+    /// group is scored against `memory` and then remembered in it. A plan that budget
+    /// forcing closed (`stats.forced`) has its answer scored like any other, but it did not
+    /// close its own `<think>`: strict format 0, and the graded format withholds that
+    /// quarter.
     pub fn score_group(&self, spec: &RewardSpec, tp: &TrainPrompt, outs: &[(Stats, String)], memory: &mut AnswerMemory) -> Result<GroupScores, RlError> {
         let mut scores: Vec<FullScore> = outs.iter().map(|(st, text)| self.scorer.score(&tp.prompt, text, tp.target, st.stop.natural())).collect();
         // Each output parsed once: its answer text and format report.
