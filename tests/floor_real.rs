@@ -163,7 +163,7 @@ fn write_holds_the_answer_to_its_share_of_the_asked_length() {
     // config.toml's values act as the flags do.
     std::fs::write(e.path("config/config.toml"), "[sampling]\nanswer_floor = 1.0\nend_nudge = 1.5\n").unwrap();
     assert_eq!(by_path(&[])["answer"], held["answer"], "config.toml's floor and nudge are the flags'");
-    // The default model's registry entry has them on (0.8 and 1.2).
+    // The base model's registry entry has them on (0.8 and 1.2).
     let named = |extra: &[&str]| write_json(&[&["--template", "chat", "--seed", "1", "--max-tokens", "900"], extra, &[request]].concat());
     let default = named(&[]);
     assert_eq!(default["answer"], named(&["--answer-floor", "0.8", "--end-nudge", "1.2"])["answer"]);

@@ -108,8 +108,8 @@ pub struct LongbenchArgs {
     /// fetched on first use).
     #[arg(long, default_value = "all-minilm-l6-v2")]
     pub embedder: String,
-    /// The reference model of the fluency measure (default: the shipped default model,
-    /// SmolLM2-135M, so every model is read by the same one).
+    /// The reference model of the fluency measure (default: the shipped default's base
+    /// model, SmolLM2-135M, so every model is read by the same one).
     #[arg(long)]
     pub reference: Option<String>,
     /// Skip the relevance, distinctness and fluency measures.
@@ -276,7 +276,7 @@ fn semantic(a: &LongbenchArgs, results: &[ResultLine]) -> Result<crate::eval::se
     let embedder = crate::nn::Embedder::from_registry(&a.embedder, &candle_core::Device::Cpu, &super::BarProgress::new()).with_context(|| format!("loading the embedder '{}' (--no-semantic skips these measures)", a.embedder))?;
     let reference = match &a.reference {
         Some(r) => super::resolve_model(Some(r))?,
-        None => crate::models::Registry::load_with(None)?.default_entry().clone(),
+        None => crate::models::Registry::load_with(None)?.default_base().clone(),
     };
     let (_, mut engine) = crate::write::open_local(&reference, "cpu", &super::BarProgress::new()).with_context(|| format!("loading the fluency reference '{}'", reference.name))?;
     Ok(crate::eval::semantic::measure(results, (&embedder, &a.embedder), Some((&mut engine, &reference.name)))?)

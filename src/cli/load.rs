@@ -2,9 +2,8 @@
 //! ([`crate::write::open`]), with a progress bar while a model is fetched and loaded.
 
 use super::BarProgress;
-use crate::engine::Engine;
 use crate::models::ModelEntry;
-use crate::write::{open_local, open_writer, resolve_model, TextModel};
+use crate::write::{open_writer, resolve_model, TextModel};
 use anyhow::Result;
 use std::path::PathBuf;
 
@@ -12,13 +11,6 @@ use std::path::PathBuf;
 pub struct ModelChoice {
     pub entry: ModelEntry,
     pub path: PathBuf,
-}
-
-/// Fetches (with a progress bar) and loads a local model.
-pub fn load_engine(spec: Option<&str>, device: &str) -> Result<(ModelChoice, Engine)> {
-    let entry = resolve_model(spec)?;
-    let (path, engine) = open_local(&entry, device, &BarProgress::new())?;
-    Ok((ModelChoice { entry, path }, engine))
 }
 
 /// `--model NAME|PATH` as a model that writes, with a progress bar while it loads.

@@ -50,7 +50,8 @@ pub struct RewardArgs {
     pub quality: QualityChoice,
     /// proxy: the reference model; judge: the judging model (registry name, .gguf path, or
     /// the base URL of an OpenAI-compatible server ending in /v1); rm: a directory holding
-    /// config.json, tokenizer.json and the safetensors weights. Default: the default model.
+    /// config.json, tokenizer.json and the safetensors weights. Default: the default model
+    /// (for proxy, its untrained base, the reference every model is read by).
     #[arg(long)]
     pub quality_model: Option<String>,
     /// Estimate length targets with an LLM assessor (same forms as --quality-model) instead
@@ -99,7 +100,10 @@ impl RewardArgs {
         }
         s.quality = match self.quality {
             QualityChoice::None => None,
-            QualityChoice::Proxy => Some(Arc::new(FluencyProxy::new(super::load_engine(self.quality_model.as_deref(), device)?.1, 1024)) as Arc<dyn QualityScorer>),
+            QualityChoice::Proxy => {
+                let entry = crate::write::resolve_base_model(self.quality_model.as_deref())?;
+                Some(Arc::new(FluencyProxy::new(crate::write::open_local(&entry, device, &super::BarProgress::new())?.1, 1024)) as Arc<dyn QualityScorer>)
+            }
             QualityChoice::Judge => Some(Arc::new(Judge::new(self.server.completer(self.quality_model.as_deref(), device)?))),
             QualityChoice::Rm => {
                 let dir = self.quality_model.as_deref().context("--quality rm needs --quality-model DIR (a sequence-classification checkpoint)")?;

@@ -113,10 +113,7 @@ fn convert(path: &Path, to: crate::rl::convert::TrainerKind, hf_model: Option<St
     if let Some(st) = job.stages.first() {
         bail!("the job has stages ('{}' first), which only longwriter's own trainer runs; convert a job without [[stages]], one per stage, with that stage's settings", st.name);
     }
-    let model = match &job.model {
-        Some(m) => m.clone(),
-        None => Registry::load()?.default_entry().name.clone(),
-    };
+    let model = crate::write::resolve_base_model(job.model.as_deref())?.name;
     let hf = match (hf_model, shipped_hf_id(&model)?) {
         (Some(id), _) => id,
         (None, Some(id)) => id.into(),
@@ -131,13 +128,13 @@ fn convert(path: &Path, to: crate::rl::convert::TrainerKind, hf_model: Option<St
 }
 
 /// The Hugging Face checkpoint of a registry model, where longwriter knows it: the shipped
-/// default entry is a GGUF of SmolLM2-135M-Instruct; others need `--hf-model`.
+/// default's base is a GGUF of SmolLM2-135M-Instruct; others need `--hf-model`.
 fn shipped_hf_id(model: &str) -> Result<Option<&'static str>> {
-    Ok((model == Registry::load_with(None)?.default_entry().name).then_some("HuggingFaceTB/SmolLM2-135M-Instruct"))
+    Ok((model == Registry::load_with(None)?.default_base().name).then_some("HuggingFaceTB/SmolLM2-135M-Instruct"))
 }
 
 fn base_model(job: &JobSpec) -> Result<PathBuf> {
-    let entry = super::resolve_model(job.model.as_deref())?;
+    let entry = crate::write::resolve_base_model(job.model.as_deref())?;
     Ok(crate::write::ensure_file(&entry, &BarProgress::new())?)
 }
 
@@ -200,7 +197,7 @@ fn export(run: &str, step: Option<usize>, name: Option<String>, peft: Option<Pat
         Some(s) => s,
         None => bail!("run '{run}' has no checkpoint yet"),
     };
-    let base_entry = super::resolve_model(job.model.as_deref())?;
+    let base_entry = crate::write::resolve_base_model(job.model.as_deref())?;
     let base = crate::write::ensure_file(&base_entry, &BarProgress::new())?;
     let mut t = Trainer::inspect(job.clone(), &base, &dir)?;
     t.load_checkpoint(step)?;

@@ -343,6 +343,22 @@ impl Registry {
         &self.models[&self.default]
     }
 
+    /// The model whose weights an entry starts from: an adapter's base (checked to be a
+    /// plain GGUF entry), else the entry itself. The default may be a trained adapter; the
+    /// measures that must read every model alike (the fluency reference) and a job that
+    /// names no model start from the untrained base, not from the writer.
+    pub fn base_of<'a>(&'a self, entry: &'a ModelEntry) -> &'a ModelEntry {
+        match &entry.source {
+            Source::Adapter { base, .. } => self.models.get(base).unwrap_or(entry),
+            _ => entry,
+        }
+    }
+
+    /// The default model's base: the default itself unless it is an adapter.
+    pub fn default_base(&self) -> &ModelEntry {
+        self.base_of(self.default_entry())
+    }
+
     /// The first entry with `role` (by name), for defaults such as the embedder.
     pub fn first_with_role(&self, role: Role) -> Option<&ModelEntry> {
         self.models.values().find(|m| m.role == role)
@@ -367,7 +383,9 @@ mod tests {
     #[test]
     fn shipped_registry_has_required_entries() {
         let r = Registry::parse(SHIPPED, "shipped").unwrap();
-        assert_eq!(r.default, "smollm2-135m");
+        // The default is the trained writer, an adapter on the pip-fetched base.
+        assert_eq!((r.default.as_str(), r.default_base().name.as_str()), ("smollm2-135m-writer", "smollm2-135m"));
+        assert!(r.default_entry().trained.is_some() && r.default_entry().template.as_deref() == Some("longwriter-parts"));
         let m = r.get("smollm2-135m").unwrap();
         assert_eq!(m.format, Format::Gguf);
         assert_eq!(m.size, Some(98_362_432));
@@ -487,6 +505,12 @@ context_length = 2048
         assert_eq!(m.source, Source::Adapter { base: "smollm2-135m".into(), path: dir.path().join("ad/tuned") });
         assert_eq!(m.trained, Some(Trained { job: "writer".into(), step: 4 }));
         assert!(matches!(crate::models::ensure(m, &crate::models::Silent), Err(crate::models::FetchError::Adapter(_))));
+        // A trained default still names its base for what must start from the base.
+        assert_eq!(r.base_of(m).name, "smollm2-135m");
+        assert_eq!(r.base_of(&r.models["smollm2-135m"]).name, "smollm2-135m");
+        std::fs::write(&user, format!("default = \"tuned\"\n{}", entry("tuned", "smollm2-135m"))).unwrap();
+        let r = Registry::load_with(Some(&user)).unwrap();
+        assert_eq!((r.default_entry().name.as_str(), r.default_base().name.as_str()), ("tuned", "smollm2-135m"));
         for base in ["nope", "tuned2"] {
             std::fs::write(&user, entry("tuned", base) + &entry("tuned2", "smollm2-135m")).unwrap();
             let e = Registry::load_with(Some(&user)).unwrap_err().to_string();

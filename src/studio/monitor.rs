@@ -84,7 +84,7 @@ pub fn spawn_job(tx: UnboundedSender<Action>, job_path: PathBuf, device: String)
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<String, String> {
             let job_path = crate::rl::job::resolve(&job_path).map_err(|e| e.to_string())?;
             let job = JobSpec::load(&job_path).map_err(|e| e.to_string())?;
-            let entry = crate::write::resolve_model(job.model.as_deref()).map_err(|e| e.to_string())?;
+            let entry = crate::write::resolve_base_model(job.model.as_deref()).map_err(|e| e.to_string())?;
             let base = crate::write::ensure_file(&entry, &crate::models::Silent).map_err(|e| e.to_string())?;
             let Run { name, dir } = Run::create(&job_path, None).map_err(|e| e.to_string())?;
             send(JobState::Running(format!("{name}: setting up")));

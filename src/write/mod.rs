@@ -12,7 +12,7 @@ pub mod parts;
 
 pub use complete::{Complete, LocalComplete, OpenAiComplete};
 pub use mode::{continuation, LengthControl, Strategy, WriteMode, WriteRequest};
-pub use open::{ensure_file, open_completer, open_local, open_writer, resolve_model, OpenError};
+pub use open::{ensure_file, open_completer, open_local, open_writer, resolve_base_model, resolve_model, OpenError};
 
 use crate::engine::{CancelToken, Engine, EngineError, GenerateRequest, Stats, TemplateMode};
 use crate::remote::RemoteModel;

@@ -45,6 +45,17 @@ pub fn resolve_model(spec: Option<&str>) -> Result<ModelEntry, OpenError> {
     Ok(entry)
 }
 
+/// The entry `spec` names, or with none the default's base: what a training job starts
+/// from and what a reference model reads with. A trained default is base + adapter; a job
+/// trains its own adapter on the base (the writer job names it), and a fluency reference
+/// must read every model alike, so "no model" there means the untrained model.
+pub fn resolve_base_model(spec: Option<&str>) -> Result<ModelEntry, OpenError> {
+    match spec {
+        Some(_) => resolve_model(spec),
+        None => Ok(Registry::load()?.default_base().clone()),
+    }
+}
+
 fn resolve_entry(spec: Option<&str>) -> Result<ModelEntry, OpenError> {
     let reg = Registry::load()?;
     let Some(spec) = spec else { return Ok(reg.default_entry().clone()) };

@@ -49,14 +49,18 @@ impl Env {
     }
 }
 
-/// `longwriter write --json ARGS` on the user's fetched models (the real default model,
-/// fetched once by `super::default_model_path`), with a scratch config and data dir, so no
-/// config.toml or session of the user's changes what it writes; parses its one JSON line.
+/// `longwriter write --json ARGS` on the user's fetched models (the real base model,
+/// SmolLM2-135M-Instruct, fetched once by `super::default_model_path`, unless ARGS name
+/// another with --model; the default is the trained writer, whose own tests name it), with
+/// a scratch config and data dir, so no config.toml or session of the user's changes what
+/// it writes; parses its one JSON line.
 pub fn write_json(args: &[&str]) -> serde_json::Value {
     super::default_model_path();
     let dir = tempfile::tempdir().unwrap();
+    let base: &[&str] = if args.contains(&"--model") { &[] } else { &["--model", "smollm2-135m"] };
     let o = Command::new(env!("CARGO_BIN_EXE_longwriter"))
         .args(["write", "--json"])
+        .args(base)
         .args(args)
         .env("LONGWRITER_DATA_DIR", dir.path().join("data"))
         .env("LONGWRITER_CONFIG_DIR", dir.path().join("config"))

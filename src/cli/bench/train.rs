@@ -15,7 +15,7 @@ pub fn run(a: &super::BenchArgs, device: &str) -> Result<()> {
     if steps == 0 || tokens == 0 || g < 2 {
         bail!("--reps (steps) and --train-tokens must be positive, and --group-size at least 2");
     }
-    let entry = crate::cli::resolve_model(model)?;
+    let entry = crate::write::resolve_base_model(model)?;
     let base = crate::write::ensure_file(&entry, &BarProgress::new())?;
     let tmp = tempfile::tempdir().context("creating a scratch directory")?;
     let prompts = tmp.path().join("prompt.jsonl");
