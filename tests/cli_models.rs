@@ -240,3 +240,29 @@ fn a_models_own_template_is_its_default() {
     let o = e.run(&["write", "--model", "bad", "hi"]);
     assert_clean_failure(&o, "models.toml: model 'bad' has template = \"sonnet\", which is none of longwriter, longwriter-chat, chat, nothink, longwriter-primed, longwriter-parts, agentwrite, auto");
 }
+
+/// `models list | head`: a listing whose reader has gone ends quietly (by SIGPIPE, as Unix
+/// tools do, or having written before the reader left), never with a panic about a broken pipe.
+#[test]
+#[cfg(unix)]
+fn a_listing_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let e = Env::new();
+    for args in [&["models", "list"][..], &["config", "show"]] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_longwriter"))
+            .args(args)
+            .env("LONGWRITER_CONFIG_DIR", e.path("config"))
+            .env("LONGWRITER_CACHE_DIR", e.path("cache"))
+            .env("LONGWRITER_DATA_DIR", e.path("data"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader leaves before the child has loaded its registry.
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{args:?}: {err}");
+        assert!(o.status.success() || o.status.signal() == Some(libc::SIGPIPE), "{args:?}: {:?} {err}", o.status);
+    }
+}

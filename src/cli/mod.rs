@@ -148,6 +148,9 @@ pub fn main() -> ExitCode {
     // `COMPLETE=bash longwriter …`: the shell asks for candidates; answer and exit.
     clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command).complete();
     let cli = Cli::parse();
+    if matches!(cli.command, Some(Command::Models(_) | Command::Sessions(_) | Command::Runs(_) | Command::Config(_) | Command::Completions { .. } | Command::Man)) {
+        quiet_on_closed_pipe();
+    }
     init_logging(cli.command.is_none());
     // The config command reports a broken file instead of failing on it.
     let result = match &cli.command {
@@ -166,6 +169,19 @@ pub fn main() -> ExitCode {
             eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `longwriter models list | head` ends quietly, as Unix tools do. Rust ignores SIGPIPE, so
+/// a closed pipe made `println!` panic; the commands that only print and exit take the
+/// default action back and end at the first write to a closed pipe. The rest keep
+/// ignoring it: the studio, the servers and training must outlive a reader that goes away,
+/// and `write` keeps saving its session to the end.
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called once, before any thread is started; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
