@@ -138,6 +138,37 @@ fn write_closes_a_plan_at_max_think_tokens() {
     assert_clean_failure(&e.run(&["write", "--model", m, "--template", "longwriter", "--max-think-tokens", "0", request]), "at least 1");
 }
 
+/// `write … | head`: a reader that leaves mid-draft is no error. The draft goes on to its
+/// end and is saved; the process exits 0 with its stats line, never a broken-pipe panic.
+#[test]
+fn write_into_a_closed_pipe_finishes_and_saves() {
+    let e = Env::new();
+    let model = common::default_model_path();
+    for json in [false, true] {
+        let mut args = vec!["write", "--model", model.to_str().unwrap(), "--template", "chat", "--max-tokens", "12", "--seed", "3"];
+        if json {
+            args.push("--json");
+        }
+        args.push("Write a poem about rain.");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_longwriter"))
+            .args(&args)
+            .env("LONGWRITER_CONFIG_DIR", e.path("config"))
+            .env("LONGWRITER_CACHE_DIR", e.path("cache"))
+            .env("LONGWRITER_DATA_DIR", e.path("data"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = stderr(&o);
+        assert!(o.status.success() && !err.contains("panicked"), "json {json}: {:?} {err}", o.status);
+        assert!(err.contains("saved as session") || json, "json {json}: {err}");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&e.run(&["sessions", "list", "--json"]).stdout).unwrap();
+    assert_eq!(v.as_array().map(|a| a.len()), Some(2), "both drafts were saved: {v}");
+}
+
 #[test]
 fn write_streams_answer_to_stdout_and_stats_to_stderr() {
     let e = Env::new();

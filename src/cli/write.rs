@@ -277,9 +277,9 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
             "notes": notes,
             "stats": stats,
         });
-        println!("{}", super::json_line(&v)?);
+        print_last(&super::json_line(&v)?)?;
     } else {
-        println!();
+        print_last("")?;
         // The stop reason can quote a server's error message.
         if let Some(id) = session {
             eprintln!("saved as session {id} (longwriter write --continue extends it)");
@@ -302,6 +302,17 @@ struct Draft<'a> {
 }
 
 /// Saves `d` as a new session, or appends it to `earlier`'s text; returns the session id.
+/// The last line on stdout. A reader that has gone (`write … | head`) is no error: the
+/// draft is saved and any --out file written by now. Any other failure (a full disk behind
+/// `>`) is one.
+fn print_last(line: &str) -> Result<()> {
+    let mut o = std::io::stdout().lock();
+    match writeln!(o, "{line}").and_then(|_| o.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("writing to stdout"),
+    }
+}
+
 fn save(earlier: Option<crate::sessions::Session>, d: &Draft) -> Result<i64> {
     let mut store = crate::sessions::Store::open_default()?;
     let (id, trace, draft) = match &earlier {
