@@ -150,17 +150,7 @@ fn write_into_a_closed_pipe_finishes_and_saves() {
             args.push("--json");
         }
         args.push("Write a poem about rain.");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_longwriter"))
-            .args(&args)
-            .env("LONGWRITER_CONFIG_DIR", e.path("config"))
-            .env("LONGWRITER_CACHE_DIR", e.path("cache"))
-            .env("LONGWRITER_DATA_DIR", e.path("data"))
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        drop(child.stdout.take());
-        let o = child.wait_with_output().unwrap();
+        let o = e.run_into_closed_pipe(&args);
         let err = stderr(&o);
         assert!(o.status.success() && !err.contains("panicked"), "json {json}: {:?} {err}", o.status);
         assert!(err.contains("saved as session") || json, "json {json}: {err}");

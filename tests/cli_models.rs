@@ -249,18 +249,8 @@ fn a_listing_into_a_closed_pipe_ends_quietly() {
     use std::os::unix::process::ExitStatusExt;
     let e = Env::new();
     for args in [&["models", "list"][..], &["config", "show"]] {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_longwriter"))
-            .args(args)
-            .env("LONGWRITER_CONFIG_DIR", e.path("config"))
-            .env("LONGWRITER_CACHE_DIR", e.path("cache"))
-            .env("LONGWRITER_DATA_DIR", e.path("data"))
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
         // The reader leaves before the child has loaded its registry.
-        drop(child.stdout.take());
-        let o = child.wait_with_output().unwrap();
+        let o = e.run_into_closed_pipe(args);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{args:?}: {err}");
         assert!(o.status.success() || o.status.signal() == Some(libc::SIGPIPE), "{args:?}: {:?} {err}", o.status);

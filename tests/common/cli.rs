@@ -23,15 +23,23 @@ impl Env {
     }
     /// Runs the binary with more environment variables.
     pub fn run_with(&self, args: &[&str], env: &[(&str, String)]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_longwriter"))
-            .args(args)
+        self.command(args).envs(env.iter().map(|(k, v)| (*k, v.as_str()))).output().unwrap()
+    }
+    /// The binary in this environment, not yet started.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_longwriter"));
+        c.args(args)
             .env("LONGWRITER_CONFIG_DIR", self.path("config"))
             .env("LONGWRITER_CACHE_DIR", self.path("cache"))
             .env("LONGWRITER_DATA_DIR", self.path("data"))
-            .env("RAYON_NUM_THREADS", "2")
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .output()
-            .unwrap()
+            .env("RAYON_NUM_THREADS", "2");
+        c
+    }
+    /// Runs the binary with its stdout's reader gone before it starts writing (`… | head`).
+    pub fn run_into_closed_pipe(&self, args: &[&str]) -> Output {
+        let mut child = self.command(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        drop(child.stdout.take());
+        child.wait_with_output().unwrap()
     }
     /// Runs a command that must succeed and print one inert JSON value, and parses it.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
