@@ -20,7 +20,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 pub use crate::write::{open_completer, open_local, open_writer, resolve_model};
-pub use load::{load_writer, ModelChoice};
+pub use load::{load_base_engine, load_writer, ModelChoice};
 pub use progress::{count_bar, BarProgress};
 
 /// This build: the crate version and the commit it was built from (see `build.rs`), as

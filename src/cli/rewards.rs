@@ -100,10 +100,7 @@ impl RewardArgs {
         }
         s.quality = match self.quality {
             QualityChoice::None => None,
-            QualityChoice::Proxy => {
-                let entry = crate::write::resolve_base_model(self.quality_model.as_deref())?;
-                Some(Arc::new(FluencyProxy::new(crate::write::open_local(&entry, device, &super::BarProgress::new())?.1, 1024)) as Arc<dyn QualityScorer>)
-            }
+            QualityChoice::Proxy => Some(Arc::new(FluencyProxy::new(super::load_base_engine(self.quality_model.as_deref(), device)?.1, 1024)) as Arc<dyn QualityScorer>),
             QualityChoice::Judge => Some(Arc::new(Judge::new(self.server.completer(self.quality_model.as_deref(), device)?))),
             QualityChoice::Rm => {
                 let dir = self.quality_model.as_deref().context("--quality rm needs --quality-model DIR (a sequence-classification checkpoint)")?;

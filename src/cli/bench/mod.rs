@@ -240,9 +240,7 @@ fn server_speed(url: &str, filler: &str, a: &BenchArgs) -> Result<Served> {
 fn bench_engine(a: &BenchArgs, device: &str) -> Result<(super::ModelChoice, crate::engine::Engine)> {
     let synthetic = a.synthetic.as_deref().map(|shape| synthetic_model(shape, &a.synthetic_type)).transpose()?;
     let spec = synthetic.as_ref().map(|p| p.display().to_string()).or(a.model.clone());
-    let entry = crate::write::resolve_base_model(spec.as_deref())?;
-    let (path, engine) = crate::cli::open_local(&entry, device, &crate::cli::BarProgress::new())?;
-    Ok((super::ModelChoice { entry, path }, engine))
+    super::load_base_engine(spec.as_deref(), device)
 }
 
 /// The synthetic model file of `shape` in `format`, written on first use (a 7B Q4_0 one is
