@@ -133,6 +133,18 @@ fn write_closes_a_plan_at_max_think_tokens() {
     let o = e.run(&["write", "--model", m, "--template", "longwriter-primed", "--max-tokens", "24", "--seed", "3", "--json", "--no-save", request]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", stderr(&o)));
     assert_eq!(v["stats"]["forced"][0], 6, "{v}");
+    // A registry entry's budget (the default model has 768) applies where neither sets one.
+    e.user_models(&format!("[models.plans]\narchitecture = \"llama\"\nformat = \"gguf\"\nsource = {{ kind = \"local\", path = {m:?} }}\ncontext_length = 8192\ntemplate = \"longwriter-primed\"\nsampling = {{ max_think_tokens = 5 }}\n"));
+    let forced = |extra: &[&str]| {
+        let o = e.run(&[&["write", "--model", "plans", "--max-tokens", "24", "--seed", "3", "--json", "--no-save"], extra, &[request]].concat());
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", stderr(&o)));
+        v["stats"]["forced"][0].as_u64()
+    };
+    assert_eq!(forced(&[]), Some(6), "config.toml's budget over the registry's");
+    std::fs::remove_file(e.path("config/config.toml")).unwrap();
+    assert_eq!(forced(&[]), Some(5), "the registry's budget");
+    assert_eq!(forced(&["--max-think-tokens", "7"]), Some(7), "the flag's");
+    assert_eq!(forced(&["--template", "chat"]), None, "no plan to close");
     assert!(e.run(&["write", "--model", m, "--template", "chat", "--max-tokens", "4", "--no-save", request]).status.success(), "a default with no plan to close is no error");
     assert_clean_failure(&e.run(&["write", "--model", m, "--template", "chat", "--max-think-tokens", "8", request]), "chat has no plan to close");
     assert_clean_failure(&e.run(&["write", "--model", m, "--template", "longwriter", "--max-think-tokens", "0", request]), "at least 1");

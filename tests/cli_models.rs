@@ -226,8 +226,10 @@ fn a_models_own_template_is_its_default() {
     assert!(show.contains(&format!("{:<27} longwriter-parts  (models.toml entry smollm2-135m-writer)", "template")), "{show}");
     assert!(show.contains(&format!("{:<27} 0.8  (models.toml entry smollm2-135m-writer)", "sampling.answer_floor")), "{show}");
     assert!(show.contains(&format!("{:<27} 1.2  (models.toml entry smollm2-135m-writer)", "sampling.end_nudge")), "{show}");
+    assert!(show.contains(&format!("{:<27} 768  (models.toml entry smollm2-135m-writer)", "sampling.max_think_tokens")), "{show}");
     let show = String::from_utf8_lossy(&e.run(&["--model", "smollm2-135m", "config", "show"]).stdout).into_owned();
     assert!(show.contains(&format!("{:<27} chat  (models.toml entry smollm2-135m)", "template")), "{show}");
+    assert!(show.contains(&format!("{:<27} none: plans run as long as the model makes them  (default)", "sampling.max_think_tokens")), "{show}");
     e.user_models(&format!("{}\n{}\n{}", entry("mine", "nothink"), entry("bad", "sonnet"), entry("picks", "auto")));
     assert_eq!(json(e.run(&["write", "--model", "picks", "--json", "--max-tokens", "2", "Write a poem."]))["template"], "chat", "auto picks chat for a short request");
     assert_eq!(json(e.run(&["write", "--model", "picks", "--json", "--max-tokens", "2", "Write a 1200-word story about a fox."]))["template"], "agentwrite");

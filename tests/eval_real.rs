@@ -130,6 +130,16 @@ fn an_eval_with_a_plan_budget_records_it_and_answers_after_the_closed_plan() {
     let b = argv("16");
     let o = run(tmp.path(), &b.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
     assert!(!o.status.success() && text(&o).contains("other settings"), "{}", text(&o));
+    // Without the flag, the model's registry budget, where the template plans.
+    std::fs::create_dir_all(tmp.path().join("config")).unwrap();
+    std::fs::write(tmp.path().join("config/models.toml"), format!("[models.plans]\narchitecture = \"llama\"\nformat = \"gguf\"\nsource = {{ kind = \"local\", path = {model:?} }}\ncontext_length = 8192\ntemplate = \"longwriter-primed\"\nsampling = {{ max_think_tokens = 5 }}\n")).unwrap();
+    for (dir, template, budget) in [("r", "longwriter-primed", Some(5)), ("c", "chat", None)] {
+        let out = tmp.path().join(dir);
+        let o = run(tmp.path(), &["eval", "longbench", "--data", data.to_str().unwrap(), "--limit", "1", "--max-tokens", "16", "--model", "plans", "--template", template, "--no-semantic", "--out", out.to_str().unwrap()], &[]);
+        assert!(o.status.success(), "{}", text(&o));
+        let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(summary["settings"]["max_think_tokens"].as_u64(), budget, "{template}: {summary}");
+    }
 }
 
 /// An eval of a registry model uses its length control, as `write` and the studio do (the

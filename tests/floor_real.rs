@@ -74,6 +74,59 @@ fn a_plan_and_its_tags_are_left_alone_and_the_floor_counts_the_answer_only() {
     }
 }
 
+/// Under a floor a plan cannot end the text before its answer: primed into a plan, the
+/// greedy default model ends this request's plan after 24 tokens with end-of-sequence, an
+/// empty answer; held, the decoder writes the plan's close in that token's place and the
+/// model answers. A stop string inside the plan (here a word the plan writes) is met the
+/// same way. A group decodes each sequence as its single generation does.
+#[test]
+fn a_plan_cannot_end_the_text_before_its_answer_under_a_floor() {
+    let mut e = engine();
+    let mode = TemplateMode::LongwriterPrimed;
+    let request = "Write a short story about a village where every clock stops on the same afternoon in 960 to 1,440 words.";
+    let prompt_ids = e.prompt_ids(mode, request).unwrap();
+    // Greedy, with the registry's penalties (which keep the greedy plan out of a loop).
+    let greedy = SamplerConfig { repetition_penalty: 1.1, dry_multiplier: 0.8, ..SamplerConfig::greedy() };
+    let run = |e: &mut Engine, floor: Option<usize>, stops: &[&str]| {
+        let mut req = GenerateRequest { prompt_ids: prompt_ids.clone(), min_answer_words: floor, ..GenerateRequest::for_mode(mode, greedy.clone(), 400) };
+        req.stop_strings.extend(stops.iter().map(|s| s.to_string()));
+        (e.generate_text(&req, &CancelToken::default()).unwrap(), req)
+    };
+    let close = e.tokenizer.encode_plain(longwriter::engine::THINK_CLOSE).unwrap();
+
+    let ((free_think, free, free_stats), _) = run(&mut e, None, &[]);
+    assert!(free_stats.stop == longwriter::engine::StopReason::Eos && free.is_empty() && free_stats.format.answer_blocks == 0, "the free plan must end the text for this test: {:?} {free_think:?}", free_stats.stop);
+    let end = free_stats.completion_ids.len() - 1;
+    let ((think, answer, stats), req) = run(&mut e, Some(30), &[]);
+    assert_eq!(stats.completion_ids[..end], free_stats.completion_ids[..end], "the same plan up to its end");
+    assert_eq!(stats.completion_ids[end..end + close.len()], close[..], "the plan's close in the end's place");
+    assert_eq!(stats.forced, (end..end + close.len()).collect::<Vec<_>>());
+    assert!(stats.plan_forced() && think == free_think, "{think:?}");
+    assert!((stats.format.think_blocks, stats.format.answer_blocks) == (1, 1) && count_words(&answer) >= 30, "{:?} {} words: {answer:?}", stats.format, count_words(&answer));
+
+    // A stop string in the plan: without the floor the text ends there, with it the
+    // decoder closes the plan after the stop string's token.
+    let stop = "immersive";
+    assert!(free_think.contains(stop), "{free_think:?}");
+    let ((cut_think, cut, cut_stats), _) = run(&mut e, None, &[stop]);
+    assert!(matches!(cut_stats.stop, longwriter::engine::StopReason::StopString(_)) && cut.is_empty(), "{:?}", cut_stats.stop);
+    let ((think, answer, stats), _) = run(&mut e, Some(30), &[stop]);
+    let at = cut_stats.completion_ids.len();
+    assert_eq!(stats.completion_ids[..at], cut_stats.completion_ids[..]);
+    assert_eq!(stats.forced, (at..at + close.len()).collect::<Vec<_>>());
+    assert!(think == cut_think && !think.contains(stop), "the stop string is swallowed: {think:?}");
+    assert!(stats.format.answer_blocks == 1 && count_words(&answer) >= 30, "{answer:?}");
+
+    // The group decoder holds each sequence as its single generation does.
+    let samplers = [greedy.clone(), SamplerConfig { temperature: 0.8, top_p: 1.0, seed: 3, ..Default::default() }];
+    let group = e.generate_group(&req, &samplers, &CancelToken::default()).unwrap();
+    for (g, sampler) in group.iter().zip(&samplers) {
+        let (_, one_answer, one) = e.generate_text(&GenerateRequest { sampler: sampler.clone(), ..req.clone() }, &CancelToken::default()).unwrap();
+        assert_eq!((&g.completion_ids, &g.forced), (&one.completion_ids, &one.forced));
+        assert!(!one_answer.is_empty() || one.stop.truncated(), "{:?}", one.stop);
+    }
+}
+
 #[test]
 fn the_held_back_tokens_are_every_token_with_a_less_than_sign_and_no_other() {
     let e = engine();

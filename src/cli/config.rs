@@ -82,7 +82,7 @@ fn show(cli: &Cli, path: &std::path::Path, json: bool) -> Result<()> {
         ("repetition_penalty", pick(&[(file, s.repetition_penalty.map(|v| v.to_string())), (&reg, d.repetition_penalty.map(|v| v.to_string()))], &base.repetition_penalty.to_string())),
         ("dry_multiplier", pick(&[(file, s.dry_multiplier.map(|v| v.to_string())), (&reg, d.dry_multiplier.map(|v| v.to_string()))], "0: off")),
         ("max_tokens", pick(&[(flag, cli.max_tokens.map(|v| v.to_string())), (file, s.max_tokens.map(|v| v.to_string())), (&reg, d.max_tokens.map(|v| v.to_string()))], "2048")),
-        ("max_think_tokens", pick(&[(file, s.max_think_tokens.map(|v| v.to_string()))], "none: plans run as long as the model makes them")),
+        ("max_think_tokens", pick(&[(file, s.max_think_tokens.map(|v| v.to_string())), (&reg, d.max_think_tokens.map(|v| v.to_string()))], "none: plans run as long as the model makes them")),
         ("answer_floor", pick(&[(file, num(s.answer_floor)), (&reg, num(d.answer_floor))], "none: answers end where the model ends them")),
         ("end_nudge", pick(&[(file, num(s.end_nudge)), (&reg, num(d.end_nudge))], "none: ending is never made likelier")),
         ("seed", pick(&[(flag, cli.seed.map(|v| v.to_string())), (file, s.seed.map(|v| v.to_string()))], "a fresh one for each draft")),

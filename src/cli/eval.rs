@@ -49,8 +49,8 @@ pub struct GenArgs {
     #[arg(long)]
     pub think_budget: Option<usize>,
     /// Close a plan still open after N tokens: the decoder writes </think> and <answer>
-    /// and the model goes on with the answer (budget forcing; local models only; default:
-    /// plans run as long as the model makes them).
+    /// and the model goes on with the answer (budget forcing; local models only) [default:
+    /// the model's registry setting; unset, plans run as long as the model makes them].
     #[arg(long, value_name = "N")]
     pub max_think_tokens: Option<usize>,
     /// A length floor: no answer may end (end of sequence or </answer>) before it holds
@@ -187,9 +187,11 @@ fn answers(model: Option<&str>, g: &GenArgs, items: &[data::EvalItem], out: &Pat
     // the model as `write` and the studio run it (an eval directory records the values).
     crate::write::LengthControl { floor: g.answer_floor, nudge: g.end_nudge }.check(&entry).map_err(anyhow::Error::msg)?;
     let length = crate::write::LengthControl { floor: g.answer_floor.or(entry.sampling.answer_floor), nudge: g.end_nudge.or(entry.sampling.end_nudge) };
+    // The plan budget likewise: the flag, else the registry's, where the template plans.
+    let max_think_tokens = g.max_think_tokens.or(entry.sampling.max_think_tokens).filter(|_| mode.expects_think());
     let think_budget = if mode.expects_think() { g.think_budget.or(entry.sampling.max_tokens).unwrap_or(0) } else { 0 };
-    let settings = EvalSettings { data, model: entry.name.clone(), template: mode.label().into(), max_tokens: g.max_tokens, think_budget, max_think_tokens: g.max_think_tokens, answer_floor: length.floor.filter(|f| *f > 0.0), end_nudge: length.nudge.filter(|f| *f > 0.0), seed: g.seed, temperature: sampler.temperature, top_p: sampler.top_p, judge: judge.as_ref().map(|j| j.1.clone()) };
-    let mut writer = ModelWriter { model, mode, sampler, name: entry.name.clone(), max_think_tokens: g.max_think_tokens, length };
+    let settings = EvalSettings { data, model: entry.name.clone(), template: mode.label().into(), max_tokens: g.max_tokens, think_budget, max_think_tokens, answer_floor: length.floor.filter(|f| *f > 0.0), end_nudge: length.nudge.filter(|f| *f > 0.0), seed: g.seed, temperature: sampler.temperature, top_p: sampler.top_p, judge: judge.as_ref().map(|j| j.1.clone()) };
+    let mut writer = ModelWriter { model, mode, sampler, name: entry.name.clone(), max_think_tokens, length };
     let bar = super::count_bar("", items.len() as u64);
     let name = entry.name.clone();
     let results = longbench::run(items, out, &settings, &mut writer, judge.map(|j| j.0), &mut |p| match p {

@@ -84,6 +84,7 @@ fn studio(cli: &Cli, cfg: &Settings, device: String) -> anyhow::Result<()> {
     let train_job = cli.train_job.clone().or_else(|| cfg.train_job.clone()).unwrap_or_else(|| "short-format-length".into());
     let template = cli.template.unwrap_or_else(|| cfg.template_for(&entry));
     let length = crate::write::LengthControl { floor: cfg.sampling.answer_floor.or(entry.sampling.answer_floor), nudge: cfg.sampling.end_nudge.or(entry.sampling.end_nudge) };
+    let max_think_tokens = cfg.sampling.max_think_tokens.or(entry.sampling.max_think_tokens);
     crate::studio::run(crate::studio::StudioOptions {
         entry,
         length,
@@ -91,7 +92,7 @@ fn studio(cli: &Cli, cfg: &Settings, device: String) -> anyhow::Result<()> {
         template,
         sampler,
         max_tokens,
-        max_think_tokens: cfg.sampling.max_think_tokens,
+        max_think_tokens,
         session: cli.session,
         theme: cli.theme.clone().or_else(|| cfg.theme.clone()),
         debug_panic: cli.debug_panic.clone(),

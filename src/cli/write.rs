@@ -46,7 +46,8 @@ pub struct WriteArgs {
     pub max_tokens: Option<usize>,
     /// Close a plan still open after N tokens: the decoder writes </think> and <answer>
     /// and the model goes on with the answer (budget forcing; local models, templates
-    /// with <think>) [default: the plan runs as long as the model makes it].
+    /// with <think>) [default: config.toml, else the model's registry setting; unset, the
+    /// plan runs as long as the model makes it].
     #[arg(long, value_name = "N")]
     pub max_think_tokens: Option<usize>,
     /// A length floor: the answer may not end (end of sequence or </answer>) before it
@@ -168,9 +169,9 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
     if let Some(s) = start_in {
         req.start_in = s;
     }
-    // The flag was checked against the template; config.toml's default applies where
-    // there is a plan to close (the decoder forces nothing outside <think>).
-    req.max_think_tokens = a.max_think_tokens.or(cfg.sampling.max_think_tokens);
+    // The flag was checked against the template; config.toml's or the registry's default
+    // applies where there is a plan to close (the decoder forces nothing outside <think>).
+    req.max_think_tokens = a.max_think_tokens.or(cfg.sampling.max_think_tokens).or(d.max_think_tokens);
     // A continued draft has part of its length already; the floor counts the new text only.
     if earlier.is_none() {
         length.apply(&mut req, target_words);

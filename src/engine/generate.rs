@@ -2,10 +2,11 @@
 //! that turns any model's text (local tokens or a server's stream) into think/answer
 //! segments and [`Stats`]. The thread that runs it off the UI lives in `write`.
 
-use super::sampler::{Sampler, SamplerConfig};
-use super::stream::{StopMatcher, StopScan, TokenDecoder};
+use super::decoding::{Decoding, Timing};
+use super::sampler::SamplerConfig;
+use super::stream::{StopMatcher, StopScan};
 use super::{Engine, EngineError};
-use crate::text::{FormatReport, Segment, ThinkParser};
+use crate::text::{FormatReport, Phase, Segment, ThinkParser};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -24,7 +25,7 @@ pub struct GenerateRequest {
     /// Where the new text continues: fresh output, inside `<think>`, or inside `<answer>`.
     pub start_in: StartIn,
     /// Budget forcing: after this many tokens inside a `<think>` that is still open, the
-    /// decoder writes [`THINK_CLOSE`] itself and sampling goes on in the answer. The
+    /// decoder writes [`THINK_CLOSE`](super::THINK_CLOSE) itself and sampling goes on in the answer. The
     /// written tokens are listed in [`Stats::forced`], so a trainer can keep them out of
     /// the loss. None: the plan runs as long as the model makes it. A server model
     /// decodes by itself and ignores it (`write`/`eval` refuse the flag for one).
@@ -32,41 +33,27 @@ pub struct GenerateRequest {
     /// A length floor: once the answer has begun, the decoder will not let it end (an
     /// end-of-sequence token, or any token with a `<` that could open `</answer>` or a
     /// turn marker) before it holds this many words (LongBench-Write's count, or
-    /// [`answer_length`]'s bound for text of few words and many tokens). Why: a
+    /// [`answer_length`](super::answer_length)'s bound for text of few words and many tokens). Why: a
     /// small writer that plans 15 parts tends to close its answer after 5 of them; this
     /// is HF's `min_new_tokens`, counted in the answer's words. None: the model ends
     /// where it likes. A server decodes by itself and ignores it.
+    ///
+    /// Before the answer has begun, the floor keeps the text from ending: where a plan
+    /// would end it (an end-of-sequence token, or a stop string, swallowed as ever), the
+    /// decoder writes the plan's close and the answer's opening instead ([`THINK_CLOSE`],
+    /// or [`ANSWER_OPEN`](super::ANSWER_OPEN) after a closed plan; a stop string before any text also gets
+    /// the opening), as budget forcing does; before any text, end-of-sequence is not
+    /// sampled. Why: an empty draft. Asked in Chinese, the writer (trained on English)
+    /// filled its plan with character salad and wrote `</answer>` inside it; primed into
+    /// a plan, the untrained model often ends it with end-of-sequence.
     pub min_answer_words: Option<usize>,
     /// The other side of the floor: from this many answer words on, each end-of-sequence
-    /// token gains [`END_NUDGE`] nats per this many words past it, so an answer that runs
+    /// token gains [`END_NUDGE`](super::END_NUDGE) nats per this many words past it, so an answer that runs
     /// on is ever likelier to end, and still ends by sampling (HF's
     /// `exponential_decay_length_penalty`, linear and in words). Why: held open, a small
     /// model can drift into text with no end in sight and fill the context. None: no nudge.
     pub end_nudge_words: Option<usize>,
 }
-
-/// The nudge's slope: nats added to an end token's logit per `end_nudge_words` words
-/// written past `end_nudge_words` (so +5 at a quarter past, +10 at half past).
-pub const END_NUDGE: f32 = 20.0;
-
-/// How long an answer is for its floor and nudge: its LongBench words, or its tokens over
-/// the most a word of prose costs, whichever is more. Why: LongBench counts only runs of
-/// ASCII letters and CJK characters, so a small model's collapse into run-together
-/// hashtags, punctuation or a script it does not count (Hebrew letters: none) writes
-/// thousands of tokens that are one word or none. Counted in words alone, such an answer
-/// never reached its nudge, or stayed under its floor with every end held back, and ran
-/// to the end of the context: 4 of 48 English held-out answers of the default model (3.5
-/// to 6.9 tokens a word) in session 28. Prose never comes near the bound: the default
-/// model's English answers spend 1.1-1.7 tokens a word, its Chinese 2.1-3.0 a character,
-/// hence 2 and 3 (a text counts as Chinese where most of its words are CJK characters).
-pub fn answer_length(words: &crate::text::WordCounter, tokens: usize) -> usize {
-    let per = if words.cjk() * 2 > words.total() { 3 } else { 2 };
-    words.total().max(tokens / per)
-}
-
-/// What budget forcing writes when a plan runs past its budget: the end of the plan and
-/// the start of the answer, as the longwriter templates lay them out.
-pub const THINK_CLOSE: &str = "</think>\n<answer>\n";
 
 impl GenerateRequest {
     /// A generation in `mode`: its stop strings, and its text starting where the mode's
@@ -140,8 +127,9 @@ pub struct Stats {
     /// The generated token ids, end-of-sequence and stop-string tokens included.
     #[serde(skip)]
     pub completion_ids: Vec<u32>,
-    /// Positions in `completion_ids` that budget forcing wrote (the model did not sample
-    /// them); empty when the plan closed by itself or had no budget.
+    /// Positions in `completion_ids` that the decoder wrote (the model did not sample
+    /// them): budget forcing's close of a long plan, or the floor's close of a plan that
+    /// would have ended the text; empty when the plan closed by itself.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub forced: Vec<usize>,
 }
@@ -166,7 +154,8 @@ impl Stats {
         }
     }
 
-    /// Whether budget forcing closed the plan: the model did not write its own `</think>`.
+    /// Whether the decoder closed the plan (budget forcing, or the floor's guard): the
+    /// model did not write its own `</think>` and `<answer>`.
     pub fn plan_forced(&self) -> bool {
         !self.forced.is_empty()
     }
@@ -241,6 +230,11 @@ impl TextSink {
     /// Whether the text so far leaves a `<think>` block open.
     pub fn in_think(&self) -> bool {
         self.parser.in_think()
+    }
+
+    /// Where the text so far has got to (see [`ThinkParser::phase`]).
+    pub fn phase(&self) -> Phase {
+        self.parser.phase()
     }
 }
 
@@ -392,151 +386,6 @@ impl Engine {
     }
 }
 
-struct Timing {
-    reused: usize,
-    prefill_secs: f64,
-    decode_secs: f64,
-}
-
-/// One sequence's decoding: sampling (or budget forcing), end-of-sequence, and the text
-/// sink.
-struct Decoding {
-    sampler: Sampler,
-    sink: TextSink,
-    decoder: TokenDecoder,
-    history: Vec<u32>,
-    prompt_len: usize,
-    generated: usize,
-    /// Tokens an open `<think>` may still take before the decoder closes it; None once
-    /// it has (a plan is closed at most once) or without a budget.
-    think_left: Option<usize>,
-    /// [`THINK_CLOSE`]'s ids still to write, front first; filled when the budget runs out.
-    forcing: std::collections::VecDeque<u32>,
-    close_ids: Vec<u32>,
-    forced: Vec<usize>,
-    /// [`GenerateRequest::min_answer_words`], with the tokens it holds back until then.
-    floor: Option<(usize, Arc<[u32]>)>,
-    nudge_from: Option<usize>,
-    answer_words: crate::text::WordCounter,
-    /// Tokens since the answer's first text, for [`answer_length`].
-    answer_tokens: usize,
-}
-
-impl Decoding {
-    fn new(req: &GenerateRequest, sampler: SamplerConfig, tok: &super::TextTokenizer, enders: &Arc<[u32]>) -> Result<Self, EngineError> {
-        let close_ids = if req.max_think_tokens.is_some() { tok.encode_plain(THINK_CLOSE)? } else { Vec::new() };
-        Ok(Self {
-            sampler: Sampler::new(sampler),
-            sink: TextSink::new(req.start_in, &req.stop_strings),
-            decoder: TokenDecoder::new(),
-            history: req.prompt_ids.clone(),
-            prompt_len: req.prompt_ids.len(),
-            generated: 0,
-            think_left: req.max_think_tokens,
-            forcing: Default::default(),
-            close_ids,
-            forced: Vec::new(),
-            floor: req.min_answer_words.filter(|&n| n > 0).map(|n| (n, enders.clone())),
-            nudge_from: req.end_nudge_words.filter(|&n| n > 0),
-            answer_words: Default::default(),
-            answer_tokens: 0,
-        })
-    }
-
-    /// Picks the next token from `logits` (or writes the next forced one) and streams its
-    /// text; `Some(stop)` ends the sequence (the token that ended it is kept in the
-    /// history).
-    fn advance(&mut self, logits: &mut [f32], max_new: usize, tok: &super::TextTokenizer, eos: &[u32], emit: &mut dyn FnMut(Segment)) -> Result<Option<StopReason>, EngineError> {
-        if self.generated >= max_new {
-            return Ok(Some(StopReason::MaxTokens));
-        }
-        let id = match self.forcing.pop_front() {
-            Some(id) => {
-                self.forced.push(self.generated);
-                id
-            }
-            None => {
-                if self.below_floor() {
-                    for id in self.floor.iter().flat_map(|(_, ids)| ids.iter()).chain(eos) {
-                        if let Some(l) = logits.get_mut(*id as usize) {
-                            *l = f32::NEG_INFINITY;
-                        }
-                    }
-                }
-                let bonus = self.end_bonus();
-                if bonus > 0.0 {
-                    for id in eos {
-                        if let Some(l) = logits.get_mut(*id as usize) {
-                            *l += bonus;
-                        }
-                    }
-                }
-                self.sampler.sample(logits, &self.history)
-            }
-        };
-        self.generated += 1;
-        self.history.push(id);
-        if eos.contains(&id) {
-            return Ok(Some(StopReason::Eos));
-        }
-        // Every token from the one that began the answer on, text or not yet (bytes of a
-        // character the decoder holds back).
-        self.answer_tokens += (self.answer_tokens > 0 && !self.sink.in_think()) as usize;
-        if let Some(text) = self.decoder.push(tok, id)? {
-            let (words, tokens) = (&mut self.answer_words, &mut self.answer_tokens);
-            let mut count = |seg: Segment| {
-                if let Segment::Answer(t) = &seg {
-                    words.push(t);
-                    *tokens = (*tokens).max(1);
-                }
-                emit(seg)
-            };
-            if let Some(s) = self.sink.text(&text, &mut count) {
-                return Ok(Some(StopReason::StopString(s)));
-            }
-        }
-        if let Some(left) = self.think_left.filter(|_| self.sink.in_think()) {
-            if left <= 1 {
-                self.forcing.extend(&self.close_ids);
-                self.think_left = None;
-            } else {
-                self.think_left = Some(left - 1);
-            }
-        }
-        Ok(None)
-    }
-
-    fn last(&self) -> u32 {
-        self.history[self.history.len() - 1]
-    }
-
-    /// What [`GenerateRequest::end_nudge_words`] adds to the end tokens' logits now.
-    fn end_bonus(&self) -> f32 {
-        let len = answer_length(&self.answer_words, self.answer_tokens);
-        match self.nudge_from {
-            Some(from) if !self.sink.in_think() && len > from => END_NUDGE * (len - from) as f32 / from as f32,
-            _ => 0.0,
-        }
-    }
-
-    /// Whether an answer has begun (a word is out, past any plan) and is still short of
-    /// its floor. Before the first word the `<answer>` tag itself must stay writable.
-    fn below_floor(&self) -> bool {
-        let words = self.answer_words.total();
-        self.floor.as_ref().is_some_and(|&(n, _)| words > 0 && answer_length(&self.answer_words, self.answer_tokens) < n && !self.sink.in_think())
-    }
-
-    /// Streams what is still held back and returns the generation's stats.
-    fn finish(mut self, stop: StopReason, tok: &super::TextTokenizer, emit: &mut dyn FnMut(Segment), t: Timing) -> Result<Stats, EngineError> {
-        let tail = if matches!(stop, StopReason::StopString(_)) { String::new() } else { self.decoder.flush(tok)? };
-        let format = self.sink.finish(&stop, &tail, emit);
-        let ids = self.history.split_off(self.prompt_len);
-        let mut stats = Stats::new(self.prompt_len, t.reused, self.generated, t.prefill_secs, t.decode_secs, stop, format, ids);
-        stats.forced = self.forced;
-        Ok(stats)
-    }
-}
-
 fn rate(n: usize, secs: f64) -> f64 {
     if secs > 0.0 { n as f64 / secs } else { 0.0 }
 }
@@ -549,28 +398,4 @@ pub fn collect<E>(run: impl FnOnce(&mut dyn FnMut(Segment)) -> Result<Stats, E>)
         Segment::Answer(t) => answer.push_str(&t),
     })?;
     Ok((think, answer, stats))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::answer_length;
-    use crate::text::WordCounter;
-
-    fn counted(text: &str, tokens: usize) -> usize {
-        let mut w = WordCounter::default();
-        w.push(text);
-        answer_length(&w, tokens)
-    }
-
-    #[test]
-    fn words_unless_the_tokens_say_more() {
-        assert_eq!(counted("one two three four", 6), 4, "prose: its words");
-        assert_eq!(counted("one two three four", 9), 4, "up to two tokens a word");
-        assert_eq!(counted("#OneTwoThree#FourFive", 40), 20, "one word, 40 tokens: half of them");
-        assert_eq!(counted("", 10), 5, "a script LongBench does not count");
-        // Mostly CJK: three tokens a character before the tokens count.
-        assert_eq!(counted("写一篇文章", 15), 5);
-        assert_eq!(counted("写一篇文章", 18), 6);
-        assert_eq!(counted("写一篇 a b c d", 15), 7, "a minority of CJK counts as English");
-    }
 }

@@ -8,6 +8,7 @@
 //! threads that turn a request into a draft (`write`) sit above this module.
 
 pub mod cpu;
+mod decoding;
 mod generate;
 mod gguf_check;
 mod model;
@@ -17,7 +18,8 @@ mod stream;
 pub mod template;
 pub mod tokenizer;
 
-pub use generate::{answer_length, collect, CancelToken, GenerateRequest, StartIn, Stats, StopReason, TextSink, THINK_CLOSE};
+pub use decoding::{answer_length, ANSWER_OPEN, END_NUDGE, THINK_CLOSE};
+pub use generate::{collect, CancelToken, GenerateRequest, StartIn, Stats, StopReason, TextSink};
 pub use model::{check_extent, Gemma, KvType, LoadOptions, ModelConfig, QuantModel};
 pub use sampler::{derive_seed, Sampler, SamplerConfig};
 pub use stream::{StopMatcher, StopScan, TokenDecoder};

@@ -125,6 +125,11 @@ pub struct SamplingDefaults {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dry_multiplier: Option<f32>,
     pub max_tokens: Option<usize>,
+    /// A plan budget: a `<think>` still open after this many tokens is closed by the
+    /// decoder (`engine::GenerateRequest::max_think_tokens`; absent: plans run as long as
+    /// the model makes them). Applies only to templates with a plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_think_tokens: Option<usize>,
     /// A length floor, as a share of the asked length: the answer may not end before it
     /// (`engine::GenerateRequest::min_answer_words`; absent: no floor).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -320,6 +325,11 @@ impl Registry {
             if server && length_control_on(m.sampling.answer_floor, m.sampling.end_nudge) {
                 return Err(RegistryError::Parse { path: origin.into(), msg: format!("model '{name}': answer_floor and end_nudge need a local model; a server decodes by itself") });
             }
+            match m.sampling.max_think_tokens {
+                Some(0) => return Err(RegistryError::Parse { path: origin.into(), msg: format!("model '{name}': sampling.max_think_tokens must be at least 1 (leave it out for no plan budget)") }),
+                Some(_) if server => return Err(RegistryError::Parse { path: origin.into(), msg: format!("model '{name}': max_think_tokens needs a local model; a server decodes by itself") }),
+                _ => {}
+            }
             for h in m.sha256.iter().chain(m.companions.iter().filter_map(|c| c.sha256.as_ref())) {
                 if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err(RegistryError::Parse {
@@ -475,6 +485,8 @@ context_length = 2048
         assert!(crate::models::ensure(r.default_entry(), &crate::models::Silent).unwrap_err().to_string().contains("remote endpoint"));
         let e = Registry::parse(&(entry("remote", server) + "sampling = { answer_floor = 0.8 }\n"), "t").unwrap_err().to_string();
         assert!(e.contains("need a local model"), "{e}");
+        let e = Registry::parse(&(entry("remote", server) + "sampling = { max_think_tokens = 768 }\n"), "t").unwrap_err().to_string();
+        assert!(e.contains("max_think_tokens needs a local model"), "{e}");
     }
 
     /// An entry's length control is held to the flags' ranges: `answer_floor = 5` would
@@ -482,10 +494,10 @@ context_length = 2048
     #[test]
     fn length_shares_out_of_range_are_refused() {
         let entry = |sampling: &str| format!("default = \"x\"\n[models.x]\narchitecture = \"llama\"\nformat = \"gguf\"\nsource = {{ kind = \"local\", path = \"a\" }}\ncontext_length = 1\nsampling = {{ {sampling} }}\n");
-        for ok in ["answer_floor = 0.8, end_nudge = 1.2", "answer_floor = 0, end_nudge = 0", "answer_floor = 1.0"] {
+        for ok in ["answer_floor = 0.8, end_nudge = 1.2", "answer_floor = 0, end_nudge = 0", "answer_floor = 1.0", "max_think_tokens = 768"] {
             Registry::parse(&entry(ok), "t").unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
-        for (bad, want) in [("answer_floor = 5.0", "model 'x': sampling.answer_floor is a share"), ("answer_floor = -0.1", "answer_floor"), ("end_nudge = 0.5", "model 'x': sampling.end_nudge is a share"), ("end_nudge = inf", "end_nudge")] {
+        for (bad, want) in [("max_think_tokens = 0", "model 'x': sampling.max_think_tokens must be at least 1"), ("answer_floor = 5.0", "model 'x': sampling.answer_floor is a share"), ("answer_floor = -0.1", "answer_floor"), ("end_nudge = 0.5", "model 'x': sampling.end_nudge is a share"), ("end_nudge = inf", "end_nudge")] {
             let e = Registry::parse(&entry(bad), "t").unwrap_err().to_string();
             assert!(e.starts_with("t: ") && e.contains(want), "{bad}: {e}");
         }

@@ -110,11 +110,12 @@ pub fn format_reward(report: &FormatReport, repeated_share: f64, semantic: Optio
     (if reasons.is_empty() { 1.0 } else { 0.0 }, reasons)
 }
 
-/// Why a plan that budget forcing closed (`Stats::plan_forced`) is not the strict format,
-/// however its answer reads: the model did not close its own `<think>`. The trainer's
-/// reward and the studio's format line give the same reason.
+/// Why a plan that the decoder closed (`Stats::plan_forced`: budget forcing, or the length
+/// floor's guard against a plan that would end the text) is not the strict format, however
+/// its answer reads: the model did not close its own `<think>`. The trainer's reward and
+/// the studio's format line give the same reason.
 pub fn forced_plan_reason() -> String {
-    format!("the plan ran past its budget and the decoder closed it ({})", crate::text::Violation::UnclosedThink.describe())
+    format!("the decoder closed the plan, which ran past its budget or would have ended the text without an answer ({})", crate::text::Violation::UnclosedThink.describe())
 }
 
 /// A graded format reward for models that never produce the format by chance (shaping, not

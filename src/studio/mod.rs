@@ -46,7 +46,7 @@ pub struct StudioOptions {
     pub template: crate::write::WriteMode,
     pub sampler: SamplerConfig,
     pub max_tokens: usize,
-    /// Budget forcing for plans (config.toml's `sampling.max_think_tokens`).
+    /// Budget forcing for plans (config.toml's or the registry's `sampling.max_think_tokens`).
     pub max_think_tokens: Option<usize>,
     /// The length floor and end nudge (config.toml's or the registry's `answer_floor` and
     /// `end_nudge`).

@@ -4,7 +4,7 @@
 mod think;
 mod words;
 
-pub use think::{parse_all, FormatReport, Segment, ThinkParser, Violation};
+pub use think::{parse_all, FormatReport, Phase, Segment, ThinkParser, Violation};
 pub use words::{count_words, for_each_word, is_cjk, WordCounter};
 
 /// Replaces control characters (C0 and C1, so escape sequences and bells) and the bidi

@@ -72,6 +72,20 @@ impl FormatReport {
     }
 }
 
+/// Where a text has got to ([`ThinkParser::phase`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Nothing yet but blank text.
+    Before,
+    /// Inside `<think>`.
+    Plan,
+    /// After `</think>`, before `<answer>`.
+    AfterPlan,
+    /// The answer has begun: an `<answer>` tag, or text outside any block (an untagged
+    /// answer), or the answer is done.
+    Answer,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Start,
@@ -145,6 +159,16 @@ impl ThinkParser {
     /// pieces does not count until it resolves).
     pub fn in_think(&self) -> bool {
         self.state == State::Think
+    }
+
+    /// Where the text so far has got to, for a decoder that must not let it end early.
+    pub fn phase(&self) -> Phase {
+        match self.state {
+            State::Start => Phase::Before,
+            State::Think => Phase::Plan,
+            State::AfterThink => Phase::AfterPlan,
+            State::Answer | State::Untagged | State::Done => Phase::Answer,
+        }
     }
 
     /// Feeds a chunk; returns the segments it completes.
@@ -313,6 +337,22 @@ mod tests {
         assert_eq!(t, "plan it");
         assert_eq!(a, "The story.");
         assert!(r.ok(), "{r:?}");
+    }
+
+    /// The phase a decoder reads: a tag counts once it has arrived whole.
+    #[test]
+    fn phases_follow_the_tags() {
+        let mut p = ThinkParser::new();
+        let mut phases = vec![p.phase()];
+        for chunk in ["\n", "<thi", "nk>a plan", "</think>", "\n<ans", "wer>", "text"] {
+            p.push(chunk);
+            phases.push(p.phase());
+        }
+        use Phase::*;
+        assert_eq!(phases, [Before, Before, Before, Plan, AfterPlan, AfterPlan, Answer, Answer]);
+        let mut untagged = ThinkParser::new();
+        untagged.push("Just text");
+        assert_eq!((untagged.phase(), ThinkParser::inside_think().phase()), (Answer, Plan));
     }
 
     #[test]
