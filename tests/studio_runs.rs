@@ -95,11 +95,11 @@ fn a_plan_the_decoder_closed_is_not_shown_as_correct_format() {
     a.update(key(KeyCode::F(5)));
     a.update(Action::Engine(Event::Think("Plan: a keeper".into())));
     a.update(Action::Engine(Event::Answer("The keeper lit the lamp.".into())));
-    // The same text, but the decoder wrote `</think>` after the plan's budget.
+    // The same text, but the decoder wrote `</think>` (after the plan's budget, or in place of an end).
     a.update(Action::Engine(Event::Done(Stats { forced: vec![3, 4, 5], ..stats(StopReason::Eos) })));
     let note = a.format_note.clone().unwrap();
-    assert!(note.starts_with('✗') && note.contains("the decoder closed it"), "{note}");
-    assert!(render(&a, 160, 24).contains("the decoder closed it"), "{}", render(&a, 160, 24));
+    assert!(note.starts_with('✗') && note.contains("the decoder closed the plan"), "{note}");
+    assert!(render(&a, 160, 24).contains("the decoder closed the plan"), "{}", render(&a, 160, 24));
 }
 
 /// longwriter-parts: F5 carries the request's length to the writer (the header is

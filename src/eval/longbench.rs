@@ -26,7 +26,7 @@ pub struct Written {
     /// Exactly one `<think>` then one `<answer>` and nothing else; None where the template
     /// asks for no tags (chat, AgentWrite). A plan the decoder closed is not.
     pub format_ok: Option<bool>,
-    /// The plan ran past `--max-think-tokens` and the decoder closed it.
+    /// The decoder closed the plan: it ran past `--max-think-tokens`, or would have ended the text before an answer.
     pub plan_forced: bool,
 }
 
