@@ -4,7 +4,9 @@ settings: the default model (GGUF, dequantized to f32 by transformers), 1 prompt
 192 new tokens at T 0.8, LoRA r16 on q_proj/v_proj, AdamW, 2 threads.
 
 usage: python scripts/bench-train-vs-trl.py
-       (env LONGWRITER=target/release/longwriter, STEPS=3, THREADS=2)
+       (env LONGWRITER=target/release/longwriter, STEPS=3, THREADS=2, MATMUL=auto: longwriter's
+       --matmul, bf16 products where the CPU has AVX512-BF16; TRL_BF16=1: TRL's bf16 = True,
+       its mixed precision, instead of f32)
 needs: pip install torch transformers trl peft gguf datasets
 
 The first step of each is left out of the means (loading, first touches), and so is a
@@ -24,10 +26,12 @@ import time
 LW = os.environ.get("LONGWRITER", "target/release/longwriter")
 STEPS = int(os.environ.get("STEPS", "3"))
 THREADS = int(os.environ.get("THREADS", "2"))
+MATMUL = os.environ.get("MATMUL", "auto")
+TRL_BF16 = os.environ.get("TRL_BF16", "") == "1"
 
 
 def ours():
-    out = subprocess.run([LW, "--threads", str(THREADS), "bench", "--train", "--reps", str(STEPS), "--json"], capture_output=True, text=True)
+    out = subprocess.run([LW, "--threads", str(THREADS), "bench", "--train", "--reps", str(STEPS), "--matmul", MATMUL, "--json"], capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"longwriter bench --train failed: {out.stderr.strip()}")
     return json.loads(out.stdout)
@@ -69,7 +73,7 @@ def trl(prompt_text, gguf_path, max_new_tokens):
         output_dir=out, num_generations=4, per_device_train_batch_size=4, gradient_accumulation_steps=1,
         max_completion_length=max_new_tokens, temperature=0.8, top_p=1.0, beta=0.0, epsilon=0.2,
         learning_rate=1e-4, max_steps=STEPS, logging_steps=1, save_strategy="no", report_to=[],
-        use_cpu=True, bf16=False, fp16=False, seed=42, dataloader_num_workers=0,
+        use_cpu=True, bf16=TRL_BF16, fp16=False, seed=42, dataloader_num_workers=0,
     )
     data = Dataset.from_list([{"prompt": prompt_text}] * (STEPS + 1))
     lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
@@ -94,7 +98,7 @@ def trl(prompt_text, gguf_path, max_new_tokens):
     mean = lambda k: sum(r[k] for r in m) / len(m)
     return {"steps": rows, "mean": {"step_time": mean("step_time"), "rollout_and_reward": mean("rollout_and_reward"), "loss": mean("loss"),
                                     "completion_tokens": mean("completion_tokens")},
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "versions": versions()}
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "bf16": TRL_BF16, "versions": versions()}
 
 
 def versions():
@@ -106,7 +110,7 @@ def main():
     a = ours()
     b = trl(a["prompt_text"], a["model_path"], a["max_new_tokens"])
     am, bm = a["mean"], b["mean"]
-    print(json.dumps({"longwriter": {k: a[k] for k in ("mean", "measured_steps", "steps", "peak_rss_mb")}, "trl": b,
+    print(json.dumps({"longwriter": {k: a.get(k) for k in ("mean", "measured_steps", "steps", "peak_rss_mb", "matmul", "machine", "gemm_peak_gflop_s", "loss_share_of_gemm_peak")}, "trl": b,
                       "ratio_step_time": am["step_time"] / bm["step_time"],
                       "ratio_rollout": (am["rollout"] + am["reward"]) / bm["rollout_and_reward"],
                       "ratio_loss": am["loss"] / bm["loss"],

@@ -206,6 +206,8 @@ pub struct DenseModel {
     embed: Tensor,
     /// The LM head when it is not tied to the embeddings.
     head: Option<Tensor>,
+    /// The LM head packed for bf16 products ([`DenseModel::pack_bf16`]).
+    head_packed: Option<std::sync::Arc<super::bf16::Frozen>>,
     pub blocks: Vec<Block>,
     norm: Tensor,
     device: Device,
@@ -288,7 +290,7 @@ impl DenseModel {
         }
         let norm = get.req("model.norm.weight", &[h])?;
         let head = if cfg.tie_word_embeddings { None } else { get.opt("lm_head.weight", &[cfg.vocab_size, h])? };
-        Ok(Self { cfg, embed, head, blocks, norm, device: device.clone(), dtype: get.dtype })
+        Ok(Self { cfg, embed, head, head_packed: None, blocks, norm, device: device.clone(), dtype: get.dtype })
     }
 
     pub fn device(&self) -> &Device {
@@ -325,6 +327,38 @@ impl DenseModel {
     /// The LM head's weight: its own, or the tied embeddings.
     pub fn lm_head(&self) -> &Tensor {
         self.head.as_ref().unwrap_or(&self.embed)
+    }
+
+    /// Logits [n, vocab] of final hidden states `h` [n, hidden].
+    pub fn head_logits(&self, h: &Tensor) -> candle_core::Result<Tensor> {
+        frozen_matmul(h, self.lm_head(), self.head_packed.as_ref())
+    }
+
+    /// Whether [`DenseModel::pack_bf16`] has packed the frozen matrices.
+    pub fn packed_bf16(&self) -> bool {
+        self.head_packed.is_some()
+    }
+
+    /// Packs every frozen matrix (the blocks' linear layers and the LM head) for bf16
+    /// products ([`super::bf16`]), so forward and backward multiply in bf16 with f32 sums.
+    /// Does nothing and returns false unless the model is f32 on a CPU with AVX512-BF16.
+    /// Adds 4 bytes per weight (two bf16 copies; the f32 weights stay for merging).
+    pub fn pack_bf16(&mut self) -> candle_core::Result<bool> {
+        if !(self.device.is_cpu() && self.dtype == DType::F32 && super::bf16::available()) {
+            return Ok(false);
+        }
+        let pack = |w: &Tensor| -> candle_core::Result<std::sync::Arc<super::bf16::Frozen>> {
+            let (out, inp) = w.dims2()?;
+            let data = w.flatten_all()?.to_vec1::<f32>()?;
+            Ok(std::sync::Arc::new(super::bf16::Frozen::pack(&data, out, inp)))
+        };
+        self.head_packed = Some(pack(self.lm_head())?);
+        for block in &mut self.blocks {
+            for (_, lin) in block.linears_mut() {
+                lin.packed = Some(pack(&lin.weight)?);
+            }
+        }
+        Ok(true)
     }
 
     fn rope_tables(&self, s: usize, theta: f64) -> candle_core::Result<(Tensor, Tensor)> {
@@ -369,7 +403,7 @@ impl DenseModel {
     /// Logits [n, vocab] at positions `from..ids.len()`: row t predicts token `from + t + 1`.
     pub fn logits_from(&self, ids: &[u32], from: usize) -> Result<Tensor, EngineError> {
         let h = self.hidden_states(ids)?;
-        let run = || -> candle_core::Result<Tensor> { frozen_matmul(&h.narrow(0, from, ids.len() - from)?, self.lm_head()) };
+        let run = || -> candle_core::Result<Tensor> { self.head_logits(&h.narrow(0, from, ids.len() - from)?) };
         run().map_err(|e| EngineError::Model(e.to_string()))
     }
 
@@ -392,7 +426,7 @@ impl DenseModel {
                         1 => last.clone(),
                         n => Tensor::cat(&[&last, &self.layers(&c[..n - 1], Some(&kv))?.0], 0)?,
                     };
-                    frozen_matmul(&h, self.lm_head())
+                    self.head_logits(&h)
                 })
                 .collect()
         };

@@ -1,10 +1,11 @@
 //! Trainable f32 networks, used by `rl` (the policy) and `reward` (the sentence embedder),
 //! never by the studio's decoding: the dense llama/qwen/gemma block with LoRA hooks
 //! ([`dense`]), safetensors loading ([`hf_files`]), the MiniLM embedder ([`embed`]), and
-//! the loss pass's fused ops: causal attention ([`attention`]) and token log-probs
-//! ([`logprob`]).
+//! the loss pass's fused ops: causal attention ([`attention`]), token log-probs
+//! ([`logprob`]) and the frozen matrices' products in bf16 where the CPU has it ([`bf16`]).
 
 pub mod attention;
+pub mod bf16;
 pub mod dense;
 pub mod embed;
 mod hf_files;

@@ -17,7 +17,7 @@
 
 use super::grpo::{require_tokens, rollout_loss, token_logprobs, GrpoConfig, LossStats, Rollout};
 use super::RlError;
-use crate::nn::dense::{frozen_matmul, DenseModel};
+use crate::nn::dense::DenseModel;
 use candle_core::{Tensor, Var};
 
 /// The loss of `rollouts` (divided by `total_tokens`, as [`super::grpo_loss`]), its
@@ -93,7 +93,7 @@ fn group(model: &DenseModel, run: &[Rollout], cfg: &GrpoConfig, scale: f64, vars
             Some(v) => Tensor::cat(&[vp.as_tensor(), v.as_tensor()], 0)?,
             None => vp.as_tensor().clone(),
         };
-        let logits = frozen_matmul(&model.final_norm(&h)?, model.lm_head())?;
+        let logits = model.head_logits(&model.final_norm(&h)?)?;
         let (lp, entropy) = token_logprobs(&logits, &r.completion_ids, cfg.temperature)?;
         let l = (rollout_loss(r, &lp, &entropy, cfg, stats)? * scale)?;
         loss += l.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;

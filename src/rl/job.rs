@@ -6,7 +6,11 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 mod rollout;
+mod shipped;
+#[cfg(test)]
+use shipped::{SHIPPED_FILES, SHIPPED_JOBS};
 pub use rollout::{PlanHeader, RolloutSpec};
+pub use shipped::resolve;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -224,11 +228,15 @@ pub struct OptimSpec {
     /// backward (`rl::checkpoint`): memory for one block's attention instead of all of
     /// them, for about one more forward pass of time. Long rollouts need it.
     pub gradient_checkpointing: bool,
+    /// The frozen matrices' products in the loss pass on a CPU: "auto" (bf16 where the CPU
+    /// has AVX512-BF16, about twice the products per instruction, sums in f32), "f32" or
+    /// "bf16" (an error where the CPU lacks it). See `nn::bf16`.
+    pub matmul: crate::nn::bf16::Matmul,
 }
 
 impl Default for OptimSpec {
     fn default() -> Self {
-        Self { lr: 1e-4, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0.0, grad_clip: 1.0, micro_batch: 1, gradient_checkpointing: false }
+        Self { lr: 1e-4, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0.0, grad_clip: 1.0, micro_batch: 1, gradient_checkpointing: false, matmul: Default::default() }
     }
 }
 
@@ -255,47 +263,6 @@ impl Default for JobSpec {
     fn default() -> Self {
         Self { model: None, data: DataSpec::default(), rewards: RewardSpec::default(), rollout: RolloutSpec::default(), grpo: GrpoConfig::default(), optim: OptimSpec::default(), lora: LoraConfig::default(), run: RunSpec::default(), stages: Vec::new() }
     }
-}
-
-/// The jobs shipped inside the binary, by name, and the prompt sets they read (paths as in
-/// the source tree, which the jobs' relative `prompts` paths assume).
-const SHIPPED_JOBS: [(&str, &str); 3] = [
-    ("short-format-length", include_str!("../../examples/jobs/short-format-length.toml")),
-    ("long-length", include_str!("../../examples/jobs/long-length.toml")),
-    ("writer", include_str!("../../examples/jobs/writer.toml")),
-];
-const SHIPPED_FILES: [(&str, &str); 4] = [
-    ("data/prompts/writing-short.jsonl", include_str!("../../data/prompts/writing-short.jsonl")),
-    ("data/prompts/writing-long.jsonl", include_str!("../../data/prompts/writing-long.jsonl")),
-    ("data/prompts/writer.jsonl", include_str!("../../data/prompts/writer.jsonl")),
-    ("data/sft/writer-cold-start-parts.jsonl", include_str!("../../data/sft/writer-cold-start-parts.jsonl")),
-];
-
-/// The job file `spec` names: a file that exists, or else a shipped job, by its name
-/// (`short-format-length`) or the path it has in the source tree
-/// (`examples/jobs/short-format-length.toml`). A shipped job is written, with the prompt
-/// sets, under `<data dir>/shipped/` in the source tree's layout, so an installed binary
-/// runs it from any directory.
-pub fn resolve(spec: &Path) -> Result<PathBuf, RlError> {
-    if spec.exists() {
-        return Ok(spec.to_path_buf());
-    }
-    let name = spec.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-    let Some((_, text)) = SHIPPED_JOBS.iter().find(|(n, _)| *n == name) else {
-        let names: Vec<&str> = SHIPPED_JOBS.iter().map(|(n, _)| *n).collect();
-        return Err(RlError::Io { path: spec.display().to_string(), detail: format!("no such file, and no shipped job of that name (shipped: {})", names.join(", ")) });
-    };
-    let root = crate::paths::data_dir().join("shipped");
-    let job = root.join("examples/jobs").join(format!("{name}.toml"));
-    for (path, content) in SHIPPED_FILES.iter().map(|(p, c)| (root.join(p), *c)).chain([(job.clone(), *text)]) {
-        // Written again only when this binary ships other content.
-        if std::fs::read_to_string(&path).ok().as_deref() != Some(content) {
-            let io = |e: std::io::Error| RlError::Io { path: path.display().to_string(), detail: crate::fsutil::describe_io(&e) };
-            std::fs::create_dir_all(path.parent().unwrap_or(&root)).map_err(io)?;
-            crate::fsutil::atomic_write(&path, content.as_bytes()).map_err(io)?;
-        }
-    }
-    Ok(job)
 }
 
 impl JobSpec {

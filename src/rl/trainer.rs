@@ -182,6 +182,12 @@ impl Trainer {
         std::fs::create_dir_all(dir.join("checkpoints")).map_err(|e| io(dir, &e))?;
         let (base, mut dense) = policy(base, device)?;
         let base = base.as_path();
+        if how != Open::Inspect && job.optim.matmul.bf16_here() {
+            let packed = dense.pack_bf16().map_err(|e| RlError::Config(format!("packing the weights for bf16: {e}")))?;
+            if !packed && job.optim.matmul == crate::nn::bf16::Matmul::Bf16 {
+                return Err(RlError::Config("optim.matmul = \"bf16\" needs an f32 policy on a CPU with AVX512-BF16, which this run has not; \"auto\" uses bf16 where it can and f32 elsewhere".into()));
+            }
+        }
         let adapters = attach(&mut dense, &job.lora, job.run.seed)?;
         let opt = AdamW::new(&adapters.all_vars(), job.optim.lr, job.optim.betas, job.optim.eps, job.optim.weight_decay)?;
         let unit = (job.data.targets == "rules").then_some(job.rewards.target_unit);
@@ -209,6 +215,11 @@ impl Trainer {
             }
         }
         Ok(t)
+    }
+
+    /// Whether the loss pass multiplies the frozen matrices in bf16 (`optim.matmul`).
+    pub fn bf16_matmuls(&self) -> bool {
+        self.dense.packed_bf16()
     }
 
     pub fn adapter_params(&self) -> usize {

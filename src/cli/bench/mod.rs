@@ -66,6 +66,10 @@ pub struct BenchArgs {
     /// With --train: gradient checkpointing in the loss pass (less memory, more time).
     #[arg(long)]
     pub gradient_checkpointing: bool,
+    /// With --train: the loss pass's frozen matmuls, "auto" (bf16 where the CPU has
+    /// AVX512-BF16), "f32" or "bf16" (a job's optim.matmul).
+    #[arg(long, default_value = "auto", value_parser = parse_matmul)]
+    pub matmul: crate::nn::bf16::Matmul,
     #[arg(long)]
     pub json: bool,
 }
@@ -323,6 +327,10 @@ fn parse_llama_bench(stdout: &[u8], bin: &std::path::Path) -> Result<LlamaBench>
 }
 
 /// Peak resident memory of this process in MB (VmHWM), 0 where unavailable.
+fn parse_matmul(s: &str) -> Result<crate::nn::bf16::Matmul, String> {
+    serde_json::from_value(serde_json::Value::String(s.into())).map_err(|_| format!("'{s}': expected auto, f32 or bf16"))
+}
+
 pub fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()

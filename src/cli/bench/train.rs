@@ -1,5 +1,6 @@
 //! `longwriter bench --train`: the time of GRPO steps and their parts on the settings of
-//! the TRL reference (1 prompt × G=4 × 192 new tokens, LoRA r16 on q/v, f32; `--group-size` changes G).
+//! the TRL reference (1 prompt × G=4 × 192 new tokens, LoRA r16 on q/v, f32 weights;
+//! `--group-size` changes G, `--matmul` how the frozen matrices multiply).
 //! `scripts/bench-train-vs-trl.py` runs this and TRL's GRPOTrainer in one run for a ratio.
 
 use crate::cli::BarProgress;
@@ -28,6 +29,7 @@ pub fn run(a: &super::BenchArgs, device: &str) -> Result<()> {
     job.rollout.max_new_tokens = tokens;
     job.rollout.device = rollout_device.to_string();
     job.optim.gradient_checkpointing = a.gradient_checkpointing;
+    job.optim.matmul = a.matmul;
     // The group in one loss pass, as TRL's batch of G completions: the prompt is then
     // computed once for all four (`DenseModel::group_logits`).
     job.optim.micro_batch = g;
@@ -36,6 +38,7 @@ pub fn run(a: &super::BenchArgs, device: &str) -> Result<()> {
     let device_name = device;
     let device = crate::engine::parse_device(device)?;
     let mut t = Trainer::new(job, &base, &tmp.path().join("run"), false, &device)?;
+    let matmul = if t.bf16_matmuls() { "bf16 (f32 sums)" } else { "f32" };
     let mut rows = Vec::new();
     for _ in 0..steps {
         let m = t.run_step()?;
@@ -65,7 +68,7 @@ pub fn run(a: &super::BenchArgs, device: &str) -> Result<()> {
     let (cpu, isa) = super::cpu_description();
     if json {
         let v = serde_json::json!({
-            "model": entry.name, "model_path": base, "template": "longwriter", "device": device_name, "rollout_device": rollout_device, "gradient_checkpointing": a.gradient_checkpointing,
+            "model": entry.name, "model_path": base, "template": "longwriter", "device": device_name, "rollout_device": rollout_device, "gradient_checkpointing": a.gradient_checkpointing, "matmul": matmul,
             "prompt_text": crate::engine::template::LONGWRITER_EN.replace("{question}", PROMPT), "prompts": 1, "group_size": g, "max_new_tokens": tokens, "lora": "r16 q_proj,v_proj", "steps": rows,
             "measured_steps": measured.iter().map(|r| r["step"].clone()).collect::<Vec<_>>(),
             "mean": { "step_time": mean("step_time"), "rollout": mean("rollout"), "reward": mean("reward"), "loss": mean("loss"), "completion_tokens": mean("completion_tokens"),
@@ -77,6 +80,7 @@ pub fn run(a: &super::BenchArgs, device: &str) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         let ckpt = if a.gradient_checkpointing { ", gradient checkpointing" } else { "" };
+        let ckpt = format!("{ckpt}, frozen matmuls in {matmul}");
         println!("{cpu} · {isa} · {} threads · longwriter {}", crate::engine::cpu::pool::configured_threads(), crate::cli::BUILD);
         println!("mean of {} step(s) on {device_name} (rollouts on {rollout_device}{ckpt}): {:.1} s  (rollout {:.1} s, reward {:.3} s, loss {:.1} s)  peak RSS {:.0} MB", measured.len(), mean("step_time"), mean("rollout"), mean("reward"), mean("loss"), rss);
         print!("loss pass: {:.1} completion tokens/s, {:.1} GFLOP/s", mean("loss_tok_s"), mean("loss_gflop_s"));
