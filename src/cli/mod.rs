@@ -236,7 +236,7 @@ fn dispatch(cli: Cli, cfg: &Settings) -> anyhow::Result<()> {
         // The loss pass alternates candle's element-wise ops (run on candle's own spinning
         // pool) with GEMMs (on rayon's): a worker spinning 25,000 rounds after each op took
         // a core from the next GEMM (10% of the loss pass's samples on 2 cores), and 1,000
-        // rounds made the pass about 10% faster (docs/training.md). Set before any thread
+        // rounds made the pass about 10% faster (docs/training-speed.md). Set before any thread
         // starts, like the variable above.
         std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "1000");
     }

@@ -249,10 +249,6 @@ mod tests {
         half::bf16::from_f32(x).to_f64()
     }
 
-    fn bound(terms: usize, mag: f64) -> f64 {
-        (terms + 2) as f64 * 2f64.powi(-24) * mag + 1e-30
-    }
-
     fn data(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed;
         (0..n)
@@ -263,10 +259,25 @@ mod tests {
             .collect()
     }
 
-    /// The products against a scalar reference that rounds the same inputs to bf16 and sums
-    /// in f64: only the f32 accumulation differs, so the error is within k roundings of
-    /// 2⁻²⁴ of the sum of magnitudes (products of two bf16 numbers are exact in f32). Shapes cover partial tiles, partial panels, an odd k and a k past
-    /// one 32-float conversion block.
+    /// `got` [rows, cols] against Σ_q a(r, q) · b(q, c) over `terms` terms of bf16-rounded
+    /// factors, summed in f64: only the f32 accumulation differs, so the error is within
+    /// `terms` roundings of 2⁻²⁴ of the sum of magnitudes (a product of two bf16 numbers is
+    /// exact in f32).
+    fn check(what: &str, got: &[f32], rows: usize, cols: usize, terms: usize, a: impl Fn(usize, usize) -> f32, b: impl Fn(usize, usize) -> f32) {
+        assert_eq!(got.len(), rows * cols, "{what}");
+        for r in 0..rows {
+            for c in 0..cols {
+                let products = (0..terms).map(|q| round(a(r, q)) * round(b(q, c)));
+                let (want, mag) = products.fold((0f64, 0f64), |(s, m), p| (s + p, m + p.abs()));
+                let got = got[r * cols + c] as f64;
+                assert!((got - want).abs() <= (terms + 2) as f64 * 2f64.powi(-24) * mag + 1e-30, "{what} [{r},{c}]: {got} vs {want}");
+            }
+        }
+    }
+
+    /// Both products of a packed weight against a scalar reference on the same rounded
+    /// inputs. Shapes cover partial tiles, partial panels, an odd k and a k past one
+    /// 32-float conversion block.
     #[test]
     fn products_match_a_scalar_reference_on_rounded_inputs() {
         if !available() {
@@ -277,34 +288,10 @@ mod tests {
             let x = data(rows * k, 1 + rows as u64);
             let w = data(out * k, 7 + k as u64);
             let f = Frozen::pack(&w, out, k);
-            let y = matmul(&x, &f.fwd);
-            assert_eq!(y.len(), rows * out);
-            for r in 0..rows {
-                for j in 0..out {
-                    let (mut want, mut mag) = (0f64, 0f64);
-                    for q in 0..k {
-                        want += round(x[r * k + q]) * round(w[j * k + q]);
-                        mag += (round(x[r * k + q]) * round(w[j * k + q])).abs();
-                    }
-                    let got = y[r * out + j] as f64;
-                    assert!((got - want).abs() <= bound(k, mag), "{rows}×{k}×{out} fwd [{r},{j}]: {got} vs {want}");
-                }
-            }
-            // The input gradient's product g·W, g [rows, out].
+            // x·Wᵀ, and the input gradient's g·W for g [rows, out].
+            check(&format!("{rows}×{k}×{out} fwd"), &matmul(&x, &f.fwd), rows, out, k, |r, q| x[r * k + q], |q, j| w[j * k + q]);
             let g = data(rows * out, 3 + out as u64);
-            let dx = matmul(&g, &f.bwd);
-            assert_eq!(dx.len(), rows * k);
-            for r in 0..rows {
-                for i in 0..k {
-                    let (mut want, mut mag) = (0f64, 0f64);
-                    for j in 0..out {
-                        want += round(g[r * out + j]) * round(w[j * k + i]);
-                        mag += (round(g[r * out + j]) * round(w[j * k + i])).abs();
-                    }
-                    let got = dx[r * k + i] as f64;
-                    assert!((got - want).abs() <= bound(out, mag), "{rows}×{k}×{out} bwd [{r},{i}]: {got} vs {want}");
-                }
-            }
+            check(&format!("{rows}×{k}×{out} bwd"), &matmul(&g, &f.bwd), rows, k, out, |r, j| g[r * out + j], |j, i| w[j * k + i]);
         }
     }
 

@@ -1,9 +1,10 @@
 //! A llama-family transformer (llama, qwen2, qwen3 from Hugging Face safetensors or GGUF;
-//! Gemma 3 from GGUF), in f32, built only from candle ops that carry gradients (and the
-//! fused ops of [`super::attention`] and [`super::logprob`]): composite RMS norm, rotate-half rope
-//! and `ops::softmax` (candle's fused rms_norm, rope and softmax_last_dim have no backward
-//! and would silently drop gradients). It returns final hidden states, so a head on top
-//! decides what it is: a scalar reward head here, an LM head for training.
+//! Gemma 3 from GGUF), in f32, built only from candle ops that carry gradients and the
+//! fused ops of [`super::attention`], [`super::logprob`] and [`super::pointwise`] (the RMS
+//! norm and the SwiGLU gate, with their own backward): rotate-half rope and `ops::softmax`
+//! (candle's fused rms_norm, rope and softmax_last_dim have no backward and would silently
+//! drop gradients). It returns final hidden states, so a head on top decides what it is: a
+//! scalar reward head here, an LM head for training.
 
 use crate::engine::EngineError;
 use candle_core::{DType, Device, Module, Tensor, D};
@@ -13,6 +14,7 @@ use std::path::Path;
 
 pub use super::hf_files::{check_safetensors, safetensors_files, var_builder};
 pub use super::linear::{frozen_matmul, Linear, Lora};
+pub use super::pointwise::rms_norm;
 
 /// The fields of a Hugging Face `config.json` this model reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -129,11 +131,6 @@ pub fn gguf_name(hf: &str) -> String {
     .fold(s, |s, (a, b)| s.replace(a, b))
 }
 
-/// RMS norm from differentiable ops.
-pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
-    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
-    x.broadcast_div(&(ms + eps)?.sqrt()?)?.broadcast_mul(w)
-}
 
 /// Interleaved rope on pairs (2i, 2i+1); `cos`/`sin` are [seq, head_dim / 2].
 fn rope_interleaved(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
@@ -543,8 +540,9 @@ impl DenseModel {
         let h = rms_norm(&x, &b.ffn_norm, eps)?;
         let gate = b.gate.forward(&h)?;
         // Gemma: GeGLU with the tanh GELU (candle's `gelu`); the rest: SwiGLU.
-        let g = if cfg.gemma.is_some() { gate.gelu()? } else { candle_nn::ops::silu(&gate)? };
-        let y = (&x + post(b.down.forward(&(g * b.up.forward(&h)?)?)?, &b.post_ffn_norm)?)?;
+        let up = b.up.forward(&h)?;
+        let g = if cfg.gemma.is_some() { (gate.gelu()? * up)? } else { super::pointwise::swiglu(&gate, &up)? };
+        let y = (&x + post(b.down.forward(&g)?, &b.post_ffn_norm)?)?;
         Ok((y, (k, v)))
     }
 }

@@ -2,7 +2,8 @@
 //! never by the studio's decoding: the dense llama/qwen/gemma block with LoRA hooks
 //! ([`dense`]), safetensors loading ([`hf_files`]), the MiniLM embedder ([`embed`]), and
 //! the loss pass's fused ops: causal attention ([`attention`]), token log-probs
-//! ([`logprob`]) and the frozen matrices' products in bf16 where the CPU has it ([`bf16`]).
+//! ([`logprob`]), the RMS norm and SwiGLU gate ([`pointwise`]), and the frozen matrices'
+//! products in bf16 where the CPU has it ([`bf16`]).
 
 pub mod attention;
 pub mod bf16;
@@ -11,6 +12,7 @@ pub mod embed;
 mod hf_files;
 mod linear;
 pub mod logprob;
+pub mod pointwise;
 
 pub use embed::Embedder;
 

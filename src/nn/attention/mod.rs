@@ -17,7 +17,7 @@
 //! over the key blocks. The backward walks key blocks outermost, keeping their dK and dV
 //! in cache while the query rows stream past and add into dQ.
 
-mod blocks;
+pub(super) mod blocks;
 
 use super::cpu_f32;
 use blocks::{exp, lincomb, lincomb2, transpose};
