@@ -326,11 +326,12 @@ fn parse_llama_bench(stdout: &[u8], bin: &std::path::Path) -> Result<LlamaBench>
     })
 }
 
-/// Peak resident memory of this process in MB (VmHWM), 0 where unavailable.
+/// `--matmul`: the names a job's `optim.matmul` takes.
 fn parse_matmul(s: &str) -> Result<crate::nn::bf16::Matmul, String> {
     serde_json::from_value(serde_json::Value::String(s.into())).map_err(|_| format!("'{s}': expected auto, f32 or bf16"))
 }
 
+/// Peak resident memory of this process in MB (VmHWM), 0 where unavailable.
 pub fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
