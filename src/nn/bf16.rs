@@ -12,8 +12,8 @@
 //! ([`Frozen::pack`]): for x·Wᵀ the rows of W, for g·W its columns, each into panels of
 //! [`NR`] columns whose bf16 pairs run along the summed dimension. Activations are rounded
 //! to bf16 per call (a vectorized pass, cheap beside the product). A micro-kernel keeps an
-//! [`MR`] × [`NR`] tile of the output in 24 registers for the whole sum; threads split the
-//! output's rows, so each element is one sum in one order whatever the thread count
+//! [`MR`] × [`NR`] tile of the output in 24 registers for the whole sum; the engine's
+//! thread pool splits the output's rows, so each element is one sum in one order whatever the thread count
 //! (results are the same bits on 1 or 16 threads).
 
 /// Output rows per micro-kernel tile: 12 rows × 2 vectors = 24 accumulators of the 32
@@ -77,20 +77,13 @@ impl Packed {
     pub fn new(k: usize, n: usize, get: impl Fn(usize, usize) -> f32 + Sync) -> Self {
         let kp = k.div_ceil(2);
         let mut data = vec![0u32; n.div_ceil(NR) * kp * NR];
-        let per = n.div_ceil(NR).div_ceil(crate::engine::cpu::pool::configured_threads().max(1)).max(1);
-        std::thread::scope(|s| {
-            for (c, run) in data.chunks_mut(per * kp * NR).enumerate() {
-                let get = &get;
-                s.spawn(move || {
-                    for (i, panel) in run.chunks_exact_mut(kp * NR).enumerate() {
-                        for (jj, j) in (0..NR).map(|jj| (jj, (c * per + i) * NR + jj)).filter(|&(_, j)| j < n) {
-                            for q in 0..kp {
-                                let hi = if 2 * q + 1 < k { bf16_bits(get(2 * q + 1, j)) } else { 0 };
-                                panel[q * NR + jj] = bf16_bits(get(2 * q, j)) | hi << 16;
-                            }
-                        }
-                    }
-                });
+        // One task per panel, across the engine's pool.
+        crate::engine::cpu::pool::Pool::global().chunks_mut(&mut data, kp * NR, &|p, panel| {
+            for (jj, j) in (0..NR).map(|jj| (jj, p * NR + jj)).filter(|&(_, j)| j < n) {
+                for q in 0..kp {
+                    let hi = if 2 * q + 1 < k { bf16_bits(get(2 * q + 1, j)) } else { 0 };
+                    panel[q * NR + jj] = bf16_bits(get(2 * q, j)) | hi << 16;
+                }
             }
         });
         Self { k, n, data }
@@ -129,39 +122,34 @@ pub fn matmul(x: &[f32], b: &Packed) -> Vec<f32> {
     let (k, n, kp) = (b.k, b.n, b.k.div_ceil(2));
     let rows = x.len() / k;
     let tiles = rows.div_ceil(MR);
-    // x in bf16, rows padded to whole tiles and to an even k: word q of a row holds its
-    // elements 2q and 2q + 1, the pair the kernel broadcasts.
-    let mut a = vec![0u32; tiles * MR * kp];
-    // Every element is written once by a tile's store before `set_len`.
-    let mut out: Vec<f32> = Vec::with_capacity(rows * n);
     if rows == 0 || n == 0 {
         return vec![0.0; rows * n];
     }
     let pool = crate::engine::cpu::pool::Pool::global();
+    // Each task takes `per` tiles of rows: one run per thread.
     let per = tiles.div_ceil(pool.threads().clamp(1, tiles));
-    let (a_base, out_base) = (Shared(a.as_mut_ptr()), Shared(out.as_mut_ptr()));
-    // Task t: the rows of tiles t·per.., converted, then every panel against them.
-    pool.run(tiles.div_ceil(per), &|t| {
-        let first = t * per * MR;
-        let run_rows = (rows - first).min(per * MR);
-        // SAFETY: task t alone touches its tiles' rows of `a` (first.. up to tiles · MR) and
-        // rows first..first + run_rows of `out`; `run` joins every task before either is
-        // used again.
-        let a_run = unsafe { std::slice::from_raw_parts_mut(a_base.at(first * kp), (per * MR).min(tiles * MR - first) * kp) };
-        let out_run = out_base.at(first * n);
-        for (dst, src) in a_run.chunks_exact_mut(kp).zip(x[first * k..(first + run_rows) * k].chunks_exact(k)) {
+    // x in bf16, rows padded to whole tiles and to an even k: word q of a row holds its
+    // elements 2q and 2q + 1, the pair the kernel broadcasts.
+    let mut a = vec![0u32; tiles * MR * kp];
+    pool.chunks_mut(&mut a[..rows * kp], per * MR * kp, &|t, run| {
+        for (dst, src) in run.chunks_exact_mut(kp).zip(x[t * per * MR * k..].chunks_exact(k)) {
             to_bf16_pairs(src, dst);
         }
+    });
+    // Every element is written once by a tile's store before `set_len`.
+    let mut out: Vec<f32> = Vec::with_capacity(rows * n);
+    pool.chunks_mut(&mut out.spare_capacity_mut()[..rows * n], per * MR * n, &|t, run| {
+        let (a_run, run_rows, c) = (&a[t * per * MR * kp..], run.len() / n, run.as_mut_ptr() as *mut f32);
         for (p, panel) in b.data.chunks_exact(kp * NR).enumerate() {
             let cols = (n - p * NR).min(NR);
             for i in 0..run_rows.div_ceil(MR) {
                 let tile_rows = (run_rows - i * MR).min(MR);
                 // SAFETY: `available()` holds; the tile reads MR rows of kp words from
                 // `a_run` (padded to whole tiles), kp × NR words of `panel`, and writes
-                // `tile_rows` rows of `cols` floats at stride n inside this task's rows of `out`.
+                // `tile_rows` rows of `cols` floats at stride n inside this task's `run`.
                 #[cfg(target_arch = "x86_64")]
                 unsafe {
-                    x86::tile(a_run[i * MR * kp..].as_ptr(), kp, panel.as_ptr(), kp, out_run.add(i * MR * n + p * NR), n, tile_rows, cols)
+                    x86::tile(a_run[i * MR * kp..].as_ptr(), kp, panel.as_ptr(), kp, c.add(i * MR * n + p * NR), n, tile_rows, cols)
                 };
             }
         }
@@ -170,17 +158,6 @@ pub fn matmul(x: &[f32], b: &Packed) -> Vec<f32> {
     // every row).
     unsafe { out.set_len(rows * n) };
     out
-}
-
-/// A buffer the pool's tasks write in disjoint parts.
-struct Shared<T>(*mut T);
-// SAFETY: tasks write disjoint ranges, and `Pool::run` joins them before the buffer is read.
-unsafe impl<T: Send> Sync for Shared<T> {}
-impl<T> Shared<T> {
-    fn at(&self, i: usize) -> *mut T {
-        // SAFETY: callers stay inside the buffer.
-        unsafe { self.0.add(i) }
-    }
 }
 
 /// One row of f32 into bf16 pairs (an odd last element pairs with zero).

@@ -346,8 +346,7 @@ impl DenseModel {
         }
         let pack = |w: &Tensor| -> candle_core::Result<std::sync::Arc<super::bf16::Frozen>> {
             let (out, inp) = w.dims2()?;
-            let data = w.flatten_all()?.to_vec1::<f32>()?;
-            Ok(std::sync::Arc::new(super::bf16::Frozen::pack(&data, out, inp)))
+            super::with_f32(w, |data| Ok(std::sync::Arc::new(super::bf16::Frozen::pack(data, out, inp))))
         };
         self.head_packed = Some(pack(self.lm_head())?);
         for block in &mut self.blocks {

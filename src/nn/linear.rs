@@ -2,7 +2,7 @@
 //! gradient) with an optional bias and an optional LoRA adapter, the only trainable part.
 
 use super::bf16;
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{Device, Module, Tensor};
 use std::sync::Arc;
 
 /// A low-rank adapter on a linear layer: y += scale · (x Aᵀ) Bᵀ. A and B are the only
@@ -80,7 +80,7 @@ impl Module for Linear {
 /// weight that is wasted work and memory (a 49,152 × 576 gradient for a tied LM head), so
 /// on CPU a custom op returns only dL/dx.
 pub fn frozen_matmul(x: &Tensor, w: &Tensor, packed: Option<&Arc<bf16::Frozen>>) -> candle_core::Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == DType::F32 && x.rank() >= 2 {
+    if super::on_cpu_f32(x) && x.rank() >= 2 {
         x.contiguous()?.apply_op1(FrozenMatmul(w.clone(), packed.cloned()))
     } else {
         x.broadcast_matmul(&w.t()?)
@@ -121,7 +121,7 @@ impl candle_core::CustomOp1 for FrozenMatmul {
     }
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        if let (Some(p), true) = (&self.1, grad.device().is_cpu() && grad.dtype() == DType::F32) {
+        if let (Some(p), true) = (&self.1, super::on_cpu_f32(grad)) {
             let (dx, shape) = super::with_f32(grad, |g| packed_product(g, grad.shape(), &p.bwd))?;
             return Ok(Some(Tensor::from_vec(dx, shape, &Device::Cpu)?));
         }

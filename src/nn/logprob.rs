@@ -11,7 +11,7 @@
 
 use super::attention::blocks::exp;
 use super::{cpu_f32, par_units, with_f32};
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 
 /// For logits [n, vocab] and one token id per row: [n, 2] of (log-prob of the id, entropy)
 /// at temperature `temperature` (> 0). Only the log-prob column carries a gradient.
@@ -28,7 +28,7 @@ pub fn token_logprobs_fused(logits: &Tensor, ids: &[u32], temperature: f64) -> c
 
 /// Whether [`token_logprobs_fused`] runs on `logits` (f32 on the CPU).
 pub fn fused_applies(logits: &Tensor) -> bool {
-    logits.device().is_cpu() && logits.dtype() == DType::F32 && logits.rank() == 2
+    super::on_cpu_f32(logits) && logits.rank() == 2
 }
 
 struct TokenLogprobs {
@@ -108,7 +108,7 @@ impl CustomOp1 for TokenLogprobs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var, D};
+    use candle_core::{DType, Device, Var, D};
 
     /// The composed reference: candle's log-softmax, gather and entropy.
     fn reference(logits: &Tensor, ids: &[u32], t: f64) -> (Tensor, Tensor) {

@@ -18,6 +18,11 @@ pub use embed::Embedder;
 
 use candle_core::{CpuStorage, Layout, Tensor};
 
+/// Whether `t` is f32 on the CPU: where the fused ops of this module run.
+pub(crate) fn on_cpu_f32(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == candle_core::DType::F32
+}
+
 /// The f32 elements of a CPU storage that `layout` says are contiguous, in place.
 pub(crate) fn cpu_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
     match layout.contiguous_offsets() {

@@ -10,17 +10,13 @@
 //! inputs. f32 on the CPU only; elsewhere (f64 gradient checks, CUDA) the composed ops run.
 
 use super::attention::blocks::exp;
-use super::{cpu_f32, par_units, with_f32};
+use super::{cpu_f32, on_cpu_f32, par_units, with_f32};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor, D};
-
-fn fused(x: &Tensor) -> bool {
-    x.device().is_cpu() && x.dtype() == DType::F32
-}
 
 /// x / √(mean(x²) + eps) · w over the last dimension. On the CPU in f32 `w` gets no
 /// gradient (the policy's norms are frozen; only its adapters train).
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
-    if fused(x) && w.dtype() == DType::F32 && w.rank() == 1 && x.dim(D::Minus1)? == w.dim(0)? {
+    if on_cpu_f32(x) && w.dtype() == DType::F32 && w.rank() == 1 && x.dim(D::Minus1)? == w.dim(0)? {
         return x.contiguous()?.apply_op1(RmsNorm { w: w.to_vec1::<f32>()?, eps: eps as f32 });
     }
     let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
@@ -83,7 +79,7 @@ impl CustomOp1 for RmsNorm {
 
 /// silu(gate) · up, the SwiGLU gate of llama-family FFNs.
 pub fn swiglu(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
-    if fused(gate) && fused(up) && gate.shape() == up.shape() && gate.rank() >= 1 {
+    if on_cpu_f32(gate) && on_cpu_f32(up) && gate.shape() == up.shape() && gate.rank() >= 1 {
         return gate.contiguous()?.apply_op2(&up.contiguous()?, SwiGlu);
     }
     candle_nn::ops::silu(gate)? * up

@@ -80,9 +80,9 @@ pub fn run(a: &super::BenchArgs, device: &str) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         let ckpt = if a.gradient_checkpointing { ", gradient checkpointing" } else { "" };
-        let ckpt = format!("{ckpt}, frozen matmuls in {matmul}");
+        let setup = format!("{ckpt}, frozen matmuls in {matmul}");
         println!("{cpu} · {isa} · {} threads · longwriter {}", crate::engine::cpu::pool::configured_threads(), crate::cli::BUILD);
-        println!("mean of {} step(s) on {device_name} (rollouts on {rollout_device}{ckpt}): {:.1} s  (rollout {:.1} s, reward {:.3} s, loss {:.1} s)  peak RSS {:.0} MB", measured.len(), mean("step_time"), mean("rollout"), mean("reward"), mean("loss"), rss);
+        println!("mean of {} step(s) on {device_name} (rollouts on {rollout_device}{setup}): {:.1} s  (rollout {:.1} s, reward {:.3} s, loss {:.1} s)  peak RSS {:.0} MB", measured.len(), mean("step_time"), mean("rollout"), mean("reward"), mean("loss"), rss);
         print!("loss pass: {:.1} completion tokens/s, {:.1} GFLOP/s", mean("loss_tok_s"), mean("loss_gflop_s"));
         match (&peak, share) {
             (Some((p, shape)), Some(s)) => println!(" = {:.0}% of the f32 GEMM peak measured now ({p:.1} GFLOP/s, {shape})", s * 100.0),
