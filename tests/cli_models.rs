@@ -243,6 +243,26 @@ fn a_models_own_template_is_its_default() {
     assert_clean_failure(&o, "models.toml: model 'bad' has template = \"sonnet\", which is none of longwriter, longwriter-chat, chat, nothink, longwriter-primed, longwriter-parts, agentwrite, auto");
 }
 
+/// A request in a language the model's entry says it does not write gets a warning on
+/// stderr from `write` (the text still comes); one it writes gets none. `models list
+/// --json` carries each entry's languages.
+#[test]
+fn write_warns_about_a_request_the_model_does_not_write() {
+    let e = Env::new();
+    let model = common::default_model_path();
+    e.user_models(&format!("[models.en-only]\narchitecture = \"llama\"\nformat = \"gguf\"\nsource = {{ kind = \"local\", path = {:?} }}\ncontext_length = 8192\ntemplate = \"chat\"\nlanguages = [\"en\"]\n", model.to_str().unwrap()));
+    let o = e.run(&["write", "--model", "en-only", "--max-tokens", "2", "--no-save", "写一首关于秋天的诗"]);
+    assert!(o.status.success() && stderr(&o).contains("warning: en-only writes English only: expect no usable Chinese text"), "{}", stderr(&o));
+    let o = e.run(&["write", "--model", "en-only", "--max-tokens", "2", "--no-save", "Write a poem about autumn."]);
+    assert!(o.status.success() && !stderr(&o).contains("warning"), "{}", stderr(&o));
+    let o = e.run(&["models", "list", "--json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let langs = |n: &str| rows.iter().find(|r| r["name"] == n).map(|r| r["languages"].clone());
+    assert_eq!(langs("smollm2-135m-writer"), Some(serde_json::json!(["en"])));
+    assert_eq!(langs("en-only"), Some(serde_json::json!(["en"])));
+    assert_eq!(langs("gemma3-270m"), Some(serde_json::Value::Null));
+}
+
 /// `models list | head`: a listing whose reader has gone ends quietly (by SIGPIPE, as Unix
 /// tools do, or having written before the reader left), never with a panic about a broken pipe.
 #[test]

@@ -165,6 +165,13 @@ fn an_eval_takes_the_registry_length_control_unless_the_flags_say_otherwise() {
     assert!(settings("b")["answer_floor"].is_null() && settings("b")["end_nudge"].is_null(), "{}", settings("b"));
     let (ok, log) = eval(a.to_str().unwrap(), &["--answer-floor", "0"]);
     assert!(!ok && log.contains("other settings") && log.contains("answer_floor"), "{log}");
+    // The sample's third request is Chinese, which the base model's entry says it does not
+    // write: the eval says so before its scores (the first request alone drew no warning).
+    assert!(!eval(a.to_str().unwrap(), &[]).1.contains("warning"));
+    let c = tmp.path().join("c");
+    let o = run(tmp.path(), &["eval", "longbench", "--data", data.to_str().unwrap(), "--limit", "3", "--max-tokens", "24", "--model", "smollm2-135m", "--template", "chat", "--no-semantic", "--out", c.to_str().unwrap()], &[]);
+    let (ok, log) = (o.status.success(), text(&o));
+    assert!(ok && log.contains("warning: 1 of 3 requests: smollm2-135m writes English only: expect no usable Chinese text"), "{log}");
 }
 
 #[test]

@@ -19,7 +19,7 @@ fn status(a: &App) -> String {
 #[test]
 fn the_status_bar_says_how_many_words_the_database_holds() {
     let mut a = App::new("smollm2-135m".into(), WriteMode::default(), SamplerConfig::greedy(), 256);
-    a.update(Action::ModelReady { name: "smollm2-135m".into(), context: 8192 });
+    a.update(Action::ModelReady { name: "smollm2-135m".into(), context: 8192, languages: None });
     for c in "Write a poem.".chars() {
         a.update(Action::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)));
     }

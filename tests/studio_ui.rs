@@ -49,6 +49,31 @@ fn done_truncated_and_error() {
     assert!(s.contains("Some text") == false, "a new generation clears the draft");
 }
 
+/// A request in a language the loaded model's entry says it does not write is warned about
+/// in the status bar while that draft is shown; the next request, in English, is not.
+#[test]
+fn a_request_the_model_does_not_write_is_warned_about() {
+    let mut a = longwriter::studio::App::new("smollm2-135m-writer".into(), Default::default(), longwriter::engine::SamplerConfig::greedy(), 256);
+    a.update(Action::ModelReady { name: "smollm2-135m-writer".into(), context: 8192, languages: Some(vec!["en".into()]) });
+    let zh = "写一篇300字的故事";
+    type_text(&mut a, zh);
+    a.update(key(KeyCode::F(5)));
+    a.update(Action::Engine(Event::Done(stats(StopReason::Eos))));
+    let warning = "smollm2-135m-writer writes English only: expect no usable Chinese text";
+    assert!(render(&a, 220, 24).contains(warning), "{}", render(&a, 220, 24));
+    for _ in zh.chars() {
+        a.update(key(KeyCode::Backspace));
+    }
+    type_text(&mut a, "Write a 300-word story.");
+    a.update(key(KeyCode::F(5)));
+    assert!(!render(&a, 220, 24).contains(warning));
+    // A model whose entry does not say is never warned about.
+    let mut b = app();
+    type_text(&mut b, zh);
+    b.update(key(KeyCode::F(5)));
+    assert!(!render(&b, 220, 24).contains("expect no usable"));
+}
+
 #[test]
 fn help_overlay_lists_every_key() {
     let mut a = app();
@@ -183,7 +208,7 @@ fn model_picker_switches_models() {
     // While loading, generating is refused rather than queued.
     type_text(&mut a, "x");
     assert_eq!(a.update(key(KeyCode::F(5))), Effect::None);
-    a.update(Action::ModelReady { name: "qwen3-0.6b".into(), context: 32768 });
+    a.update(Action::ModelReady { name: "qwen3-0.6b".into(), context: 32768, languages: None });
     assert!(render(&a, 120, 24).contains("qwen3-0.6b │"));
 }
 

@@ -52,7 +52,7 @@ pub fn run(cmd: ModelsCmd) -> Result<()> {
                     serde_json::json!({
                         "name": name, "default": *name == reg.default, "architecture": m.architecture, "role": m.role,
                         "source": source_kind(&m.source), "size": m.size, "status": status(m), "description": m.description,
-                        "trained": m.trained,
+                        "trained": m.trained, "languages": m.languages,
                     })
                 })
                 .collect();

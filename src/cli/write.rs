@@ -127,6 +127,9 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
     // A continued draft is written on by the model that wrote it, unless one is named.
     let model_name = a.model.clone().or_else(|| earlier.as_ref().map(|s| s.model.clone())).or_else(|| cfg.model.clone());
     let (entry, mut model) = load_writer(model_name.as_deref(), device)?;
+    if let Some(w) = entry.language_warning(&prompt) {
+        eprintln!("warning: {w}");
+    }
     let d = &entry.sampling;
     let base = cfg.sampler(&SamplerConfig::from_defaults(d));
     let target_words = a.target_words.or_else(|| crate::reward::extract_target(&prompt).map(|t| t.mid()));

@@ -87,9 +87,7 @@ impl TemplateMode {
 }
 
 /// True when the text holds a CJK ideograph, which selects the Chinese template.
-pub fn has_cjk(text: &str) -> bool {
-    text.chars().any(crate::text::is_cjk)
-}
+pub use crate::text::has_cjk;
 
 /// A piece of a prompt.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,4 +9,4 @@ mod shipped;
 
 pub use shipped::unpack as unpack_shipped;
 pub use fetch::{companion_paths, ensure, is_present, local_path, remove, verify, FetchError, Progress, Silent, VerifyOutcome};
-pub use registry::{check_length_shares, length_control_on, Companion, Format, ModelEntry, RemoteApi, Role, Registry, RegistryError, SamplingDefaults, Source, Trained, ADAPTER_CONFIG, ADAPTER_WEIGHTS};
+pub use registry::{check_length_shares, language_warning, length_control_on, Companion, Format, ModelEntry, RemoteApi, Role, Registry, RegistryError, SamplingDefaults, Source, Trained, ADAPTER_CONFIG, ADAPTER_WEIGHTS};

@@ -196,6 +196,33 @@ pub struct ModelEntry {
     /// Set on models longwriter trained: the job and where it stopped.
     #[serde(default)]
     pub trained: Option<Trained>,
+    /// The languages the model writes usably, in [`crate::text::LANGUAGES`]' terms, where
+    /// the entry says: a request in another gets a warning ([`Self::language_warning`])
+    /// instead of silently getting text that is no writing in its language. Unset: not
+    /// stated, no warning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub languages: Option<Vec<String>>,
+}
+
+impl ModelEntry {
+    /// A warning for `request` when it is in a language the entry says the model does not
+    /// write: SmolLM2 answers a Chinese request with strings of characters that are not
+    /// Chinese writing, and a user should know that before reading a draft of it.
+    pub fn language_warning(&self, request: &str) -> Option<String> {
+        language_warning(&self.name, self.languages.as_deref(), request)
+    }
+}
+
+/// [`ModelEntry::language_warning`] from the entry's name and `languages`, for what holds
+/// only those (the studio, once its model is loaded).
+pub fn language_warning(model: &str, languages: Option<&[String]>, request: &str) -> Option<String> {
+    let known = languages?;
+    let asked = crate::text::language_of(request);
+    if known.iter().any(|l| l == asked) {
+        return None;
+    }
+    let names: Vec<&str> = known.iter().map(|l| crate::text::language_name(l)).collect();
+    Some(format!("{model} writes {} only: expect no usable {} text", names.join(" and "), crate::text::language_name(asked)))
 }
 
 /// Where a trained model came from.
@@ -297,6 +324,14 @@ impl Registry {
                 if !ok {
                     return Err(RegistryError::Parse { path: origin.into(), msg: format!("model '{name}': an adapter's base must be a GGUF model of the registry that is not itself an adapter, and '{base}' is not") });
                 }
+            }
+        }
+        for (name, m) in &self.models {
+            if let Some(bad) = m.languages.iter().flatten().find(|l| !crate::text::LANGUAGES.contains(&l.as_str())) {
+                return Err(RegistryError::Parse { path: origin.into(), msg: format!("model '{name}': unknown language '{bad}' in `languages` (longwriter tells apart: {})", crate::text::LANGUAGES.join(", ")) });
+            }
+            if m.languages.as_ref().is_some_and(|l| l.is_empty()) {
+                return Err(RegistryError::Parse { path: origin.into(), msg: format!("model '{name}': `languages` is empty; leave it out when the languages are not known") });
             }
         }
         if !self.models.contains_key(&self.default) {
@@ -487,6 +522,25 @@ context_length = 2048
         assert!(e.contains("need a local model"), "{e}");
         let e = Registry::parse(&(entry("remote", server) + "sampling = { max_think_tokens = 768 }\n"), "t").unwrap_err().to_string();
         assert!(e.contains("max_think_tokens needs a local model"), "{e}");
+    }
+
+    /// The shipped SmolLM2 entries say they write English: a Chinese request to the default
+    /// model is warned about, an English one is not; a model whose entry does not say is
+    /// never warned about; an unknown code is refused.
+    #[test]
+    fn languages_warn_about_requests_the_model_does_not_write() {
+        let r = Registry::parse(SHIPPED, "shipped").unwrap();
+        let w = r.default_entry();
+        assert_eq!(w.languages.as_deref(), Some(&["en".to_string()][..]));
+        assert_eq!(w.language_warning("Write a 300-word story about a baker."), None);
+        let msg = w.language_warning("写一篇300字的故事，讲述一位面包师。").unwrap();
+        assert_eq!(msg, "smollm2-135m-writer writes English only: expect no usable Chinese text");
+        assert!(r.get("longwriter-zero-32b").unwrap().language_warning("写一篇故事").is_none());
+        let entry = |l: &str| format!("default = \"x\"\n[models.x]\narchitecture = \"llama\"\nformat = \"gguf\"\nsource = {{ kind = \"local\", path = \"a\" }}\ncontext_length = 1\nlanguages = {l}\n");
+        assert!(Registry::parse(&entry(r#"["en", "zh"]"#), "t").unwrap().default_entry().language_warning("写").is_none());
+        let e = Registry::parse(&entry(r#"["en", "fr"]"#), "t").unwrap_err().to_string();
+        assert!(e.contains("model 'x': unknown language 'fr'") && e.contains("en, zh"), "{e}");
+        assert!(Registry::parse(&entry("[]"), "t").unwrap_err().to_string().contains("`languages` is empty"));
     }
 
     /// An entry's length control is held to the flags' ranges: `answer_floor = 5` would

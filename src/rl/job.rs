@@ -68,17 +68,9 @@ pub struct StageSpec {
     pub skip_prompts: Option<usize>,
 }
 
-/// The languages a stage can pick prompts by (see [`StageSpec::languages`]).
-pub const LANGUAGES: [&str; 2] = ["en", "zh"];
-
-/// A prompt's language in a stage's terms: "zh" with a CJK ideograph, else "en".
-pub fn language_of(prompt: &str) -> &'static str {
-    if crate::engine::template::has_cjk(prompt) {
-        "zh"
-    } else {
-        "en"
-    }
-}
+/// The languages a stage can pick prompts by (see [`StageSpec::languages`]), and a
+/// prompt's language in those terms.
+pub use crate::text::{language_of, LANGUAGES};
 
 /// Where a step falls in the curriculum.
 #[derive(Debug, Clone, PartialEq)]

@@ -58,7 +58,9 @@ pub enum Action {
     Paste(String),
     /// Model download/load progress.
     Loading(String),
-    ModelReady { name: String, context: usize },
+    /// The model is loaded: its name, context and the languages its registry entry says
+    /// it writes (unset: not stated).
+    ModelReady { name: String, context: usize, languages: Option<Vec<String>> },
     ModelFailed(String),
     Engine(Event),
     /// Score the draft's writing quality (judge or proxy).

@@ -31,6 +31,10 @@ pub struct App {
     pub show_help: bool,
     pub confirm_quit: bool,
     pub format_note: Option<String>,
+    /// The languages the loaded model's entry says it writes, and the warning for the
+    /// current request when it is in another (set when a draft starts).
+    pub languages: Option<Vec<String>>,
+    pub language_note: Option<String>,
     /// Length target of the current request (from its explicit count), if any.
     pub target: Option<crate::reward::TargetRange>,
     pub repetition: crate::reward::RepetitionCounter,
@@ -94,6 +98,8 @@ impl App {
             show_help: false,
             confirm_quit: false,
             format_note: None,
+            languages: None,
+            language_note: None,
             target: None,
             repetition: crate::reward::RepetitionCounter::new(4),
             reward_cfg: crate::reward::RewardConfig::default(),
@@ -380,8 +386,9 @@ impl App {
                 self.phase = Phase::Loading(msg);
                 Effect::None
             }
-            Action::ModelReady { name, .. } => {
+            Action::ModelReady { name, languages, .. } => {
                 self.model = name;
+                self.languages = languages;
                 self.phase = Phase::Idle;
                 Effect::None
             }

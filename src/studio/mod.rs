@@ -430,7 +430,7 @@ fn spawn_model_loader(entry: ModelEntry, device: String, tx: UnboundedSender<Act
             Ok(model) => {
                 let context = model.context_length();
                 *slot.lock().unwrap() = Some(Generator::spawn(model));
-                let _ = tx.send(Action::ModelReady { name: entry.name.clone(), context });
+                let _ = tx.send(Action::ModelReady { name: entry.name.clone(), context, languages: entry.languages.clone() });
             }
             Err(e) => {
                 let _ = tx.send(Action::ModelFailed(format!("{e:#}")));

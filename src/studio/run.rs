@@ -35,6 +35,7 @@ impl App {
         self.think.clear();
         self.draft.clear();
         self.target = self.target_override.or_else(|| crate::reward::extract_target(&prompt));
+        self.language_note = crate::models::language_warning(&self.model, self.languages.as_deref(), &prompt);
         self.reward_cfg.require_think = self.template.expects_think();
         self.repetition = crate::reward::RepetitionCounter::new(self.reward_cfg.ngram);
         self.agent = Default::default();

@@ -258,6 +258,7 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect) {
         _ if matches!(app.save, SaveState::Failed(_)) => Style::default().fg(th.status_error_fg).bg(th.status_error_bg),
         Phase::Error(_) => Style::default().fg(th.status_error_fg).bg(th.status_error_bg),
         Phase::Done(stop) if stop.truncated() => Style::default().fg(th.status_fg).bg(th.status_warn_bg),
+        _ if app.language_note.is_some() => Style::default().fg(th.status_fg).bg(th.status_warn_bg),
         _ => Style::default().fg(th.status_fg).bg(th.status_bg),
     };
     let save = match &app.save {
@@ -269,7 +270,7 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect) {
         },
         SaveState::Failed(e) => format!(" │ SAVE FAILED: {e}"),
     };
-    let note = app.note.as_ref().map(|n| format!(" │ {n}")).unwrap_or_default();
+    let note = [&app.language_note, &app.note].into_iter().flatten().map(|n| format!(" │ {n}")).collect::<String>();
     let text = format!(
         " {} │ {} │ {} │ {} tok │ {:.1} tok/s │ {:.1}s │ seed {}{save}{note} │ F1 help ",
         app.model,

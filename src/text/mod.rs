@@ -7,6 +7,35 @@ mod words;
 pub use think::{parse_all, FormatReport, Phase, Segment, ThinkParser, Violation};
 pub use words::{count_words, for_each_word, is_cjk, WordCounter};
 
+/// The languages longwriter tells apart: a job's stages pick prompts by them and a
+/// registry entry names those its model writes.
+pub const LANGUAGES: [&str; 2] = ["en", "zh"];
+
+/// A text's language in [`LANGUAGES`]' terms: "zh" with a CJK ideograph (the rule that
+/// picks LongWriter-Zero's Chinese template), else "en". Coarse on purpose: the one
+/// difference that decides how a request is templated, counted and trained on.
+pub fn language_of(text: &str) -> &'static str {
+    if has_cjk(text) {
+        "zh"
+    } else {
+        "en"
+    }
+}
+
+/// True when the text holds a CJK ideograph.
+pub fn has_cjk(text: &str) -> bool {
+    text.chars().any(is_cjk)
+}
+
+/// A language's name for messages ("en" → "English"); other codes as they are.
+pub fn language_name(code: &str) -> &str {
+    match code {
+        "en" => "English",
+        "zh" => "Chinese",
+        c => c,
+    }
+}
+
 /// Replaces control characters (C0 and C1, so escape sequences and bells) and the bidi
 /// embedding, override and isolate controls (which can make text read in another order
 /// than it is stored) so text longwriter did not write can never drive the terminal or
@@ -27,6 +56,18 @@ fn is_bidi_control(c: char) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_cjk_ideograph_makes_a_text_chinese() {
+        assert_eq!(super::language_of("Write a 300-word story."), "en");
+        assert_eq!(super::language_of("写一篇300字的故事"), "zh");
+        // One ideograph is enough (a Chinese request may quote English); kana alone is not
+        // in the counted range, so it is not "zh".
+        assert_eq!(super::language_of("Translate 猫 into French"), "zh");
+        assert_eq!(super::language_of("ねこ"), "en");
+        assert_eq!(super::language_name("zh"), "Chinese");
+        assert_eq!(super::language_name("fr"), "fr");
+    }
+
     #[test]
     fn controls_are_neutralised_but_newlines_kept() {
         assert_eq!(super::strip_controls("a\x1b[2Jb\x07c\td\ne"), "a\u{FFFD}[2Jb\u{FFFD}c d\ne");

@@ -83,6 +83,7 @@ fn resolve_entry(spec: Option<&str>) -> Result<ModelEntry, OpenError> {
             template: None,
             sampling: Default::default(),
             trained: None,
+            languages: None,
         });
     }
     Ok(reg.get(spec)?.clone())

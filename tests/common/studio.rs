@@ -16,7 +16,7 @@ pub fn app() -> App {
 /// An app writing in `mode`, its model loaded.
 pub fn app_with(mode: WriteMode) -> App {
     let mut a = App::new("smollm2-135m".into(), mode, SamplerConfig::greedy(), 256);
-    a.update(Action::ModelReady { name: "smollm2-135m".into(), context: 8192 });
+    a.update(Action::ModelReady { name: "smollm2-135m".into(), context: 8192, languages: None });
     a
 }
 
