@@ -49,6 +49,23 @@ fn done_truncated_and_error() {
     assert!(s.contains("Some text") == false, "a new generation clears the draft");
 }
 
+/// The status bar leaves fields out whole when they do not fit, the help hint and the
+/// counts first: a 19-digit seed at 120 columns is shown in full (it was cut to 18
+/// digits, another seed), and a wide terminal still shows everything.
+#[test]
+fn the_status_bar_never_cuts_the_seed() {
+    let mut a = app();
+    a.sampler.seed = 7_785_413_490_759_769_764;
+    type_text(&mut a, "x");
+    a.update(key(KeyCode::F(5)));
+    a.update(Action::Engine(Event::Done(stats(StopReason::Eos))));
+    let last = |s: String| s.lines().last().unwrap().to_string();
+    let narrow = last(render(&a, 100, 24));
+    assert!(narrow.contains("seed 7785413490759769764") && !narrow.contains("F1 help") && narrow.contains("done: end of sequence"), "{narrow}");
+    let wide = last(render(&a, 200, 24));
+    assert!(wide.contains("seed 7785413490759769764 │ F1 help") && wide.contains("12 tok"), "{wide}");
+}
+
 /// A request in a language the loaded model's entry says it does not write is warned about
 /// in the status bar while that draft is shown; the next request, in English, is not.
 #[test]

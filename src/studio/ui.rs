@@ -262,26 +262,41 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect) {
         _ => Style::default().fg(th.status_fg).bg(th.status_bg),
     };
     let save = match &app.save {
-        SaveState::None => String::new(),
-        SaveState::Saved => format!(" │ session {} saved", app.session_id.unwrap_or(0)),
-        SaveState::Unsaved | SaveState::Saving => match app.saved_words {
-            Some(n) => format!(" │ session {} · {n} words saved", app.session_id.unwrap_or(0)),
-            None => format!(" │ session {} unsaved", app.session_id.unwrap_or(0)),
-        },
-        SaveState::Failed(e) => format!(" │ SAVE FAILED: {e}"),
+        SaveState::None => None,
+        SaveState::Saved => Some(format!("session {} saved", app.session_id.unwrap_or(0))),
+        SaveState::Unsaved | SaveState::Saving => Some(match app.saved_words {
+            Some(n) => format!("session {} · {n} words saved", app.session_id.unwrap_or(0)),
+            None => format!("session {} unsaved", app.session_id.unwrap_or(0)),
+        }),
+        SaveState::Failed(e) => Some(format!("SAVE FAILED: {e}")),
     };
-    let note = [&app.language_note, &app.note].into_iter().flatten().map(|n| format!(" │ {n}")).collect::<String>();
-    let text = format!(
-        " {} │ {} │ {} │ {} tok │ {:.1} tok/s │ {:.1}s │ seed {}{save}{note} │ F1 help ",
-        app.model,
-        app.mode_label(),
-        state,
-        app.tokens,
-        app.tok_per_s(),
-        app.elapsed(),
-        app.sampler.seed,
-    );
+    let mut fields = vec![
+        (0, app.model.clone()),
+        (1, app.mode_label()),
+        (0, state),
+        (4, format!("{} tok", app.tokens)),
+        (2, format!("{:.1} tok/s", app.tok_per_s())),
+        (3, format!("{:.1}s", app.elapsed())),
+        (0, format!("seed {}", app.sampler.seed)),
+    ];
+    fields.extend(save.into_iter().chain(app.language_note.clone()).chain(app.note.clone()).map(|t| (0, t)));
+    fields.push((5, "F1 help".into()));
+    let text = fit_status(fields, area.width as usize);
     f.render_widget(Paragraph::new(text).style(style), area);
+}
+
+/// The status bar's text from its fields (each with how soon it may go: 0 never, the
+/// highest first): what does not fit the width is left out whole, the help hint first,
+/// then the token count, the time, the speed and the template, so that what stays is
+/// never cut off, above all a seed cut to another number (a 120-column terminal showed
+/// 18 of a seed's 19 digits).
+pub(super) fn fit_status(mut fields: Vec<(u8, String)>, width: usize) -> String {
+    let line = |f: &[(u8, String)]| format!(" {} ", f.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join(" │ "));
+    while line(&fields).chars().count() > width {
+        let Some(i) = (1..=5).rev().find_map(|p| fields.iter().position(|(q, _)| *q == p)) else { break };
+        fields.remove(i);
+    }
+    line(&fields)
 }
 
 pub(super) fn centered(area: Rect, w: u16, h: u16) -> Rect {
