@@ -49,8 +49,8 @@ fn done_truncated_and_error() {
     assert!(s.contains("Some text") == false, "a new generation clears the draft");
 }
 
-/// The status bar leaves fields out whole when they do not fit, the help hint and the
-/// counts first: a 19-digit seed at 120 columns is shown in full (it was cut to 18
+/// The status bar leaves fields out whole when they do not fit, the template, the help
+/// hint and the counts first: a 19-digit seed at 120 columns is shown in full (it was cut to 18
 /// digits, another seed), and a wide terminal still shows everything.
 #[test]
 fn the_status_bar_never_cuts_the_seed() {
@@ -62,6 +62,8 @@ fn the_status_bar_never_cuts_the_seed() {
     let last = |s: String| s.lines().last().unwrap().to_string();
     let narrow = last(render(&a, 100, 24));
     assert!(narrow.contains("seed 7785413490759769764") && !narrow.contains("F1 help") && narrow.contains("done: end of sequence"), "{narrow}");
+    // The template (also in the prompt pane's title) and the hint go before the speed.
+    assert!(!narrow.contains("│ longwriter │") && narrow.contains("12 tok │ <t> │ <t>"), "{narrow}");
     let wide = last(render(&a, 200, 24));
     assert!(wide.contains("seed 7785413490759769764 │ F1 help") && wide.contains("12 tok"), "{wide}");
 }

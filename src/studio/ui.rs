@@ -270,24 +270,25 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect) {
         }),
         SaveState::Failed(e) => Some(format!("SAVE FAILED: {e}")),
     };
+    // The template goes first: the prompt pane's title names it too.
     let mut fields = vec![
         (0, app.model.clone()),
-        (1, app.mode_label()),
+        (5, app.mode_label()),
         (0, state),
-        (4, format!("{} tok", app.tokens)),
-        (2, format!("{:.1} tok/s", app.tok_per_s())),
-        (3, format!("{:.1}s", app.elapsed())),
+        (3, format!("{} tok", app.tokens)),
+        (1, format!("{:.1} tok/s", app.tok_per_s())),
+        (2, format!("{:.1}s", app.elapsed())),
         (0, format!("seed {}", app.sampler.seed)),
     ];
     fields.extend(save.into_iter().chain(app.language_note.clone()).chain(app.note.clone()).map(|t| (0, t)));
-    fields.push((5, "F1 help".into()));
+    fields.push((4, "F1 help".into()));
     let text = fit_status(fields, area.width as usize);
     f.render_widget(Paragraph::new(text).style(style), area);
 }
 
 /// The status bar's text from its fields (each with how soon it may go: 0 never, the
-/// highest first): what does not fit the width is left out whole, the help hint first,
-/// then the token count, the time, the speed and the template, so that what stays is
+/// highest first): what does not fit the width is left out whole, the template first,
+/// then the help hint, the token count, the time and the speed, so that what stays is
 /// never cut off, above all a seed cut to another number (a 120-column terminal showed
 /// 18 of a seed's 19 digits).
 pub(super) fn fit_status(mut fields: Vec<(u8, String)>, width: usize) -> String {
