@@ -193,9 +193,9 @@ fn answers(model: Option<&str>, g: &GenArgs, items: &[data::EvalItem], out: &Pat
     let settings = EvalSettings { data, model: entry.name.clone(), template: mode.label().into(), max_tokens: g.max_tokens, think_budget, max_think_tokens, answer_floor: length.floor.filter(|f| *f > 0.0), end_nudge: length.nudge.filter(|f| *f > 0.0), seed: g.seed, temperature: sampler.temperature, top_p: sampler.top_p, judge: judge.as_ref().map(|j| j.1.clone()) };
     let mut writer = ModelWriter { model, mode, sampler, name: entry.name.clone(), max_think_tokens, length };
     // Scores of requests the model does not write are of length only: say so up front.
-    let foreign: Vec<String> = items.iter().filter_map(|it| entry.language_warning(&it.prompt)).collect();
-    if let Some(w) = foreign.first() {
-        eprintln!("warning: {} of {} requests: {w}", foreign.len(), items.len());
+    let mut foreign = items.iter().filter_map(|it| entry.language_warning(&it.prompt));
+    if let Some(w) = foreign.next() {
+        eprintln!("warning: {} of {} requests: {w}", 1 + foreign.count(), items.len());
     }
     let bar = super::count_bar("", items.len() as u64);
     let name = entry.name.clone();

