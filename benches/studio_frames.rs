@@ -12,7 +12,7 @@ use std::time::Instant;
 
 fn app_with_words(n: usize) -> App {
     let mut a = App::new("bench".into(), WriteMode::Template(TemplateMode::Longwriter), SamplerConfig::default(), 0);
-    a.update(Action::ModelReady { name: "bench".into(), context: 8192 });
+    a.update(Action::ModelReady { name: "bench".into(), context: 8192, languages: None });
     let para = "The keeper climbed the stairs and watched the **sea** turn grey under the storm. ";
     let words_per_para = longwriter::text::count_words(para);
     let mut text = String::new();
