@@ -225,7 +225,7 @@ fn a_models_own_template_is_its_default() {
     let show = String::from_utf8_lossy(&e.run(&["config", "show"]).stdout).into_owned();
     assert!(show.contains(&format!("{:<27} longwriter-parts  (models.toml entry smollm2-135m-writer)", "template")), "{show}");
     assert!(show.contains(&format!("{:<27} 0.9  (models.toml entry smollm2-135m-writer)", "sampling.answer_floor")), "{show}");
-    assert!(show.contains(&format!("{:<27} 1.2  (models.toml entry smollm2-135m-writer)", "sampling.end_nudge")), "{show}");
+    assert!(show.contains(&format!("{:<27} 1  (models.toml entry smollm2-135m-writer)", "sampling.end_nudge")), "{show}");
     assert!(show.contains(&format!("{:<27} 768  (models.toml entry smollm2-135m-writer)", "sampling.max_think_tokens")), "{show}");
     let show = String::from_utf8_lossy(&e.run(&["--model", "smollm2-135m", "config", "show"]).stdout).into_owned();
     assert!(show.contains(&format!("{:<27} chat  (models.toml entry smollm2-135m)", "template")), "{show}");

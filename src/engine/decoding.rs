@@ -37,6 +37,49 @@ pub const THINK_CLOSE: &str = "</think>\n<answer>\n";
 /// (see [`GenerateRequest::min_answer_words`]): the answer's opening, as in [`THINK_CLOSE`].
 pub const ANSWER_OPEN: &str = "<answer>\n";
 
+/// The answer's close, the stop string the nudge also makes likelier (see
+/// [`AnswerClose`]).
+pub const ANSWER_CLOSE: &str = "</answer>";
+
+/// The nudge's second way out of a tagged answer: the tokens that begin [`ANSWER_CLOSE`]
+/// (`</`, ` </`) gain the end tokens' bonus, and once the nudge is on, such a token is
+/// completed into the close by the decoder. Why: a model taught to end its answer with
+/// the tag puts almost no weight on end-of-sequence inside it, so a bonus on that token
+/// alone let a 300-word request run to 409-523 words in 6 of 20 drafts (session 36),
+/// several after a closing tag of the model's own invention (`</addioness>`). The tag's
+/// first token is where such a model ends, at a sentence's or paragraph's end, so the
+/// bonus lands there; completing it keeps a made-up tag from taking its place. Only past
+/// the nudge's start, so an answer of HTML within its length keeps its own tags.
+#[derive(Debug, Default)]
+struct AnswerClose {
+    /// Each first token, with the ids that complete the close after it.
+    leads: Vec<(u32, Vec<u32>)>,
+}
+
+impl AnswerClose {
+    /// The close's first tokens where `stop_strings` end an answer with it, none
+    /// otherwise (an untagged answer ends only by end-of-sequence).
+    fn new(stop_strings: &[String], tok: &super::TextTokenizer) -> Result<Self, EngineError> {
+        let mut leads: Vec<(u32, Vec<u32>)> = Vec::new();
+        if stop_strings.iter().any(|s| s == ANSWER_CLOSE) {
+            for text in [ANSWER_CLOSE.to_string(), format!(" {ANSWER_CLOSE}")] {
+                let ids = tok.encode_plain(&text)?;
+                if let Some((&first, rest)) = ids.split_first() {
+                    if !leads.iter().any(|(id, _)| *id == first) {
+                        leads.push((first, rest.to_vec()));
+                    }
+                }
+            }
+        }
+        Ok(Self { leads })
+    }
+
+    /// The ids that complete the close after `id`, if it begins it.
+    fn rest(&self, id: u32) -> Option<&[u32]> {
+        self.leads.iter().find(|(lead, _)| *lead == id).map(|(_, rest)| rest.as_slice())
+    }
+}
+
 pub(super) struct Timing {
     pub reused: usize,
     pub prefill_secs: f64,
@@ -61,9 +104,14 @@ pub(super) struct Decoding {
     close_ids: Vec<u32>,
     open_ids: Vec<u32>,
     forced: Vec<usize>,
+    /// Where the model began a close the decoder finishes (see [`AnswerClose`]): the
+    /// forced positions after it are [`super::Stats::close_forced`].
+    close_from: Option<usize>,
     /// [`GenerateRequest::min_answer_words`], with the tokens it holds back until then.
     floor: Option<(usize, Arc<[u32]>)>,
     nudge_from: Option<usize>,
+    /// What the nudge also raises, and completes, in a tagged answer.
+    answer_close: AnswerClose,
     answer_words: crate::text::WordCounter,
     /// Tokens since the answer's first text, for [`answer_length`].
     answer_tokens: usize,
@@ -74,6 +122,8 @@ impl Decoding {
         let floor = req.min_answer_words.filter(|&n| n > 0);
         let close_ids = if req.max_think_tokens.is_some() || floor.is_some() { tok.encode_plain(THINK_CLOSE)? } else { Vec::new() };
         let open_ids = if floor.is_some() { tok.encode_plain(ANSWER_OPEN)? } else { Vec::new() };
+        let nudge_from = req.end_nudge_words.filter(|&n| n > 0);
+        let answer_close = if nudge_from.is_some() { AnswerClose::new(&req.stop_strings, tok)? } else { AnswerClose::default() };
         Ok(Self {
             sampler: Sampler::new(sampler),
             sink: TextSink::new(req.start_in, &req.stop_strings),
@@ -86,8 +136,10 @@ impl Decoding {
             close_ids,
             open_ids,
             forced: Vec::new(),
+            close_from: None,
             floor: floor.map(|n| (n, enders.clone())),
-            nudge_from: req.end_nudge_words.filter(|&n| n > 0),
+            nudge_from,
+            answer_close,
             answer_words: Default::default(),
             answer_tokens: 0,
         })
@@ -122,14 +174,19 @@ impl Decoding {
                 }
                 let bonus = self.end_bonus();
                 if bonus > 0.0 {
-                    for id in eos {
+                    for id in eos.iter().chain(self.answer_close.leads.iter().map(|(id, _)| id)) {
                         if let Some(l) = logits.get_mut(*id as usize) {
                             *l += bonus;
                         }
                     }
                 }
                 let id = self.sampler.sample(logits, &self.history);
-                if !eos.contains(&id) || !self.open_answer(false) {
+                if let Some(rest) = self.answer_close.rest(id).filter(|_| bonus > 0.0) {
+                    // Past the nudge's start, a begun close is finished (see AnswerClose).
+                    self.forcing.extend(rest);
+                    self.close_from = Some(self.generated);
+                    id
+                } else if !eos.contains(&id) || !self.open_answer(false) {
                     id
                 } else {
                     // The plan would end the text: its close is written in the end's place.
@@ -213,6 +270,7 @@ impl Decoding {
         let format = self.sink.finish(&stop, &tail, emit);
         let ids = self.history.split_off(self.prompt_len);
         let mut stats = Stats::new(self.prompt_len, t.reused, self.generated, t.prefill_secs, t.decode_secs, stop, format, ids);
+        stats.close_forced = self.close_from.map_or(0, |at| self.forced.iter().filter(|&&p| p > at).count());
         stats.forced = self.forced;
         Ok(stats)
     }

@@ -50,8 +50,10 @@ pub struct GenerateRequest {
     /// The other side of the floor: from this many answer words on, each end-of-sequence
     /// token gains [`END_NUDGE`](super::END_NUDGE) nats per this many words past it, so an answer that runs
     /// on is ever likelier to end, and still ends by sampling (HF's
-    /// `exponential_decay_length_penalty`, linear and in words). Why: held open, a small
-    /// model can drift into text with no end in sight and fill the context. None: no nudge.
+    /// `exponential_decay_length_penalty`, linear and in words); so does the first token
+    /// of a tagged answer's close, which the decoder then finishes (see
+    /// `decoding::AnswerClose`). Why: held open, a small model can drift into text with no
+    /// end in sight and fill the context. None: no nudge.
     pub end_nudge_words: Option<usize>,
 }
 
@@ -128,10 +130,19 @@ pub struct Stats {
     #[serde(skip)]
     pub completion_ids: Vec<u32>,
     /// Positions in `completion_ids` that the decoder wrote (the model did not sample
-    /// them): budget forcing's close of a long plan, or the floor's close of a plan that
-    /// would have ended the text; empty when the plan closed by itself.
+    /// them): budget forcing's close of a long plan, the floor's close of a plan that
+    /// would have ended the text, or the end of an answer's close the nudge began (the
+    /// last `close_forced` of them); empty when the model wrote every token.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub forced: Vec<usize>,
+    /// How many of `forced` finished the answer's close after the nudge made the model
+    /// begin it (`decoding::AnswerClose`); they end the list.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub close_forced: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Stats {
@@ -151,13 +162,14 @@ impl Stats {
             format,
             completion_ids,
             forced: Vec::new(),
+            close_forced: 0,
         }
     }
 
     /// Whether the decoder closed the plan (budget forcing, or the floor's guard): the
     /// model did not write its own `</think>` and `<answer>`.
     pub fn plan_forced(&self) -> bool {
-        !self.forced.is_empty()
+        self.forced.len() > self.close_forced
     }
 }
 
@@ -398,4 +410,20 @@ pub fn collect<E>(run: impl FnOnce(&mut dyn FnMut(Segment)) -> Result<Stats, E>)
         Segment::Answer(t) => answer.push_str(&t),
     })?;
     Ok((think, answer, stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Stats, StopReason};
+
+    /// A close the nudge finished (its last tokens) is not a plan the decoder closed;
+    /// anything forced before it is.
+    #[test]
+    fn a_finished_close_is_not_a_forced_plan() {
+        let stats = |forced: Vec<usize>, close_forced| Stats { forced, close_forced, ..Stats::new(4, 0, 40, 0.1, 0.2, StopReason::Eos, Default::default(), Vec::new()) };
+        assert!(!stats(vec![], 0).plan_forced());
+        assert!(!stats(vec![38, 39], 2).plan_forced());
+        assert!(stats(vec![10, 11, 12, 38, 39], 2).plan_forced());
+        assert!(stats(vec![10, 11, 12], 0).plan_forced());
+    }
 }

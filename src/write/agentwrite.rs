@@ -370,7 +370,7 @@ mod tests {
             assert!(req.max_new_tokens > 0);
             assert_eq!(req.max_think_tokens, None, "a step has no plan to close");
             emit(Event::Answer(text));
-            Ok(Stats { prompt_tokens: 10, reused_tokens: 0, generated_tokens: 3, prefill_secs: 0.0, decode_secs: 0.0, prefill_tok_s: 0.0, decode_tok_s: 0.0, stop, format: Default::default(), completion_ids: vec![], forced: vec![] })
+            Ok(Stats { prompt_tokens: 10, reused_tokens: 0, generated_tokens: 3, prefill_secs: 0.0, decode_secs: 0.0, prefill_tok_s: 0.0, decode_tok_s: 0.0, stop, format: Default::default(), completion_ids: vec![], forced: vec![], close_forced: 0 })
         }
     }
 

@@ -72,5 +72,6 @@ pub fn stats(stop: StopReason) -> Stats {
         format: FormatReport { think_blocks: 1, answer_blocks: 1, violations: vec![] },
         completion_ids: vec![],
         forced: vec![],
+        close_forced: 0,
     }
 }
