@@ -61,7 +61,8 @@ pub struct GenArgs {
     pub answer_floor: Option<f64>,
     /// From this share of the words its request asks for on, e.g. 1.2, each word makes
     /// ending likelier: end-of-sequence, and in a tagged answer `</answer>` (whose start
-    /// the decoder then finishes), gain 20 nats per asked length written past it; 0 for none (local models) [default: the model's registry setting; unset, no nudge].
+    /// the decoder then finishes), gain 20 nats per asked length written past it; 0 for
+    /// none (local models) [default: the model's registry setting; unset, no nudge].
     #[arg(long, value_name = "SHARE")]
     pub end_nudge: Option<f64>,
     /// Seed of the sampling; each request derives its own from it.
