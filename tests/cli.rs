@@ -127,6 +127,12 @@ fn write_closes_a_plan_at_max_think_tokens() {
     let forced: Vec<u64> = v["stats"]["forced"].as_array().unwrap_or_else(|| panic!("no forced tokens: {v}")).iter().map(|x| x.as_u64().unwrap()).collect();
     assert_eq!(forced, (8..8 + forced.len() as u64).collect::<Vec<_>>(), "{v}");
     assert!(!v["think"].as_str().unwrap().trim().is_empty() && !v["answer"].as_str().unwrap().trim().is_empty(), "{v}");
+    // A plan the decoder closed is not the strict format, in the JSON and the stats line,
+    // as the studio and the eval judge it (the answer here ends by end-of-sequence or the
+    // token cap; only the closed plan is named).
+    assert_eq!(v["format_ok"], false, "{v}");
+    let o = e.run(&["write", "--model", m, "--template", "longwriter-primed", "--max-think-tokens", "8", "--max-tokens", "48", "--seed", "3", "--no-save", request]);
+    assert!(stderr(&o).contains("| format ") && stderr(&o).contains("the decoder closed the plan"), "{}", stderr(&o));
     // config.toml's default does the same, where the template plans.
     std::fs::create_dir_all(e.path("config")).unwrap();
     std::fs::write(e.path("config/config.toml"), "[sampling]\nmax_think_tokens = 6\n").unwrap();

@@ -275,7 +275,7 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
             "think": think,
             "answer": answer,
             "words": words,
-            "format_ok": stats.format.ok(),
+            "format_ok": stats.format.ok() && !stats.plan_forced(),
             "plan": plan,
             "paragraphs": paragraphs.iter().map(|p| p.trim()).collect::<Vec<_>>(),
             "notes": notes,
@@ -377,10 +377,13 @@ pub fn stats_line(s: &Stats, words: usize, mode: WriteMode, seed: u64) -> String
     let format = if !mode.expects_think() && mode != WriteMode::Template(TemplateMode::Nothink) {
         // The chat template and AgentWrite's prompts ask for no tags.
         format!("n/a ({})", mode.label())
-    } else if s.format.ok() {
-        "ok".to_string()
     } else {
-        s.format.violations.iter().map(|v| v.describe()).collect::<Vec<_>>().join(", ")
+        // As the studio and the eval judge it: a plan the decoder closed is not the format.
+        let mut reasons: Vec<String> = s.format.violations.iter().map(|v| v.describe().to_string()).collect();
+        if s.plan_forced() {
+            reasons.push(crate::reward::forced_plan_reason());
+        }
+        if reasons.is_empty() { "ok".to_string() } else { reasons.join(", ") }
     };
     format!(
         "[{} words | {} prompt + {} generated tokens | prefill {:.1} tok/s | decode {:.1} tok/s | stopped: {} | format {} | seed {seed}]",
