@@ -141,8 +141,8 @@ fn the_shipped_writer_plans_then_answers_near_the_asked_length() {
 /// close the writer begins past the nudge's start (`engine::decoding::AnswerClose`): from
 /// 300 words on (`--end-nudge 1`) the writer ends its 300-word story with `</answer>`,
 /// the decoder writing `answer>` after the model's `</` (on the development machine, 14 of
-/// seeds 1-20; 4 by end-of-sequence, 2 by a close of the model's own), within half again
-/// the asked length, with no made-up tag in its text, and the format is the model's own.
+/// seeds 1-20; 4 by end-of-sequence, 2 by a close of the model's own), near the asked
+/// length, with no made-up tag in its text, and the format is the model's own.
 /// Before the close was raised, one draft in three of the registry's settings (then a
 /// nudge from 120%) ran past 400 words.
 #[test]
@@ -152,7 +152,9 @@ fn the_nudge_ends_the_writers_answer_with_its_close() {
     for seed in ["1", "2", "3", "4"] {
         let w = common::cli::write_json(&["--model", "smollm2-135m-writer", "--seed", seed, "--end-nudge", "1", "Write a 300-word short story about a night-shift baker."]);
         let (words, answer) = (w["words"].as_u64().unwrap(), w["answer"].as_str().unwrap());
-        assert!((270..=450).contains(&words), "seed {seed}: {words} words ({})", w["stats"]["stop"]);
+        // The floor holds it to 270 words; the longest of 20 seeds here had 436 (other
+        // CPUs' kernels may round differently, so a margin past that).
+        assert!((270..=480).contains(&words), "seed {seed}: {words} words ({})", w["stats"]["stop"]);
         assert!(!answer.contains("</"), "seed {seed}: no closing tag in the answer: {answer}");
         if close(&w) > 0 {
             closed += 1;
