@@ -275,7 +275,7 @@ pub fn run(a: WriteArgs, device: &str, cfg: &crate::config::Settings) -> Result<
             "think": think,
             "answer": answer,
             "words": words,
-            "format_ok": stats.format.ok() && !stats.plan_forced(),
+            "format_ok": stats.format_ok(),
             "plan": plan,
             "paragraphs": paragraphs.iter().map(|p| p.trim()).collect::<Vec<_>>(),
             "notes": notes,

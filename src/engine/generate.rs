@@ -171,6 +171,12 @@ impl Stats {
     pub fn plan_forced(&self) -> bool {
         self.forced.len() > self.close_forced
     }
+
+    /// The strict format, as the studio, `write` and the eval judge it: no violation the
+    /// parser saw, and a plan the model closed itself.
+    pub fn format_ok(&self) -> bool {
+        self.format.ok() && !self.plan_forced()
+    }
 }
 
 /// Where a model's text goes on its way out, for the local engine and for servers alike:
@@ -420,10 +426,12 @@ mod tests {
     /// anything forced before it is.
     #[test]
     fn a_finished_close_is_not_a_forced_plan() {
-        let stats = |forced: Vec<usize>, close_forced| Stats { forced, close_forced, ..Stats::new(4, 0, 40, 0.1, 0.2, StopReason::Eos, Default::default(), Vec::new()) };
+        let format = crate::text::FormatReport { think_blocks: 1, answer_blocks: 1, violations: vec![] };
+        let stats = |forced: Vec<usize>, close_forced| Stats { forced, close_forced, ..Stats::new(4, 0, 40, 0.1, 0.2, StopReason::Eos, format.clone(), Vec::new()) };
         assert!(!stats(vec![], 0).plan_forced());
         assert!(!stats(vec![38, 39], 2).plan_forced());
         assert!(stats(vec![10, 11, 12, 38, 39], 2).plan_forced());
         assert!(stats(vec![10, 11, 12], 0).plan_forced());
+        assert!(stats(vec![38, 39], 2).format_ok() && !stats(vec![10, 11, 12], 0).format_ok());
     }
 }

@@ -24,7 +24,7 @@ pub const NOTHINK_EN: &str = "A conversation between the user and the assistant.
 pub const PRIMED_PREFILL: &str = " <think>";
 
 /// Stop strings of the official LongWriter-Zero decoding.
-pub const LONGWRITER_STOPS: [&str; 3] = ["<|user|>", "<|endoftext|>", "</answer>"];
+pub const LONGWRITER_STOPS: [&str; 3] = ["<|user|>", "<|endoftext|>", super::decoding::ANSWER_CLOSE];
 
 /// How a request is turned into a prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]

@@ -63,8 +63,7 @@ impl Writer for ModelWriter {
         self.length.apply(&mut req, Some(required));
         let (think, answer, stats) = crate::write::generate_text(&mut *self.model, &w, &req, &CancelToken::default())?;
         let tagged = self.mode.expects_think();
-        let plan_forced = stats.plan_forced();
-        Ok(Written { think, answer, stop: stats.stop.describe(), truncated: !stats.stop.natural(), tokens: stats.generated_tokens, format_ok: tagged.then(|| stats.format.ok() && !plan_forced), plan_forced })
+        Ok(Written { think, answer, stop: stats.stop.describe(), truncated: !stats.stop.natural(), tokens: stats.generated_tokens, format_ok: tagged.then(|| stats.format_ok()), plan_forced: stats.plan_forced() })
     }
 }
 
