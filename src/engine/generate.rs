@@ -52,8 +52,11 @@ pub struct GenerateRequest {
     /// on is ever likelier to end, and still ends by sampling (HF's
     /// `exponential_decay_length_penalty`, linear and in words); so does the first token
     /// of a tagged answer's close, which the decoder then finishes (see
-    /// `decoding::AnswerClose`). Why: held open, a small model can drift into text with no
-    /// end in sight and fill the context. None: no nudge.
+    /// `decoding::AnswerClose`). Where a sentence has just ended, the answer's own end (the
+    /// close, or end-of-sequence in an untagged answer) gains
+    /// [`SENTENCE_END_GAIN`](super::SENTENCE_END_GAIN) times that, so an answer stops at a
+    /// sentence's end. Why: held open, a small model can drift into text with no end in
+    /// sight and fill the context. None: no nudge.
     pub end_nudge_words: Option<usize>,
 }
 

@@ -18,7 +18,7 @@ mod stream;
 pub mod template;
 pub mod tokenizer;
 
-pub use decoding::{answer_length, ANSWER_OPEN, END_NUDGE, THINK_CLOSE};
+pub use decoding::{answer_length, sentence_ended, ANSWER_OPEN, END_NUDGE, SENTENCE_END_GAIN, THINK_CLOSE};
 pub use generate::{collect, CancelToken, GenerateRequest, StartIn, Stats, StopReason, TextSink};
 pub use model::{check_extent, Gemma, KvType, LoadOptions, ModelConfig, QuantModel};
 pub use sampler::{derive_seed, Sampler, SamplerConfig};
