@@ -287,8 +287,8 @@ impl Decoding {
         self.history[self.history.len() - 1]
     }
 
-    /// What [`GenerateRequest::end_nudge_words`] adds to the end tokens' logits now:
-    /// [`SENTENCE_END_GAIN`] times as much where a sentence has just ended.
+    /// What [`GenerateRequest::end_nudge_words`] adds to the end tokens' logits now, before
+    /// [`SENTENCE_END_GAIN`] (which `advance` applies to the answer's own end).
     fn end_bonus(&self) -> f32 {
         let len = answer_length(&self.answer_words, self.answer_tokens);
         match self.nudge_from {
@@ -318,6 +318,7 @@ impl Decoding {
 #[cfg(test)]
 mod tests {
     use super::{answer_length, sentence_ended};
+    use crate::text::WordCounter;
 
     #[test]
     fn a_sentence_ends_at_its_stop_or_a_line_break() {
@@ -332,7 +333,6 @@ mod tests {
         assert!(sentence_ended(true, " "), "a space keeps the state");
         assert!(!sentence_ended(false, " "));
     }
-    use crate::text::WordCounter;
 
     fn counted(text: &str, tokens: usize) -> usize {
         let mut w = WordCounter::default();
