@@ -87,11 +87,12 @@ pub(super) trait KvRows: Copy + Send + Sync {
     fn prefetch(self, from: usize, to: usize);
 }
 
-/// Starts loading the cache lines of `bytes` bytes from `p` into L2: a hint only. Why:
+/// Starts loading the cache lines of `bytes` bytes from `p` into every level of the CPU's
+/// caches (the T0 hint; T1, L2 only, measured no different): a hint only. Why:
 /// one key/value head's rows are 256-byte pieces 768 bytes apart (SmolLM2), a pattern the
 /// hardware prefetchers follow poorly, and decode after a long context stalled on those
-/// loads (perf, 2-core EPYC: the first multiply-add on each value row took a third of the
-/// attention's time).
+/// loads (perf, 2-core EPYC: the loop over the value rows took two fifths of the
+/// attention's time, its samples on the first multiply-add of each row).
 #[inline(always)]
 fn prefetch_bytes(p: *const u8, bytes: usize) {
     #[cfg(target_arch = "x86_64")]

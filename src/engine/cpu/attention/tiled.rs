@@ -312,7 +312,7 @@ unsafe fn tile_avx2<const HD: usize, R: KvRows>(qs: &[f32], bounds: (&[usize], &
 /// see the same keys: `acc[q] += Σ w[q][j] · value j`, key by key in order, so each lane
 /// gets the same sums as a vector alone. Why G together: each value row is read and
 /// widened once for all of them, not once per query head (decode after 4,000 tokens
-/// spent a third of its attention in this loop, stalled on the value rows). Four vectors
+/// spent two fifths of its attention in this loop, stalled on the value rows). Four vectors
 /// of a row at a time keep 4 × G sums in registers on AVX2's sixteen.
 ///
 /// # Safety
