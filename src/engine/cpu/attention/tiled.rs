@@ -294,11 +294,11 @@ unsafe fn tile_avx2<const HD: usize, R: KvRows>(qs: &[f32], bounds: (&[usize], &
             qi += n;
             continue;
         }
-        let mut accs = [std::ptr::null_mut(); 3];
+        let (mut ws, mut accs) = ([std::ptr::null(); 3], [std::ptr::null_mut(); 3]);
         for (j, st) in state[qi * (HD + 2)..].chunks_exact_mut(HD + 2).take(n).enumerate() {
             accs[j] = softmax_step(&mut s[qi + j][first..v], st).as_mut_ptr();
+            ws[j] = s[qi + j].as_ptr();
         }
-        let ws = [s[qi].as_ptr(), s[(qi + 1).min(nq - 1)].as_ptr(), s[(qi + 2).min(nq - 1)].as_ptr()];
         match n {
             1 => add_values::<HD, 1, R>(ws, accs, vc, stride, base, first, v),
             2 => add_values::<HD, 2, R>(ws, accs, vc, stride, base, first, v),
