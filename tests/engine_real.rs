@@ -320,6 +320,38 @@ fn a_batched_group_decodes_exactly_what_each_generation_alone_does() {
     assert!(e.generate_group(&req, &samplers, &cancel).unwrap().iter().all(|s| s.stop == longwriter::engine::StopReason::Cancelled));
 }
 
+/// The cache keeps each head's rows in one run and moves them when it grows (doubling
+/// from 256 positions): on the real model, with every cache type, a 300-token text
+/// prefilled in one pass, in two chunks on either side of the growth, and token by token
+/// ends with the same logits.
+#[test]
+fn every_cache_type_prefills_across_its_growth_as_in_one_pass() {
+    use longwriter::engine::{Engine, KvType, LoadOptions};
+    let path = common::default_model_path();
+    for kv_cache in [KvType::F32, KvType::F16, KvType::Q8] {
+        let mut e = Engine::load(&path, &candle_core::Device::Cpu, LoadOptions { requantize_q4_1: true, kv_cache, ..Default::default() }, None).unwrap();
+        let mut ids = e.prompt_ids(TemplateMode::Chat, "Write about the sea.").unwrap();
+        let text = "The tide came in over the flats at dusk, and the gulls rose from the water in a long grey line. ".repeat(20);
+        ids.extend(e.tokenizer.encode_plain(&text).unwrap());
+        ids.truncate(300);
+        assert_eq!(ids.len(), 300);
+        let whole = e.model.forward(&ids).unwrap();
+        e.model.clear();
+        e.model.forward(&ids[..200]).unwrap();
+        let chunked = e.model.forward(&ids[200..]).unwrap();
+        e.model.clear();
+        let mut single = Vec::new();
+        for &t in &ids {
+            single = e.model.forward(&[t]).unwrap();
+        }
+        for (way, got) in [("two chunks", &chunked), ("token by token", &single)] {
+            let diff = whole.iter().zip(got).fold(0f32, |d, (x, y)| d.max((x - y).abs()));
+            assert!(diff < 1e-3, "{kv_cache:?}, {way}: logits differ by {diff}");
+            assert_eq!(longwriter::engine::sampler::argmax(&whole), longwriter::engine::sampler::argmax(got), "{kv_cache:?}, {way}");
+        }
+    }
+}
+
 /// What an f16 or a q8_0 cache does to the default model, teacher-forced: a 400-token
 /// greedy text (written with the f32 cache) runs through each cache. The log-probabilities
 /// of its tokens differ by as little as two float orders of the same sums do (kquant_real's

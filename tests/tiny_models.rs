@@ -55,12 +55,19 @@ fn llama_qwen2_qwen3_fast_decoder_matches_candle() {
     }
 }
 
-/// With every cache type.
+/// With the f32 and f16 caches; a q8_0 cache stores each head's rows as whole 32-value
+/// blocks, so these 16-wide heads are refused with a hint (engine_real checks q8_0 on the
+/// real model's 64-wide heads).
 #[test]
 fn chunked_prefill_equals_one_shot_and_token_by_token() {
     chunked_prefill(KvType::F32);
     chunked_prefill(KvType::F16);
-    chunked_prefill(KvType::Q8);
+    let f = write_model("qwen2", GgmlDType::Q8_0);
+    let mut r = std::fs::File::open(f.path()).unwrap();
+    let ct = gguf_file::Content::read(&mut r).unwrap();
+    let cfg = ModelConfig::from_gguf(&ct).unwrap();
+    let err = CpuModel::load(&ct, &mut r, cfg, KvType::Q8).err().expect("16-wide heads refuse a q8_0 cache").to_string();
+    assert!(err.contains("heads are 16 wide") && err.contains("LONGWRITER_KV_CACHE=f16"), "{err}");
 }
 
 fn chunked_prefill(kv: KvType) {

@@ -1,5 +1,13 @@
-//! The fast decoder's K/V cache: per sequence and layer, each position's keys (and
-//! values) as one `[kv_heads * head_dim]` row, stored as f32, f16 or q8_0.
+//! The fast decoder's K/V cache: per sequence and layer, the keys (and values) of each
+//! key/value head as one run of `[pos][head_dim]` rows ([`Layout`]), stored as f32, f16
+//! or q8_0.
+//!
+//! Why head by head: attention reads one head's keys and values from the first position
+//! to the last. Kept position-major (`[pos][kv_heads * head_dim]`, as the projections
+//! write them), one head's rows were 256-byte pieces 768 bytes apart (SmolLM2), which the
+//! hardware prefetchers follow poorly: decode after 4,000 tokens stalled on those loads
+//! (perf, 2-core EPYC). Head by head they are one stream per head, at the cost of a
+//! relayout when the cache grows (by doubling, as a `Vec` copies anyway).
 //!
 //! Why smaller types are offered: decode after a long context is bound by reading this
 //! cache. At 8,000 tokens SmolLM2-135M reads 368 MB of f32 keys and values for every new
@@ -59,7 +67,7 @@ impl KvElem for f16 {
 }
 
 /// A read-only view of one layer's keys or values, as the attention kernels read it:
-/// value `i` of the flat `[pos][kv_heads * head_dim]` buffer, one at a time or eight.
+/// value `i` of the flat buffer (laid out as [`Layout`] says), one at a time or eight.
 pub(super) trait KvRows: Copy + Send + Sync {
     /// Whether a tile is better widened to f32 once than read in place by every query
     /// vector: a q8_0 value costs a conversion and a multiply to read, and a prefill
@@ -88,11 +96,10 @@ pub(super) trait KvRows: Copy + Send + Sync {
 }
 
 /// Starts loading the cache lines of `bytes` bytes from `p` into every level of the CPU's
-/// caches (the T0 hint; T1, L2 only, measured no different): a hint only. Why:
-/// one key/value head's rows are 256-byte pieces 768 bytes apart (SmolLM2), a pattern the
-/// hardware prefetchers follow poorly, and decode after a long context stalled on those
-/// loads (perf, 2-core EPYC: the loop over the value rows took two fifths of the
-/// attention's time, its samples on the first multiply-add of each row).
+/// caches (the T0 hint; T1, L2 only, measured no different): a hint only. Why: decode
+/// after a long context stalled on the cache's loads (perf, 2-core EPYC, rows then
+/// position-major: the loop over the value rows took two fifths of the attention's time,
+/// its samples on the first multiply-add of each row).
 #[inline(always)]
 fn prefetch_bytes(p: *const u8, bytes: usize) {
     #[cfg(target_arch = "x86_64")]
@@ -110,6 +117,30 @@ fn prefetch_bytes(p: *const u8, bytes: usize) {
 fn clamp(from: usize, to: usize, len: usize) -> (usize, usize) {
     let to = to.min(len);
     (from.min(to), to - from.min(to))
+}
+
+/// Where a layer's values live: head `h`'s row at position `p` starts at value
+/// `(h * cap + p) * hd`, where `cap` is the positions the buffer has room for. Every
+/// buffer holds `cap` positions of every head, so its length gives `cap`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Layout {
+    cap: usize,
+    hd: usize,
+}
+
+impl Layout {
+    /// The layout of a buffer of `len` values, `heads` heads of `hd`.
+    #[inline(always)]
+    pub(super) fn of(len: usize, heads: usize, hd: usize) -> Self {
+        debug_assert_eq!(len % (heads * hd), 0, "a buffer holds whole positions");
+        Self { cap: len / (heads * hd), hd }
+    }
+
+    /// The first value of head `h`'s row at position `p`; rows of one head are `hd` apart.
+    #[inline(always)]
+    pub(super) fn at(self, p: usize, h: usize) -> usize {
+        (h * self.cap + p) * self.hd
+    }
 }
 
 impl<T: KvElem> KvRows for &[T] {
@@ -205,19 +236,10 @@ pub(super) enum KvBuf {
 }
 
 impl KvBuf {
-    fn new(t: KvType) -> Self {
-        match t {
-            KvType::F32 => Self::F32(Vec::new()),
-            KvType::F16 => Self::F16(Vec::new()),
-            KvType::Q8 => Self::Q8 { q: Vec::new(), d: Vec::new() },
-        }
-    }
-
     /// `values` stored as type `t` (whole q8_0 blocks for q8_0).
     #[cfg(test)]
     pub(super) fn stored(t: KvType, values: &[f32]) -> Self {
-        let mut b = Self::new(t);
-        b.resize(values.len());
+        let mut b = Self::zeroed(t, values.len());
         b.write(0, values);
         b
     }
@@ -238,20 +260,57 @@ impl KvBuf {
         }
     }
 
-    fn resize(&mut self, n: usize) {
-        match self {
-            Self::F32(v) => v.resize(n, 0.0),
-            Self::F16(v) => v.resize(n, f16::ZERO),
-            Self::Q8 { q, d } => {
-                q.resize(n, 0);
-                d.resize(n.div_ceil(Q8_BLOCK), 0.0);
+    /// `n` zeros of type `t` (for q8_0, whole blocks of them).
+    fn zeroed(t: KvType, n: usize) -> Self {
+        match t {
+            KvType::F32 => Self::F32(vec![0.0; n]),
+            KvType::F16 => Self::F16(vec![f16::ZERO; n]),
+            KvType::Q8 => Self::Q8 { q: vec![0; n], d: vec![0.0; n.div_ceil(Q8_BLOCK)] },
+        }
+    }
+
+    /// A buffer with room for `cap` positions of `heads` heads of `hd` values, holding the
+    /// first `keep` positions of this one (at most what both have room for), each head's
+    /// rows moved to where [`Layout`] puts them for the new room.
+    fn relayout(&self, cap: usize, keep: usize, heads: usize, hd: usize) -> Self {
+        /// Copies each head's first `keep` rows of `w` items from `old` rows apart to
+        /// `new` rows apart.
+        fn moved<T: Copy>(src: &[T], dst: &mut [T], (old, new): (usize, usize), keep: usize, heads: usize, w: usize) {
+            for h in 0..heads {
+                dst[h * new * w..][..keep * w].copy_from_slice(&src[h * old * w..][..keep * w]);
             }
+        }
+        let old = self.len() / (heads * hd);
+        let (keep, caps) = (keep.min(old).min(cap), (old, cap));
+        let mut out = Self::zeroed(self.kv_type(), cap * heads * hd);
+        match (self, &mut out) {
+            (Self::F32(a), Self::F32(b)) => moved(a, b, caps, keep, heads, hd),
+            (Self::F16(a), Self::F16(b)) => moved(a, b, caps, keep, heads, hd),
+            // A head's row is whole q8_0 blocks (the loader refuses q8_0 otherwise), so
+            // its scales move as its values do, hd / Q8_BLOCK of them a row.
+            (Self::Q8 { q, d }, Self::Q8 { q: q2, d: d2 }) => {
+                moved(q, q2, caps, keep, heads, hd);
+                moved(d, d2, caps, keep, heads, hd / Q8_BLOCK);
+            }
+            _ => unreachable!("zeroed() keeps the type"),
+        }
+        out
+    }
+
+    /// Stores one position's keys (or values) of every head, `src` as the projection
+    /// gives them (`[heads][hd]`), at position `p`, each head's row where [`Layout`] puts
+    /// it, rounded to the buffer's type.
+    pub(super) fn write_position(&mut self, p: usize, heads: usize, src: &[f32]) {
+        let hd = src.len() / heads;
+        let layout = Layout::of(self.len(), heads, hd);
+        for (h, row) in src.chunks_exact(hd).enumerate() {
+            self.write(layout.at(p, h), row);
         }
     }
 
     /// Stores `src` from element `at` on, rounded to the buffer's type. For q8_0 both are
-    /// whole blocks: a position's row is (every model's kv_heads × head_dim is a multiple
-    /// of 32; the loader refuses q8_0 otherwise).
+    /// whole blocks: a head's row is (every model's head_dim is a multiple of 32 for a
+    /// q8_0 cache; the loader refuses q8_0 otherwise).
     pub(super) fn write(&mut self, at: usize, src: &[f32]) {
         match self {
             Self::F32(v) => v[at..at + src.len()].copy_from_slice(src),
@@ -260,15 +319,6 @@ impl KvBuf {
                 assert!(at % Q8_BLOCK == 0 && src.len() % Q8_BLOCK == 0, "q8_0 writes whole blocks");
                 quantize_q8(src, &mut q[at..at + src.len()], &mut d[at / Q8_BLOCK..(at + src.len()) / Q8_BLOCK]);
             }
-        }
-    }
-
-    /// The first `n` elements as a new buffer.
-    fn prefix(&self, n: usize) -> Self {
-        match self {
-            Self::F32(v) => Self::F32(v[..n].to_vec()),
-            Self::F16(v) => Self::F16(v[..n].to_vec()),
-            Self::Q8 { q, d } => Self::Q8 { q: q[..n].to_vec(), d: d[..n.div_ceil(Q8_BLOCK)].to_vec() },
         }
     }
 
@@ -301,7 +351,8 @@ impl KvBuf {
     }
 }
 
-/// One sequence's K/V state: per layer, `[pos][kv_heads * head_dim]`, grown by doubling.
+/// One sequence's K/V state: per layer, each head's `[pos][head_dim]` rows ([`Layout`]),
+/// grown by doubling.
 #[derive(Clone)]
 pub(super) struct Cache {
     pub(super) k: Vec<KvBuf>,
@@ -319,25 +370,24 @@ impl Cache {
         self.t
     }
 
-    /// Makes room for `len` positions in every layer.
-    pub(super) fn reserve(&mut self, layers: usize, len: usize, kvd: usize, context: usize) {
+    /// Makes room for `len` positions of `heads` heads of `hd` values in every layer.
+    pub(super) fn reserve(&mut self, layers: usize, len: usize, heads: usize, hd: usize, context: usize) {
         let t = self.t;
-        self.k.resize_with(layers, || KvBuf::new(t));
-        self.v.resize_with(layers, || KvBuf::new(t));
-        let need = len * kvd;
+        self.k.resize_with(layers, || KvBuf::zeroed(t, 0));
+        self.v.resize_with(layers, || KvBuf::zeroed(t, 0));
         for (k, v) in self.k.iter_mut().zip(self.v.iter_mut()) {
-            if k.len() < need {
-                let cap = len.next_power_of_two().max(256).min(context) * kvd;
-                k.resize(cap.max(need));
-                v.resize(cap.max(need));
+            if k.len() < len * heads * hd {
+                let cap = len.next_power_of_two().max(256).min(context).max(len);
+                *k = k.relayout(cap, self.pos, heads, hd);
+                *v = v.relayout(cap, self.pos, heads, hd);
             }
         }
     }
 
-    /// A copy holding only the positions in use (`kvd` values each).
-    pub(super) fn used(&self, kvd: usize) -> Self {
-        let n = self.pos * kvd;
-        Self { k: self.k.iter().map(|k| k.prefix(n)).collect(), v: self.v.iter().map(|v| v.prefix(n)).collect(), pos: self.pos, t: self.t }
+    /// A copy holding only the positions in use, with room for no more.
+    pub(super) fn used(&self, heads: usize, hd: usize) -> Self {
+        let keep = |b: &KvBuf| b.relayout(self.pos, self.pos, heads, hd);
+        Self { k: self.k.iter().map(keep).collect(), v: self.v.iter().map(keep).collect(), pos: self.pos, t: self.t }
     }
 }
 
@@ -350,12 +400,12 @@ mod tests {
         let row: Vec<f32> = (0..32).map(|i| [1.0, 1.0 / 3.0, -2.5, 100.0][i % 4] * (1.0 + i as f32 / 64.0)).collect();
         for t in [KvType::F32, KvType::F16, KvType::Q8] {
             let mut c = Cache::new(t);
-            c.reserve(2, 3, 32, 100);
+            c.reserve(2, 3, 1, 32, 100);
             // Room for 256 positions (the smallest step), capped by the context.
             assert_eq!(c.k[1].len(), 100 * 32);
-            c.k[1].write(32, &row);
+            c.k[1].write_position(1, 1, &row);
             c.pos = 2;
-            let kept = c.used(32);
+            let kept = c.used(1, 32);
             assert_eq!((kept.k[1].len(), kept.k[1].kv_type()), (64, t));
             let got = &kept.k[1].widened()[32..];
             let worst = got.iter().zip(&row).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
@@ -365,6 +415,34 @@ mod tests {
                 KvType::F16 => assert!(worst > 0.0 && worst <= 150.0 / 2048.0, "{worst}"),
                 KvType::Q8 => assert!(worst > 0.01 && worst <= 0.5 * 150.0 / 127.0 + 1e-4, "{worst}"),
             }
+        }
+    }
+
+    /// Growing a cache (by doubling, past 256 positions) and copying the positions in use
+    /// keep every head's rows where [`Layout`] puts them, in every type: three heads of
+    /// 64, each row whole numbers with ±127 in every block, which f16 and q8_0 (a scale of
+    /// 1) hold exactly.
+    #[test]
+    fn growing_and_copying_a_cache_keeps_every_heads_rows() {
+        let (heads, hd) = (3, 64);
+        let row = |p: usize| -> Vec<f32> { (0..heads * hd).map(|i| if i % 32 == 0 { 127.0 } else { ((p * 7 + i * 3) % 255) as f32 - 127.0 }).collect() };
+        for t in [KvType::F32, KvType::F16, KvType::Q8] {
+            let mut c = Cache::new(t);
+            for p in 0..300 {
+                c.reserve(1, p + 1, heads, hd, 4096);
+                c.k[0].write_position(p, heads, &row(p));
+                c.pos = p + 1;
+            }
+            assert_eq!(c.k[0].len(), 512 * heads * hd, "{t:?}: doubled from 256 to 512 positions");
+            for b in [&c.k[0], &c.used(heads, hd).k[0]] {
+                let (all, layout) = (b.widened(), Layout::of(b.len(), heads, hd));
+                for p in 0..300 {
+                    for (h, want) in row(p).chunks_exact(hd).enumerate() {
+                        assert_eq!(&all[layout.at(p, h)..][..hd], want, "{t:?}: head {h} at position {p}");
+                    }
+                }
+            }
+            assert_eq!(c.used(heads, hd).k[0].len(), 300 * heads * hd);
         }
     }
 

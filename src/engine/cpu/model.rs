@@ -156,9 +156,8 @@ impl CpuModel {
     }
 
     pub fn load<R: Read + Seek>(ct: &gguf_file::Content, r: &mut R, cfg: ModelConfig, kv: KvType) -> Result<Self, EngineError> {
-        let kvd = cfg.n_kv_head * cfg.head_dim;
-        if kv == KvType::Q8 && kvd % Q8_BLOCK != 0 {
-            return Err(EngineError::Unsupported(format!("a q8_0 K/V cache stores whole blocks of {Q8_BLOCK} values, and this model's K/V rows are {kvd} wide. Hint: LONGWRITER_KV_CACHE=f16")));
+        if kv == KvType::Q8 && cfg.head_dim % Q8_BLOCK != 0 {
+            return Err(EngineError::Unsupported(format!("a q8_0 K/V cache stores each head's rows as whole blocks of {Q8_BLOCK} values, and this model's heads are {} wide. Hint: LONGWRITER_KV_CACHE=f16", cfg.head_dim)));
         }
         let embed = matrix(ct, r, "token_embd.weight")?;
         let output = if ct.tensor_infos.contains_key("output.weight") { Some(matrix(ct, r, "output.weight")?) } else { None };
@@ -232,7 +231,7 @@ impl CpuModel {
 
     /// Makes slots 1..=n copies of the main sequence (slot 0), which stays as it is.
     pub fn fork(&mut self, n: usize) {
-        let copy = self.caches[0].used(self.cfg.n_kv_head * self.cfg.head_dim);
+        let copy = self.caches[0].used(self.cfg.n_kv_head, self.cfg.head_dim);
         self.caches.truncate(1);
         self.caches.extend(std::iter::repeat_n(copy, n));
     }
@@ -291,7 +290,7 @@ impl CpuModel {
         let (qd, kvd) = (nh * hd, nkv * hd);
         let eps = cfg.rms_eps as f32;
         for &(slot, p) in rows {
-            self.caches[slot].reserve(self.layers.len(), p + 1, kvd, cfg.context_length);
+            self.caches[slot].reserve(self.layers.len(), p + 1, nkv, hd, cfg.context_length);
         }
         let mut x = vec![0f32; s * hid];
         for (t, &id) in ids.iter().enumerate() {
@@ -330,8 +329,8 @@ impl CpuModel {
                     rope(head, c, sn, cfg.rope_neox);
                 }
                 let cache = &mut self.caches[slot];
-                cache.k[li].write(p * kvd, &k[t * kvd..(t + 1) * kvd]);
-                cache.v[li].write(p * kvd, &v[t * kvd..(t + 1) * kvd]);
+                cache.k[li].write_position(p, nkv, &k[t * kvd..(t + 1) * kvd]);
+                cache.v[li].write_position(p, nkv, &v[t * kvd..(t + 1) * kvd]);
             }
             attend(&self.caches, li, &q, rows, window, &cfg, &mut att);
             matmul(&mut [(&l.wo, &mut proj)], &att, s, &mut acts);

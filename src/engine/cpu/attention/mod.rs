@@ -1,8 +1,7 @@
 //! Causal attention over a sequence's K/V cache, for the fast CPU decoder.
 //!
-//! Why blocked: the cache keeps each position's keys as one `[kv_heads * head_dim]` row, so
-//! one head's keys are 256-byte pieces 768 bytes apart. Attending row by row, every query
-//! row of a long prefill streamed its head's whole key and value history from memory again:
+//! Why blocked: attending row by row, every query row of a long prefill streamed its
+//! head's whole key and value history from memory again:
 //! at 8,000 tokens of prompt that is megabytes per row, and prefill ran at a sixth of its
 //! short-prompt speed. Here a block of consecutive query rows of one head walks the keys
 //! once, in tiles, with an online softmax (FlashAttention's forward): each key and value
@@ -15,7 +14,7 @@
 
 mod tiled;
 
-use super::cache::{KvBuf, KvRows};
+use super::cache::{KvBuf, KvRows, Layout};
 use crate::engine::model::KvType;
 use super::pool::{OutPtr, Pool};
 use tiled::GROUP_MAX;
@@ -110,12 +109,13 @@ pub(super) fn first_key(p: usize, window: usize) -> usize {
     }
 }
 
-/// What a block of query rows t0..t1 of head `h` reads: row widths, its key/value head,
-/// the score scale, its cache, the keys the last row sees (`n`), the row count, the
-/// window (0: none) and the first tile any row of the block sees.
+/// What a block of query rows t0..t1 of head `h` reads: the query row width, where its
+/// cache's rows are, its key/value head, the score scale, its cache, the keys the last
+/// row sees (`n`), the row count, the window (0: none) and the first tile any row of the
+/// block sees.
 struct Span<R> {
     qd: usize,
-    kvd: usize,
+    at: Layout,
     kvh: usize,
     scale: f32,
     kc: R,
@@ -133,7 +133,7 @@ impl<R: KvRows> Span<R> {
         // Tiles wholly before every row's window change nothing: a row's softmax starts
         // at its first visible key either way.
         let start = first_key(p0, window) / TILE * TILE;
-        Self { qd: nh * hd, kvd: nkv * hd, kvh: h / (nh / nkv), scale: 1.0 / (hd as f32).sqrt(), kc, vc, n: rows[t1 - 1].2 + 1, r: t1 - t0, window, start }
+        Self { qd: nh * hd, at: Layout::of(kc.len(), nkv, hd), kvh: h / (nh / nkv), scale: 1.0 / (hd as f32).sqrt(), kc, vc, n: rows[t1 - 1].2 + 1, r: t1 - t0, window, start }
     }
 }
 
@@ -141,7 +141,7 @@ impl<R: KvRows> Span<R> {
 /// over key tiles, each key and value row read once for the whole block.
 #[allow(clippy::too_many_arguments)]
 fn block<'o, R: KvRows>(q: &[f32], rows: &[(R, R, usize)], span: &Span<R>, t0: usize, t1: usize, h: usize, hd: usize, mut out: impl FnMut(usize) -> &'o mut [f32]) {
-    let &Span { qd, kvd, kvh, scale, kc, vc, n, r, window, start } = span;
+    let &Span { qd, at, kvh, scale, kc, vc, n, r, window, start } = span;
     let (mut m, mut l, mut s) = ([f32::NEG_INFINITY; ROWS], [0f32; ROWS], [[0f32; TILE]; ROWS]);
     STATE.with(|cell| {
         let mut acc = cell.borrow_mut();
@@ -153,7 +153,7 @@ fn block<'o, R: KvRows>(q: &[f32], rows: &[(R, R, usize)], span: &Span<R>, t0: u
                 let qh = &q[t * qd + h * hd..t * qd + (h + 1) * hd];
                 let (lo, p) = (first_key(rows[t].2, window), rows[t].2);
                 for j in j0..j1 {
-                    s[i][j - j0] = if j <= p && j >= lo { dot(qh, kc, j * kvd + kvh * hd) * scale } else { f32::NEG_INFINITY };
+                    s[i][j - j0] = if j <= p && j >= lo { dot(qh, kc, at.at(j, kvh)) * scale } else { f32::NEG_INFINITY };
                 }
                 let tile_max = s[i][..j1 - j0].iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
                 let m_new = m[i].max(tile_max);
@@ -175,7 +175,7 @@ fn block<'o, R: KvRows>(q: &[f32], rows: &[(R, R, usize)], span: &Span<R>, t0: u
                 m[i] = m_new;
             }
             for j in j0..j1 {
-                let vj = j * kvd + kvh * hd;
+                let vj = at.at(j, kvh);
                 for i in 0..r {
                     let w = s[i][j - j0];
                     if w != 0.0 {
@@ -202,14 +202,14 @@ fn block<'o, R: KvRows>(q: &[f32], rows: &[(R, R, usize)], span: &Span<R>, t0: u
 /// added to it.
 #[allow(clippy::too_many_arguments)]
 fn block_fixed<'o, const HD: usize, R: KvRows>(q: &[f32], rows: &[(R, R, usize)], span: &Span<R>, t0: usize, h: usize, mut out: impl FnMut(usize) -> &'o mut [f32]) {
-    let &Span { qd, kvd, kvh, scale, kc, vc, n, r, window, start } = span;
+    let &Span { qd, at, kvh, scale, kc, vc, n, r, window, start } = span;
     let (mut m, mut l, mut s) = ([f32::NEG_INFINITY; ROWS], [0f32; ROWS], [[0f32; TILE]; ROWS]);
     let mut kt = vec![[0f32; TILE]; HD];
     let mut acc = vec![[0f32; HD]; r];
     for j0 in (start..n).step_by(TILE) {
         let w = (n - j0).min(TILE);
         for jj in 0..w {
-            let k = (j0 + jj) * kvd + kvh * HD;
+            let k = at.at(j0 + jj, kvh);
             for (d, row) in kt.iter_mut().enumerate() {
                 row[jj] = kc.at(k + d);
             }
@@ -250,7 +250,7 @@ fn block_fixed<'o, const HD: usize, R: KvRows>(q: &[f32], rows: &[(R, R, usize)]
         for i in 0..r {
             let mut a = acc[i];
             for (jj, &wgt) in s[i][..w].iter().enumerate() {
-                let v = (j0 + jj) * kvd + kvh * HD;
+                let v = at.at(j0 + jj, kvh);
                 for (d, x) in a.iter_mut().enumerate() {
                     *x += wgt * vc.at(v + d);
                 }
@@ -321,20 +321,21 @@ pub(super) mod tests {
     use super::*;
 
     /// The textbook definition, in f64: softmax(q·k / √d) · v over positions 0..=p (with a
-    /// window, the last `window` of them).
+    /// window, the last `window` of them), of caches laid out as [`Layout`] says.
     pub(super) fn reference(q: &[f32], rows: &[(&[f32], &[f32], usize)], window: usize, nh: usize, nkv: usize, hd: usize) -> Vec<f32> {
-        let (qd, kvd, rep) = (nh * hd, nkv * hd, nh / nkv);
+        let (qd, rep) = (nh * hd, nh / nkv);
         let mut out = vec![0f32; rows.len() * qd];
         for (t, &(k, v, p)) in rows.iter().enumerate() {
+            let at = Layout::of(k.len(), nkv, hd);
             for h in 0..nh {
                 let kvh = h / rep;
                 let qh = &q[t * qd + h * hd..][..hd];
                 let j0 = first_key(p, window);
-                let sc: Vec<f64> = (j0..=p).map(|j| qh.iter().zip(&k[j * kvd + kvh * hd..][..hd]).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() / (hd as f64).sqrt()).collect();
+                let sc: Vec<f64> = (j0..=p).map(|j| qh.iter().zip(&k[at.at(j, kvh)..][..hd]).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() / (hd as f64).sqrt()).collect();
                 let m = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let z: f64 = sc.iter().map(|x| (x - m).exp()).sum();
                 for d in 0..hd {
-                    out[t * qd + h * hd + d] = sc.iter().enumerate().map(|(j, x)| (x - m).exp() / z * v[(j0 + j) * kvd + kvh * hd + d] as f64).sum::<f64>() as f32;
+                    out[t * qd + h * hd + d] = sc.iter().enumerate().map(|(j, x)| (x - m).exp() / z * v[at.at(j0 + j, kvh) + d] as f64).sum::<f64>() as f32;
                 }
             }
         }
@@ -354,8 +355,7 @@ pub(super) mod tests {
         let q = noise(rows.len() * nh * hd, qseed);
         let mut out = vec![f32::NAN; rows.len() * nh * hd];
         attention(&q, rows, window, nh, nkv, hd, &mut out);
-        let n = |p: usize| (p + 1) * nkv * hd;
-        let wide: Vec<(Vec<f32>, Vec<f32>, usize)> = rows.iter().map(|&(k, v, p)| (k.widened()[..n(p)].to_vec(), v.widened()[..n(p)].to_vec(), p)).collect();
+        let wide: Vec<(Vec<f32>, Vec<f32>, usize)> = rows.iter().map(|&(k, v, p)| (k.widened(), v.widened(), p)).collect();
         let wide: Vec<(&[f32], &[f32], usize)> = wide.iter().map(|(k, v, p)| (&k[..], &v[..], *p)).collect();
         let want = reference(&q, &wide, window, nh, nkv, hd);
         out.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max)
