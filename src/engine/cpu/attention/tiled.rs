@@ -93,16 +93,10 @@ pub(super) fn attention<const HD: usize, R: KvRows>(q: &[f32], rows: &[(R, R, us
                 let w = (j1 - k0).min(TILE);
                 for kvh in 0..nkv {
                     // The next tile's rows of this head start loading while this one is
-                    // worked on, for f32 and f16 tiles. A q8_0 tile is a quarter of the
-                    // bytes and waits on its widening, not its loads: without the hint,
-                    // decode after 4,000 tokens ran at 69.4 tok/s against 62.0 with it,
-                    // where f32 ran at 54.5 without and 57.2 with (2-core Xeon, medians
-                    // of four interleaved rounds).
-                    if !R::WIDEN {
-                        let next = (k0 + TILE).min(j1)..(k0 + 2 * TILE).min(j1);
-                        kc.prefetch(at.at(next.start, kvh), at.at(next.end, kvh));
-                        vc.prefetch(at.at(next.start, kvh), at.at(next.end, kvh));
-                    }
+                    // worked on (where the cache type asks for it: `KvRows::prefetch`).
+                    let next = (k0 + TILE).min(j1)..(k0 + 2 * TILE).min(j1);
+                    kc.prefetch(at.at(next.start, kvh), at.at(next.end, kvh));
+                    vc.prefetch(at.at(next.start, kvh), at.at(next.end, kvh));
                     let qs = &qv[kvh * r * g * HD..][..r * g * HD];
                     let state = &mut part[kvh * r * g * width..][..r * g * width];
                     let base = at.at(k0, kvh);
