@@ -216,3 +216,29 @@ impl BertLayer {
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::BertConfig;
+
+    /// all-MiniLM-L6-v2's shape, every optional field left to its default.
+    fn minilm() -> BertConfig {
+        serde_json::from_str(
+            r#"{"hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 1536,
+                "max_position_embeddings": 512, "type_vocab_size": 2, "vocab_size": 30522}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_config_the_encoder_would_compute_differently_is_refused_by_name() {
+        let c = minilm();
+        assert!(c.check().is_ok() && c.layer_norm_eps == 1e-12, "defaults: gelu, absolute positions, eps 1e-12");
+        let err = BertConfig { hidden_act: "gelu_new".into(), ..minilm() }.check().unwrap_err();
+        assert!(err.contains("hidden_act \"gelu_new\""), "{err}");
+        let err = BertConfig { position_embedding_type: "relative_key".into(), ..minilm() }.check().unwrap_err();
+        assert!(err.contains("\"relative_key\""), "{err}");
+        let err = BertConfig { num_attention_heads: 7, ..minilm() }.check().unwrap_err();
+        assert!(err.contains("384 is not a whole number of 7 heads"), "{err}");
+    }
+}
