@@ -39,8 +39,8 @@ macro_rules! unroll {
 }
 
 /// The accumulators of one row against `N` tokens, one per token: [`Acc::run`] walks the
-/// `nb` blocks, `block(v, offset, j)` adding block `j` (`v` the vector sums, `offset` the
-/// scalar ones of formats with a minimum), and sums each into `out[k]`. One chain per
+/// `nb` blocks, `block(v, offset, lone, j)` adding block `j` (`v` the vector sums, `offset`
+/// the scalar ones of formats with a minimum, or for one token lane 1 of `lone`), and sums each into `out[k]`. One chain per
 /// (row, token) pair, whatever `N`: a pair then gets the same arithmetic in the same order
 /// in every tile, so decoding a token alone, in a group, or as part of a prefilled prompt
 /// gives the same bits. (Two chains per pair, even and odd blocks, hid the FMA's latency
@@ -60,24 +60,36 @@ const PREFETCH: usize = 512;
 
 impl Acc {
     #[inline(always)]
-    unsafe fn run<const N: usize>(nb: usize, out: &mut [f32], mut block: impl FnMut(&mut [__m256; N], &mut [f32; N], usize)) {
+    unsafe fn run<const N: usize>(nb: usize, out: &mut [f32], mut block: impl FnMut(&mut [__m256; N], &mut [f32; N], &mut __m128, usize)) {
         let mut v = [_mm256_setzero_ps(); N];
         let mut offset = [0f32; N];
+        let mut lone = _mm_setzero_ps();
         for i in 0..nb {
-            block(&mut v, &mut offset, i);
+            block(&mut v, &mut offset, &mut lone, i);
         }
         unroll!(N, |k| {
-            out[k] = hsum(v[k]) + offset[k];
+            let o = if N == 1 { _mm_cvtss_f32(_mm_movehdup_ps(lone)) } else { offset[k] };
+            out[k] = hsum(v[k]) + o;
         });
     }
 }
 
+/// A token block's d and s as one 8-byte value (lanes 0 and 1 once loaded), read through
+/// the block so the read stays within what the pointer may reach.
+#[inline(always)]
+fn d_and_s(a: &ActBlock) -> *const f64 {
+    const _: () = assert!(std::mem::offset_of!(ActBlock, s) == std::mem::offset_of!(ActBlock, d) + 4 && std::mem::offset_of!(ActBlock, d) % 8 == 0);
+    (a as *const ActBlock).cast::<u8>().wrapping_add(std::mem::offset_of!(ActBlock, d)).cast()
+}
+
 /// 32 nibbles (16 bytes) → 32 unsigned bytes: low nibbles first, then high nibbles.
+/// The 16 bytes are loaded into both halves (a load alone) and the high half shifted and
+/// blended in, not shifted and inserted: on Intel cores only port 5 inserts, and it also
+/// had the blocks' scale conversions and broadcasts to do.
 #[inline(always)]
 unsafe fn unpack_nibbles(p: *const u8) -> __m256i {
-    let q = _mm_loadu_si128(p as *const __m128i);
-    let m = _mm_set1_epi8(0x0F);
-    _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m))
+    let q = _mm256_broadcastsi128_si256(_mm_loadu_si128(p as *const __m128i));
+    _mm256_and_si256(_mm256_blend_epi32::<0xF0>(q, _mm256_srli_epi16(q, 4)), _mm256_set1_epi8(0x0F))
 }
 
 /// The low (`high == false`) or high nibbles of 32 bytes.
@@ -119,15 +131,12 @@ trait Format {
     /// u8×i8 product then takes |w| and moves the sign onto x. Otherwise they are unsigned
     /// and the block has a minimum (`MIN`) that meets the activations' sum.
     const SIGNED: bool;
-    /// The block's scale d: an f16 at its start in every 32-value format.
+    /// The block's scale d in lane 0 and, for formats that are not `SIGNED`, its minimum
+    /// in lane 1: the f16 at its start in every 32-value format, and the one after it
+    /// (the block's next bytes, unused, in a signed format). One conversion for both.
     #[inline(always)]
-    unsafe fn scale(b: *const u8) -> f32 {
-        half(b)
-    }
-    /// The block's minimum (formats that are not `SIGNED`).
-    #[inline(always)]
-    unsafe fn min(_: *const u8) -> f32 {
-        0.0
+    unsafe fn scales(b: *const u8) -> __m128 {
+        _mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(b as *const i32)))
     }
     /// Its 32 weights as bytes.
     unsafe fn bytes(b: *const u8) -> __m256i;
@@ -141,10 +150,6 @@ macro_rules! min_format {
         impl Format for $name {
             const BYTES: usize = $bytes;
             const SIGNED: bool = false;
-            #[inline(always)]
-            unsafe fn min(b: *const u8) -> f32 {
-                half(b.add(2))
-            }
             #[inline(always)]
             unsafe fn bytes(b: *const u8) -> __m256i {
                 let q = unpack_nibbles(b.add($qs));
@@ -343,23 +348,43 @@ macro_rules! tile_kernel {
         unsafe fn $name<F: Format, const N: usize>(rows: &[u8], rb: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
             for (row, o) in rows.chunks_exact(rb).zip(out.chunks_exact_mut(N)) {
                 let base = row.as_ptr();
-                Acc::run::<N>(rb / F::BYTES, o, |acc, offset, j| {
+                Acc::run::<N>(rb / F::BYTES, o, |acc, offset, lone, j| {
                     let a: [&ActBlock; N] = std::array::from_fn(|k| acts.get_unchecked(k).get_unchecked(j));
                     let xs: [__m256i; N] = std::array::from_fn(|k| _mm256_load_si256(a[k].qs.as_ptr() as *const __m256i));
-                    let dx: [__m256; N] = std::array::from_fn(|k| _mm256_broadcast_ss(&a[k].d));
                     let b = base.add(j * F::BYTES);
                     if N == 1 && j % 2 == 0 {
                         _mm_prefetch::<_MM_HINT_T0>(b.add(PREFETCH) as *const i8);
                     }
-                    let d = _mm256_set1_ps(F::scale(b));
+                    // The block's d (lane 0) and m (lane 1) in one conversion.
+                    let dm = F::scales(b);
+                    let d = _mm256_broadcastss_ps(dm);
                     let w = F::bytes(b);
                     let uw = if F::SIGNED { _mm256_sign_epi8(w, w) } else { w };
                     unroll!(N, |k| {
                         let x = if F::SIGNED { _mm256_sign_epi8(xs[k], w) } else { xs[k] };
                         let p = _mm256_cvtepi32_ps($dot_u8_i8(uw, x));
-                        acc[k] = _mm256_fmadd_ps(p, _mm256_mul_ps(d, dx[k]), acc[k]);
-                        if !F::SIGNED {
-                            offset[k] += F::min(b) * a[k].s;
+                        if N == 1 {
+                            // One token: (d·dₓ, m·sₓ) in one product (its d and s are
+                            // adjacent), d·dₓ broadcast, m·sₓ summed in lane 1: fewer
+                            // shuffles for decode, which waited on the shuffle port.
+                            let f = if F::SIGNED {
+                                _mm_mul_ss(dm, _mm_load_ss(&a[k].d))
+                            } else {
+                                _mm_mul_ps(dm, _mm_castpd_ps(_mm_load_sd(d_and_s(a[k]))))
+                            };
+                            acc[k] = _mm256_fmadd_ps(p, _mm256_broadcastss_ps(f), acc[k]);
+                            if !F::SIGNED {
+                                *lone = _mm_add_ps(*lone, f);
+                            }
+                        } else {
+                            // A tile: the block's d times each token's dₓ, and m·sₓ in
+                            // scalars, which the compiler turns into one vector product
+                            // for the N tokens. (The one-token form cost a tile a
+                            // broadcast and an add per token: prefill ran 5% slower.)
+                            acc[k] = _mm256_fmadd_ps(p, _mm256_mul_ps(d, _mm256_broadcast_ss(&a[k].d)), acc[k]);
+                            if !F::SIGNED {
+                                offset[k] += _mm_cvtss_f32(_mm_movehdup_ps(dm)) * a[k].s;
+                            }
                         }
                     });
                 });
@@ -396,7 +421,7 @@ tile_kernel!(tile_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", dot_vnni);
 unsafe fn tile_super<F: SuperFormat, const N: usize>(rows: &[u8], rb: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
     for (row, o) in rows.chunks_exact(rb).zip(out.chunks_exact_mut(N)) {
         let base = row.as_ptr();
-        Acc::run::<N>(rb / F::BYTES, o, |acc, _, blk| {
+        Acc::run::<N>(rb / F::BYTES, o, |acc, _, _, blk| {
             let b = base.add(blk * F::BYTES);
             if N == 1 {
                 for line in [0, 64, 128] {
