@@ -62,20 +62,21 @@ fn llama_qwen2_qwen3_fast_decoder_matches_candle() {
 fn chunked_prefill_equals_one_shot_and_token_by_token() {
     chunked_prefill(KvType::F32);
     chunked_prefill(KvType::F16);
-    let f = write_model("qwen2", GgmlDType::Q8_0);
-    let mut r = std::fs::File::open(f.path()).unwrap();
-    let ct = gguf_file::Content::read(&mut r).unwrap();
-    let cfg = ModelConfig::from_gguf(&ct).unwrap();
-    let err = CpuModel::load(&ct, &mut r, cfg, KvType::Q8).err().expect("16-wide heads refuse a q8_0 cache").to_string();
+    let err = fast_qwen2(KvType::Q8).err().expect("16-wide heads refuse a q8_0 cache").to_string();
     assert!(err.contains("heads are 16 wide") && err.contains("LONGWRITER_KV_CACHE=f16"), "{err}");
 }
 
-fn chunked_prefill(kv: KvType) {
+/// The tiny qwen2 model (Q8_0 weights) on the fast decoder with a `kv` cache.
+fn fast_qwen2(kv: KvType) -> Result<CpuModel, longwriter::engine::EngineError> {
     let f = write_model("qwen2", GgmlDType::Q8_0);
     let mut r = std::fs::File::open(f.path()).unwrap();
     let ct = gguf_file::Content::read(&mut r).unwrap();
     let cfg = ModelConfig::from_gguf(&ct).unwrap();
-    let mut m = CpuModel::load(&ct, &mut r, cfg, kv).unwrap();
+    CpuModel::load(&ct, &mut r, cfg, kv)
+}
+
+fn chunked_prefill(kv: KvType) {
+    let mut m = fast_qwen2(kv).unwrap();
     assert_eq!(m.kv_type(), kv);
     let ids = [4u32, 8, 15, 16, 23, 42, 7];
     let whole = m.forward(&ids, false).unwrap();
