@@ -129,7 +129,8 @@ trait Format {
     const BYTES: usize;
     /// Signed weight bytes (Q8_0, and Q4_0/Q5_0 with their fixed offset taken out): the
     /// u8×i8 product then takes |w| and moves the sign onto x. Otherwise they are unsigned
-    /// and the block has a minimum (`MIN`) that meets the activations' sum.
+    /// and the block has a minimum (lane 1 of [`Format::scales`]) that meets the activations'
+    /// sum.
     const SIGNED: bool;
     /// The block's scale d in lane 0 and, for formats that are not `SIGNED`, its minimum
     /// in lane 1: the f16 at its start in every 32-value format, and the one after it
@@ -357,7 +358,8 @@ macro_rules! tile_kernel {
                     }
                     // The block's d (lane 0) and m (lane 1) in one conversion.
                     let dm = F::scales(b);
-                    let d = _mm256_broadcastss_ps(dm);
+                    // A tile's d broadcast and m (one token reads both from `dm` itself).
+                    let (d, m) = (_mm256_broadcastss_ps(dm), _mm_cvtss_f32(_mm_movehdup_ps(dm)));
                     let w = F::bytes(b);
                     let uw = if F::SIGNED { _mm256_sign_epi8(w, w) } else { w };
                     unroll!(N, |k| {
@@ -383,7 +385,7 @@ macro_rules! tile_kernel {
                             // broadcast and an add per token: prefill ran 5% slower.)
                             acc[k] = _mm256_fmadd_ps(p, _mm256_mul_ps(d, _mm256_broadcast_ss(&a[k].d)), acc[k]);
                             if !F::SIGNED {
-                                offset[k] += _mm_cvtss_f32(_mm_movehdup_ps(dm)) * a[k].s;
+                                offset[k] += m * a[k].s;
                             }
                         }
                     });
