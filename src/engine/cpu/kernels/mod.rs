@@ -31,11 +31,19 @@ pub struct ActBlock {
     pub d: f32,
     /// d · Σqs: what a weight offset multiplies.
     pub s: f32,
+    /// In the first block of each 256 values quantized by [`quantize_act_k`] (elsewhere
+    /// unset): the eight blocks' Σqs, side by side, so a K-quant kernel meets its eight
+    /// mins with one load instead of gathering eight `s` 64 bytes apart. It sits in what
+    /// was the block's padding.
+    pub k_sums: [i16; 8],
 }
+
+// The K-quant sums fit the padding: a block stays one cache line.
+const _: () = assert!(std::mem::size_of::<ActBlock>() == 64);
 
 impl Default for ActBlock {
     fn default() -> Self {
-        Self { qs: [0; QK], d: 0.0, s: 0.0 }
+        Self { qs: [0; QK], d: 0.0, s: 0.0, k_sums: [0; 8] }
     }
 }
 
@@ -102,7 +110,8 @@ fn quantize_super_scalar(xb: &[f32], ob: &mut [ActBlock]) {
     let max = xb.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
     let id = if max == 0.0 { 0.0 } else { -127.0 / max };
     let d = if max == 0.0 { 0.0 } else { 1.0 / id };
-    for (xs, b) in xb.chunks_exact(QK).zip(ob.iter_mut()) {
+    let mut sums = [0i16; 8];
+    for ((xs, b), k_sum) in xb.chunks_exact(QK).zip(ob.iter_mut()).zip(&mut sums) {
         let mut sum = 0i32;
         for (q, &v) in b.qs.iter_mut().zip(xs) {
             let r = ((v * id).round_ties_even() as i32).min(127);
@@ -111,7 +120,10 @@ fn quantize_super_scalar(xb: &[f32], ob: &mut [ActBlock]) {
         }
         b.d = d;
         b.s = d * sum as f32;
+        // |Σ| ≤ 32 · 127 fits an i16.
+        *k_sum = sum as i16;
     }
+    ob[0].k_sums = sums;
 }
 
 /// Whether each 256 values of `act` share one scale, as [`quantize_act_k`] makes them: the

@@ -130,9 +130,10 @@ fn k_activations_share_one_scale_per_256_values_as_ggml_q8_k() {
         assert!(sb[0].d * max < 0.0);
         let at = xs.iter().position(|&v| v == max).unwrap();
         assert_eq!(sb[at / QK].qs[at % QK], -127);
-        for (b, xb) in sb.iter().zip(xs.chunks(QK)) {
+        for ((b, xb), &k_sum) in sb.iter().zip(xs.chunks(QK)).zip(&sb[0].k_sums) {
             let sum: i32 = b.qs.iter().map(|&q| q as i32).sum();
             assert_eq!(b.s, b.d * sum as f32);
+            assert_eq!(k_sum as i32, sum, "the first block holds each block's Σqs");
             for (q, v) in b.qs.iter().zip(xb) {
                 assert!((*q as f32 * b.d - v).abs() <= b.d.abs() / 2.0 + 1e-6);
             }
@@ -187,7 +188,7 @@ fn vector_quantizing_gives_the_scalar_bits_ties_included() {
         return;
     }
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-    let same = |a: &ActBlock, b: &ActBlock| a.qs == b.qs && a.d.to_bits() == b.d.to_bits() && a.s.to_bits() == b.s.to_bits();
+    let same = |a: &ActBlock, b: &ActBlock| a.qs == b.qs && a.d.to_bits() == b.d.to_bits() && a.s.to_bits() == b.s.to_bits() && a.k_sums == b.k_sums;
     for case in 0..200 {
         let x: Vec<f32> = match case % 4 {
             // Ordinary activations at several scales.

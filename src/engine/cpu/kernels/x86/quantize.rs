@@ -78,7 +78,8 @@ pub unsafe fn super_block(x: &[f32], out: &mut [ActBlock]) -> Option<()> {
     let id = if max == 0.0 { 0.0 } else { -127.0 / max };
     let d = if max == 0.0 { 0.0 } else { 1.0 / id };
     let (idv, top) = (_mm256_set1_ps(id), _mm256_set1_ps(127.0));
-    for (xs, b) in x.chunks_exact(QK).zip(out.iter_mut()) {
+    let mut sums = [0i16; 8];
+    for ((xs, b), k_sum) in x.chunks_exact(QK).zip(out.iter_mut()).zip(&mut sums) {
         let r: [__m256i; 4] = std::array::from_fn(|i| {
             let p = _mm256_mul_ps(_mm256_loadu_ps(xs.as_ptr().add(8 * i)), idv);
             _mm256_cvttps_epi32(_mm256_min_ps(_mm256_round_ps(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), top))
@@ -86,6 +87,8 @@ pub unsafe fn super_block(x: &[f32], out: &mut [ActBlock]) -> Option<()> {
         let sum = store_i8(r, b.qs.as_mut_ptr());
         b.d = d;
         b.s = d * sum as f32;
+        *k_sum = sum as i16;
     }
+    out[0].k_sums = sums;
     Some(())
 }
