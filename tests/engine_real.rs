@@ -282,6 +282,7 @@ fn a_synthetic_model_keeps_the_tokenizer_and_runs_on_both_backends() {
         for force_candle in [false, true] {
             let mut e = longwriter::engine::Engine::load(&path, &candle_core::Device::Cpu, longwriter::engine::LoadOptions { force_candle, ..Default::default() }, None).unwrap();
             assert_eq!((e.model.config().n_layer, e.model.backend()), (shape.layers, if force_candle { "candle" } else { "cpu-fast" }), "{t:?}");
+            assert_eq!(e.model.config().context_length, longwriter::convert::synth::CONTEXT, "room for `bench --depth 8000`");
             let ids = e.tokenizer.encode_plain("The lighthouse").unwrap();
             assert_eq!(ids, common::engine().tokenizer.encode_plain("The lighthouse").unwrap(), "the real tokenizer travels");
             let logits = e.model.forward(&ids).unwrap();

@@ -251,7 +251,9 @@ fn bench_engine(a: &BenchArgs, device: &str) -> Result<(super::ModelChoice, crat
 /// about 3.8 GB).
 fn synthetic_model(shape: &str, format: &str) -> Result<PathBuf> {
     let t = crate::engine::cpu::kernels::WeightType::parse(format).with_context(|| format!("unknown weight format {format}"))?;
-    let path = crate::paths::cache_dir().join("synthetic").join(format!("llama-{shape}-{}.gguf", t.label().to_ascii_lowercase()));
+    // The context in the name: a file written before it grew (4,096) is not reused.
+    let name = format!("llama-{shape}-{}-{}k.gguf", t.label().to_ascii_lowercase(), crate::convert::synth::CONTEXT / 1024);
+    let path = crate::paths::cache_dir().join("synthetic").join(name);
     if !path.exists() {
         let entry = crate::write::resolve_base_model(None)?;
         let template = crate::write::ensure_file(&entry, &crate::cli::BarProgress::new())?;
