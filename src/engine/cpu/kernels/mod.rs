@@ -126,10 +126,11 @@ fn quantize_super_scalar(xb: &[f32], ob: &mut [ActBlock]) {
     ob[0].k_sums = sums;
 }
 
-/// Whether each 256 values of `act` share one scale, as [`quantize_act_k`] makes them: the
-/// K-quant kernels add a super-block's products as integers before scaling.
+/// Whether each 256 values of `act` share one scale and carry their blocks' sums in the
+/// first block, as [`quantize_act_k`] makes them: the K-quant kernels add a super-block's
+/// products as integers before scaling, and take the sums from `k_sums`.
 fn shares_k_scales(act: &[ActBlock]) -> bool {
-    act.chunks(256 / QK).all(|c| c.iter().all(|b| b.d == c[0].d))
+    act.chunks(256 / QK).all(|c| c.iter().zip(c[0].k_sums).all(|(b, sum)| b.d == c[0].d && b.s == b.d * sum as f32))
 }
 
 /// Which SIMD path this CPU takes (checked once). Ordered slowest first: a CPU with a
