@@ -18,8 +18,9 @@ pub struct BenchArgs {
     #[arg(long, short, add = crate::cli::complete::models())]
     pub model: Option<String>,
     /// Measure a synthetic model instead: the base model's tokenizer with random
-    /// weights in a larger llama shape (`7b`: Llama-2-7B's; `1b`: TinyLlama's). Speed
-    /// depends on shapes and formats, not weight values; the file is kept in the cache dir.
+    /// weights in a larger llama shape (`7b`: Llama-2-7B's; `1b`: TinyLlama's), with a
+    /// 16,384-token context (room for `--depth 8000`). Speed depends on shapes and
+    /// formats, not weight values; the file is kept in the cache dir.
     #[arg(long, value_parser = ["7b", "1b", "tiny"], conflicts_with = "model")]
     pub synthetic: Option<String>,
     /// The synthetic model's weight format (`q4_K` measures the K-quant kernels).
