@@ -41,11 +41,11 @@ macro_rules! unroll {
 /// The accumulators of one row against `N` tokens, one per token: [`Acc::run`] walks the
 /// `nb` blocks, `block(v, offset, lone, j)` adding block `j` (`v` the vector sums, `offset`
 /// the scalar ones of formats with a minimum, or for one token lane 1 of `lone`), and
-/// sums each into `out[k]`. One chain per (row, token) pair, whatever `N`: a pair then gets the same arithmetic in the same order
-/// in every tile, so decoding a token alone, in a group, or as part of a prefilled prompt
-/// gives the same bits. (Two chains per pair, even and odd blocks, hid the FMA's latency
-/// for a lone token, but a tile of eight tokens would have needed sixteen accumulators.)
-/// Inlined, so the kernels keep their registers.
+/// sums each into `out[k]`. One chain per (row, token) pair, whatever `N`: a pair then
+/// gets the same arithmetic in the same order in every tile, so decoding a token alone, in
+/// a group, or as part of a prefilled prompt gives the same bits. (Two chains per pair,
+/// even and odd blocks, hid the FMA's latency for a lone token, but a tile of eight tokens
+/// would have needed sixteen accumulators.) Inlined, so the kernels keep their registers.
 struct Acc;
 
 mod lanes;
