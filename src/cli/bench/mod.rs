@@ -380,14 +380,16 @@ mod tests {
 
     #[test]
     fn cpu_description_names_family_model_and_isa() {
-        // Excerpts of real /proc/cpuinfo files: a 2-core Zen 3 VM (AVX2 only) that names
-        // itself "AMD EPYC", and an Intel Xeon with AVX-512 VNNI; each lists two processors.
+        // Shaped as /proc/cpuinfo: the lines of the 2-core Zen 3 VM (AVX2 only) that names
+        // itself "AMD EPYC", then a second processor whose lines must not be read; a
+        // Sapphire Rapids Xeon with AVX-512 VNNI and BF16.
         let zen3 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx fma avx2 bmi2\n\nprocessor\t: 1\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: other\nflags\t\t: avx512f\n";
         assert_eq!(describe_cpu(zen3), ("AMD EPYC (family 25, model 1)".to_string(), "AVX2, no AVX-512".to_string()));
         let xeon = "processor\t: 0\ncpu family\t: 6\nmodel\t\t: 143\nmodel name\t: Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz\nflags\t\t: avx2 avx512f avx512_vnni avx512_bf16\n";
         assert_eq!(describe_cpu(xeon), ("Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz (family 6, model 143)".to_string(), "AVX-512 (avx512_vnni, avx512_bf16)".to_string()));
-        // Without the numbers (or the file) the name stands alone; nothing is invented.
-        assert_eq!(describe_cpu("model name\t: Some CPU\nflags\t: sse2\n"), ("Some CPU".to_string(), "no AVX2".to_string()));
+        // Without the numbers (or the file) the name stands alone; nothing is invented, nor
+        // taken from another processor's lines.
+        assert_eq!(describe_cpu("model name\t: Some CPU\nflags\t: sse2\n\ncpu family\t: 6\nmodel\t: 1\nflags\t: avx2\n"), ("Some CPU".to_string(), "no AVX2".to_string()));
         assert_eq!(describe_cpu(""), ("unknown CPU".to_string(), "no AVX2".to_string()));
     }
 }
