@@ -11,7 +11,7 @@ use std::time::Instant;
 
 fn main() -> candle_core::Result<()> {
     let dev = Device::Cpu;
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())).unwrap_or_else(|| "unknown CPU".into());
+    let (cpu, _) = longwriter::engine::cpu::machine::cpu_description();
     let threads = longwriter::engine::cpu::pool::configured_threads();
     let (peak, shape) = longwriter::nn::gemm_peak()?;
     println!("{cpu} · {threads} threads · f32 GEMM peak {peak:.1} GFLOP/s ({shape})");

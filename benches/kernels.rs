@@ -35,7 +35,7 @@ fn main() {
     let rows_n: usize = std::env::var("LONGWRITER_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(ROWS_DEFAULT);
     let cols: usize = std::env::var("LONGWRITER_BENCH_COLS").ok().and_then(|v| v.parse().ok()).filter(|c| c % QK == 0 && *c > 0).unwrap_or(COLS_DEFAULT);
     let k_ok = cols % 256 == 0;
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())).unwrap_or_else(|| "unknown CPU".into());
+    let (cpu, _) = longwriter::engine::cpu::machine::cpu_description();
     println!("{cpu} · best path {} · 1 thread · {rows_n}×{cols}", best().label());
     let x: Vec<f32> = (0..cols * MAX_TOKENS).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
     // As the matmul quantizes them: per 32 values, or per 256 for the K-quants.

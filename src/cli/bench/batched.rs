@@ -83,7 +83,7 @@ pub fn run(a: &BenchArgs, device: &str) -> Result<()> {
         Some(bin) => Some(llama_batched_bench(bin, &choice.path, threads, a)?),
         None => None,
     };
-    let (cpu, isa) = super::cpu_description();
+    let (cpu, isa) = crate::engine::cpu::machine::cpu_description();
     if a.json {
         let v = serde_json::json!({
             "model": choice.entry.name, "file": choice.path, "machine": { "cpu": cpu, "isa": isa, "threads": threads },

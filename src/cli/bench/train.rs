@@ -65,7 +65,7 @@ pub fn run(a: &super::BenchArgs, device: &str) -> Result<()> {
     // The machine's f32 GEMM rate, measured now, after the steps, on the same threads.
     let peak = if device.is_cpu() { Some(crate::nn::gemm_peak()?) } else { None };
     let share = peak.as_ref().map(|(p, _)| mean("loss_gflop_s") / p);
-    let (cpu, isa) = super::cpu_description();
+    let (cpu, isa) = crate::engine::cpu::machine::cpu_description();
     if json {
         let v = serde_json::json!({
             "model": entry.name, "model_path": base, "template": "longwriter", "device": device_name, "rollout_device": rollout_device, "gradient_checkpointing": a.gradient_checkpointing, "matmul": matmul,

@@ -7,6 +7,7 @@ mod attention;
 mod cache;
 mod gate;
 pub mod kernels;
+pub mod machine;
 mod model;
 pub mod pool;
 
