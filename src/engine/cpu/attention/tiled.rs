@@ -226,23 +226,10 @@ fn tile<const HD: usize, R: KvRows>(qs: &[f32], bounds: (&[usize], &[usize]), kc
 /// The online softmax's step for one vector and tile: turns the tile's scores into
 /// weights under the new running max, rescales the sum and weighted values to it, adds
 /// the weights to the sum, and returns the weighted values for the tile's values to join.
-/// The max runs over eight lanes (key j of the slice in lane j % 8), so it vectorizes: one
-/// float at a time it was a chain of dependent steps as long as the tile (perf, 2-core
-/// EPYC), and a max is the same in any order.
 #[inline(always)]
 fn softmax_step<'a>(sc: &mut [f32], st: &'a mut [f32]) -> &'a mut [f32] {
     let (ml, acc) = st.split_at_mut(2);
-    let mut hi = [ml[0]; 8];
-    let mut it = sc.chunks_exact(8);
-    for ch in &mut it {
-        for (m, &x) in hi.iter_mut().zip(ch) {
-            *m = m.max(x);
-        }
-    }
-    for (m, &x) in hi.iter_mut().zip(it.remainder()) {
-        *m = m.max(x);
-    }
-    let m_new = hi.iter().fold(ml[0], |a, &b| a.max(b));
+    let m_new = sc.iter().fold(ml[0], |a, &b| a.max(b));
     let alpha = (ml[0] - m_new).exp();
     if alpha != 1.0 {
         ml[1] *= alpha;
@@ -251,21 +238,21 @@ fn softmax_step<'a>(sc: &mut [f32], st: &'a mut [f32]) -> &'a mut [f32] {
     for e in sc.iter_mut() {
         *e = exp_approx(*e - m_new);
     }
-    // One float at a time, in order: summed in lanes the weights would round differently,
-    // and the real-model tests pin greedy texts hundreds of tokens long to these bits.
     ml[1] += sc.iter().sum::<f32>();
     ml[0] = m_new;
     acc
 }
 
-/// [`tile`] in AVX2 with FMA. Scores come from [`score_keys`], four keys by two query
-/// vectors at a time (LLVM vectorized the scalar version's dots two floats wide); a key's
-/// score is the same bits whichever keys and vectors it was computed beside. The weighted
-/// values stay in registers across the tile, in [`add_values`].
+/// [`tile`] in AVX2 with FMA. Scores come eight keys at a time: eight dot products
+/// accumulate in eight vectors, which one tree of horizontal adds turns into the vector of
+/// eight scores (LLVM vectorized the scalar version's dots two floats wide); a key's score
+/// is the same bits whichever keys share its eight. A vector's weighted values stay in
+/// registers across the tile.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile_avx2<const HD: usize, R: KvRows>(qs: &[f32], bounds: (&[usize], &[usize]), kc: R, vc: R, stride: usize, base: usize, k0: usize, w: usize, s: &mut [[f32; TILE]; QMAX], state: &mut [f32]) {
+    use std::arch::x86_64::*;
     let nq = qs.len() / HD;
     let vis = bounds.1;
     // The raw loads below stay inside these rows, at multiples of 8 (stride and base
@@ -276,39 +263,38 @@ unsafe fn tile_avx2<const HD: usize, R: KvRows>(qs: &[f32], bounds: (&[usize], &
         return;
     }
     assert!(base + (v_max - 1) * stride + HD <= kc.len().min(vc.len()));
-    // Scores two query vectors at a time (the keys either sees), four keys at a time: 2 × 4
-    // sums, two query and one key vector hold 11 of AVX2's sixteen registers, and each
-    // key read serves both. One vector against eight keys at a time read its query again
-    // for every multiply-add, which made the loop wait on loads (perf, 2-core EPYC).
-    let mut qi = 0;
-    while qi < nq {
-        if qi + 1 < nq {
-            let ((f0, v0), (f1, v1)) = (seen(bounds, qi, k0, w), seen(bounds, qi + 1, k0, w));
-            let (first, v) = match (f0 == v0, f1 == v1) {
-                (true, true) => (0, 0),
-                (true, false) => (f1, v1),
-                (false, true) => (f0, v0),
-                (false, false) => (f0.min(f1), v0.max(v1)),
-            };
-            let (s0, s1) = s.split_at_mut(qi + 1);
-            score_keys::<HD, 2, R>([qs.as_ptr().add(qi * HD), qs.as_ptr().add((qi + 1) * HD)], kc, stride, base, (first, v), [s0[qi].as_mut_ptr(), s1[0].as_mut_ptr()]);
-            qi += 2;
-        } else {
-            score_keys::<HD, 1, R>([qs.as_ptr().add(qi * HD)], kc, stride, base, seen(bounds, qi, k0, w), [s[qi].as_mut_ptr()]);
-            qi += 1;
+    for (qi, qh) in qs.chunks_exact(HD).enumerate() {
+        let (first, v) = seen(bounds, qi, k0, w);
+        let q = qh.as_ptr();
+        // From the eight holding the first key seen: a key's score does not depend on
+        // which keys share its eight.
+        let mut jj = first / 8 * 8;
+        while jj < v {
+            let n = (v - jj).min(8);
+            let mut a = [_mm256_setzero_ps(); 8];
+            for (r, ar) in a.iter_mut().enumerate().take(n) {
+                let k = base + (jj + r) * stride;
+                for c in 0..HD / 8 {
+                    *ar = _mm256_fmadd_ps(_mm256_loadu_ps(q.add(c * 8)), kc.load8(k + c * 8), *ar);
+                }
+            }
+            // s rows are TILE wide and jj < v ≤ TILE with TILE a multiple of 8: the
+            // store fits; lanes past v are never read.
+            _mm256_storeu_ps(s[qi].as_mut_ptr().add(jj), sums8(&a));
+            jj += 8;
         }
     }
     let mut qi = 0;
     while qi < nq {
         let (first, v) = seen(bounds, qi, k0, w);
         // The query vectors from qi on that see the same keys (a row's heads of one
-        // group do), up to four: they take the tile's values together.
-        let n = (qi..nq.min(qi + 4)).take_while(|&i| seen(bounds, i, k0, w) == (first, v)).count();
+        // group do), up to three: they take the tile's values together.
+        let n = (qi..nq.min(qi + 3)).take_while(|&i| seen(bounds, i, k0, w) == (first, v)).count();
         if first == v {
             qi += n;
             continue;
         }
-        let (mut ws, mut accs) = ([std::ptr::null(); 4], [std::ptr::null_mut(); 4]);
+        let (mut ws, mut accs) = ([std::ptr::null(); 3], [std::ptr::null_mut(); 3]);
         for (j, st) in state[qi * (HD + 2)..].chunks_exact_mut(HD + 2).take(n).enumerate() {
             accs[j] = softmax_step(&mut s[qi + j][first..v], st).as_mut_ptr();
             ws[j] = s[qi + j].as_ptr();
@@ -316,8 +302,7 @@ unsafe fn tile_avx2<const HD: usize, R: KvRows>(qs: &[f32], bounds: (&[usize], &
         match n {
             1 => add_values::<HD, 1, R>(ws, accs, vc, stride, base, first, v),
             2 => add_values::<HD, 2, R>(ws, accs, vc, stride, base, first, v),
-            3 => add_values::<HD, 3, R>(ws, accs, vc, stride, base, first, v),
-            _ => add_values::<HD, 4, R>(ws, accs, vc, stride, base, first, v),
+            _ => add_values::<HD, 3, R>(ws, accs, vc, stride, base, first, v),
         }
         qi += n;
     }
@@ -327,20 +312,18 @@ unsafe fn tile_avx2<const HD: usize, R: KvRows>(qs: &[f32], bounds: (&[usize], &
 /// see the same keys: `acc[q] += Σ w[q][j] · value j`, key by key in order, so each lane
 /// gets the same sums as a vector alone. Why G together: each value row is read and
 /// widened once for all of them, not once per query head (decode after 4,000 tokens
-/// spent two fifths of its attention in this loop, stalled on the value rows). Two vectors
-/// of a row at a time: 2 × G ≤ 8 sums, two value vectors and a weight take 11 of AVX2's
-/// sixteen registers. Four vectors of three heads needed 17, and the compiler kept one sum
-/// on the stack, stored and loaded again on every key (perf, 2-core EPYC).
+/// spent two fifths of its attention in this loop, stalled on the value rows). Four vectors
+/// of a row at a time keep 4 × G sums in registers on AVX2's sixteen.
 ///
 /// # Safety
 /// AVX2, FMA and F16C; `w[q]` valid for `v` reads and `acc[q]` for HD reads and writes,
 /// distinct, for q < G; the values as [`tile_avx2`] asserts.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn add_values<const HD: usize, const G: usize, R: KvRows>(w: [*const f32; 4], acc: [*mut f32; 4], vc: R, stride: usize, base: usize, first: usize, v: usize) {
+unsafe fn add_values<const HD: usize, const G: usize, R: KvRows>(w: [*const f32; 3], acc: [*mut f32; 3], vc: R, stride: usize, base: usize, first: usize, v: usize) {
     use std::arch::x86_64::*;
-    for c0 in (0..HD / 8).step_by(2) {
-        let mut a = [[_mm256_setzero_ps(); 2]; G];
+    for c0 in (0..HD / 8).step_by(4) {
+        let mut a = [[_mm256_setzero_ps(); 4]; G];
         for (aq, p) in a.iter_mut().zip(acc) {
             for (c, x) in aq.iter_mut().enumerate() {
                 *x = _mm256_loadu_ps(p.add((c0 + c) * 8));
@@ -348,7 +331,7 @@ unsafe fn add_values<const HD: usize, const G: usize, R: KvRows>(w: [*const f32;
         }
         for jj in first..v {
             let val = base + jj * stride + c0 * 8;
-            let x = [vc.load8(val), vc.load8(val + 8)];
+            let x = [vc.load8(val), vc.load8(val + 8), vc.load8(val + 16), vc.load8(val + 24)];
             for (aq, wq) in a.iter_mut().zip(w) {
                 let wv = _mm256_set1_ps(*wq.add(jj));
                 for (y, &xc) in aq.iter_mut().zip(&x) {
@@ -364,51 +347,18 @@ unsafe fn add_values<const HD: usize, const G: usize, R: KvRows>(w: [*const f32;
     }
 }
 
-/// The scores of N query vectors (`q`, scaled) against keys first..v of the tile (from
-/// the four holding `first`), into `out[n]` at the keys' offsets in the tile. Keys come
-/// four at a time; past v, the last key is read again for the missing ones, and those
-/// lanes, like every lane outside a vector's own keys, are never read. A score is one
-/// sum per lane over the head's eight-float chunks, then [`sums4`]'s tree, the same
-/// whichever vector or keys it was computed beside.
-///
-/// # Safety
-/// AVX2, FMA and F16C; `q[n]` valid for HD reads and `out[n]` for `v.next_multiple_of(4)`
-/// writes; keys below v inside `kc` as [`tile_avx2`] asserts.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn score_keys<const HD: usize, const N: usize, R: KvRows>(q: [*const f32; N], kc: R, stride: usize, base: usize, (first, v): (usize, usize), out: [*mut f32; N]) {
-    use std::arch::x86_64::*;
-    let mut jj = first / 4 * 4;
-    while jj < v {
-        let last = v - 1;
-        let keys = [jj, (jj + 1).min(last), (jj + 2).min(last), (jj + 3).min(last)].map(|j| base + j * stride);
-        let mut a = [[_mm256_setzero_ps(); 4]; N];
-        for c in 0..HD / 8 {
-            let qv = q.map(|p| _mm256_loadu_ps(p.add(c * 8)));
-            for (r, &k) in keys.iter().enumerate() {
-                let kv = kc.load8(k + c * 8);
-                for (aq, &qc) in a.iter_mut().zip(&qv) {
-                    aq[r] = _mm256_fmadd_ps(qc, kv, aq[r]);
-                }
-            }
-        }
-        for (aq, &o) in a.iter().zip(&out) {
-            _mm_storeu_ps(o.add(jj), sums4(aq));
-        }
-        jj += 4;
-    }
-}
-
-/// The four horizontal sums of `a` as one vector, each lane's eight floats added as
-/// ((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 + x7)).
+/// The eight horizontal sums of `a` as one vector: `[Σa0, Σa1, …, Σa7]`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn sums4(a: &[std::arch::x86_64::__m256; 4]) -> std::arch::x86_64::__m128 {
+unsafe fn sums8(a: &[std::arch::x86_64::__m256; 8]) -> std::arch::x86_64::__m256 {
     use std::arch::x86_64::*;
-    // u = [quad sums of a0..a3's low halves | of their high halves].
-    let u = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
-    _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1))
+    // Pairs within each 128-bit half, then quads: u0 = [Σa0..Σa3 of the low halves | of
+    // the high halves], u1 the same for a4..a7; adding the halves crosswise finishes.
+    let (t0, t1) = (_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    let (t2, t3) = (_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+    let (u0, u1) = (_mm256_hadd_ps(t0, t1), _mm256_hadd_ps(t2, t3));
+    _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31))
 }
 
 /// q · k (k's HD values from `off` on) for a fixed head size: 16 independent lanes, then
