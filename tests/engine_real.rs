@@ -230,11 +230,12 @@ fn both_backends_agree_with_llama_cpp_on_greedy_tokens() {
     }
     // Candle's path runs the Q4_1 weights re-quantized to Q8_0 (its Q4_1 kernels are
     // scalar), which is not quite llama.cpp's model: on this prompt its first two candidates
-    // lie 0.0002 apart in its prefill on an AVX2-only EPYC (the opposite order on AVX-512),
-    // so free-running greedy tokens are a coin toss there. Teacher-forced on llama.cpp's
-    // tokens instead, each must be within 0.01 of candle's top logit: 0.01 is well under
-    // this prompt's smallest gap between the first and second candidate (0.08), so a path
-    // that ranks tokens wrongly fails, while rounding at a near-tie does not.
+    // lie 0.0002 apart in its prefill on an AVX2-only EPYC (the machines with AVX-512 that
+    // this test passed on before happened to order them as llama.cpp does), so free-running
+    // greedy tokens are a coin toss. Teacher-forced on llama.cpp's tokens instead, each must
+    // be within 0.01 of candle's top logit: 0.01 is well under this prompt's smallest gap
+    // between the first and second candidate on the fast path (0.08), so a path that ranks
+    // tokens wrongly fails, while rounding at a near-tie does not.
     let opts = longwriter::engine::LoadOptions { requantize_q4_1: true, force_candle: true, kv_cache: KvType::F32 };
     let mut e = longwriter::engine::Engine::load(&path, &candle_core::Device::Cpu, opts, None).unwrap();
     assert_eq!(e.model.backend(), "candle");
