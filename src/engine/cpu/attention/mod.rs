@@ -9,9 +9,11 @@
 //!
 //! For the common head sizes (64, 128, 256) this runs in [`tiled`], which also shares each
 //! key tile between the query heads of a group and splits long caches into key ranges
-//! across threads, so decode (one row per sequence) keeps every thread on the cache; the
+//! across threads, so decode (one row per sequence) keeps every thread on the cache; a
+//! decoded row of a group of four heads or more takes [`decode`]'s tile there. The
 //! blocked kernels below remain for other head sizes and groups.
 
+mod decode;
 mod tiled;
 
 use super::cache::{KvBuf, KvRows, Layout};

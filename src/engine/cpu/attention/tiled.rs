@@ -17,6 +17,9 @@
 //! group of rollouts decoded side by side all give the bits each row gets alone, which the
 //! engine's tests hold it to.
 //!
+//! A decoded row of a group of four query heads or more takes [`decode`]'s tile instead
+//! of this module's: the softmax of the whole group in vector lanes, the same bits.
+//!
 //! Why a task takes every head: split by head, with the key tile transposed per head and
 //! the cache's heads side by side in each position's row, decode after 4,000 tokens of
 //! context ran at 14.7 tok/s against llama.cpp's 39.9 (2-core EPYC). The cache now keeps
@@ -25,10 +28,13 @@
 
 use super::super::cache::{KvRows, Layout};
 use super::super::pool::OutPtr;
+#[cfg(target_arch = "x86_64")]
+use super::decode::{self, sums8};
 use super::{exp_approx, first_key, run_tasks, ROWS, TILE};
 
-/// The most query heads per key/value head taken here (TinyLlama has 8).
-pub(super) const GROUP_MAX: usize = 8;
+/// The most query heads per key/value head taken here (TinyLlama has 8): a decoded row's
+/// group fits [`decode::LANES`].
+pub(super) const GROUP_MAX: usize = super::decode::LANES;
 /// Keys per range: ranges are what threads split a long cache by.
 pub(super) const SPAN: usize = 256;
 /// Query vectors of one key/value head in a task: rows × group.
@@ -106,9 +112,9 @@ pub(super) fn attention<const HD: usize, R: KvRows>(q: &[f32], rows: &[(R, R, us
                         let (kw, vw) = wide.split_at_mut(TILE * HD);
                         kc.widen(base, &mut kw[..w * HD]);
                         vc.widen(base, &mut vw[..w * HD]);
-                        run_tile::<HD, &[f32]>(simd, qs, (lo, vis), &kw[..w * HD], &vw[..w * HD], HD, 0, k0, w, s, state);
+                        run_tile::<HD, &[f32]>(simd, r, qs, (lo, vis), &kw[..w * HD], &vw[..w * HD], HD, 0, k0, w, s, state);
                     } else {
-                        run_tile::<HD, R>(simd, qs, (lo, vis), kc, vc, HD, base, k0, w, s, state);
+                        run_tile::<HD, R>(simd, r, qs, (lo, vis), kc, vc, HD, base, k0, w, s, state);
                     }
                 }
             }
@@ -150,17 +156,28 @@ pub(super) fn attention<const HD: usize, R: KvRows>(q: &[f32], rows: &[(R, R, us
     }
 }
 
-/// [`tile_avx2`] where the CPU has it (`simd`), else [`tile`].
+/// Where the CPU has AVX2 (`simd`): for a decoded row (`r` = 1: every query vector sees
+/// the same keys) of a group of four heads or more, [`decode::tile`], else [`tile_avx2`];
+/// without it, [`tile`]. Why not for smaller groups: SmolLM2's three heads per key/value
+/// head left the decode tile no faster with the f16 and q8_0 caches and 0.8-0.96x as fast
+/// with the default f32 cache after 8,000 tokens (AVX2-only EPYC), where the 1B shape's
+/// eight gained 1.1-2x and Gemma 3's four 1.1-1.7x (docs/long-context.md).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn run_tile<const HD: usize, R: KvRows>(simd: bool, qs: &[f32], bounds: (&[usize], &[usize]), kc: R, vc: R, stride: usize, base: usize, k0: usize, w: usize, s: &mut [[f32; TILE]; QMAX], state: &mut [f32]) {
+fn run_tile<const HD: usize, R: KvRows>(simd: bool, r: usize, qs: &[f32], bounds: (&[usize], &[usize]), kc: R, vc: R, stride: usize, base: usize, k0: usize, w: usize, s: &mut [[f32; TILE]; QMAX], state: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if simd && r == 1 && qs.len() >= 4 * HD {
+        // SAFETY: simd() is not Scalar only where AVX2, FMA and F16C were detected.
+        unsafe { decode::tile::<HD, R>(qs, seen(bounds, 0, k0, w), kc, vc, stride, base, s.as_flattened_mut(), state) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if simd {
         // SAFETY: simd() is not Scalar only where AVX2, FMA and F16C were detected.
         unsafe { tile_avx2::<HD, R>(qs, bounds, kc, vc, stride, base, k0, w, s, state) };
         return;
     }
-    let _ = simd;
+    let _ = (simd, r);
     tile::<HD, R>(qs, bounds, kc, vc, stride, base, k0, w, s, state);
 }
 
@@ -347,20 +364,6 @@ unsafe fn add_values<const HD: usize, const G: usize, R: KvRows>(w: [*const f32;
     }
 }
 
-/// The eight horizontal sums of `a` as one vector: `[Σa0, Σa1, …, Σa7]`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-unsafe fn sums8(a: &[std::arch::x86_64::__m256; 8]) -> std::arch::x86_64::__m256 {
-    use std::arch::x86_64::*;
-    // Pairs within each 128-bit half, then quads: u0 = [Σa0..Σa3 of the low halves | of
-    // the high halves], u1 the same for a4..a7; adding the halves crosswise finishes.
-    let (t0, t1) = (_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
-    let (t2, t3) = (_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
-    let (u0, u1) = (_mm256_hadd_ps(t0, t1), _mm256_hadd_ps(t2, t3));
-    _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31))
-}
-
 /// q · k (k's HD values from `off` on) for a fixed head size: 16 independent lanes, then
 /// halves added pairwise, so the compiler keeps it in vector registers to the last add.
 #[inline(always)]
@@ -391,10 +394,11 @@ mod tests {
 
     /// The AVX2 tile against the scalar one, over several tiles (an online softmax that
     /// rescales), full tiles and tails that are not a multiple of eight keys, query
-    /// vectors that see all, part or none of a tile, every head size.
+    /// vectors that see all, part or none of a tile, every head size; and the decode
+    /// tile against the AVX2 one, bit for bit.
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn avx2_tiles_match_the_scalar_ones() {
+    fn avx2_tiles_match_the_scalar_ones_and_the_decode_tile_their_bits() {
         if crate::engine::cpu::kernels::best() == crate::engine::cpu::kernels::Simd::Scalar {
             return;
         }
@@ -424,6 +428,26 @@ mod tests {
                 let worst = a.iter().zip(&b).map(|(x, y)| if x == y { 0.0 } else { (x - y).abs() / x.abs().max(1.0) }).fold(0f32, f32::max);
                 // Two summation orders of scores near ±15, through exp: a few 1e-5.
                 assert!(worst < 5e-4, "HD {HD}, keys {k0}..{}: off by {worst}", k0 + w);
+            }
+            // One decoded row (every vector of the group sees the same keys): the decode
+            // tile gives the AVX2 tile's bits, for every group size it takes.
+            for g in 1..=decode::LANES {
+                let q = noise(g * HD, 24 + g as u32);
+                for (lo, vis) in [(0, 500), (70, 500), (0, 140), (5, 131), (190, 203), (64, 64)] {
+                    let bounds = (vec![lo; g], vec![vis; g]);
+                    let bounds = (&bounds.0[..], &bounds.1[..]);
+                    let fresh = || (0..g).flat_map(|_| std::iter::once(f32::NEG_INFINITY).chain(std::iter::repeat_n(0.0, HD + 1))).collect::<Vec<f32>>();
+                    let (mut a, mut b) = (fresh(), fresh());
+                    for (k0, w) in [(0, 64), (64, 64), (128, 64), (192, 13), (205, 61), (436, 64)] {
+                        // SAFETY: best() found AVX2, FMA and F16C.
+                        unsafe {
+                            tile_avx2::<HD, R>(&q, bounds, k, v, kvd, k0 * kvd + HD, k0, w, &mut s, &mut a);
+                            decode::tile::<HD, R>(&q, seen(bounds, 0, k0, w), k, v, kvd, k0 * kvd + HD, s.as_flattened_mut(), &mut b);
+                        }
+                        let bits = |x: &[f32]| x.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+                        assert_eq!(bits(&a), bits(&b), "HD {HD}, group {g}, keys {lo}..{vis}, tile {k0}..{}", k0 + w);
+                    }
+                }
             }
         }
         for t in TYPES {
@@ -465,7 +489,14 @@ mod tests {
     }
 
     fn same_bits(kv: KvType) {
-        let (nh, nkv, hd) = (9, 3, 64);
+        // SmolLM2's group of 3 (the general tile for every row) and a group of 8 (the
+        // decode tile for a row alone or in a batch, the general one in a prefill block).
+        same_bits_for(kv, 9, 3);
+        same_bits_for(kv, 16, 2);
+    }
+
+    fn same_bits_for(kv: KvType, nh: usize, nkv: usize) {
+        let hd = 64;
         let kvd = nkv * hd;
         let k = KvBuf::stored(kv, &noise(700 * kvd, 31).iter().map(|x| x * 3.0).collect::<Vec<f32>>());
         let v = KvBuf::stored(kv, &noise(700 * kvd, 32));
@@ -484,9 +515,10 @@ mod tests {
                 for (t, row) in rows.iter().enumerate() {
                     let mut alone = vec![0f32; nh * hd];
                     attend(&q[t * nh * hd..][..nh * hd], &[*row], window, nh, nkv, hd, &mut alone);
-                    assert_eq!(alone, together[t * nh * hd..][..nh * hd], "{kv:?}: row {t} at position {}, window {window}", row.2);
+                    assert_eq!(alone, together[t * nh * hd..][..nh * hd], "{kv:?}, {nh}/{nkv} heads: row {t} at position {}, window {window}", row.2);
                 }
             }
         }
     }
 }
+
