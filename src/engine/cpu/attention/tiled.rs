@@ -17,8 +17,8 @@
 //! group of rollouts decoded side by side all give the bits each row gets alone, which the
 //! engine's tests hold it to.
 //!
-//! A decoded row of a group of four query heads or more takes [`decode`]'s tile instead
-//! of this module's: the softmax of the whole group in vector lanes, the same bits.
+//! On AVX2, a decoded row of a group of four query heads or more takes [`decode`]'s tile
+//! instead of this module's: the softmax of the whole group in vector lanes, the same bits.
 //!
 //! Why a task takes every head: split by head, with the key tile transposed per head and
 //! the cache's heads side by side in each position's row, decode after 4,000 tokens of
@@ -161,7 +161,7 @@ pub(super) fn attention<const HD: usize, R: KvRows>(q: &[f32], rows: &[(R, R, us
 /// without it, [`tile`]. Why not for smaller groups: SmolLM2's three heads per key/value
 /// head left the decode tile no faster with the f16 and q8_0 caches and 0.8-0.96x as fast
 /// with the default f32 cache after 8,000 tokens (AVX2-only EPYC), where the 1B shape's
-/// eight gained 1.1-2x and Gemma 3's four 1.1-1.7x (docs/long-context.md).
+/// eight gained 1.07-2.1x and Gemma 3's four 1.07-1.7x (docs/long-context.md).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn run_tile<const HD: usize, R: KvRows>(simd: bool, r: usize, qs: &[f32], bounds: (&[usize], &[usize]), kc: R, vc: R, stride: usize, base: usize, k0: usize, w: usize, s: &mut [[f32; TILE]; QMAX], state: &mut [f32]) {
@@ -418,8 +418,9 @@ mod tests {
             // First keys: none, inside a tile, on its edges, past some tiles.
             let lo = [0, 70, 200, 64, 5, 190];
             let q = noise(vis.len() * HD, 23);
-            let fresh = || (0..vis.len()).flat_map(|_| std::iter::once(f32::NEG_INFINITY).chain(std::iter::repeat_n(0.0, HD + 1))).collect::<Vec<f32>>();
-            let (mut a, mut b) = (fresh(), fresh());
+            // n query vectors' states before any key: max −∞, sum and values 0.
+            let fresh = |n: usize| (0..n).flat_map(|_| std::iter::once(f32::NEG_INFINITY).chain(std::iter::repeat_n(0.0, HD + 1))).collect::<Vec<f32>>();
+            let (mut a, mut b) = (fresh(vis.len()), fresh(vis.len()));
             let mut s = Box::new([[0f32; TILE]; QMAX]);
             for (k0, w) in [(0, 64), (64, 64), (128, 64), (192, 13), (205, 61), (436, 64)] {
                 tile::<HD, R>(&q, (&lo, &vis), k, v, kvd, k0 * kvd + HD, k0, w, &mut s, &mut a);
@@ -436,8 +437,7 @@ mod tests {
                 for (lo, vis) in [(0, 500), (70, 500), (0, 140), (5, 131), (190, 203), (64, 64)] {
                     let bounds = (vec![lo; g], vec![vis; g]);
                     let bounds = (&bounds.0[..], &bounds.1[..]);
-                    let fresh = || (0..g).flat_map(|_| std::iter::once(f32::NEG_INFINITY).chain(std::iter::repeat_n(0.0, HD + 1))).collect::<Vec<f32>>();
-                    let (mut a, mut b) = (fresh(), fresh());
+                    let (mut a, mut b) = (fresh(g), fresh(g));
                     for (k0, w) in [(0, 64), (64, 64), (128, 64), (192, 13), (205, 61), (436, 64)] {
                         // SAFETY: best() found AVX2, FMA and F16C.
                         unsafe {
