@@ -24,7 +24,7 @@
 #[cfg(target_arch = "x86_64")]
 use super::super::cache::KvRows;
 #[cfg(target_arch = "x86_64")]
-use super::TILE;
+use super::{exp_approx, TILE};
 
 /// Query heads a decode tile takes together: one vector lane each. No model this engine
 /// runs has more than eight query heads per key/value head (TinyLlama has 8).
@@ -85,11 +85,16 @@ pub(super) unsafe fn tile<const HD: usize, R: KvRows>(qs: &[f32], (first, v): (u
             state[i * width + 2..(i + 1) * width].iter_mut().for_each(|a| *a *= alpha);
         }
     }
+    for j in first..v {
+        _mm256_storeu_ps(sp.add(j * LANES), _mm256_sub_ps(_mm256_loadu_ps(sp.add(j * LANES)), mx));
+    }
+    // The weights by the general tile's own exp (a loop LLVM vectorizes), so both tiles
+    // share one definition of it.
+    let tile = std::slice::from_raw_parts_mut(sp.add(first * LANES), (v - first) * LANES);
+    tile.iter_mut().for_each(|e| *e = exp_approx(*e));
     let mut sum = _mm256_setzero_ps();
     for j in first..v {
-        let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(sp.add(j * LANES)), mx));
-        _mm256_storeu_ps(sp.add(j * LANES), e);
-        sum = _mm256_add_ps(sum, e);
+        sum = _mm256_add_ps(sum, _mm256_loadu_ps(sp.add(j * LANES)));
     }
     let mut sums = [0f32; LANES];
     _mm256_storeu_ps(sums.as_mut_ptr(), sum);
@@ -188,29 +193,6 @@ unsafe fn values<const HD: usize, const G: usize, R: KvRows>((w, first, v): (*co
         }
     }
     G
-}
-
-/// [`super::exp_approx`] on eight lanes, operation for operation (no fused multiply-adds),
-/// so each lane gets its bits.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-unsafe fn exp8(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
-    use std::arch::x86_64::*;
-    let (add, mul, set) = (|a, b| _mm256_add_ps(a, b), |a, b| _mm256_mul_ps(a, b), |c: f32| _mm256_set1_ps(c));
-    let round = set(12_582_912.0);
-    let xc = _mm256_max_ps(x, set(-87.0));
-    let t = add(mul(xc, set(std::f32::consts::LOG2_E)), round);
-    let i = _mm256_sub_ps(t, round);
-    let r = _mm256_sub_ps(_mm256_sub_ps(xc, mul(i, set(0.693_359_4))), mul(i, set(-2.121_944_4e-4)));
-    let mut p = set(1.0 / 5040.0);
-    for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-        p = add(set(c), mul(r, p));
-    }
-    let i_int = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(12_582_912f32.to_bits() as i32));
-    let y = mul(_mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(i_int, _mm256_set1_epi32(127)))), p);
-    // x < −87 (−∞ included): 0.
-    _mm256_andnot_ps(_mm256_cmp_ps::<_CMP_LT_OQ>(x, set(-87.0)), y)
 }
 
 /// The eight horizontal sums of `a` as one vector: `[Σa0, Σa1, …, Σa7]`.
