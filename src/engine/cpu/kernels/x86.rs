@@ -1,7 +1,7 @@
 //! The AVX2 and AVX-512 VNNI kernels: one tile kernel for the 32-value formats and one
 //! for the K-quants' super-blocks, each compiled per format, which differ only in how a
 //! block's scales are decoded and its weights unpacked into bytes ([`Format`],
-//! [`SuperFormat`]). Q4_0 and Q5_0 take the token-lane kernels of [`lanes`] instead,
+//! `kquant::SuperFormat`, in [`kquant`]). Q4_0 and Q5_0 take the token-lane kernels of [`lanes`] instead,
 //! eight tokens to a vector.
 
 use super::{ActBlock, WeightType};
@@ -48,6 +48,7 @@ macro_rules! unroll {
 /// would have needed sixteen accumulators.) Inlined, so the kernels keep their registers.
 struct Acc;
 
+mod kquant;
 mod lanes;
 pub(super) mod quantize;
 
@@ -198,145 +199,6 @@ impl Format for Q8_0 {
     }
 }
 
-/// A K-quant's 256-value super-block: eight 32-value sub-blocks with small integer scales
-/// (per 16 values for Q6_K) and mins, times the block's f16 d and dmin.
-trait SuperFormat {
-    const BYTES: usize;
-    const SIGNED: bool;
-    /// The block's scales (and mins), decoded once for its eight sub-blocks.
-    type Head: Copy;
-    /// The block's d and its scales, for a tile of `N` tokens.
-    unsafe fn head<const N: usize>(b: *const u8) -> (f32, Self::Head);
-    /// Sub-block `s`'s integer scale in each i16 lane of a `maddubs` product (lanes 0..8
-    /// hold values 0..16).
-    unsafe fn scale(h: &Self::Head, s: usize) -> __m256i;
-    /// The eight sub-blocks' integer mins times −dmin (formats with a minimum).
-    unsafe fn mins(h: &Self::Head) -> __m256;
-    /// Sub-block `s`'s 32 weights as bytes.
-    unsafe fn bytes(b: *const u8, s: usize) -> __m256i;
-}
-
-/// Per sub-block s, a shuffle mask that puts its scale in every i16 lane of a `maddubs`
-/// product: for Q4_K/Q5_K (`i8_pairs` false) i16 lane s of each 128-bit half spread over
-/// the half; for Q6_K's sixteen i8 scales, scale 2s into the high byte of every lane of
-/// the low half and 2s + 1 of the high half, low bytes zeroed (0x80) for the shift that
-/// sign-extends them.
-#[repr(C, align(32))]
-struct ScaleLanes([[u8; 32]; 8]);
-
-const fn scale_lanes(i8_pairs: bool) -> ScaleLanes {
-    let mut m = [[0u8; 32]; 8];
-    let mut s = 0;
-    while s < 8 {
-        let mut i = 0;
-        while i < 32 {
-            m[s][i] = match (i8_pairs, i % 2) {
-                (false, b) => (2 * s + b) as u8,
-                (true, 0) => 0x80,
-                (true, _) => (2 * s + i / 16) as u8,
-            };
-            i += 1;
-        }
-        s += 1;
-    }
-    ScaleLanes(m)
-}
-
-static SCALE_LANES: ScaleLanes = scale_lanes(false);
-static Q6K_SCALE_LANES: ScaleLanes = scale_lanes(true);
-
-/// A Q4_K/Q5_K block's 12 bytes of 6-bit scales and mins (at 4) as 8 scale bytes then 8
-/// min bytes, unpacked with 32-bit masks as ggml does (`scale_min_k4` one at a time cost
-/// more than the sub-blocks' products).
-#[inline(always)]
-unsafe fn scales_mins_k4(b: *const u8) -> __m128i {
-    let u = [0usize, 4, 8].map(|o| std::ptr::read_unaligned(b.add(4 + o) as *const u32));
-    let (m6, m4, m2) = (0x3F3F_3F3Fu32, 0x0F0F_0F0Fu32, 0x0303_0303u32);
-    let scales_hi = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);
-    let mins_hi = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);
-    _mm_setr_epi32((u[0] & m6) as i32, scales_hi as i32, (u[1] & m6) as i32, mins_hi as i32)
-}
-
-/// Q4_K (`FIFTH` false) and Q5_K: d, dmin, 12 bytes of 6-bit scales and mins, [32 bytes of
-/// fifth bits,] then 128 bytes of nibbles, sub-blocks 2c and 2c+1 in the low and high
-/// nibbles of the same 32 bytes.
-struct QK4<const FIFTH: bool>;
-impl<const FIFTH: bool> SuperFormat for QK4<FIFTH> {
-    const BYTES: usize = if FIFTH { 176 } else { 144 };
-    const SIGNED: bool = false;
-    /// The eight scales as i16 in both 128-bit halves (for `scale`'s in-lane shuffle), and
-    /// the eight mins times −dmin.
-    type Head = (__m256i, __m256);
-    #[inline(always)]
-    unsafe fn head<const N: usize>(b: *const u8) -> (f32, Self::Head) {
-        let v = scales_mins_k4(b);
-        let scales = _mm_cvtepu8_epi16(v);
-        let mins = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(v, 8)));
-        (half(b), (_mm256_set_m128i(scales, scales), _mm256_mul_ps(mins, _mm256_set1_ps(-half(b.add(2))))))
-    }
-    #[inline(always)]
-    unsafe fn scale(h: &Self::Head, s: usize) -> __m256i {
-        _mm256_shuffle_epi8(h.0, _mm256_load_si256(SCALE_LANES.0.as_ptr().add(s) as *const __m256i))
-    }
-    #[inline(always)]
-    unsafe fn mins(h: &Self::Head) -> __m256 {
-        h.1
-    }
-    #[inline(always)]
-    unsafe fn bytes(b: *const u8, k: usize) -> __m256i {
-        let w = nibbles_of(b.add(if FIFTH { 48 } else { 16 } + k / 2 * 32), k % 2 == 1);
-        if FIFTH {
-            _mm256_or_si256(w, high_bits(b.add(16), k as i32, 1))
-        } else {
-            w
-        }
-    }
-}
-
-/// Q6_K: 128 bytes of low nibbles, 64 of 2-bit highs, 16 signed 8-bit scales (one per 16
-/// values), then d. Two 128-value halves; in each, sub-block m takes the low (m < 2) or
-/// high nibbles of ql[(m % 2) * 32..] and bits 2m, 2m+1 of the half's 32 qh bytes.
-struct Q6K;
-impl SuperFormat for Q6K {
-    const BYTES: usize = 210;
-    const SIGNED: bool = true;
-    /// Per sub-block, its two i8 scales widened into the i16 lanes of a `maddubs` product.
-    type Head = [__m256i; 8];
-    #[inline(always)]
-    unsafe fn head<const N: usize>(b: *const u8) -> (f32, Self::Head) {
-        let sc = b.add(192) as *const i8;
-        let scales = if N == 1 {
-            // Decoding: the sixteen scales in both halves; for sub-block s a shuffle puts
-            // scale 2s in the high byte of each i16 lane of the low half and 2s + 1 in the
-            // high half, and the arithmetic shift sign-extends it. Measured faster than
-            // sixteen broadcasts for one token, and slower for a tile of four tokens, where
-            // the broadcasts are folded into the products' loads instead of held in
-            // registers (`cargo bench --bench kernels q6_K`).
-            let v = _mm_loadu_si128(sc as *const __m128i);
-            let both = _mm256_set_m128i(v, v);
-            std::array::from_fn(|s| _mm256_srai_epi16(_mm256_shuffle_epi8(both, _mm256_load_si256(Q6K_SCALE_LANES.0.as_ptr().add(s) as *const __m256i)), 8))
-        } else {
-            std::array::from_fn(|k| _mm256_set_m128i(_mm_set1_epi16(*sc.add(2 * k + 1) as i16), _mm_set1_epi16(*sc.add(2 * k) as i16)))
-        };
-        (half(b.add(208)), scales)
-    }
-    #[inline(always)]
-    unsafe fn scale(h: &Self::Head, s: usize) -> __m256i {
-        h[s]
-    }
-    #[inline(always)]
-    unsafe fn mins(_: &Self::Head) -> __m256 {
-        _mm256_setzero_ps()
-    }
-    #[inline(always)]
-    unsafe fn bytes(b: *const u8, k: usize) -> __m256i {
-        let (n, m) = (k / 4, k % 4);
-        let lo = nibbles_of(b.add(n * 64 + m % 2 * 32), m >= 2);
-        let q = _mm256_or_si256(lo, high_bits(b.add(128 + n * 32), 2 * m as i32, 3));
-        _mm256_sub_epi8(q, _mm256_set1_epi8(32))
-    }
-}
-
 macro_rules! tile_kernel {
     ($name:ident, $features:literal, $dot_u8_i8:expr) => {
         /// Each of `rows.len() / rb` rows of a 32-value format against `N` tokens
@@ -411,57 +273,6 @@ unsafe fn dot_vnni(w: __m256i, x: __m256i) -> __m256i {
 tile_kernel!(tile_avx2, "avx2,fma,f16c", dot_avx2);
 tile_kernel!(tile_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", dot_vnni);
 
-/// [`tile_kernel`] for a K-quant, whose activations share one scale per 256 values
-/// (`quantize_act_k`): a super-block's eight sub-blocks accumulate as integers, each
-/// product weighted by its integer scale in the same `madd` that widens it, and meet the
-/// floats once per super-block (as ggml's K-quant dot products do), instead of once per
-/// sub-block. `vpdpbusd` cannot weight its products, so both paths use `maddubs` + `madd`.
-/// The mins meet the activations' eight sub-block sums in one vector product per
-/// super-block, added to the same accumulator, where one at a time they made a chain of
-/// eight dependent FMAs per super-block.
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tile_super<F: SuperFormat, const N: usize>(rows: &[u8], rb: usize, acts: &[&[ActBlock]], out: &mut [f32]) {
-    for (row, o) in rows.chunks_exact(rb).zip(out.chunks_exact_mut(N)) {
-        let base = row.as_ptr();
-        Acc::run::<N>(rb / F::BYTES, o, |acc, _, _, blk| {
-            let b = base.add(blk * F::BYTES);
-            if N == 1 {
-                for line in [0, 64, 128] {
-                    _mm_prefetch::<_MM_HINT_T0>(b.add(PREFETCH + line) as *const i8);
-                }
-            }
-            let (d, h) = F::head::<N>(b);
-            let mut isum = [_mm256_setzero_si256(); N];
-            for s in 0..8 {
-                let j = blk * 8 + s;
-                let xs: [__m256i; N] = std::array::from_fn(|k| _mm256_load_si256(acts.get_unchecked(k).get_unchecked(j).qs.as_ptr() as *const __m256i));
-                let w = F::bytes(b, s);
-                let uw = if F::SIGNED { _mm256_sign_epi8(w, w) } else { w };
-                let sc = F::scale(&h, s);
-                unroll!(N, |k| {
-                    let x = if F::SIGNED { _mm256_sign_epi8(xs[k], w) } else { xs[k] };
-                    isum[k] = _mm256_add_epi32(isum[k], _mm256_madd_epi16(_mm256_maddubs_epi16(uw, x), sc));
-                });
-            }
-            unroll!(N, |k| {
-                let a = acts.get_unchecked(k).as_ptr().add(blk * 8);
-                let dx = (*a).d;
-                acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[k]), _mm256_set1_ps(d * dx), acc[k]);
-                if !F::SIGNED {
-                    // d · Σqs of each of the token's eight sub-blocks, from their integer
-                    // sums side by side in the first block: the product the scalar `s`
-                    // holds, bit for bit (the i16 → f32 conversion is exact). Gathered
-                    // from the eight blocks' `s` it took seven inserts, all on Intel's
-                    // shuffle port.
-                    let ks = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm_loadu_si128((*a).k_sums.as_ptr() as *const __m128i)));
-                    let sums = _mm256_mul_ps(ks, _mm256_broadcast_ss(&(*a).d));
-                    acc[k] = _mm256_fmadd_ps(F::mins(&h), sums, acc[k]);
-                }
-            });
-        });
-    }
-}
-
 /// Groups of eight rows of eight tokens' results (`res[row * 8 + k]`) to `out[k * stride
 /// + row]`: each group transposed in registers and stored as eight vectors.
 ///
@@ -511,8 +322,8 @@ pub unsafe fn tile<const N: usize>(vnni: bool, t: WeightType, rows: &[u8], rb: u
         WeightType::Q5_0 => lanes::tile::<Q5_0, N>(vnni, rows, rb, acts, out),
         WeightType::Q5_1 => on!(Q5_1),
         WeightType::Q8_0 => on!(Q8_0),
-        WeightType::Q4K => tile_super::<QK4<false>, N>(rows, rb, acts, out),
-        WeightType::Q5K => tile_super::<QK4<true>, N>(rows, rb, acts, out),
-        WeightType::Q6K => tile_super::<Q6K, N>(rows, rb, acts, out),
+        WeightType::Q4K => kquant::tile::<kquant::QK4<false>, N>(rows, rb, acts, out),
+        WeightType::Q5K => kquant::tile::<kquant::QK4<true>, N>(rows, rb, acts, out),
+        WeightType::Q6K => kquant::tile::<kquant::Q6K, N>(rows, rb, acts, out),
     }
 }
