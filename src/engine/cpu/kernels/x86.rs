@@ -1,8 +1,8 @@
 //! The AVX2 and AVX-512 VNNI kernels: one tile kernel for the 32-value formats and one
-//! for the K-quants' super-blocks, each compiled per format, which differ only in how a
-//! block's scales are decoded and its weights unpacked into bytes ([`Format`],
-//! `kquant::SuperFormat`, in [`kquant`]). Q4_0 and Q5_0 take the token-lane kernels of [`lanes`] instead,
-//! eight tokens to a vector.
+//! for the K-quants' super-blocks ([`kquant`]), each compiled per format, which differ
+//! only in how a block's scales are decoded and its weights unpacked into bytes
+//! ([`Format`], and `SuperFormat` in [`kquant`]). Q4_0 and Q5_0 take the token-lane
+//! kernels of [`lanes`] instead, eight tokens to a vector.
 
 use super::{ActBlock, WeightType};
 use std::arch::x86_64::*;

@@ -2,7 +2,9 @@
 //! sub-blocks as integer products weighted by their integer scales, against activations
 //! that share one scale per 256 values (`quantize_act_k`), as ggml's K-quant dot products
 //! read them. What a super-block decodes to differs per format ([`SuperFormat`]); the
-//! products and the sums around them are one kernel.
+//! products and the sums around them are one kernel, for the AVX2 and VNNI paths alike
+//! (`vpdpbusd` cannot weight its products by the sub-blocks' scales; `madd` does, as it
+//! widens them).
 //!
 //! Why the lanes are folded every super-block: a tile of eight tokens kept eight float
 //! lanes per token (eight accumulators, spilled to the stack beside the eight integer
