@@ -1,17 +1,9 @@
-//! config.toml: any text is settings or a clear error, never a panic; accepted settings
-//! give a sampler that passes its own validation, and errors name the file.
+//! The `config_toml` target: what it checks is `checks::config_toml` (`fuzz/checks.rs`), which
+//! `tests/fuzz_corpus.rs` also replays on the committed corpus.
 #![no_main]
-use libfuzzer_sys::fuzz_target;
-use longwriter::config::Settings;
-use longwriter::engine::SamplerConfig;
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
-    match Settings::parse(text, "fuzz.toml") {
-        Ok(s) => {
-            s.sampler(&SamplerConfig::default()).validate().expect("accepted settings sample");
-            assert!(s.threads != Some(0) && s.sampling.max_tokens != Some(0));
-        }
-        Err(e) => assert!(e.to_string().starts_with("fuzz.toml: invalid config.toml: "), "{e}"),
-    }
-});
+#[path = "../checks.rs"]
+#[allow(dead_code)]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::config_toml(data));

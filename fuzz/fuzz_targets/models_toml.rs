@@ -1,14 +1,9 @@
-//! The model registry parser: any text is a registry or a clear error, never a panic.
+//! The `models_toml` target: what it checks is `checks::models_toml` (`fuzz/checks.rs`), which
+//! `tests/fuzz_corpus.rs` also replays on the committed corpus.
 #![no_main]
-use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(text) = std::str::from_utf8(data) {
-        if let Ok(reg) = longwriter::models::Registry::parse(text, "fuzz.toml") {
-            assert!(reg.models.contains_key(&reg.default));
-            for e in reg.models.values() {
-                let _ = longwriter::remote::RemoteConfig::from_entry(e);
-            }
-        }
-    }
-});
+#[path = "../checks.rs"]
+#[allow(dead_code)]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::models_toml(data));

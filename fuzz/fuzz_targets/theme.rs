@@ -1,9 +1,9 @@
-//! Theme files: any text is a theme or a clear error.
+//! The `theme` target: what it checks is `checks::theme` (`fuzz/checks.rs`), which
+//! `tests/fuzz_corpus.rs` also replays on the committed corpus.
 #![no_main]
-use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(text) = std::str::from_utf8(data) {
-        let _ = longwriter::studio::theme::Theme::parse(text);
-    }
-});
+#[path = "../checks.rs"]
+#[allow(dead_code)]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::theme(data));
