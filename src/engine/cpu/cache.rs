@@ -24,6 +24,8 @@ pub(super) const Q8_BLOCK: usize = super::kernels::QK;
 
 /// A value type stored one element per value (f32, f16): how it is rounded and read.
 pub(super) trait KvElem: Copy + Send + Sync + 'static {
+    /// [`KvRows::DECODE_GROUP`] for rows of this type.
+    const DECODE_GROUP: usize = 4;
     fn from_f32(x: f32) -> Self;
     fn to_f32(self) -> f32;
     /// Eight values from `p` as f32 lanes.
@@ -51,6 +53,11 @@ impl KvElem for f32 {
 }
 
 impl KvElem for f16 {
+    /// Three: an f16 value is widened on every read, and the decode tile reads each key
+    /// once for the whole group where the general tile reads it once per head. SmolLM2's
+    /// three heads per key/value head after 8,000 tokens (AVX2-only EPYC, the attention
+    /// alone): 1.13-1.5x; with f32 the same group was 0.8-0.96x as fast (docs/long-context.md).
+    const DECODE_GROUP: usize = 3;
     fn from_f32(x: f32) -> f16 {
         f16::from_f32(x)
     }
@@ -73,6 +80,10 @@ pub(super) trait KvRows: Copy + Send + Sync {
     /// vector: a q8_0 value costs a conversion and a multiply to read, and a prefill
     /// block's 16 rows × its query heads read each key and value of a tile 48 times.
     const WIDEN: bool = false;
+    /// The fewest query heads per key/value head for which a decoded row takes
+    /// `attention::decode`'s tile (the same bits as the general tile; which is faster
+    /// depends on the group and on what a read costs).
+    const DECODE_GROUP: usize = 4;
     /// Values `from..from + out.len()` into `out`, each equal to [`KvRows::at`].
     fn widen(self, from: usize, out: &mut [f32]) {
         out.iter_mut().enumerate().for_each(|(i, o)| *o = self.at(from + i));
@@ -145,6 +156,7 @@ impl Layout {
 }
 
 impl<T: KvElem> KvRows for &[T] {
+    const DECODE_GROUP: usize = T::DECODE_GROUP;
     #[inline(always)]
     fn len(self) -> usize {
         <[T]>::len(self)

@@ -18,8 +18,9 @@
 //! those of [`super::tiled`]'s tile (tested), and a row decoded alone, in a group of
 //! rollouts or at the end of a prefill still gets the same result.
 //!
-//! [`super::tiled`] sends a decoded row here for groups of four heads or more (its
-//! `run_tile` says why not fewer); docs/long-context.md has the measurements.
+//! [`super::tiled`] sends a decoded row here for groups of four heads or more, three with
+//! an f16 cache (`KvRows::DECODE_GROUP`; its `run_tile` says why not fewer);
+//! docs/long-context.md has the measurements.
 
 #[cfg(target_arch = "x86_64")]
 use super::super::cache::KvRows;

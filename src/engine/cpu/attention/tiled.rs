@@ -157,16 +157,17 @@ pub(super) fn attention<const HD: usize, R: KvRows>(q: &[f32], rows: &[(R, R, us
 }
 
 /// Where the CPU has AVX2 (`simd`): for a decoded row (`r` = 1: every query vector sees
-/// the same keys) of a group of four heads or more, [`decode::tile`], else [`tile_avx2`];
-/// without it, [`tile`]. Why not for smaller groups: SmolLM2's three heads per key/value
-/// head left the decode tile no faster with the f16 and q8_0 caches and 0.8-0.96x as fast
-/// with the default f32 cache after 8,000 tokens (AVX2-only EPYC), where the 1B shape's
-/// eight gained 1.07-2.1x and Gemma 3's four 1.07-1.7x (docs/long-context.md).
+/// the same keys) of a group of [`KvRows::DECODE_GROUP`] heads or more (four; three for
+/// f16), [`decode::tile`], else [`tile_avx2`]; without it, [`tile`]. Why not always:
+/// SmolLM2's three heads per key/value head left the decode tile 0.8-0.96x as fast with
+/// the default f32 cache after 8,000 tokens and no faster with q8_0 (a widened tile, read
+/// as f32 here), but 1.13-1.5x with f16 (AVX2-only EPYC), where the 1B shape's eight
+/// gained 1.07-2.1x and Gemma 3's four 1.07-1.7x with every type (docs/long-context.md).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn run_tile<const HD: usize, R: KvRows>(simd: bool, r: usize, qs: &[f32], bounds: (&[usize], &[usize]), kc: R, vc: R, stride: usize, base: usize, k0: usize, w: usize, s: &mut [[f32; TILE]; QMAX], state: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if simd && r == 1 && qs.len() >= 4 * HD {
+    if simd && r == 1 && qs.len() >= R::DECODE_GROUP * HD {
         // SAFETY: simd() is not Scalar only where AVX2, FMA and F16C were detected.
         unsafe { decode::tile::<HD, R>(qs, seen(bounds, 0, k0, w), kc, vc, stride, base, s.as_flattened_mut(), state) };
         return;
