@@ -4,9 +4,9 @@
 //! committed input of `corpus/NAME` (and mutations of it) on each `cargo test`.
 //!
 //! Why one file for both: the replay needs neither nightly nor the instrumented build of
-//! the whole dependency tree (12 minutes from cold on 2 cores, most of what once pushed
-//! CI past its 30 minutes), and a check written once cannot drift between the fuzzer and
-//! the tests. It needs only `longwriter` and what its dev build already has.
+//! the whole dependency tree (12 minutes from cold on 2 cores, too long for CI's 30
+//! minutes), and a check written once cannot drift between the fuzzer and the tests. It
+//! needs only `longwriter` and what its dev build already has.
 
 use longwriter::engine::SamplerConfig;
 use longwriter::remote::sse::{parse_payload, SseDecoder};
