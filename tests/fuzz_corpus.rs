@@ -12,6 +12,7 @@
 #[path = "../fuzz/checks.rs"]
 mod checks;
 
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// Mutations per committed input.
@@ -110,7 +111,8 @@ fn every_fuzz_target_holds_on_its_corpus_and_mutations_of_it() {
             if std::panic::catch_unwind(|| check(&input)).is_err() {
                 // Kept where `cargo fuzz run NAME FILE` (and this test) will find it again.
                 let dir = fuzz_dir().join("artifacts").join(name);
-                let file = dir.join(format!("crash-replay-{:016x}", input.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))));
+                // Named by its content's hash, as libFuzzer names what it keeps.
+                let file = dir.join(format!("crash-replay-{}", hex::encode(&Sha256::digest(&input)[..8])));
                 let saved = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&file, &input));
                 failed.push(format!("{name}: {what} (input {}{})", file.display(), if saved.is_ok() { "" } else { ", not saved" }));
             }

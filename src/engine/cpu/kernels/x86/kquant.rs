@@ -155,7 +155,6 @@ impl SuperFormat for Q6K {
     }
 }
 
-
 /// Each of `rows.len() / rb` rows of K-quant `F` against `N` tokens (`acts.len() == N`,
 /// quantized by `quantize_act_k`), into `out[row * N + k]`.
 ///
